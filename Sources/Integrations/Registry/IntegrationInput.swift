@@ -1,0 +1,346 @@
+import Foundation
+public import PortalCore
+
+/// A validated integration configuration: the seed's `IntegrationConfig`.
+///
+/// Parsed from the request's JSON by ``parse(_:)``, which reports every problem at once as a 422 naming
+/// the field. Secrets (credential values, the webhook secret) are kept apart so they go only to the vault.
+public struct IntegrationInput: Sendable {
+    public var name: String
+    public var type: IntegrationType
+    public var baseURL: String
+    public var authMethod: AuthMethod
+    public var credentials: [String: String]
+    public var config: JSONValue
+    public var rateLimits: JSONValue?
+    /// The webhook configuration without its secret.
+    public var webhookConfig: JSONValue?
+    public var webhookSecret: String?
+    public var syncConfig: JSONValue?
+
+    /// Validates a create body.
+    public static func parse(_ body: JSONValue) throws(PortalError) -> IntegrationInput {
+        let errors = ValidationErrors()
+        var r = JSONObjectReader(body, errors: errors)
+        let name = r.string("name", required: true, minLength: 1, maxLength: 255)
+        let type = r.enumeration("type", IntegrationType.self, required: true)
+        let baseURL = IntegrationFields.baseURL(&r)
+        let authMethod = r.enumeration("authMethod", AuthMethod.self, required: true)
+        var credentials = IntegrationFields.credentials(r.value("credentials", required: true), pointer: r.pointer("credentials"), errors: errors)
+        if let authMethod, let given = credentials {
+            IntegrationFields.checkRequired(given, for: authMethod, pointer: r.pointer("credentials"), errors: errors)
+        }
+        if credentials == nil { credentials = [:] }
+        let config = IntegrationFields.config(&r)
+        let rateLimits = r.nested("rateLimits") { IntegrationFields.rateLimits(&$0) }
+        let webhook = r.nested("webhookConfig") { IntegrationFields.webhookConfig(&$0, requireSecret: true) }
+        let syncConfig = r.nested("syncConfig") { IntegrationFields.syncConfig(&$0) }
+        r.finish()
+        try errors.throwIfAny()
+        guard let name, let type, let baseURL, let authMethod, let credentials else {
+            throw PortalError(.internal, "validation passed with a missing field")
+        }
+        return IntegrationInput(
+            name: name, type: type, baseURL: baseURL, authMethod: authMethod, credentials: credentials,
+            config: config ?? [:], rateLimits: rateLimits, webhookConfig: webhook?.config,
+            webhookSecret: webhook?.secret, syncConfig: syncConfig
+        )
+    }
+}
+
+/// A change to one optional field of a PATCH body.
+public enum FieldChange<Value: Sendable>: Sendable {
+    case unchanged
+    case set(Value)
+    case remove
+}
+
+/// A validated PATCH body: only the fields given change.
+///
+/// `credentials` and `config` are JSON merge patches (RFC 7396): a member set to null is removed, an
+/// absent member is kept, and a credential sent back masked (`••••…`) is kept unchanged.
+public struct IntegrationPatch: Sendable {
+    public var name: String?
+    public var type: IntegrationType?
+    public var baseURL: String?
+    public var authMethod: AuthMethod?
+    /// Credential members: a new value, `nil` to remove, or a masked value meaning unchanged.
+    public var credentials: [String: String?]?
+    public var config: JSONValue?
+    public var rateLimits: FieldChange<JSONValue> = .unchanged
+    public var webhookConfig: FieldChange<JSONValue> = .unchanged
+    /// A new webhook secret (absent or masked: unchanged).
+    public var webhookSecret: String?
+    public var syncConfig: FieldChange<JSONValue> = .unchanged
+    public var status: IntegrationStatus?
+
+    /// The names of the fields this patch touches, sorted.
+    public var fieldNames: [String] {
+        var names: [String] = []
+        if name != nil { names.append("name") }
+        if type != nil { names.append("type") }
+        if baseURL != nil { names.append("baseUrl") }
+        if authMethod != nil { names.append("authMethod") }
+        if credentials != nil { names.append("credentials") }
+        if config != nil { names.append("config") }
+        if case .unchanged = rateLimits {} else { names.append("rateLimits") }
+        if case .unchanged = webhookConfig {} else { names.append("webhookConfig") }
+        if case .unchanged = syncConfig {} else { names.append("syncConfig") }
+        if status != nil { names.append("status") }
+        return names.sorted()
+    }
+
+    /// Validates a PATCH body.
+    public static func parse(_ body: JSONValue) throws(PortalError) -> IntegrationPatch {
+        let errors = ValidationErrors()
+        var r = JSONObjectReader(body, errors: errors)
+        var patch = IntegrationPatch()
+        patch.name = r.string("name", minLength: 1, maxLength: 255)
+        patch.type = r.enumeration("type", IntegrationType.self)
+        if r.has("baseUrl") { patch.baseURL = IntegrationFields.baseURL(&r) }
+        patch.authMethod = r.enumeration("authMethod", AuthMethod.self)
+        if let value = r.value("credentials") {
+            patch.credentials = IntegrationFields.credentialPatch(value, pointer: r.pointer("credentials"), errors: errors)
+        }
+        patch.config = IntegrationFields.config(&r)
+        if let value = r.value("rateLimits") {
+            if value == .null {
+                patch.rateLimits = .remove
+            } else {
+                var nested = JSONObjectReader(value, pointer: r.pointer("rateLimits"), errors: errors)
+                if let limits = IntegrationFields.rateLimits(&nested) { patch.rateLimits = .set(limits) }
+                nested.finish()
+            }
+        }
+        if let value = r.value("webhookConfig") {
+            if value == .null {
+                patch.webhookConfig = .remove
+            } else {
+                var nested = JSONObjectReader(value, pointer: r.pointer("webhookConfig"), errors: errors)
+                if let webhook = IntegrationFields.webhookConfig(&nested, requireSecret: false) {
+                    patch.webhookConfig = .set(webhook.config)
+                    if let secret = webhook.secret, !Masking.isMasked(secret) { patch.webhookSecret = secret }
+                }
+                nested.finish()
+            }
+        }
+        if let value = r.value("syncConfig") {
+            if value == .null {
+                patch.syncConfig = .remove
+            } else {
+                var nested = JSONObjectReader(value, pointer: r.pointer("syncConfig"), errors: errors)
+                if let sync = IntegrationFields.syncConfig(&nested) { patch.syncConfig = .set(sync) }
+                nested.finish()
+            }
+        }
+        if let status = r.enumeration("status", SettableStatus.self) {
+            patch.status = IntegrationStatus(rawValue: status.rawValue)
+        }
+        r.finish()
+        try errors.throwIfAny()
+        return patch
+    }
+}
+
+/// Readers for the fields create and patch share.
+enum IntegrationFields {
+    static let maxCredentialLength = 16_384
+
+    static func baseURL(_ r: inout JSONObjectReader) -> String? {
+        guard let value = r.string("baseUrl", required: true, minLength: 1, maxLength: 500) else { return nil }
+        guard let components = URLComponents(string: value),
+              let scheme = components.scheme?.lowercased(), scheme == "https" || scheme == "http",
+              let host = components.host, !host.isEmpty
+        else {
+            r.reject("baseUrl", "must be an absolute http or https URL")
+            return nil
+        }
+        if components.user != nil || components.password != nil {
+            r.reject("baseUrl", "must not contain credentials: put them in credentials")
+            return nil
+        }
+        if components.query != nil || components.fragment != nil {
+            r.reject("baseUrl", "must not have a query or fragment")
+            return nil
+        }
+        return value
+    }
+
+    static func config(_ r: inout JSONObjectReader) -> JSONValue? {
+        guard let value = r.value("config") else { return nil }
+        guard case .object = value else {
+            r.reject("config", "must be an object, not \(value.kindName)")
+            return nil
+        }
+        return value
+    }
+
+    static func credentials(_ value: JSONValue?, pointer: String, errors: ValidationErrors) -> [String: String]? {
+        guard let value else { return nil }
+        guard case .object(let members) = value else {
+            errors.add(pointer, "must be an object, not \(value.kindName)")
+            return nil
+        }
+        var result: [String: String] = [:]
+        for (key, member) in members.sorted(by: { $0.key < $1.key }) {
+            let p = "\(pointer)/\(jsonPointerEscape(key))"
+            guard checkKey(key, pointer: p, errors: errors) else { continue }
+            guard case .string(let s) = member else {
+                errors.add(p, "must be a string, not \(member.kindName)")
+                continue
+            }
+            guard !s.isEmpty, s.count <= maxCredentialLength else {
+                errors.add(p, "must be 1 to \(maxCredentialLength) characters")
+                continue
+            }
+            if Masking.isMasked(s) {
+                errors.add(p, "is a masked value; send the secret itself")
+                continue
+            }
+            result[key] = s
+        }
+        return result
+    }
+
+    static func credentialPatch(_ value: JSONValue, pointer: String, errors: ValidationErrors) -> [String: String?]? {
+        guard case .object(let members) = value else {
+            errors.add(pointer, "must be an object, not \(value.kindName)")
+            return nil
+        }
+        var result: [String: String?] = [:]
+        for (key, member) in members {
+            let p = "\(pointer)/\(jsonPointerEscape(key))"
+            guard checkKey(key, pointer: p, errors: errors) else { continue }
+            switch member {
+            case .null:
+                result[key] = .some(nil)
+            case .string(let s) where !s.isEmpty && s.count <= maxCredentialLength:
+                result[key] = .some(s)
+            case .string:
+                errors.add(p, "must be 1 to \(maxCredentialLength) characters")
+            default:
+                errors.add(p, "must be a string or null, not \(member.kindName)")
+            }
+        }
+        return result
+    }
+
+    private static func checkKey(_ key: String, pointer: String, errors: ValidationErrors) -> Bool {
+        guard !key.isEmpty, key.count <= 100, key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) else {
+            errors.add(pointer, "a credential name is 1 to 100 ASCII letters, digits, '_' or '-'")
+            return false
+        }
+        return true
+    }
+
+    static func checkRequired(_ credentials: [String: String], for method: AuthMethod, pointer: String, errors: ValidationErrors) {
+        let (all, anyOf) = method.requiredCredentials
+        for key in all where credentials[key] == nil {
+            errors.add("\(pointer)/\(key)", "is required for authMethod '\(method.rawValue)'")
+        }
+        if !anyOf.isEmpty, !anyOf.contains(where: { credentials[$0] != nil }) {
+            errors.add(pointer, "needs one of \(anyOf.joined(separator: ", ")) for authMethod '\(method.rawValue)'")
+        }
+        if method == .custom, credentials.isEmpty {
+            errors.add(pointer, "needs at least one field for authMethod 'custom'")
+        }
+    }
+
+    /// DESIGN section 7's `RateLimitConfig`: `{requestsPerSecond, requestsPerMinute, burst, endpoints}`.
+    static func rateLimits(_ r: inout JSONObjectReader) -> JSONValue? {
+        var result = limitFields(&r)
+        if let endpoints = r.object("endpoints") {
+            var out: [String: JSONValue] = [:]
+            for (template, value) in endpoints.sorted(by: { $0.key < $1.key }) {
+                let p = "\(r.pointer("endpoints"))/\(jsonPointerEscape(template))"
+                guard template.hasPrefix("/"), template.count <= 500 else {
+                    r.reject("endpoints", "keys are endpoint templates starting with '/' (\(template.prefix(40)))")
+                    continue
+                }
+                var nested = JSONObjectReader(value, pointer: p, errors: errorsOf(r))
+                out[template] = .object(limitFields(&nested))
+                nested.finish()
+            }
+            result["endpoints"] = .object(out)
+        }
+        return .object(result)
+    }
+
+    private static func limitFields(_ r: inout JSONObjectReader) -> [String: JSONValue] {
+        var result: [String: JSONValue] = [:]
+        if let v = r.number("requestsPerSecond", in: 0.001...1_000_000) { result["requestsPerSecond"] = number(v) }
+        if let v = r.number("requestsPerMinute", in: 0.001...60_000_000) { result["requestsPerMinute"] = number(v) }
+        if let v = r.integer("burst", in: 1...1_000_000) { result["burst"] = .int(v) }
+        return result
+    }
+
+    /// The seed's `WebhookConfig` (plus `scheme`); the secret is returned separately.
+    static func webhookConfig(_ r: inout JSONObjectReader, requireSecret: Bool) -> (config: JSONValue, secret: String?)? {
+        var result: [String: JSONValue] = [:]
+        _ = r.string("integrationId", maxLength: 64)
+        if let endpoint = r.string("endpoint", required: requireSecret, minLength: 1, maxLength: 200) {
+            let name = endpoint.hasPrefix("/webhooks/") ? String(endpoint.dropFirst("/webhooks/".count)) : endpoint
+            if name.isEmpty || name.count > 100 || !name.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-" || $0 == "_") }) {
+                r.reject("endpoint", "must be /webhooks/<name> with a name of lowercase letters, digits, '-' or '_'")
+            } else {
+                result["endpoint"] = .string("/webhooks/" + name)
+            }
+        }
+        if let events = r.strings("events", maxLength: 100) { result["events"] = .array(events.map(JSONValue.string)) }
+        let secret = r.string("secret", required: requireSecret, minLength: 1, maxLength: 4096)
+        if let header = r.string("signatureHeader", minLength: 1, maxLength: 100) { result["signatureHeader"] = .string(header) }
+        if let method = r.enumeration("signatureMethod", SignatureMethod.self) { result["signatureMethod"] = .string(method.rawValue) }
+        if let scheme = r.string("scheme", minLength: 1, maxLength: 50) { result["scheme"] = .string(scheme) }
+        if let policy = r.nested("retryPolicy", { p -> JSONValue? in
+            var out: [String: JSONValue] = [:]
+            if let v = p.integer("maxRetries", in: 0...100) { out["maxRetries"] = .int(v) }
+            if let v = p.integer("baseDelay", in: 0...86_400_000) { out["baseDelay"] = .int(v) }
+            if let v = p.integer("maxDelay", in: 0...86_400_000) { out["maxDelay"] = .int(v) }
+            return .object(out)
+        }) {
+            result["retryPolicy"] = policy
+        }
+        return (.object(result), secret)
+    }
+
+    /// The sync configuration; entity definitions are kept as given (the sync engine checks them).
+    static func syncConfig(_ r: inout JSONObjectReader) -> JSONValue? {
+        var result: [String: JSONValue] = [:]
+        if let syncType = r.enumeration("syncType", SyncType.self) { result["syncType"] = .string(syncType.rawValue) }
+        if let entities = r.value("entities") {
+            switch entities {
+            case .object, .array: result["entities"] = entities
+            default: r.reject("entities", "must be an object or an array, not \(entities.kindName)")
+            }
+        }
+        if let schedule = r.nested("schedule", { s -> JSONValue? in
+            guard let seconds = s.integer("intervalSeconds", required: true, in: 60...31_536_000) else { return nil }
+            return ["intervalSeconds": .int(seconds)]
+        }) {
+            result["schedule"] = schedule
+        }
+        if let resolution = r.nested("conflictResolution", { c -> JSONValue? in
+            var out: [String: JSONValue] = [:]
+            if let strategy = c.enumeration("strategy", ConflictStrategy.self, required: true) {
+                out["strategy"] = .string(strategy.rawValue)
+            }
+            if let rules = c.value("rules") {
+                guard case .array = rules else {
+                    c.reject("rules", "must be an array, not \(rules.kindName)")
+                    return .object(out)
+                }
+                out["rules"] = rules
+            }
+            return .object(out)
+        }) {
+            result["conflictResolution"] = resolution
+        }
+        return .object(result)
+    }
+
+    private static func number(_ d: Double) -> JSONValue {
+        d.rounded() == d && abs(d) < 9e15 ? .int(Int64(d)) : .double(d)
+    }
+
+    private static func errorsOf(_ r: JSONObjectReader) -> ValidationErrors { r.errorList }
+}

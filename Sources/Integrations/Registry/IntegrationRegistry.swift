@@ -1,0 +1,271 @@
+public import Foundation
+public import PortalCore
+import SQLKit
+public import Storage
+
+/// Registers and manages integrations: the seed's `IntegrationService` (register, read, change, delete,
+/// status), with credentials sealed by the vault inside the same transaction as the row.
+public struct IntegrationRegistry: Sendable {
+    private let database: Database
+    private let vault: CredentialVault
+    private let clock: any WallClock
+    private let ids: IdentifierGenerator
+
+    /// Rate limits in force when an integration gives none (DESIGN section 7).
+    public static let defaultRateLimits: JSONValue = ["requestsPerSecond": 10, "burst": 20]
+
+    public init(database: Database, vault: CredentialVault, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared) {
+        self.database = database
+        self.vault = vault
+        self.clock = clock
+        self.ids = ids
+    }
+
+    /// The secrets of one integration, sealed together as one envelope.
+    struct Secrets: Codable, Equatable {
+        var credentials: [String: String]
+        var webhookSecret: String?
+    }
+
+    /// Creates an integration from a validated configuration. An admin's or operator's integration is
+    /// `active` at once (approvals come later).
+    public func register(_ input: IntegrationInput, by principal: Principal) async throws -> IntegrationView {
+        try principal.require(.manageIntegrations)
+        let now = clock.now()
+        let id = ids.next()
+        let record = try await database.write { db in
+            let sealed = try await seal(
+                Secrets(credentials: input.credentials, webhookSecret: input.webhookSecret),
+                organizationID: principal.organizationID, integrationID: id, in: db
+            )
+            let record = IntegrationRecord(
+                id: id, organizationID: principal.organizationID, name: input.name, type: input.type.rawValue,
+                baseURL: input.baseURL, authMethod: input.authMethod.rawValue, credentials: sealed,
+                config: input.config, rateLimits: input.rateLimits, webhookConfig: input.webhookConfig,
+                syncConfig: input.syncConfig, status: IntegrationStatus.active.rawValue,
+                createdBy: principal.tokenID, createdAt: now, updatedAt: now
+            )
+            do {
+                try await IntegrationStore(db).insert(record)
+            } catch where Database.isUniqueViolation(error) {
+                throw PortalError(.conflict, "an integration named '\(input.name)' already exists")
+            }
+            return record
+        }
+        return try await view(of: record)
+    }
+
+    /// The organization's integrations, newest first.
+    public func list(organizationID: UUID, limit: Int, cursor: String?, includeDeleted: Bool) async throws -> Page<IntegrationView> {
+        let after = try cursor.map { c throws(PortalError) -> UUID in
+            guard let id = UUID(uuidString: c) else {
+                throw PortalError.validation([.init(pointer: "?cursor", message: "is not a cursor this API returned")])
+            }
+            return id
+        }
+        let (records, stats, secrets) = try await database.read { db in
+            let records = try await IntegrationStore(db).list(
+                organizationID: organizationID, limit: limit + 1, before: after, includeDeleted: includeDeleted
+            )
+            let page = Array(records.prefix(limit))
+            let stats = try await IntegrationStore(db).requestStats(organizationID: organizationID, ids: page.map(\.id))
+            var secrets: [UUID: Secrets] = [:]
+            for record in page { secrets[record.id] = try await open(record, in: db) }
+            return (records, stats, secrets)
+        }
+        let page = records.prefix(limit)
+        let items = page.map { record in
+            Self.view(of: record, secrets: secrets[record.id] ?? Secrets(credentials: [:]), stats: stats[record.id])
+        }
+        let next = records.count > limit ? page.last?.id.uuidString.lowercased() : nil
+        return Page(items: items, nextCursor: next)
+    }
+
+    /// One integration of the organization (deleted ones too); `not_found` for any other organization's.
+    public func get(id: UUID, organizationID: UUID) async throws -> IntegrationView {
+        let record = try await database.read { db in
+            try await IntegrationStore(db).find(id: id, organizationID: organizationID)
+        }
+        guard let record else { throw PortalError.notFound("integration") }
+        return try await view(of: record)
+    }
+
+    /// Applies a validated PATCH: only the given fields change; a masked credential stays as it was.
+    public func update(id: UUID, patch: IntegrationPatch, by principal: Principal) async throws -> IntegrationView {
+        try principal.require(.manageIntegrations)
+        let now = clock.now()
+        let record = try await database.write { db in
+            let store = IntegrationStore(db)
+            guard var record = try await store.find(id: id, organizationID: principal.organizationID) else {
+                throw PortalError.notFound("integration")
+            }
+            guard record.deletedAt == nil else {
+                throw PortalError(.conflict, "the integration was deleted and cannot be changed")
+            }
+            var secrets = try await open(record, in: db)
+            if let name = patch.name { record.name = name }
+            if let type = patch.type { record.type = type.rawValue }
+            if let baseURL = patch.baseURL { record.baseURL = baseURL }
+            if let authMethod = patch.authMethod { record.authMethod = authMethod.rawValue }
+            if let changes = patch.credentials {
+                for (key, value) in changes {
+                    switch value {
+                    case .none: secrets.credentials.removeValue(forKey: key)
+                    case .some(let v) where Masking.isMasked(v):
+                        guard secrets.credentials[key] != nil else {
+                            throw PortalError.validation([.init(
+                                pointer: "/credentials/\(jsonPointerEscape(key))",
+                                message: "is masked but has no stored value; send the secret itself"
+                            )])
+                        }
+                    case .some(let v): secrets.credentials[key] = v
+                    }
+                }
+            }
+            if let method = AuthMethod(rawValue: record.authMethod) {
+                let errors = ValidationErrors()
+                IntegrationFields.checkRequired(secrets.credentials, for: method, pointer: "/credentials", errors: errors)
+                try errors.throwIfAny()
+            }
+            if let config = patch.config { record.config = record.config.merging(patch: config) }
+            switch patch.rateLimits {
+            case .unchanged: break
+            case .set(let limits): record.rateLimits = limits
+            case .remove: record.rateLimits = nil
+            }
+            switch patch.webhookConfig {
+            case .unchanged: break
+            case .set(let webhook):
+                let merged = (record.webhookConfig ?? [:]).merging(patch: webhook)
+                if let secret = patch.webhookSecret { secrets.webhookSecret = secret }
+                guard merged.objectValue?["endpoint"] != nil, secrets.webhookSecret != nil else {
+                    throw PortalError.validation([.init(
+                        pointer: "/webhookConfig", message: "needs an endpoint and a secret"
+                    )])
+                }
+                record.webhookConfig = merged
+            case .remove:
+                record.webhookConfig = nil
+                secrets.webhookSecret = nil
+            }
+            switch patch.syncConfig {
+            case .unchanged: break
+            case .set(let sync): record.syncConfig = sync
+            case .remove: record.syncConfig = nil
+            }
+            if let status = patch.status { record.status = status.rawValue }
+            record.credentials = try await seal(secrets, organizationID: principal.organizationID, integrationID: id, in: db)
+            record.updatedAt = now
+            do {
+                _ = try await store.update(record)
+            } catch where Database.isUniqueViolation(error) {
+                throw PortalError(.conflict, "an integration named '\(record.name)' already exists")
+            }
+            return record
+        }
+        return try await view(of: record)
+    }
+
+    /// Soft-deletes an integration: status `inactive` and `deletedAt` set, so evidence can keep referring
+    /// to it. Deleting a deleted integration changes nothing.
+    public func delete(id: UUID, by principal: Principal) async throws {
+        try principal.require(.manageIntegrations)
+        let now = clock.now()
+        try await database.write { db in
+            let store = IntegrationStore(db)
+            guard var record = try await store.find(id: id, organizationID: principal.organizationID) else {
+                throw PortalError.notFound("integration")
+            }
+            guard record.deletedAt == nil else { return }
+            record.status = IntegrationStatus.inactive.rawValue
+            record.deletedAt = now
+            record.updatedAt = now
+            _ = try await store.update(record)
+        }
+    }
+
+    /// The seed's `getIntegrationStatus`: lifecycle status and request health.
+    public func status(id: UUID, organizationID: UUID) async throws -> IntegrationStatusView {
+        let (record, stats) = try await database.read { db in
+            let record = try await IntegrationStore(db).find(id: id, organizationID: organizationID)
+            let stats = try await IntegrationStore(db).requestStats(organizationID: organizationID, ids: record.map { [$0.id] } ?? [])
+            return (record, stats)
+        }
+        guard let record else { throw PortalError.notFound("integration") }
+        return IntegrationStatusView(
+            id: record.id.uuidString.lowercased(), name: record.name, status: record.status,
+            usable: record.status == IntegrationStatus.active.rawValue && record.deletedAt == nil,
+            errorMessage: record.errorMessage, lastSync: record.lastSync.map(Timestamp.rfc3339),
+            deletedAt: record.deletedAt.map(Timestamp.rfc3339),
+            metrics: Self.metrics(stats[record.id]), checkedAt: Timestamp.rfc3339(clock.now())
+        )
+    }
+
+    // MARK: - Views and secrets
+
+    private func view(of record: IntegrationRecord) async throws -> IntegrationView {
+        let (secrets, stats) = try await database.read { db in
+            (
+                try await open(record, in: db),
+                try await IntegrationStore(db).requestStats(organizationID: record.organizationID, ids: [record.id])
+            )
+        }
+        return Self.view(of: record, secrets: secrets, stats: stats[record.id])
+    }
+
+    static func view(of record: IntegrationRecord, secrets: Secrets, stats: IntegrationRequestStats?) -> IntegrationView {
+        var webhook = record.webhookConfig
+        if case .object(var fields) = webhook {
+            if let secret = secrets.webhookSecret { fields["secret"] = .string(Masking.mask(secret)) }
+            webhook = .object(fields)
+        }
+        return IntegrationView(
+            id: record.id.uuidString.lowercased(), name: record.name, type: record.type, baseUrl: record.baseURL,
+            authMethod: record.authMethod, credentials: secrets.credentials.mapValues(Masking.mask),
+            config: record.config, rateLimits: record.rateLimits ?? defaultRateLimits, webhookConfig: webhook,
+            syncConfig: record.syncConfig, status: record.status, errorMessage: record.errorMessage,
+            lastSync: record.lastSync.map(Timestamp.rfc3339), createdAt: Timestamp.rfc3339(record.createdAt),
+            updatedAt: Timestamp.rfc3339(record.updatedAt), deletedAt: record.deletedAt.map(Timestamp.rfc3339),
+            metrics: metrics(stats)
+        )
+    }
+
+    static func metrics(_ stats: IntegrationRequestStats?) -> IntegrationMetricsView {
+        guard let stats, stats.totalRequests > 0 else {
+            return IntegrationMetricsView(
+                totalRequests: 0, successfulRequests: 0, failedRequests: 0, successRate: nil, errorRate: nil,
+                averageResponseTime: 0, lastError: nil
+            )
+        }
+        let success = Double(stats.successfulRequests) / Double(stats.totalRequests)
+        return IntegrationMetricsView(
+            totalRequests: stats.totalRequests, successfulRequests: stats.successfulRequests,
+            failedRequests: stats.totalRequests - stats.successfulRequests, successRate: success, errorRate: 1 - success,
+            averageResponseTime: stats.averageDurationMs,
+            lastError: stats.lastErrorAt.map {
+                .init(timestamp: Timestamp.rfc3339($0), message: stats.lastErrorMessage, endpoint: stats.lastErrorEndpoint ?? "")
+            }
+        )
+    }
+
+    private func seal(_ secrets: Secrets, organizationID: UUID, integrationID: UUID, in db: any SQLDatabase) async throws -> JSONValue {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return try await vault.seal(
+            try encoder.encode(secrets), organizationID: organizationID,
+            context: "integration:\(integrationID.uuidString.lowercased())", in: db
+        )
+    }
+
+    private func open(_ record: IntegrationRecord, in db: any SQLDatabase) async throws -> Secrets {
+        let plaintext = try await vault.open(
+            record.credentials, organizationID: record.organizationID,
+            context: "integration:\(record.id.uuidString.lowercased())", in: db
+        )
+        do {
+            return try JSONDecoder().decode(Secrets.self, from: plaintext)
+        } catch {
+            throw PortalError(.crypto, "the stored credentials do not decode")
+        }
+    }
+}

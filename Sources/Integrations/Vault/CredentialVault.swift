@@ -1,0 +1,165 @@
+import Crypto
+public import Foundation
+public import PortalCore
+public import SQLKit
+import Storage
+import Synchronization
+
+/// Envelope encryption of secrets (DESIGN section 6): AES-256-GCM under a per-organization data key,
+/// which is stored only wrapped (AES-256-GCM) by master keys.
+///
+/// A sealed value is a JSON object `{"v":1,"alg":"A256GCM","kid":"<data key id>","ct":"<base64>"}`,
+/// where `ct` is nonce || ciphertext || tag. The associated data binds the ciphertext to its organization
+/// and to the row it belongs to, so a ciphertext copied into another row or organization fails to open.
+/// Unwrapped data keys are cached in memory; plaintext never reaches storage or logs.
+public final class CredentialVault: Sendable {
+    private let ring: MasterKeyRing
+    private let clock: any WallClock
+    private let ids: IdentifierGenerator
+    private let cache = Mutex<[UUID: SymmetricKey]>([:])
+
+    public init(ring: MasterKeyRing, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared) {
+        self.ring = ring
+        self.clock = clock
+        self.ids = ids
+    }
+
+    /// The id of the master key that wraps new data keys.
+    public var activeMasterKeyID: String { ring.active.id }
+
+    /// Encrypts `plaintext` for `organizationID` and the row named by `context`.
+    ///
+    /// Creates the organization's data key on first use, so `db` must be a write transaction then.
+    public func seal(_ plaintext: Data, organizationID: UUID, context: String, in db: any SQLDatabase) async throws -> JSONValue {
+        let (keyID, key) = try await dataKey(for: organizationID, in: db)
+        do {
+            let box = try AES.GCM.seal(plaintext, using: key, authenticating: Self.aad(organizationID, context))
+            guard let combined = box.combined else { throw PortalError(.crypto, "cannot encrypt the value") }
+            return [
+                "v": 1, "alg": "A256GCM", "kid": .string(keyID.uuidString.lowercased()),
+                "ct": .string(combined.base64EncodedString()),
+            ]
+        } catch let error as PortalError {
+            throw error
+        } catch {
+            throw PortalError(.crypto, "cannot encrypt the value")
+        }
+    }
+
+    /// Decrypts a value sealed by ``seal(_:organizationID:context:in:)`` for the same organization and row.
+    public func open(_ envelope: JSONValue, organizationID: UUID, context: String, in db: any SQLDatabase) async throws -> Data {
+        guard case .object(let fields) = envelope,
+              fields["v"] == 1, fields["alg"] == "A256GCM",
+              let kid = fields["kid"]?.stringValue, let keyID = UUID(uuidString: kid),
+              let ct = fields["ct"]?.stringValue, let combined = Data(base64Encoded: ct)
+        else {
+            throw PortalError(.crypto, "the stored secret is not a sealed envelope")
+        }
+        let key = try await unwrap(keyID: keyID, organizationID: organizationID, in: db)
+        do {
+            let box = try AES.GCM.SealedBox(combined: combined)
+            return try AES.GCM.open(box, using: key, authenticating: Self.aad(organizationID, context))
+        } catch {
+            throw PortalError(.crypto, "the stored secret cannot be decrypted (tampered, or sealed for another row)")
+        }
+    }
+
+    /// Wraps every data key under `newKey` as well, keeping the existing wraps so that running instances
+    /// that only know the old master key keep reading. Returns the number of data keys re-wrapped.
+    public func rewrapAll(under newKey: MasterKeyRing.Key, in db: any SQLDatabase) async throws -> Int {
+        let store = DataKeyStore(db)
+        var count = 0
+        for id in try await store.allIDs() {
+            guard let record = try await store.find(id: id) else { continue }
+            let key = try unwrap(record)
+            try await store.addWrap(
+                dataKeyID: id, masterKeyID: newKey.id, wrapped: try Self.wrap(key, record: record, under: newKey),
+                at: clock.now()
+            )
+            count += 1
+        }
+        return count
+    }
+
+    /// Deletes the wraps under master key `masterKeyID`, refusing if a data key would be left with no
+    /// other wrap (it would become unreadable). Returns the number of wraps removed.
+    public func retire(masterKeyID: String, in db: any SQLDatabase) async throws -> Int {
+        let store = DataKeyStore(db)
+        for id in try await store.allIDs() {
+            guard let record = try await store.find(id: id) else { continue }
+            if record.wraps.keys.allSatisfy({ $0 == masterKeyID }) {
+                throw PortalError(
+                    .conflict,
+                    "data key \(id.uuidString.lowercased()) is wrapped only by master key \(masterKeyID): run 'portal keys rotate-master' first"
+                )
+            }
+        }
+        return try await store.deleteWraps(masterKeyID: masterKeyID)
+    }
+
+    // MARK: - Data keys
+
+    private func dataKey(for organizationID: UUID, in db: any SQLDatabase) async throws -> (UUID, SymmetricKey) {
+        let store = DataKeyStore(db)
+        if let record = try await store.newest(organizationID: organizationID) {
+            if let cached = cache.withLock({ $0[record.id] }) { return (record.id, cached) }
+            let key = try unwrap(record)
+            cache.withLock { $0[record.id] = key }
+            return (record.id, key)
+        }
+        let key = SymmetricKey(size: .bits256)
+        var record = DataKeyRecord(id: ids.next(), organizationID: organizationID, createdAt: clock.now(), wraps: [:])
+        record.wraps[ring.active.id] = try Self.wrap(key, record: record, under: ring.active)
+        try await store.insert(record)
+        // Cached only after the insert succeeded; a rolled-back transaction at worst leaves an unused key
+        // in memory, never a ciphertext under a key that was not stored.
+        cache.withLock { $0[record.id] = key }
+        return (record.id, key)
+    }
+
+    private func unwrap(keyID: UUID, organizationID: UUID, in db: any SQLDatabase) async throws -> SymmetricKey {
+        if let cached = cache.withLock({ $0[keyID] }) { return cached }
+        guard let record = try await DataKeyStore(db).find(id: keyID), record.organizationID == organizationID else {
+            throw PortalError(.crypto, "the data key of a stored secret is missing")
+        }
+        let key = try unwrap(record)
+        cache.withLock { $0[keyID] = key }
+        return key
+    }
+
+    private func unwrap(_ record: DataKeyRecord) throws(PortalError) -> SymmetricKey {
+        for master in ring.keys {
+            guard let wrapped = record.wraps[master.id], let combined = Data(base64Encoded: wrapped) else { continue }
+            do {
+                let box = try AES.GCM.SealedBox(combined: combined)
+                let raw = try AES.GCM.open(box, using: master.key, authenticating: Self.wrapAAD(record))
+                return SymmetricKey(data: raw)
+            } catch {
+                throw PortalError(.crypto, "the wrap of data key \(record.id.uuidString.lowercased()) under master key \(master.id) does not open")
+            }
+        }
+        throw PortalError(
+            .crypto,
+            "no configured master key unwraps data key \(record.id.uuidString.lowercased()) (wrapped by \(record.wraps.keys.sorted().joined(separator: ", ")))"
+        )
+    }
+
+    private static func wrap(_ key: SymmetricKey, record: DataKeyRecord, under master: MasterKeyRing.Key) throws(PortalError) -> String {
+        do {
+            let raw = key.withUnsafeBytes { Data($0) }
+            let box = try AES.GCM.seal(raw, using: master.key, authenticating: wrapAAD(record))
+            guard let combined = box.combined else { throw PortalError(.crypto, "cannot wrap a data key") }
+            return combined.base64EncodedString()
+        } catch {
+            throw PortalError(.crypto, "cannot wrap a data key")
+        }
+    }
+
+    private static func wrapAAD(_ record: DataKeyRecord) -> Data {
+        Data("portal.datakey.v1|\(record.id.uuidString.lowercased())|\(record.organizationID.uuidString.lowercased())".utf8)
+    }
+
+    private static func aad(_ organizationID: UUID, _ context: String) -> Data {
+        Data("portal.secret.v1|\(organizationID.uuidString.lowercased())|\(context)".utf8)
+    }
+}

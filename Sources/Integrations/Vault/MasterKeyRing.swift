@@ -1,0 +1,96 @@
+import Crypto
+import Foundation
+public import PortalCore
+
+/// The master keys this process knows: the first wraps new data keys, every one can unwrap.
+///
+/// A master key is 32 random bytes, given as base64 in `PORTAL_MASTER_KEY` or as lines of a key file
+/// (newest first). Its id is the first 8 bytes of SHA-256 over a label and the key, in hex: it names the
+/// key in `data_key_wraps` without revealing it.
+public struct MasterKeyRing: Sendable {
+    /// One master key and its id.
+    public struct Key: Sendable {
+        public let id: String
+        let key: SymmetricKey
+
+        /// Parses base64 of exactly 32 bytes.
+        public init(base64: String) throws(PortalError) {
+            guard let data = Data(base64Encoded: base64.trimmingCharacters(in: .whitespacesAndNewlines)),
+                  data.count == 32
+            else {
+                throw PortalError(.configuration, "a master key must be base64 of exactly 32 bytes")
+            }
+            key = SymmetricKey(data: data)
+            var hasher = SHA256()
+            hasher.update(data: Data("portal-master-key-id\n".utf8))
+            hasher.update(data: data)
+            id = hasher.finalize().prefix(8).map { String(format: "%02x", $0) }.joined()
+        }
+    }
+
+    /// The key that wraps new data keys.
+    public let active: Key
+    /// Every known key, the active one first.
+    public let keys: [Key]
+
+    /// A ring of `keys`, the first of which is active.
+    public init(keys: [Key]) throws(PortalError) {
+        guard let first = keys.first else { throw PortalError(.configuration, "no master key is configured") }
+        active = first
+        self.keys = keys
+    }
+
+    /// The ring from `PORTAL_MASTER_KEY` (or `--master-key`), else from the key file.
+    public static func load(masterKey: String?, keyFile: String?) throws(PortalError) -> MasterKeyRing {
+        if let masterKey, !masterKey.isEmpty {
+            return try MasterKeyRing(keys: [Key(base64: masterKey)])
+        }
+        guard let keyFile, !keyFile.isEmpty else {
+            throw PortalError(
+                .configuration,
+                "no master key: set PORTAL_MASTER_KEY (base64 of 32 bytes) or PORTAL_MASTER_KEY_FILE (see 'portal keys generate-master')"
+            )
+        }
+        return try MasterKeyRing(keys: readKeyFile(keyFile))
+    }
+
+    /// The keys of a key file: one base64 key per line, blank lines and `#` comments ignored.
+    public static func readKeyFile(_ path: String) throws(PortalError) -> [Key] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw PortalError(.configuration, "cannot read the master key file \(path)")
+        }
+        var keys: [Key] = []
+        for line in text.split(whereSeparator: \.isNewline) {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
+            keys.append(try Key(base64: trimmed))
+        }
+        return keys
+    }
+
+    /// Writes a key file (mode 0600) atomically: the given keys, newest first.
+    public static func writeKeyFile(_ path: String, keys base64Keys: [String]) throws(PortalError) {
+        let text = "# portal master keys, newest first; keep this file secret and backed up\n"
+            + base64Keys.joined(separator: "\n") + "\n"
+        let temporary = path + ".tmp-\(UInt32.random(in: 0...UInt32.max))"
+        let created = FileManager.default.createFile(
+            atPath: temporary, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]
+        )
+        guard created else { throw PortalError(.configuration, "cannot write the master key file \(path)") }
+        do {
+            if FileManager.default.fileExists(atPath: path) {
+                _ = try FileManager.default.replaceItemAt(URL(fileURLWithPath: path), withItemAt: URL(fileURLWithPath: temporary))
+            } else {
+                try FileManager.default.moveItem(atPath: temporary, toPath: path)
+            }
+        } catch {
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw PortalError(.configuration, "cannot replace the master key file \(path)")
+        }
+    }
+
+    /// A new random master key, as base64.
+    public static func generateBase64() -> String {
+        SymmetricKey(size: .bits256).withUnsafeBytes { Data($0).base64EncodedString() }
+    }
+}

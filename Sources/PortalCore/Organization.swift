@@ -1,0 +1,32 @@
+public import Foundation
+
+/// A tenant. Every resource belongs to exactly one organization, and every query is scoped by its id.
+public struct Organization: Sendable, Equatable, Codable {
+    public var id: UUID
+    /// Immutable, lowercase; names the organization in URLs (ledger origin, webhook paths).
+    public var slug: String
+    public var name: String
+    public var createdAt: Date
+
+    public init(id: UUID, slug: String, name: String, createdAt: Date) {
+        self.id = id
+        self.slug = slug
+        self.name = name
+        self.createdAt = createdAt
+    }
+
+    /// The slug of the platform ledger, for events that belong to no organization; never a tenant's slug.
+    public static let platformSlug = "_platform"
+
+    /// Checks that `slug` is 1 to 63 characters of `a-z`, `0-9` and `-`, starting with a letter or digit.
+    public static func validateSlug(_ slug: String) throws(PortalError) {
+        let bytes = Array(slug.utf8)
+        func allowed(_ b: UInt8) -> Bool { (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) || b == 0x2D }
+        guard !bytes.isEmpty, bytes.count <= 63, bytes[0] != 0x2D, bytes.allSatisfy(allowed) else {
+            throw PortalError(
+                .validationFailed,
+                "an organization slug is 1 to 63 characters of a-z, 0-9 and '-', not starting with '-'"
+            )
+        }
+    }
+}

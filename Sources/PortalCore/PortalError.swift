@@ -1,0 +1,98 @@
+/// The one error type of the product: a stable code, a human message, and for validation the list of
+/// offending JSON fields.
+///
+/// `description` never contains secrets or personal data: messages are written by us, not copied from
+/// input values. The HTTP layer maps ``Code`` to a status and an RFC 9457 problem body in one place.
+public struct PortalError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A stable, machine-readable error code.
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        enum Base: String, Sendable {
+            case malformedRequest = "malformed_request"
+            case validationFailed = "validation_failed"
+            case unauthenticated
+            case forbidden
+            case notFound = "not_found"
+            case conflict
+            case payloadTooLarge = "payload_too_large"
+            case unsupportedMediaType = "unsupported_media_type"
+            case methodNotAllowed = "method_not_allowed"
+            case configuration
+            case storage
+            case crypto
+            case unavailable
+            case `internal`
+        }
+
+        let base: Base
+
+        /// The body is not syntactically valid (for example not JSON).
+        public static let malformedRequest = Code(base: .malformedRequest)
+        /// The body is JSON but breaks the schema: wrong type, missing or unknown field, unknown enum value.
+        public static let validationFailed = Code(base: .validationFailed)
+        /// No valid bearer token: missing, unknown, expired or revoked.
+        public static let unauthenticated = Code(base: .unauthenticated)
+        /// The caller's role does not allow the action.
+        public static let forbidden = Code(base: .forbidden)
+        /// No such resource in the caller's organization.
+        public static let notFound = Code(base: .notFound)
+        /// The request conflicts with the current state (duplicate name, deleted resource).
+        public static let conflict = Code(base: .conflict)
+        /// The body exceeds the route's size limit.
+        public static let payloadTooLarge = Code(base: .payloadTooLarge)
+        /// The body's content type is not accepted by the route.
+        public static let unsupportedMediaType = Code(base: .unsupportedMediaType)
+        /// The route exists but not with this method.
+        public static let methodNotAllowed = Code(base: .methodNotAllowed)
+        /// The service is configured wrongly (missing master key, bad database URL).
+        public static let configuration = Code(base: .configuration)
+        /// The database failed or is unreachable.
+        public static let storage = Code(base: .storage)
+        /// Encryption or decryption failed (wrong master key, tampered ciphertext).
+        public static let crypto = Code(base: .crypto)
+        /// A dependency is temporarily unavailable.
+        public static let unavailable = Code(base: .unavailable)
+        /// A bug: something that should not happen.
+        public static let `internal` = Code(base: .internal)
+
+        /// The code as a short snake_case string, stable across versions.
+        public var rawValue: String { base.rawValue }
+        public var description: String { base.rawValue }
+    }
+
+    /// One offending field of a JSON document.
+    public struct FieldError: Sendable, Equatable, Codable {
+        /// JSON Pointer (RFC 6901) to the field, `""` for the whole document.
+        public var pointer: String
+        /// What is wrong with it.
+        public var message: String
+
+        public init(pointer: String, message: String) {
+            self.pointer = pointer
+            self.message = message
+        }
+    }
+
+    public var code: Code
+    public var message: String
+    public var fieldErrors: [FieldError]
+
+    public init(_ code: Code, _ message: String, fieldErrors: [FieldError] = []) {
+        self.code = code
+        self.message = message
+        self.fieldErrors = fieldErrors
+    }
+
+    public var description: String { "\(code): \(message)" }
+
+    /// A 422 naming the fields that break the schema.
+    public static func validation(_ errors: [FieldError]) -> PortalError {
+        let message = errors.count == 1
+            ? "\(errors[0].pointer.isEmpty ? "the document" : errors[0].pointer): \(errors[0].message)"
+            : "\(errors.count) fields are invalid"
+        return PortalError(.validationFailed, message, fieldErrors: errors)
+    }
+
+    public static func notFound(_ what: String) -> PortalError {
+        PortalError(.notFound, "\(what) not found")
+    }
+}

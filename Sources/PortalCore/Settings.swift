@@ -1,0 +1,73 @@
+public import Foundation
+
+/// Every setting of the service, with its `PORTAL_*` environment variable and default.
+///
+/// swift-argument-parser has no environment fallback, so the CLI resolves each value as: flag, then
+/// environment variable, then default. The README's configuration table lists the same entries.
+public struct PortalSettings: Sendable, Equatable {
+    /// Address the HTTP listener binds to.
+    public var host: String = "127.0.0.1"
+    /// Port the HTTP listener binds to (0 picks a free one).
+    public var port: Int = 8080
+    /// `sqlite:///absolute/path`, `sqlite://relative/path` or `postgres://user:password@host:port/db`.
+    public var databaseURL: String = "sqlite://var/portal.sqlite"
+    /// Base64 of the 32-byte master key; takes precedence over the key file.
+    public var masterKey: String?
+    /// A file holding master keys, one base64 key per line; the first wraps new data keys.
+    public var masterKeyFile: String?
+    /// The URL the portal is reached at; its host names ledger origins and webhook URLs.
+    public var publicURL: String?
+    /// Largest request body accepted by the API, in bytes.
+    public var maxBodyBytes: Int = 1 << 20
+    /// trace, debug, info, notice, warning, error or critical.
+    public var logLevel: String = "info"
+    /// `json` (one object per line) or `text`.
+    public var logFormat: String = "json"
+
+    public init() {}
+
+    /// The documented environment variables, in the order the README lists them.
+    public static let environmentVariables: [(name: String, meaning: String)] = [
+        ("PORTAL_HOST", "listener address (default 127.0.0.1)"),
+        ("PORTAL_PORT", "listener port (default 8080)"),
+        ("PORTAL_DATABASE_URL", "database URL (default sqlite://var/portal.sqlite)"),
+        ("PORTAL_MASTER_KEY", "base64 of the 32-byte master key"),
+        ("PORTAL_MASTER_KEY_FILE", "file of base64 master keys, newest first"),
+        ("PORTAL_PUBLIC_URL", "public base URL (default http://localhost:PORT)"),
+        ("PORTAL_MAX_BODY_BYTES", "API body limit in bytes (default 1048576)"),
+        ("PORTAL_LOG_LEVEL", "log level (default info)"),
+        ("PORTAL_LOG_FORMAT", "json or text (default json)"),
+    ]
+
+    /// Settings from `PORTAL_*` variables over the defaults.
+    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws(PortalError) -> PortalSettings {
+        var s = PortalSettings()
+        if let v = env["PORTAL_HOST"], !v.isEmpty { s.host = v }
+        if let v = env["PORTAL_PORT"], !v.isEmpty {
+            guard let p = Int(v), (0...65535).contains(p) else {
+                throw PortalError(.configuration, "PORTAL_PORT must be a port number")
+            }
+            s.port = p
+        }
+        if let v = env["PORTAL_DATABASE_URL"], !v.isEmpty { s.databaseURL = v }
+        if let v = env["PORTAL_MASTER_KEY"], !v.isEmpty { s.masterKey = v }
+        if let v = env["PORTAL_MASTER_KEY_FILE"], !v.isEmpty { s.masterKeyFile = v }
+        if let v = env["PORTAL_PUBLIC_URL"], !v.isEmpty { s.publicURL = v }
+        if let v = env["PORTAL_MAX_BODY_BYTES"], !v.isEmpty {
+            guard let n = Int(v), n > 0 else {
+                throw PortalError(.configuration, "PORTAL_MAX_BODY_BYTES must be a positive integer")
+            }
+            s.maxBodyBytes = n
+        }
+        if let v = env["PORTAL_LOG_LEVEL"], !v.isEmpty { s.logLevel = v }
+        if let v = env["PORTAL_LOG_FORMAT"], !v.isEmpty { s.logFormat = v }
+        return s
+    }
+
+    /// The public URL, defaulting to `http://localhost:<port>`, without a trailing slash.
+    public var effectivePublicURL: String {
+        var url = publicURL ?? "http://localhost:\(port)"
+        while url.hasSuffix("/") { url.removeLast() }
+        return url
+    }
+}

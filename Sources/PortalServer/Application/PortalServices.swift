@@ -1,0 +1,56 @@
+import SQLKit
+public import Integrations
+public import Logging
+public import PortalCore
+public import Storage
+
+/// The parts every route and command works with, built once from the settings.
+public struct PortalServices: Sendable {
+    public let database: Database
+    public let vault: CredentialVault
+    public let tokens: APITokenAuthority
+    public let integrations: IntegrationRegistry
+    public let clock: any WallClock
+    public let ids: IdentifierGenerator
+    public let maxBodyBytes: Int
+    public let logger: Logger
+
+    /// Builds the services over `database` with the master keys of `settings`.
+    public init(
+        settings: PortalSettings, database: Database, clock: any WallClock = SystemWallClock(),
+        ids: IdentifierGenerator = .shared, logger: Logger
+    ) throws(PortalError) {
+        let ring = try MasterKeyRing.load(masterKey: settings.masterKey, keyFile: settings.masterKeyFile)
+        self.database = database
+        self.clock = clock
+        self.ids = ids
+        self.logger = logger
+        self.maxBodyBytes = settings.maxBodyBytes
+        vault = CredentialVault(ring: ring, clock: clock, ids: ids)
+        tokens = APITokenAuthority(database: database, clock: clock, ids: ids)
+        integrations = IntegrationRegistry(database: database, vault: vault, clock: clock, ids: ids)
+    }
+}
+
+/// First-start setup: the `default` organization and its first admin token.
+public enum Bootstrap {
+    /// The slug of the organization created on a new database.
+    public static let defaultSlug = "default"
+
+    /// On a database with no API token at all, creates organization `default` (if missing) and one admin
+    /// token, and returns that token; returns nil otherwise. Runs in one write transaction, so two
+    /// instances starting together issue one token.
+    public static func firstAdminToken(services: PortalServices) async throws -> String? {
+        try await services.database.write { db in
+            if try await db.raw("SELECT id FROM api_tokens LIMIT 1").first() != nil { return nil }
+            let (organization, _) = try await OrganizationStore(db).findOrCreate(
+                slug: defaultSlug, name: "Default organization", id: services.ids.next(), at: services.clock.now()
+            )
+            let issued = try await services.tokens.issue(
+                organizationID: organization.id, role: .admin, owner: "bootstrap",
+                description: "first admin token, created on first start", in: db
+            )
+            return issued.token
+        }
+    }
+}

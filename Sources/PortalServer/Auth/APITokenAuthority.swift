@@ -1,0 +1,121 @@
+import Crypto
+public import Foundation
+import Logging
+public import PortalCore
+public import SQLKit
+public import Storage
+
+/// Issues and checks bearer API tokens (DESIGN section 6).
+///
+/// A token is `ptk_` and 43 base64url characters (256 random bits). Only its SHA-256 is stored; it is
+/// shown once, when issued. Checking looks the hash up, compares it in constant time, and refuses
+/// revoked and expired tokens.
+public struct APITokenAuthority: Sendable {
+    private let database: Database
+    private let clock: any WallClock
+    private let ids: IdentifierGenerator
+
+    public init(database: Database, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared) {
+        self.database = database
+        self.clock = clock
+        self.ids = ids
+    }
+
+    /// The prefix of every API token, so secret scanners can recognise a leaked one.
+    public static let prefix = "ptk_"
+
+    /// The lowercase hex SHA-256 of a token.
+    public static func hash(_ token: String) -> String {
+        SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// A new random token.
+    static func generate() -> String {
+        var rng = SystemRandomNumberGenerator()
+        let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        let base64 = Data(bytes).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+        return prefix + base64
+    }
+
+    /// Issues a token inside the caller's transaction; returns the stored record and the token, which
+    /// is never retrievable again.
+    public func issue(
+        organizationID: UUID, role: Role, owner: String, description: String? = nil, expiresAt: Date? = nil,
+        createdBy: UUID? = nil, in db: any SQLDatabase
+    ) async throws -> (record: APITokenRecord, token: String) {
+        let token = Self.generate()
+        let record = APITokenRecord(
+            id: ids.next(), organizationID: organizationID, tokenHash: Self.hash(token), role: role, owner: owner,
+            description: description, createdBy: createdBy, createdAt: clock.now(), expiresAt: expiresAt
+        )
+        try await APITokenStore(db).insert(record)
+        return (record, token)
+    }
+
+    /// The caller presenting `token`; throws `unauthenticated` for an unknown, revoked or expired token.
+    public func authenticate(_ token: String) async throws -> Principal {
+        guard token.hasPrefix(Self.prefix), token.count == Self.prefix.count + 43 else {
+            throw PortalError(.unauthenticated, "the bearer token is not a portal API token")
+        }
+        let presented = Self.hash(token)
+        let now = clock.now()
+        let found = try await database.read { db -> (APITokenRecord, Organization)? in
+            guard let record = try await APITokenStore(db).find(hash: presented),
+                  let organization = try await OrganizationStore(db).find(id: record.organizationID)
+            else { return nil }
+            return (record, organization)
+        }
+        guard let (record, organization) = found,
+              ConstantTime.equals(Array(record.tokenHash.utf8), Array(presented.utf8))
+        else {
+            throw PortalError(.unauthenticated, "the bearer token is not valid")
+        }
+        if record.revokedAt != nil {
+            throw PortalError(.unauthenticated, "the bearer token was revoked")
+        }
+        if let expiresAt = record.expiresAt, expiresAt <= now {
+            throw PortalError(.unauthenticated, "the bearer token expired at \(Timestamp.rfc3339(expiresAt))")
+        }
+        // Last use is kept to the minute: a write per request would serialize every reader on SQLite.
+        if record.lastUsedAt.map({ now.timeIntervalSince($0) >= 60 }) ?? true {
+            try? await database.write { db in try await APITokenStore(db).touch(id: record.id, at: now) }
+        }
+        return Principal(
+            tokenID: record.id, organizationID: organization.id, organizationSlug: organization.slug,
+            role: record.role, owner: record.owner
+        )
+    }
+}
+
+/// An API token as listed: never the token or its hash.
+public struct APITokenView: Sendable, Encodable {
+    public var id: String
+    public var organization: String
+    public var role: String
+    public var owner: String
+    public var description: String?
+    /// `active`, `expired` or `revoked`.
+    public var state: String
+    public var createdAt: String
+    public var expiresAt: String?
+    public var revokedAt: String?
+    public var lastUsedAt: String?
+    /// The token itself: present only in the response that issued it.
+    public var token: String?
+
+    public init(_ record: APITokenRecord, organizationSlug: String, now: Date, token: String? = nil) {
+        id = record.id.uuidString.lowercased()
+        organization = organizationSlug
+        role = record.role.rawValue
+        owner = record.owner
+        description = record.description
+        state = record.revokedAt != nil ? "revoked" : (record.expiresAt.map { $0 <= now } ?? false) ? "expired" : "active"
+        createdAt = Timestamp.rfc3339(record.createdAt)
+        expiresAt = record.expiresAt.map(Timestamp.rfc3339)
+        revokedAt = record.revokedAt.map(Timestamp.rfc3339)
+        lastUsedAt = record.lastUsedAt.map(Timestamp.rfc3339)
+        self.token = token
+    }
+}

@@ -1,0 +1,22 @@
+public import Foundation
+public import Hummingbird
+import PortalCore
+
+/// The one JSON encoder configuration of the API: compact, sorted keys, unescaped slashes.
+public enum JSONOutput {
+    /// Encodes `value`; our response types always encode, so a failure is a bug reported as `internal`.
+    public static func encode(_ value: some Encodable) -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? encoder.encode(value)) ?? Data(#"{"error":"encoding failed"}"#.utf8)
+    }
+
+    /// A JSON response.
+    public static func response(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
+        Response(
+            status: status,
+            headers: [.contentType: "application/json; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: encode(value)))
+        )
+    }
+}

@@ -1,0 +1,62 @@
+public import Foundation
+public import Hummingbird
+public import PortalCore
+
+extension Request {
+    /// Reads the body as one JSON document: 415 unless the content type is JSON, 413 past `limit` bytes,
+    /// 400 when it is not JSON. Nothing is written before this succeeds.
+    public func jsonBody(limit: Int, acceptMergePatch: Bool = false) async throws -> JSONValue {
+        let contentType = headers[.contentType]?.split(separator: ";").first?
+            .trimmingCharacters(in: .whitespaces).lowercased() ?? ""
+        let isJSON = contentType == "application/json" || (contentType.hasPrefix("application/") && contentType.hasSuffix("+json"))
+        guard isJSON else {
+            throw PortalError(
+                .unsupportedMediaType,
+                contentType.isEmpty ? "the body must be sent as application/json" : "the body must be application/json, not \(contentType)"
+            )
+        }
+        let buffer: ByteBuffer
+        do {
+            buffer = try await body.collect(upTo: limit)
+        } catch {
+            throw PortalError(.payloadTooLarge, "the body is larger than \(limit) bytes")
+        }
+        return try JSONValue.parse(Data(buffer.readableBytesView))
+    }
+
+    /// An integer query parameter within `range`, or `defaultValue` when absent; 422 when malformed.
+    public func queryInteger(_ name: String, default defaultValue: Int, in range: ClosedRange<Int>) throws(PortalError) -> Int {
+        guard let text = uri.queryParameters[name[...]] else { return defaultValue }
+        guard let value = Int(text), range.contains(value) else {
+            throw PortalError.validation([.init(
+                pointer: "?\(name)", message: "must be an integer from \(range.lowerBound) to \(range.upperBound)"
+            )])
+        }
+        return value
+    }
+
+    /// A boolean query parameter (`true` or `false`), or `defaultValue` when absent.
+    public func queryBool(_ name: String, default defaultValue: Bool) throws(PortalError) -> Bool {
+        guard let text = uri.queryParameters[name[...]] else { return defaultValue }
+        switch text {
+        case "true", "1": return true
+        case "false", "0": return false
+        default: throw PortalError.validation([.init(pointer: "?\(name)", message: "must be true or false")])
+        }
+    }
+
+    /// A string query parameter, if present.
+    public func queryString(_ name: String) -> String? {
+        uri.queryParameters[name[...]].map(String.init)
+    }
+}
+
+extension PortalRequestContext {
+    /// The UUID path parameter `name`; a malformed id is simply not found.
+    public func uuidParameter(_ name: String, what: String) throws(PortalError) -> UUID {
+        guard let text = parameters.get(name), let id = UUID(uuidString: text) else {
+            throw PortalError.notFound(what)
+        }
+        return id
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import Hummingbird
+import Integrations
+import PortalCore
+import Storage
+
+/// `POST/GET /portal/tokens`, `DELETE /portal/tokens/{id}`: admins manage their organization's tokens.
+struct TokenRoutes {
+    let services: PortalServices
+
+    func register(on group: RouterGroup<PortalRequestContext>, table: RouteTable) {
+        table.guarded(group, prefix: "/portal", .post, "/tokens", .manageTokens) { request, _, principal in
+            let body = try await request.jsonBody(limit: services.maxBodyBytes)
+            let input = try TokenInput.parse(body, now: services.clock.now())
+            let issued = try await services.database.write { db in
+                try await services.tokens.issue(
+                    organizationID: principal.organizationID, role: input.role, owner: input.owner,
+                    description: input.description, expiresAt: input.expiresAt, createdBy: principal.tokenID, in: db
+                )
+            }
+            let view = APITokenView(issued.record, organizationSlug: principal.organizationSlug, now: services.clock.now(), token: issued.token)
+            var response = JSONOutput.response(view, status: .created)
+            response.headers[.location] = "/portal/tokens/\(view.id)"
+            response.headers[.cacheControl] = "no-store"
+            return response
+        }
+        table.guarded(group, prefix: "/portal", .get, "/tokens", .manageTokens) { request, _, principal in
+            let limit = try request.queryInteger("limit", default: 100, in: 1...1000)
+            let cursor = try request.queryString("cursor").map { c throws(PortalError) -> UUID in
+                guard let id = UUID(uuidString: c) else {
+                    throw PortalError.validation([.init(pointer: "?cursor", message: "is not a cursor this API returned")])
+                }
+                return id
+            }
+            let records = try await services.database.read { db in
+                try await APITokenStore(db).list(organizationID: principal.organizationID, limit: limit + 1, before: cursor)
+            }
+            let now = services.clock.now()
+            let page = records.prefix(limit)
+            return JSONOutput.response(Page(
+                items: page.map { APITokenView($0, organizationSlug: principal.organizationSlug, now: now) },
+                nextCursor: records.count > limit ? page.last?.id.uuidString.lowercased() : nil
+            ))
+        }
+        table.guarded(group, prefix: "/portal", .delete, "/tokens/{id}", .manageTokens) { _, context, principal in
+            let id = try context.uuidParameter("id", what: "token")
+            let revoked = try await services.database.write { db in
+                try await APITokenStore(db).revoke(id: id, organizationID: principal.organizationID, at: services.clock.now())
+            }
+            if !revoked {
+                // Revoking an already revoked token of this organization is a no-op; anything else is not found.
+                let exists = try await services.database.read { db in
+                    try await APITokenStore(db).find(id: id, organizationID: principal.organizationID) != nil
+                }
+                guard exists else { throw PortalError.notFound("token") }
+            }
+            return Response(status: .noContent)
+        }
+    }
+}
+
+/// A validated `POST /portal/tokens` body.
+struct TokenInput {
+    var role: Role
+    var owner: String
+    var description: String?
+    var expiresAt: Date?
+
+    static func parse(_ body: JSONValue, now: Date) throws(PortalError) -> TokenInput {
+        let errors = ValidationErrors()
+        var r = JSONObjectReader(body, errors: errors)
+        let role = r.enumeration("role", Role.self, required: true)
+        let owner = r.string("owner", required: true, minLength: 1, maxLength: 200)
+        let description = r.string("description", maxLength: 500)
+        var expiresAt: Date?
+        if let text = r.string("expiresIn", minLength: 1, maxLength: 20) {
+            do {
+                expiresAt = now + (try DurationText.seconds(text, field: "/expiresIn"))
+            } catch {
+                errors.add("/expiresIn", error.fieldErrors.first?.message ?? "is not a duration")
+            }
+        }
+        r.finish()
+        try errors.throwIfAny()
+        guard let role, let owner else { throw PortalError(.internal, "validation passed with a missing field") }
+        return TokenInput(role: role, owner: owner, description: description, expiresAt: expiresAt)
+    }
+}

@@ -1,0 +1,118 @@
+public import Foundation
+public import PortalCore
+public import SQLKit
+
+/// A stored API token: never the token itself, only its SHA-256.
+public struct APITokenRecord: Sendable, Equatable {
+    public var id: UUID
+    public var organizationID: UUID
+    /// Lowercase hex SHA-256 of the token string.
+    public var tokenHash: String
+    public var role: Role
+    /// The person the token was issued to.
+    public var owner: String
+    public var description: String?
+    /// The token that issued this one, nil when issued by the CLI.
+    public var createdBy: UUID?
+    public var createdAt: Date
+    public var expiresAt: Date?
+    public var revokedAt: Date?
+    public var lastUsedAt: Date?
+
+    public init(
+        id: UUID, organizationID: UUID, tokenHash: String, role: Role, owner: String, description: String? = nil,
+        createdBy: UUID? = nil, createdAt: Date, expiresAt: Date? = nil, revokedAt: Date? = nil, lastUsedAt: Date? = nil
+    ) {
+        self.id = id
+        self.organizationID = organizationID
+        self.tokenHash = tokenHash
+        self.role = role
+        self.owner = owner
+        self.description = description
+        self.createdBy = createdBy
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+        self.revokedAt = revokedAt
+        self.lastUsedAt = lastUsedAt
+    }
+}
+
+/// API tokens, scoped by organization.
+public struct APITokenStore {
+    private let db: any SQLDatabase
+    private static let columns = """
+        id, organization_id, token_hash, role, owner, description, created_by, created_at, expires_at, revoked_at, last_used_at
+        """
+
+    public init(_ db: any SQLDatabase) { self.db = db }
+
+    public func insert(_ token: APITokenRecord) async throws {
+        try await db.raw("""
+            INSERT INTO api_tokens (\(unsafeRaw: Self.columns))
+            VALUES (\(bind: token.id), \(bind: token.organizationID), \(bind: token.tokenHash), \(bind: token.role.rawValue),
+                    \(bind: token.owner), \(bind: token.description), \(bind: token.createdBy), \(bind: token.createdAt),
+                    \(bind: token.expiresAt), \(bind: token.revokedAt), \(bind: token.lastUsedAt))
+            """).run()
+    }
+
+    /// The token whose hash is `tokenHash`, whatever its state (the caller checks expiry and revocation).
+    public func find(hash tokenHash: String) async throws -> APITokenRecord? {
+        try await db.raw("SELECT \(unsafeRaw: Self.columns) FROM api_tokens WHERE token_hash = \(bind: tokenHash)")
+            .first().map(Self.decode)
+    }
+
+    /// The token `id` of `organizationID`, if any.
+    public func find(id: UUID, organizationID: UUID) async throws -> APITokenRecord? {
+        try await db.raw("""
+            SELECT \(unsafeRaw: Self.columns) FROM api_tokens WHERE id = \(bind: id) AND organization_id = \(bind: organizationID)
+            """).first().map(Self.decode)
+    }
+
+    /// The token `id` in any organization (for the CLI, which acts for the operator of the machine).
+    public func find(id: UUID) async throws -> APITokenRecord? {
+        try await db.raw("SELECT \(unsafeRaw: Self.columns) FROM api_tokens WHERE id = \(bind: id)")
+            .first().map(Self.decode)
+    }
+
+    /// Tokens of one organization (or all, when nil), newest first, after the cursor id.
+    public func list(organizationID: UUID?, limit: Int, before cursor: UUID?) async throws -> [APITokenRecord] {
+        var query = SQLQueryString("SELECT \(unsafeRaw: Self.columns) FROM api_tokens WHERE 1 = 1")
+        if let organizationID { query = query + " AND organization_id = \(bind: organizationID)" }
+        if let cursor { query = query + " AND id < \(bind: cursor)" }
+        query = query + " ORDER BY id DESC LIMIT \(bind: limit)"
+        return try await db.raw(query).all().map(Self.decode)
+    }
+
+    /// Marks a token revoked; returns false when no live token of that organization has this id.
+    public func revoke(id: UUID, organizationID: UUID?, at time: Date) async throws -> Bool {
+        var query = SQLQueryString("UPDATE api_tokens SET revoked_at = \(bind: time) WHERE id = \(bind: id) AND revoked_at IS NULL")
+        if let organizationID { query = query + " AND organization_id = \(bind: organizationID)" }
+        query = query + " RETURNING id"
+        return try await db.raw(query).first() != nil
+    }
+
+    /// Records that the token was used at `time`.
+    public func touch(id: UUID, at time: Date) async throws {
+        try await db.raw("UPDATE api_tokens SET last_used_at = \(bind: time) WHERE id = \(bind: id)").run()
+    }
+
+    private static func decode(_ row: any SQLRow) throws -> APITokenRecord {
+        let roleName = try row.decode(column: "role", as: String.self)
+        guard let role = Role(rawValue: roleName) else {
+            throw PortalError(.storage, "a stored token has an unknown role")
+        }
+        return APITokenRecord(
+            id: try row.decode(column: "id", as: UUID.self),
+            organizationID: try row.decode(column: "organization_id", as: UUID.self),
+            tokenHash: try row.decode(column: "token_hash", as: String.self),
+            role: role,
+            owner: try row.decode(column: "owner", as: String.self),
+            description: try row.decodeOptional(column: "description", as: String.self),
+            createdBy: try row.decodeOptional(column: "created_by", as: UUID.self),
+            createdAt: try row.decode(column: "created_at", as: Date.self),
+            expiresAt: try row.decodeOptional(column: "expires_at", as: Date.self),
+            revokedAt: try row.decodeOptional(column: "revoked_at", as: Date.self),
+            lastUsedAt: try row.decodeOptional(column: "last_used_at", as: Date.self)
+        )
+    }
+}

@@ -1,0 +1,220 @@
+import Foundation
+public import Logging
+import NIOSSL
+public import PortalCore
+import PostgresKit
+import PostgresNIO
+public import SQLKit
+import SQLiteKit
+import SQLiteNIO
+public import ServiceLifecycle
+
+/// The product's database: read and write transactions over SQLite (embedded default) or PostgreSQL.
+///
+/// sql-kit has no transaction API and a connection must never be shared by two tasks, so every use goes
+/// through ``read(_:)`` or ``write(_:)``, which lend one connection, inside one transaction, to one closure.
+/// The closure must not let the `SQLDatabase` escape. Query logging is off: sql-kit logs bind values,
+/// which may be secrets.
+///
+/// `Database` is a `Service`: run it (in the application's service group, or with ``withDatabase(url:logger:_:)``)
+/// for as long as it is used. For PostgreSQL that runs the connection pool; for SQLite it closes the
+/// connections on shutdown.
+public final class Database: Service, Sendable {
+    /// The SQL dialect, for the few statements that differ (DDL types, locking).
+    public enum Dialect: String, Sendable {
+        case sqlite
+        case postgres
+    }
+
+    private enum Backend: Sendable {
+        case sqlite(writer: SQLiteConnectionPool, readers: SQLiteConnectionPool)
+        case postgres(PostgresClient)
+    }
+
+    public let dialect: Dialect
+    public let location: DatabaseLocation
+    private let backend: Backend
+    private let logger: Logger
+
+    /// Prepares a database at `url` (see ``DatabaseLocation``); no connection is made until first use.
+    public convenience init(url: String, logger: Logger) throws(PortalError) {
+        try self.init(location: DatabaseLocation(url: url), logger: logger)
+    }
+
+    /// Prepares a database at `location`; no connection is made until first use.
+    public init(location: DatabaseLocation, logger: Logger) throws(PortalError) {
+        self.location = location
+        self.logger = logger
+        switch location {
+        case .sqlite(let path):
+            let directory = (path as NSString).deletingLastPathComponent
+            if !directory.isEmpty {
+                try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            }
+            dialect = .sqlite
+            backend = .sqlite(
+                writer: SQLiteConnectionPool(path: path, maximum: 1, logger: logger),
+                readers: SQLiteConnectionPool(path: path, maximum: 4, logger: logger)
+            )
+        case .postgres(let pg):
+            let tls: PostgresClient.Configuration.TLS
+            switch pg.sslMode {
+            case "disable": tls = .disable
+            case "require":
+                tls = .require(.makeClientConfiguration())
+            default: tls = .prefer(.makeClientConfiguration())
+            }
+            var configuration = PostgresClient.Configuration(
+                host: pg.host, port: pg.port, username: pg.username, password: pg.password,
+                database: pg.database, tls: tls
+            )
+            configuration.options.maximumConnections = 16
+            dialect = .postgres
+            backend = .postgres(PostgresClient(configuration: configuration, backgroundLogger: logger))
+        }
+    }
+
+    /// Runs the connection pool until cancelled or shut down gracefully, then closes every connection.
+    public func run() async throws {
+        switch backend {
+        case .postgres(let client):
+            await client.run()
+        case .sqlite(let writer, let readers):
+            try? await gracefulShutdown()
+            await writer.close()
+            await readers.close()
+        }
+    }
+
+    /// Runs `body` with a running database at `url`, then shuts it down: for CLI commands and tests.
+    public static func withDatabase<T: Sendable>(
+        url: String,
+        logger: Logger,
+        _ body: (Database) async throws -> T
+    ) async throws -> T {
+        let database = try Database(url: url, logger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await database.run() }
+            do {
+                let result = try await body(database)
+                group.cancelAll()
+                return result
+            } catch {
+                group.cancelAll()
+                throw error
+            }
+        }
+    }
+
+    /// Runs `body` in a read-only transaction, which sees one consistent snapshot.
+    public func read<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
+        do {
+            switch backend {
+            case .sqlite(_, let readers):
+                return try await Self.transaction(pool: readers, begin: "BEGIN", body)
+            case .postgres(let client):
+                return try await client.withConnection { connection in
+                    let sql = connection.sql(queryLogLevel: nil)
+                    try await sql.raw("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").run()
+                    do {
+                        let result = try await body(sql)
+                        try await sql.raw("COMMIT").run()
+                        return result
+                    } catch {
+                        try? await sql.raw("ROLLBACK").run()
+                        throw error
+                    }
+                }
+            }
+        } catch {
+            throw mapError(error)
+        }
+    }
+
+    /// Runs `body` in a write transaction that commits when it returns and rolls back when it throws.
+    ///
+    /// On SQLite the transaction starts with `BEGIN IMMEDIATE`, so it holds the file's write lock from the
+    /// start and never fails half-way with `SQLITE_BUSY`.
+    public func write<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
+        do {
+            switch backend {
+            case .sqlite(let writer, _):
+                return try await Self.transaction(pool: writer, begin: "BEGIN IMMEDIATE", body)
+            case .postgres(let client):
+                return try await client.withConnection { connection in
+                    let sql = connection.sql(queryLogLevel: nil)
+                    try await sql.raw("BEGIN").run()
+                    do {
+                        let result = try await body(sql)
+                        try await sql.raw("COMMIT").run()
+                        return result
+                    } catch {
+                        try? await sql.raw("ROLLBACK").run()
+                        throw error
+                    }
+                }
+            }
+        } catch {
+            throw mapError(error)
+        }
+    }
+
+    /// Whether the database answers a trivial query.
+    public func isReachable() async -> Bool {
+        do {
+            _ = try await read { db in try await db.raw("SELECT 1 AS one").first() }
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    private static func transaction<T: Sendable>(
+        pool: SQLiteConnectionPool, begin: String, _ body: (any SQLDatabase) async throws -> T
+    ) async throws -> T {
+        let connection = try await pool.acquire()
+        let sql = connection.sql(queryLogLevel: nil)
+        do {
+            try await sql.raw(SQLQueryString(begin)).run()
+        } catch {
+            await pool.release(connection)
+            throw error
+        }
+        do {
+            let result = try await body(sql)
+            try await sql.raw("COMMIT").run()
+            await pool.release(connection)
+            return result
+        } catch {
+            do {
+                try await sql.raw("ROLLBACK").run()
+                await pool.release(connection)
+            } catch {
+                await pool.discard(connection)
+            }
+            throw error
+        }
+    }
+
+    /// Turns driver errors into ``PortalError``: unique violations become `conflict`, the rest `storage`.
+    /// The driver's own text is logged (it holds no bind values), never returned to a client.
+    private func mapError(_ error: any Error) -> any Error {
+        if error is PortalError || error is CancellationError { return error }
+        if Self.isUniqueViolation(error) {
+            return PortalError(.conflict, "a resource with the same unique key already exists")
+        }
+        logger.error("database error", metadata: ["portal.error": "\(String(reflecting: error))"])
+        return PortalError(.storage, "the database failed to complete the operation")
+    }
+
+    /// Whether `error` is a unique-constraint violation on either backend.
+    public static func isUniqueViolation(_ error: any Error) -> Bool {
+        if let e = error as? SQLiteError {
+            return e.reason == .constraintUniqueFailed || e.reason == .constraintPrimaryKeyFailed
+        }
+        if let e = error as? PSQLError {
+            return e.serverInfo?[.sqlState] == "23505"
+        }
+        return false
+    }
+}

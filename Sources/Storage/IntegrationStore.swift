@@ -1,0 +1,192 @@
+public import Foundation
+public import PortalCore
+public import SQLKit
+
+/// An integration as stored. Credentials are only ever the vault's encrypted envelope.
+public struct IntegrationRecord: Sendable, Equatable {
+    public var id: UUID
+    public var organizationID: UUID
+    public var name: String
+    /// One of the seed's `IntegrationType` raw values.
+    public var type: String
+    public var baseURL: String?
+    /// One of the seed's `AuthMethod` raw values, or `aws_sigv4`.
+    public var authMethod: String
+    /// The encrypted credential envelope (never plaintext).
+    public var credentials: JSONValue
+    public var config: JSONValue
+    public var rateLimits: JSONValue?
+    public var webhookConfig: JSONValue?
+    public var syncConfig: JSONValue?
+    /// `active`, `inactive`, `error` or `pending`.
+    public var status: String
+    public var errorMessage: String?
+    public var lastSync: Date?
+    public var createdBy: UUID?
+    public var createdAt: Date
+    public var updatedAt: Date
+    public var deletedAt: Date?
+
+    public init(
+        id: UUID, organizationID: UUID, name: String, type: String, baseURL: String?, authMethod: String,
+        credentials: JSONValue, config: JSONValue, rateLimits: JSONValue?, webhookConfig: JSONValue?,
+        syncConfig: JSONValue?, status: String, errorMessage: String? = nil, lastSync: Date? = nil,
+        createdBy: UUID?, createdAt: Date, updatedAt: Date, deletedAt: Date? = nil
+    ) {
+        self.id = id
+        self.organizationID = organizationID
+        self.name = name
+        self.type = type
+        self.baseURL = baseURL
+        self.authMethod = authMethod
+        self.credentials = credentials
+        self.config = config
+        self.rateLimits = rateLimits
+        self.webhookConfig = webhookConfig
+        self.syncConfig = syncConfig
+        self.status = status
+        self.errorMessage = errorMessage
+        self.lastSync = lastSync
+        self.createdBy = createdBy
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+        self.deletedAt = deletedAt
+    }
+}
+
+/// Request statistics of one integration, from `integration_requests`.
+public struct IntegrationRequestStats: Sendable, Equatable {
+    public var totalRequests: Int
+    public var successfulRequests: Int
+    /// Mean duration in milliseconds; 0 when there were no requests.
+    public var averageDurationMs: Double
+    public var lastErrorAt: Date?
+    public var lastErrorMessage: String?
+    public var lastErrorEndpoint: String?
+
+    public init(
+        totalRequests: Int, successfulRequests: Int, averageDurationMs: Double,
+        lastErrorAt: Date? = nil, lastErrorMessage: String? = nil, lastErrorEndpoint: String? = nil
+    ) {
+        self.totalRequests = totalRequests
+        self.successfulRequests = successfulRequests
+        self.averageDurationMs = averageDurationMs
+        self.lastErrorAt = lastErrorAt
+        self.lastErrorMessage = lastErrorMessage
+        self.lastErrorEndpoint = lastErrorEndpoint
+    }
+}
+
+/// Integrations, always scoped by organization: another organization's integration is simply not found.
+public struct IntegrationStore {
+    private let db: any SQLDatabase
+    private static let columns = """
+        id, organization_id, name, type, base_url, auth_method, credentials, config, rate_limits, webhook_config,
+        sync_config, status, error_message, last_sync, created_by, created_at, updated_at, deleted_at
+        """
+
+    public init(_ db: any SQLDatabase) { self.db = db }
+
+    /// Inserts a new integration; a live integration with the same name in the organization is a `conflict`.
+    public func insert(_ r: IntegrationRecord) async throws {
+        try await db.raw("""
+            INSERT INTO integrations (\(unsafeRaw: Self.columns))
+            VALUES (\(bind: r.id), \(bind: r.organizationID), \(bind: r.name), \(bind: r.type), \(bind: r.baseURL),
+                    \(bind: r.authMethod), \(bind: db.jsonBind(r.credentials)), \(bind: db.jsonBind(r.config)),
+                    \(bind: db.jsonBind(r.rateLimits)), \(bind: db.jsonBind(r.webhookConfig)), \(bind: db.jsonBind(r.syncConfig)),
+                    \(bind: r.status), \(bind: r.errorMessage), \(bind: r.lastSync), \(bind: r.createdBy),
+                    \(bind: r.createdAt), \(bind: r.updatedAt), \(bind: r.deletedAt))
+            """).run()
+    }
+
+    /// Writes every mutable column of `r` (matched by id and organization); returns false if it is not there.
+    public func update(_ r: IntegrationRecord) async throws -> Bool {
+        try await db.raw("""
+            UPDATE integrations SET
+              name = \(bind: r.name), type = \(bind: r.type), base_url = \(bind: r.baseURL), auth_method = \(bind: r.authMethod),
+              credentials = \(bind: db.jsonBind(r.credentials)), config = \(bind: db.jsonBind(r.config)),
+              rate_limits = \(bind: db.jsonBind(r.rateLimits)), webhook_config = \(bind: db.jsonBind(r.webhookConfig)),
+              sync_config = \(bind: db.jsonBind(r.syncConfig)), status = \(bind: r.status), error_message = \(bind: r.errorMessage),
+              last_sync = \(bind: r.lastSync), updated_at = \(bind: r.updatedAt), deleted_at = \(bind: r.deletedAt)
+            WHERE id = \(bind: r.id) AND organization_id = \(bind: r.organizationID)
+            RETURNING id
+            """).first() != nil
+    }
+
+    /// The integration `id` of `organizationID`, deleted ones included.
+    public func find(id: UUID, organizationID: UUID) async throws -> IntegrationRecord? {
+        let backend = db.backend
+        return try await db.raw("""
+            SELECT \(unsafeRaw: Self.columns) FROM integrations WHERE id = \(bind: id) AND organization_id = \(bind: organizationID)
+            """).first().map { try Self.decode($0, backend) }
+    }
+
+    /// Integrations of an organization, newest first, after the cursor id.
+    public func list(organizationID: UUID, limit: Int, before cursor: UUID?, includeDeleted: Bool) async throws -> [IntegrationRecord] {
+        var query = SQLQueryString("SELECT \(unsafeRaw: Self.columns) FROM integrations WHERE organization_id = \(bind: organizationID)")
+        if !includeDeleted { query = query + " AND deleted_at IS NULL" }
+        if let cursor { query = query + " AND id < \(bind: cursor)" }
+        query = query + " ORDER BY id DESC LIMIT \(bind: limit)"
+        let backend = db.backend
+        return try await db.raw(query).all().map { try Self.decode($0, backend) }
+    }
+
+    /// Request statistics for each of `ids` (absent ids had no requests).
+    public func requestStats(organizationID: UUID, ids: [UUID]) async throws -> [UUID: IntegrationRequestStats] {
+        guard !ids.isEmpty else { return [:] }
+        var query = SQLQueryString("""
+            SELECT integration_id, COUNT(*) AS total,
+                   SUM(CASE WHEN response_status BETWEEN 200 AND 399 THEN 1 ELSE 0 END) AS ok,
+                   CAST(AVG(duration_ms) AS DOUBLE PRECISION) AS avg_ms
+            FROM integration_requests WHERE organization_id = \(bind: organizationID) AND integration_id IN (
+            """)
+        for (i, id) in ids.enumerated() { query = query + (i == 0 ? "\(bind: id)" : ", \(bind: id)") }
+        query = query + ") GROUP BY integration_id"
+        var stats: [UUID: IntegrationRequestStats] = [:]
+        for row in try await db.raw(query).all() {
+            let id = try row.decode(column: "integration_id", as: UUID.self)
+            stats[id] = IntegrationRequestStats(
+                totalRequests: try row.decode(column: "total", as: Int.self),
+                successfulRequests: try row.decodeOptional(column: "ok", as: Int.self) ?? 0,
+                averageDurationMs: try row.decodeOptional(column: "avg_ms", as: Double.self) ?? 0
+            )
+        }
+        for id in stats.keys {
+            let last = try await db.raw("""
+                SELECT created_at, error_message, endpoint FROM integration_requests
+                WHERE organization_id = \(bind: organizationID) AND integration_id = \(bind: id)
+                  AND (response_status IS NULL OR response_status >= 400)
+                ORDER BY id DESC LIMIT 1
+                """).first()
+            if let last {
+                stats[id]?.lastErrorAt = try last.decode(column: "created_at", as: Date.self)
+                stats[id]?.lastErrorMessage = try last.decodeOptional(column: "error_message", as: String.self)
+                stats[id]?.lastErrorEndpoint = try last.decode(column: "endpoint", as: String.self)
+            }
+        }
+        return stats
+    }
+
+    private static func decode(_ row: any SQLRow, _ backend: Database.Dialect) throws -> IntegrationRecord {
+        IntegrationRecord(
+            id: try row.decode(column: "id", as: UUID.self),
+            organizationID: try row.decode(column: "organization_id", as: UUID.self),
+            name: try row.decode(column: "name", as: String.self),
+            type: try row.decode(column: "type", as: String.self),
+            baseURL: try row.decodeOptional(column: "base_url", as: String.self),
+            authMethod: try row.decode(column: "auth_method", as: String.self),
+            credentials: try row.decodeJSON(column: "credentials", backend: backend) ?? .null,
+            config: try row.decodeJSON(column: "config", backend: backend) ?? [:],
+            rateLimits: try row.decodeJSON(column: "rate_limits", backend: backend),
+            webhookConfig: try row.decodeJSON(column: "webhook_config", backend: backend),
+            syncConfig: try row.decodeJSON(column: "sync_config", backend: backend),
+            status: try row.decode(column: "status", as: String.self),
+            errorMessage: try row.decodeOptional(column: "error_message", as: String.self),
+            lastSync: try row.decodeOptional(column: "last_sync", as: Date.self),
+            createdBy: try row.decodeOptional(column: "created_by", as: UUID.self),
+            createdAt: try row.decode(column: "created_at", as: Date.self),
+            updatedAt: try row.decode(column: "updated_at", as: Date.self),
+            deletedAt: try row.decodeOptional(column: "deleted_at", as: Date.self)
+        )
+    }
+}

@@ -1,0 +1,255 @@
+import Foundation
+public import Logging
+import PortalCore
+import SQLKit
+
+/// One versioned schema change, written once for both dialects.
+///
+/// The DDL uses four type tokens that become the dialect's types: `{uuid}` (UUID / TEXT), `{json}`
+/// (JSONB / TEXT), `{time}` (TIMESTAMPTZ / REAL seconds since 1970) and `{bool}` (BOOLEAN / INTEGER).
+/// Statements that differ beyond types list a per-dialect variant.
+struct Migration: Sendable {
+    var version: Int
+    var name: String
+    var statements: @Sendable (Database.Dialect) -> [String]
+}
+
+/// Applies the migrations the database has not seen yet, in order, each in its own transaction.
+public struct Migrator: Sendable {
+    private let database: Database
+    private let logger: Logger
+
+    public init(database: Database, logger: Logger) {
+        self.database = database
+        self.logger = logger
+    }
+
+    /// The highest migration version this build knows.
+    public static var latestVersion: Int { Schema.migrations.map(\.version).max() ?? 0 }
+
+    /// Brings the schema up to date and returns the versions applied now (empty when it already was).
+    ///
+    /// Safe to run from several processes at once: PostgreSQL takes a transaction-scoped advisory lock,
+    /// SQLite's `BEGIN IMMEDIATE` holds the file's write lock, and each migration re-checks its version
+    /// inside the transaction.
+    @discardableResult
+    public func migrate() async throws -> [Int] {
+        let dialect = database.dialect
+        try await database.write { db in
+            if dialect == .postgres {
+                try await db.raw("SELECT pg_advisory_xact_lock(7461839201)").run()
+            }
+            try await db.raw(SQLQueryString(Schema.expand("""
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                  version INTEGER PRIMARY KEY,
+                  name TEXT NOT NULL,
+                  applied_at {time} NOT NULL
+                )
+                """, for: dialect))).run()
+        }
+        var applied: [Int] = []
+        for migration in Schema.migrations.sorted(by: { $0.version < $1.version }) {
+            let didApply = try await database.write { db -> Bool in
+                if dialect == .postgres {
+                    try await db.raw("SELECT pg_advisory_xact_lock(7461839201)").run()
+                }
+                let existing = try await db.raw(
+                    "SELECT version FROM schema_migrations WHERE version = \(bind: migration.version)"
+                ).first()
+                if existing != nil { return false }
+                for statement in migration.statements(dialect) {
+                    try await db.raw(SQLQueryString(Schema.expand(statement, for: dialect))).run()
+                }
+                try await db.raw("""
+                    INSERT INTO schema_migrations (version, name, applied_at)
+                    VALUES (\(bind: migration.version), \(bind: migration.name), \(bind: Date()))
+                    """).run()
+                return true
+            }
+            if didApply {
+                logger.info("applied migration", metadata: [
+                    "portal.migration": "\(migration.version)", "portal.migration_name": "\(migration.name)",
+                ])
+                applied.append(migration.version)
+            }
+        }
+        return applied
+    }
+
+    /// The highest version applied to the database, or 0 for a new one.
+    public func currentVersion() async throws -> Int {
+        try await database.read { db in
+            let exists: Bool
+            switch database.dialect {
+            case .sqlite:
+                exists = try await db.raw(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+                ).first() != nil
+            case .postgres:
+                exists = try await db.raw(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'schema_migrations'"
+                ).first() != nil
+            }
+            guard exists else { return 0 }
+            let row = try await db.raw("SELECT MAX(version) AS v FROM schema_migrations").first()
+            return try row?.decodeNil(column: "v") == false ? try row?.decode(column: "v", as: Int.self) ?? 0 : 0
+        }
+    }
+}
+
+/// The schema, as the ordered list of migrations.
+enum Schema {
+    static func expand(_ ddl: String, for dialect: Database.Dialect) -> String {
+        let types: [(String, String)] = switch dialect {
+        case .postgres: [("{uuid}", "UUID"), ("{json}", "JSONB"), ("{time}", "TIMESTAMPTZ"), ("{bool}", "BOOLEAN")]
+        case .sqlite: [("{uuid}", "TEXT"), ("{json}", "TEXT"), ("{time}", "REAL"), ("{bool}", "INTEGER")]
+        }
+        return types.reduce(ddl) { $0.replacingOccurrences(of: $1.0, with: $1.1) }
+    }
+
+    static let migrations: [Migration] = [
+        Migration(version: 1, name: "organizations, tokens, keys, integrations and the seed's tables") { dialect in
+            var statements = [
+                """
+                CREATE TABLE organizations (
+                  id {uuid} PRIMARY KEY,
+                  slug TEXT NOT NULL UNIQUE,
+                  name TEXT NOT NULL,
+                  created_at {time} NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE api_tokens (
+                  id {uuid} PRIMARY KEY,
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  token_hash TEXT NOT NULL UNIQUE,
+                  role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'compliance', 'auditor')),
+                  owner TEXT NOT NULL,
+                  description TEXT,
+                  created_by {uuid},
+                  created_at {time} NOT NULL,
+                  expires_at {time},
+                  revoked_at {time},
+                  last_used_at {time}
+                )
+                """,
+                "CREATE INDEX api_tokens_org ON api_tokens (organization_id, id)",
+                """
+                CREATE TABLE data_keys (
+                  id {uuid} PRIMARY KEY,
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  created_at {time} NOT NULL
+                )
+                """,
+                "CREATE INDEX data_keys_org ON data_keys (organization_id, id)",
+                """
+                CREATE TABLE data_key_wraps (
+                  data_key_id {uuid} NOT NULL REFERENCES data_keys(id),
+                  master_key_id TEXT NOT NULL,
+                  wrapped TEXT NOT NULL,
+                  created_at {time} NOT NULL,
+                  PRIMARY KEY (data_key_id, master_key_id)
+                )
+                """,
+                """
+                CREATE TABLE integrations (
+                  id {uuid} PRIMARY KEY,
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  name TEXT NOT NULL CHECK (length(name) <= 255),
+                  type TEXT NOT NULL,
+                  base_url TEXT CHECK (length(base_url) <= 500),
+                  auth_method TEXT NOT NULL,
+                  credentials {json} NOT NULL,
+                  config {json} NOT NULL DEFAULT '{}',
+                  rate_limits {json},
+                  webhook_config {json},
+                  sync_config {json},
+                  status TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (status IN ('active', 'inactive', 'error', 'pending')),
+                  error_message TEXT,
+                  last_sync {time},
+                  created_by {uuid},
+                  created_at {time} NOT NULL,
+                  updated_at {time} NOT NULL,
+                  deleted_at {time}
+                )
+                """,
+                "CREATE INDEX integrations_org ON integrations (organization_id, id)",
+                "CREATE UNIQUE INDEX integrations_org_name ON integrations (organization_id, name) WHERE deleted_at IS NULL",
+                """
+                CREATE TABLE integration_requests (
+                  id {uuid} PRIMARY KEY,
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  integration_id {uuid} NOT NULL REFERENCES integrations(id),
+                  method TEXT NOT NULL CHECK (length(method) <= 10),
+                  endpoint TEXT NOT NULL CHECK (length(endpoint) <= 500),
+                  request_body {json},
+                  response_status INTEGER,
+                  response_body {json},
+                  duration_ms INTEGER,
+                  error_message TEXT,
+                  created_at {time} NOT NULL
+                )
+                """,
+                "CREATE INDEX integration_requests_integration ON integration_requests (integration_id, id)",
+                """
+                CREATE TABLE webhook_events (
+                  id {uuid} PRIMARY KEY,
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  integration_id {uuid} NOT NULL REFERENCES integrations(id),
+                  event_type TEXT NOT NULL CHECK (length(event_type) <= 100),
+                  payload {json} NOT NULL,
+                  signature TEXT CHECK (length(signature) <= 255),
+                  status TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (status IN ('pending', 'processed', 'failed', 'retrying')),
+                  retry_count INTEGER NOT NULL DEFAULT 0,
+                  error_message TEXT,
+                  processed_at {time},
+                  created_at {time} NOT NULL
+                )
+                """,
+                "CREATE INDEX webhook_events_integration ON webhook_events (integration_id, id)",
+                """
+                CREATE TABLE sync_jobs (
+                  id {uuid} PRIMARY KEY,
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  integration_id {uuid} NOT NULL REFERENCES integrations(id),
+                  sync_type TEXT NOT NULL CHECK (length(sync_type) <= 50),
+                  status TEXT NOT NULL DEFAULT 'running'
+                    CHECK (status IN ('running', 'completed', 'failed', 'cancelled')),
+                  records_processed INTEGER NOT NULL DEFAULT 0,
+                  records_total INTEGER,
+                  error_message TEXT,
+                  started_at {time} NOT NULL,
+                  completed_at {time}
+                )
+                """,
+                "CREATE INDEX sync_jobs_integration ON sync_jobs (integration_id, id)",
+            ]
+            // An organization's slug names its ledger origin and webhook paths: it never changes.
+            switch dialect {
+            case .sqlite:
+                statements.append("""
+                    CREATE TRIGGER organizations_slug_immutable BEFORE UPDATE OF slug ON organizations
+                    WHEN NEW.slug IS NOT OLD.slug
+                    BEGIN SELECT RAISE(ABORT, 'an organization slug is immutable'); END
+                    """)
+            case .postgres:
+                statements.append("""
+                    CREATE FUNCTION organizations_slug_immutable() RETURNS trigger AS $$
+                    BEGIN
+                      IF NEW.slug IS DISTINCT FROM OLD.slug THEN
+                        RAISE EXCEPTION 'an organization slug is immutable';
+                      END IF;
+                      RETURN NEW;
+                    END $$ LANGUAGE plpgsql
+                    """)
+                statements.append("""
+                    CREATE TRIGGER organizations_slug_immutable BEFORE UPDATE ON organizations
+                    FOR EACH ROW EXECUTE FUNCTION organizations_slug_immutable()
+                    """)
+            }
+            return statements
+        },
+    ]
+}

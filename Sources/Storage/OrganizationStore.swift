@@ -1,0 +1,54 @@
+public import Foundation
+public import PortalCore
+public import SQLKit
+
+/// Organizations: the tenants every other row belongs to.
+public struct OrganizationStore {
+    private let db: any SQLDatabase
+
+    /// A store over one transaction's connection.
+    public init(_ db: any SQLDatabase) { self.db = db }
+
+    /// Inserts a new organization; a taken slug is a `conflict`.
+    public func insert(_ organization: Organization) async throws {
+        try Organization.validateSlug(organization.slug)
+        try await db.raw("""
+            INSERT INTO organizations (id, slug, name, created_at)
+            VALUES (\(bind: organization.id), \(bind: organization.slug), \(bind: organization.name), \(bind: organization.createdAt))
+            """).run()
+    }
+
+    /// The organization with this slug, if any.
+    public func find(slug: String) async throws -> Organization? {
+        try await db.raw("SELECT id, slug, name, created_at FROM organizations WHERE slug = \(bind: slug)")
+            .first().map(Self.decode)
+    }
+
+    /// The organization with this id, if any.
+    public func find(id: UUID) async throws -> Organization? {
+        try await db.raw("SELECT id, slug, name, created_at FROM organizations WHERE id = \(bind: id)")
+            .first().map(Self.decode)
+    }
+
+    /// Every organization, oldest first.
+    public func list() async throws -> [Organization] {
+        try await db.raw("SELECT id, slug, name, created_at FROM organizations ORDER BY id").all().map(Self.decode)
+    }
+
+    /// The organization with `slug`, created with `name` if it does not exist yet.
+    public func findOrCreate(slug: String, name: String, id: UUID, at time: Date) async throws -> (Organization, created: Bool) {
+        if let existing = try await find(slug: slug) { return (existing, false) }
+        let organization = Organization(id: id, slug: slug, name: name, createdAt: time)
+        try await insert(organization)
+        return (organization, true)
+    }
+
+    private static func decode(_ row: any SQLRow) throws -> Organization {
+        Organization(
+            id: try row.decode(column: "id", as: UUID.self),
+            slug: try row.decode(column: "slug", as: String.self),
+            name: try row.decode(column: "name", as: String.self),
+            createdAt: try row.decode(column: "created_at", as: Date.self)
+        )
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SQLiteNIO
+
+/// A bounded set of connections to one SQLite file, handed to one task at a time.
+///
+/// The writer is a pool of one (so writes are serialized in this process; `BEGIN IMMEDIATE` and
+/// `busy_timeout` serialize them against other processes); readers share a pool of a few connections,
+/// which WAL lets read while the writer writes. Connections open lazily with the pragmas every
+/// connection needs.
+actor SQLiteConnectionPool {
+    private let path: String
+    private let maximum: Int
+    private let logger: Logger
+    private var idle: [SQLiteConnection] = []
+    private var openCount = 0
+    private var waiters: [CheckedContinuation<SQLiteConnection, any Error>] = []
+    private var closed = false
+
+    init(path: String, maximum: Int, logger: Logger) {
+        self.path = path
+        self.maximum = maximum
+        self.logger = logger
+    }
+
+    /// Takes a connection, opening one if the pool is below its maximum, else waiting for a release.
+    func acquire() async throws -> SQLiteConnection {
+        guard !closed else { throw CancellationError() }
+        if let connection = idle.popLast() { return connection }
+        if openCount < maximum {
+            openCount += 1
+            do {
+                return try await open()
+            } catch {
+                openCount -= 1
+                throw error
+            }
+        }
+        return try await withCheckedThrowingContinuation { waiters.append($0) }
+    }
+
+    /// Returns a healthy connection to the pool.
+    func release(_ connection: SQLiteConnection) async {
+        if closed {
+            openCount -= 1
+            try? await connection.close()
+            return
+        }
+        if !waiters.isEmpty {
+            waiters.removeFirst().resume(returning: connection)
+        } else {
+            idle.append(connection)
+        }
+    }
+
+    /// Drops a connection whose state is unknown (a failed rollback), so the next user gets a fresh one.
+    func discard(_ connection: SQLiteConnection) async {
+        openCount -= 1
+        try? await connection.close()
+    }
+
+    /// Closes every idle connection; connections in use close when released.
+    func close() async {
+        closed = true
+        for waiter in waiters { waiter.resume(throwing: CancellationError()) }
+        waiters.removeAll()
+        for connection in idle {
+            try? await connection.close()
+            openCount -= 1
+        }
+        idle.removeAll()
+    }
+
+    private func open() async throws -> SQLiteConnection {
+        let connection = try await SQLiteConnection.open(
+            storage: .file(path: path),
+            threadPool: NIOThreadPool.singleton,
+            logger: logger,
+            on: MultiThreadedEventLoopGroup.singleton.any()
+        )
+        do {
+            // WAL lets readers run beside the writer; FULL makes a commit durable once acknowledged;
+            // busy_timeout makes other processes (the CLI beside a running server) wait, not fail.
+            _ = try await connection.query("PRAGMA journal_mode = WAL", [])
+            _ = try await connection.query("PRAGMA synchronous = FULL", [])
+            _ = try await connection.query("PRAGMA foreign_keys = ON", [])
+            _ = try await connection.query("PRAGMA busy_timeout = 10000", [])
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        return connection
+    }
+}

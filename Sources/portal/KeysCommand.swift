@@ -1,0 +1,117 @@
+import ArgumentParser
+import Foundation
+import Integrations
+import Logging
+import PortalCore
+import Storage
+
+/// `portal keys`: master keys of the credential vault.
+struct KeysCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keys",
+        abstract: "Generate, rotate and retire master keys.",
+        subcommands: [GenerateMaster.self, RotateMaster.self, RetireMaster.self]
+    )
+
+    struct GenerateMaster: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "generate-master",
+            abstract: "Print a new random master key (base64), or write it to a new key file."
+        )
+
+        @Option(help: "Write a key file (mode 0600) instead of printing; refuses to overwrite one.")
+        var out: String?
+
+        func run() async throws {
+            let key = MasterKeyRing.generateBase64()
+            guard let out else {
+                print(key)
+                return
+            }
+            guard !FileManager.default.fileExists(atPath: out) else {
+                throw ValidationError("\(out) exists; rotate with 'portal keys rotate-master' instead of overwriting it")
+            }
+            let directory = (out as NSString).deletingLastPathComponent
+            if !directory.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+            try await CLI.run {
+                try MasterKeyRing.writeKeyFile(out, keys: [key])
+                CLI.note("wrote master key \(try MasterKeyRing.Key(base64: key).id) to \(out)")
+            }
+        }
+    }
+
+    struct RotateMaster: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "rotate-master",
+            abstract: "Wrap every data key under a new master key as well, without downtime.",
+            discussion: """
+                Running instances keep reading with the old key: its wraps stay until 'retire-master'. With
+                --master-key-file, the new key is written at the top of that file (the old keys stay below it).
+                Restart instances with the new key, then run 'portal keys retire-master --key-id OLD'.
+                """
+        )
+
+        @Option(name: .customLong("new-key"), help: "The new master key in base64; generated when omitted.")
+        var newKey: String?
+
+        @OptionGroup var database: DatabaseOptions
+        @OptionGroup var keys: MasterKeyOptions
+
+        func run() async throws {
+            var settings = try CLI.settings()
+            database.apply(to: &settings)
+            keys.apply(to: &settings)
+            let logger = CLI.quietLogger()
+            try await CLI.run {
+                let ring = try MasterKeyRing.load(masterKey: settings.masterKey, keyFile: settings.masterKeyFile)
+                let newBase64 = newKey ?? MasterKeyRing.generateBase64()
+                let new = try MasterKeyRing.Key(base64: newBase64)
+                let count = try await Database.withDatabase(url: settings.databaseURL, logger: logger) { db in
+                    try await Migrator(database: db, logger: logger).migrate()
+                    let vault = CredentialVault(ring: ring)
+                    return try await db.write { tx in try await vault.rewrapAll(under: new, in: tx) }
+                }
+                if settings.masterKey == nil, let file = settings.masterKeyFile {
+                    let existing = (try? String(contentsOfFile: file, encoding: .utf8))?
+                        .split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+                        .filter { !$0.isEmpty && !$0.hasPrefix("#") } ?? []
+                    try MasterKeyRing.writeKeyFile(file, keys: [newBase64] + existing.filter { $0 != newBase64 })
+                    CLI.note("added the new key at the top of \(file)")
+                } else if newKey == nil {
+                    CLI.note("new master key (store it, then set PORTAL_MASTER_KEY to it):")
+                    print(newBase64)
+                }
+                CLI.note("re-wrapped \(count) data key(s) under master key \(new.id); the old key (\(ring.active.id)) still works until retired")
+            }
+        }
+    }
+
+    struct RetireMaster: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "retire-master",
+            abstract: "Delete the wraps under an old master key (refused while a data key has no other wrap)."
+        )
+
+        @Option(name: .customLong("key-id"), help: "The id of the master key to retire (printed by rotate-master).")
+        var keyID: String
+
+        @OptionGroup var database: DatabaseOptions
+        @OptionGroup var keys: MasterKeyOptions
+
+        func run() async throws {
+            var settings = try CLI.settings()
+            database.apply(to: &settings)
+            keys.apply(to: &settings)
+            let logger = CLI.quietLogger()
+            let id = keyID
+            try await CLI.run {
+                let ring = try MasterKeyRing.load(masterKey: settings.masterKey, keyFile: settings.masterKeyFile)
+                let removed = try await Database.withDatabase(url: settings.databaseURL, logger: logger) { db in
+                    try await Migrator(database: db, logger: logger).migrate()
+                    return try await db.write { tx in try await CredentialVault(ring: ring).retire(masterKeyID: id, in: tx) }
+                }
+                print("removed \(removed) wrap(s) under master key \(id)")
+            }
+        }
+    }
+}

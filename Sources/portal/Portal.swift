@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import Logging
+import PortalCore
+
+/// The `portal` command-line tool.
+@main
+struct Portal: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "portal",
+        abstract: "The integration and evidence service of the privacy portal.",
+        discussion: """
+            Every option can also be set with its PORTAL_* environment variable (for example --database and
+            PORTAL_DATABASE_URL); a flag wins over the variable.
+            """,
+        subcommands: [Serve.self, Migrate.self, TokenCommand.self, KeysCommand.self]
+    )
+}
+
+/// `--database`, shared by every command that opens the database.
+struct DatabaseOptions: ParsableArguments {
+    @Option(name: .customLong("database"), help: "Database URL: sqlite:///path, sqlite://relative/path or postgres://user:pass@host:port/db (PORTAL_DATABASE_URL; default sqlite://var/portal.sqlite).")
+    var url: String?
+
+    func apply(to settings: inout PortalSettings) {
+        if let url { settings.databaseURL = url }
+    }
+}
+
+/// `--master-key` and `--master-key-file`, for commands that read or write secrets.
+struct MasterKeyOptions: ParsableArguments {
+    @Option(name: .customLong("master-key"), help: "Base64 of the 32-byte master key (PORTAL_MASTER_KEY).")
+    var masterKey: String?
+
+    @Option(name: .customLong("master-key-file"), help: "File of base64 master keys, newest first (PORTAL_MASTER_KEY_FILE).")
+    var masterKeyFile: String?
+
+    func apply(to settings: inout PortalSettings) {
+        if let masterKey { settings.masterKey = masterKey }
+        if let masterKeyFile { settings.masterKeyFile = masterKeyFile }
+    }
+}
+
+/// Helpers every command uses.
+enum CLI {
+    /// Settings from the environment; a configuration error exits with its message.
+    static func settings() throws -> PortalSettings {
+        do {
+            return try PortalSettings.fromEnvironment()
+        } catch {
+            throw ValidationError(error.message)
+        }
+    }
+
+    /// A logger for commands other than `serve`: warnings and errors only, to standard error.
+    static func quietLogger() -> Logger {
+        var logger = Logger(label: "portal")
+        logger.logLevel = .warning
+        return logger
+    }
+
+    /// Writes a line to standard error (human messages; standard output carries only results).
+    static func note(_ text: String) {
+        FileHandle.standardError.write(Data((text + "\n").utf8))
+    }
+
+    /// Runs `body`, turning a ``PortalError`` into a clean message and exit code 1.
+    static func run(_ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+        } catch let error as PortalError {
+            note("error: \(error.message)")
+            for field in error.fieldErrors { note("  \(field.pointer): \(field.message)") }
+            throw ExitCode.failure
+        }
+    }
+}

@@ -1,0 +1,97 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import PortalCore
+import PortalServer
+import Storage
+
+/// `portal serve`: runs the HTTP service until SIGTERM or SIGINT, then shuts down gracefully.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the service (migrates the database first).")
+
+    @Option(help: "Address to listen on (PORTAL_HOST; default 127.0.0.1).")
+    var host: String?
+
+    @Option(help: "Port to listen on, 0 for any free port (PORTAL_PORT; default 8080).")
+    var port: Int?
+
+    @OptionGroup var database: DatabaseOptions
+    @OptionGroup var keys: MasterKeyOptions
+
+    @Option(name: .customLong("public-url"), help: "URL the portal is reached at; names ledger origins and webhook URLs (PORTAL_PUBLIC_URL; default http://localhost:PORT).")
+    var publicURL: String?
+
+    @Option(name: .customLong("max-body-bytes"), help: "Largest API request body in bytes (PORTAL_MAX_BODY_BYTES; default 1048576).")
+    var maxBodyBytes: Int?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (PORTAL_LOG_LEVEL; default info).")
+    var logLevel: String?
+
+    @Option(name: .customLong("log-format"), help: "json or text (PORTAL_LOG_FORMAT; default json).")
+    var logFormat: String?
+
+    func run() async throws {
+        var settings = try CLI.settings()
+        if let host { settings.host = host }
+        if let port { settings.port = port }
+        database.apply(to: &settings)
+        keys.apply(to: &settings)
+        if let publicURL { settings.publicURL = publicURL }
+        if let maxBodyBytes { settings.maxBodyBytes = maxBodyBytes }
+        if let logLevel { settings.logLevel = logLevel }
+        if let logFormat { settings.logFormat = logFormat }
+        guard let level = Logger.Level(rawValue: settings.logLevel) else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        guard ["json", "text"].contains(settings.logFormat) else { throw ValidationError("--log-format must be json or text") }
+        let format = settings.logFormat
+        LoggingSystem.bootstrap { label in
+            var handler: any LogHandler = format == "json"
+                ? JSONLogHandler(label: label)
+                : StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "portal")
+        logger.logLevel = level
+        let consoleURL = settings.effectivePublicURL
+        let configuration = ServerConfiguration(settings: settings, logger: logger) { token in
+            FileHandle.standardOutput.write(Data("""
+                Created organization '\(Bootstrap.defaultSlug)' and its first admin token (shown once, keep it safe):
+
+                  \(token)
+
+                Try: curl -H "Authorization: Bearer \(token)" \(consoleURL)/portal/whoami
+
+                """.utf8))
+        }
+        try await CLI.run {
+            let app = try buildApplication(configuration)
+            try await app.runService()
+        }
+    }
+}
+
+/// `portal migrate`: brings the schema up to date and exits.
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply pending database migrations.")
+
+    @OptionGroup var database: DatabaseOptions
+
+    func run() async throws {
+        var settings = try CLI.settings()
+        database.apply(to: &settings)
+        let logger = CLI.quietLogger()
+        let url = settings.databaseURL
+        try await CLI.run {
+            try await Database.withDatabase(url: url, logger: logger) { db in
+                let applied = try await Migrator(database: db, logger: logger).migrate()
+                let version = try await Migrator(database: db, logger: logger).currentVersion()
+                print(applied.isEmpty
+                    ? "schema is up to date (version \(version))"
+                    : "applied migrations \(applied.map(String.init).joined(separator: ", ")); schema version \(version)")
+            }
+        }
+    }
+}
