@@ -95,6 +95,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "PortalTestSupport",
+            dependencies: [
+                "PortalCore", "Storage",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SQLKit", package: "sql-kit"),
+            ],
+            path: "Tests/PortalTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "PortalCoreTests",
             dependencies: ["PortalCore"],
@@ -103,7 +113,7 @@ let package = Package(
         .testTarget(
             name: "StorageTests",
             dependencies: [
-                "PortalCore", "Storage",
+                "PortalCore", "Storage", "PortalTestSupport",
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -111,13 +121,18 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationsTests",
-            dependencies: ["PortalCore", "Storage", "Integrations", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "PortalCore", "Storage", "Integrations", "PortalTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "PortalServerTests",
             dependencies: [
-                "PortalCore", "Storage", "Integrations", "PortalServer",
+                "PortalCore", "Storage", "Integrations", "PortalServer", "PortalTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

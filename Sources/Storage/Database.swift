@@ -159,6 +159,31 @@ public final class Database: Service, Sendable {
         }
     }
 
+    /// Lends a connection outside any transaction, for the few statements that cannot run in one
+    /// (PostgreSQL's `CREATE DATABASE`, SQLite's `VACUUM`). Everything else uses ``read(_:)`` or ``write(_:)``.
+    public func withoutTransaction<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
+        do {
+            switch backend {
+            case .sqlite(let writer, _):
+                let connection = try await writer.acquire()
+                do {
+                    let result = try await body(connection.sql(queryLogLevel: nil))
+                    await writer.release(connection)
+                    return result
+                } catch {
+                    await writer.release(connection)
+                    throw error
+                }
+            case .postgres(let client):
+                return try await client.withConnection { connection in
+                    try await body(connection.sql(queryLogLevel: nil))
+                }
+            }
+        } catch {
+            throw mapError(error)
+        }
+    }
+
     /// Whether the database answers a trivial query.
     public func isReachable() async -> Bool {
         do {
@@ -199,9 +224,12 @@ public final class Database: Service, Sendable {
     /// Turns driver errors into ``PortalError``: unique violations become `conflict`, the rest `storage`.
     /// The driver's own text is logged (it holds no bind values), never returned to a client.
     private func mapError(_ error: any Error) -> any Error {
-        if error is PortalError || error is CancellationError { return error }
         if Self.isUniqueViolation(error) {
             return PortalError(.conflict, "a resource with the same unique key already exists")
+        }
+        // Only the drivers' own errors are translated; the caller's errors pass through unchanged.
+        guard error is SQLiteError || error is PSQLError || error is DecodingError || error is PostgresDecodingError else {
+            return error
         }
         logger.error("database error", metadata: ["portal.error": "\(String(reflecting: error))"])
         return PortalError(.storage, "the database failed to complete the operation")

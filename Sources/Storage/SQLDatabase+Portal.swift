@@ -23,15 +23,14 @@ extension SQLDatabase {
 
 extension SQLRow {
     /// Reads a JSON column on either backend; nil when it is SQL NULL.
+    ///
+    /// Both drivers hand a JSON column over as its text (PostgreSQL's JSONB output form), which is parsed
+    /// here: decoding straight into `JSONValue` would let the drivers' single-value unwrapping read the
+    /// whole document as one string.
     package func decodeJSON(column: String, backend: Database.Dialect) throws -> JSONValue? {
         if try decodeNil(column: column) { return nil }
-        switch backend {
-        case .postgres:
-            return try decode(column: column, as: JSONValue.self)
-        case .sqlite:
-            let text = try decode(column: column, as: String.self)
-            return try JSONValue.parse(Data(text.utf8))
-        }
+        let text = try decode(column: column, as: String.self)
+        return try JSONValue.parse(Data(text.utf8))
     }
 
     /// Reads an optional column.

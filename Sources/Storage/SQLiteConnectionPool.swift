@@ -45,7 +45,7 @@ actor SQLiteConnectionPool {
     func release(_ connection: SQLiteConnection) async {
         if closed {
             openCount -= 1
-            try? await connection.close()
+            await Self.close(connection)
             return
         }
         if !waiters.isEmpty {
@@ -58,7 +58,7 @@ actor SQLiteConnectionPool {
     /// Drops a connection whose state is unknown (a failed rollback), so the next user gets a fresh one.
     func discard(_ connection: SQLiteConnection) async {
         openCount -= 1
-        try? await connection.close()
+        await Self.close(connection)
     }
 
     /// Closes every idle connection; connections in use close when released.
@@ -67,10 +67,18 @@ actor SQLiteConnectionPool {
         for waiter in waiters { waiter.resume(throwing: CancellationError()) }
         waiters.removeAll()
         for connection in idle {
-            try? await connection.close()
+            await Self.close(connection)
             openCount -= 1
         }
         idle.removeAll()
+    }
+
+    /// Closes a connection even when the calling task is cancelled (shutdown runs after cancellation):
+    /// the future-based close is not cancellation-aware, the async one skips the work when cancelled and
+    /// leaves a handle that SQLiteNIO asserts on.
+    private static func close(_ connection: SQLiteConnection) async {
+        let closing: EventLoopFuture<Void> = connection.close()
+        try? await closing.get()
     }
 
     private func open() async throws -> SQLiteConnection {
@@ -88,7 +96,7 @@ actor SQLiteConnectionPool {
             _ = try await connection.query("PRAGMA foreign_keys = ON", [])
             _ = try await connection.query("PRAGMA busy_timeout = 10000", [])
         } catch {
-            try? await connection.close()
+            await Self.close(connection)
             throw error
         }
         return connection
