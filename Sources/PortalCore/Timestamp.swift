@@ -4,7 +4,9 @@ public import Foundation
 public enum Timestamp {
     /// `2026-11-25T16:30:00.123456Z`: UTC, always six fractional digits.
     public static func rfc3339(_ date: Date) -> String {
-        let micros = Int64((date.timeIntervalSince1970 * 1_000_000).rounded(.down))
+        // Rounded, not truncated: a stored time is whole microseconds, and a REAL read back from SQLite may
+        // land a hair below it.
+        let micros = Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
         let seconds = micros >= 0 ? micros / 1_000_000 : (micros - 999_999) / 1_000_000
         let fraction = micros - seconds * 1_000_000
         var time = time_t(seconds)

@@ -203,14 +203,18 @@ public struct IntegrationRegistry: Sendable {
 
     // MARK: - Views and secrets
 
+    /// The view of `record` as stored: re-read, so a write's response is exactly what a later GET returns
+    /// (each driver rounds times to its own precision).
     private func view(of record: IntegrationRecord) async throws -> IntegrationView {
-        let (secrets, stats) = try await database.read { db in
-            (
-                try await open(record, in: db),
+        let (stored, secrets, stats) = try await database.read { db in
+            let stored = try await IntegrationStore(db).find(id: record.id, organizationID: record.organizationID) ?? record
+            return (
+                stored,
+                try await open(stored, in: db),
                 try await IntegrationStore(db).requestStats(organizationID: record.organizationID, ids: [record.id])
             )
         }
-        return Self.view(of: record, secrets: secrets, stats: stats[record.id])
+        return Self.view(of: stored, secrets: secrets, stats: stats[record.id])
     }
 
     static func view(of record: IntegrationRecord, secrets: Secrets, stats: IntegrationRequestStats?) -> IntegrationView {

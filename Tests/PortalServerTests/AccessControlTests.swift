@@ -1,0 +1,137 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import PortalCore
+import PortalServer
+import PortalTestSupport
+import Storage
+import Testing
+
+/// The role table of DESIGN section 6 on every route, authentication failures, and organization isolation.
+@Suite("Access control")
+struct AccessControlTests {
+    /// Every route the server serves, with the permission it enforces.
+    static var routes: [APIRoute] {
+        get throws {
+            var settings = PortalSettings()
+            settings.databaseURL = "sqlite:///tmp/portal-unused-\(UUID().uuidString).sqlite"
+            settings.masterKey = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+            let database = try Database(url: settings.databaseURL, logger: quietLogger)
+            return buildRouter(services: try PortalServices(settings: settings, database: database, logger: quietLogger)).1
+        }
+    }
+
+    /// A request that the route accepts from an allowed caller, creating what it needs first.
+    func request(for route: APIRoute, in portal: Portal) async throws -> (uri: String, json: String?) {
+        switch route.description {
+        case "GET /portal/whoami": return ("/portal/whoami", nil)
+        case "POST /portal/tokens": return ("/portal/tokens", #"{"role":"auditor","owner":"matrix"}"#)
+        case "GET /portal/tokens": return ("/portal/tokens", nil)
+        case "DELETE /portal/tokens/{id}":
+            let created = try await portal.call(.post, "/portal/tokens", token: portal.token("acme.admin"), json: #"{"role":"auditor","owner":"victim"}"#)
+            return ("/portal/tokens/\(created.json.objectValue?["id"]?.stringValue ?? "")", nil)
+        case "POST /portal/integrations":
+            return ("/portal/integrations", #"{"name":"M \#(UUID().uuidString)","type":"analytics","baseUrl":"https://api.mixpanel.com","authMethod":"api_key","credentials":{"apiKey":"k-123"}}"#)
+        case "GET /portal/integrations": return ("/portal/integrations", nil)
+        case "GET /portal/integrations/{id}": return ("/portal/integrations/\(try await portal.createIntegration())", nil)
+        case "PATCH /portal/integrations/{id}": return ("/portal/integrations/\(try await portal.createIntegration())", #"{"config":{"region":"eu"}}"#)
+        case "DELETE /portal/integrations/{id}": return ("/portal/integrations/\(try await portal.createIntegration())", nil)
+        case "GET /portal/integrations/{id}/status": return ("/portal/integrations/\(try await portal.createIntegration())/status", nil)
+        default:
+            Issue.record("the role matrix has no request for \(route): add one")
+            return ("/", nil)
+        }
+    }
+
+    @Test("every role against every route: allowed, or 403", arguments: Backend.available)
+    func roleMatrix(backend: Backend) async throws {
+        let routes = try Self.routes.filter(\.authenticated)
+        #expect(routes.count >= 10)
+        try await withPortal(backend) { portal in
+            for route in routes {
+                for role in Role.allCases {
+                    let (uri, json) = try await request(for: route, in: portal)
+                    let response = try await portal.call(
+                        HTTPRequest.Method(route.method)!, uri, token: portal.token("acme.\(role.rawValue)"), json: json
+                    )
+                    let allowed = route.permission.map(role.allows) ?? true
+                    if allowed {
+                        #expect((200..<300).contains(response.status.code), "\(role) \(route): \(response.status) \(response.body.string)")
+                    } else {
+                        let problem = expectProblem(response, .forbidden)
+                        #expect(problem["code"] == "forbidden", "\(role) \(route)")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("missing, malformed, unknown, expired and revoked tokens get 401 on every authenticated route", arguments: Backend.available)
+    func unauthenticated(backend: Backend) async throws {
+        let routes = try Self.routes.filter(\.authenticated)
+        try await withPortal(backend) { portal in
+            let badTokens: [String?] = [
+                nil, "not-a-token", "ptk_" + String(repeating: "A", count: 43), portal.token("acme.expired"), portal.token("acme.revoked"),
+            ]
+            for route in routes {
+                let uri = route.path.replacingOccurrences(of: "{id}", with: UUID().uuidString.lowercased())
+                for token in badTokens {
+                    let response = try await portal.call(HTTPRequest.Method(route.method)!, uri, token: token, json: "{}")
+                    let problem = expectProblem(response, .unauthorized)
+                    #expect(response.headers[.wwwAuthenticate]?.hasPrefix("Bearer") == true)
+                    #expect(problem["code"] == "unauthenticated")
+                }
+            }
+            let basic = try await portal.call(.get, "/portal/integrations", token: nil, headers: [.authorization: "Basic YTpi"])
+            expectProblem(basic, .unauthorized)
+            let expired = try await portal.call(.get, "/portal/whoami", token: portal.token("acme.expired"))
+            #expect(expectProblem(expired, .unauthorized)["detail"]?.stringValue?.contains("expired") == true)
+            let revoked = try await portal.call(.get, "/portal/whoami", token: portal.token("acme.revoked"))
+            #expect(expectProblem(revoked, .unauthorized)["detail"]?.stringValue?.contains("revoked") == true)
+        }
+    }
+
+    @Test("another organization's resources are 404 and never listed", arguments: Backend.available)
+    func isolation(backend: Backend) async throws {
+        try await withPortal(backend) { portal in
+            let acmeIntegration = try await portal.createIntegration(name: "Acme CRM")
+            let globexIntegration = try await portal.createIntegration(name: "Globex CRM", token: portal.token("globex.admin"))
+            let globexAdmin = portal.token("globex.admin")
+
+            for (method, suffix, json) in [
+                (HTTPRequest.Method.get, "", nil), (.patch, "", #"{"name":"stolen"}"#), (.delete, "", nil), (.get, "/status", nil),
+            ] as [(HTTPRequest.Method, String, String?)] {
+                let response = try await portal.call(method, "/portal/integrations/\(acmeIntegration)\(suffix)", token: globexAdmin, json: json)
+                expectProblem(response, .notFound)
+            }
+            let list = try await portal.call(.get, "/portal/integrations", token: globexAdmin)
+            let ids = list.json.objectValue?["items"]?.arrayIDs ?? []
+            #expect(ids == [globexIntegration])
+            let acmeList = try await portal.call(.get, "/portal/integrations?includeDeleted=true", token: portal.token("acme.auditor"))
+            #expect(acmeList.json.objectValue?["items"]?.arrayIDs == [acmeIntegration])
+
+            // Tokens too: globex's admin neither sees nor revokes acme's tokens.
+            let acmeTokens = try await portal.call(.get, "/portal/tokens?limit=1000", token: portal.token("acme.admin"))
+            let acmeTokenID = try #require(acmeTokens.json.objectValue?["items"]?.arrayIDs.first)
+            expectProblem(try await portal.call(.delete, "/portal/tokens/\(acmeTokenID)", token: globexAdmin), .notFound)
+            let globexTokens = try await portal.call(.get, "/portal/tokens?limit=1000", token: globexAdmin)
+            let globexOrgs = Set(globexTokens.json.objectValue?["items"]?.arrayValues.compactMap { $0.objectValue?["organization"]?.stringValue } ?? [])
+            #expect(globexOrgs == ["globex"])
+
+            // The acme integration is untouched.
+            let still = try await portal.call(.get, "/portal/integrations/\(acmeIntegration)", token: portal.token("acme.auditor"))
+            #expect(still.json.objectValue?["name"] == "Acme CRM")
+            #expect(still.json.objectValue?["deletedAt"] == nil)
+        }
+    }
+}
+
+extension JSONValue {
+    var arrayValues: [JSONValue] {
+        if case .array(let items) = self { return items }
+        return []
+    }
+
+    var arrayIDs: [String] { arrayValues.compactMap { $0.objectValue?["id"]?.stringValue } }
+}
