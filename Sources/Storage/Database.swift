@@ -184,13 +184,25 @@ public final class Database: Service, Sendable {
         }
     }
 
-    /// Whether the database answers a trivial query.
-    public func isReachable() async -> Bool {
-        do {
-            _ = try await read { db in try await db.raw("SELECT 1 AS one").first() }
-            return true
-        } catch {
-            return false
+    /// Whether the database answers a trivial query within `timeout` (a pool waiting on an unreachable
+    /// server would otherwise hold the caller for its whole connect timeout).
+    public func isReachable(timeout: Duration = .seconds(2)) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                do {
+                    _ = try await self.read { db in try await db.raw("SELECT 1 AS one").first() }
+                    return true
+                } catch {
+                    return false
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
         }
     }
 
