@@ -92,7 +92,11 @@ public final class Database: Service, Sendable {
         logger: Logger,
         _ body: (Database) async throws -> T
     ) async throws -> T {
-        let database = try Database(url: url, logger: logger)
+        // The body may ask for a connection a moment before the pool's run task starts; PostgresNIO warns
+        // about that although the request simply waits. Short-lived commands do not need the warning.
+        var poolLogger = logger
+        if poolLogger.logLevel < .error { poolLogger.logLevel = .error }
+        let database = try Database(url: url, logger: poolLogger)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await database.run() }
             do {

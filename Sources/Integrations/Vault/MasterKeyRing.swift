@@ -77,13 +77,8 @@ public struct MasterKeyRing: Sendable {
             atPath: temporary, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]
         )
         guard created else { throw PortalError(.configuration, "cannot write the master key file \(path)") }
-        do {
-            if FileManager.default.fileExists(atPath: path) {
-                _ = try FileManager.default.replaceItemAt(URL(fileURLWithPath: path), withItemAt: URL(fileURLWithPath: temporary))
-            } else {
-                try FileManager.default.moveItem(atPath: temporary, toPath: path)
-            }
-        } catch {
+        // rename(2) replaces the old file atomically: a reader sees the old keys or the new, never half.
+        guard rename(temporary, path) == 0 else {
             try? FileManager.default.removeItem(atPath: temporary)
             throw PortalError(.configuration, "cannot replace the master key file \(path)")
         }

@@ -1,0 +1,41 @@
+# The two commands: `make run` starts the service on SQLite; `make test` runs every test on SQLite and
+# PostgreSQL. Both install what they need first.
+SHELL := /bin/bash
+VENV := .venv
+PORTAL := .build/debug/portal
+KEY_FILE := var/master.key
+
+.PHONY: run test build build-tests deps test-deps venv clean-var
+
+run: deps build $(KEY_FILE)
+	$(PORTAL) serve --master-key-file $(KEY_FILE) $(ARGS)
+
+build:
+	swift build --product portal
+
+build-tests:
+	swift build --build-tests
+
+$(KEY_FILE): | build
+	@test -n "$$PORTAL_MASTER_KEY" || test -n "$$PORTAL_MASTER_KEY_FILE" || $(PORTAL) keys generate-master --out $(KEY_FILE)
+
+deps:
+	@scripts/install-deps.sh run
+
+test-deps:
+	@scripts/install-deps.sh test
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements-test.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements-test.txt
+	touch $@
+
+# Unit and HTTP tests (both backends), the OpenAPI validator, then the CLI and README acceptance scripts
+# against a real server process on each backend.
+test: test-deps venv build-tests
+	scripts/with-postgres.sh scripts/test-all.sh
+
+clean-var:
+	rm -rf var

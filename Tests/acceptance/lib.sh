@@ -1,0 +1,78 @@
+# Shared helpers of the acceptance scripts: a fresh database per script on $BACKEND (sqlite or postgres),
+# the built `portal` binary, a server process on a free loopback port. Sourced, not run.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+PORTAL_BIN="$ROOT/.build/debug/portal"
+BACKEND=${BACKEND:-sqlite}
+WORK=$(mktemp -d /tmp/portal-acceptance.XXXXXX)
+SERVER_PID=""
+PG_DB=""
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "  ok: $*"; }
+
+cleanup() {
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then kill -KILL "$SERVER_PID" 2>/dev/null || true; fi
+  if [ -n "$PG_DB" ]; then psql "$PORTAL_TEST_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# A new empty database URL for this script.
+case "$BACKEND" in
+  sqlite) export PORTAL_DATABASE_URL="sqlite://$WORK/portal.sqlite" ;;
+  postgres)
+    [ -n "${PORTAL_TEST_POSTGRES_URL:-}" ] || fail "BACKEND=postgres needs PORTAL_TEST_POSTGRES_URL"
+    PG_DB="portal_a_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+    psql "$PORTAL_TEST_POSTGRES_URL" -qc "CREATE DATABASE $PG_DB" >/dev/null
+    export PORTAL_DATABASE_URL="${PORTAL_TEST_POSTGRES_URL%%/portal_test*}/$PG_DB?sslmode=disable"
+    ;;
+  *) fail "unknown BACKEND $BACKEND" ;;
+esac
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+# start_server KEYFILE [extra serve flags...]: starts `portal serve`, waits for /healthz, sets PORTAL and SERVER_PID.
+start_server() {
+  local keyfile=$1; shift
+  PORT=$(free_port)
+  PORTAL="http://127.0.0.1:$PORT"
+  "$PORTAL_BIN" serve --port "$PORT" --master-key-file "$keyfile" "$@" >"$WORK/server.out" 2>"$WORK/server.log" &
+  SERVER_PID=$!
+  for _ in $(seq 1 120); do
+    curl -fsS "$PORTAL/healthz" >/dev/null 2>&1 && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; fail "the server exited during start"; }
+    sleep 0.25
+  done
+  fail "the server did not answer /healthz within 30 s"
+}
+
+# stop_server [SIGNAL]: sends SIGTERM (or the given signal) and checks a clean exit within 15 s.
+stop_server() {
+  local signal=${1:-TERM}
+  kill -"$signal" "$SERVER_PID"
+  for _ in $(seq 1 60); do
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      local status=0
+      wait "$SERVER_PID" || status=$?
+      SERVER_PID=""
+      [ "$status" -eq 0 ] || fail "the server exited with $status after SIG$signal"
+      return 0
+    fi
+    sleep 0.25
+  done
+  fail "the server did not stop within 15 s of SIG$signal"
+}
+
+# api METHOD PATH TOKEN [JSON]: prints the body, then the status on its own last line.
+api() {
+  local method=$1 path=$2 token=$3 body=${4:-}
+  if [ -n "$body" ]; then
+    curl -sS -X "$method" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d "$body" -w '\n%{http_code}' "$PORTAL$path"
+  else
+    curl -sS -X "$method" -H "Authorization: Bearer $token" -w '\n%{http_code}' "$PORTAL$path"
+  fi
+}
+status_of() { tail -n 1 <<<"$1"; }
+body_of() { sed '$d' <<<"$1"; }

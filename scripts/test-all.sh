@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Everything `make test` runs, with PORTAL_TEST_POSTGRES_URL set by scripts/with-postgres.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== swift test (SQLite${PORTAL_TEST_POSTGRES_URL:+ and PostgreSQL})"
+swift test --skip-build
+
+echo "== OpenAPI document"
+.venv/bin/python -c "
+import json
+from openapi_spec_validator import validate
+validate(json.load(open('Sources/PortalServer/Resources/openapi.json')))
+print('openapi.json: valid OpenAPI 3.1')
+"
+
+passed=0
+failed=0
+for backend in sqlite ${PORTAL_TEST_POSTGRES_URL:+postgres}; do
+  for script in Tests/acceptance/*.sh; do
+    echo "== $script ($backend)"
+    if BACKEND=$backend bash "$script"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $script ($backend)"; fi
+  done
+done
+echo "acceptance: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
