@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The `portal` CLI beside a running server: migrate, first-start token, token create/list/revoke, master key
 # rotation without downtime for readers, graceful shutdown on SIGTERM and SIGINT, clear configuration errors.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.bash"
 cd "$WORK"
 
 # migrate is idempotent.

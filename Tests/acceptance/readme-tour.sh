@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the README's tour, block by block, against a fresh server: every command the README shows must work
 # as written (blocks after a "not run" comment are skipped; PORTAL and TOKEN are set as the README says).
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.bash"
 cd "$ROOT"
 
 python3 - "$ROOT/README.md" >"$WORK/tour.sh" <<'PY'

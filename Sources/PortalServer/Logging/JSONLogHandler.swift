@@ -1,5 +1,6 @@
 import Foundation
 public import Logging
+import PortalCore
 
 /// Writes one JSON object per log line to standard error: time, level, label, message and metadata.
 ///
@@ -31,7 +32,7 @@ public struct JSONLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         var object: [String: Any] = [
-            "time": ISO8601DateFormatter.string(from: Date(), timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withInternetDateTime, .withFractionalSeconds]),
+            "time": Timestamp.rfc3339(Date()),
             "level": event.level.rawValue,
             "label": label,
             "message": "\(event.message)",
