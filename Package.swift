@@ -56,10 +56,23 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "Ledger",
+            dependencies: [
+                "PortalCore",
+                "Storage",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "Integrations",
             dependencies: [
                 "PortalCore",
                 "Storage",
+                "Ledger",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SQLKit", package: "sql-kit"),
@@ -71,6 +84,7 @@ let package = Package(
             dependencies: [
                 "PortalCore",
                 "Storage",
+                "Ledger",
                 "Integrations",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -117,6 +131,17 @@ let package = Package(
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "LedgerTests",
+            dependencies: [
+                "PortalCore", "Storage", "Ledger", "PortalTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            resources: [.copy("Vectors")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,0 +1,108 @@
+import Crypto
+import Foundation
+public import PortalCore
+
+/// One entry of an organization's ledger (DESIGN section 4.1), serialized with RFC 8785:
+///
+/// `{"v":1,"seq":N,"time":"…Z","org":"<slug>","type":"<event>","actor":"…","integration":"<uuid>","data":{…},"prev":"<hex>"}`
+///
+/// `entry_hash = SHA-256(0x00 || canonical bytes)`, the RFC 9162 leaf hash; `prev` is the previous entry's
+/// hash (64 zeros for seq 0), so the entries form a hash chain whose hashes are the Merkle tree's leaves.
+public struct LedgerEntry: Sendable, Equatable {
+    public var seq: Int64
+    /// RFC 3339 UTC with microseconds.
+    public var time: String
+    public var org: String
+    public var type: String
+    /// An API token id, or `system:<service>`.
+    public var actor: String
+    public var integration: String?
+    public var data: JSONValue
+    /// Lowercase hex of the previous entry's hash.
+    public var prev: String
+
+    /// The largest canonical entry, in bytes (entry bundles use a 16-bit length prefix).
+    public static let maxBytes = 65_535
+    /// `prev` of the first entry.
+    public static let zeroHash = String(repeating: "0", count: 64)
+
+    public init(seq: Int64, time: String, org: String, type: String, actor: String, integration: String?, data: JSONValue, prev: String) {
+        self.seq = seq
+        self.time = time
+        self.org = org
+        self.type = type
+        self.actor = actor
+        self.integration = integration
+        self.data = data
+        self.prev = prev
+    }
+
+    /// The entry as a JSON object.
+    public var json: JSONValue {
+        var members: [String: JSONValue] = [
+            "v": 1, "seq": .int(seq), "time": .string(time), "org": .string(org), "type": .string(type),
+            "actor": .string(actor), "data": data, "prev": .string(prev),
+        ]
+        if let integration { members["integration"] = .string(integration) }
+        return .object(members)
+    }
+
+    /// The canonical bytes; throws when the entry is too large or holds values outside the subset.
+    public func canonicalBytes() throws(PortalError) -> [UInt8] {
+        let bytes = try CanonicalJSON.encode(json)
+        guard bytes.count <= Self.maxBytes else {
+            throw PortalError(.validationFailed, "a ledger entry may be at most \(Self.maxBytes) bytes, this one is \(bytes.count)")
+        }
+        return bytes
+    }
+
+    /// Parses canonical bytes back into an entry, checking that they are exactly canonical.
+    public init(canonical bytes: some Collection<UInt8>) throws(PortalError) {
+        let value = try JSONValue.parse(Data(bytes))
+        guard case .object(let m) = value, m["v"] == 1,
+              case .int(let seq)? = m["seq"], let time = m["time"]?.stringValue, let org = m["org"]?.stringValue,
+              let type = m["type"]?.stringValue, let actor = m["actor"]?.stringValue,
+              case .object? = m["data"], let prev = m["prev"]?.stringValue
+        else {
+            throw PortalError(.validationFailed, "not a version 1 ledger entry")
+        }
+        let known: Set<String> = ["v", "seq", "time", "org", "type", "actor", "integration", "data", "prev"]
+        guard Set(m.keys).isSubset(of: known) else { throw PortalError(.validationFailed, "a ledger entry has unknown members") }
+        self.init(seq: seq, time: time, org: org, type: type, actor: actor, integration: m["integration"]?.stringValue, data: m["data"]!, prev: prev)
+        guard try canonicalBytes().elementsEqual(bytes) else {
+            throw PortalError(.validationFailed, "the entry's bytes are not its canonical form")
+        }
+    }
+}
+
+/// Hex helpers for hashes.
+public enum Hex {
+    public static func encode(_ bytes: some Sequence<UInt8>) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 0xF)]) }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    public static func decode(_ text: String) -> [UInt8]? {
+        let chars = Array(text.utf8)
+        guard chars.count % 2 == 0 else { return nil }
+        func v(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 0x30...0x39: c - 0x30
+            case 0x61...0x66: c - 0x61 + 10
+            case 0x41...0x46: c - 0x41 + 10
+            default: nil
+            }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(chars.count / 2)
+        var i = 0
+        while i < chars.count {
+            guard let hi = v(chars[i]), let lo = v(chars[i + 1]) else { return nil }
+            out.append(hi << 4 | lo)
+            i += 2
+        }
+        return out
+    }
+}

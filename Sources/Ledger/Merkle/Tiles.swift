@@ -1,0 +1,208 @@
+import Foundation
+public import PortalCore
+
+/// C2SP tlog-tiles geometry: tiles of 256 hashes, level l+1 holding the hash of each full level-l tile.
+public enum Tiles {
+    /// Hashes per full tile (tile height 8).
+    public static let width = 256
+    public static let height = 8
+
+    /// The path element of a tile index: zero-padded 3-digit elements, all but the last prefixed `x`
+    /// (`1234067` is `x001/x234/067`).
+    public static func indexPath(_ index: Int64) -> String {
+        var elements: [String] = []
+        var n = index
+        repeat {
+            elements.append(String(format: "%03lld", n % 1000))
+            n /= 1000
+        } while n > 0
+        elements.reverse()
+        return elements.enumerated().map { $0.offset < elements.count - 1 ? "x" + $0.element : $0.element }.joined(separator: "/")
+    }
+
+    /// `tile/<L>/<N>[.p/<W>]`, or `tile/entries/<N>[.p/<W>]` when `level` is nil.
+    public static func path(level: Int?, index: Int64, width: Int) -> String {
+        let head = level.map { "tile/\($0)/" } ?? "tile/entries/"
+        return head + indexPath(index) + (width < Self.width ? ".p/\(width)" : "")
+    }
+
+    /// A parsed tile request.
+    public struct Request: Sendable, Equatable {
+        /// nil for an entry bundle.
+        public var level: Int?
+        public var index: Int64
+        /// 256 for a full tile.
+        public var width: Int
+
+        public init(level: Int?, index: Int64, width: Int) {
+            self.level = level
+            self.index = index
+            self.width = width
+        }
+    }
+
+    /// Parses the part of a path after `tile/`: `<L>/<N>[.p/<W>]` or `entries/<N>[.p/<W>]`.
+    public static func parse(_ rest: String) throws(PortalError) -> Request {
+        var parts = rest.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count >= 2 else { throw PortalError.notFound("tile") }
+        let levelText = parts.removeFirst()
+        let level: Int?
+        if levelText == "entries" {
+            level = nil
+        } else {
+            guard let l = Int(levelText), (0...63).contains(l), String(l) == levelText else { throw PortalError.notFound("tile") }
+            level = l
+        }
+        var width = Self.width
+        if parts.count >= 2, parts[parts.count - 2].hasSuffix(".p") {
+            guard let w = Int(parts.removeLast()), (1..<Self.width).contains(w) else { throw PortalError.notFound("tile") }
+            width = w
+            parts[parts.count - 1].removeLast(2)
+        }
+        var index: Int64 = 0
+        for (i, element) in parts.enumerated() {
+            let last = i == parts.count - 1
+            var digits = element
+            if !last {
+                guard digits.hasPrefix("x") else { throw PortalError.notFound("tile") }
+                digits.removeFirst()
+            }
+            guard digits.count == 3, let v = Int64(digits), v >= 0 else { throw PortalError.notFound("tile") }
+            index = index * 1000 + v
+        }
+        guard indexPath(index) == parts.joined(separator: "/") else { throw PortalError.notFound("tile") }
+        return Request(level: level, index: index, width: width)
+    }
+}
+
+/// Computes Merkle hashes of a tiled tree from its tiles, fetched through `tile(level, index)`.
+///
+/// A node at height `h` lies in the level-`h/8` tiles: it is the hash of `2^(h%8)` consecutive hashes of
+/// one tile. Proofs therefore read O(log n) tiles and never rebuild the tree.
+public struct TileHashes {
+    private let tile: (Int, Int64) throws -> [Hash]
+    private var cache: [Int64: [Hash]] = [:]
+
+    /// `tile(level, index)` returns the stored hashes of that tile (partial or full).
+    public init(tile: @escaping (Int, Int64) throws -> [Hash]) {
+        self.tile = tile
+    }
+
+    private mutating func hashes(level: Int, index: Int64) throws -> [Hash] {
+        let key = Int64(level) << 56 | index
+        if let cached = cache[key] { return cached }
+        let value = try tile(level, index)
+        cache[key] = value
+        return value
+    }
+
+    /// The hash of the perfect subtree of height `height` whose leftmost leaf is `index << height`.
+    public mutating func node(height: Int, index: Int64) throws -> Hash {
+        let level = height / Tiles.height
+        let k = height % Tiles.height
+        let first = index << Int64(k)
+        let tileIndex = first / Int64(Tiles.width)
+        let offset = Int(first % Int64(Tiles.width))
+        let stored = try hashes(level: level, index: tileIndex)
+        let count = 1 << k
+        guard stored.count >= offset + count else {
+            throw PortalError(.storage, "ledger tile \(level)/\(tileIndex) has \(stored.count) hashes, \(offset + count) needed")
+        }
+        return Merkle.root(of: Array(stored[offset..<offset + count]))
+    }
+
+    /// The Merkle Tree Hash of leaves [start, end), for a range that RFC 9162's recursive split produces.
+    public mutating func subtree(_ start: Int64, _ end: Int64) throws -> Hash {
+        let n = end - start
+        if n <= 0 { return Merkle.emptyRoot }
+        if n & (n - 1) == 0, start % n == 0 {
+            return try node(height: n.trailingZeroBitCount, index: start / n)
+        }
+        let k = Merkle.split(n)
+        return Merkle.nodeHash(try subtree(start, start + k), try subtree(start + k, end))
+    }
+}
+
+/// The right edge of a tiled tree: the last tile of every level, which is all that changes on append.
+public struct TileEdge: Sendable {
+    public struct Tile: Sendable, Equatable {
+        public var level: Int
+        public var index: Int64
+        public var hashes: [Hash]
+
+        public init(level: Int, index: Int64, hashes: [Hash]) {
+            self.level = level
+            self.index = index
+            self.hashes = hashes
+        }
+    }
+
+    public private(set) var size: Int64
+    /// The rightmost tile of each level, by level.
+    public private(set) var tiles: [Int: Tile]
+    /// Levels whose edge tile changed since the edge was loaded.
+    private var dirtyLevels: Set<Int> = []
+    /// Tiles that filled up (and so left the edge) since the edge was loaded.
+    private var completed: [Tile] = []
+
+    /// An edge loaded from storage: `tiles` holds the last tile of each level of a tree of `size` leaves.
+    public init(size: Int64, tiles: [Tile]) {
+        self.size = size
+        self.tiles = Dictionary(uniqueKeysWithValues: tiles.map { ($0.level, $0) })
+    }
+
+    /// The last tile index at each level for a tree of `size`, which storage should load.
+    public static func edgeIndices(size: Int64) -> [(level: Int, index: Int64)] {
+        var result: [(Int, Int64)] = []
+        var count = size
+        var level = 0
+        while count > 0 {
+            // The tile that holds the last hash of this level (or the next one to fill).
+            result.append((level, (count - 1) / Int64(Tiles.width)))
+            count /= Int64(Tiles.width)
+            level += 1
+        }
+        return result
+    }
+
+    /// Appends a leaf hash, completing and hashing full tiles up the levels.
+    public mutating func append(_ leafHash: Hash) {
+        var hash = leafHash
+        var level = 0
+        var position = size
+        while true {
+            let index = position / Int64(Tiles.width)
+            var tile = tiles[level] ?? Tile(level: level, index: index, hashes: [])
+            if tile.index != index { tile = Tile(level: level, index: index, hashes: []) }
+            tile.hashes.append(hash)
+            tiles[level] = tile
+            dirtyLevels.insert(level)
+            guard tile.hashes.count == Tiles.width else { break }
+            completed.append(tile)
+            hash = Merkle.root(of: tile.hashes)
+            position = index
+            level += 1
+        }
+        size += 1
+    }
+
+    /// The tiles changed by appends, to be written back.
+    public var changedTiles: [Tile] {
+        var byKey: [[Int64]: Tile] = [:]
+        for tile in completed { byKey[[Int64(tile.level), tile.index]] = tile }
+        for level in dirtyLevels { if let tile = tiles[level] { byKey[[Int64(level), tile.index]] = tile } }
+        return byKey.values.sorted { ($0.level, $0.index) < ($1.level, $1.index) }
+    }
+
+    /// The root of the tree, from the edge tiles alone.
+    public func root() throws -> Hash {
+        let snapshot = tiles
+        var reader = TileHashes { level, index in
+            guard let tile = snapshot[level], tile.index == index else {
+                throw PortalError(.storage, "the ledger edge lacks tile \(level)/\(index)")
+            }
+            return tile.hashes
+        }
+        return try reader.subtree(0, size)
+    }
+}
