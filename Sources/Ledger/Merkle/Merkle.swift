@@ -124,8 +124,9 @@ public enum Merkle {
     /// Whether `proof` shows the tree of `size1` with `root1` is a prefix of the tree of `size2` with `root2`.
     public static func verifyConsistency(size1: Int64, size2: Int64, root1: Hash, root2: Hash, proof: [Hash]) -> Bool {
         guard size1 >= 0, size2 >= size1 else { return false }
+        // The empty tree proves nothing: only an empty tree with the empty root is consistent with itself.
+        if size1 == 0 { return size2 == 0 && proof.isEmpty && root1 == emptyRoot && root2 == emptyRoot }
         if size1 == size2 { return proof.isEmpty && root1 == root2 }
-        if size1 == 0 { return proof.isEmpty }
         guard root1.count == 32, root2.count == 32 else { return false }
         guard !proof.isEmpty, proof.allSatisfy({ $0.count == 32 }) else { return false }
         var path = proof
