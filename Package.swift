@@ -147,7 +147,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationsTests",
             dependencies: [
-                "PortalCore", "Storage", "Integrations", "PortalTestSupport",
+                "PortalCore", "Storage", "Ledger", "Integrations", "PortalTestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "Logging", package: "swift-log"),
@@ -157,7 +157,7 @@ let package = Package(
         .testTarget(
             name: "PortalServerTests",
             dependencies: [
-                "PortalCore", "Storage", "Integrations", "PortalServer", "PortalTestSupport",
+                "PortalCore", "Storage", "Ledger", "Integrations", "PortalServer", "PortalTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

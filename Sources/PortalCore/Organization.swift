@@ -17,6 +17,8 @@ public struct Organization: Sendable, Equatable, Codable {
 
     /// The slug of the platform ledger, for events that belong to no organization; never a tenant's slug.
     public static let platformSlug = "_platform"
+    /// The id of the platform ledger's organizations row.
+    public static let platformID = UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))
 
     /// Checks that `slug` is 1 to 63 characters of `a-z`, `0-9` and `-`, starting with a letter or digit.
     public static func validateSlug(_ slug: String) throws(PortalError) {

@@ -75,6 +75,9 @@ public struct PortalError: Error, Sendable, Equatable, CustomStringConvertible {
     public var code: Code
     public var message: String
     public var fieldErrors: [FieldError]
+    /// For `not_found`: the resource exists, in another organization. The caller still gets a plain 404;
+    /// the ledger records the attempt as `access.denied`.
+    public var acrossOrganizations = false
 
     public init(_ code: Code, _ message: String, fieldErrors: [FieldError] = []) {
         self.code = code
@@ -92,7 +95,9 @@ public struct PortalError: Error, Sendable, Equatable, CustomStringConvertible {
         return PortalError(.validationFailed, message, fieldErrors: errors)
     }
 
-    public static func notFound(_ what: String) -> PortalError {
-        PortalError(.notFound, "\(what) not found")
+    public static func notFound(_ what: String, acrossOrganizations: Bool = false) -> PortalError {
+        var error = PortalError(.notFound, "\(what) not found")
+        error.acrossOrganizations = acrossOrganizations
+        return error
     }
 }

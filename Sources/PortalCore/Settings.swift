@@ -17,6 +17,8 @@ public struct PortalSettings: Sendable, Equatable {
     public var masterKeyFile: String?
     /// The URL the portal is reached at; its host names ledger origins and webhook URLs.
     public var publicURL: String?
+    /// A directory to publish every signed checkpoint to (outside the database), if any.
+    public var checkpointDir: String?
     /// Largest request body accepted by the API, in bytes.
     public var maxBodyBytes: Int = 1 << 20
     /// trace, debug, info, notice, warning, error or critical.
@@ -34,6 +36,7 @@ public struct PortalSettings: Sendable, Equatable {
         ("PORTAL_MASTER_KEY", "base64 of the 32-byte master key"),
         ("PORTAL_MASTER_KEY_FILE", "file of base64 master keys, newest first"),
         ("PORTAL_PUBLIC_URL", "public base URL (default http://localhost:PORT)"),
+        ("PORTAL_CHECKPOINT_DIR", "directory to publish signed checkpoints to"),
         ("PORTAL_MAX_BODY_BYTES", "API body limit in bytes (default 1048576)"),
         ("PORTAL_LOG_LEVEL", "log level (default info)"),
         ("PORTAL_LOG_FORMAT", "json or text (default json)"),
@@ -53,6 +56,7 @@ public struct PortalSettings: Sendable, Equatable {
         if let v = env["PORTAL_MASTER_KEY"], !v.isEmpty { s.masterKey = v }
         if let v = env["PORTAL_MASTER_KEY_FILE"], !v.isEmpty { s.masterKeyFile = v }
         if let v = env["PORTAL_PUBLIC_URL"], !v.isEmpty { s.publicURL = v }
+        if let v = env["PORTAL_CHECKPOINT_DIR"], !v.isEmpty { s.checkpointDir = v }
         if let v = env["PORTAL_MAX_BODY_BYTES"], !v.isEmpty {
             guard let n = Int(v), n > 0 else {
                 throw PortalError(.configuration, "PORTAL_MAX_BODY_BYTES must be a positive integer")

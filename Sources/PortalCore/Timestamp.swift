@@ -19,4 +19,44 @@ public enum Timestamp {
         )
         return base + "." + String(format: "%06lld", fraction) + "Z"
     }
+
+    /// Parses `YYYY-MM-DDTHH:MM:SS[.ffffff]Z` (the form ``rfc3339(_:)`` writes); nil for anything else.
+    public static func parse(_ text: String) -> Date? {
+        let chars = Array(text.utf8)
+        guard chars.count >= 20, chars.last == UInt8(ascii: "Z") else { return nil }
+        func number(_ range: Range<Int>) -> Int? {
+            guard range.upperBound <= chars.count else { return nil }
+            var v = 0
+            for i in range {
+                guard chars[i] >= 0x30, chars[i] <= 0x39 else { return nil }
+                v = v * 10 + Int(chars[i] - 0x30)
+            }
+            return v
+        }
+        guard let year = number(0..<4), chars[4] == 0x2D, let month = number(5..<7), chars[7] == 0x2D,
+              let day = number(8..<10), chars[10] == UInt8(ascii: "T"), let hour = number(11..<13), chars[13] == 0x3A,
+              let minute = number(14..<16), chars[16] == 0x3A, let second = number(17..<19)
+        else { return nil }
+        var micros = 0
+        if chars[19] == UInt8(ascii: ".") {
+            let digits = chars.count - 21
+            guard (1...9).contains(digits), let fraction = number(20..<(chars.count - 1)) else { return nil }
+            var f = fraction
+            var d = digits
+            while d > 6 { f /= 10; d -= 1 }
+            while d < 6 { f *= 10; d += 1 }
+            micros = f
+        } else if chars.count != 20 {
+            return nil
+        }
+        var parts = tm()
+        parts.tm_year = Int32(year - 1900)
+        parts.tm_mon = Int32(month - 1)
+        parts.tm_mday = Int32(day)
+        parts.tm_hour = Int32(hour)
+        parts.tm_min = Int32(minute)
+        parts.tm_sec = Int32(second)
+        let seconds = timegm(&parts)
+        return Date(timeIntervalSince1970: Double(seconds) + Double(micros) / 1_000_000)
+    }
 }

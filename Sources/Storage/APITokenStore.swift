@@ -74,6 +74,11 @@ public struct APITokenStore {
             .first().map(Self.decode)
     }
 
+    /// Whether a token with this id exists in an organization other than `organizationID`.
+    public func existsElsewhere(id: UUID, organizationID: UUID) async throws -> Bool {
+        try await db.raw("SELECT id FROM api_tokens WHERE id = \(bind: id) AND organization_id <> \(bind: organizationID)").first() != nil
+    }
+
     /// Tokens of one organization (or all, when nil), newest first, after the cursor id.
     public func list(organizationID: UUID?, limit: Int, before cursor: UUID?) async throws -> [APITokenRecord] {
         var query = SQLQueryString("SELECT \(unsafeRaw: Self.columns) FROM api_tokens WHERE 1 = 1")

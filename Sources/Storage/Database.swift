@@ -1,5 +1,7 @@
 import Foundation
 public import Logging
+import NIOCore
+import NIOPosix
 import NIOSSL
 public import PortalCore
 import PostgresKit
@@ -27,7 +29,7 @@ public final class Database: Service, Sendable {
     }
 
     private enum Backend: Sendable {
-        case sqlite(writer: SQLiteConnectionPool, readers: SQLiteConnectionPool)
+        case sqlite(writer: SQLiteConnectionPool, readers: SQLiteConnectionPool, threads: NIOThreadPool)
         case postgres(PostgresClient)
     }
 
@@ -52,9 +54,15 @@ public final class Database: Service, Sendable {
                 try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             }
             dialect = .sqlite
+            // One thread per connection, of this database only: a connection waiting for another process's
+            // write lock sleeps on its thread, and with a shared pool of two threads (NIOThreadPool.singleton
+            // on two cores) two waiters would starve the lock holder of a thread to commit on.
+            let threads = NIOThreadPool(numberOfThreads: 5)
+            threads.start()
             backend = .sqlite(
-                writer: SQLiteConnectionPool(path: path, maximum: 1, logger: logger),
-                readers: SQLiteConnectionPool(path: path, maximum: 4, logger: logger)
+                writer: SQLiteConnectionPool(path: path, maximum: 1, logger: logger, threadPool: threads),
+                readers: SQLiteConnectionPool(path: path, maximum: 4, logger: logger, threadPool: threads),
+                threads: threads
             )
         case .postgres(let pg):
             let tls: PostgresClient.Configuration.TLS
@@ -79,10 +87,11 @@ public final class Database: Service, Sendable {
         switch backend {
         case .postgres(let client):
             await client.run()
-        case .sqlite(let writer, let readers):
+        case .sqlite(let writer, let readers, let threads):
             try? await gracefulShutdown()
             await writer.close()
             await readers.close()
+            try? await threads.shutdownGracefully()
         }
     }
 
@@ -114,7 +123,7 @@ public final class Database: Service, Sendable {
     public func read<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
         do {
             switch backend {
-            case .sqlite(_, let readers):
+            case .sqlite(_, let readers, _):
                 return try await Self.transaction(pool: readers, begin: "BEGIN", body)
             case .postgres(let client):
                 return try await client.withConnection { connection in
@@ -142,7 +151,7 @@ public final class Database: Service, Sendable {
     public func write<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
         do {
             switch backend {
-            case .sqlite(let writer, _):
+            case .sqlite(let writer, _, _):
                 return try await Self.transaction(pool: writer, begin: "BEGIN IMMEDIATE", body)
             case .postgres(let client):
                 return try await client.withConnection { connection in
@@ -168,7 +177,7 @@ public final class Database: Service, Sendable {
     public func withoutTransaction<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
         do {
             switch backend {
-            case .sqlite(let writer, _):
+            case .sqlite(let writer, _, _):
                 let connection = try await writer.acquire()
                 do {
                     let result = try await body(connection.sql(queryLogLevel: nil))
@@ -216,25 +225,33 @@ public final class Database: Service, Sendable {
         let connection = try await pool.acquire()
         let sql = connection.sql(queryLogLevel: nil)
         do {
-            try await sql.raw(SQLQueryString(begin)).run()
+            try await control(begin, on: connection)
         } catch {
             await pool.release(connection)
             throw error
         }
         do {
             let result = try await body(sql)
-            try await sql.raw("COMMIT").run()
+            try await control("COMMIT", on: connection)
             await pool.release(connection)
             return result
         } catch {
             do {
-                try await sql.raw("ROLLBACK").run()
+                try await control("ROLLBACK", on: connection)
                 await pool.release(connection)
             } catch {
                 await pool.discard(connection)
             }
             throw error
         }
+    }
+
+    /// Runs BEGIN, COMMIT or ROLLBACK even when the calling task is cancelled: SQLiteNIO's async calls
+    /// skip their work once cancelled, which would return a connection to the pool inside an open
+    /// transaction holding the file's write lock. The future-based call always runs.
+    private static func control(_ statement: String, on connection: SQLiteConnection) async throws {
+        let future: EventLoopFuture<[SQLiteRow]> = connection.query(statement, [])
+        _ = try await future.get()
     }
 
     /// Turns driver errors into ``PortalError``: unique violations become `conflict`, the rest `storage`.

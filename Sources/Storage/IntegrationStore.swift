@@ -121,6 +121,13 @@ public struct IntegrationStore {
             """).first().map { try Self.decode($0, backend) }
     }
 
+    /// Whether an integration with this id exists in an organization other than `organizationID`.
+    public func existsElsewhere(id: UUID, organizationID: UUID) async throws -> Bool {
+        try await db.raw("""
+            SELECT id FROM integrations WHERE id = \(bind: id) AND organization_id <> \(bind: organizationID)
+            """).first() != nil
+    }
+
     /// Integrations of an organization, newest first, after the cursor id.
     public func list(organizationID: UUID, limit: Int, before cursor: UUID?, includeDeleted: Bool) async throws -> [IntegrationRecord] {
         var query = SQLQueryString("SELECT \(unsafeRaw: Self.columns) FROM integrations WHERE organization_id = \(bind: organizationID)")

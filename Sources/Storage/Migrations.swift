@@ -5,13 +5,16 @@ import SQLKit
 
 /// One versioned schema change, written once for both dialects.
 ///
-/// The DDL uses four type tokens that become the dialect's types: `{uuid}` (UUID / TEXT), `{json}`
-/// (JSONB / TEXT), `{time}` (TIMESTAMPTZ / REAL seconds since 1970) and `{bool}` (BOOLEAN / INTEGER).
+/// The DDL uses type tokens that become the dialect's types: `{uuid}` (UUID / TEXT), `{json}`
+/// (JSONB / TEXT), `{time}` (TIMESTAMPTZ / REAL seconds since 1970), `{bool}` (BOOLEAN / INTEGER) and
+/// `{blob}` (BYTEA / BLOB).
 /// Statements that differ beyond types list a per-dialect variant.
 struct Migration: Sendable {
     var version: Int
     var name: String
     var statements: @Sendable (Database.Dialect) -> [String]
+    /// Rows the migration inserts, after its statements, in the same transaction.
+    var seed: (@Sendable (any SQLDatabase) async throws -> Void)? = nil
 }
 
 /// Applies the migrations the database has not seen yet, in order, each in its own transaction.
@@ -60,6 +63,7 @@ public struct Migrator: Sendable {
                 for statement in migration.statements(dialect) {
                     try await db.raw(SQLQueryString(Schema.expand(statement, for: dialect))).run()
                 }
+                try await migration.seed?(db)
                 try await db.raw("""
                     INSERT INTO schema_migrations (version, name, applied_at)
                     VALUES (\(bind: migration.version), \(bind: migration.name), \(bind: Date()))
@@ -101,8 +105,8 @@ public struct Migrator: Sendable {
 enum Schema {
     static func expand(_ ddl: String, for dialect: Database.Dialect) -> String {
         let types: [(String, String)] = switch dialect {
-        case .postgres: [("{uuid}", "UUID"), ("{json}", "JSONB"), ("{time}", "TIMESTAMPTZ"), ("{bool}", "BOOLEAN")]
-        case .sqlite: [("{uuid}", "TEXT"), ("{json}", "TEXT"), ("{time}", "REAL"), ("{bool}", "INTEGER")]
+        case .postgres: [("{uuid}", "UUID"), ("{json}", "JSONB"), ("{time}", "TIMESTAMPTZ"), ("{bool}", "BOOLEAN"), ("{blob}", "BYTEA")]
+        case .sqlite: [("{uuid}", "TEXT"), ("{json}", "TEXT"), ("{time}", "REAL"), ("{bool}", "INTEGER"), ("{blob}", "BLOB")]
         }
         return types.reduce(ddl) { $0.replacingOccurrences(of: $1.0, with: $1.1) }
     }
@@ -251,5 +255,72 @@ enum Schema {
             }
             return statements
         },
+        Migration(version: 2, name: "the audit ledger: entries, tiles, heads, checkpoints, signing keys, outbox", statements: { _ in
+            [
+                """
+                CREATE TABLE ledger_heads (
+                  organization_id {uuid} PRIMARY KEY REFERENCES organizations(id),
+                  size BIGINT NOT NULL,
+                  root {blob} NOT NULL,
+                  last_hash {blob} NOT NULL,
+                  updated_at {time} NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE ledger_entries (
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  seq BIGINT NOT NULL,
+                  entry {blob} NOT NULL,
+                  hash {blob} NOT NULL,
+                  PRIMARY KEY (organization_id, seq)
+                )
+                """,
+                """
+                CREATE TABLE ledger_tiles (
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  level INTEGER NOT NULL,
+                  idx BIGINT NOT NULL,
+                  hashes {blob} NOT NULL,
+                  PRIMARY KEY (organization_id, level, idx)
+                )
+                """,
+                """
+                CREATE TABLE ledger_checkpoints (
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  size BIGINT NOT NULL,
+                  root {blob} NOT NULL,
+                  note TEXT NOT NULL,
+                  created_at {time} NOT NULL,
+                  keep_reason TEXT,
+                  PRIMARY KEY (organization_id, size)
+                )
+                """,
+                """
+                CREATE TABLE signing_keys (
+                  id {uuid} PRIMARY KEY,
+                  ed25519_public {blob} NOT NULL,
+                  mldsa65_public {blob} NOT NULL,
+                  sealed_private {json} NOT NULL,
+                  active {bool} NOT NULL,
+                  created_at {time} NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE audit_outbox (
+                  id {uuid} PRIMARY KEY,
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  event {json} NOT NULL,
+                  created_at {time} NOT NULL
+                )
+                """,
+            ]
+        }, seed: { db in
+            // The platform ledger records events that belong to no organization; it is a ledger like any
+            // other, so it has an organizations row (its slug cannot be chosen by anyone).
+            try await db.raw("""
+                INSERT INTO organizations (id, slug, name, created_at)
+                VALUES (\(bind: Organization.platformID), \(bind: Organization.platformSlug), 'Platform', \(bind: Date(timeIntervalSince1970: 0)))
+                """).run()
+        }),
     ]
 }

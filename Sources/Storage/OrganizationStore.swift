@@ -30,9 +30,10 @@ public struct OrganizationStore {
             .first().map(Self.decode)
     }
 
-    /// Every organization, oldest first.
+    /// Every tenant organization, oldest first (the platform ledger's row is not one).
     public func list() async throws -> [Organization] {
-        try await db.raw("SELECT id, slug, name, created_at FROM organizations ORDER BY id").all().map(Self.decode)
+        try await db.raw("SELECT id, slug, name, created_at FROM organizations WHERE id <> \(bind: Organization.platformID) ORDER BY id")
+            .all().map(Self.decode)
     }
 
     /// The organization with `slug`, created with `name` if it does not exist yet.

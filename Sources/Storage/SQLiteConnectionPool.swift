@@ -14,15 +14,19 @@ actor SQLiteConnectionPool {
     private let path: String
     private let maximum: Int
     private let logger: Logger
+    private let threadPool: NIOThreadPool
     private var idle: [SQLiteConnection] = []
     private var openCount = 0
     private var waiters: [CheckedContinuation<SQLiteConnection, any Error>] = []
     private var closed = false
 
-    init(path: String, maximum: Int, logger: Logger) {
+    /// `threadPool` runs this pool's SQLite calls; it needs a thread per connection, because a connection
+    /// waiting out another process's write lock (busy_timeout) sleeps on its thread.
+    init(path: String, maximum: Int, logger: Logger, threadPool: NIOThreadPool) {
         self.path = path
         self.maximum = maximum
         self.logger = logger
+        self.threadPool = threadPool
     }
 
     /// Takes a connection, opening one if the pool is below its maximum, else waiting for a release.
@@ -84,17 +88,18 @@ actor SQLiteConnectionPool {
     private func open() async throws -> SQLiteConnection {
         let connection = try await SQLiteConnection.open(
             storage: .file(path: path),
-            threadPool: NIOThreadPool.singleton,
+            threadPool: threadPool,
             logger: logger,
             on: MultiThreadedEventLoopGroup.singleton.any()
         )
         do {
             // WAL lets readers run beside the writer; FULL makes a commit durable once acknowledged;
             // busy_timeout makes other processes (the CLI beside a running server) wait, not fail.
+            // busy_timeout first: even switching to WAL takes a lock another process may hold.
+            _ = try await connection.query("PRAGMA busy_timeout = 10000", [])
             _ = try await connection.query("PRAGMA journal_mode = WAL", [])
             _ = try await connection.query("PRAGMA synchronous = FULL", [])
             _ = try await connection.query("PRAGMA foreign_keys = ON", [])
-            _ = try await connection.query("PRAGMA busy_timeout = 10000", [])
         } catch {
             await Self.close(connection)
             throw error

@@ -13,7 +13,7 @@ struct Portal: AsyncParsableCommand {
             Every option can also be set with its PORTAL_* environment variable (for example --database and
             PORTAL_DATABASE_URL); a flag wins over the variable.
             """,
-        subcommands: [Serve.self, Migrate.self, TokenCommand.self, KeysCommand.self]
+        subcommands: [Serve.self, Migrate.self, TokenCommand.self, KeysCommand.self, LedgerCommand.self]
     )
 }
 
@@ -41,8 +41,21 @@ struct MasterKeyOptions: ParsableArguments {
     }
 }
 
+/// `--public-url`, which names ledger origins (and so the verifier keys' names).
+struct PublicURLOptions: ParsableArguments {
+    @Option(name: .customLong("public-url"), help: "URL the portal is reached at; names ledger origins and webhook URLs (PORTAL_PUBLIC_URL; default http://localhost:PORT).")
+    var publicURL: String?
+
+    func apply(to settings: inout PortalSettings) {
+        if let publicURL { settings.publicURL = publicURL }
+    }
+}
+
 /// Helpers every command uses.
 enum CLI {
+    /// The ledger actor of changes made from the command line.
+    static let actor = "system:cli"
+
     /// Settings from the environment; a configuration error exits with its message.
     static func settings() throws -> PortalSettings {
         do {
@@ -57,6 +70,11 @@ enum CLI {
         var logger = Logger(label: "portal")
         logger.logLevel = .warning
         return logger
+    }
+
+    /// Rewrites the current line of standard error (progress on a terminal).
+    static func progress(_ text: String) {
+        FileHandle.standardError.write(Data(("\r\u{1B}[K" + text).utf8))
     }
 
     /// Writes a line to standard error (human messages; standard output carries only results).

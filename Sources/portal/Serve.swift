@@ -19,8 +19,10 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var keys: MasterKeyOptions
 
-    @Option(name: .customLong("public-url"), help: "URL the portal is reached at; names ledger origins and webhook URLs (PORTAL_PUBLIC_URL; default http://localhost:PORT).")
-    var publicURL: String?
+    @OptionGroup var publicURL: PublicURLOptions
+
+    @Option(name: .customLong("checkpoint-dir"), help: "Publish every signed checkpoint to this directory, outside the database (PORTAL_CHECKPOINT_DIR).")
+    var checkpointDir: String?
 
     @Option(name: .customLong("max-body-bytes"), help: "Largest API request body in bytes (PORTAL_MAX_BODY_BYTES; default 1048576).")
     var maxBodyBytes: Int?
@@ -37,7 +39,8 @@ struct Serve: AsyncParsableCommand {
         if let port { settings.port = port }
         database.apply(to: &settings)
         keys.apply(to: &settings)
-        if let publicURL { settings.publicURL = publicURL }
+        publicURL.apply(to: &settings)
+        if let checkpointDir { settings.checkpointDir = checkpointDir }
         if let maxBodyBytes { settings.maxBodyBytes = maxBodyBytes }
         if let logLevel { settings.logLevel = logLevel }
         if let logFormat { settings.logFormat = logFormat }

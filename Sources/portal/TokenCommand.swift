@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Ledger
 import Logging
 import PortalCore
 import PortalServer
@@ -49,17 +50,20 @@ struct TokenCommand: AsyncParsableCommand {
                 let expiresAt = try expiresIn.map { try clock.now() + DurationText.seconds($0, field: "--expires-in") }
                 try await Database.withDatabase(url: settings.databaseURL, logger: logger) { db in
                     try await Migrator(database: db, logger: logger).migrate()
-                    let authority = APITokenAuthority(database: db, clock: clock)
+                    let ledger = LedgerSequencer(database: db, clock: clock, logger: logger)
+                    let authority = APITokenAuthority(database: db, audit: ledger, clock: clock)
                     let (token, created) = try await db.write { tx in
                         let (organization, created) = try await OrganizationStore(tx).findOrCreate(
                             slug: org, name: org, id: IdentifierGenerator.shared.next(), at: clock.now()
                         )
                         let issued = try await authority.issue(
                             organizationID: organization.id, role: role, owner: owner,
-                            description: description, expiresAt: expiresAt, in: tx
+                            description: description, expiresAt: expiresAt, actor: CLI.actor, in: tx
                         )
                         return (issued.token, created)
                     }
+                    // Chain the event now; a running server would also pick it up from the outbox.
+                    try await ledger.drainAll()
                     if created { CLI.note("created organization '\(org)'") }
                     print(token)
                 }
@@ -130,13 +134,15 @@ struct TokenCommand: AsyncParsableCommand {
             try await CLI.run {
                 try await Database.withDatabase(url: settings.databaseURL, logger: logger) { db in
                     try await Migrator(database: db, logger: logger).migrate()
+                    let ledger = LedgerSequencer(database: db, logger: logger)
+                    let authority = APITokenAuthority(database: db, audit: ledger)
                     let outcome = try await db.write { tx -> String in
-                        let store = APITokenStore(tx)
-                        guard let record = try await store.find(id: tokenID) else { throw PortalError.notFound("token") }
+                        guard let record = try await APITokenStore(tx).find(id: tokenID) else { throw PortalError.notFound("token") }
                         if record.revokedAt != nil { return "already revoked" }
-                        _ = try await store.revoke(id: tokenID, organizationID: nil, at: SystemWallClock().now())
+                        _ = try await authority.revoke(id: tokenID, organizationID: nil, actor: CLI.actor, in: tx)
                         return "revoked"
                     }
+                    try await ledger.drainAll()
                     print("\(tokenID.uuidString.lowercased()) \(outcome)")
                 }
             }

@@ -38,6 +38,13 @@ struct AccessControlTests {
         case "PATCH /portal/integrations/{id}": return ("/portal/integrations/\(try await portal.createIntegration())", #"{"config":{"region":"eu"}}"#)
         case "DELETE /portal/integrations/{id}": return ("/portal/integrations/\(try await portal.createIntegration())", nil)
         case "GET /portal/integrations/{id}/status": return ("/portal/integrations/\(try await portal.createIntegration())/status", nil)
+        case "GET /ledger/{slug}/checkpoint": return ("/ledger/acme/checkpoint", nil)
+        case "GET /ledger/{slug}/keys": return ("/ledger/acme/keys", nil)
+        case "GET /ledger/{slug}/tile/{path}": return ("/ledger/acme/tile/0/000.p/1", nil)
+        case "GET /ledger/{slug}/entries": return ("/ledger/acme/entries?from=0&limit=5", nil)
+        case "GET /ledger/{slug}/entries/{seq}": return ("/ledger/acme/entries/0", nil)
+        case "GET /ledger/{slug}/proofs/consistency": return ("/ledger/acme/proofs/consistency?from=1&to=2", nil)
+        case "POST /ledger/{slug}/checkpoints": return ("/ledger/acme/checkpoints", nil)
         default:
             Issue.record("the role matrix has no request for \(route): add one")
             return ("/", nil)
@@ -76,6 +83,8 @@ struct AccessControlTests {
             ]
             for route in routes {
                 let uri = route.path.replacingOccurrences(of: "{id}", with: UUID().uuidString.lowercased())
+                    .replacingOccurrences(of: "{slug}", with: "acme").replacingOccurrences(of: "{seq}", with: "0")
+                    .replacingOccurrences(of: "{path}", with: "0/000")
                 for token in badTokens {
                     let response = try await portal.call(HTTPRequest.Method(route.method)!, uri, token: token, json: "{}")
                     let problem = expectProblem(response, .unauthorized)

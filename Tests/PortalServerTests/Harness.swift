@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Integrations
+import Ledger
 import Logging
 import PortalCore
 import PortalServer
@@ -82,7 +83,8 @@ func withPortal(
     let now = Date()
     let seeded = try await Database.withDatabase(url: test.url, logger: quietLogger) { db in
         try await Migrator(database: db, logger: quietLogger).migrate()
-        let authority = APITokenAuthority(database: db)
+        let ledger = LedgerSequencer(database: db, logger: quietLogger)
+        let authority = APITokenAuthority(database: db, audit: ledger)
         return try await db.write { tx -> (Organization, Organization, [String: String]) in
             let acme = Organization(id: ids.next(), slug: "acme", name: "Acme", createdAt: now)
             let globex = Organization(id: ids.next(), slug: "globex", name: "Globex", createdAt: now)
@@ -90,15 +92,19 @@ func withPortal(
             try await OrganizationStore(tx).insert(globex)
             var tokens: [String: String] = [:]
             for role in Role.allCases {
-                tokens["acme.\(role.rawValue)"] = try await authority.issue(organizationID: acme.id, role: role, owner: "\(role.rawValue)@acme", in: tx).token
-                tokens["globex.\(role.rawValue)"] = try await authority.issue(organizationID: globex.id, role: role, owner: "\(role.rawValue)@globex", in: tx).token
+                tokens["acme.\(role.rawValue)"] = try await authority.issue(organizationID: acme.id, role: role, owner: "\(role.rawValue)@acme", actor: "system:test", in: tx).token
+                tokens["globex.\(role.rawValue)"] = try await authority.issue(organizationID: globex.id, role: role, owner: "\(role.rawValue)@globex", actor: "system:test", in: tx).token
             }
-            tokens["acme.expired"] = try await authority.issue(organizationID: acme.id, role: .admin, owner: "late", expiresAt: now - 60, in: tx).token
-            let revoked = try await authority.issue(organizationID: acme.id, role: .admin, owner: "gone", in: tx)
+            tokens["acme.expired"] = try await authority.issue(organizationID: acme.id, role: .admin, owner: "late", expiresAt: now - 60, actor: "system:test", in: tx).token
+            let revoked = try await authority.issue(organizationID: acme.id, role: .admin, owner: "gone", actor: "system:test", in: tx)
             _ = try await APITokenStore(tx).revoke(id: revoked.record.id, organizationID: acme.id, at: now)
             tokens["acme.revoked"] = revoked.token
             return (acme, globex, tokens)
         }
+    }
+    // The seeding's token events are chained now, so every test starts with entries in acme's ledger.
+    _ = try await Database.withDatabase(url: test.url, logger: quietLogger) { db in
+        try await LedgerSequencer(database: db, logger: quietLogger).drainAll()
     }
     let settingsUsed = settings
     let logger = logs?.logger() ?? quietLogger

@@ -240,3 +240,35 @@ struct StorageConformanceTests {
         #expect(throws: PortalError.self) { try DatabaseLocation(url: "postgres://h/db?sslmode=bogus") }
     }
 }
+
+@Suite("Several processes on one database")
+struct MultiInstanceStorageTests {
+    @Test("two database instances (as two processes would) write concurrently without losing writes", arguments: Backend.available)
+    func twoInstances(backend: Backend) async throws {
+        let test = try await TestDatabase.create(backend)
+        let ids = IdentifierGenerator()
+        _ = try await Database.withDatabase(url: test.url, logger: quietLogger) { db in
+            try await Migrator(database: db, logger: quietLogger).migrate()
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for instance in 0..<2 {
+                group.addTask {
+                    try await Database.withDatabase(url: test.url, logger: quietLogger) { db in
+                        for i in 0..<50 {
+                            try await db.write { tx in
+                                try await OrganizationStore(tx).insert(Organization(id: ids.next(), slug: "i\(instance)-\(i)", name: "x", createdAt: Date()))
+                            }
+                            _ = try await db.read { try await OrganizationStore($0).list() }
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let count = try await Database.withDatabase(url: test.url, logger: quietLogger) { db in
+            try await db.read { try await OrganizationStore($0).list() }.count
+        }
+        await test.drop()
+        #expect(count == 100)
+    }
+}

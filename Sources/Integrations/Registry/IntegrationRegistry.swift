@@ -2,21 +2,24 @@ public import Foundation
 public import PortalCore
 import SQLKit
 public import Storage
+public import Ledger
 
 /// Registers and manages integrations: the seed's `IntegrationService` (register, read, change, delete,
 /// status), with credentials sealed by the vault inside the same transaction as the row.
 public struct IntegrationRegistry: Sendable {
     private let database: Database
     private let vault: CredentialVault
+    private let audit: any AuditTrail
     private let clock: any WallClock
     private let ids: IdentifierGenerator
 
     /// Rate limits in force when an integration gives none (DESIGN section 7).
     public static let defaultRateLimits: JSONValue = ["requestsPerSecond": 10, "burst": 20]
 
-    public init(database: Database, vault: CredentialVault, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared) {
+    public init(database: Database, vault: CredentialVault, audit: any AuditTrail, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared) {
         self.database = database
         self.vault = vault
+        self.audit = audit
         self.clock = clock
         self.ids = ids
     }
@@ -50,8 +53,17 @@ public struct IntegrationRegistry: Sendable {
             } catch where Database.isUniqueViolation(error) {
                 throw PortalError(.conflict, "an integration named '\(input.name)' already exists")
             }
+            let secrets = Secrets(credentials: input.credentials, webhookSecret: input.webhookSecret)
+            try await audit.record(AuditEvent(
+                organizationID: principal.organizationID, type: "integration.created", actor: Self.actor(principal),
+                integrationID: id, data: [
+                    "name": .string(input.name), "integrationType": .string(input.type.rawValue),
+                    "authMethod": .string(input.authMethod.rawValue), "after": .string(Self.configurationDigest(record, secrets)),
+                ], time: now
+            ), in: db)
             return record
         }
+        audit.wake()
         return try await view(of: record)
     }
 
@@ -86,7 +98,7 @@ public struct IntegrationRegistry: Sendable {
         let record = try await database.read { db in
             try await IntegrationStore(db).find(id: id, organizationID: organizationID)
         }
-        guard let record else { throw PortalError.notFound("integration") }
+        guard let record else { throw try await notFound(id, organizationID) }
         return try await view(of: record)
     }
 
@@ -97,12 +109,13 @@ public struct IntegrationRegistry: Sendable {
         let record = try await database.write { db in
             let store = IntegrationStore(db)
             guard var record = try await store.find(id: id, organizationID: principal.organizationID) else {
-                throw PortalError.notFound("integration")
+                throw PortalError.notFound("integration", acrossOrganizations: try await store.existsElsewhere(id: id, organizationID: principal.organizationID))
             }
             guard record.deletedAt == nil else {
                 throw PortalError(.conflict, "the integration was deleted and cannot be changed")
             }
             var secrets = try await open(record, in: db)
+            let before = Self.configurationDigest(record, secrets)
             if let name = patch.name { record.name = name }
             if let type = patch.type { record.type = type.rawValue }
             if let baseURL = patch.baseURL { record.baseURL = baseURL }
@@ -161,8 +174,16 @@ public struct IntegrationRegistry: Sendable {
             } catch where Database.isUniqueViolation(error) {
                 throw PortalError(.conflict, "an integration named '\(record.name)' already exists")
             }
+            try await audit.record(AuditEvent(
+                organizationID: principal.organizationID, type: "integration.updated", actor: Self.actor(principal),
+                integrationID: id, data: [
+                    "changed": .array(patch.fieldNames.map(JSONValue.string)), "before": .string(before),
+                    "after": .string(Self.configurationDigest(record, secrets)),
+                ], time: now
+            ), in: db)
             return record
         }
+        audit.wake()
         return try await view(of: record)
     }
 
@@ -174,14 +195,21 @@ public struct IntegrationRegistry: Sendable {
         try await database.write { db in
             let store = IntegrationStore(db)
             guard var record = try await store.find(id: id, organizationID: principal.organizationID) else {
-                throw PortalError.notFound("integration")
+                throw PortalError.notFound("integration", acrossOrganizations: try await store.existsElsewhere(id: id, organizationID: principal.organizationID))
             }
             guard record.deletedAt == nil else { return }
+            let secrets = try await open(record, in: db)
+            let before = Self.configurationDigest(record, secrets)
             record.status = IntegrationStatus.inactive.rawValue
             record.deletedAt = now
             record.updatedAt = now
             _ = try await store.update(record)
+            try await audit.record(AuditEvent(
+                organizationID: principal.organizationID, type: "integration.deleted", actor: Self.actor(principal),
+                integrationID: id, data: ["before": .string(before), "after": .string(Self.configurationDigest(record, secrets))], time: now
+            ), in: db)
         }
+        audit.wake()
     }
 
     /// The seed's `getIntegrationStatus`: lifecycle status and request health.
@@ -191,7 +219,7 @@ public struct IntegrationRegistry: Sendable {
             let stats = try await IntegrationStore(db).requestStats(organizationID: organizationID, ids: record.map { [$0.id] } ?? [])
             return (record, stats)
         }
-        guard let record else { throw PortalError.notFound("integration") }
+        guard let record else { throw try await notFound(id, organizationID) }
         return IntegrationStatusView(
             id: record.id.uuidString.lowercased(), name: record.name, status: record.status,
             usable: record.status == IntegrationStatus.active.rawValue && record.deletedAt == nil,
@@ -199,6 +227,28 @@ public struct IntegrationRegistry: Sendable {
             deletedAt: record.deletedAt.map(Timestamp.rfc3339),
             metrics: Self.metrics(stats[record.id]), checkedAt: Timestamp.rfc3339(clock.now())
         )
+    }
+
+    // MARK: - Evidence
+
+    /// The ledger's actor string for a caller.
+    static func actor(_ principal: Principal) -> String { principal.tokenID.uuidString.lowercased() }
+
+    /// SHA-256 (hex) of the canonical configuration: every field but secrets, whose names only are in it.
+    static func configurationDigest(_ r: IntegrationRecord, _ secrets: Secrets) -> String {
+        CanonicalJSON.digest([
+            "name": .string(r.name), "type": .string(r.type), "baseUrl": r.baseURL.map(JSONValue.string) ?? .null,
+            "authMethod": .string(r.authMethod), "config": r.config, "rateLimits": r.rateLimits ?? .null,
+            "webhookConfig": r.webhookConfig ?? .null, "syncConfig": r.syncConfig ?? .null, "status": .string(r.status),
+            "credentialFields": .array(secrets.credentials.keys.sorted().map(JSONValue.string)),
+            "webhookSecretSet": .bool(secrets.webhookSecret != nil), "deleted": .bool(r.deletedAt != nil),
+        ])
+    }
+
+    /// A 404 for `id`, flagged when the integration exists in another organization.
+    private func notFound(_ id: UUID, _ organizationID: UUID) async throws -> PortalError {
+        let elsewhere = try await database.read { db in try await IntegrationStore(db).existsElsewhere(id: id, organizationID: organizationID) }
+        return PortalError.notFound("integration", acrossOrganizations: elsewhere)
     }
 
     // MARK: - Views and secrets

@@ -1,8 +1,9 @@
-import Crypto
+public import Crypto
 public import Foundation
 public import PortalCore
 public import SQLKit
 import Storage
+public import Ledger
 import Synchronization
 
 /// Envelope encryption of secrets (DESIGN section 6): AES-256-GCM under a per-organization data key,
@@ -12,7 +13,7 @@ import Synchronization
 /// where `ct` is nonce || ciphertext || tag. The associated data binds the ciphertext to its organization
 /// and to the row it belongs to, so a ciphertext copied into another row or organization fails to open.
 /// Unwrapped data keys are cached in memory; plaintext never reaches storage or logs.
-public final class CredentialVault: Sendable {
+public final class CredentialVault: SecretSealer {
     private let ring: MasterKeyRing
     private let clock: any WallClock
     private let ids: IdentifierGenerator
@@ -22,6 +23,12 @@ public final class CredentialVault: Sendable {
         self.ring = ring
         self.clock = clock
         self.ids = ids
+    }
+
+    /// A key for keyed hashes (such as hashed source addresses), derived from the active master key and
+    /// `label`, so it never leaves the process and differs per purpose.
+    public func derivedKey(_ label: String) -> SymmetricKey {
+        HKDF<SHA256>.deriveKey(inputKeyMaterial: ring.active.key, info: Data("portal.derived.\(label)".utf8), outputByteCount: 32)
     }
 
     /// The id of the master key that wraps new data keys.

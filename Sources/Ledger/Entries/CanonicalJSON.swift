@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 public import PortalCore
 
@@ -13,11 +14,55 @@ public enum CanonicalJSON {
     public static func encode(_ value: JSONValue) throws(PortalError) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(512)
-        try write(value, into: &out)
+        try write(value, into: &out, full: false)
         return out
     }
 
-    private static func write(_ value: JSONValue, into out: inout [UInt8]) throws(PortalError) {
+    /// Full RFC 8785 of any JSON value (booleans, null and numbers in ECMAScript form included), for
+    /// digests of free-form documents such as an integration's configuration.
+    public static func encodeAny(_ value: JSONValue) -> [UInt8] {
+        var out: [UInt8] = []
+        // Cannot throw in full mode: every JSON value has a canonical form.
+        try? write(value, into: &out, full: true)
+        return out
+    }
+
+    /// Lowercase hex SHA-256 of ``encodeAny(_:)``.
+    public static func digest(_ value: JSONValue) -> String {
+        Hex.encode(SHA256.hash(data: encodeAny(value)))
+    }
+
+    /// ECMAScript's Number::toString for a finite double (RFC 8785 section 3.2.2.3).
+    static func ecmaScriptNumber(_ d: Double) -> String {
+        if d == 0 { return "0" }
+        guard d.isFinite else { return "null" }
+        var text = "\(abs(d))"
+        var exponent = 0
+        if let e = text.firstIndex(where: { $0 == "e" || $0 == "E" }) {
+            exponent = Int(text[text.index(after: e)...]) ?? 0
+            text = String(text[..<e])
+        }
+        var integerPart = text
+        var fraction = ""
+        if let dot = text.firstIndex(of: ".") {
+            integerPart = String(text[..<dot])
+            fraction = String(text[text.index(after: dot)...])
+        }
+        var digits = integerPart + fraction
+        var n = integerPart.count + exponent
+        while digits.hasPrefix("0") && digits.count > 1 { digits.removeFirst(); n -= 1 }
+        while digits.hasSuffix("0") && digits.count > 1 { digits.removeLast() }
+        let k = digits.count
+        let sign = d < 0 ? "-" : ""
+        if k <= n && n <= 21 { return sign + digits + String(repeating: "0", count: n - k) }
+        if 0 < n && n <= 21 { return sign + digits.prefix(n) + "." + digits.dropFirst(n) }
+        if -6 < n && n <= 0 { return sign + "0." + String(repeating: "0", count: -n) + digits }
+        let e = n - 1
+        let mantissa = k == 1 ? digits : digits.prefix(1) + "." + digits.dropFirst()
+        return sign + mantissa + "e" + (e >= 0 ? "+" : "-") + String(abs(e))
+    }
+
+    private static func write(_ value: JSONValue, into out: inout [UInt8], full: Bool) throws(PortalError) {
         switch value {
         case .string(let s):
             writeString(s, into: &out)
@@ -27,7 +72,7 @@ public enum CanonicalJSON {
             out.append(UInt8(ascii: "["))
             for (i, item) in items.enumerated() {
                 if i > 0 { out.append(UInt8(ascii: ",")) }
-                try write(item, into: &out)
+                try write(item, into: &out, full: full)
             }
             out.append(UInt8(ascii: "]"))
         case .object(let members):
@@ -37,9 +82,12 @@ public enum CanonicalJSON {
                 if i > 0 { out.append(UInt8(ascii: ",")) }
                 writeString(key, into: &out)
                 out.append(UInt8(ascii: ":"))
-                try write(members[key]!, into: &out)
+                try write(members[key]!, into: &out, full: full)
             }
             out.append(UInt8(ascii: "}"))
+        case .null where full: out.append(contentsOf: "null".utf8)
+        case .bool(let b) where full: out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .double(let d) where full: out.append(contentsOf: ecmaScriptNumber(d).utf8)
         case .null, .bool, .double:
             throw PortalError(.internal, "ledger entries hold only objects, arrays, strings and integers, not \(value.kindName)")
         }

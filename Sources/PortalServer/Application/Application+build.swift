@@ -41,7 +41,9 @@ public func buildApplication(_ configuration: ServerConfiguration) throws -> som
             address: .hostname(configuration.settings.host, port: configuration.settings.port),
             serverName: "portal"
         ),
-        services: [database],
+        // Shut down in reverse order: the HTTP server first, the ledger sequencer after every producer,
+        // the database last.
+        services: [database] + services.backgroundServices,
         logger: logger
     )
     app.beforeServerStarts {
@@ -58,10 +60,13 @@ public func buildRouter(services: PortalServices) -> (Router<PortalRequestContex
     let router = Router(context: PortalRequestContext.self)
     router.add(middleware: RequestLogMiddleware())
     router.add(middleware: BodyLimitMiddleware(limit: services.maxBodyBytes))
-    let table = RouteTable()
-    let portal = router.group("/portal").add(middleware: AuthenticationMiddleware(authority: services.tokens))
+    let table = RouteTable(audit: services.ledger)
+    let authentication = AuthenticationMiddleware(authority: services.tokens, failures: services.authFailures)
+    let portal = router.group("/portal").add(middleware: authentication)
+    let ledger = router.group("/ledger").add(middleware: authentication)
     SystemRoutes(services: services).register(on: router, portal: portal, table: table)
     TokenRoutes(services: services).register(on: portal, table: table)
     IntegrationRoutes(services: services).register(on: portal, table: table)
+    LedgerRoutes(services: services).register(on: ledger, table: table)
     return (router, table.routes)
 }

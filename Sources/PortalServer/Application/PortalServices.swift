@@ -1,8 +1,11 @@
-import SQLKit
+import Foundation
 public import Integrations
+public import Ledger
 public import Logging
 public import PortalCore
+import SQLKit
 public import Storage
+public import ServiceLifecycle
 
 /// The parts every route and command works with, built once from the settings.
 public struct PortalServices: Sendable {
@@ -10,6 +13,11 @@ public struct PortalServices: Sendable {
     public let vault: CredentialVault
     public let tokens: APITokenAuthority
     public let integrations: IntegrationRegistry
+    /// The ledger's sequencer: the `AuditTrail` every capability records through.
+    public let ledger: LedgerSequencer
+    public let checkpointer: LedgerCheckpointer
+    public let ledgerReader: LedgerReader
+    public let authFailures: AuthFailureRecorder
     public let clock: any WallClock
     public let ids: IdentifierGenerator
     public let maxBodyBytes: Int
@@ -27,9 +35,22 @@ public struct PortalServices: Sendable {
         self.logger = logger
         self.maxBodyBytes = settings.maxBodyBytes
         vault = CredentialVault(ring: ring, clock: clock, ids: ids)
-        tokens = APITokenAuthority(database: database, clock: clock, ids: ids)
-        integrations = IntegrationRegistry(database: database, vault: vault, clock: clock, ids: ids)
+        ledger = LedgerSequencer(database: database, clock: clock, ids: ids, logger: logger)
+        checkpointer = LedgerCheckpointer(
+            database: database, sealer: vault, clock: clock, ids: ids, logger: logger,
+            configuration: .init(
+                originPrefix: LedgerCheckpointer.Configuration.originPrefix(publicURL: settings.effectivePublicURL),
+                publishDirectory: settings.checkpointDir
+            )
+        )
+        ledgerReader = LedgerReader(database: database)
+        tokens = APITokenAuthority(database: database, audit: ledger, clock: clock, ids: ids)
+        integrations = IntegrationRegistry(database: database, vault: vault, audit: ledger, clock: clock, ids: ids)
+        authFailures = AuthFailureRecorder(audit: ledger, key: vault.derivedKey("auth-failure-sources"), clock: clock)
     }
+
+    /// Long-running loops the application runs beside the HTTP server.
+    public var backgroundServices: [any Service] { [ledger, checkpointer, authFailures] }
 }
 
 /// First-start setup: the `default` organization and its first admin token.
@@ -41,16 +62,18 @@ public enum Bootstrap {
     /// token, and returns that token; returns nil otherwise. Runs in one write transaction, so two
     /// instances starting together issue one token.
     public static func firstAdminToken(services: PortalServices) async throws -> String? {
-        try await services.database.write { db in
+        let token = try await services.database.write { db -> String? in
             if try await db.raw("SELECT id FROM api_tokens LIMIT 1").first() != nil { return nil }
             let (organization, _) = try await OrganizationStore(db).findOrCreate(
                 slug: defaultSlug, name: "Default organization", id: services.ids.next(), at: services.clock.now()
             )
             let issued = try await services.tokens.issue(
                 organizationID: organization.id, role: .admin, owner: "bootstrap",
-                description: "first admin token, created on first start", in: db
+                description: "first admin token, created on first start", actor: AuditEvent.system("bootstrap"), in: db
             )
             return issued.token
         }
+        services.ledger.wake()
+        return token
     }
 }

@@ -1,5 +1,6 @@
 import Crypto
 public import Foundation
+public import Ledger
 import Logging
 public import PortalCore
 public import SQLKit
@@ -12,11 +13,13 @@ public import Storage
 /// revoked and expired tokens.
 public struct APITokenAuthority: Sendable {
     private let database: Database
+    private let audit: any AuditTrail
     private let clock: any WallClock
     private let ids: IdentifierGenerator
 
-    public init(database: Database, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared) {
+    public init(database: Database, audit: any AuditTrail, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared) {
         self.database = database
+        self.audit = audit
         self.clock = clock
         self.ids = ids
     }
@@ -39,11 +42,12 @@ public struct APITokenAuthority: Sendable {
         return prefix + base64
     }
 
-    /// Issues a token inside the caller's transaction; returns the stored record and the token, which
-    /// is never retrievable again.
+    /// Issues a token inside the caller's transaction, with its `apitoken.created` entry; returns the
+    /// stored record and the token, which is never retrievable again. `actor` is the issuing token's id or
+    /// `system:<service>`.
     public func issue(
         organizationID: UUID, role: Role, owner: String, description: String? = nil, expiresAt: Date? = nil,
-        createdBy: UUID? = nil, in db: any SQLDatabase
+        createdBy: UUID? = nil, actor: String, in db: any SQLDatabase
     ) async throws -> (record: APITokenRecord, token: String) {
         let token = Self.generate()
         let record = APITokenRecord(
@@ -51,7 +55,33 @@ public struct APITokenAuthority: Sendable {
             description: description, createdBy: createdBy, createdAt: clock.now(), expiresAt: expiresAt
         )
         try await APITokenStore(db).insert(record)
+        try await audit.record(AuditEvent(
+            organizationID: organizationID, type: "apitoken.created", actor: actor, data: Self.evidence(record), time: record.createdAt
+        ), in: db)
         return (record, token)
+    }
+
+    /// Revokes a token inside the caller's transaction, with its `apitoken.revoked` entry; false when no
+    /// live token of the organization (any, when nil) has this id.
+    public func revoke(id: UUID, organizationID: UUID?, actor: String, in db: any SQLDatabase) async throws -> Bool {
+        let store = APITokenStore(db)
+        let now = clock.now()
+        guard try await store.revoke(id: id, organizationID: organizationID, at: now), let record = try await store.find(id: id) else {
+            return false
+        }
+        try await audit.record(AuditEvent(
+            organizationID: record.organizationID, type: "apitoken.revoked", actor: actor, data: Self.evidence(record), time: now
+        ), in: db)
+        return true
+    }
+
+    /// The `data` of a token event: id, role, owner and expiry; never the token or its hash.
+    static func evidence(_ record: APITokenRecord) -> JSONValue {
+        var data: [String: JSONValue] = [
+            "tokenId": .string(record.id.uuidString.lowercased()), "role": .string(record.role.rawValue), "owner": .string(record.owner),
+        ]
+        if let expiresAt = record.expiresAt { data["expiresAt"] = .string(Timestamp.rfc3339(expiresAt)) }
+        return .object(data)
     }
 
     /// The caller presenting `token`; throws `unauthenticated` for an unknown, revoked or expired token.
@@ -76,6 +106,10 @@ public struct APITokenAuthority: Sendable {
             throw PortalError(.unauthenticated, "the bearer token was revoked")
         }
         if let expiresAt = record.expiresAt, expiresAt <= now {
+            try? await audit.append([AuditEvent(
+                organizationID: record.organizationID, type: "apitoken.used_expired", actor: record.id.uuidString.lowercased(),
+                data: Self.evidence(record), time: now
+            )])
             throw PortalError(.unauthenticated, "the bearer token expired at \(Timestamp.rfc3339(expiresAt))")
         }
         // Last use is kept to the minute: a write per request would serialize every reader on SQLite.

@@ -62,8 +62,24 @@ struct BodyLimitMiddleware: RouterMiddleware {
 struct AuthenticationMiddleware: RouterMiddleware {
     typealias Context = PortalRequestContext
     let authority: APITokenAuthority
+    let failures: AuthFailureRecorder
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let principal: Principal
+        do {
+            principal = try await authenticate(request)
+        } catch let error as PortalError where error.code == .unauthenticated {
+            failures.note(route: context.endpointPath ?? "unmatched", address: context.remoteAddress)
+            throw error
+        }
+        var context = context
+        context.principal = principal
+        context.logger[metadataKey: "portal.token_id"] = .string(principal.tokenID.uuidString.lowercased())
+        context.logger[metadataKey: "portal.org"] = .string(principal.organizationSlug)
+        return try await next(request, context)
+    }
+
+    private func authenticate(_ request: Request) async throws -> Principal {
         guard let header = request.headers[.authorization] else {
             throw PortalError(.unauthenticated, "a bearer token is required (Authorization: Bearer <token>)")
         }
@@ -71,12 +87,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
         guard parts.count == 2, parts[0].lowercased() == "bearer" else {
             throw PortalError(.unauthenticated, "the Authorization header must be 'Bearer <token>'")
         }
-        let principal = try await authority.authenticate(String(parts[1]).trimmingCharacters(in: .whitespaces))
-        var context = context
-        context.principal = principal
-        context.logger[metadataKey: "portal.token_id"] = .string(principal.tokenID.uuidString.lowercased())
-        context.logger[metadataKey: "portal.org"] = .string(principal.organizationSlug)
-        return try await next(request, context)
+        return try await authority.authenticate(String(parts[1]).trimmingCharacters(in: .whitespaces))
     }
 }
 

@@ -9,8 +9,12 @@ public struct PortalRequestContext: RequestContext {
     /// The request id, echoed in `X-Request-Id` and every log line of the request.
     public var requestID: String = ""
 
+    /// The peer's IP address, for hashed counts of failed authentications.
+    public var remoteAddress: String?
+
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress?.ipAddress
     }
 
     /// Hummingbird's own limit, for any body it decodes itself; the API's limit is enforced earlier by

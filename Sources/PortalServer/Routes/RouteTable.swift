@@ -1,4 +1,6 @@
+import Foundation
 import Hummingbird
+import Ledger
 public import PortalCore
 
 /// One route of the API as documented: method, OpenAPI-style path, and what the caller needs.
@@ -22,6 +24,11 @@ final class RouteTable {
     typealias GuardedHandler = @Sendable (Request, Context, Principal) async throws -> Response
 
     private(set) var routes: [APIRoute] = []
+    private let audit: any AuditTrail
+
+    init(audit: any AuditTrail) {
+        self.audit = audit
+    }
 
     /// A route open to anyone (health, the OpenAPI document).
     func open(_ router: Router<Context>, _ method: HTTPRequest.Method, _ path: String, _ handler: @escaping Handler) {
@@ -30,15 +37,32 @@ final class RouteTable {
     }
 
     /// A route behind the token check of `group` (mounted at `prefix`) that also needs `permission`.
+    ///
+    /// A refusal by role (403) and a request for another organization's resource (answered 404) are
+    /// appended to the caller's ledger as `access.denied` before the answer goes out.
     func guarded(
         _ group: RouterGroup<Context>, prefix: String, _ method: HTTPRequest.Method, _ path: String,
-        _ permission: Permission?, _ handler: @escaping GuardedHandler
+        _ permission: Permission?, documentedPath: String? = nil, _ handler: @escaping GuardedHandler
     ) {
+        let template = prefix + (documentedPath ?? path)
+        let audit = audit
         group.on(RouterPath(path), method: method) { request, context in
             let principal = try context.caller()
-            if let permission { try principal.require(permission) }
-            return try await handler(request, context, principal)
+            do {
+                if let permission { try principal.require(permission) }
+                return try await handler(request, context, principal)
+            } catch let error as PortalError where error.code == .forbidden || (error.code == .notFound && error.acrossOrganizations) {
+                try await audit.append([AuditEvent(
+                    organizationID: principal.organizationID, type: "access.denied", actor: principal.tokenID.uuidString.lowercased(),
+                    data: [
+                        "route": .string(template), "method": .string(method.rawValue),
+                        "status": .int(error.code == .forbidden ? 403 : 404), "tokenId": .string(principal.tokenID.uuidString.lowercased()),
+                    ],
+                    time: Date()
+                )])
+                throw error
+            }
         }
-        routes.append(APIRoute(method: method.rawValue, path: prefix + path, authenticated: true, permission: permission))
+        routes.append(APIRoute(method: method.rawValue, path: template, authenticated: true, permission: permission))
     }
 }

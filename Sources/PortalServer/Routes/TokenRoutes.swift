@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Integrations
+import Ledger
 import PortalCore
 import Storage
 
@@ -15,9 +16,11 @@ struct TokenRoutes {
             let issued = try await services.database.write { db in
                 try await services.tokens.issue(
                     organizationID: principal.organizationID, role: input.role, owner: input.owner,
-                    description: input.description, expiresAt: input.expiresAt, createdBy: principal.tokenID, in: db
+                    description: input.description, expiresAt: input.expiresAt, createdBy: principal.tokenID,
+                    actor: principal.tokenID.uuidString.lowercased(), in: db
                 )
             }
+            services.ledger.wake()
             let view = APITokenView(issued.record, organizationSlug: principal.organizationSlug, now: services.clock.now(), token: issued.token)
             var response = JSONOutput.response(view, status: .created)
             response.headers[.location] = "/portal/tokens/\(view.id)"
@@ -45,14 +48,18 @@ struct TokenRoutes {
         table.guarded(group, prefix: "/portal", .delete, "/tokens/{id}", .manageTokens) { _, context, principal in
             let id = try context.uuidParameter("id", what: "token")
             let revoked = try await services.database.write { db in
-                try await APITokenStore(db).revoke(id: id, organizationID: principal.organizationID, at: services.clock.now())
+                try await services.tokens.revoke(id: id, organizationID: principal.organizationID, actor: principal.tokenID.uuidString.lowercased(), in: db)
             }
+            services.ledger.wake()
             if !revoked {
                 // Revoking an already revoked token of this organization is a no-op; anything else is not found.
-                let exists = try await services.database.read { db in
-                    try await APITokenStore(db).find(id: id, organizationID: principal.organizationID) != nil
+                let (exists, elsewhere) = try await services.database.read { db in
+                    (
+                        try await APITokenStore(db).find(id: id, organizationID: principal.organizationID) != nil,
+                        try await APITokenStore(db).existsElsewhere(id: id, organizationID: principal.organizationID)
+                    )
                 }
-                guard exists else { throw PortalError.notFound("token") }
+                guard exists else { throw PortalError.notFound("token", acrossOrganizations: elsewhere) }
             }
             return Response(status: .noContent)
         }

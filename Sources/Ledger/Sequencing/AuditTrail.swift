@@ -1,0 +1,71 @@
+public import Foundation
+public import PortalCore
+public import SQLKit
+
+/// Something that happened and must be in the ledger: the `type`, `actor` and `data` of a ledger entry
+/// (DESIGN section 4.1), before the ledger gives it a sequence number and chains it.
+public struct AuditEvent: Sendable, Equatable {
+    public var organizationID: UUID
+    public var type: String
+    /// An API token id, or `system:<service>`.
+    public var actor: String
+    public var integrationID: UUID?
+    /// An object of strings, integers, arrays and objects; never raw personal data or secrets.
+    public var data: JSONValue
+    public var time: Date
+
+    public init(organizationID: UUID, type: String, actor: String, integrationID: UUID? = nil, data: JSONValue, time: Date) {
+        self.organizationID = organizationID
+        self.type = type
+        self.actor = actor
+        self.integrationID = integrationID
+        self.data = data
+        self.time = time
+    }
+
+    /// The actor string of a system service.
+    public static func system(_ service: String) -> String { "system:\(service)" }
+
+    /// The event as queued in the outbox.
+    var outboxJSON: JSONValue {
+        var members: [String: JSONValue] = [
+            "type": .string(type), "actor": .string(actor), "data": data, "time": .string(Timestamp.rfc3339(time)),
+        ]
+        if let integrationID { members["integration"] = .string(integrationID.uuidString.lowercased()) }
+        return .object(members)
+    }
+
+    /// The entry this event becomes at `seq` after `prev` in the ledger of `slug`.
+    func entry(seq: Int64, slug: String, prev: String) -> LedgerEntry {
+        LedgerEntry(
+            seq: seq, time: Timestamp.rfc3339(time), org: slug, type: type, actor: actor,
+            integration: integrationID?.uuidString.lowercased(), data: data, prev: prev
+        )
+    }
+
+    /// Throws unless the event can become an entry (only the ledger's JSON subset, at most 65,535 bytes).
+    func validate() throws(PortalError) {
+        guard case .object = data else { throw PortalError(.internal, "an audit event's data is an object") }
+        _ = try entry(seq: Int64.max, slug: String(repeating: "x", count: 63), prev: LedgerEntry.zeroHash).canonicalBytes()
+    }
+}
+
+/// How every capability records evidence (DESIGN section 2): the one protocol the ledger implements.
+public protocol AuditTrail: Sendable {
+    /// Queues `event` in the caller's write transaction (the transactional outbox): it commits, or rolls
+    /// back, with the state change it describes, and the sequencer chains it within milliseconds.
+    func record(_ event: AuditEvent, in db: any SQLDatabase) async throws
+
+    /// Appends events that accompany no other state change; returns once they are durable in the chain.
+    func append(_ events: [AuditEvent]) async throws
+
+    /// Tells the sequencer that a transaction with recorded events committed, so it drains now rather than
+    /// at its next poll.
+    func wake()
+}
+
+/// Seals and opens secrets (the credential vault); the ledger uses it for its signing keys.
+public protocol SecretSealer: Sendable {
+    func seal(_ plaintext: Data, organizationID: UUID, context: String, in db: any SQLDatabase) async throws -> JSONValue
+    func open(_ envelope: JSONValue, organizationID: UUID, context: String, in db: any SQLDatabase) async throws -> Data
+}

@@ -1,0 +1,184 @@
+import Crypto
+public import Foundation
+public import Logging
+public import PortalCore
+import SQLKit
+public import ServiceLifecycle
+public import Storage
+import Synchronization
+
+/// The deployment's signing keys: one Ed25519 and one ML-DSA-65 key, generated on first start and stored
+/// sealed by the vault (so every instance signs with the same keys).
+public struct LedgerKeys: Sendable {
+    let ed25519: [UInt8]
+    let mldsa65Seed: [UInt8]
+
+    /// The two signers under the key name `name` (the ledger's origin).
+    public func signers(name: String) throws(PortalError) -> [SignedNote.Signer] {
+        [try .ed25519(name: name, privateKey: ed25519), try .mlDSA65(name: name, seed: mldsa65Seed)]
+    }
+
+    /// The two verifier keys under `name`.
+    public func verifierKeys(name: String) throws(PortalError) -> [SignedNote.VerifierKey] {
+        try signers(name: name).map(\.verifierKey)
+    }
+
+    /// The active key set, created (once, even with several instances starting together) when missing.
+    public static func loadOrCreate(database: Database, sealer: any SecretSealer, ids: IdentifierGenerator, clock: any WallClock) async throws -> LedgerKeys {
+        try await database.write { db in
+            let store = LedgerStore(db)
+            if db.backend == .postgres { try await db.raw("SELECT pg_advisory_xact_lock(7461841)").run() }
+            if let row = try await store.signingKeys().first(where: \.active) {
+                return try await open(row, sealer: sealer, db: db)
+            }
+            let ed = Curve25519.Signing.PrivateKey()
+            var seed = [UInt8](repeating: 0, count: 32)
+            var rng = SystemRandomNumberGenerator()
+            for i in seed.indices { seed[i] = UInt8.random(in: 0...255, using: &rng) }
+            let ml = try MLDSA65.PrivateKey(seedRepresentation: seed, publicKey: nil)
+            let id = ids.next()
+            let secret = try JSONEncoder().encode(["ed25519": ed.rawRepresentation.base64EncodedString(), "mldsa65Seed": Data(seed).base64EncodedString()])
+            let sealed = try await sealer.seal(secret, organizationID: Organization.platformID, context: "signing-key:\(id.uuidString.lowercased())", in: db)
+            try await store.insertSigningKey(SigningKeyRow(
+                id: id, ed25519Public: Array(ed.publicKey.rawRepresentation), mldsa65Public: Array(ml.publicKey.rawRepresentation),
+                sealedPrivate: sealed, active: true, createdAt: clock.now()
+            ))
+            return LedgerKeys(ed25519: Array(ed.rawRepresentation), mldsa65Seed: seed)
+        }
+    }
+
+    private static func open(_ row: SigningKeyRow, sealer: any SecretSealer, db: any SQLDatabase) async throws -> LedgerKeys {
+        let plaintext = try await sealer.open(row.sealedPrivate, organizationID: Organization.platformID, context: "signing-key:\(row.id.uuidString.lowercased())", in: db)
+        guard let fields = try? JSONDecoder().decode([String: String].self, from: plaintext),
+              let ed = fields["ed25519"].flatMap({ Data(base64Encoded: $0) }), let seed = fields["mldsa65Seed"].flatMap({ Data(base64Encoded: $0) })
+        else {
+            throw PortalError(.crypto, "the stored signing keys do not decode")
+        }
+        return LedgerKeys(ed25519: Array(ed), mldsa65Seed: Array(seed))
+    }
+}
+
+/// Cuts signed checkpoints (DESIGN section 4.3): every second for ledgers with new entries, and on demand;
+/// one cutter per organization at a time; keeps the latest, published and cited ones and one per hour,
+/// pruning the rest after 24 hours; optionally publishes each to a directory.
+public final class LedgerCheckpointer: Service {
+    public struct Configuration: Sendable {
+        /// `<host>[:port][/path]` of the public URL: origins are `<prefix>/ledger/<slug>`.
+        public var originPrefix: String
+        /// Where to publish checkpoints (`<dir>/<slug>/checkpoint`, `<dir>/<slug>/checkpoints/<size>`).
+        public var publishDirectory: String?
+        public var interval: Duration
+        public var retention: TimeInterval
+
+        public init(originPrefix: String, publishDirectory: String? = nil, interval: Duration = .seconds(1), retention: TimeInterval = 86_400) {
+            self.originPrefix = originPrefix
+            self.publishDirectory = publishDirectory
+            self.interval = interval
+            self.retention = retention
+        }
+
+        /// The origin prefix of a public URL: the URL without its scheme or trailing slash.
+        public static func originPrefix(publicURL: String) -> String {
+            var prefix = publicURL
+            if let range = prefix.range(of: "://") { prefix = String(prefix[range.upperBound...]) }
+            while prefix.hasSuffix("/") { prefix.removeLast() }
+            return prefix.isEmpty ? "localhost" : prefix
+        }
+    }
+
+    private let database: Database
+    private let sealer: any SecretSealer
+    private let clock: any WallClock
+    private let ids: IdentifierGenerator
+    private let logger: Logger
+    public let configuration: Configuration
+    private let keys = Mutex<LedgerKeys?>(nil)
+
+    public init(database: Database, sealer: any SecretSealer, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared, logger: Logger, configuration: Configuration) {
+        self.database = database
+        self.sealer = sealer
+        self.clock = clock
+        self.ids = ids
+        self.logger = logger
+        self.configuration = configuration
+    }
+
+    /// The ledger origin (and key name) of an organization.
+    public func origin(slug: String) -> String { "\(configuration.originPrefix)/ledger/\(slug)" }
+
+    /// The signing keys, loaded (or created) on first use.
+    public func signingKeys() async throws -> LedgerKeys {
+        if let cached = keys.withLock({ $0 }) { return cached }
+        let loaded = try await LedgerKeys.loadOrCreate(database: database, sealer: sealer, ids: ids, clock: clock)
+        keys.withLock { $0 = loaded }
+        return loaded
+    }
+
+    /// The verifier keys of an organization's ledger (Ed25519, then ML-DSA-65).
+    public func verifierKeys(slug: String) async throws -> [SignedNote.VerifierKey] {
+        try await signingKeys().verifierKeys(name: origin(slug: slug))
+    }
+
+    public func run() async throws {
+        _ = try? await signingKeys()
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                try await cutAll()
+            } catch {
+                logger.error("checkpoint round failed", metadata: ["portal.error": "\(error)"])
+            }
+            try? await Task.sleep(for: configuration.interval)
+        }
+    }
+
+    /// Cuts a checkpoint for every ledger that grew since its last one.
+    public func cutAll() async throws {
+        let ledgers = try await database.read { db in try await LedgerStore(db).ledgers() }
+        for ledger in ledgers {
+            _ = try await cut(organizationID: ledger.id, slug: ledger.slug)
+        }
+    }
+
+    /// Cuts a checkpoint of the ledger's current head (or returns the latest if the ledger has not grown);
+    /// nil when the ledger is empty or another instance is cutting it right now.
+    @discardableResult
+    public func cut(organizationID: UUID, slug: String) async throws -> LedgerCheckpointRow? {
+        let keys = try await signingKeys()
+        let now = clock.now()
+        let origin = origin(slug: slug)
+        let published = configuration.publishDirectory != nil
+        let retention = configuration.retention
+        let result = try await database.write { db -> (LedgerCheckpointRow, Bool)? in
+            let store = LedgerStore(db)
+            guard try await store.tryCheckpointLock(organizationID), let head = try await store.head(organizationID) else { return nil }
+            let latest = try await store.latestCheckpoint(organizationID)
+            if let latest, latest.size >= head.size { return (latest, false) }
+            let checkpoint = Checkpoint(origin: origin, size: head.size, root: head.root)
+            let note = try SignedNote.sign(checkpoint.text, with: keys.signers(name: origin))
+            // The first checkpoint of each hour is kept; with publishing on, every one is.
+            let hourly = latest.map { Int($0.createdAt.timeIntervalSince1970 / 3600) != Int(now.timeIntervalSince1970 / 3600) } ?? true
+            let row = LedgerCheckpointRow(
+                size: head.size, root: head.root, note: note, createdAt: now,
+                keepReason: published ? "published" : hourly ? "hourly" : nil
+            )
+            try await store.insertCheckpoint(organizationID, row)
+            _ = try await store.pruneCheckpoints(organizationID, before: now - retention, newestSize: head.size)
+            return (row, true)
+        }
+        guard let (row, isNew) = result else { return nil }
+        if isNew, let directory = configuration.publishDirectory {
+            try Self.publish(row, slug: slug, to: directory)
+        }
+        return row
+    }
+
+    /// Writes a checkpoint to `<dir>/<slug>/checkpoints/<size>` and as `<dir>/<slug>/checkpoint`.
+    static func publish(_ row: LedgerCheckpointRow, slug: String, to directory: String) throws {
+        let folder = URL(fileURLWithPath: directory).appendingPathComponent(slug)
+        let history = folder.appendingPathComponent("checkpoints")
+        try FileManager.default.createDirectory(at: history, withIntermediateDirectories: true)
+        let data = Data(row.note.utf8)
+        try data.write(to: history.appendingPathComponent(String(row.size)), options: .atomic)
+        try data.write(to: folder.appendingPathComponent("checkpoint"), options: .atomic)
+    }
+}

@@ -1,0 +1,271 @@
+public import Foundation
+public import PortalCore
+public import SQLKit
+
+/// The stored head of one ledger: its size, Merkle root and last entry hash.
+public struct LedgerHead: Sendable, Equatable {
+    public var size: Int64
+    public var root: [UInt8]
+    public var lastHash: [UInt8]
+
+    public init(size: Int64, root: [UInt8], lastHash: [UInt8]) {
+        self.size = size
+        self.root = root
+        self.lastHash = lastHash
+    }
+}
+
+/// One stored entry: its canonical bytes and hash.
+public struct LedgerEntryRow: Sendable, Equatable {
+    public var seq: Int64
+    public var bytes: [UInt8]
+    public var hash: [UInt8]
+
+    public init(seq: Int64, bytes: [UInt8], hash: [UInt8]) {
+        self.seq = seq
+        self.bytes = bytes
+        self.hash = hash
+    }
+}
+
+/// One stored signed checkpoint.
+public struct LedgerCheckpointRow: Sendable, Equatable {
+    public var size: Int64
+    public var root: [UInt8]
+    public var note: String
+    public var createdAt: Date
+    /// Why it is kept past the pruning horizon: `published`, `cited` or `hourly`; nil for ordinary ones.
+    public var keepReason: String?
+
+    public init(size: Int64, root: [UInt8], note: String, createdAt: Date, keepReason: String?) {
+        self.size = size
+        self.root = root
+        self.note = note
+        self.createdAt = createdAt
+        self.keepReason = keepReason
+    }
+}
+
+/// A queued audit event (transactional outbox).
+public struct OutboxRow: Sendable {
+    public var id: UUID
+    public var organizationID: UUID
+    public var event: JSONValue
+}
+
+/// A stored signing key set: public keys in the clear, private keys sealed by the vault.
+public struct SigningKeyRow: Sendable {
+    public var id: UUID
+    public var ed25519Public: [UInt8]
+    public var mldsa65Public: [UInt8]
+    public var sealedPrivate: JSONValue
+    public var active: Bool
+    public var createdAt: Date
+
+    public init(id: UUID, ed25519Public: [UInt8], mldsa65Public: [UInt8], sealedPrivate: JSONValue, active: Bool, createdAt: Date) {
+        self.id = id
+        self.ed25519Public = ed25519Public
+        self.mldsa65Public = mldsa65Public
+        self.sealedPrivate = sealedPrivate
+        self.active = active
+        self.createdAt = createdAt
+    }
+}
+
+/// The ledger's tables: entries, tiles, heads, checkpoints, signing keys and the audit outbox.
+public struct LedgerStore {
+    private let db: any SQLDatabase
+
+    public init(_ db: any SQLDatabase) { self.db = db }
+
+    // MARK: Heads
+
+    public func head(_ org: UUID) async throws -> LedgerHead? {
+        guard let row = try await db.raw("SELECT size, root, last_hash FROM ledger_heads WHERE organization_id = \(bind: org)").first() else {
+            return nil
+        }
+        return LedgerHead(
+            size: try row.decode(column: "size", as: Int64.self),
+            root: Array(try row.decode(column: "root", as: Data.self)),
+            lastHash: Array(try row.decode(column: "last_hash", as: Data.self))
+        )
+    }
+
+    public func setHead(_ org: UUID, _ head: LedgerHead, at time: Date) async throws {
+        try await db.raw("DELETE FROM ledger_heads WHERE organization_id = \(bind: org)").run()
+        try await db.raw("""
+            INSERT INTO ledger_heads (organization_id, size, root, last_hash, updated_at)
+            VALUES (\(bind: org), \(bind: head.size), \(bind: Data(head.root)), \(bind: Data(head.lastHash)), \(bind: time))
+            """).run()
+    }
+
+    /// Organizations that have a ledger, with their slugs.
+    public func ledgers() async throws -> [(id: UUID, slug: String)] {
+        try await db.raw("""
+            SELECT o.id, o.slug FROM organizations o JOIN ledger_heads h ON h.organization_id = o.id ORDER BY o.id
+            """).all().map { (try $0.decode(column: "id", as: UUID.self), try $0.decode(column: "slug", as: String.self)) }
+    }
+
+    // MARK: Entries
+
+    public func insertEntry(_ org: UUID, _ entry: LedgerEntryRow) async throws {
+        try await db.raw("""
+            INSERT INTO ledger_entries (organization_id, seq, entry, hash)
+            VALUES (\(bind: org), \(bind: entry.seq), \(bind: Data(entry.bytes)), \(bind: Data(entry.hash)))
+            """).run()
+    }
+
+    /// Entries with `seq >= from`, in order, at most `limit`.
+    public func entries(_ org: UUID, from: Int64, limit: Int) async throws -> [LedgerEntryRow] {
+        try await db.raw("""
+            SELECT seq, entry, hash FROM ledger_entries WHERE organization_id = \(bind: org) AND seq >= \(bind: from)
+            ORDER BY seq LIMIT \(bind: limit)
+            """).all().map {
+            LedgerEntryRow(
+                seq: try $0.decode(column: "seq", as: Int64.self),
+                bytes: Array(try $0.decode(column: "entry", as: Data.self)),
+                hash: Array(try $0.decode(column: "hash", as: Data.self))
+            )
+        }
+    }
+
+    // MARK: Tiles
+
+    /// The stored hashes of tile (level, index), concatenated; nil if it does not exist.
+    public func tile(_ org: UUID, level: Int, index: Int64) async throws -> [UInt8]? {
+        try await db.raw("""
+            SELECT hashes FROM ledger_tiles WHERE organization_id = \(bind: org) AND level = \(bind: level) AND idx = \(bind: index)
+            """).first().map { Array(try $0.decode(column: "hashes", as: Data.self)) }
+    }
+
+    public func putTile(_ org: UUID, level: Int, index: Int64, hashes: [UInt8]) async throws {
+        try await db.raw("""
+            DELETE FROM ledger_tiles WHERE organization_id = \(bind: org) AND level = \(bind: level) AND idx = \(bind: index)
+            """).run()
+        try await db.raw("""
+            INSERT INTO ledger_tiles (organization_id, level, idx, hashes)
+            VALUES (\(bind: org), \(bind: level), \(bind: index), \(bind: Data(hashes)))
+            """).run()
+    }
+
+    // MARK: Checkpoints
+
+    public func insertCheckpoint(_ org: UUID, _ checkpoint: LedgerCheckpointRow) async throws {
+        try await db.raw("""
+            INSERT INTO ledger_checkpoints (organization_id, size, root, note, created_at, keep_reason)
+            VALUES (\(bind: org), \(bind: checkpoint.size), \(bind: Data(checkpoint.root)), \(bind: checkpoint.note),
+                    \(bind: checkpoint.createdAt), \(bind: checkpoint.keepReason))
+            """).run()
+    }
+
+    /// The newest checkpoint, if any.
+    public func latestCheckpoint(_ org: UUID) async throws -> LedgerCheckpointRow? {
+        try await checkpoints(org, newestFirst: true, limit: 1).first
+    }
+
+    /// Stored checkpoints, oldest (or newest) first.
+    public func checkpoints(_ org: UUID, newestFirst: Bool = false, limit: Int = 1_000_000) async throws -> [LedgerCheckpointRow] {
+        try await db.raw("""
+            SELECT size, root, note, created_at, keep_reason FROM ledger_checkpoints WHERE organization_id = \(bind: org)
+            ORDER BY size \(unsafeRaw: newestFirst ? "DESC" : "ASC") LIMIT \(bind: limit)
+            """).all().map {
+            LedgerCheckpointRow(
+                size: try $0.decode(column: "size", as: Int64.self),
+                root: Array(try $0.decode(column: "root", as: Data.self)),
+                note: try $0.decode(column: "note", as: String.self),
+                createdAt: try $0.decode(column: "created_at", as: Date.self),
+                keepReason: try $0.decodeOptional(column: "keep_reason", as: String.self)
+            )
+        }
+    }
+
+    /// Marks a checkpoint as kept (published, cited by an export, or the hour's).
+    public func keepCheckpoint(_ org: UUID, size: Int64, reason: String) async throws {
+        try await db.raw("""
+            UPDATE ledger_checkpoints SET keep_reason = \(bind: reason)
+            WHERE organization_id = \(bind: org) AND size = \(bind: size) AND keep_reason IS NULL
+            """).run()
+    }
+
+    /// Deletes checkpoints created before `cutoff` that are not kept and not the newest; returns how many.
+    public func pruneCheckpoints(_ org: UUID, before cutoff: Date, newestSize: Int64) async throws -> Int {
+        try await db.raw("""
+            DELETE FROM ledger_checkpoints
+            WHERE organization_id = \(bind: org) AND created_at < \(bind: cutoff) AND keep_reason IS NULL AND size <> \(bind: newestSize)
+            RETURNING size
+            """).all().count
+    }
+
+    // MARK: Outbox
+
+    public func enqueue(id: UUID, organizationID: UUID, event: JSONValue, at time: Date) async throws {
+        try await db.raw("""
+            INSERT INTO audit_outbox (id, organization_id, event, created_at)
+            VALUES (\(bind: id), \(bind: organizationID), \(bind: db.jsonBind(event)), \(bind: time))
+            """).run()
+    }
+
+    /// The oldest queued events, locked for this transaction on PostgreSQL (others skip them).
+    public func takeOutbox(limit: Int) async throws -> [OutboxRow] {
+        let lock = db.backend == .postgres ? " FOR UPDATE SKIP LOCKED" : ""
+        let backend = db.backend
+        return try await db.raw("""
+            SELECT id, organization_id, event FROM audit_outbox ORDER BY id LIMIT \(bind: limit)\(unsafeRaw: lock)
+            """).all().map {
+            OutboxRow(
+                id: try $0.decode(column: "id", as: UUID.self),
+                organizationID: try $0.decode(column: "organization_id", as: UUID.self),
+                event: try $0.decodeJSON(column: "event", backend: backend) ?? .null
+            )
+        }
+    }
+
+    public func deleteOutbox(_ ids: [UUID]) async throws {
+        for chunk in stride(from: 0, to: ids.count, by: 200).map({ Array(ids[$0..<min($0 + 200, ids.count)]) }) {
+            var query = SQLQueryString("DELETE FROM audit_outbox WHERE id IN (")
+            for (i, id) in chunk.enumerated() { query = query + (i == 0 ? "\(bind: id)" : ", \(bind: id)") }
+            try await db.raw(query + ")").run()
+        }
+    }
+
+    // MARK: Signing keys
+
+    public func insertSigningKey(_ key: SigningKeyRow) async throws {
+        try await db.raw("""
+            INSERT INTO signing_keys (id, ed25519_public, mldsa65_public, sealed_private, active, created_at)
+            VALUES (\(bind: key.id), \(bind: Data(key.ed25519Public)), \(bind: Data(key.mldsa65Public)),
+                    \(bind: db.jsonBind(key.sealedPrivate)), \(bind: key.active), \(bind: key.createdAt))
+            """).run()
+    }
+
+    /// Every signing key set, newest first.
+    public func signingKeys() async throws -> [SigningKeyRow] {
+        let backend = db.backend
+        return try await db.raw("""
+            SELECT id, ed25519_public, mldsa65_public, sealed_private, active, created_at FROM signing_keys ORDER BY id DESC
+            """).all().map {
+            SigningKeyRow(
+                id: try $0.decode(column: "id", as: UUID.self),
+                ed25519Public: Array(try $0.decode(column: "ed25519_public", as: Data.self)),
+                mldsa65Public: Array(try $0.decode(column: "mldsa65_public", as: Data.self)),
+                sealedPrivate: try $0.decodeJSON(column: "sealed_private", backend: backend) ?? .null,
+                active: try $0.decode(column: "active", as: Bool.self),
+                createdAt: try $0.decode(column: "created_at", as: Date.self)
+            )
+        }
+    }
+
+    /// Takes the per-organization ledger lock for this transaction (PostgreSQL; SQLite's write lock
+    /// already serializes writers).
+    public func lock(_ org: UUID) async throws {
+        guard db.backend == .postgres else { return }
+        try await db.raw("SELECT pg_advisory_xact_lock(7461839, hashtext(\(bind: org.uuidString.lowercased())))").run()
+    }
+
+    /// Tries the per-organization checkpoint lock for this transaction; false if another instance holds it.
+    public func tryCheckpointLock(_ org: UUID) async throws -> Bool {
+        guard db.backend == .postgres else { return true }
+        let row = try await db.raw("SELECT pg_try_advisory_xact_lock(7461840, hashtext(\(bind: org.uuidString.lowercased()))) AS ok").first()
+        return try row?.decode(column: "ok", as: Bool.self) ?? false
+    }
+}

@@ -1,0 +1,172 @@
+import ArgumentParser
+import Foundation
+import Ledger
+import Logging
+import PortalCore
+import PortalServer
+import Storage
+
+/// `portal ledger keys|verify|checkpoint`: the audit ledger from the command line.
+struct LedgerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ledger",
+        abstract: "Print verifier keys, verify ledgers, cut checkpoints.",
+        subcommands: [Keys.self, Verify.self, CutCheckpoint.self]
+    )
+
+    static func settings(_ database: DatabaseOptions, _ keys: MasterKeyOptions, _ publicURL: PublicURLOptions) throws -> PortalSettings {
+        var settings = try CLI.settings()
+        database.apply(to: &settings)
+        keys.apply(to: &settings)
+        publicURL.apply(to: &settings)
+        return settings
+    }
+
+    /// The ledgers to act on: one organization's, or every ledger (the platform's included).
+    static func ledgers(_ org: String?, in db: Database) async throws -> [(id: UUID, slug: String)] {
+        try await db.read { tx in
+            if let org {
+                guard let organization = try await OrganizationStore(tx).find(slug: org) else {
+                    throw PortalError.notFound("organization '\(org)'")
+                }
+                return [(organization.id, organization.slug)]
+            }
+            return try await LedgerStore(tx).ledgers()
+        }
+    }
+
+    struct Keys: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the verifier keys (vkey lines: Ed25519, then ML-DSA-65) of a ledger.",
+            discussion: "Key names are the ledger origins, <public URL without scheme>/ledger/<slug>: run with the server's --public-url."
+        )
+
+        @Option(help: "Organization slug (default: default).")
+        var org: String = Bootstrap.defaultSlug
+
+        @OptionGroup var database: DatabaseOptions
+        @OptionGroup var keys: MasterKeyOptions
+        @OptionGroup var publicURL: PublicURLOptions
+
+        func run() async throws {
+            let settings = try LedgerCommand.settings(database, keys, publicURL)
+            let logger = CLI.quietLogger()
+            let slug = org
+            try await CLI.run {
+                try await Database.withDatabase(url: settings.databaseURL, logger: logger) { db in
+                    try await Migrator(database: db, logger: logger).migrate()
+                    let services = try PortalServices(settings: settings, database: db, logger: logger)
+                    for key in try await services.checkpointer.verifierKeys(slug: slug) { print(key.text) }
+                }
+            }
+        }
+    }
+
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Verify ledgers: canonical entries, the hash chain, tiles, checkpoints and their signatures.",
+            discussion: """
+                Without --org every ledger is verified, the platform ledger included. On the first problem it exits 1 and
+                names the sequence number and what is wrong. Each run appends ledger.verified (to the ledger on success, to
+                the platform ledger on failure). Give --vkey to check signatures against keys you hold rather than the
+                deployment's own.
+                """
+        )
+
+        @Option(help: "Only this organization's ledger.")
+        var org: String?
+
+        @Option(name: .customLong("vkey"), help: "A verifier key to check checkpoint signatures with (repeatable).")
+        var vkeys: [String] = []
+
+        @Option(name: .customLong("checkpoint-dir"), help: "Also hold the ledger to the checkpoints published here (PORTAL_CHECKPOINT_DIR).")
+        var checkpointDir: String?
+
+        @OptionGroup var database: DatabaseOptions
+        @OptionGroup var keys: MasterKeyOptions
+        @OptionGroup var publicURL: PublicURLOptions
+
+        func run() async throws {
+            var settings = try LedgerCommand.settings(database, keys, publicURL)
+            if let checkpointDir { settings.checkpointDir = checkpointDir }
+            let logger = CLI.quietLogger()
+            let given = try vkeys.map { text throws -> SignedNote.VerifierKey in
+                do { return try SignedNote.VerifierKey(text: text) } catch let error as PortalError { throw ValidationError(error.message) }
+            }
+            let orgFilter = org
+            let directory = settings.checkpointDir
+            var failed = false
+            try await CLI.run {
+                try await Database.withDatabase(url: settings.databaseURL, logger: logger) { db in
+                    try await Migrator(database: db, logger: logger).migrate()
+                    let services = try PortalServices(settings: settings, database: db, logger: logger)
+                    let verifier = LedgerVerifier(database: db)
+                    let terminal = isatty(STDERR_FILENO) == 1
+                    for ledger in try await LedgerCommand.ledgers(orgFilter, in: db) {
+                        let keys = given.isEmpty ? try await services.checkpointer.verifierKeys(slug: ledger.slug) : given
+                        let start = ContinuousClock.now
+                        let result = try await verifier.verify(
+                            organizationID: ledger.id, slug: ledger.slug, keys: keys, publishedDirectory: directory
+                        ) { checked in
+                            if terminal { CLI.progress("verifying \(ledger.slug): \(checked) entries") }
+                        }
+                        if terminal { CLI.progress("") }
+                        let seconds = Double((ContinuousClock.now - start).components.attoseconds) / 1e18 + Double((ContinuousClock.now - start).components.seconds)
+                        let root = Data(result.root).base64EncodedString()
+                        if let failure = result.failure {
+                            failed = true
+                            print("FAILED \(ledger.slug) at seq \(failure.seq): \(failure.message)")
+                            try await services.ledger.append([AuditEvent(
+                                organizationID: Organization.platformID, type: "ledger.verified", actor: CLI.actor,
+                                data: ["ledger": .string(ledger.slug), "result": "failed", "seq": .int(failure.seq), "reason": .string(failure.message)],
+                                time: services.clock.now()
+                            )])
+                        } else {
+                            print("verified \(ledger.slug): size \(result.size), root \(root), \(result.checkpointsChecked) checkpoint(s), \(String(format: "%.3f", seconds)) s")
+                            try await services.ledger.append([AuditEvent(
+                                organizationID: ledger.id, type: "ledger.verified", actor: CLI.actor,
+                                data: ["size": .int(result.size), "root": .string(root), "result": "ok", "checkpoints": .int(Int64(result.checkpointsChecked))],
+                                time: services.clock.now()
+                            )])
+                        }
+                    }
+                }
+            }
+            if failed { throw ExitCode.failure }
+        }
+    }
+
+    struct CutCheckpoint: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "checkpoint", abstract: "Cut a signed checkpoint now and print it.")
+
+        @Option(help: "Organization slug (default: default).")
+        var org: String = Bootstrap.defaultSlug
+
+        @Option(name: .customLong("checkpoint-dir"), help: "Also publish it to this directory (PORTAL_CHECKPOINT_DIR).")
+        var checkpointDir: String?
+
+        @OptionGroup var database: DatabaseOptions
+        @OptionGroup var keys: MasterKeyOptions
+        @OptionGroup var publicURL: PublicURLOptions
+
+        func run() async throws {
+            var settings = try LedgerCommand.settings(database, keys, publicURL)
+            if let checkpointDir { settings.checkpointDir = checkpointDir }
+            let logger = CLI.quietLogger()
+            let slug = org
+            try await CLI.run {
+                try await Database.withDatabase(url: settings.databaseURL, logger: logger) { db in
+                    try await Migrator(database: db, logger: logger).migrate()
+                    let services = try PortalServices(settings: settings, database: db, logger: logger)
+                    try await services.ledger.drainAll()
+                    guard let ledger = try await LedgerCommand.ledgers(slug, in: db).first,
+                          let row = try await services.checkpointer.cut(organizationID: ledger.id, slug: ledger.slug)
+                    else {
+                        throw PortalError(.conflict, "the ledger of '\(slug)' is empty")
+                    }
+                    print(row.note, terminator: "")
+                }
+            }
+        }
+    }
+}
