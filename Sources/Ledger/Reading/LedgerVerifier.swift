@@ -137,11 +137,13 @@ public struct LedgerVerifier: Sendable {
                     expectedIndex += 1
                 }
             }
-            // Every tile completed in this page must equal the stored one.
-            for tile in edge.changedTiles where tile.hashes.count == Tiles.width || nextSeq == size {
+            // Every tile completed in this page, and at the end every partial edge tile, must equal the stored one.
+            let finished = nextSeq == size
+            let toCheck = edge.changedTiles.filter { $0.hashes.count == Tiles.width } + (finished ? edge.tiles.values.sorted { $0.level < $1.level } : [])
+            for tile in toCheck {
                 let bytes = try await database.read { db in try await LedgerStore(db).tile(organizationID, level: tile.level, index: tile.index) }
                 let first = (tile.index * 256) << Int64(8 * tile.level)
-                guard let bytes, LedgerTiles.split(bytes).prefix(tile.hashes.count).elementsEqual(tile.hashes) else {
+                guard let bytes, bytes.count == tile.hashes.count * 32, LedgerTiles.split(bytes).elementsEqual(tile.hashes) else {
                     return fail(first, "tile \(tile.level)/\(tile.index) does not match the hashes recomputed from the entries (from seq \(first))")
                 }
             }
