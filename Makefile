@@ -25,11 +25,19 @@ deps:
 test-deps:
 	@scripts/install-deps.sh test
 
-venv: $(VENV)/.installed
+PYTHON312 ?= $(firstword $(wildcard /root/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12))
+
+venv: $(VENV)/.installed .venv312/.installed
 
 $(VENV)/.installed: requirements-test.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r requirements-test.txt
+	touch $@
+
+# aics-tlog (an independent transparency-log client) needs Python 3.12.
+.venv312/.installed: requirements-tlog.txt
+	$(PYTHON312) -m venv .venv312
+	.venv312/bin/pip install -q -r requirements-tlog.txt
 	touch $@
 
 # Unit and HTTP tests (both backends), the OpenAPI validator, then the CLI and README acceptance scripts

@@ -31,7 +31,12 @@ struct LedgerCommand: AsyncParsableCommand {
                 }
                 return [(organization.id, organization.slug)]
             }
-            return try await LedgerStore(tx).ledgers()
+            // Every ledger with entries, and the platform ledger even while it is empty.
+            var ledgers = try await LedgerStore(tx).ledgers()
+            if !ledgers.contains(where: { $0.id == Organization.platformID }) {
+                ledgers.insert((Organization.platformID, Organization.platformSlug), at: 0)
+            }
+            return ledgers
         }
     }
 
@@ -116,14 +121,14 @@ struct LedgerCommand: AsyncParsableCommand {
                         if let failure = result.failure {
                             failed = true
                             print("FAILED \(ledger.slug) at seq \(failure.seq): \(failure.message)")
-                            try await services.ledger.append([AuditEvent(
+                            try await services.ledger.appendNow([AuditEvent(
                                 organizationID: Organization.platformID, type: "ledger.verified", actor: CLI.actor,
                                 data: ["ledger": .string(ledger.slug), "result": "failed", "seq": .int(failure.seq), "reason": .string(failure.message)],
                                 time: services.clock.now()
                             )])
                         } else {
                             print("verified \(ledger.slug): size \(result.size), root \(root), \(result.checkpointsChecked) checkpoint(s), \(String(format: "%.3f", seconds)) s")
-                            try await services.ledger.append([AuditEvent(
+                            try await services.ledger.appendNow([AuditEvent(
                                 organizationID: ledger.id, type: "ledger.verified", actor: CLI.actor,
                                 data: ["size": .int(result.size), "root": .string(root), "result": "ok", "checkpoints": .int(Int64(result.checkpointsChecked))],
                                 time: services.clock.now()

@@ -31,6 +31,9 @@ case "$BACKEND" in
   *) fail "unknown BACKEND $BACKEND" ;;
 esac
 
+# The public URL names ledger origins (and so key names): server and CLI must agree on it.
+export PORTAL_PUBLIC_URL=${PORTAL_PUBLIC_URL:-https://portal.example.test}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
 # start_server KEYFILE [extra serve flags...]: starts `portal serve`, waits for /healthz, sets PORTAL and SERVER_PID.

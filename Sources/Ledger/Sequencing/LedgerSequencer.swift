@@ -76,6 +76,15 @@ public final class LedgerSequencer: AuditTrail, Service {
 
     public func wake() { wakeupContinuation.yield() }
 
+    /// Records events and sequences them before returning, for processes that do not run the sequencer's
+    /// loop (CLI commands): ``append(_:)`` there would wait for a loop that never comes.
+    public func appendNow(_ events: [AuditEvent]) async throws {
+        try await database.write { db in
+            for event in events { try await record(event, in: db) }
+        }
+        try await drainAll()
+    }
+
     // MARK: Service
 
     /// Drains on every wake-up and poll until shutdown, then drains what is left.

@@ -39,7 +39,9 @@ public struct PortalServices: Sendable {
         checkpointer = LedgerCheckpointer(
             database: database, sealer: vault, clock: clock, ids: ids, logger: logger,
             configuration: .init(
-                originPrefix: LedgerCheckpointer.Configuration.originPrefix(publicURL: settings.effectivePublicURL),
+                // DESIGN 4.3: the origin's host comes from --public-url, `localhost` when none is set (not the
+                // default URL, whose port would make the key names depend on the listener's port).
+                originPrefix: settings.publicURL.map(LedgerCheckpointer.Configuration.originPrefix(publicURL:)) ?? "localhost",
                 publishDirectory: settings.checkpointDir
             )
         )
