@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Integrations
+import Ledger
 import Logging
 import PortalCore
 import Storage
@@ -69,7 +70,18 @@ struct KeysCommand: AsyncParsableCommand {
                 let count = try await Database.withDatabase(url: settings.databaseURL, logger: logger) { db in
                     try await Migrator(database: db, logger: logger).migrate()
                     let vault = CredentialVault(ring: ring)
-                    return try await db.write { tx in try await vault.rewrapAll(under: new, in: tx) }
+                    let ledger = LedgerSequencer(database: db, logger: logger)
+                    let count = try await db.write { tx in
+                        let count = try await vault.rewrapAll(under: new, in: tx)
+                        try await ledger.record(AuditEvent(
+                            organizationID: Organization.platformID, type: "key.rotated", actor: CLI.actor,
+                            data: ["key": "master", "previousKeyId": .string(ring.active.id), "newKeyId": .string(new.id), "dataKeysRewrapped": .int(Int64(count))],
+                            time: Date()
+                        ), in: tx)
+                        return count
+                    }
+                    try await ledger.drainAll()
+                    return count
                 }
                 if settings.masterKey == nil, let file = settings.masterKeyFile {
                     let existing = (try? String(contentsOfFile: file, encoding: .utf8))?
@@ -108,7 +120,18 @@ struct KeysCommand: AsyncParsableCommand {
                 let ring = try MasterKeyRing.load(masterKey: settings.masterKey, keyFile: settings.masterKeyFile)
                 let removed = try await Database.withDatabase(url: settings.databaseURL, logger: logger) { db in
                     try await Migrator(database: db, logger: logger).migrate()
-                    return try await db.write { tx in try await CredentialVault(ring: ring).retire(masterKeyID: id, in: tx) }
+                    let ledger = LedgerSequencer(database: db, logger: logger)
+                    let removed = try await db.write { tx in
+                        let removed = try await CredentialVault(ring: ring).retire(masterKeyID: id, in: tx)
+                        try await ledger.record(AuditEvent(
+                            organizationID: Organization.platformID, type: "key.rotated", actor: CLI.actor,
+                            data: ["key": "master", "retiredKeyId": .string(id), "wrapsRemoved": .int(Int64(removed))],
+                            time: Date()
+                        ), in: tx)
+                        return removed
+                    }
+                    try await ledger.drainAll()
+                    return removed
                 }
                 print("removed \(removed) wrap(s) under master key \(id)")
             }

@@ -10,8 +10,8 @@ import Storage
 struct LedgerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ledger",
-        abstract: "Print verifier keys, verify ledgers, cut checkpoints.",
-        subcommands: [Keys.self, Verify.self, CutCheckpoint.self]
+        abstract: "Print verifier keys and entries, verify ledgers, cut checkpoints.",
+        subcommands: [Keys.self, Verify.self, CutCheckpoint.self, Entries.self]
     )
 
     static func settings(_ database: DatabaseOptions, _ keys: MasterKeyOptions, _ publicURL: PublicURLOptions) throws -> PortalSettings {
@@ -170,6 +170,42 @@ struct LedgerCommand: AsyncParsableCommand {
                         throw PortalError(.conflict, "the ledger of '\(slug)' is empty")
                     }
                     print(row.note, terminator: "")
+                }
+            }
+        }
+    }
+
+    struct Entries: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print entries as JSON lines (seq, hash, entry), for any ledger, the platform's (_platform) included."
+        )
+
+        @Option(help: "Organization slug, or _platform (default: default).")
+        var org: String = Bootstrap.defaultSlug
+
+        @Option(help: "First sequence number.")
+        var from: Int64 = 0
+
+        @Option(help: "How many entries at most.")
+        var limit: Int = 1000
+
+        @OptionGroup var database: DatabaseOptions
+
+        func run() async throws {
+            var settings = try CLI.settings()
+            database.apply(to: &settings)
+            let logger = CLI.quietLogger()
+            let (slug, first, count) = (org, from, limit)
+            try await CLI.run {
+                try await Database.withDatabase(url: settings.databaseURL, logger: logger) { db in
+                    try await Migrator(database: db, logger: logger).migrate()
+                    guard let organization = try await db.read({ try await OrganizationStore($0).find(slug: slug) }) else {
+                        throw PortalError.notFound("ledger '\(slug)'")
+                    }
+                    for row in try await LedgerReader(database: db).entries(organization.id, from: first, limit: count) {
+                        let entry = String(decoding: row.bytes, as: UTF8.self)
+                        print(#"{"seq":\#(row.seq),"hash":"\#(Hex.encode(row.hash))","entry":\#(entry)}"#)
+                    }
                 }
             }
         }

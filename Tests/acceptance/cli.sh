@@ -78,6 +78,14 @@ r=$(api GET "/portal/integrations/$ID" "$ADMIN"); [ "$(status_of "$r")" = 200 ] 
 stop_server
 ok "retire-master: old wraps gone, new key serves"
 
+# Key rotation and retirement are in the platform ledger; token events in the organizations' ledgers.
+"$PORTAL_BIN" ledger entries --org _platform >platform.jsonl
+[ "$(jq -r 'select(.entry.type == "key.rotated") | .entry.data.key' platform.jsonl | sort | uniq -c | awk '{print $1}')" = 2 ] || fail "key.rotated entries missing: $(cat platform.jsonl)"
+"$PORTAL_BIN" ledger entries --org acme | jq -r .entry.type >acme-types.txt
+grep -qx apitoken.created acme-types.txt && grep -qx apitoken.revoked acme-types.txt || fail "CLI token events missing from acme's ledger"
+"$PORTAL_BIN" ledger verify --master-key-file keys/new-only.key >verify.txt || { cat verify.txt; fail "ledger verify"; }
+ok "key and token events are ledgered; every ledger verifies"
+
 # Logs are JSON lines with request ids and route templates, and hold no secret.
 grep -q '"portal.route":"/portal/integrations/{id}"' "$WORK/server.log" || fail "no route template in the logs"
 ! grep -q "okta-api-key-value" "$WORK/server.log" || fail "a secret reached the logs"
