@@ -7,6 +7,25 @@ import PortalServer
 import Storage
 
 /// `portal ledger keys|verify|checkpoint`: the audit ledger from the command line.
+/// The options every ledger command that signs or verifies shares.
+struct LedgerOptions: ParsableArguments {
+    @OptionGroup var database: DatabaseOptions
+    @OptionGroup var keys: MasterKeyOptions
+    @OptionGroup var publicURL: PublicURLOptions
+
+    @Option(name: .customLong("checkpoint-dir"), help: "Directory of published checkpoints: verify holds the ledger to them, checkpoint publishes to it (PORTAL_CHECKPOINT_DIR).")
+    var checkpointDir: String?
+
+    func settings() throws -> PortalSettings {
+        var settings = try CLI.settings()
+        database.apply(to: &settings)
+        keys.apply(to: &settings)
+        publicURL.apply(to: &settings)
+        if let checkpointDir { settings.checkpointDir = checkpointDir }
+        return settings
+    }
+}
+
 struct LedgerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ledger",
@@ -14,12 +33,13 @@ struct LedgerCommand: AsyncParsableCommand {
         subcommands: [Keys.self, Verify.self, CutCheckpoint.self, Entries.self]
     )
 
-    static func settings(_ database: DatabaseOptions, _ keys: MasterKeyOptions, _ publicURL: PublicURLOptions) throws -> PortalSettings {
-        var settings = try CLI.settings()
-        database.apply(to: &settings)
-        keys.apply(to: &settings)
-        publicURL.apply(to: &settings)
-        return settings
+    /// Runs `body` with the services over a migrated database.
+    static func withServices<T: Sendable>(_ settings: PortalSettings, _ body: (PortalServices) async throws -> T) async throws -> T {
+        let logger = CLI.quietLogger()
+        return try await Database.withDatabase(url: settings.databaseURL, logger: logger) { db in
+            try await Migrator(database: db, logger: logger).migrate()
+            return try await body(try PortalServices(settings: settings, database: db, logger: logger))
+        }
     }
 
     /// The ledgers to act on: one organization's, or every ledger (the platform's included).
@@ -49,18 +69,13 @@ struct LedgerCommand: AsyncParsableCommand {
         @Option(help: "Organization slug (default: default).")
         var org: String = Bootstrap.defaultSlug
 
-        @OptionGroup var database: DatabaseOptions
-        @OptionGroup var keys: MasterKeyOptions
-        @OptionGroup var publicURL: PublicURLOptions
+        @OptionGroup var options: LedgerOptions
 
         func run() async throws {
-            let settings = try LedgerCommand.settings(database, keys, publicURL)
-            let logger = CLI.quietLogger()
+            let settings = try options.settings()
             let slug = org
             try await CLI.run {
-                try await Database.withDatabase(url: settings.databaseURL, logger: logger) { db in
-                    try await Migrator(database: db, logger: logger).migrate()
-                    let services = try PortalServices(settings: settings, database: db, logger: logger)
+                try await LedgerCommand.withServices(settings) { services in
                     for key in try await services.checkpointer.verifierKeys(slug: slug) { print(key.text) }
                 }
             }
@@ -84,17 +99,10 @@ struct LedgerCommand: AsyncParsableCommand {
         @Option(name: .customLong("vkey"), help: "A verifier key to check checkpoint signatures with (repeatable).")
         var vkeys: [String] = []
 
-        @Option(name: .customLong("checkpoint-dir"), help: "Also hold the ledger to the checkpoints published here (PORTAL_CHECKPOINT_DIR).")
-        var checkpointDir: String?
-
-        @OptionGroup var database: DatabaseOptions
-        @OptionGroup var keys: MasterKeyOptions
-        @OptionGroup var publicURL: PublicURLOptions
+        @OptionGroup var options: LedgerOptions
 
         func run() async throws {
-            var settings = try LedgerCommand.settings(database, keys, publicURL)
-            if let checkpointDir { settings.checkpointDir = checkpointDir }
-            let logger = CLI.quietLogger()
+            let settings = try options.settings()
             let given = try vkeys.map { text throws -> SignedNote.VerifierKey in
                 do { return try SignedNote.VerifierKey(text: text) } catch let error as PortalError { throw ValidationError(error.message) }
             }
@@ -102,9 +110,8 @@ struct LedgerCommand: AsyncParsableCommand {
             let directory = settings.checkpointDir
             var failed = false
             try await CLI.run {
-                try await Database.withDatabase(url: settings.databaseURL, logger: logger) { db in
-                    try await Migrator(database: db, logger: logger).migrate()
-                    let services = try PortalServices(settings: settings, database: db, logger: logger)
+                try await LedgerCommand.withServices(settings) { services in
+                    let db = services.database
                     let verifier = LedgerVerifier(database: db)
                     let terminal = isatty(STDERR_FILENO) == 1
                     for ledger in try await LedgerCommand.ledgers(orgFilter, in: db) {
@@ -147,24 +154,15 @@ struct LedgerCommand: AsyncParsableCommand {
         @Option(help: "Organization slug (default: default).")
         var org: String = Bootstrap.defaultSlug
 
-        @Option(name: .customLong("checkpoint-dir"), help: "Also publish it to this directory (PORTAL_CHECKPOINT_DIR).")
-        var checkpointDir: String?
-
-        @OptionGroup var database: DatabaseOptions
-        @OptionGroup var keys: MasterKeyOptions
-        @OptionGroup var publicURL: PublicURLOptions
+        @OptionGroup var options: LedgerOptions
 
         func run() async throws {
-            var settings = try LedgerCommand.settings(database, keys, publicURL)
-            if let checkpointDir { settings.checkpointDir = checkpointDir }
-            let logger = CLI.quietLogger()
+            let settings = try options.settings()
             let slug = org
             try await CLI.run {
-                try await Database.withDatabase(url: settings.databaseURL, logger: logger) { db in
-                    try await Migrator(database: db, logger: logger).migrate()
-                    let services = try PortalServices(settings: settings, database: db, logger: logger)
+                try await LedgerCommand.withServices(settings) { services in
                     try await services.ledger.drainAll()
-                    guard let ledger = try await LedgerCommand.ledgers(slug, in: db).first,
+                    guard let ledger = try await LedgerCommand.ledgers(slug, in: services.database).first,
                           let row = try await services.checkpointer.cut(organizationID: ledger.id, slug: ledger.slug)
                     else {
                         throw PortalError(.conflict, "the ledger of '\(slug)' is empty")
