@@ -29,8 +29,8 @@ struct LedgerOptions: ParsableArguments {
 struct LedgerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ledger",
-        abstract: "Print verifier keys and entries, verify ledgers, cut checkpoints.",
-        subcommands: [Keys.self, Verify.self, CutCheckpoint.self, Entries.self]
+        abstract: "Print verifier keys and entries, verify ledgers (online, or offline from a bundle or proof file), cut checkpoints, export, prove.",
+        subcommands: [Keys.self, Verify.self, CutCheckpoint.self, Entries.self, Export.self, Prove.self]
     )
 
     /// Runs `body` with the services over a migrated database.
@@ -99,9 +99,22 @@ struct LedgerCommand: AsyncParsableCommand {
         @Option(name: .customLong("vkey"), help: "A verifier key to check checkpoint signatures with (repeatable).")
         var vkeys: [String] = []
 
+        @Option(help: "Verify an exported bundle (.tar.zst) offline: no database, no network; needs --vkey.")
+        var bundle: String?
+
+        @Option(help: "Verify a tlog-proof file offline; needs --vkey.")
+        var proof: String?
+
+        @Option(help: "With --bundle: a checkpoint you kept earlier, which the bundle must be consistent with.")
+        var since: String?
+
         @OptionGroup var options: LedgerOptions
 
         func run() async throws {
+            if bundle != nil || proof != nil {
+                try await verifyOffline()
+                return
+            }
             let settings = try options.settings()
             let given = try vkeys.map { text throws -> SignedNote.VerifierKey in
                 do { return try SignedNote.VerifierKey(text: text) } catch let error as PortalError { throw ValidationError(error.message) }
@@ -112,13 +125,13 @@ struct LedgerCommand: AsyncParsableCommand {
             try await CLI.run {
                 try await LedgerCommand.withServices(settings) { services in
                     let db = services.database
-                    let verifier = LedgerVerifier(database: db)
+                    let verifier = LedgerVerifier()
                     let terminal = isatty(STDERR_FILENO) == 1
                     for ledger in try await LedgerCommand.ledgers(orgFilter, in: db) {
                         let keys = given.isEmpty ? try await services.checkpointer.verifierKeys(slug: ledger.slug) : given
                         let start = ContinuousClock.now
                         let result = try await verifier.verify(
-                            organizationID: ledger.id, slug: ledger.slug, keys: keys, publishedDirectory: directory
+                            database: db, organizationID: ledger.id, slug: ledger.slug, keys: keys, publishedDirectory: directory
                         ) { checked in
                             if terminal { CLI.progress("verifying \(ledger.slug): \(checked) entries") }
                         }
@@ -142,6 +155,55 @@ struct LedgerCommand: AsyncParsableCommand {
                             )])
                         }
                     }
+                }
+            }
+            if failed { throw ExitCode.failure }
+        }
+
+        /// `--bundle` or `--proof`: only the file and the keys the auditor trusts.
+        private func verifyOffline() async throws {
+            guard !vkeys.isEmpty else { throw ValidationError("offline verification needs the verifier keys you trust: --vkey (repeatable)") }
+            let keys = try vkeys.map { text throws -> SignedNote.VerifierKey in
+                do { return try SignedNote.VerifierKey(text: text) } catch let error as PortalError { throw ValidationError(error.message) }
+            }
+            if let proof {
+                try await CLI.run {
+                    guard let text = try? String(contentsOfFile: proof, encoding: .utf8) else { throw PortalError(.validationFailed, "cannot read \(proof)") }
+                    do {
+                        let entry = try LedgerProofFile.verify(text, keys: keys)
+                        print("verified proof: entry \(entry.seq) of \(entry.org) (\(entry.type) at \(entry.time)) is in the signed checkpoint")
+                    } catch let error as PortalError {
+                        print("FAILED proof: \(error.message)")
+                        throw ExitCode.failure
+                    }
+                }
+                return
+            }
+            guard let bundle else { return }
+            var sinceNote: String?
+            if let since {
+                guard let text = try? String(contentsOfFile: since, encoding: .utf8) else { throw ValidationError("cannot read \(since)") }
+                sinceNote = text
+            }
+            let terminal = isatty(STDERR_FILENO) == 1
+            var failed = false
+            try await CLI.run {
+                let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("portal-verify-\(UUID().uuidString.prefix(8))")
+                defer { try? FileManager.default.removeItem(at: scratch) }
+                let verifier = LedgerBundleVerifier()
+                let start = ContinuousClock.now
+                let folder = try verifier.unpack(bundle: bundle, into: scratch)
+                let result = try await verifier.verify(folder: folder, keys: keys, since: sinceNote) { checked in
+                    if terminal { CLI.progress("verifying bundle: \(checked) entries") }
+                }
+                if terminal { CLI.progress("") }
+                let elapsed = ContinuousClock.now - start
+                let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                if let failure = result.failure {
+                    failed = true
+                    print("FAILED \(result.slug) at seq \(failure.seq): \(failure.message)")
+                } else {
+                    print("verified bundle \(result.slug): size \(result.size), root \(Data(result.root).base64EncodedString()), \(result.checkpointsChecked) checkpoint(s), \(String(format: "%.3f", seconds)) s")
                 }
             }
             if failed { throw ExitCode.failure }
@@ -204,6 +266,82 @@ struct LedgerCommand: AsyncParsableCommand {
                         let entry = String(decoding: row.bytes, as: UTF8.self)
                         print(#"{"seq":\#(row.seq),"hash":"\#(Hex.encode(row.hash))","entry":\#(entry)}"#)
                     }
+                }
+            }
+        }
+    }
+
+    struct Export: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write the ledger as a .tar.zst tlog-tiles folder (checkpoint, tile/..., checkpoints/, keys/) for offline verification."
+        )
+
+        @Option(help: "Organization slug (default: default).")
+        var org: String = Bootstrap.defaultSlug
+
+        @Option(help: "The bundle file to write.")
+        var out: String
+
+        @OptionGroup var options: LedgerOptions
+
+        func run() async throws {
+            let settings = try options.settings()
+            let (slug, path) = (org, out)
+            try await CLI.run {
+                try await LedgerCommand.withServices(settings) { services in
+                    try await services.ledger.drainAll()
+                    guard let ledger = try await LedgerCommand.ledgers(slug, in: services.database).first,
+                          let checkpoint = try await services.checkpointer.cut(organizationID: ledger.id, slug: ledger.slug)
+                    else { throw PortalError(.conflict, "the ledger of '\(slug)' is empty") }
+                    let keys = try await services.checkpointer.verifierKeys(slug: ledger.slug)
+                    let temporary = path + ".partial"
+                    guard FileManager.default.createFile(atPath: temporary, contents: nil), let handle = FileHandle(forWritingAtPath: temporary) else {
+                        throw PortalError(.configuration, "cannot write \(path)")
+                    }
+                    let summary = try await LedgerExporter(database: services.database).export(
+                        organizationID: ledger.id, checkpoint: checkpoint, keys: keys, publishedDirectory: settings.checkpointDir, slug: ledger.slug
+                    ) { chunk in try handle.write(contentsOf: chunk) }
+                    try handle.synchronize()
+                    try handle.close()
+                    guard rename(temporary, path) == 0 else { throw PortalError(.configuration, "cannot move the bundle to \(path)") }
+                    CLI.note("exported \(ledger.slug): \(summary.size) entries, \(summary.files) files, \(summary.compressedBytes) bytes")
+                    print(path)
+                }
+            }
+        }
+    }
+
+    struct Prove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write one entry with its inclusion proof and signed checkpoint as a C2SP tlog-proof file."
+        )
+
+        @Option(help: "Organization slug (default: default).")
+        var org: String = Bootstrap.defaultSlug
+
+        @Option(help: "The entry's sequence number.")
+        var seq: Int64
+
+        @Option(help: "The proof file to write (conventionally .tlog-proof).")
+        var out: String
+
+        @OptionGroup var options: LedgerOptions
+
+        func run() async throws {
+            let settings = try options.settings()
+            let (slug, index, path) = (org, seq, out)
+            try await CLI.run {
+                try await LedgerCommand.withServices(settings) { services in
+                    try await services.ledger.drainAll()
+                    guard let ledger = try await LedgerCommand.ledgers(slug, in: services.database).first,
+                          let checkpoint = try await services.checkpointer.cut(organizationID: ledger.id, slug: ledger.slug),
+                          index >= 0, index < checkpoint.size,
+                          let row = try await services.ledgerReader.entries(ledger.id, from: index, limit: 1).first
+                    else { throw PortalError.notFound("entry \(index) of '\(slug)'") }
+                    let proof = try await services.ledgerReader.inclusionProof(ledger.id, seq: index, size: checkpoint.size)
+                    let text = LedgerProofFile.make(entry: row.bytes, index: index, proof: proof, checkpoint: checkpoint.note)
+                    guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) else { throw PortalError(.configuration, "cannot write \(path)") }
+                    print(path)
                 }
             }
         }

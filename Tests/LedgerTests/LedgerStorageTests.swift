@@ -36,8 +36,8 @@ struct TestLedger {
     }
 
     func verify(published: Bool = false) async throws -> LedgerVerification {
-        try await LedgerVerifier(database: db, pageSize: 97).verify(
-            organizationID: org.id, slug: org.slug, keys: try await checkpointer.verifierKeys(slug: org.slug),
+        try await LedgerVerifier(pageSize: 97).verify(
+            database: db, organizationID: org.id, slug: org.slug, keys: try await checkpointer.verifierKeys(slug: org.slug),
             publishedDirectory: published ? publishDirectory : nil
         )
     }

@@ -1,5 +1,5 @@
 public import Foundation
-import PortalCore
+public import PortalCore
 import SQLKit
 public import Storage
 
@@ -17,26 +17,91 @@ public struct LedgerVerification: Sendable {
     public var passed: Bool { failure == nil }
 }
 
-/// Checks a ledger from its stored rows (DESIGN section 4; issue: "portal ledger verify"): every entry's
-/// canonical form, sequence and `prev` link; every stored tile against hashes recomputed from the entries;
-/// the head; every stored checkpoint's signatures and its root against the entries (so each is consistent
-/// with the next); and any checkpoints published outside the database.
+/// Where a verifier reads a ledger's entries and tiles from: the database, or an exported folder.
+public protocol LedgerSource: Sendable {
+    /// Entries with `seq >= from`, in order, at most `limit`; `hash` as stored (or computed, offline).
+    func entries(from: Int64, limit: Int) async throws -> [LedgerEntryRow]
+    /// The stored hashes of tile (level, index), concatenated; nil if missing.
+    func tile(level: Int, index: Int64) async throws -> [UInt8]?
+}
+
+/// A checkpoint the entries must hash to: stored, published, exported, or held by the auditor.
+public struct ExpectedCheckpoint: Sendable {
+    public var size: Int64
+    public var root: Hash
+    /// Where it came from, for messages ("stored checkpoint", "published checkpoint 120", ...).
+    public var source: String
+
+    public init(size: Int64, root: Hash, source: String) {
+        self.size = size
+        self.root = root
+        self.source = source
+    }
+
+    /// Verifies a signed checkpoint note with every key; nil and a message when it does not verify.
+    public static func from(note: String, keys: [SignedNote.VerifierKey], source: String) -> Result<ExpectedCheckpoint, PortalError> {
+        do {
+            let checkpoint = try Checkpoint(text: try SignedNote.verify(note, keys: keys))
+            return .success(ExpectedCheckpoint(size: checkpoint.size, root: checkpoint.root, source: source))
+        } catch {
+            return .failure(PortalError(.validationFailed, "the \(source) fails verification: \(error.message)"))
+        }
+    }
+}
+
+/// Checks a ledger (DESIGN section 4; `portal ledger verify`): every entry's canonical form, sequence and
+/// `prev` link; every tile against hashes recomputed from the entries; the head; and that the entries hash
+/// to the root of every given checkpoint (stored, published, exported or the auditor's own), which makes
+/// those checkpoints consistent with each other.
 ///
 /// Entries are streamed in pages; memory stays O(page + log n).
 public struct LedgerVerifier: Sendable {
-    private let database: Database
     private let pageSize: Int
 
-    public init(database: Database, pageSize: Int = 2_000) {
-        self.database = database
+    public init(pageSize: Int = 2_000) {
         self.pageSize = pageSize
     }
 
-    /// Verifies the ledger of `organizationID` with the given verifier keys and, optionally, the
-    /// checkpoints published in `publishedDirectory/<slug>/checkpoints/`. `progress` gets the entries
-    /// checked so far.
+    /// Verifies the ledger of `organizationID` in `database` with the given verifier keys, its stored
+    /// checkpoints and, optionally, those published in `publishedDirectory/<slug>/checkpoints/`.
     public func verify(
-        organizationID: UUID, slug: String, keys: [SignedNote.VerifierKey], publishedDirectory: String? = nil,
+        database: Database, organizationID: UUID, slug: String, keys: [SignedNote.VerifierKey], publishedDirectory: String? = nil,
+        progress: (Int64) -> Void = { _ in }
+    ) async throws -> LedgerVerification {
+        let (head, stored) = try await database.read { db in
+            (try await LedgerStore(db).head(organizationID), try await LedgerStore(db).checkpoints(organizationID))
+        }
+        var expected: [ExpectedCheckpoint] = []
+        for checkpoint in stored {
+            switch ExpectedCheckpoint.from(note: checkpoint.note, keys: keys, source: "stored checkpoint of size \(checkpoint.size)") {
+            case .success(let e) where e.size == checkpoint.size && e.root == checkpoint.root: expected.append(e)
+            case .success: return failed(slug, max(0, checkpoint.size - 1), "the stored checkpoint of size \(checkpoint.size) does not match its signed text")
+            case .failure(let error): return failed(slug, max(0, checkpoint.size - 1), error.message)
+            }
+        }
+        if let publishedDirectory {
+            let folder = URL(fileURLWithPath: publishedDirectory).appendingPathComponent(slug).appendingPathComponent("checkpoints")
+            for name in ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).sorted() {
+                guard let note = try? String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8) else { continue }
+                switch ExpectedCheckpoint.from(note: note, keys: keys, source: "published checkpoint \(name)") {
+                case .success(let e): expected.append(e)
+                case .failure(let error): return failed(slug, 0, error.message)
+                }
+            }
+        }
+        return try await verify(
+            source: DatabaseLedgerSource(database: database, organizationID: organizationID), slug: slug,
+            size: head?.size ?? 0, head: head, checkpoints: expected, progress: progress
+        )
+    }
+
+    private func failed(_ slug: String, _ seq: Int64, _ message: String) -> LedgerVerification {
+        LedgerVerification(slug: slug, size: 0, root: Merkle.emptyRoot, checkpointsChecked: 0, failure: (seq, message))
+    }
+
+    /// Verifies `size` entries of `source` against its tiles, `head` (if any) and `checkpoints`.
+    public func verify(
+        source: some LedgerSource, slug: String, size: Int64, head: LedgerHead?, checkpoints: [ExpectedCheckpoint],
         progress: (Int64) -> Void = { _ in }
     ) async throws -> LedgerVerification {
         var result = LedgerVerification(slug: slug, size: 0, root: Merkle.emptyRoot, checkpointsChecked: 0, failure: nil)
@@ -44,68 +109,26 @@ public struct LedgerVerifier: Sendable {
             result.failure = (seq, message)
             return result
         }
-        let (head, stored) = try await database.read { db in
-            (try await LedgerStore(db).head(organizationID), try await LedgerStore(db).checkpoints(organizationID))
-        }
-        // Checkpoints to hold the entries against: the stored ones (signatures checked) and published ones.
-        var expected: [(size: Int64, root: Hash, source: String)] = []
-        for checkpoint in stored {
-            let text: String
-            do {
-                text = try SignedNote.verify(checkpoint.note, keys: keys)
-            } catch {
-                return fail(max(0, checkpoint.size - 1), "the stored checkpoint of size \(checkpoint.size) fails signature verification: \(error.message)")
-            }
-            guard let parsed = try? Checkpoint(text: text), parsed.size == checkpoint.size, parsed.root == checkpoint.root else {
-                return fail(max(0, checkpoint.size - 1), "the stored checkpoint of size \(checkpoint.size) does not match its signed text")
-            }
-            expected.append((checkpoint.size, checkpoint.root, "stored checkpoint"))
-        }
-        if let publishedDirectory {
-            let folder = URL(fileURLWithPath: publishedDirectory).appendingPathComponent(slug).appendingPathComponent("checkpoints")
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
-            for name in names {
-                guard let note = try? String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8) else { continue }
-                let text: String
-                do {
-                    text = try SignedNote.verify(note, keys: keys)
-                } catch {
-                    return fail(0, "the published checkpoint \(name) fails signature verification: \(error.message)")
-                }
-                guard let parsed = try? Checkpoint(text: text) else { return fail(0, "the published checkpoint \(name) is malformed") }
-                expected.append((parsed.size, parsed.root, "published checkpoint"))
-            }
-        }
-        expected.sort { $0.size < $1.size }
-        let size = head?.size ?? 0
+        let expected = checkpoints.sorted { $0.size < $1.size }
         if let beyond = expected.last(where: { $0.size > size }) {
             return fail(size, "the ledger has \(size) entries but a \(beyond.source) covers \(beyond.size): entries from seq \(size) were removed")
         }
-
         var range = CompactRange()
         var edge = TileEdge(size: 0, tiles: [])
         var lastHash = [UInt8](repeating: 0, count: 32)
         var nextSeq: Int64 = 0
         var expectedIndex = 0
         var lastMatched: Int64 = 0
-        var storedTiles: [[Int64]: [Hash]] = [:]
+        var leafTile: (index: Int64, hashes: [Hash])?
         while nextSeq < size {
-            let page = try await database.read { db -> ([LedgerEntryRow], [[Int64]: [Hash]]) in
-                let rows = try await LedgerStore(db).entries(organizationID, from: nextSeq, limit: pageSize)
-                // The level-0 tiles this page's leaves live in, to compare leaf by leaf.
-                var tiles: [[Int64]: [Hash]] = [:]
-                if let first = rows.first?.seq, let last = rows.last?.seq {
-                    for index in (first / 256)...(last / 256) {
-                        if let bytes = try await LedgerStore(db).tile(organizationID, level: 0, index: index) {
-                            tiles[[0, index]] = LedgerTiles.split(bytes)
-                        }
-                    }
-                }
-                return (rows, tiles)
+            let rows: [LedgerEntryRow]
+            do {
+                rows = try await source.entries(from: nextSeq, limit: Int(min(Int64(pageSize), size - nextSeq)))
+            } catch let error as PortalError {
+                return fail(nextSeq, "entries from \(nextSeq) cannot be read: \(error.message)")
             }
-            storedTiles = page.1
-            guard !page.0.isEmpty else { break }
-            for row in page.0 {
+            guard !rows.isEmpty else { break }
+            for row in rows {
                 guard row.seq == nextSeq else { return fail(nextSeq, "entry \(nextSeq) is missing (the next stored entry is \(row.seq))") }
                 let entry: LedgerEntry
                 do {
@@ -118,9 +141,12 @@ public struct LedgerVerifier: Sendable {
                 guard entry.org == slug else { return fail(row.seq, "entry \(row.seq) belongs to ledger '\(entry.org)'") }
                 guard hash == row.hash else { return fail(row.seq, "entry \(row.seq): its bytes do not hash to its stored hash (the entry was changed)") }
                 guard entry.prev == Hex.encode(lastHash) else { return fail(row.seq, "entry \(row.seq): prev does not match the hash of entry \(row.seq - 1) (the chain is broken)") }
-                let tile = storedTiles[[0, row.seq / 256]]
+                let tileIndex = row.seq / 256
+                if leafTile?.index != tileIndex {
+                    leafTile = (tileIndex, LedgerTiles.split(try await source.tile(level: 0, index: tileIndex) ?? []))
+                }
                 let offset = Int(row.seq % 256)
-                guard let tile, tile.count > offset, tile[offset] == hash else {
+                guard let leaves = leafTile?.hashes, leaves.count > offset, leaves[offset] == hash else {
                     return fail(row.seq, "entry \(row.seq): the Merkle tile does not hold its hash (the tile or the entry was changed)")
                 }
                 range.append(hash)
@@ -130,7 +156,7 @@ public struct LedgerVerifier: Sendable {
                 while expectedIndex < expected.count, expected[expectedIndex].size == nextSeq {
                     let checkpoint = expected[expectedIndex]
                     guard range.root == checkpoint.root else {
-                        return fail(lastMatched, "the entries before seq \(nextSeq) do not hash to the root of the \(checkpoint.source) of size \(checkpoint.size); the ledger was rewritten at or after seq \(lastMatched) (the last matching checkpoint)")
+                        return fail(lastMatched, "the entries before seq \(nextSeq) do not hash to the root of the \(checkpoint.source) (size \(checkpoint.size)); the ledger was rewritten at or after seq \(lastMatched) (the last matching checkpoint)")
                     }
                     lastMatched = nextSeq
                     result.checkpointsChecked += 1
@@ -141,7 +167,7 @@ public struct LedgerVerifier: Sendable {
             let finished = nextSeq == size
             let toCheck = edge.changedTiles.filter { $0.hashes.count == Tiles.width } + (finished ? edge.tiles.values.sorted { $0.level < $1.level } : [])
             for tile in toCheck {
-                let bytes = try await database.read { db in try await LedgerStore(db).tile(organizationID, level: tile.level, index: tile.index) }
+                let bytes = try await source.tile(level: tile.level, index: tile.index)
                 let first = (tile.index * 256) << Int64(8 * tile.level)
                 guard let bytes, bytes.count == tile.hashes.count * 32, LedgerTiles.split(bytes).elementsEqual(tile.hashes) else {
                     return fail(first, "tile \(tile.level)/\(tile.index) does not match the hashes recomputed from the entries (from seq \(first))")
@@ -150,7 +176,7 @@ public struct LedgerVerifier: Sendable {
             edge = TileEdge(size: edge.size, tiles: TileEdge.edgeIndices(size: edge.size).compactMap { key in edge.tiles[key.level] })
             progress(nextSeq)
         }
-        if nextSeq < size { return fail(nextSeq, "entry \(nextSeq) is missing: the head says \(size) entries, the table ends at \(nextSeq)") }
+        if nextSeq < size { return fail(nextSeq, "entry \(nextSeq) is missing: the ledger has \(size) entries, the entries end at \(nextSeq)") }
         result.size = size
         result.root = range.root
         if let head, head.root != range.root {
@@ -160,5 +186,24 @@ public struct LedgerVerifier: Sendable {
             return fail(size - 1, "the stored head's last hash does not match entry \(size - 1)")
         }
         return result
+    }
+}
+
+/// A ledger as stored in the database.
+public struct DatabaseLedgerSource: LedgerSource {
+    let database: Database
+    let organizationID: UUID
+
+    public init(database: Database, organizationID: UUID) {
+        self.database = database
+        self.organizationID = organizationID
+    }
+
+    public func entries(from: Int64, limit: Int) async throws -> [LedgerEntryRow] {
+        try await database.read { db in try await LedgerStore(db).entries(organizationID, from: from, limit: limit) }
+    }
+
+    public func tile(level: Int, index: Int64) async throws -> [UInt8]? {
+        try await database.read { db in try await LedgerStore(db).tile(organizationID, level: level, index: index) }
     }
 }

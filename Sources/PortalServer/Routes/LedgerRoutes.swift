@@ -92,6 +92,33 @@ struct LedgerRoutes {
             if to == latest.size { body["checkpoint"] = .string(latest.note) }
             return JSONOutput.response(JSONValue.object(body))
         }
+        table.guarded(group, prefix: "/ledger", .get, "/{slug}/export", .readLedger) { _, context, principal in
+            let org = try await organization(context, principal)
+            let slug = principal.organizationSlug
+            var checkpoint = try await services.checkpointer.cut(organizationID: org, slug: slug)
+            if checkpoint == nil { checkpoint = try await reader.latestCheckpoint(org) }
+            guard let checkpoint else {
+                throw PortalError.notFound("checkpoint (the ledger is empty)")
+            }
+            let keys = try await services.checkpointer.verifierKeys(slug: slug)
+            let exporter = LedgerExporter(database: services.database)
+            let published = services.checkpointer.configuration.publishDirectory
+            let body = ResponseBody { writer in
+                _ = try await exporter.export(
+                    organizationID: org, checkpoint: checkpoint, keys: keys, publishedDirectory: published, slug: slug
+                ) { chunk in try await writer.write(ByteBuffer(bytes: chunk)) }
+                try await writer.finish(nil)
+            }
+            return Response(
+                status: .ok,
+                headers: [
+                    .contentType: "application/zstd",
+                    .contentDisposition: "attachment; filename=\"\(slug)-ledger-\(checkpoint.size).tar.zst\"",
+                    .cacheControl: "no-store",
+                ],
+                body: body
+            )
+        }
         table.guarded(group, prefix: "/ledger", .post, "/{slug}/checkpoints", .readLedger) { _, context, principal in
             let org = try await organization(context, principal)
             guard let row = try await services.checkpointer.cut(organizationID: org, slug: principal.organizationSlug) else {

@@ -1,0 +1,242 @@
+public import Foundation
+public import PortalCore
+import SQLKit
+public import Storage
+
+/// Writes a ledger as a `.tar.zst` of a C2SP tlog-tiles folder (DESIGN section 4.2; issue "offline"):
+/// `checkpoint`, `tile/<L>/<N>[.p/<W>]`, `tile/entries/<N>[.p/<W>]` with exactly the bytes the HTTP API
+/// serves, plus `checkpoints/<size>` (stored and published checkpoints up to the exported size) and
+/// `keys/<algorithm>.vkey`. Entries and tiles are streamed a tile at a time, so memory does not grow with
+/// the ledger.
+public struct LedgerExporter: Sendable {
+    private let database: Database
+
+    public init(database: Database) { self.database = database }
+
+    /// What an export wrote.
+    public struct Summary: Sendable {
+        public var size: Int64
+        public var files: Int
+        public var compressedBytes: Int64
+    }
+
+    /// Exports the ledger of `organizationID` as of `checkpoint`, handing compressed chunks to `sink`.
+    public func export(
+        organizationID: UUID, checkpoint: LedgerCheckpointRow, keys: [SignedNote.VerifierKey], publishedDirectory: String?, slug: String,
+        sink: ([UInt8]) async throws -> Void
+    ) async throws -> Summary {
+        let compressor = try ZstdCompressor()
+        var summary = Summary(size: checkpoint.size, files: 0, compressedBytes: 0)
+        var pending: [[UInt8]] = []
+        func add(_ bytes: [UInt8], end: Bool = false) async throws {
+            try compressor.compress(bytes, end: end) { pending.append($0) }
+            for chunk in pending {
+                summary.compressedBytes += Int64(chunk.count)
+                try await sink(chunk)
+            }
+            pending.removeAll(keepingCapacity: true)
+        }
+        func file(_ path: String, _ content: [UInt8]) async throws {
+            try await add(try Tar.file(path, content))
+            summary.files += 1
+        }
+        let size = checkpoint.size
+        try await file("checkpoint", Array(checkpoint.note.utf8))
+        for key in keys { try await file("keys/\(key.algorithm.rawValue).vkey", Array((key.text + "\n").utf8)) }
+
+        var notes: [Int64: String] = [:]
+        if let publishedDirectory {
+            let folder = URL(fileURLWithPath: publishedDirectory).appendingPathComponent(slug).appendingPathComponent("checkpoints")
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? [] {
+                if let n = Int64(name), n <= size, let note = try? String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8) { notes[n] = note }
+            }
+        }
+        for row in try await database.read({ db in try await LedgerStore(db).checkpoints(organizationID) }) where row.size <= size {
+            notes[row.size] = row.note
+        }
+        for (n, note) in notes.sorted(by: { $0.key < $1.key }) { try await file("checkpoints/\(n)", Array(note.utf8)) }
+
+        // Entry bundles, a tile's worth at a time.
+        var start: Int64 = 0
+        while start < size {
+            let width = Int(min(256, size - start))
+            let rows = try await database.read { db in try await LedgerStore(db).entries(organizationID, from: start, limit: width) }
+            guard rows.count == width else { throw PortalError(.storage, "the ledger lacks entries below its checkpoint (at \(start))") }
+            var bundle: [UInt8] = []
+            for row in rows {
+                bundle.append(UInt8(row.bytes.count >> 8))
+                bundle.append(UInt8(row.bytes.count & 0xFF))
+                bundle += row.bytes
+            }
+            try await file(Tiles.path(level: nil, index: start / 256, width: width), bundle)
+            start += Int64(width)
+        }
+        // Hash tiles of every level, trimmed to the exported size.
+        var level = 0
+        var count = size
+        while count > 0 {
+            for index in 0..<((count + 255) / 256) {
+                let width = Int(min(256, count - index * 256))
+                guard let bytes = try await database.read({ db in try await LedgerStore(db).tile(organizationID, level: level, index: index) }),
+                      bytes.count >= width * 32
+                else {
+                    throw PortalError(.storage, "the ledger lacks tile \(level)/\(index)")
+                }
+                try await file(Tiles.path(level: level, index: index, width: width), Array(bytes.prefix(width * 32)))
+            }
+            count /= 256
+            level += 1
+        }
+        try await add(Tar.end, end: true)
+        return summary
+    }
+}
+
+/// A ledger exported as a tlog-tiles folder, read from disk.
+public struct DirectoryLedgerSource: LedgerSource {
+    public let root: URL
+
+    public init(root: URL) { self.root = root }
+
+    private func read(_ prefix: String, index: Int64) -> [UInt8]? {
+        let full = root.appendingPathComponent(prefix + Tiles.indexPath(index))
+        if let data = FileManager.default.contents(atPath: full.path) { return Array(data) }
+        let partials = full.path + ".p"
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: partials), let name = names.first else { return nil }
+        return FileManager.default.contents(atPath: partials + "/" + name).map(Array.init)
+    }
+
+    public func entries(from: Int64, limit: Int) async throws -> [LedgerEntryRow] {
+        var rows: [LedgerEntryRow] = []
+        var seq = from
+        while rows.count < limit, let bundle = read("tile/entries/", index: seq / 256) {
+            var offset = 0
+            var position = seq / 256 * 256
+            while offset + 2 <= bundle.count {
+                let length = Int(bundle[offset]) << 8 | Int(bundle[offset + 1])
+                guard offset + 2 + length <= bundle.count else { throw PortalError(.validationFailed, "entry bundle \(seq / 256) is truncated") }
+                if position >= seq, rows.count < limit {
+                    let bytes = Array(bundle[(offset + 2)..<(offset + 2 + length)])
+                    rows.append(LedgerEntryRow(seq: position, bytes: bytes, hash: Merkle.leafHash(bytes)))
+                }
+                offset += 2 + length
+                position += 1
+            }
+            if position <= seq { break }
+            seq = position
+        }
+        return rows
+    }
+
+    public func tile(level: Int, index: Int64) async throws -> [UInt8]? {
+        read("tile/\(level)/", index: index)
+    }
+}
+
+/// Verifies an exported ledger with no database and no network.
+public struct LedgerBundleVerifier: Sendable {
+    public init() {}
+
+    /// Unpacks `bundle` (a `.tar.zst`) into a new folder under `scratch` and returns it.
+    public func unpack(bundle: String, into scratch: URL) throws -> URL {
+        guard let handle = FileHandle(forReadingAtPath: bundle) else { throw PortalError(.validationFailed, "cannot read \(bundle)") }
+        defer { try? handle.close() }
+        let root = scratch.appendingPathComponent("ledger-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        let decompressor = try ZstdDecompressor()
+        var reader = Tar.Reader()
+        while true {
+            let chunk = try handle.read(upToCount: 1 << 20) ?? Data()
+            if chunk.isEmpty { break }
+            try decompressor.decompress(Array(chunk)) { bytes in
+                try reader.feed(bytes) { path, type, content in
+                    let url = root.appendingPathComponent(path)
+                    if type == UInt8(ascii: "5") {
+                        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+                    } else {
+                        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                        try Data(content).write(to: url)
+                    }
+                }
+            }
+        }
+        guard decompressor.frameComplete, reader.ended else { throw PortalError(.validationFailed, "the bundle is truncated") }
+        return root
+    }
+
+    /// Verifies an unpacked bundle: every key must sign its checkpoint; then chain, tiles, roots and the
+    /// consistency of every included checkpoint, and of `since` (a checkpoint the auditor kept), if given.
+    public func verify(folder: URL, keys: [SignedNote.VerifierKey], since: String?, progress: (Int64) -> Void = { _ in }) async throws -> LedgerVerification {
+        guard let note = try? String(contentsOf: folder.appendingPathComponent("checkpoint"), encoding: .utf8) else {
+            throw PortalError(.validationFailed, "the bundle has no checkpoint")
+        }
+        let latest: ExpectedCheckpoint
+        switch ExpectedCheckpoint.from(note: note, keys: keys, source: "bundle's checkpoint") {
+        case .success(let e): latest = e
+        case .failure(let error): return Self.failed("?", 0, error.message)
+        }
+        let origin = note.split(separator: "\n", maxSplits: 1).first.map(String.init) ?? ""
+        let slug = origin.split(separator: "/").last.map(String.init) ?? origin
+        var expected = [latest]
+        let history = folder.appendingPathComponent("checkpoints")
+        for name in ((try? FileManager.default.contentsOfDirectory(atPath: history.path)) ?? []).sorted() {
+            guard let text = try? String(contentsOf: history.appendingPathComponent(name), encoding: .utf8) else { continue }
+            switch ExpectedCheckpoint.from(note: text, keys: keys, source: "bundled checkpoint \(name)") {
+            case .success(let e): expected.append(e)
+            case .failure(let error): return Self.failed(slug, 0, error.message)
+            }
+        }
+        if let since {
+            switch ExpectedCheckpoint.from(note: since, keys: keys, source: "checkpoint given with --since") {
+            case .success(let e): expected.append(e)
+            case .failure(let error): return Self.failed(slug, 0, error.message)
+            }
+        }
+        return try await LedgerVerifier().verify(
+            source: DirectoryLedgerSource(root: folder), slug: slug, size: latest.size, head: nil, checkpoints: expected, progress: progress
+        )
+    }
+
+    static func failed(_ slug: String, _ seq: Int64, _ message: String) -> LedgerVerification {
+        LedgerVerification(slug: slug, size: 0, root: Merkle.emptyRoot, checkpointsChecked: 0, failure: (seq, message))
+    }
+}
+
+/// C2SP tlog-proof files (c2sp.org/tlog-proof): one entry with its inclusion proof and the checkpoint it
+/// is proven against, for auditors sampling entries one by one. The entry's canonical bytes travel as the
+/// `extra` line (they are authenticated by the proof, not trusted on their own).
+public enum LedgerProofFile {
+    public static let header = "c2sp.org/tlog-proof@v1"
+
+    /// The proof file's text.
+    public static func make(entry: [UInt8], index: Int64, proof: [Hash], checkpoint note: String) -> String {
+        var text = "\(header)\nextra \(Data(entry).base64EncodedString())\nindex \(index)\n"
+        for hash in proof { text += Data(hash).base64EncodedString() + "\n" }
+        return text + "\n" + note
+    }
+
+    /// Verifies a proof file with every key; returns the entry it proves.
+    public static func verify(_ text: String, keys: [SignedNote.VerifierKey]) throws(PortalError) -> LedgerEntry {
+        guard let split = text.range(of: "\n\n") else { throw PortalError(.validationFailed, "not a tlog-proof: no checkpoint") }
+        let lines = text[..<split.lowerBound].split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let note = String(text[split.upperBound...])
+        guard lines.first == header, lines.count >= 3, lines[1].hasPrefix("extra "), lines[2].hasPrefix("index "),
+              let entryBytes = Data(base64Encoded: String(lines[1].dropFirst(6))).map(Array.init),
+              let index = Int64(lines[2].dropFirst(6)), index >= 0
+        else {
+            throw PortalError(.validationFailed, "not a ledger tlog-proof (header, extra and index lines expected)")
+        }
+        var proof: [Hash] = []
+        for line in lines.dropFirst(3) {
+            guard let hash = Data(base64Encoded: line), hash.count == 32 else { throw PortalError(.validationFailed, "a proof line is not a base64 SHA-256 hash") }
+            proof.append(Array(hash))
+        }
+        let checkpoint = try Checkpoint(text: try SignedNote.verify(note, keys: keys))
+        guard Merkle.verifyInclusion(index: index, size: checkpoint.size, leafHash: Merkle.leafHash(entryBytes), proof: proof, root: checkpoint.root) else {
+            throw PortalError(.validationFailed, "the inclusion proof of entry \(index) does not lead to the checkpoint's root")
+        }
+        let entry = try LedgerEntry(canonical: entryBytes)
+        guard entry.seq == index else { throw PortalError(.validationFailed, "the entry says it is entry \(entry.seq), the proof is for \(index)") }
+        return entry
+    }
+}
