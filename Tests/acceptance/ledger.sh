@@ -109,6 +109,40 @@ VK=$("$PORTAL_BIN" ledger keys --org default --master-key-file master.key | head
 OTHER_VK=$("$PORTAL_BIN" keys generate-master >/dev/null; echo "localhost:8080/ledger/default+00000000+AaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaA")
 if "$PORTAL_BIN" ledger verify --org default --vkey "$OTHER_VK" --master-key-file master.key >/dev/null 2>&1; then fail "verify passed with a wrong key"; fi
 ok "portal ledger verify (every ledger, published checkpoints, given vkey; a wrong key fails)"
+
+# Offline: export, verify the bundle with no database, check it with zstd, tar and aics-tlog, prove one entry.
+cp checkpoint.txt kept-checkpoint.txt
+"$PORTAL_BIN" ledger keys --org default --master-key-file master.key >vkeys.txt
+VK1=$(sed -n 1p vkeys.txt); VK2=$(sed -n 2p vkeys.txt)
+"$PORTAL_BIN" ledger export --org default --out bundle.tar.zst --master-key-file master.key --checkpoint-dir published >/dev/null 2>export.err || fail "export: $(cat export.err)"
+curl -sS -H "Authorization: Bearer $ADMIN" -o http-bundle.tar.zst "$PORTAL/ledger/default/export"
+cmp -s bundle.tar.zst http-bundle.tar.zst || fail "the HTTP export differs from the CLI export of the same checkpoint"
+zstd -q -t bundle.tar.zst || fail "zstd -t rejects the bundle"
+mkdir unpacked && tar --zstd -xf bundle.tar.zst -C unpacked || fail "tar cannot unpack the bundle"
+"$PY312" - <<'PY' || fail "aics-tlog rejected the exported folder"
+import base64, aics_tlog
+text = open("unpacked/checkpoint").read()
+lines = text.split("\n")
+size, root = int(lines[1]), base64.b64decode(lines[2])
+aics_tlog.verify_checkpoint(aics_tlog.parse_note(text), aics_tlog.parse_vkey(open("unpacked/keys/ed25519.vkey").read().strip()))
+report = aics_tlog.audit_tiles(aics_tlog.FileSystemTileReader("unpacked"), size, root, entries=True)
+print(f"aics-tlog: exported folder audited offline, {report.tiles} tiles and {report.bundles} bundles at size {size}")
+PY
+(cd /tmp && "$PORTAL_BIN" ledger verify --bundle "$WORK/bundle.tar.zst" --vkey "$VK1" --vkey "$VK2" --since "$WORK/kept-checkpoint.txt") >offline.txt || { cat offline.txt; fail "offline verification failed"; }
+grep -q "verified bundle default: size" offline.txt || fail "offline verify said: $(cat offline.txt)"
+if "$PORTAL_BIN" ledger verify --bundle bundle.tar.zst --vkey "localhost/ledger/default+00000000+AaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaA" >/dev/null 2>&1; then fail "a wrong vkey passed offline"; fi
+python3 - <<'PY'
+data = bytearray(open("bundle.tar.zst", "rb").read())
+data[len(data) // 2] ^= 0x20
+open("tampered.tar.zst", "wb").write(bytes(data))
+PY
+if "$PORTAL_BIN" ledger verify --bundle tampered.tar.zst --vkey "$VK1" >/dev/null 2>&1; then fail "a tampered bundle passed"; fi
+"$PORTAL_BIN" ledger prove --org default --seq 42 --out entry42.tlog-proof --master-key-file master.key >/dev/null || fail "prove"
+head -n 1 entry42.tlog-proof | grep -qx "c2sp.org/tlog-proof@v1" || fail "not a tlog-proof file"
+"$PORTAL_BIN" ledger verify --proof entry42.tlog-proof --vkey "$VK2" | grep -q "verified proof: entry 42" || fail "proof file did not verify"
+sed 's/^index 42$/index 43/' entry42.tlog-proof >bad.tlog-proof
+if "$PORTAL_BIN" ledger verify --proof bad.tlog-proof --vkey "$VK1" >/dev/null 2>&1; then fail "an altered proof file passed"; fi
+ok "export (CLI = HTTP bytes), zstd/tar/aics-tlog offline, verify --bundle --since, proof files; tampering and wrong keys fail"
 stop_server
 
 # 3. SIGKILL mid-stream: every acknowledged change is in the chain after restart.
