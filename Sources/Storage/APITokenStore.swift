@@ -61,6 +61,18 @@ public struct APITokenStore {
             .first().map(Self.decode)
     }
 
+    /// The token whose hash is `tokenHash` with its organization's slug, in one query (every authenticated
+    /// request asks this).
+    public func findWithOrganization(hash tokenHash: String) async throws -> (APITokenRecord, slug: String)? {
+        guard let row = try await db.raw("""
+            SELECT t.id, t.organization_id, t.token_hash, t.role, t.owner, t.description, t.created_by, t.created_at,
+                   t.expires_at, t.revoked_at, t.last_used_at, o.slug
+            FROM api_tokens t JOIN organizations o ON o.id = t.organization_id
+            WHERE t.token_hash = \(bind: tokenHash)
+            """).first() else { return nil }
+        return (try Self.decode(row), try row.decode(column: "slug", as: String.self))
+    }
+
     /// The token `id` of `organizationID`, if any.
     public func find(id: UUID, organizationID: UUID) async throws -> APITokenRecord? {
         try await db.raw("""

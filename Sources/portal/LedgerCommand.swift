@@ -116,9 +116,7 @@ struct LedgerCommand: AsyncParsableCommand {
                 return
             }
             let settings = try options.settings()
-            let given = try vkeys.map { text throws -> SignedNote.VerifierKey in
-                do { return try SignedNote.VerifierKey(text: text) } catch let error as PortalError { throw ValidationError(error.message) }
-            }
+            let given = try trustedKeys()
             let orgFilter = org
             let directory = settings.checkpointDir
             var failed = false
@@ -160,12 +158,17 @@ struct LedgerCommand: AsyncParsableCommand {
             if failed { throw ExitCode.failure }
         }
 
+        /// The `--vkey` keys, parsed; a malformed one is a usage error.
+        private func trustedKeys() throws -> [SignedNote.VerifierKey] {
+            try vkeys.map { text in
+                do { return try SignedNote.VerifierKey(text: text) } catch let error as PortalError { throw ValidationError(error.message) }
+            }
+        }
+
         /// `--bundle` or `--proof`: only the file and the keys the auditor trusts.
         private func verifyOffline() async throws {
             guard !vkeys.isEmpty else { throw ValidationError("offline verification needs the verifier keys you trust: --vkey (repeatable)") }
-            let keys = try vkeys.map { text throws -> SignedNote.VerifierKey in
-                do { return try SignedNote.VerifierKey(text: text) } catch let error as PortalError { throw ValidationError(error.message) }
-            }
+            let keys = try trustedKeys()
             if let proof {
                 try await CLI.run {
                     guard let text = try? String(contentsOfFile: proof, encoding: .utf8) else { throw PortalError(.validationFailed, "cannot read \(proof)") }

@@ -24,7 +24,7 @@ struct VaultTests {
             let a = try await makeOrg(db, "a"), b = try await makeOrg(db, "b")
             let secret = Data("client-secret-value-123".utf8)
             let sealed = try await db.write { try await vault.seal(secret, organizationID: a, context: "integration:1", in: $0) }
-            #expect(JSONValue.encodeTextForTest(sealed).contains("client-secret") == false)
+            #expect(JSONValue.encodeText(sealed).contains("client-secret") == false)
             #expect(try await db.read { try await vault.open(sealed, organizationID: a, context: "integration:1", in: $0) } == secret)
             await #expect(throws: PortalError.self) {
                 try await db.read { try await vault.open(sealed, organizationID: a, context: "integration:2", in: $0) }
@@ -119,14 +119,5 @@ struct VaultTests {
         #expect(Masking.mask("sk_live_1234567890abcd") == "••••abcd")
         #expect(Masking.isMasked("••••abcd"))
         #expect(!Masking.isMasked("abcd"))
-    }
-}
-
-extension JSONValue {
-    /// The value's JSON text, for assertions about what a stored value contains.
-    static func encodeTextForTest(_ value: JSONValue) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        return String(decoding: (try? encoder.encode(value)) ?? Data(), as: UTF8.self)
     }
 }

@@ -52,7 +52,7 @@ struct LedgerAPITests {
                 "integration.created", "integration.updated", "integration.deleted", "apitoken.created", "apitoken.revoked",
                 "access.denied", "access.denied", "apitoken.used_expired",
             ])
-            let body = new.map { JSONValue.encodeTextForTest($0) }.joined()
+            let body = new.map { JSONValue.encodeText($0) }.joined()
             #expect(!body.contains("SECRET-"))
             let updated = try #require(new[1].objectValue?["entry"]?.objectValue)
             #expect(updated["data"]?.objectValue?["changed"] == ["credentials", "name"])
@@ -157,13 +157,5 @@ struct AuthFailureTests {
             #expect(sources.count == 2)
             #expect(!String(decoding: rows[0].bytes, as: UTF8.self).contains("203.0.113.7"))
         }
-    }
-}
-
-extension JSONValue {
-    static func encodeTextForTest(_ value: JSONValue) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        return String(decoding: (try? encoder.encode(value)) ?? Data(), as: UTF8.self)
     }
 }

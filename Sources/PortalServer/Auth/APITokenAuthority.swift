@@ -91,13 +91,8 @@ public struct APITokenAuthority: Sendable {
         }
         let presented = Self.hash(token)
         let now = clock.now()
-        let found = try await database.read { db -> (APITokenRecord, Organization)? in
-            guard let record = try await APITokenStore(db).find(hash: presented),
-                  let organization = try await OrganizationStore(db).find(id: record.organizationID)
-            else { return nil }
-            return (record, organization)
-        }
-        guard let (record, organization) = found,
+        let found = try await database.read { db in try await APITokenStore(db).findWithOrganization(hash: presented) }
+        guard let (record, slug) = found,
               ConstantTime.equals(Array(record.tokenHash.utf8), Array(presented.utf8))
         else {
             throw PortalError(.unauthenticated, "the bearer token is not valid")
@@ -117,7 +112,7 @@ public struct APITokenAuthority: Sendable {
             try? await database.write { db in try await APITokenStore(db).touch(id: record.id, at: now) }
         }
         return Principal(
-            tokenID: record.id, organizationID: organization.id, organizationSlug: organization.slug,
+            tokenID: record.id, organizationID: record.organizationID, organizationSlug: slug,
             role: record.role, owner: record.owner
         )
     }
