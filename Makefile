@@ -5,7 +5,7 @@ VENV := .venv
 PORTAL := .build/debug/portal
 KEY_FILE := var/master.key
 
-.PHONY: run test build build-tests deps test-deps venv clean-var
+.PHONY: run test bench build build-tests deps test-deps venv clean-var
 
 run: deps build $(KEY_FILE)
 	$(PORTAL) serve --master-key-file $(KEY_FILE) $(ARGS)
@@ -44,6 +44,15 @@ $(VENV)/.installed: requirements-test.txt
 # against a real server process on each backend.
 test: test-deps venv build-tests
 	scripts/with-postgres.sh scripts/test-all.sh
+
+# The ledger benchmarks in release mode, in one run, against baselines measured in the same run (DESIGN
+# section 8): PostgreSQL at its default durability (fsync on). Figures: stdout and var/bench/latest.md.
+bench:
+	@scripts/install-deps.sh bench
+	swift build -c release --product portal
+	swift build -c release --product portal-bench
+	mkdir -p var/bench
+	PG_FSYNC=on PORT=55433 scripts/with-postgres.sh .build/release/portal-bench --portal .build/release/portal --markdown var/bench/latest.md $(ARGS)
 
 clean-var:
 	rm -rf var

@@ -16,6 +16,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "portal", targets: ["portal"]),
+        .executable(name: "portal-bench", targets: ["PortalBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -113,6 +114,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // `make bench`: the release-mode benchmark harness (DESIGN section 8).
+        .executableTarget(
+            name: "PortalBench",
+            dependencies: [
+                "PortalCore", "Storage", "Ledger", "Integrations", "PortalServer", "PortalTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/PortalBench",
             swiftSettings: swiftSettings
         ),
         .target(

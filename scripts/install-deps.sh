@@ -2,11 +2,15 @@
 # Installs the system packages a target needs, only those missing, with apt-get (as root).
 #   scripts/install-deps.sh run    build and run the service
 #   scripts/install-deps.sh test   also what the tests drive: PostgreSQL, curl, jq, Python for the venv
+#   scripts/install-deps.sh bench  the tests' packages plus what the benchmark measures with (openssl, time)
 set -euo pipefail
 
 want=(libzstd-dev pkg-config curl)
-if [ "${1:-run}" = test ]; then
+if [ "${1:-run}" = test ] || [ "${1:-run}" = bench ]; then
   want+=(postgresql jq python3-venv zstd)
+fi
+if [ "${1:-run}" = bench ]; then
+  want+=(openssl time)
 fi
 
 missing=()

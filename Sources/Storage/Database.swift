@@ -172,21 +172,44 @@ public final class Database: Service, Sendable {
         }
     }
 
+    /// Runs `body` with a read connection in autocommit mode: each statement sees its own snapshot, and
+    /// the transaction round trips are saved. Only for reads whose statements need no common snapshot,
+    /// such as ledger tiles for a proof (append-only rows whose prefixes never change).
+    public func readStatements<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
+        do {
+            switch backend {
+            case .sqlite(_, let readers, _):
+                return try await Self.lend(readers, body)
+            case .postgres(let client):
+                return try await client.withConnection { connection in
+                    try await body(connection.sql(queryLogLevel: nil))
+                }
+            }
+        } catch {
+            throw mapError(error)
+        }
+    }
+
+    /// Lends one of `pool`'s SQLite connections to `body` in autocommit mode.
+    private static func lend<T: Sendable>(_ pool: SQLiteConnectionPool, _ body: (any SQLDatabase) async throws -> T) async throws -> T {
+        let connection = try await pool.acquire()
+        do {
+            let result = try await body(connection.sql(queryLogLevel: nil))
+            await pool.release(connection)
+            return result
+        } catch {
+            await pool.release(connection)
+            throw error
+        }
+    }
+
     /// Lends a connection outside any transaction, for the few statements that cannot run in one
     /// (PostgreSQL's `CREATE DATABASE`, SQLite's `VACUUM`). Everything else uses ``read(_:)`` or ``write(_:)``.
     public func withoutTransaction<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
         do {
             switch backend {
             case .sqlite(let writer, _, _):
-                let connection = try await writer.acquire()
-                do {
-                    let result = try await body(connection.sql(queryLogLevel: nil))
-                    await writer.release(connection)
-                    return result
-                } catch {
-                    await writer.release(connection)
-                    throw error
-                }
+                return try await Self.lend(writer, body)
             case .postgres(let client):
                 return try await client.withConnection { connection in
                     try await body(connection.sql(queryLogLevel: nil))

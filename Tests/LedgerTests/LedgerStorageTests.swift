@@ -206,6 +206,34 @@ struct LedgerStorageTests {
         }
     }
 
+    @Test("proofs from cached tiles stay right as the tiles they were read from grow", arguments: Backend.available)
+    func proofsFromGrowingCachedTiles(backend: Backend) async throws {
+        try await TestLedger.with(backend) { ledger in
+            // One reader for the whole test: its tile cache holds the partial tiles of each earlier size.
+            let reader = LedgerReader(database: ledger.db)
+            var appended = 0
+            var roots: [Int64: Hash] = [:]
+            for size in [3, 200, 257, 300, 513, 700] {
+                try await ledger.sequencer.append((appended..<size).map { ledger.event($0) })
+                appended = size
+                let head = try #require(try await reader.head(ledger.org.id))
+                roots[head.size] = head.root
+                let rows = try await reader.entries(ledger.org.id, from: 0, limit: size)
+                for seq in Set([0, size / 2, size - 1]) {
+                    let proof = try await reader.inclusionProof(ledger.org.id, seq: Int64(seq), size: head.size)
+                    #expect(Merkle.verifyInclusion(index: Int64(seq), size: head.size, leafHash: rows[seq].hash, proof: proof, root: head.root), "seq \(seq) of \(size)")
+                }
+                for (old, oldRoot) in roots where old < head.size {
+                    let proof = try await reader.consistencyProof(ledger.org.id, old: old, new: head.size)
+                    #expect(Merkle.verifyConsistency(size1: old, size2: head.size, root1: oldRoot, root2: head.root, proof: proof), "\(old) -> \(size)")
+                }
+            }
+            // A reader without a cache gives the same proofs.
+            let uncached = LedgerReader(database: ledger.db, cachedTiles: 0)
+            #expect(try await uncached.inclusionProof(ledger.org.id, seq: 100, size: 700) == (try await reader.inclusionProof(ledger.org.id, seq: 100, size: 700)))
+        }
+    }
+
     @Test("checkpoints older than the retention are pruned, except the latest and kept ones", arguments: [Backend.sqlite])
     func retention(backend: Backend) async throws {
         try await TestLedger.with(backend) { ledger in

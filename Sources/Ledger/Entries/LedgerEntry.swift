@@ -56,6 +56,42 @@ public struct LedgerEntry: Sendable, Equatable {
         return bytes
     }
 
+    /// The canonical bytes of an entry whose `data` is already canonical (`dataBytes`): the members are
+    /// written in their fixed canonical order around it, so the sequencer encodes `data` once per event,
+    /// when it is validated, instead of twice (issue 4's profile). Equal to ``canonicalBytes()``.
+    static func compose(
+        seq: Int64, time: String, org: String, type: String, actor: String, integration: String?, dataBytes: [UInt8], prev: String
+    ) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(dataBytes.count + 256)
+        out += #"{"actor":"#.utf8
+        CanonicalJSON.writeString(actor, into: &out)
+        out += #","data":"#.utf8
+        out += dataBytes
+        if let integration {
+            out += #","integration":"#.utf8
+            CanonicalJSON.writeString(integration, into: &out)
+        }
+        out += #","org":"#.utf8
+        CanonicalJSON.writeString(org, into: &out)
+        out += #","prev":"#.utf8
+        CanonicalJSON.writeString(prev, into: &out)
+        out += #","seq":"#.utf8
+        out += String(seq).utf8
+        out += #","time":"#.utf8
+        CanonicalJSON.writeString(time, into: &out)
+        out += #","type":"#.utf8
+        CanonicalJSON.writeString(type, into: &out)
+        out += #","v":1}"#.utf8
+        return out
+    }
+
+    /// Whether `bytes` are exactly the canonical form of a version 1 entry: the verifier's check, in one
+    /// pass and without building the entry.
+    public static func isCanonical(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        (try? EntryScanner.scan(bytes)) != nil
+    }
+
     /// Parses canonical bytes back into an entry, checking that they are exactly canonical.
     public init(canonical bytes: some Collection<UInt8>) throws(PortalError) {
         let value = try JSONValue.parse(Data(bytes))

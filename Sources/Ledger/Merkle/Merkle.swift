@@ -188,3 +188,42 @@ public struct CompactRange: Sendable, Equatable {
         return acc
     }
 }
+
+// MARK: - Allocation-free hashing for the verifier's hot path
+
+extension Merkle {
+    /// Writes `SHA-256(0x00 || bytes)` to `out` (32 bytes).
+    @inline(__always)
+    public static func leafHash(_ bytes: UnsafeRawBufferPointer, into out: UnsafeMutableRawPointer) {
+        var hasher = SHA256()
+        withUnsafeBytes(of: UInt8(0)) { hasher.update(bufferPointer: $0) }
+        hasher.update(bufferPointer: bytes)
+        hasher.finalize().withUnsafeBytes { out.copyMemory(from: $0.baseAddress!, byteCount: 32) }
+    }
+
+    /// Writes `SHA-256(0x01 || left || right)` to `out`; `out` may be `left`.
+    @inline(__always)
+    static func nodeHash(_ left: UnsafeRawPointer, _ right: UnsafeRawPointer, into out: UnsafeMutableRawPointer) {
+        var block: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt8) = (0, 0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &block) { buffer in
+            buffer[0] = 1
+            (buffer.baseAddress! + 1).copyMemory(from: left, byteCount: 32)
+            (buffer.baseAddress! + 33).copyMemory(from: right, byteCount: 32)
+            var hasher = SHA256()
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<65]))
+            hasher.finalize().withUnsafeBytes { out.copyMemory(from: $0.baseAddress!, byteCount: 32) }
+        }
+    }
+
+    /// Replaces the first `count` (a power of two) hashes at `hashes` by their Merkle root, written to the
+    /// first 32 bytes, reducing pairwise in place.
+    static func reducePerfect(_ hashes: UnsafeMutableRawPointer, count: Int) {
+        var n = count
+        while n > 1 {
+            for k in 0..<(n / 2) {
+                nodeHash(hashes + 64 * k, hashes + 64 * k + 32, into: hashes + 32 * k)
+            }
+            n /= 2
+        }
+    }
+}

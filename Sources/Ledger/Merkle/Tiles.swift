@@ -186,6 +186,11 @@ public struct TileEdge: Sendable {
         size += 1
     }
 
+    /// The same edge with no pending changes: only the last tile of each level, as storage would load it.
+    public func clean() -> TileEdge {
+        TileEdge(size: size, tiles: Self.edgeIndices(size: size).compactMap { key in tiles[key.level].flatMap { $0.index == key.index ? $0 : nil } })
+    }
+
     /// The tiles changed by appends, to be written back.
     public var changedTiles: [Tile] {
         var byKey: [[Int64]: Tile] = [:]

@@ -1,14 +1,20 @@
 public import Foundation
 import PortalCore
 import SQLKit
+import Synchronization
 public import Storage
 
 /// The read side for auditors: checkpoints, tiles, entry bundles, entries and proofs (DESIGN section 4.2),
 /// all from stored rows with O(log n) tile reads.
 public struct LedgerReader: Sendable {
     private let database: Database
+    private let cache: TileCache
 
-    public init(database: Database) { self.database = database }
+    /// `cachedTiles` bounds the tiles kept in memory for proofs (each at most 256 hashes, 8 KiB).
+    public init(database: Database, cachedTiles: Int = 2_048) {
+        self.database = database
+        cache = TileCache(capacity: cachedTiles)
+    }
 
     /// The stored head, if the ledger has entries.
     public func head(_ org: UUID) async throws -> LedgerHead? {
@@ -58,26 +64,92 @@ public struct LedgerReader: Sendable {
     }
 
     /// Runs a proof computation twice: first to learn which tiles it reads (the set does not depend on
-    /// hash values), then, after one read transaction fetched exactly those, for real.
+    /// hash values), then, with exactly those tiles, for real. Tiles come from the cache where it has
+    /// them; the rest are read in one read transaction. A cached tile can be shorter than the stored one
+    /// (it grew since), never different: if the computation needs more of it, the tiles are read afresh.
     private func proof(_ org: UUID, _ compute: ((Int64, Int64) throws -> Hash) throws -> [Hash]) async throws -> [Hash] {
-        var needed: Set<[Int64]> = []
+        var needed: Set<TileCache.Key> = []
         var probe = TileHashes { level, index in
-            needed.insert([Int64(level), index])
+            needed.insert(TileCache.Key(organizationID: org, level: level, index: index))
             return [Hash](repeating: [UInt8](repeating: 0, count: 32), count: Tiles.width)
         }
         _ = try compute { try probe.subtree($0, $1) }
-        let wanted = needed
-        let tiles = try await database.read { db -> [[Int64]: [Hash]] in
-            var tiles: [[Int64]: [Hash]] = [:]
-            for key in wanted {
-                guard let bytes = try await LedgerStore(db).tile(org, level: Int(key[0]), index: key[1]) else {
-                    throw PortalError(.storage, "ledger tile \(key[0])/\(key[1]) is missing")
+        var tiles: [TileCache.Key: [Hash]] = [:]
+        for key in needed { tiles[key] = cache.get(key) }
+        let missing = needed.filter { tiles[$0] == nil }
+        if !missing.isEmpty {
+            for (key, hashes) in try await fetch(missing) {
+                cache.put(key, hashes)
+                tiles[key] = hashes
+            }
+        }
+        if let proof = try? Self.run(compute, org: org, tiles: tiles) { return proof }
+        // A cached tile was shorter than this proof needs: read them all afresh.
+        let fetched = try await fetch(needed)
+        for (key, hashes) in fetched { cache.put(key, hashes) }
+        return try Self.run(compute, org: org, tiles: fetched)
+    }
+
+    private static func run(_ compute: ((Int64, Int64) throws -> Hash) throws -> [Hash], org: UUID, tiles: [TileCache.Key: [Hash]]) throws -> [Hash] {
+        var reader = TileHashes { level, index in tiles[TileCache.Key(organizationID: org, level: level, index: index)] ?? [] }
+        return try compute { try reader.subtree($0, $1) }
+    }
+
+    /// Reads tiles without a transaction: each is a prefix of what it will ever be, so tiles read a moment
+    /// apart still agree for any size the caller may ask about (at most the head when it asked).
+    private func fetch(_ keys: Set<TileCache.Key>) async throws -> [TileCache.Key: [Hash]] {
+        try await database.readStatements { db in
+            var tiles: [TileCache.Key: [Hash]] = [:]
+            for key in keys {
+                guard let bytes = try await LedgerStore(db).tile(key.organizationID, level: key.level, index: key.index) else {
+                    throw PortalError(.storage, "ledger tile \(key.level)/\(key.index) is missing")
                 }
                 tiles[key] = LedgerTiles.split(bytes)
             }
             return tiles
         }
-        var reader = TileHashes { level, index in tiles[[Int64(level), index]] ?? [] }
-        return try compute { try reader.subtree($0, $1) }
+    }
+}
+
+/// Hash tiles read for proofs, kept in memory. A stored tile only ever grows at its end (the ledger is
+/// append-only), so a cached copy is a valid prefix for ever: it serves any proof that needs no more of
+/// it. Bounded; the oldest insertion is evicted first.
+final class TileCache: Sendable {
+    struct Key: Hashable, Sendable {
+        var organizationID: UUID
+        var level: Int
+        var index: Int64
+    }
+
+    private struct State {
+        var tiles: [Key: [Hash]] = [:]
+        var order: [Key] = []
+        var next = 0
+    }
+
+    private let capacity: Int
+    private let state = Mutex(State())
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    func get(_ key: Key) -> [Hash]? { state.withLock { $0.tiles[key] } }
+
+    /// Keeps `hashes` unless a longer copy of the tile is already cached.
+    func put(_ key: Key, _ hashes: [Hash]) {
+        guard capacity > 0 else { return }
+        state.withLock { s in
+            if let cached = s.tiles[key] {
+                if cached.count < hashes.count { s.tiles[key] = hashes }
+                return
+            }
+            if s.order.count < capacity {
+                s.order.append(key)
+            } else {
+                s.tiles[s.order[s.next]] = nil
+                s.order[s.next] = key
+                s.next = (s.next + 1) % capacity
+            }
+            s.tiles[key] = hashes
+        }
     }
 }

@@ -23,6 +23,44 @@ public protocol LedgerSource: Sendable {
     func entries(from: Int64, limit: Int) async throws -> [LedgerEntryRow]
     /// The stored hashes of tile (level, index), concatenated; nil if missing.
     func tile(level: Int, index: Int64) async throws -> [UInt8]?
+    /// Entries with `seq >= from`, in order, at most `limit`, as one buffer: what the verifier reads.
+    func entryPage(from: Int64, limit: Int) async throws -> EntryPage
+}
+
+/// Entries in one buffer, so the verifier walks them without an allocation per entry.
+public struct EntryPage: Sendable {
+    /// The entries' bytes (and possibly framing between them, as in an entry bundle); may map a file.
+    public var bytes: Data
+    /// Each entry's sequence number and the range of its canonical bytes in ``bytes``.
+    public var entries: [(seq: Int64, range: Range<Int>)]
+    /// The stored hash of each entry, 32 bytes apiece; nil where the source stores none (an exported folder).
+    public var hashes: [UInt8]?
+
+    public init(bytes: Data, entries: [(seq: Int64, range: Range<Int>)], hashes: [UInt8]?) {
+        self.bytes = bytes
+        self.entries = entries
+        self.hashes = hashes
+    }
+}
+
+extension LedgerSource {
+    static var unmatchableHash: [UInt8] { [UInt8](repeating: 0, count: 32) }
+
+    /// A page built from ``entries(from:limit:)``.
+    public func entryPage(from: Int64, limit: Int) async throws -> EntryPage {
+        let rows = try await entries(from: from, limit: limit)
+        var page = EntryPage(bytes: Data(), entries: [], hashes: [])
+        page.bytes.reserveCapacity(rows.reduce(0) { $0 + $1.bytes.count })
+        page.hashes?.reserveCapacity(rows.count * 32)
+        for row in rows {
+            page.entries.append((row.seq, page.bytes.count..<(page.bytes.count + row.bytes.count)))
+            page.bytes += row.bytes
+            // A stored hash of the wrong length (a tampered row) is kept as 32 bytes no SHA-256 output is
+            // known to match, so it fails the comparison as the original would.
+            page.hashes! += row.hash.count == 32 ? row.hash : Self.unmatchableHash
+        }
+        return page
+    }
 }
 
 /// A checkpoint the entries must hash to: stored, published, exported, or held by the auditor.
@@ -100,6 +138,10 @@ public struct LedgerVerifier: Sendable {
     }
 
     /// Verifies `size` entries of `source` against its tiles, `head` (if any) and `checkpoints`.
+    ///
+    /// Works a tile (256 entries) at a time: the level-0 tile is read first, then each entry is scanned,
+    /// hashed, checked and folded into the tree's right edge with no allocation (``ChainVerifier``); tiles
+    /// completed by the chunk are compared with the stored ones after it.
     public func verify(
         source: some LedgerSource, slug: String, size: Int64, head: LedgerHead?, checkpoints: [ExpectedCheckpoint],
         progress: (Int64) -> Void = { _ in }
@@ -113,79 +155,218 @@ public struct LedgerVerifier: Sendable {
         if let beyond = expected.last(where: { $0.size > size }) {
             return fail(size, "the ledger has \(size) entries but a \(beyond.source) covers \(beyond.size): entries from seq \(size) were removed")
         }
-        var range = CompactRange()
-        var edge = TileEdge(size: 0, tiles: [])
-        var lastHash = [UInt8](repeating: 0, count: 32)
-        var nextSeq: Int64 = 0
-        var expectedIndex = 0
-        var lastMatched: Int64 = 0
-        var leafTile: (index: Int64, hashes: [Hash])?
-        while nextSeq < size {
-            let rows: [LedgerEntryRow]
+        var chain = ChainVerifier(slug: slug, checkpoints: expected)
+        let progressEvery = Int64(max(Tiles.width, pageSize / Tiles.width * Tiles.width))
+        while chain.nextSeq < size {
+            let tileIndex = chain.nextSeq / Int64(Tiles.width)
+            let chunkEnd = min(size, (tileIndex + 1) * Int64(Tiles.width))
+            chain.leafTile = try await source.tile(level: 0, index: tileIndex) ?? []
+            let page: EntryPage
             do {
-                rows = try await source.entries(from: nextSeq, limit: Int(min(Int64(pageSize), size - nextSeq)))
+                page = try await source.entryPage(from: chain.nextSeq, limit: Int(chunkEnd - chain.nextSeq))
             } catch let error as PortalError {
-                return fail(nextSeq, "entries from \(nextSeq) cannot be read: \(error.message)")
+                return fail(chain.nextSeq, "entries from \(chain.nextSeq) cannot be read: \(error.message)")
             }
-            guard !rows.isEmpty else { break }
-            for row in rows {
-                guard row.seq == nextSeq else { return fail(nextSeq, "entry \(nextSeq) is missing (the next stored entry is \(row.seq))") }
-                let entry: LedgerEntry
-                do {
-                    entry = try LedgerEntry(canonical: row.bytes)
-                } catch {
-                    return fail(row.seq, "entry \(row.seq) is not a canonical ledger entry: \(error.message)")
-                }
-                let hash = Merkle.leafHash(row.bytes)
-                guard entry.seq == row.seq else { return fail(row.seq, "entry \(row.seq) says it is entry \(entry.seq) (entries were moved)") }
-                guard entry.org == slug else { return fail(row.seq, "entry \(row.seq) belongs to ledger '\(entry.org)'") }
-                guard hash == row.hash else { return fail(row.seq, "entry \(row.seq): its bytes do not hash to its stored hash (the entry was changed)") }
-                guard entry.prev == Hex.encode(lastHash) else { return fail(row.seq, "entry \(row.seq): prev does not match the hash of entry \(row.seq - 1) (the chain is broken)") }
-                let tileIndex = row.seq / 256
-                if leafTile?.index != tileIndex {
-                    leafTile = (tileIndex, LedgerTiles.split(try await source.tile(level: 0, index: tileIndex) ?? []))
-                }
-                let offset = Int(row.seq % 256)
-                guard let leaves = leafTile?.hashes, leaves.count > offset, leaves[offset] == hash else {
-                    return fail(row.seq, "entry \(row.seq): the Merkle tile does not hold its hash (the tile or the entry was changed)")
-                }
-                range.append(hash)
-                edge.append(hash)
-                lastHash = hash
-                nextSeq += 1
-                while expectedIndex < expected.count, expected[expectedIndex].size == nextSeq {
-                    let checkpoint = expected[expectedIndex]
-                    guard range.root == checkpoint.root else {
-                        return fail(lastMatched, "the entries before seq \(nextSeq) do not hash to the root of the \(checkpoint.source) (size \(checkpoint.size)); the ledger was rewritten at or after seq \(lastMatched) (the last matching checkpoint)")
-                    }
-                    lastMatched = nextSeq
-                    result.checkpointsChecked += 1
-                    expectedIndex += 1
-                }
-            }
-            // Every tile completed in this page, and at the end every partial edge tile, must equal the stored one.
-            let finished = nextSeq == size
-            let toCheck = edge.changedTiles.filter { $0.hashes.count == Tiles.width } + (finished ? edge.tiles.values.sorted { $0.level < $1.level } : [])
+            chain.check(page)
+            if let failure = chain.failure { return fail(failure.seq, failure.message) }
+            guard !page.entries.isEmpty else { break }
+            // Every tile this chunk completed, and at the end every partial edge tile, must equal the stored one.
+            var toCheck = chain.edge.takeCompleted()
+            if chain.nextSeq == size { toCheck += chain.edge.edgeTiles() }
             for tile in toCheck {
                 let bytes = try await source.tile(level: tile.level, index: tile.index)
-                let first = (tile.index * 256) << Int64(8 * tile.level)
-                guard let bytes, bytes.count == tile.hashes.count * 32, LedgerTiles.split(bytes).elementsEqual(tile.hashes) else {
+                guard let bytes, bytes == tile.bytes else {
+                    let first = (tile.index * 256) << Int64(8 * tile.level)
                     return fail(first, "tile \(tile.level)/\(tile.index) does not match the hashes recomputed from the entries (from seq \(first))")
                 }
             }
-            edge = TileEdge(size: edge.size, tiles: TileEdge.edgeIndices(size: edge.size).compactMap { key in edge.tiles[key.level] })
-            progress(nextSeq)
+            if chain.nextSeq % progressEvery == 0 || chain.nextSeq == size { progress(chain.nextSeq) }
         }
+        let nextSeq = chain.nextSeq
         if nextSeq < size { return fail(nextSeq, "entry \(nextSeq) is missing: the ledger has \(size) entries, the entries end at \(nextSeq)") }
+        let root = chain.root()
         result.size = size
-        result.root = range.root
-        if let head, head.root != range.root {
+        result.root = root
+        result.checkpointsChecked = chain.checkpointsChecked
+        if let head, head.root != root {
             return fail(max(0, size - 1), "the stored head's root does not match the entries")
         }
-        if let head, size > 0, head.lastHash != lastHash {
+        if let head, size > 0, head.lastHash != chain.lastHash {
             return fail(size - 1, "the stored head's last hash does not match entry \(size - 1)")
         }
         return result
+    }
+}
+
+/// The verifier's per-entry state and checks: the chain link, the entry's canonical form, its hash against
+/// the stored hash and the level-0 tile, and the tree's right edge for tiles and checkpoint roots.
+struct ChainVerifier {
+    let slug: [UInt8]
+    let checkpoints: [ExpectedCheckpoint]
+    private var checkpointIndex = 0
+    private(set) var checkpointsChecked = 0
+    private var lastMatched: Int64 = 0
+    private(set) var nextSeq: Int64 = 0
+    /// The previous entry's hash, and its lowercase hex as `prev` must spell it.
+    private(set) var lastHash = [UInt8](repeating: 0, count: 32)
+    private var lastHex = [UInt8](repeating: UInt8(ascii: "0"), count: 64)
+    private var hash = [UInt8](repeating: 0, count: 32)
+    /// The stored level-0 tile of the entries being checked.
+    var leafTile: [UInt8] = []
+    var edge = VerifyingEdge()
+    private(set) var failure: (seq: Int64, message: String)?
+
+    init(slug: String, checkpoints: [ExpectedCheckpoint]) {
+        self.slug = Array(slug.utf8)
+        self.checkpoints = checkpoints
+    }
+
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
+    /// Checks the entries of a page in order, stopping at the first failure.
+    mutating func check(_ page: EntryPage) {
+        page.bytes.withUnsafeBytes { bytes in
+            for (index, entry) in page.entries.enumerated() {
+                let entryBytes = UnsafeRawBufferPointer(rebasing: bytes[entry.range])
+                let go: Bool
+                if let hashes = page.hashes {
+                    go = hashes.withUnsafeBytes { check(seq: entry.seq, bytes: entryBytes, storedHash: UnsafeRawBufferPointer(rebasing: $0[(index * 32)..<(index * 32 + 32)])) }
+                } else {
+                    go = check(seq: entry.seq, bytes: entryBytes, storedHash: nil)
+                }
+                if !go { return }
+            }
+        }
+    }
+
+    /// Checks one entry; false (with ``failure`` set) stops the scan.
+    mutating func check(seq: Int64, bytes: UnsafeRawBufferPointer, storedHash: UnsafeRawBufferPointer?) -> Bool {
+        guard seq == nextSeq else { return stop(nextSeq, "entry \(nextSeq) is missing (the next stored entry is \(seq))") }
+        let scanned: ScannedEntry
+        do {
+            scanned = try EntryScanner.scan(bytes)
+        } catch {
+            return stop(seq, "entry \(seq) is not a canonical ledger entry: \(error.message)")
+        }
+        hash.withUnsafeMutableBytes { Merkle.leafHash(bytes, into: $0.baseAddress!) }
+        guard scanned.seq == seq else { return stop(seq, "entry \(seq) says it is entry \(scanned.seq) (entries were moved)") }
+        guard Self.equal(bytes, scanned.org, slug) else {
+            return stop(seq, "entry \(seq) belongs to ledger '\(String(decoding: bytes[scanned.org], as: UTF8.self))'")
+        }
+        if let storedHash, storedHash.count != 32 || hash.withUnsafeBytes({ memcmp(storedHash.baseAddress!, $0.baseAddress!, 32) != 0 }) {
+            return stop(seq, "entry \(seq): its bytes do not hash to its stored hash (the entry was changed)")
+        }
+        guard Self.equal(bytes, scanned.prev, lastHex) else {
+            return stop(seq, "entry \(seq): prev does not match the hash of entry \(seq - 1) (the chain is broken)")
+        }
+        let offset = Int(seq % Int64(Tiles.width)) * 32
+        let leaf = hash
+        let inTile = leafTile.count >= offset + 32 && leafTile.withUnsafeBytes { tile in
+            leaf.withUnsafeBytes { memcmp(tile.baseAddress! + offset, $0.baseAddress!, 32) == 0 }
+        }
+        guard inTile else { return stop(seq, "entry \(seq): the Merkle tile does not hold its hash (the tile or the entry was changed)") }
+        leaf.withUnsafeBytes { edge.append($0.baseAddress!) }
+        swap(&lastHash, &hash)
+        lastHex.withUnsafeMutableBufferPointer { hex in
+            for k in 0..<32 {
+                let byte = leaf[k]
+                hex[2 * k] = Self.hexDigits[Int(byte >> 4)]
+                hex[2 * k + 1] = Self.hexDigits[Int(byte & 0xF)]
+            }
+        }
+        nextSeq += 1
+        while checkpointIndex < checkpoints.count, checkpoints[checkpointIndex].size == nextSeq {
+            let checkpoint = checkpoints[checkpointIndex]
+            guard root() == checkpoint.root else {
+                return stop(lastMatched, "the entries before seq \(nextSeq) do not hash to the root of the \(checkpoint.source) (size \(checkpoint.size)); the ledger was rewritten at or after seq \(lastMatched) (the last matching checkpoint)")
+            }
+            lastMatched = nextSeq
+            checkpointsChecked += 1
+            checkpointIndex += 1
+        }
+        return true
+    }
+
+    /// Whether `bytes[range]` equals `expected`.
+    @inline(__always)
+    private static func equal(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ expected: [UInt8]) -> Bool {
+        guard range.count == expected.count else { return false }
+        guard !expected.isEmpty else { return true }
+        return expected.withUnsafeBytes { memcmp(bytes.baseAddress! + range.lowerBound, $0.baseAddress!, expected.count) == 0 }
+    }
+
+    private mutating func stop(_ seq: Int64, _ message: String) -> Bool {
+        failure = (seq, message)
+        return false
+    }
+
+    /// The root of the entries checked so far.
+    func root() -> Hash { edge.root() }
+}
+
+/// The right edge of the tree being verified: the hashes of the current tile of each level in one
+/// contiguous buffer per level, and the tiles completed since they were last taken.
+struct VerifyingEdge {
+    struct Tile: Equatable {
+        var level: Int
+        var index: Int64
+        var bytes: [UInt8]
+    }
+
+    private(set) var size: Int64 = 0
+    private var levels: [[UInt8]] = []
+    private var indices: [Int64] = []
+    private var completed: [Tile] = []
+    private var scratch = [UInt8](repeating: 0, count: Tiles.width * 32)
+    private var carry = [UInt8](repeating: 0, count: 32)
+
+    /// Appends a leaf hash (32 bytes at `hash`), hashing every tile it completes into the level above.
+    mutating func append(_ hash: UnsafeRawPointer) {
+        carry.withUnsafeMutableBytes { $0.baseAddress!.copyMemory(from: hash, byteCount: 32) }
+        var level = 0
+        var position = size
+        while true {
+            if levels.count == level {
+                levels.append([])
+                levels[level].reserveCapacity(Tiles.width * 32)
+                indices.append(0)
+            }
+            let index = position / Int64(Tiles.width)
+            if indices[level] != index {
+                indices[level] = index
+                levels[level].removeAll(keepingCapacity: true)
+            }
+            levels[level].append(contentsOf: carry)
+            guard levels[level].count == Tiles.width * 32 else { break }
+            completed.append(Tile(level: level, index: index, bytes: levels[level]))
+            scratch.replaceSubrange(0..<(Tiles.width * 32), with: levels[level])
+            scratch.withUnsafeMutableBytes { Merkle.reducePerfect($0.baseAddress!, count: Tiles.width) }
+            carry.replaceSubrange(0..<32, with: scratch[0..<32])
+            position = index
+            level += 1
+        }
+        size += 1
+    }
+
+    /// Full tiles completed since the last call.
+    mutating func takeCompleted() -> [Tile] {
+        defer { completed.removeAll(keepingCapacity: true) }
+        return completed
+    }
+
+    /// The last tile of every level of the tree, as storage holds them.
+    func edgeTiles() -> [Tile] {
+        TileEdge.edgeIndices(size: size).compactMap { key in
+            key.level < levels.count && indices[key.level] == key.index ? Tile(level: key.level, index: key.index, bytes: levels[key.level]) : nil
+        }
+    }
+
+    /// The Merkle root of the leaves appended, from the edge tiles.
+    func root() -> Hash {
+        guard size > 0 else { return Merkle.emptyRoot }
+        let tiles = edgeTiles().map { TileEdge.Tile(level: $0.level, index: $0.index, hashes: LedgerTiles.split($0.bytes)) }
+        // The edge always holds what the root needs; an empty hash would fail every comparison.
+        return (try? TileEdge(size: size, tiles: tiles).root()) ?? []
     }
 }
 

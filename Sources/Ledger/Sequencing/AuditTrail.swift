@@ -35,18 +35,27 @@ public struct AuditEvent: Sendable, Equatable {
         return .object(members)
     }
 
-    /// The entry this event becomes at `seq` after `prev` in the ledger of `slug`.
-    func entry(seq: Int64, slug: String, prev: String) -> LedgerEntry {
-        LedgerEntry(
-            seq: seq, time: Timestamp.rfc3339(time), org: slug, type: type, actor: actor,
-            integration: integrationID?.uuidString.lowercased(), data: data, prev: prev
-        )
+    /// Throws unless the event can become an entry (only the ledger's JSON subset, at most 65,535 bytes);
+    /// returns the canonical bytes of `data`, from which ``entryBytes(seq:slug:prev:data:)`` builds the entry.
+    @discardableResult
+    func validate() throws(PortalError) -> [UInt8] {
+        guard case .object = data else { throw PortalError(.internal, "an audit event's data is an object") }
+        let dataBytes = try CanonicalJSON.encode(data)
+        // The longest the entry can be: the largest sequence number and slug.
+        let longest = entryBytes(seq: Int64.max, slug: String(repeating: "x", count: 63), prev: LedgerEntry.zeroHash, data: dataBytes)
+        guard longest.count <= LedgerEntry.maxBytes else {
+            throw PortalError(.validationFailed, "a ledger entry may be at most \(LedgerEntry.maxBytes) bytes, this one would be \(longest.count)")
+        }
+        return dataBytes
     }
 
-    /// Throws unless the event can become an entry (only the ledger's JSON subset, at most 65,535 bytes).
-    func validate() throws(PortalError) {
-        guard case .object = data else { throw PortalError(.internal, "an audit event's data is an object") }
-        _ = try entry(seq: Int64.max, slug: String(repeating: "x", count: 63), prev: LedgerEntry.zeroHash).canonicalBytes()
+    /// The canonical bytes of the entry this event becomes at `seq` after `prev` in the ledger of `slug`,
+    /// given the canonical bytes of its data.
+    func entryBytes(seq: Int64, slug: String, prev: String, data dataBytes: [UInt8]) -> [UInt8] {
+        LedgerEntry.compose(
+            seq: seq, time: Timestamp.rfc3339(time), org: slug, type: type, actor: actor,
+            integration: integrationID?.uuidString.lowercased(), dataBytes: dataBytes, prev: prev
+        )
     }
 }
 

@@ -28,6 +28,8 @@ public final class LedgerSequencer: AuditTrail, Service {
 
     private struct Waiting {
         var event: AuditEvent
+        /// The canonical bytes of the event's data, from validation.
+        var data: [UInt8]
         var completion: Completion
     }
 
@@ -41,6 +43,21 @@ public final class LedgerSequencer: AuditTrail, Service {
     private let wakeupContinuation: AsyncStream<Void>.Continuation
     /// Serializes batches of this process (the run loop and explicit ``drain()`` calls).
     private let batchLock = AsyncSerialLock()
+    /// Each ledger's right edge after this process's last committed batch, so a batch reads only the head
+    /// (to check that no other instance appended since) instead of the head and every edge tile.
+    private let edges = Mutex<[UUID: LedgerEdge]>([:])
+    private let counters = Mutex(Statistics())
+    /// Whether the outbox may hold rows: set by ``wake()``, the poll and a full outbox batch. Batches of
+    /// in-memory events alone skip the outbox query (issue 4's profile: a statement per batch).
+    private let outboxPending = Atomic<Bool>(true)
+
+    /// What the sequencer has done since it started: for benchmarks and monitoring.
+    public struct Statistics: Sendable, Equatable {
+        public var batches = 0
+        public var entries = 0
+    }
+
+    public var statistics: Statistics { counters.withLock { $0 } }
 
     public init(
         database: Database, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared,
@@ -62,19 +79,24 @@ public final class LedgerSequencer: AuditTrail, Service {
     }
 
     public func append(_ events: [AuditEvent]) async throws {
-        for event in events { try event.validate() }
+        var data: [[UInt8]] = []
+        data.reserveCapacity(events.count)
+        for event in events { data.append(try event.validate()) }
         guard !events.isEmpty else { return }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             // One continuation for the whole list: it resumes when the last of them is committed.
             let completion = Completion(count: events.count, continuation: continuation)
             waiting.withLock { list in
-                for event in events { list.append(Waiting(event: event, completion: completion)) }
+                for (event, bytes) in zip(events, data) { list.append(Waiting(event: event, data: bytes, completion: completion)) }
             }
             wakeupContinuation.yield()
         }
     }
 
-    public func wake() { wakeupContinuation.yield() }
+    public func wake() {
+        outboxPending.store(true, ordering: .releasing)
+        wakeupContinuation.yield()
+    }
 
     /// Records events and sequences them before returning, for processes that do not run the sequencer's
     /// loop (CLI commands): ``append(_:)`` there would wait for a loop that never comes.
@@ -91,11 +113,10 @@ public final class LedgerSequencer: AuditTrail, Service {
     public func run() async throws {
         await withTaskGroup(of: Void.self) { group in
             let interval = configuration.pollInterval
-            let continuation = wakeupContinuation
             group.addTask {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: interval)
-                    continuation.yield()
+                    self.wake()
                 }
             }
             for await _ in wakeups.cancelOnGracefulShutdown() {
@@ -120,6 +141,7 @@ public final class LedgerSequencer: AuditTrail, Service {
     /// Drains until the outbox and the in-memory queue are empty; returns the number of entries appended.
     @discardableResult
     public func drainAll() async throws -> Int {
+        outboxPending.store(true, ordering: .releasing)
         var total = 0
         while true {
             let n = try await drain()
@@ -142,61 +164,85 @@ public final class LedgerSequencer: AuditTrail, Service {
             return taken
         }
         let now = clock.now()
+        let checkOutbox = outboxPending.exchange(false, ordering: .acquiringAndReleasing)
         do {
-            let count = try await database.write { db -> Int in
+            let appended = try await database.write { db -> [UUID: LedgerEdge] in
                 let store = LedgerStore(db)
-                let queued = try await store.takeOutbox(limit: max(0, batchSize - direct.count))
-                var byOrganization: [UUID: [AuditEvent]] = [:]
+                let room = batchSize - direct.count
+                let queued = checkOutbox && room > 0 ? try await store.takeOutbox(limit: room) : []
+                // A full page may mean more rows are waiting.
+                if checkOutbox && (room == 0 || queued.count == room) { outboxPending.store(true, ordering: .releasing) }
+                var byOrganization: [UUID: [(AuditEvent, [UInt8])]] = [:]
                 for row in queued {
-                    byOrganization[row.organizationID, default: []].append(try Self.event(from: row))
+                    let event = try Self.event(from: row)
+                    byOrganization[row.organizationID, default: []].append((event, try event.validate()))
                 }
-                for item in direct { byOrganization[item.event.organizationID, default: []].append(item.event) }
-                guard !byOrganization.isEmpty else { return 0 }
-                var appended = 0
+                for item in direct { byOrganization[item.event.organizationID, default: []].append((item.event, item.data)) }
+                var edges: [UUID: LedgerEdge] = [:]
                 // A fixed lock order across organizations keeps two instances from deadlocking.
                 for organizationID in byOrganization.keys.sorted(by: { $0.uuidString < $1.uuidString }) {
-                    appended += try await Self.append(byOrganization[organizationID]!, to: organizationID, store: store, db: db, at: now)
+                    edges[organizationID] = try await append(byOrganization[organizationID]!, to: organizationID, store: store, db: db, at: now)
                 }
                 try await store.deleteOutbox(queued.map(\.id))
-                return appended
+                return edges
             }
+            edges.withLock { cached in cached.merge(appended) { $1 } }
+            let count = byCount(appended)
+            if count > 0 { counters.withLock { $0.batches += 1; $0.entries += count } }
             for item in direct { item.completion.done() }
             return count
         } catch {
+            // The batch rolled back; the next one reloads these ledgers' edges from storage and retakes
+            // the outbox rows.
+            edges.withLock { $0.removeAll() }
+            if checkOutbox { outboxPending.store(true, ordering: .releasing) }
             for item in direct { item.completion.done(error) }
             throw error
         }
     }
 
-    /// Appends `events` to one organization's ledger inside the caller's write transaction.
-    static func append(_ events: [AuditEvent], to organizationID: UUID, store: LedgerStore, db: any SQLDatabase, at now: Date) async throws -> Int {
+    private func byCount(_ edges: [UUID: LedgerEdge]) -> Int { edges.values.reduce(0) { $0 + $1.appended } }
+
+    /// Appends `events` to one organization's ledger inside the caller's write transaction; returns the new
+    /// edge (cached only once the transaction commits).
+    private func append(_ events: [(event: AuditEvent, data: [UInt8])], to organizationID: UUID, store: LedgerStore, db: any SQLDatabase, at now: Date) async throws -> LedgerEdge {
         try await store.lock(organizationID)
-        guard let slug = try await OrganizationStore(db).find(id: organizationID)?.slug else {
-            throw PortalError(.storage, "an audit event names an organization that does not exist")
-        }
         let head = try await store.head(organizationID) ?? LedgerHead(size: 0, root: Merkle.emptyRoot, lastHash: [UInt8](repeating: 0, count: 32))
-        var tiles: [TileEdge.Tile] = []
-        for key in TileEdge.edgeIndices(size: head.size) {
-            guard let bytes = try await store.tile(organizationID, level: key.level, index: key.index) else {
-                throw PortalError(.storage, "ledger tile \(key.level)/\(key.index) of \(slug) is missing")
+        var state: LedgerEdge
+        if let cached = edges.withLock({ $0[organizationID] }), cached.head == head {
+            state = cached
+        } else {
+            guard let slug = try await OrganizationStore(db).find(id: organizationID)?.slug else {
+                throw PortalError(.storage, "an audit event names an organization that does not exist")
             }
-            tiles.append(TileEdge.Tile(level: key.level, index: key.index, hashes: LedgerTiles.split(bytes)))
+            var tiles: [TileEdge.Tile] = []
+            for key in TileEdge.edgeIndices(size: head.size) {
+                guard let bytes = try await store.tile(organizationID, level: key.level, index: key.index) else {
+                    throw PortalError(.storage, "ledger tile \(key.level)/\(key.index) of \(slug) is missing")
+                }
+                tiles.append(TileEdge.Tile(level: key.level, index: key.index, hashes: LedgerTiles.split(bytes)))
+            }
+            state = LedgerEdge(slug: slug, head: head, edge: TileEdge(size: head.size, tiles: tiles), appended: 0)
         }
-        var edge = TileEdge(size: head.size, tiles: tiles)
+        var edge = state.edge
         var lastHash = head.lastHash
-        for event in events {
-            let entry = event.entry(seq: edge.size, slug: slug, prev: Hex.encode(lastHash))
-            let bytes = try entry.canonicalBytes()
+        var rows: [LedgerEntryRow] = []
+        rows.reserveCapacity(events.count)
+        for (event, data) in events {
+            let seq = edge.size
+            let bytes = event.entryBytes(seq: seq, slug: state.slug, prev: Hex.encode(lastHash), data: data)
             let hash = Merkle.leafHash(bytes)
-            try await store.insertEntry(organizationID, LedgerEntryRow(seq: entry.seq, bytes: bytes, hash: hash))
+            rows.append(LedgerEntryRow(seq: seq, bytes: bytes, hash: hash))
             edge.append(hash)
             lastHash = hash
         }
+        try await store.insertEntries(organizationID, rows)
         for tile in edge.changedTiles {
             try await store.putTile(organizationID, level: tile.level, index: tile.index, hashes: tile.hashes.flatMap { $0 })
         }
-        try await store.setHead(organizationID, LedgerHead(size: edge.size, root: try edge.root(), lastHash: lastHash), at: now)
-        return events.count
+        let newHead = LedgerHead(size: edge.size, root: try edge.root(), lastHash: lastHash)
+        try await store.setHead(organizationID, newHead, at: now)
+        return LedgerEdge(slug: state.slug, head: newHead, edge: edge.clean(), appended: events.count)
     }
 
     static func event(from row: OutboxRow) throws -> AuditEvent {
@@ -210,6 +256,15 @@ public final class LedgerSequencer: AuditTrail, Service {
             integrationID: m["integration"]?.stringValue.flatMap(UUID.init(uuidString:)), data: data, time: time
         )
     }
+}
+
+/// A ledger's state after a batch: its head and right edge.
+struct LedgerEdge: Sendable {
+    var slug: String
+    var head: LedgerHead
+    var edge: TileEdge
+    /// Entries the batch appended.
+    var appended: Int
 }
 
 /// Concatenated 32-byte hashes, as tiles are stored.
