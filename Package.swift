@@ -32,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         .target(
@@ -86,6 +87,24 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The outbound side: auth strategies, the gateway pipeline (rate limits, retries, SSRF policy, records).
+        .target(
+            name: "Gateway",
+            dependencies: [
+                "PortalCore",
+                "Storage",
+                "Ledger",
+                "Integrations",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "SQLKit", package: "sql-kit"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "PortalServer",
             dependencies: [
@@ -93,6 +112,7 @@ let package = Package(
                 "Storage",
                 "Ledger",
                 "Integrations",
+                "Gateway",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
@@ -131,7 +151,9 @@ let package = Package(
             name: "PortalTestSupport",
             dependencies: [
                 "PortalCore", "Storage",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SQLKit", package: "sql-kit"),
             ],
             path: "Tests/PortalTestSupport",
@@ -173,9 +195,20 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "GatewayTests",
+            dependencies: [
+                "PortalCore", "Storage", "Ledger", "Integrations", "Gateway", "PortalTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "PortalServerTests",
             dependencies: [
-                "PortalCore", "Storage", "Ledger", "Integrations", "PortalServer", "PortalTestSupport",
+                "PortalCore", "Storage", "Ledger", "Integrations", "Gateway", "PortalServer", "PortalTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -20,6 +20,12 @@ public enum JSONValue: Sendable, Hashable {
         return nil
     }
 
+    /// The array's items, or nil for any other kind.
+    public var arrayValue: [JSONValue]? {
+        if case .array(let a) = self { return a }
+        return nil
+    }
+
     /// The string, or nil for any other kind.
     public var stringValue: String? {
         if case .string(let s) = self { return s }

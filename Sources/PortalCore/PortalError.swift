@@ -20,6 +20,10 @@ public struct PortalError: Error, Sendable, Equatable, CustomStringConvertible {
             case storage
             case crypto
             case unavailable
+            case refused
+            case throttled
+            case upstreamFailed = "upstream_failed"
+            case upstreamTimeout = "upstream_timeout"
             case `internal`
         }
 
@@ -51,6 +55,14 @@ public struct PortalError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let crypto = Code(base: .crypto)
         /// A dependency is temporarily unavailable.
         public static let unavailable = Code(base: .unavailable)
+        /// The portal will not make the outbound call: destination policy (SSRF), scheme, pending approval.
+        public static let refused = Code(base: .refused)
+        /// The portal's own rate limit (or one learned from the provider) refuses the call for now.
+        public static let throttled = Code(base: .throttled)
+        /// The upstream could not be reached or answered with something unusable (DNS, connect, TLS, size).
+        public static let upstreamFailed = Code(base: .upstreamFailed)
+        /// The upstream did not answer within the request's timeout.
+        public static let upstreamTimeout = Code(base: .upstreamTimeout)
         /// A bug: something that should not happen.
         public static let `internal` = Code(base: .internal)
 
@@ -78,6 +90,8 @@ public struct PortalError: Error, Sendable, Equatable, CustomStringConvertible {
     /// For `not_found`: the resource exists, in another organization. The caller still gets a plain 404;
     /// the ledger records the attempt as `access.denied`.
     public var acrossOrganizations = false
+    /// For `throttled`: seconds after which the call may succeed (the `Retry-After` header).
+    public var retryAfterSeconds: Int?
 
     public init(_ code: Code, _ message: String, fieldErrors: [FieldError] = []) {
         self.code = code

@@ -21,6 +21,9 @@ public struct PortalSettings: Sendable, Equatable {
     public var checkpointDir: String?
     /// Largest request body accepted by the API, in bytes.
     public var maxBodyBytes: Int = 1 << 20
+    /// Outbound destinations allowed past the internal-address check (and to plain HTTP): comma-separated
+    /// host names, addresses and CIDR ranges.
+    public var outboundAllow: String = ""
     /// trace, debug, info, notice, warning, error or critical.
     public var logLevel: String = "info"
     /// `json` (one object per line) or `text`.
@@ -38,6 +41,7 @@ public struct PortalSettings: Sendable, Equatable {
         ("PORTAL_PUBLIC_URL", "public base URL (default http://localhost:PORT)"),
         ("PORTAL_CHECKPOINT_DIR", "directory to publish signed checkpoints to"),
         ("PORTAL_MAX_BODY_BYTES", "API body limit in bytes (default 1048576)"),
+        ("PORTAL_OUTBOUND_ALLOW", "outbound hosts, addresses or CIDRs allowed although internal (and over plain HTTP)"),
         ("PORTAL_LOG_LEVEL", "log level (default info)"),
         ("PORTAL_LOG_FORMAT", "json or text (default json)"),
     ]
@@ -63,6 +67,7 @@ public struct PortalSettings: Sendable, Equatable {
             }
             s.maxBodyBytes = n
         }
+        if let v = env["PORTAL_OUTBOUND_ALLOW"], !v.isEmpty { s.outboundAllow = v }
         if let v = env["PORTAL_LOG_LEVEL"], !v.isEmpty { s.logLevel = v }
         if let v = env["PORTAL_LOG_FORMAT"], !v.isEmpty { s.logFormat = v }
         return s

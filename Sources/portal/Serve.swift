@@ -27,6 +27,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-body-bytes"), help: "Largest API request body in bytes (PORTAL_MAX_BODY_BYTES; default 1048576).")
     var maxBodyBytes: Int?
 
+    @Option(name: .customLong("outbound-allow"), help: "Comma-separated hosts, addresses or CIDRs the gateway may call although internal, also over plain HTTP (PORTAL_OUTBOUND_ALLOW).")
+    var outboundAllow: String?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (PORTAL_LOG_LEVEL; default info).")
     var logLevel: String?
 
@@ -42,6 +45,7 @@ struct Serve: AsyncParsableCommand {
         publicURL.apply(to: &settings)
         if let checkpointDir { settings.checkpointDir = checkpointDir }
         if let maxBodyBytes { settings.maxBodyBytes = maxBodyBytes }
+        if let outboundAllow { settings.outboundAllow = outboundAllow }
         if let logLevel { settings.logLevel = logLevel }
         if let logFormat { settings.logFormat = logFormat }
         guard let level = Logger.Level(rawValue: settings.logLevel) else {

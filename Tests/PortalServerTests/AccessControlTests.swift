@@ -38,6 +38,11 @@ struct AccessControlTests {
         case "PATCH /portal/integrations/{id}": return ("/portal/integrations/\(try await portal.createIntegration())", #"{"config":{"region":"eu"}}"#)
         case "DELETE /portal/integrations/{id}": return ("/portal/integrations/\(try await portal.createIntegration())", nil)
         case "GET /portal/integrations/{id}/status": return ("/portal/integrations/\(try await portal.createIntegration())/status", nil)
+        case "POST /portal/integrations/{id}/requests":
+            let created = try await portal.call(.post, "/portal/integrations", token: portal.token("acme.admin"), json: """
+                {"name":"Echo \(UUID().uuidString)","type":"analytics","baseUrl":"\(portal.upstream.baseURL)","authMethod":"api_key","credentials":{"apiKey":"k-matrix-123456"}}
+                """)
+            return ("/portal/integrations/\(created.json.objectValue?["id"]?.stringValue ?? "")/requests", #"{"method":"GET","endpoint":"/echo/matrix"}"#)
         case "GET /ledger/{slug}/checkpoint": return ("/ledger/acme/checkpoint", nil)
         case "GET /ledger/{slug}/keys": return ("/ledger/acme/keys", nil)
         case "GET /ledger/{slug}/tile/{path}": return ("/ledger/acme/tile/0/000.p/1", nil)

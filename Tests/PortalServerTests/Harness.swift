@@ -21,6 +21,8 @@ struct Portal: Sendable {
     /// Tokens by "<org>.<role>", plus "acme.expired" and "acme.revoked".
     let tokens: [String: String]
     let client: any TestClientProtocol
+    /// A real HTTP server on 127.0.0.1 (allow-listed for the gateway) standing in for providers.
+    let upstream: TestUpstream
 
     func token(_ key: String) -> String { tokens[key]! }
 
@@ -73,51 +75,54 @@ func withPortal(
     _ backend: Backend, logs: LogCapture? = nil, maxBodyBytes: Int = 1 << 20,
     _ body: @Sendable (Portal) async throws -> Void
 ) async throws {
-    let test = try await TestDatabase.create(backend)
-    var settings = PortalSettings()
-    settings.databaseURL = test.url
-    settings.masterKey = MasterKeyRing.generateBase64()
-    settings.port = 0
-    settings.maxBodyBytes = maxBodyBytes
-    let ids = IdentifierGenerator()
-    let now = Date()
-    let seeded = try await Database.withDatabase(url: test.url, logger: quietLogger) { db in
-        try await Migrator(database: db, logger: quietLogger).migrate()
-        let ledger = LedgerSequencer(database: db, logger: quietLogger)
-        let authority = APITokenAuthority(database: db, audit: ledger)
-        return try await db.write { tx -> (Organization, Organization, [String: String]) in
-            let acme = Organization(id: ids.next(), slug: "acme", name: "Acme", createdAt: now)
-            let globex = Organization(id: ids.next(), slug: "globex", name: "Globex", createdAt: now)
-            try await OrganizationStore(tx).insert(acme)
-            try await OrganizationStore(tx).insert(globex)
-            var tokens: [String: String] = [:]
-            for role in Role.allCases {
-                tokens["acme.\(role.rawValue)"] = try await authority.issue(organizationID: acme.id, role: role, owner: "\(role.rawValue)@acme", actor: "system:test", in: tx).token
-                tokens["globex.\(role.rawValue)"] = try await authority.issue(organizationID: globex.id, role: role, owner: "\(role.rawValue)@globex", actor: "system:test", in: tx).token
+    try await TestUpstream.with { upstream in
+        let test = try await TestDatabase.create(backend)
+        var settings = PortalSettings()
+        settings.outboundAllow = "127.0.0.1"
+        settings.databaseURL = test.url
+        settings.masterKey = MasterKeyRing.generateBase64()
+        settings.port = 0
+        settings.maxBodyBytes = maxBodyBytes
+        let ids = IdentifierGenerator()
+        let now = Date()
+        let seeded = try await Database.withDatabase(url: test.url, logger: quietLogger) { db in
+            try await Migrator(database: db, logger: quietLogger).migrate()
+            let ledger = LedgerSequencer(database: db, logger: quietLogger)
+            let authority = APITokenAuthority(database: db, audit: ledger)
+            return try await db.write { tx -> (Organization, Organization, [String: String]) in
+                let acme = Organization(id: ids.next(), slug: "acme", name: "Acme", createdAt: now)
+                let globex = Organization(id: ids.next(), slug: "globex", name: "Globex", createdAt: now)
+                try await OrganizationStore(tx).insert(acme)
+                try await OrganizationStore(tx).insert(globex)
+                var tokens: [String: String] = [:]
+                for role in Role.allCases {
+                    tokens["acme.\(role.rawValue)"] = try await authority.issue(organizationID: acme.id, role: role, owner: "\(role.rawValue)@acme", actor: "system:test", in: tx).token
+                    tokens["globex.\(role.rawValue)"] = try await authority.issue(organizationID: globex.id, role: role, owner: "\(role.rawValue)@globex", actor: "system:test", in: tx).token
+                }
+                tokens["acme.expired"] = try await authority.issue(organizationID: acme.id, role: .admin, owner: "late", expiresAt: now - 60, actor: "system:test", in: tx).token
+                let revoked = try await authority.issue(organizationID: acme.id, role: .admin, owner: "gone", actor: "system:test", in: tx)
+                _ = try await APITokenStore(tx).revoke(id: revoked.record.id, organizationID: acme.id, at: now)
+                tokens["acme.revoked"] = revoked.token
+                return (acme, globex, tokens)
             }
-            tokens["acme.expired"] = try await authority.issue(organizationID: acme.id, role: .admin, owner: "late", expiresAt: now - 60, actor: "system:test", in: tx).token
-            let revoked = try await authority.issue(organizationID: acme.id, role: .admin, owner: "gone", actor: "system:test", in: tx)
-            _ = try await APITokenStore(tx).revoke(id: revoked.record.id, organizationID: acme.id, at: now)
-            tokens["acme.revoked"] = revoked.token
-            return (acme, globex, tokens)
         }
-    }
-    // The seeding's token events are chained now, so every test starts with entries in acme's ledger.
-    _ = try await Database.withDatabase(url: test.url, logger: quietLogger) { db in
-        try await LedgerSequencer(database: db, logger: quietLogger).drainAll()
-    }
-    let settingsUsed = settings
-    let logger = logs?.logger() ?? quietLogger
-    let app = try buildApplication(ServerConfiguration(settings: settings, logger: logger, bootstrap: false))
-    do {
-        try await app.test(.router) { client in
-            try await body(Portal(test: test, settings: settingsUsed, acme: seeded.0, globex: seeded.1, tokens: seeded.2, client: client))
+        // The seeding's token events are chained now, so every test starts with entries in acme's ledger.
+        _ = try await Database.withDatabase(url: test.url, logger: quietLogger) { db in
+            try await LedgerSequencer(database: db, logger: quietLogger).drainAll()
         }
-    } catch {
+        let settingsUsed = settings
+        let logger = logs?.logger() ?? quietLogger
+        let app = try buildApplication(ServerConfiguration(settings: settings, logger: logger, bootstrap: false))
+        do {
+            try await app.test(.router) { client in
+                try await body(Portal(test: test, settings: settingsUsed, acme: seeded.0, globex: seeded.1, tokens: seeded.2, client: client, upstream: upstream))
+            }
+        } catch {
+            await test.drop()
+            throw error
+        }
         await test.drop()
-        throw error
     }
-    await test.drop()
 }
 
 /// Checks that `response` is an RFC 9457 problem with `status`, and returns its body.

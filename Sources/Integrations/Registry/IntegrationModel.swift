@@ -1,3 +1,6 @@
+public import Foundation
+public import PortalCore
+
 /// The seed's `IntegrationType`.
 public enum IntegrationType: String, Sendable, CaseIterable, Codable {
     case identityProvider = "identity_provider"
@@ -66,4 +69,33 @@ enum ConflictStrategy: String, CaseIterable {
     case destinationWins = "destination_wins"
     case merge
     case manual
+}
+
+/// An integration as the gateway uses it: configuration plus credentials in the clear (from the vault).
+public struct OutboundIntegration: Sendable {
+    public var id: UUID
+    public var organizationID: UUID
+    public var name: String
+    public var baseURL: String
+    public var authMethod: AuthMethod
+    /// Secret values: never returned, logged or recorded.
+    public var credentials: [String: String]
+    public var config: JSONValue
+    public var rateLimits: JSONValue
+    public var status: String
+
+    public init(
+        id: UUID, organizationID: UUID, name: String, baseURL: String, authMethod: AuthMethod, credentials: [String: String],
+        config: JSONValue, rateLimits: JSONValue, status: String
+    ) {
+        self.id = id
+        self.organizationID = organizationID
+        self.name = name
+        self.baseURL = baseURL
+        self.authMethod = authMethod
+        self.credentials = credentials
+        self.config = config
+        self.rateLimits = rateLimits
+        self.status = status
+    }
 }

@@ -302,6 +302,25 @@ public struct IntegrationRegistry: Sendable {
         )
     }
 
+    /// What the gateway needs to call out through an integration: its configuration and its credentials
+    /// in the clear. For the outbound path only; never returned by the API or logged.
+    public func outbound(id: UUID, organizationID: UUID) async throws -> OutboundIntegration {
+        try await database.read { db in
+            guard let record = try await IntegrationStore(db).find(id: id, organizationID: organizationID), record.deletedAt == nil else {
+                throw PortalError.notFound("integration")
+            }
+            guard let authMethod = AuthMethod(rawValue: record.authMethod) else {
+                throw PortalError(.internal, "the integration's auth method '\(record.authMethod)' is unknown")
+            }
+            let secrets = try await open(record, in: db)
+            return OutboundIntegration(
+                id: record.id, organizationID: record.organizationID, name: record.name, baseURL: record.baseURL ?? "",
+                authMethod: authMethod, credentials: secrets.credentials, config: record.config,
+                rateLimits: record.rateLimits ?? Self.defaultRateLimits, status: record.status
+            )
+        }
+    }
+
     private func seal(_ secrets: Secrets, organizationID: UUID, integrationID: UUID, in db: any SQLDatabase) async throws -> JSONValue {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys

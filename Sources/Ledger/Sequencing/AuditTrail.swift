@@ -68,6 +68,11 @@ public protocol AuditTrail: Sendable {
     /// Appends events that accompany no other state change; returns once they are durable in the chain.
     func append(_ events: [AuditEvent]) async throws
 
+    /// Appends events together with rows of their own, which `rows` writes in the same batch transaction
+    /// (DESIGN 4.1: an outbound call's `integration_requests` row and its `request.*` entry); returns once
+    /// both are durable. `rows` must only insert what the caller has already validated.
+    func append(_ events: [AuditEvent], writing rows: @escaping @Sendable (any SQLDatabase) async throws -> Void) async throws
+
     /// Tells the sequencer that a transaction with recorded events committed, so it drains now rather than
     /// at its next poll.
     func wake()

@@ -31,6 +31,8 @@ public final class LedgerSequencer: AuditTrail, Service {
         /// The canonical bytes of the event's data, from validation.
         var data: [UInt8]
         var completion: Completion
+        /// Rows to write in the same transaction (on the first event of an `append(_:writing:)` call).
+        var rows: (@Sendable (any SQLDatabase) async throws -> Void)?
     }
 
     private let database: Database
@@ -79,6 +81,14 @@ public final class LedgerSequencer: AuditTrail, Service {
     }
 
     public func append(_ events: [AuditEvent]) async throws {
+        try await enqueue(events, rows: nil)
+    }
+
+    public func append(_ events: [AuditEvent], writing rows: @escaping @Sendable (any SQLDatabase) async throws -> Void) async throws {
+        try await enqueue(events, rows: rows)
+    }
+
+    private func enqueue(_ events: [AuditEvent], rows: (@Sendable (any SQLDatabase) async throws -> Void)?) async throws {
         var data: [[UInt8]] = []
         data.reserveCapacity(events.count)
         for event in events { data.append(try event.validate()) }
@@ -87,7 +97,9 @@ public final class LedgerSequencer: AuditTrail, Service {
             // One continuation for the whole list: it resumes when the last of them is committed.
             let completion = Completion(count: events.count, continuation: continuation)
             waiting.withLock { list in
-                for (event, bytes) in zip(events, data) { list.append(Waiting(event: event, data: bytes, completion: completion)) }
+                for (index, (event, bytes)) in zip(events, data).enumerated() {
+                    list.append(Waiting(event: event, data: bytes, completion: completion, rows: index == 0 ? rows : nil))
+                }
             }
             wakeupContinuation.yield()
         }
@@ -159,7 +171,10 @@ public final class LedgerSequencer: AuditTrail, Service {
     private func drainLocked() async throws -> Int {
         let batchSize = configuration.batchSize
         let direct = waiting.withLock { list -> [Waiting] in
-            let taken = Array(list.prefix(batchSize))
+            var count = min(batchSize, list.count)
+            // Never split one call's events (and its rows) between two batches.
+            while count > 0, count < list.count, list[count].completion === list[count - 1].completion { count += 1 }
+            let taken = Array(list.prefix(count))
             list.removeFirst(taken.count)
             return taken
         }
@@ -177,7 +192,10 @@ public final class LedgerSequencer: AuditTrail, Service {
                     let event = try Self.event(from: row)
                     byOrganization[row.organizationID, default: []].append((event, try event.validate()))
                 }
-                for item in direct { byOrganization[item.event.organizationID, default: []].append((item.event, item.data)) }
+                for item in direct {
+                    try await item.rows?(db)
+                    byOrganization[item.event.organizationID, default: []].append((item.event, item.data))
+                }
                 var edges: [UUID: LedgerEdge] = [:]
                 // A fixed lock order across organizations keeps two instances from deadlocking.
                 for organizationID in byOrganization.keys.sorted(by: { $0.uuidString < $1.uuidString }) {

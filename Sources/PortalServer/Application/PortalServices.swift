@@ -1,5 +1,6 @@
 import Foundation
 public import Integrations
+public import Gateway
 public import Ledger
 public import Logging
 public import PortalCore
@@ -13,6 +14,8 @@ public struct PortalServices: Sendable {
     public let vault: CredentialVault
     public let tokens: APITokenAuthority
     public let integrations: IntegrationRegistry
+    /// Outbound calls through integrations.
+    public let gateway: Gateway
     /// The ledger's sequencer: the `AuditTrail` every capability records through.
     public let ledger: LedgerSequencer
     public let checkpointer: LedgerCheckpointer
@@ -49,10 +52,14 @@ public struct PortalServices: Sendable {
         tokens = APITokenAuthority(database: database, audit: ledger, clock: clock, ids: ids)
         integrations = IntegrationRegistry(database: database, vault: vault, audit: ledger, clock: clock, ids: ids)
         authFailures = AuthFailureRecorder(audit: ledger, key: vault.derivedKey("auth-failure-sources"), clock: clock)
+        gateway = Gateway(
+            registry: integrations, audit: ledger, clock: clock, ids: ids, logger: logger,
+            configuration: .init(policy: try OutboundPolicy(allowList: settings.outboundAllow))
+        )
     }
 
     /// Long-running loops the application runs beside the HTTP server.
-    public var backgroundServices: [any Service] { [ledger, checkpointer, authFailures] }
+    public var backgroundServices: [any Service] { [ledger, checkpointer, authFailures, gateway] }
 }
 
 /// First-start setup: the `default` organization and its first admin token.

@@ -18,6 +18,10 @@ public enum Problem {
         case .unsupportedMediaType: .unsupportedMediaType
         case .methodNotAllowed: .methodNotAllowed
         case .storage, .unavailable: .serviceUnavailable
+        case .refused: .forbidden
+        case .throttled: .tooManyRequests
+        case .upstreamFailed: .badGateway
+        case .upstreamTimeout: .gatewayTimeout
         default: .internalServerError
         }
     }
@@ -58,6 +62,7 @@ public enum Problem {
         }
         var headers: HTTPFields = [.contentType: "application/problem+json"]
         if error.code == .unauthenticated { headers[.wwwAuthenticate] = "Bearer realm=\"portal\"" }
+        if let seconds = error.retryAfterSeconds { headers[.retryAfter] = String(seconds) }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: JSONOutput.encode(JSONValue.object(body)))))
     }
 }

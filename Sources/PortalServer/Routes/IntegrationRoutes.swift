@@ -1,4 +1,5 @@
 import Foundation
+import Gateway
 import Hummingbird
 import Integrations
 import PortalCore
@@ -42,6 +43,12 @@ struct IntegrationRoutes {
         table.guarded(group, prefix: "/portal", .get, "/integrations/{id}/status", .readIntegrations) { _, context, principal in
             let id = try context.uuidParameter("id", what: "integration")
             return JSONOutput.response(try await registry.status(id: id, organizationID: principal.organizationID))
+        }
+        // The seed's executeRequest: an APIRequest in, the upstream's APIResponse out (whatever its status).
+        table.guarded(group, prefix: "/portal", .post, "/integrations/{id}/requests", .manageIntegrations) { request, context, principal in
+            let id = try context.uuidParameter("id", what: "integration")
+            let call = try APIRequest.parse(try await request.jsonBody(limit: services.maxBodyBytes), integrationID: id)
+            return JSONOutput.response(try await services.gateway.execute(call, integrationID: id, by: principal))
         }
     }
 }

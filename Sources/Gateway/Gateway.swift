@@ -1,0 +1,457 @@
+import AsyncHTTPClient
+import Crypto
+public import Foundation
+public import Integrations
+public import Ledger
+public import Logging
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+public import PortalCore
+import SQLKit
+public import ServiceLifecycle
+import Storage
+import Synchronization
+
+/// The seed's `APIRequest`: a call to make through an integration.
+public struct APIRequest: Sendable {
+    public var method: String
+    /// The path below the integration's base URL, optionally with a query (`/v1/users?limit=10`).
+    public var endpoint: String
+    public var headers: [String: String]
+    public var body: JSONValue?
+    public var params: [String: String]
+    /// Milliseconds; the seed's `timeout` (default 30 s).
+    public var timeoutMs: Int?
+
+    public init(method: String, endpoint: String, headers: [String: String] = [:], body: JSONValue? = nil, params: [String: String] = [:], timeoutMs: Int? = nil) {
+        self.method = method
+        self.endpoint = endpoint
+        self.headers = headers
+        self.body = body
+        self.params = params
+        self.timeoutMs = timeoutMs
+    }
+
+    public static let methods: Set<String> = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+
+    /// Parses the seed's JSON shape; `integrationId`, when given, must be `expected`.
+    public static func parse(_ json: JSONValue, integrationID expected: UUID) throws(PortalError) -> APIRequest {
+        var errors: [PortalError.FieldError] = []
+        guard case .object(let m) = json else { throw PortalError(.validationFailed, "the request is a JSON object", fieldErrors: [.init(pointer: "", message: "must be an object")]) }
+        let known: Set<String> = ["integrationId", "method", "endpoint", "headers", "body", "params", "timeout"]
+        for key in m.keys.sorted() where !known.contains(key) { errors.append(.init(pointer: "/\(key)", message: "unknown field")) }
+        if let id = m["integrationId"] {
+            if id.stringValue.flatMap(UUID.init(uuidString:)) != expected { errors.append(.init(pointer: "/integrationId", message: "must be the integration of the path")) }
+        }
+        let method = m["method"]?.stringValue?.uppercased() ?? ""
+        if !methods.contains(method) { errors.append(.init(pointer: "/method", message: "must be one of GET, POST, PUT, DELETE, PATCH")) }
+        let endpoint = m["endpoint"]?.stringValue ?? ""
+        if !endpoint.hasPrefix("/") || endpoint.hasPrefix("//") || endpoint.count > 2_000 {
+            errors.append(.init(pointer: "/endpoint", message: "must be a path below the integration's base URL, starting with a single /"))
+        }
+        func strings(_ key: String) -> [String: String] {
+            guard let value = m[key] else { return [:] }
+            guard case .object(let o) = value, o.values.allSatisfy({ $0.stringValue != nil }) else {
+                errors.append(.init(pointer: "/\(key)", message: "must be an object of strings"))
+                return [:]
+            }
+            return o.compactMapValues(\.stringValue)
+        }
+        let headers = strings("headers")
+        let params = strings("params")
+        var timeout: Int?
+        if let t = m["timeout"] {
+            if case .int(let ms) = t, (1...300_000).contains(ms) { timeout = Int(ms) } else { errors.append(.init(pointer: "/timeout", message: "must be milliseconds between 1 and 300000")) }
+        }
+        guard errors.isEmpty else { throw PortalError(.validationFailed, "the request is not a valid APIRequest", fieldErrors: errors) }
+        let body: JSONValue? = m["body"].flatMap { $0 == .null ? nil : $0 }
+        return APIRequest(method: method, endpoint: endpoint, headers: headers, body: body, params: params, timeoutMs: timeout)
+    }
+}
+
+/// The seed's `APIResponse`, plus what the gateway did.
+public struct APIResponse: Sendable, Encodable {
+    public var status: Int
+    public var headers: [String: String]
+    /// The response parsed as JSON when it is JSON, else its text.
+    public var body: JSONValue
+    public var timestamp: String
+    /// Milliseconds, all attempts included.
+    public var duration: Int
+    public var attempts: Int
+    public var outcome: String
+    /// `HIT`, `MISS` or `BYPASS`.
+    public var cacheStatus: String
+}
+
+/// The outcome classes and error categories of DESIGN section 7.
+public enum Outcome: String, Sendable {
+    case success, clientError = "client_error", rateLimited = "rate_limited", serverError = "server_error"
+    case networkError = "network_error", throttled, refused
+
+    static func of(status: Int) -> Outcome {
+        switch status {
+        case 200..<400: .success
+        case 429: .rateLimited
+        case 400..<500: .clientError
+        default: .serverError
+        }
+    }
+
+    static func category(status: Int?) -> String? {
+        guard let status else { return "network" }
+        switch status {
+        case 200..<400: return nil
+        case 401, 403: return "authentication"
+        case 429: return "rate_limit"
+        case 400, 413, 415, 422: return "data"
+        case 400..<500: return "business"
+        default: return "network"
+        }
+    }
+}
+
+/// The gateway (issue 5): `executeRequest(integrationId, APIRequest) -> APIResponse` through validate ->
+/// rate limit -> [retry: authenticate -> send] -> record. Every call, refused ones included, leaves one
+/// `integration_requests` row and one `request.completed` or `request.failed` ledger entry, written in
+/// the same batch transaction (DESIGN 4.1); no credential value reaches either.
+public final class Gateway: Service, Sendable {
+    public struct Configuration: Sendable {
+        public var policy: OutboundPolicy
+        /// Largest request body sent, and largest response body read, in bytes.
+        public var maxRequestBytes: Int
+        public var maxResponseBytes: Int
+        public var defaultTimeout: Duration
+
+        public init(policy: OutboundPolicy = OutboundPolicy(), maxRequestBytes: Int = 1 << 20, maxResponseBytes: Int = 10 << 20, defaultTimeout: Duration = .seconds(30)) {
+            self.policy = policy
+            self.maxRequestBytes = maxRequestBytes
+            self.maxResponseBytes = maxResponseBytes
+            self.defaultTimeout = defaultTimeout
+        }
+    }
+
+    private let registry: IntegrationRegistry
+    private let audit: any AuditTrail
+    private let clock: any WallClock
+    private let ids: IdentifierGenerator
+    private let logger: Logger
+    private let configuration: Configuration
+    public let limiter = RateLimiter()
+    private let sleep: @Sendable (Duration) async throws -> Void
+    private let client: Mutex<HTTPClient?> = Mutex(nil)
+
+    public init(
+        registry: IntegrationRegistry, audit: any AuditTrail, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared,
+        logger: Logger, configuration: Configuration = .init(), sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
+    ) {
+        self.registry = registry
+        self.audit = audit
+        self.clock = clock
+        self.ids = ids
+        self.logger = logger
+        self.configuration = configuration
+        self.sleep = sleep
+    }
+
+    /// The HTTP client, made on first use: no redirects (a 3xx goes back to the caller, so no redirect
+    /// can lead past the destination policy), TLS 1.2 at least, a bounded pool per host.
+    private var http: HTTPClient {
+        client.withLock { existing in
+            if let existing { return existing }
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.minimumTLSVersion = .tlsv12
+            var config = HTTPClient.Configuration(tlsConfiguration: tls, redirectConfiguration: .disallow, timeout: .init(connect: .seconds(10)))
+            config.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 32)
+            // A refused connection fails the attempt at once; the gateway's own retry loop (with its
+            // backoff and the call's timeout) decides what happens next, instead of the pool retrying
+            // silently until the deadline.
+            config.connectionPool.retryConnectionEstablishment = false
+            config.decompression = .disabled
+            let made = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+            existing = made
+            return made
+        }
+    }
+
+    /// Waits for shutdown, then closes the HTTP client if one was made.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        try await shutdown()
+    }
+
+    /// Closes the HTTP client (idempotent).
+    public func shutdown() async throws {
+        let made = client.withLock { existing -> HTTPClient? in
+            defer { existing = nil }
+            return existing
+        }
+        try await made?.shutdown()
+    }
+
+    /// Runs `request` through integration `integrationID` for `principal`.
+    public func execute(_ request: APIRequest, integrationID: UUID, by principal: Principal) async throws -> APIResponse {
+        try principal.require(.manageIntegrations)
+        let integration = try await registry.outbound(id: integrationID, organizationID: principal.organizationID)
+        let started = ContinuousClock.now
+        let config = integration.config.objectValue ?? [:]
+        let actor = principal.tokenID.uuidString.lowercased()
+
+        // Validate, and build the URL.
+        guard integration.status == IntegrationStatus.active.rawValue else {
+            throw PortalError(.refused, "the integration is \(integration.status); only active integrations make calls")
+        }
+        let body = request.body.map { Array(JSONValue.encodeText($0).utf8) } ?? []
+        guard body.count <= configuration.maxRequestBytes else {
+            throw PortalError(.payloadTooLarge, "the request body is larger than \(configuration.maxRequestBytes) bytes")
+        }
+        let (url, path) = try Self.url(base: integration.baseURL, endpoint: request.endpoint, params: request.params)
+        let templates = config["endpoints"]?.arrayStrings ?? []
+        let template = EndpointTemplate.of(path: path, configured: templates)
+        if let allowed = config["allowedPaths"]?.arrayStrings, !allowed.contains(where: { EndpointTemplate.of(path: path, configured: [$0]) == $0 }) {
+            throw PortalError(.refused, "the integration does not allow calls to \(template)")
+        }
+        var record = CallRecord(
+            integration: integration, method: request.method, template: template, url: url, actor: actor,
+            requestDigest: body.isEmpty ? nil : Hex.encode(SHA256.hash(data: body)), storedRequest: config["storeBodies"] == .bool(true) ? request.body : nil
+        )
+
+        do {
+            try await configuration.policy.check(url)
+        } catch {
+            record.outcome = .refused
+            record.error = error.message
+            try await self.record(record, started: started)
+            throw error
+        }
+        if let wait = limiter.acquire(integrationID: integration.id, endpoint: template, limits: RateLimits(integration.rateLimits), now: clock.now()) {
+            record.outcome = .throttled
+            record.error = "the portal's rate limit for this integration is reached"
+            try await self.record(record, started: started)
+            var error = PortalError(.throttled, "the rate limit of this integration is reached; retry after \(Int(wait.rounded(.up))) s")
+            error.retryAfterSeconds = max(1, Int(wait.rounded(.up)))
+            throw error
+        }
+
+        // The retry loop: authentication inside it, so signatures are fresh on every attempt.
+        let backoff = Backoff(config: config["retry"])
+        let idempotent = ["GET", "PUT", "DELETE"].contains(request.method)
+            || request.headers.keys.contains { $0.lowercased() == "idempotency-key" }
+            || config["retry"]?.objectValue?["retryNonIdempotent"] == .bool(true)
+        let timeout = request.timeoutMs.map { Duration.milliseconds($0) } ?? configuration.defaultTimeout
+        let deadline = ContinuousClock.now + timeout
+        var lastError: PortalError?
+        while true {
+            record.attempts += 1
+            var outbound = OutboundRequest(method: request.method, url: url, body: body)
+            for (name, value) in request.headers.sorted(by: { $0.key < $1.key }) where !Self.hopByHop.contains(name.lowercased()) {
+                outbound.headers.append((name, value))
+            }
+            if !body.isEmpty, outbound.header("Content-Type") == nil { outbound.setHeader("Content-Type", "application/json") }
+            try Authenticator.apply(integration, to: &outbound, now: clock.now())
+            do {
+                let response = try await send(outbound, deadline: deadline)
+                record.status = response.status
+                record.responseDigest = response.body.isEmpty ? nil : Hex.encode(SHA256.hash(data: response.body))
+                if let until = RateLimiter.holdOff(status: response.status, headers: response.headers, now: clock.now()) {
+                    limiter.block(integrationID: integration.id, until: until)
+                }
+                let retryable = response.status == 429 || response.status >= 500
+                if retryable, idempotent, record.attempts < backoff.maxAttempts {
+                    var delay = backoff.delay(attempt: record.attempts, unit: Double.random(in: 0..<1))
+                    if let after = response.header("Retry-After").flatMap({ RateLimiter.retryAfterSeconds($0, now: clock.now()) }) {
+                        delay = max(delay, .milliseconds(Int64(after * 1000)))
+                    }
+                    if ContinuousClock.now + delay < deadline {
+                        try await sleep(delay)
+                        continue
+                    }
+                }
+                record.outcome = Outcome.of(status: response.status)
+                let parsed = Self.body(response)
+                if config["storeBodies"] == .bool(true) { record.storedResponse = Self.redact(parsed, secrets: Authenticator.secrets(of: integration)) }
+                try await self.record(record, started: started)
+                return APIResponse(
+                    status: response.status,
+                    headers: Dictionary(response.headers.map { ($0.name.lowercased(), $0.value) }, uniquingKeysWith: { "\($0), \($1)" }),
+                    body: parsed, timestamp: Timestamp.rfc3339(clock.now()), duration: Self.milliseconds(since: started),
+                    attempts: record.attempts, outcome: record.outcome.rawValue, cacheStatus: "BYPASS"
+                )
+            } catch let error as PortalError where error.code == .upstreamFailed || error.code == .upstreamTimeout {
+                lastError = error
+                let delay = backoff.delay(attempt: record.attempts, unit: Double.random(in: 0..<1))
+                if idempotent, error.code == .upstreamFailed, record.attempts < backoff.maxAttempts, ContinuousClock.now + delay < deadline {
+                    try await sleep(delay)
+                    continue
+                }
+                break
+            }
+        }
+        let failure = lastError ?? PortalError(.upstreamFailed, "the upstream call failed")
+        record.outcome = .networkError
+        record.status = nil
+        record.error = failure.message
+        try await self.record(record, started: started)
+        throw failure
+    }
+
+    /// Sends one attempt; network failures and timeouts become `upstreamFailed` / `upstreamTimeout`.
+    private func send(_ request: OutboundRequest, deadline: ContinuousClock.Instant) async throws -> UpstreamResponse {
+        var outgoing = HTTPClientRequest(url: request.url.absoluteString)
+        outgoing.method = HTTPMethod(rawValue: request.method)
+        for (name, value) in request.headers { outgoing.headers.add(name: name, value: value) }
+        if !request.body.isEmpty { outgoing.body = .bytes(ByteBuffer(bytes: request.body)) }
+        let remaining = deadline - ContinuousClock.now
+        guard remaining > .zero else { throw PortalError(.upstreamTimeout, "the call's timeout passed before the upstream answered") }
+        let timeout = TimeAmount.nanoseconds(Int64(remaining.components.seconds) * 1_000_000_000 + remaining.components.attoseconds / 1_000_000_000)
+        do {
+            let response = try await http.execute(outgoing, timeout: timeout)
+            let body = try await response.body.collect(upTo: configuration.maxResponseBytes)
+            return UpstreamResponse(status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) }, body: Array(buffer: body))
+        } catch is NIOTooManyBytesError {
+            throw PortalError(.upstreamFailed, "the upstream's response is larger than \(configuration.maxResponseBytes) bytes")
+        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
+            throw PortalError(.upstreamTimeout, "the upstream did not answer within the call's timeout")
+        } catch let error as PortalError {
+            throw error
+        } catch {
+            logger.debug("upstream call failed", metadata: ["portal.error_type": "\(type(of: error))"])
+            throw PortalError(.upstreamFailed, "the upstream could not be reached (\(Self.describe(error)))")
+        }
+    }
+
+    /// A short, secret-free description of a client error.
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? HTTPClientError { return "\(error)" }
+        return String(describing: type(of: error))
+    }
+
+    /// Writes the call's row and ledger entry in one batch transaction, and waits until both are durable.
+    private func record(_ call: CallRecord, started: ContinuousClock.Instant) async throws {
+        let now = clock.now()
+        let duration = started.duration(to: .now)
+        let micros = Int64(duration.components.seconds) * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
+        var data: [String: JSONValue] = [
+            "method": .string(call.method), "endpoint": .string(call.template), "host": .string(call.url.host ?? ""),
+            "pathDigest": .string(Hex.encode(SHA256.hash(data: Array((call.url.path + (call.url.query.map { "?" + $0 } ?? "")).utf8)))),
+            "outcome": .string(call.outcome.rawValue), "attempts": .int(Int64(call.attempts)), "durationMicros": .int(micros),
+            "cache": "BYPASS",
+        ]
+        if let status = call.status { data["status"] = .int(Int64(status)) }
+        if call.outcome != .success, let category = call.outcome == .throttled ? "rate_limit" : call.outcome == .refused ? "business" : Outcome.category(status: call.status) {
+            data["errorCategory"] = .string(category)
+        }
+        if let digest = call.requestDigest { data["requestBodyDigest"] = .string(digest) }
+        if let digest = call.responseDigest { data["responseBodyDigest"] = .string(digest) }
+        let integration = call.integration
+        let row = IntegrationRequestRecord(
+            id: ids.next(), organizationID: integration.organizationID, integrationID: integration.id, method: call.method,
+            endpoint: call.template, requestBody: call.storedRequest.map { Self.redact($0, secrets: Authenticator.secrets(of: integration)) },
+            responseStatus: call.status, responseBody: call.storedResponse, durationMs: Int(micros / 1000),
+            errorMessage: call.error ?? (call.outcome == .success ? nil : "HTTP \(call.status ?? 0)"), createdAt: now
+        )
+        let event = AuditEvent(
+            organizationID: integration.organizationID, type: call.outcome == .success ? "request.completed" : "request.failed",
+            actor: call.actor, integrationID: integration.id, data: .object(data), time: now
+        )
+        try await audit.append([event]) { db in try await IntegrationRequestStore(db).insert(row) }
+    }
+
+    static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length",
+    ]
+
+    /// `base` joined with `endpoint` and `params`; refuses an endpoint that would leave the base URL.
+    static func url(base: String, endpoint: String, params: [String: String]) throws(PortalError) -> (URL, String) {
+        guard var components = URLComponents(string: base), components.host != nil else {
+            throw PortalError(.configuration, "the integration's base URL is not an absolute URL")
+        }
+        guard let relative = URLComponents(string: endpoint), relative.host == nil, relative.scheme == nil else {
+            throw PortalError(.validationFailed, "the endpoint must be a path", fieldErrors: [.init(pointer: "/endpoint", message: "must be a path")])
+        }
+        let segments = relative.path.split(separator: "/")
+        guard !segments.contains(".."), !segments.contains(".") else {
+            throw PortalError(.validationFailed, "the endpoint may not contain . or .. segments", fieldErrors: [.init(pointer: "/endpoint", message: "no . or .. segments")])
+        }
+        let basePath = components.path.hasSuffix("/") ? String(components.path.dropLast()) : components.path
+        components.percentEncodedPath = basePath + (relative.percentEncodedPath.isEmpty ? "/" : relative.percentEncodedPath)
+        var items = relative.queryItems ?? []
+        for (name, value) in params.sorted(by: { $0.key < $1.key }) { items.append(URLQueryItem(name: name, value: value)) }
+        components.queryItems = items.isEmpty ? nil : items
+        guard let url = components.url else { throw PortalError(.validationFailed, "the endpoint does not form a valid URL") }
+        return (url, relative.path)
+    }
+
+    /// The response body as JSON when it parses, else as text (binary as base64).
+    static func body(_ response: UpstreamResponse) -> JSONValue {
+        guard !response.body.isEmpty else { return .null }
+        if let json = try? JSONValue.parse(Data(response.body)) { return json }
+        if let text = String(validating: response.body, as: UTF8.self) { return .string(text) }
+        return ["base64": .string(Data(response.body).base64EncodedString())]
+    }
+
+    /// `value` with every occurrence of a secret replaced by `••••`.
+    static func redact(_ value: JSONValue, secrets: [String]) -> JSONValue {
+        switch value {
+        case .string(var s):
+            for secret in secrets where s.contains(secret) { s = s.replacingOccurrences(of: secret, with: "••••") }
+            return .string(s)
+        case .array(let items): return .array(items.map { redact($0, secrets: secrets) })
+        case .object(let members): return .object(members.mapValues { redact($0, secrets: secrets) })
+        default: return value
+        }
+    }
+
+    static func milliseconds(since start: ContinuousClock.Instant) -> Int {
+        let d = start.duration(to: .now)
+        return Int(d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000)
+    }
+}
+
+/// What the gateway learned about one call, for its row and ledger entry.
+struct CallRecord {
+    var integration: OutboundIntegration
+    var method: String
+    var template: String
+    var url: URL
+    var actor: String
+    var requestDigest: String?
+    var storedRequest: JSONValue?
+    var attempts = 0
+    var status: Int?
+    var outcome: Outcome = .networkError
+    var error: String?
+    var responseDigest: String?
+    var storedResponse: JSONValue?
+
+    init(integration: OutboundIntegration, method: String, template: String, url: URL, actor: String, requestDigest: String?, storedRequest: JSONValue?) {
+        self.integration = integration
+        self.method = method
+        self.template = template
+        self.url = url
+        self.actor = actor
+        self.requestDigest = requestDigest
+        self.storedRequest = storedRequest
+    }
+}
+
+/// One upstream answer.
+struct UpstreamResponse {
+    var status: Int
+    var headers: [(name: String, value: String)]
+    var body: [UInt8]
+
+    func header(_ name: String) -> String? {
+        headers.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
+    }
+}
+
+extension JSONValue {
+    /// An array of strings, or nil.
+    var arrayStrings: [String]? {
+        guard case .array(let items) = self else { return nil }
+        let strings = items.compactMap(\.stringValue)
+        return strings.count == items.count ? strings : nil
+    }
+}

@@ -1,0 +1,175 @@
+public import Foundation
+public import PortalCore
+
+/// Where the gateway may call (DESIGN section 6): HTTPS only, and never a private, loopback, link-local or
+/// otherwise internal address, checked after resolving the host, unless the host or its address is
+/// allow-listed (`--outbound-allow` / `PORTAL_OUTBOUND_ALLOW`), which also permits plain HTTP to it.
+///
+/// Redirects are not followed by the gateway (a 3xx goes back to the caller), so a redirect cannot lead a
+/// call past this check. A DNS answer can still change between the check and the connection, because
+/// async-http-client resolves again and has no resolver hook: the documented residual risk.
+public struct OutboundPolicy: Sendable {
+    /// One allow-list item: a host name (exact, case-insensitive) or an address range.
+    public enum Rule: Sendable, Equatable {
+        case host(String)
+        case network(IPAddress, prefix: Int)
+    }
+
+    public let rules: [Rule]
+
+    public init(rules: [Rule] = []) { self.rules = rules }
+
+    /// Parses a comma-separated list of host names, addresses and CIDR ranges.
+    public init(allowList: String) throws(PortalError) {
+        var rules: [Rule] = []
+        for item in allowList.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {
+            let parts = item.split(separator: "/", maxSplits: 1).map(String.init)
+            if let address = IPAddress(parts[0]) {
+                let bits = address.bytes.count * 8
+                let prefix = parts.count == 2 ? Int(parts[1]) : bits
+                guard let prefix, (0...bits).contains(prefix) else {
+                    throw PortalError(.configuration, "outbound allow-list: '\(item)' has a bad prefix length")
+                }
+                rules.append(.network(address, prefix: prefix))
+            } else {
+                guard parts.count == 1, item.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" }) else {
+                    throw PortalError(.configuration, "outbound allow-list: '\(item)' is neither a host name, an address nor a CIDR range")
+                }
+                rules.append(.host(item.lowercased()))
+            }
+        }
+        self.rules = rules
+    }
+
+    /// Checks a destination before a call: its scheme, and every address its host resolves to. Throws a
+    /// `refused` error naming the reason.
+    public func check(_ url: URL) async throws(PortalError) {
+        guard let scheme = url.scheme?.lowercased(), let host = url.host?.lowercased(), !host.isEmpty else {
+            throw PortalError(.refused, "the destination URL has no scheme or host")
+        }
+        guard scheme == "https" || scheme == "http" else { throw PortalError(.refused, "only HTTPS destinations are allowed, not \(scheme)") }
+        if rules.contains(.host(host)) { return }
+        let addresses: [IPAddress]
+        if let literal = IPAddress(host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))) {
+            addresses = [literal]
+        } else {
+            addresses = await Self.resolve(host)
+            guard !addresses.isEmpty else { throw PortalError(.refused, "the destination host \(host) does not resolve") }
+        }
+        let allowed = addresses.allSatisfy { address in rules.contains { rule in rule.matches(address) } }
+        if allowed { return }
+        if let inside = addresses.first(where: \.isInternal) {
+            throw PortalError(.refused, "the destination \(host) resolves to \(inside), an internal address; allow-list it with --outbound-allow to call it")
+        }
+        guard scheme == "https" else { throw PortalError(.refused, "plain HTTP is allowed only to allow-listed destinations; use https") }
+    }
+
+    /// The host's addresses (getaddrinfo, off the cooperative pool).
+    static func resolve(_ host: String) async -> [IPAddress] {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                var hints = addrinfo()
+                hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+                var result: UnsafeMutablePointer<addrinfo>?
+                guard getaddrinfo(host, nil, &hints, &result) == 0, let first = result else {
+                    continuation.resume(returning: [])
+                    return
+                }
+                defer { freeaddrinfo(first) }
+                var addresses: [IPAddress] = []
+                var cursor: UnsafeMutablePointer<addrinfo>? = first
+                while let info = cursor {
+                    if info.pointee.ai_family == AF_INET, let raw = info.pointee.ai_addr {
+                        raw.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+                            withUnsafeBytes(of: sin.pointee.sin_addr) { addresses.append(IPAddress(bytes: Array($0))) }
+                        }
+                    } else if info.pointee.ai_family == AF_INET6, let raw = info.pointee.ai_addr {
+                        raw.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
+                            withUnsafeBytes(of: sin6.pointee.sin6_addr) { addresses.append(IPAddress(bytes: Array($0))) }
+                        }
+                    }
+                    cursor = info.pointee.ai_next
+                }
+                continuation.resume(returning: addresses)
+            }
+        }
+    }
+}
+
+extension OutboundPolicy.Rule {
+    func matches(_ address: IPAddress) -> Bool {
+        guard case .network(let network, let prefix) = self else { return false }
+        let candidate = address.unmapped
+        guard candidate.bytes.count == network.bytes.count else { return false }
+        var remaining = prefix
+        for (a, b) in zip(candidate.bytes, network.bytes) {
+            guard remaining > 0 else { return true }
+            let mask: UInt8 = remaining >= 8 ? 0xFF : ~(0xFF >> UInt8(remaining))
+            guard a & mask == b & mask else { return false }
+            remaining -= 8
+        }
+        return true
+    }
+}
+
+/// An IPv4 (4 bytes) or IPv6 (16 bytes) address.
+public struct IPAddress: Sendable, Equatable, CustomStringConvertible {
+    public let bytes: [UInt8]
+
+    public init(bytes: [UInt8]) { self.bytes = bytes }
+
+    /// Parses dotted IPv4 or textual IPv6.
+    public init?(_ text: String) {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 {
+            bytes = withUnsafeBytes(of: v4) { Array($0) }
+        } else if inet_pton(AF_INET6, text, &v6) == 1 {
+            bytes = withUnsafeBytes(of: v6) { Array($0) }
+        } else {
+            return nil
+        }
+    }
+
+    public var description: String {
+        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        let family = bytes.count == 4 ? AF_INET : AF_INET6
+        _ = bytes.withUnsafeBytes { inet_ntop(family, $0.baseAddress, &buffer, socklen_t(buffer.count)) }
+        return String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// An IPv4-mapped IPv6 address as IPv4; any other address unchanged.
+    var unmapped: IPAddress {
+        if bytes.count == 16, bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xFF, bytes[11] == 0xFF {
+            return IPAddress(bytes: Array(bytes[12...]))
+        }
+        return self
+    }
+
+    /// Loopback, private, link-local, carrier-grade NAT, unique-local, multicast, unspecified or reserved.
+    public var isInternal: Bool {
+        let b = unmapped.bytes
+        if b.count == 4 {
+            switch (b[0], b[1]) {
+            case (0, _), (10, _), (127, _): return true
+            case (100, 64...127): return true
+            case (169, 254): return true
+            case (172, 16...31): return true
+            case (192, 168): return true
+            case (192, 0) where b[2] == 0: return true
+            case (198, 18...19): return true
+            default: return b[0] >= 224
+            }
+        }
+        if b.allSatisfy({ $0 == 0 }) { return true }
+        if b[0..<15].allSatisfy({ $0 == 0 }) && b[15] == 1 { return true }
+        if b[0] == 0xFE && b[1] & 0xC0 == 0x80 { return true }
+        if b[0] & 0xFE == 0xFC { return true }
+        if b[0] == 0xFF { return true }
+        // NAT64 (64:ff9b::/96) embeds an IPv4 address: judge that one.
+        if b[0] == 0x00, b[1] == 0x64, b[2] == 0xFF, b[3] == 0x9B, b[4..<12].allSatisfy({ $0 == 0 }) {
+            return IPAddress(bytes: Array(b[12...])).isInternal
+        }
+        return false
+    }
+}

@@ -1,0 +1,79 @@
+public import Foundation
+public import PortalCore
+public import SQLKit
+
+/// One outbound call through the gateway: a row of `integration_requests` (the seed's columns).
+public struct IntegrationRequestRecord: Sendable, Equatable {
+    public var id: UUID
+    public var organizationID: UUID
+    public var integrationID: UUID
+    public var method: String
+    /// The endpoint template (identifiers replaced by `{id}`), never the raw path.
+    public var endpoint: String
+    /// Stored only when the integration's configuration asks for it, with credential values redacted.
+    public var requestBody: JSONValue?
+    /// Nil when no response came (network errors, refusals).
+    public var responseStatus: Int?
+    public var responseBody: JSONValue?
+    public var durationMs: Int
+    public var errorMessage: String?
+    public var createdAt: Date
+
+    public init(
+        id: UUID, organizationID: UUID, integrationID: UUID, method: String, endpoint: String, requestBody: JSONValue?,
+        responseStatus: Int?, responseBody: JSONValue?, durationMs: Int, errorMessage: String?, createdAt: Date
+    ) {
+        self.id = id
+        self.organizationID = organizationID
+        self.integrationID = integrationID
+        self.method = method
+        self.endpoint = endpoint
+        self.requestBody = requestBody
+        self.responseStatus = responseStatus
+        self.responseBody = responseBody
+        self.durationMs = durationMs
+        self.errorMessage = errorMessage
+        self.createdAt = createdAt
+    }
+}
+
+/// The `integration_requests` table.
+public struct IntegrationRequestStore {
+    private let db: any SQLDatabase
+
+    public init(_ db: any SQLDatabase) { self.db = db }
+
+    public func insert(_ r: IntegrationRequestRecord) async throws {
+        try await db.raw("""
+            INSERT INTO integration_requests
+              (id, organization_id, integration_id, method, endpoint, request_body, response_status, response_body, duration_ms, error_message, created_at)
+            VALUES (\(bind: r.id), \(bind: r.organizationID), \(bind: r.integrationID), \(bind: r.method), \(bind: String(r.endpoint.prefix(500))),
+                    \(bind: db.jsonBind(r.requestBody)), \(bind: r.responseStatus), \(bind: db.jsonBind(r.responseBody)), \(bind: r.durationMs),
+                    \(bind: r.errorMessage.map { String($0.prefix(2000)) }), \(bind: r.createdAt))
+            """).run()
+    }
+
+    /// The organization's calls through one integration, newest first.
+    public func list(organizationID: UUID, integrationID: UUID, limit: Int) async throws -> [IntegrationRequestRecord] {
+        let backend = db.backend
+        return try await db.raw("""
+            SELECT id, organization_id, integration_id, method, endpoint, request_body, response_status, response_body, duration_ms, error_message, created_at
+            FROM integration_requests WHERE organization_id = \(bind: organizationID) AND integration_id = \(bind: integrationID)
+            ORDER BY id DESC LIMIT \(bind: limit)
+            """).all().map { row in
+            IntegrationRequestRecord(
+                id: try row.decode(column: "id", as: UUID.self),
+                organizationID: try row.decode(column: "organization_id", as: UUID.self),
+                integrationID: try row.decode(column: "integration_id", as: UUID.self),
+                method: try row.decode(column: "method", as: String.self),
+                endpoint: try row.decode(column: "endpoint", as: String.self),
+                requestBody: try row.decodeJSON(column: "request_body", backend: backend),
+                responseStatus: try row.decodeOptional(column: "response_status", as: Int.self),
+                responseBody: try row.decodeJSON(column: "response_body", backend: backend),
+                durationMs: try row.decodeOptional(column: "duration_ms", as: Int.self) ?? 0,
+                errorMessage: try row.decodeOptional(column: "error_message", as: String.self),
+                createdAt: try row.decode(column: "created_at", as: Date.self)
+            )
+        }
+    }
+}

@@ -1,0 +1,289 @@
+import Foundation
+import Gateway
+import Integrations
+import Ledger
+import PortalCore
+import PortalTestSupport
+import SQLKit
+import Storage
+import Synchronization
+import Testing
+
+/// A gateway over a fresh database with a running sequencer, an admin principal and a real upstream.
+struct GatewayEnvironment {
+    let db: Database
+    let registry: IntegrationRegistry
+    let gateway: Gateway
+    let admin: Principal
+    let upstream: TestUpstream
+    let delays: DelayLog
+
+    /// Registers an integration pointing at the upstream; returns its id.
+    func integration(_ authMethod: String, credentials: JSONValue, config: JSONValue = [:], rateLimits: JSONValue? = nil, baseURL: String? = nil) async throws -> UUID {
+        var body: [String: JSONValue] = [
+            "name": .string("Upstream \(UUID().uuidString.prefix(8))"), "type": "analytics", "baseUrl": .string(baseURL ?? upstream.baseURL),
+            "authMethod": .string(authMethod), "credentials": credentials, "config": config,
+        ]
+        if let rateLimits { body["rateLimits"] = rateLimits }
+        let view = try await registry.register(try IntegrationInput.parse(.object(body)), by: admin)
+        return try #require(UUID(uuidString: view.id))
+    }
+
+    func call(_ id: UUID, _ endpoint: String, method: String = "GET", headers: [String: String] = [:], body: JSONValue? = nil, timeoutMs: Int? = nil) async throws -> APIResponse {
+        try await gateway.execute(APIRequest(method: method, endpoint: endpoint, headers: headers, body: body, timeoutMs: timeoutMs), integrationID: id, by: admin)
+    }
+
+    /// What the upstream echoed back: the request it received.
+    static func echoed(_ response: APIResponse) -> [String: JSONValue] { response.body.objectValue ?? [:] }
+
+    func rows(_ id: UUID) async throws -> [IntegrationRequestRecord] {
+        try await db.read { try await IntegrationRequestStore($0).list(organizationID: admin.organizationID, integrationID: id, limit: 100) }
+    }
+
+    /// The ledger entries of the organization of type `request.*`, decoded.
+    func requestEntries() async throws -> [LedgerEntry] {
+        try await db.read { tx in
+            try await LedgerStore(tx).entries(admin.organizationID, from: 0, limit: 10_000).map { try LedgerEntry(canonical: $0.bytes) }
+        }.filter { $0.type.hasPrefix("request.") }
+    }
+
+    /// Every stored byte where a secret could leak: request rows and ledger entries.
+    func storedText() async throws -> String {
+        try await db.read { tx in
+            let entries = try await LedgerStore(tx).entries(admin.organizationID, from: 0, limit: 10_000).map { String(decoding: $0.bytes, as: UTF8.self) }
+            let rows = try await tx.raw("SELECT endpoint, request_body, response_body, error_message FROM integration_requests").all().map { row in
+                [try row.decode(column: "endpoint", as: String.self), (try? row.decode(column: "error_message", as: String.self)) ?? ""].joined(separator: " ")
+            }
+            return (entries + rows).joined(separator: "\n")
+        }
+    }
+
+    static func with(_ backend: Backend, maxResponseBytes: Int = 1 << 20, _ body: @Sendable (GatewayEnvironment) async throws -> Void) async throws {
+        try await TestUpstream.with { upstream in
+            try await TestDatabase.with(backend) { _, db in
+                let org = Organization(id: IdentifierGenerator.shared.next(), slug: "acme", name: "Acme", createdAt: Date())
+                try await db.write { try await OrganizationStore($0).insert(org) }
+                let sequencer = LedgerSequencer(database: db, logger: quietLogger)
+                let vault = CredentialVault(ring: try MasterKeyRing.load(masterKey: MasterKeyRing.generateBase64(), keyFile: nil))
+                let registry = IntegrationRegistry(database: db, vault: vault, audit: sequencer)
+                let delays = DelayLog()
+                let gateway = Gateway(
+                    registry: registry, audit: sequencer, logger: quietLogger,
+                    configuration: .init(policy: try OutboundPolicy(allowList: "127.0.0.1"), maxResponseBytes: maxResponseBytes),
+                    sleep: { delays.add($0) }
+                )
+                let admin = Principal(tokenID: UUID(), organizationID: org.id, organizationSlug: "acme", role: .admin, owner: "admin@acme")
+                let environment = GatewayEnvironment(db: db, registry: registry, gateway: gateway, admin: admin, upstream: upstream, delays: delays)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await sequencer.run() }
+                    do {
+                        try await body(environment)
+                    } catch {
+                        group.cancelAll()
+                        try? await gateway.shutdown()
+                        throw error
+                    }
+                    group.cancelAll()
+                    try await gateway.shutdown()
+                }
+            }
+        }
+    }
+}
+
+/// The backoff delays the gateway asked for (tests do not sleep).
+final class DelayLog: Sendable {
+    private let delays = Mutex<[Duration]>([])
+    func add(_ delay: Duration) { delays.withLock { $0.append(delay) } }
+    var all: [Duration] { delays.withLock { $0 } }
+}
+
+@Suite("Gateway")
+struct GatewayTests {
+    @Test("API key in a header, the query or the body; basic auth; custom header templates: as the upstream saw them", arguments: Backend.available)
+    func authStrategies(backend: Backend) async throws {
+        try await GatewayEnvironment.with(backend) { env in
+            let header = try await env.integration("api_key", credentials: ["apiKey": "key-header-123456"])
+            var seen = GatewayEnvironment.echoed(try await env.call(header, "/echo/users/42"))
+            #expect(seen["headers"]?.objectValue?["x-api-key"] == "key-header-123456")
+
+            let query = try await env.integration("api_key", credentials: ["apiKey": "key-query-123456"], config: ["keyLocation": "query", "keyParam": "token"])
+            seen = GatewayEnvironment.echoed(try await env.call(query, "/echo/q?x=1"))
+            #expect(seen["query"]?.stringValue?.contains("token=key-query-123456") == true)
+            #expect(seen["query"]?.stringValue?.contains("x=1") == true)
+
+            let body = try await env.integration("api_key", credentials: ["apiKey": "key-body-123456"], config: ["keyLocation": "body", "keyField": "auth"])
+            seen = GatewayEnvironment.echoed(try await env.call(body, "/echo/b", method: "POST", body: ["a": 1]))
+            let sentBody = try JSONValue.parse(Data((seen["body"]?.stringValue ?? "").utf8))
+            #expect(sentBody == ["a": 1, "auth": "key-body-123456"])
+
+            let basic = try await env.integration("basic_auth", credentials: ["username": "alice", "password": "s3cret-pass"])
+            seen = GatewayEnvironment.echoed(try await env.call(basic, "/echo/basic"))
+            #expect(seen["headers"]?.objectValue?["authorization"] == .string("Basic " + Data("alice:s3cret-pass".utf8).base64EncodedString()))
+
+            let custom = try await env.integration("custom", credentials: ["apiKey": "custom-key-7890"], config: ["headers": ["Authorization": "Token {{apiKey}}", "X-Client": "portal"]])
+            seen = GatewayEnvironment.echoed(try await env.call(custom, "/echo/custom"))
+            #expect(seen["headers"]?.objectValue?["authorization"] == "Token custom-key-7890")
+            #expect(seen["headers"]?.objectValue?["x-client"] == "portal")
+
+            // Five calls, five rows and five request.completed entries; no credential value stored anywhere.
+            #expect(try await env.requestEntries().filter { $0.type == "request.completed" }.count == 5)
+            let stored = try await env.storedText()
+            for secret in ["key-header-123456", "key-query-123456", "key-body-123456", "s3cret-pass", "custom-key-7890"] {
+                #expect(!stored.contains(secret), "\(secret) was stored")
+            }
+            let row = try #require(try await env.rows(header).first)
+            #expect(row.endpoint == "/echo/users/{id}" && row.responseStatus == 200 && row.method == "GET")
+            let entry = try #require(try await env.requestEntries().first)
+            #expect(entry.data.objectValue?["endpoint"] == "/echo/users/{id}")
+            #expect(entry.data.objectValue?["outcome"] == "success")
+            #expect(entry.data.objectValue?["host"] == "127.0.0.1")
+            #expect(entry.integration == header.uuidString.lowercased())
+        }
+    }
+
+    @Test("5xx is retried with backoff for idempotent calls only; 429 honours Retry-After", arguments: Backend.available)
+    func retries(backend: Backend) async throws {
+        try await GatewayEnvironment.with(backend) { env in
+            let id = try await env.integration("api_key", credentials: ["apiKey": "k-retry-123456"], config: ["retry": ["maxAttempts": 3, "baseDelay": 100, "maxDelay": 1000]])
+            let recovered = try await env.call(id, "/flaky/get/2")
+            #expect(recovered.status == 200 && recovered.attempts == 3)
+            #expect(env.upstream.calls("/flaky/get") == 3)
+            // Full jitter: each delay at most min(maxDelay, base * 2^(n-1)).
+            #expect(env.delays.all.count == 2)
+            #expect(env.delays.all[0] <= .milliseconds(100) && env.delays.all[1] <= .milliseconds(200))
+
+            // A POST without an idempotency key is sent once.
+            let post = try await env.call(id, "/flaky/post/2", method: "POST", body: ["x": 1])
+            #expect(post.status == 503 && post.attempts == 1 && post.outcome == "server_error")
+            #expect(env.upstream.calls("/flaky/post") == 1)
+            // With one, it is retried.
+            let keyed = try await env.call(id, "/flaky/keyed/1", method: "POST", headers: ["Idempotency-Key": "abc"], body: ["x": 1])
+            #expect(keyed.status == 200 && keyed.attempts == 2)
+
+            // Still failing after every attempt: the upstream's status, recorded as request.failed.
+            let failing = try await env.call(id, "/status/502")
+            #expect(failing.status == 502 && failing.attempts == 3 && failing.outcome == "server_error")
+            let failed = try await env.requestEntries().filter { $0.type == "request.failed" }
+            #expect(failed.contains { $0.data.objectValue?["status"] == 502 && $0.data.objectValue?["errorCategory"] == "network" && $0.data.objectValue?["attempts"] == 3 })
+
+            let limited = try await env.call(id, "/limited/a")
+            #expect(limited.status == 200 && limited.attempts == 2)
+            #expect(env.delays.all.last.map { $0 >= .seconds(1) } == true)
+            // The provider asked for a second's pause: until it passes, the portal refuses rather than calls.
+            let held = await #expect(throws: PortalError.self) { try await env.call(id, "/echo/held") }
+            #expect(held?.code == .throttled)
+            #expect(env.upstream.calls("/echo/held") == 0)
+        }
+    }
+
+    @Test("the portal's own rate limit answers 429 with Retry-After without calling out", arguments: [Backend.sqlite])
+    func rateLimit(backend: Backend) async throws {
+        try await GatewayEnvironment.with(backend) { env in
+            let id = try await env.integration("api_key", credentials: ["apiKey": "k-limit-123456"], rateLimits: ["requestsPerSecond": 1, "burst": 2])
+            _ = try await env.call(id, "/echo/one")
+            _ = try await env.call(id, "/echo/one")
+            let error = await #expect(throws: PortalError.self) { try await env.call(id, "/echo/one") }
+            #expect(error?.code == .throttled && (error?.retryAfterSeconds ?? 0) >= 1)
+            #expect(env.upstream.calls("/echo/one") == 2)
+            let throttled = try await env.requestEntries().filter { $0.data.objectValue?["outcome"] == "throttled" }
+            #expect(throttled.count == 1 && throttled[0].type == "request.failed")
+        }
+    }
+
+    @Test("timeouts, oversized responses and unreachable upstreams fail clearly and are recorded", arguments: [Backend.sqlite])
+    func failures(backend: Backend) async throws {
+        try await GatewayEnvironment.with(backend, maxResponseBytes: 1_000) { env in
+            let id = try await env.integration("api_key", credentials: ["apiKey": "k-fail-123456"], config: ["retry": ["maxAttempts": 1]])
+            let timeout = await #expect(throws: PortalError.self) { try await env.call(id, "/slow/3000", timeoutMs: 200) }
+            #expect(timeout?.code == .upstreamTimeout)
+            let big = await #expect(throws: PortalError.self) { try await env.call(id, "/big/5000") }
+            #expect(big?.code == .upstreamFailed && big?.message.contains("larger") == true)
+            #expect(try await env.call(id, "/big/500").status == 200)
+
+            let closed = try await env.integration("api_key", credentials: ["apiKey": "k-closed-123456"], config: ["retry": ["maxAttempts": 2, "baseDelay": 1]], baseURL: "http://127.0.0.1:1")
+            let unreachable = await #expect(throws: PortalError.self) { try await env.call(closed, "/anything") }
+            #expect(unreachable?.code == .upstreamFailed)
+            let rows = try await env.rows(closed)
+            #expect(rows.count == 1 && rows[0].responseStatus == nil && rows[0].errorMessage != nil)
+            let entry = try #require(try await env.requestEntries().last)
+            #expect(entry.type == "request.failed" && entry.data.objectValue?["outcome"] == "network_error" && entry.data.objectValue?["attempts"] == 2)
+        }
+    }
+
+    @Test("internal destinations are refused before any connection: 10.0.0.1, 169.254.169.254, loopback not allow-listed", arguments: [Backend.sqlite])
+    func ssrf(backend: Backend) async throws {
+        try await GatewayEnvironment.with(backend) { env in
+            for base in ["https://10.0.0.1", "https://169.254.169.254", "https://[::1]", "https://127.0.0.2:8443", "http://93.184.216.34"] {
+                let id = try await env.integration("api_key", credentials: ["apiKey": "k-ssrf-123456"], baseURL: base)
+                let error = await #expect(throws: PortalError.self) { try await env.call(id, "/latest/meta-data") }
+                #expect(error?.code == .refused, "\(base): \(String(describing: error))")
+            }
+            let refused = try await env.requestEntries().filter { $0.data.objectValue?["outcome"] == "refused" }
+            #expect(refused.count == 5)
+        }
+    }
+
+    @Test("endpoint paths outside the base URL are refused; identifiers become {id} in records")
+    func pathsAndTemplates() throws {
+        #expect(EndpointTemplate.of(path: "/v1/users/42/orders/0192f0c4-7b1e-7cc2-9a51-3f0e8d6b2a41", configured: []) == "/v1/users/{id}/orders/{id}")
+        #expect(EndpointTemplate.of(path: "/v1/people/alice@example.com", configured: []) == "/v1/people/{id}")
+        #expect(EndpointTemplate.of(path: "/v1/users/42", configured: ["/v1/users/{userId}"]) == "/v1/users/{userId}")
+        #expect(EndpointTemplate.of(path: "/v1/users/me", configured: []) == "/v1/users/me")
+        #expect(throws: PortalError.self) { try APIRequest.parse(["method": "GET", "endpoint": "https://evil.example/x"], integrationID: UUID()) }
+        #expect(throws: PortalError.self) { try APIRequest.parse(["method": "TRACE", "endpoint": "/x"], integrationID: UUID()) }
+        let other = UUID()
+        #expect(throws: PortalError.self) { try APIRequest.parse(["method": "GET", "endpoint": "/x", "integrationId": .string(UUID().uuidString)], integrationID: other) }
+        #expect(try APIRequest.parse(["method": "get", "endpoint": "/x", "integrationId": .string(other.uuidString)], integrationID: other).method == "GET")
+    }
+}
+
+@Suite("Outbound policy and signatures")
+struct OutboundTests {
+    @Test("addresses are classified, and allow-lists match hosts and CIDR ranges")
+    func policy() async throws {
+        for address in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:10.0.0.1"] {
+            #expect(IPAddress(address)?.isInternal == true, "\(address)")
+        }
+        for external in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] { #expect(IPAddress(external)?.isInternal == false, "\(external)") }
+        let policy = try OutboundPolicy(allowList: "127.0.0.1, 10.0.0.0/8, api.internal.test")
+        try await policy.check(URL(string: "http://127.0.0.1:9000/x")!)
+        try await policy.check(URL(string: "http://10.9.8.7/x")!)
+        try await policy.check(URL(string: "http://api.internal.test/x")!)
+        await #expect(throws: PortalError.self) { try await policy.check(URL(string: "https://172.16.0.1/x")!) }
+        await #expect(throws: PortalError.self) { try await policy.check(URL(string: "ftp://8.8.8.8/x")!) }
+        await #expect(throws: PortalError.self) { try await policy.check(URL(string: "http://8.8.8.8/x")!) }
+        #expect(throws: PortalError.self) { try OutboundPolicy(allowList: "10.0.0.0/40") }
+        #expect(throws: PortalError.self) { try OutboundPolicy(allowList: "bad host!") }
+    }
+
+    static let suiteCredentials = SigV4.Credentials(accessKeyID: "AKIDEXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", sessionToken: nil)
+    static let suiteDate = Date(timeIntervalSince1970: 1_440_938_160)  // 2015-08-30T12:36:00Z
+
+    @Test("SigV4 matches the AWS test suite and the S3 documentation example, and a one-byte change breaks it")
+    func sigV4() throws {
+        let cases: [(String, String, [(String, String)], String)] = [
+            ("GET", "https://example.amazonaws.com/", [], "SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"),
+            ("POST", "https://example.amazonaws.com/", [], "SignedHeaders=host;x-amz-date, Signature=5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b"),
+            ("GET", "https://example.amazonaws.com/?Param2=value2&Param1=value1", [], "SignedHeaders=host;x-amz-date, Signature=b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500"),
+            ("POST", "https://example.amazonaws.com/", [("My-Header1", "VALUE1")], "SignedHeaders=host;my-header1;x-amz-date, Signature=cdbc9802e29d2942e5e10b5bccfdd67c5f22c7c4e8ae67b53629efa58b974b7d"),
+        ]
+        for (method, url, headers, expected) in cases {
+            var request = OutboundRequest(method: method, url: URL(string: url)!, headers: headers)
+            try SigV4.sign(&request, credentials: Self.suiteCredentials, region: "us-east-1", service: "service", date: Self.suiteDate)
+            #expect(request.header("Authorization") == "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \(expected)", "\(method) \(url)")
+            #expect(request.header("X-Amz-Date") == "20150830T123600Z")
+        }
+        var s3 = OutboundRequest(method: "GET", url: URL(string: "https://examplebucket.s3.amazonaws.com/test.txt")!, headers: [("Range", "bytes=0-9")])
+        let s3Credentials = SigV4.Credentials(accessKeyID: "AKIAIOSFODNN7EXAMPLE", secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", sessionToken: nil)
+        try SigV4.sign(&s3, credentials: s3Credentials, region: "us-east-1", service: "s3", date: Date(timeIntervalSince1970: 1_369_353_600))
+        #expect(s3.header("Authorization")?.hasSuffix("SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41") == true, "\(s3.header("Authorization") ?? "")")
+
+        var tampered = OutboundRequest(method: "GET", url: URL(string: "https://example.amazonaws.com/")!)
+        var wrongKey = Self.suiteCredentials
+        wrongKey.secretAccessKey.removeLast()
+        wrongKey.secretAccessKey += "X"
+        try SigV4.sign(&tampered, credentials: wrongKey, region: "us-east-1", service: "service", date: Self.suiteDate)
+        #expect(tampered.header("Authorization")?.contains("5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31") == false)
+    }
+}

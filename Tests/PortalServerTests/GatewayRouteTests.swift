@@ -1,0 +1,63 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import PortalCore
+import PortalTestSupport
+import Testing
+
+/// `POST /portal/integrations/{id}/requests` over HTTP: the seed's APIRequest in, APIResponse out, and the
+/// gateway's refusals as problem+json.
+@Suite("Gateway over HTTP")
+struct GatewayRouteTests {
+    func echoIntegration(_ portal: Portal, base: String? = nil, rateLimits: String = #"{"requestsPerSecond":1,"burst":2}"#) async throws -> String {
+        let response = try await portal.call(.post, "/portal/integrations", token: portal.token("acme.operator"), json: """
+            {"name":"Echo \(UUID().uuidString.prefix(8))","type":"analytics","baseUrl":"\(base ?? portal.upstream.baseURL)","authMethod":"api_key",
+             "credentials":{"apiKey":"k-route-123456"},"rateLimits":\(rateLimits)}
+            """)
+        #expect(response.status == .created, "\(response.body.string)")
+        return try #require(response.json.objectValue?["id"]?.stringValue)
+    }
+
+    @Test("a call returns the upstream's answer; bad input, the rate limit and internal destinations get problems", arguments: Backend.available)
+    func executeRequest(backend: Backend) async throws {
+        try await withPortal(backend) { portal in
+            let id = try await echoIntegration(portal)
+            let operatorToken = portal.token("acme.operator")
+            let ok = try await portal.call(.post, "/portal/integrations/\(id)/requests", token: operatorToken, json: """
+                {"integrationId":"\(id)","method":"POST","endpoint":"/echo/contacts","headers":{"X-Trace":"t1"},"body":{"name":"n"},"params":{"page":"2"}}
+                """)
+            #expect(ok.status == .ok, "\(ok.body.string)")
+            let answer = ok.json.objectValue ?? [:]
+            #expect(answer["status"] == 200 && answer["outcome"] == "success" && answer["attempts"] == 1 && answer["cacheStatus"] == "BYPASS")
+            let echoed = answer["body"]?.objectValue ?? [:]
+            #expect(echoed["path"] == "/echo/contacts" && echoed["query"] == "page=2" && echoed["method"] == "POST")
+            #expect(echoed["headers"]?.objectValue?["x-trace"] == "t1" && echoed["headers"]?.objectValue?["x-api-key"] == "k-route-123456")
+            // The caller's portal token never reaches the provider.
+            #expect(!ok.body.string.contains(operatorToken))
+
+            let bad = try await portal.call(.post, "/portal/integrations/\(id)/requests", token: operatorToken, json: #"{"method":"TRACE","endpoint":"http://elsewhere/","extra":1}"#)
+            let problem = expectProblem(bad, .unprocessableContent)
+            let pointers = Set((problem["errors"]?.arrayValue ?? []).compactMap { $0.objectValue?["pointer"]?.stringValue })
+            #expect(pointers == ["/method", "/endpoint", "/extra"])
+
+            _ = try await portal.call(.post, "/portal/integrations/\(id)/requests", token: operatorToken, json: #"{"method":"GET","endpoint":"/echo/again"}"#)
+            let throttled = try await portal.call(.post, "/portal/integrations/\(id)/requests", token: operatorToken, json: #"{"method":"GET","endpoint":"/echo/again"}"#)
+            #expect(expectProblem(throttled, .tooManyRequests)["code"] == "throttled")
+            #expect(Int(throttled.headers[.retryAfter] ?? "") ?? 0 >= 1)
+            #expect(portal.upstream.calls("/echo/again") == 1)
+
+            let metadata = try await echoIntegration(portal, base: "https://169.254.169.254")
+            let refused = try await portal.call(.post, "/portal/integrations/\(metadata)/requests", token: operatorToken, json: #"{"method":"GET","endpoint":"/latest/meta-data"}"#)
+            #expect(expectProblem(refused, .forbidden)["code"] == "refused")
+
+            let unreachable = try await echoIntegration(portal, base: "http://127.0.0.1:1")
+            let failed = try await portal.call(.post, "/portal/integrations/\(unreachable)/requests", token: operatorToken, json: #"{"method":"GET","endpoint":"/x"}"#)
+            #expect(expectProblem(failed, .badGateway)["code"] == "upstream_failed")
+
+            // Auditors read but do not call out.
+            let auditor = try await portal.call(.post, "/portal/integrations/\(id)/requests", token: portal.token("acme.auditor"), json: #"{"method":"GET","endpoint":"/echo/x"}"#)
+            expectProblem(auditor, .forbidden)
+        }
+    }
+}
