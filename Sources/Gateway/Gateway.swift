@@ -123,12 +123,20 @@ public final class Gateway: Service, Sendable {
         public var maxRequestBytes: Int
         public var maxResponseBytes: Int
         public var defaultTimeout: Duration
+        /// Responses the cache keeps at most, and the largest body it keeps.
+        public var cacheEntries: Int
+        public var maxCachedBodyBytes: Int
 
-        public init(policy: OutboundPolicy = OutboundPolicy(), maxRequestBytes: Int = 1 << 20, maxResponseBytes: Int = 10 << 20, defaultTimeout: Duration = .seconds(30)) {
+        public init(
+            policy: OutboundPolicy = OutboundPolicy(), maxRequestBytes: Int = 1 << 20, maxResponseBytes: Int = 10 << 20,
+            defaultTimeout: Duration = .seconds(30), cacheEntries: Int = 1_000, maxCachedBodyBytes: Int = 256 << 10
+        ) {
             self.policy = policy
             self.maxRequestBytes = maxRequestBytes
             self.maxResponseBytes = maxResponseBytes
             self.defaultTimeout = defaultTimeout
+            self.cacheEntries = cacheEntries
+            self.maxCachedBodyBytes = maxCachedBodyBytes
         }
     }
 
@@ -139,6 +147,7 @@ public final class Gateway: Service, Sendable {
     private let logger: Logger
     private let configuration: Configuration
     public let limiter = RateLimiter()
+    let cache: ResponseCache
     private let sleep: @Sendable (Duration) async throws -> Void
     private let client: Mutex<HTTPClient?> = Mutex(nil)
 
@@ -153,6 +162,7 @@ public final class Gateway: Service, Sendable {
         self.logger = logger
         self.configuration = configuration
         self.sleep = sleep
+        cache = ResponseCache(capacity: configuration.cacheEntries, maxBodyBytes: configuration.maxCachedBodyBytes)
     }
 
     /// The HTTP client, made on first use: no redirects (a 3xx goes back to the caller, so no redirect
@@ -190,8 +200,34 @@ public final class Gateway: Service, Sendable {
         try await made?.shutdown()
     }
 
-    /// Runs `request` through integration `integrationID` for `principal`.
+    /// Runs `request` through integration `integrationID` for `principal` (the seed's executeRequest).
     public func execute(_ request: APIRequest, integrationID: UUID, by principal: Principal) async throws -> APIResponse {
+        var endpoint = request.endpoint
+        if !request.params.isEmpty {
+            var components = URLComponents(string: endpoint) ?? URLComponents()
+            var items = components.queryItems ?? []
+            for (name, value) in request.params.sorted(by: { $0.key < $1.key }) { items.append(URLQueryItem(name: name, value: value)) }
+            components.queryItems = items
+            endpoint = components.string ?? endpoint
+        }
+        let body = request.body.map { Array(JSONValue.encodeText($0).utf8) } ?? []
+        var headers = request.headers.sorted(by: { $0.key < $1.key }).map { (name: $0.key, value: $0.value) }
+        if !body.isEmpty, !headers.contains(where: { $0.name.lowercased() == "content-type" }) { headers.append(("Content-Type", "application/json")) }
+        let result = try await perform(
+            GatewayCall(method: request.method, endpoint: endpoint, headers: headers, body: body, timeoutMs: request.timeoutMs, storedBody: request.body),
+            integrationID: integrationID, by: principal
+        )
+        return APIResponse(
+            status: result.status,
+            headers: Dictionary(result.headers.map { ($0.name.lowercased(), $0.value) }, uniquingKeysWith: { "\($0), \($1)" }),
+            body: Self.body(result.body), timestamp: Timestamp.rfc3339(clock.now()), duration: result.durationMs,
+            attempts: result.attempts, outcome: result.outcome.rawValue, cacheStatus: result.cacheStatus
+        )
+    }
+
+    /// The pipeline for any call (`execute` and the transparent proxy): validate -> destination policy ->
+    /// rate limit -> cache lookup -> [retry: authenticate -> send] -> cache store -> record.
+    public func perform(_ call: GatewayCall, integrationID: UUID, by principal: Principal) async throws -> GatewayResult {
         try principal.require(.manageIntegrations)
         let integration = try await registry.outbound(id: integrationID, organizationID: principal.organizationID)
         let started = ContinuousClock.now
@@ -202,19 +238,23 @@ public final class Gateway: Service, Sendable {
         guard integration.status == IntegrationStatus.active.rawValue else {
             throw PortalError(.refused, "the integration is \(integration.status); only active integrations make calls")
         }
-        let body = request.body.map { Array(JSONValue.encodeText($0).utf8) } ?? []
+        guard APIRequest.methods.contains(call.method) else {
+            throw PortalError(.methodNotAllowed, "the gateway sends GET, POST, PUT, DELETE and PATCH, not \(call.method)")
+        }
+        let body = call.body
         guard body.count <= configuration.maxRequestBytes else {
             throw PortalError(.payloadTooLarge, "the request body is larger than \(configuration.maxRequestBytes) bytes")
         }
-        let (url, path) = try Self.url(base: integration.baseURL, endpoint: request.endpoint, params: request.params)
+        let (url, path) = try Self.url(base: integration.baseURL, endpoint: call.endpoint)
         let templates = config["endpoints"]?.arrayStrings ?? []
         let template = EndpointTemplate.of(path: path, configured: templates)
         if let allowed = config["allowedPaths"]?.arrayStrings, !allowed.contains(where: { EndpointTemplate.of(path: path, configured: [$0]) == $0 }) {
             throw PortalError(.refused, "the integration does not allow calls to \(template)")
         }
+        let storeBodies = config["storeBodies"] == .bool(true)
         var record = CallRecord(
-            integration: integration, method: request.method, template: template, url: url, actor: actor,
-            requestDigest: body.isEmpty ? nil : Hex.encode(SHA256.hash(data: body)), storedRequest: config["storeBodies"] == .bool(true) ? request.body : nil
+            integration: integration, method: call.method, template: template, url: url, actor: actor,
+            requestDigest: body.isEmpty ? nil : Hex.encode(SHA256.hash(data: body)), storedRequest: storeBodies ? call.storedBody : nil
         )
 
         do {
@@ -234,21 +274,35 @@ public final class Gateway: Service, Sendable {
             throw error
         }
 
+        // The cache, for GETs of the endpoints config.cache names.
+        let cachePolicy = ResponseCache.Policy(config: config["cache"])
+        let cacheKey = ResponseCache.key(method: call.method, url: url, integration: integration)
+        let cacheable = call.method == "GET" && cachePolicy.covers(template) && !Self.noStore(call.headers)
+        if cacheable, let hit = cache.get(cacheKey, now: clock.now()) {
+            record.attempts = 0
+            record.status = hit.status
+            record.outcome = .success
+            record.cache = "HIT"
+            record.responseDigest = hit.body.isEmpty ? nil : Hex.encode(SHA256.hash(data: hit.body))
+            try await self.record(record, started: started)
+            return GatewayResult(status: hit.status, headers: hit.headers, body: hit.body, attempts: 0, outcome: .success, cacheStatus: "HIT", durationMs: Self.milliseconds(since: started))
+        }
+        record.cache = cacheable ? "MISS" : "BYPASS"
+
         // The retry loop: authentication inside it, so signatures are fresh on every attempt.
         let backoff = Backoff(config: config["retry"])
-        let idempotent = ["GET", "PUT", "DELETE"].contains(request.method)
-            || request.headers.keys.contains { $0.lowercased() == "idempotency-key" }
+        let idempotent = ["GET", "PUT", "DELETE"].contains(call.method)
+            || call.headers.contains { $0.name.lowercased() == "idempotency-key" }
             || config["retry"]?.objectValue?["retryNonIdempotent"] == .bool(true)
-        let timeout = request.timeoutMs.map { Duration.milliseconds($0) } ?? configuration.defaultTimeout
+        let timeout = call.timeoutMs.map { Duration.milliseconds($0) } ?? configuration.defaultTimeout
         let deadline = ContinuousClock.now + timeout
         var lastError: PortalError?
         while true {
             record.attempts += 1
-            var outbound = OutboundRequest(method: request.method, url: url, body: body)
-            for (name, value) in request.headers.sorted(by: { $0.key < $1.key }) where !Self.hopByHop.contains(name.lowercased()) {
+            var outbound = OutboundRequest(method: call.method, url: url, body: body)
+            for (name, value) in call.headers where !Self.hopByHop.contains(name.lowercased()) {
                 outbound.headers.append((name, value))
             }
-            if !body.isEmpty, outbound.header("Content-Type") == nil { outbound.setHeader("Content-Type", "application/json") }
             try Authenticator.apply(integration, to: &outbound, now: clock.now())
             do {
                 let response = try await send(outbound, deadline: deadline)
@@ -269,14 +323,15 @@ public final class Gateway: Service, Sendable {
                     }
                 }
                 record.outcome = Outcome.of(status: response.status)
-                let parsed = Self.body(response)
-                if config["storeBodies"] == .bool(true) { record.storedResponse = Self.redact(parsed, secrets: Authenticator.secrets(of: integration)) }
+                if storeBodies { record.storedResponse = Self.redact(Self.body(response.body), secrets: Authenticator.secrets(of: integration)) }
+                let headers = response.headers.filter { !Self.hopByHop.contains($0.name.lowercased()) }
+                if cacheable, response.status == 200, !Self.noStore(response.headers) {
+                    cache.put(cacheKey, .init(status: response.status, headers: headers, body: response.body, expires: clock.now().addingTimeInterval(cachePolicy.ttl)))
+                }
                 try await self.record(record, started: started)
-                return APIResponse(
-                    status: response.status,
-                    headers: Dictionary(response.headers.map { ($0.name.lowercased(), $0.value) }, uniquingKeysWith: { "\($0), \($1)" }),
-                    body: parsed, timestamp: Timestamp.rfc3339(clock.now()), duration: Self.milliseconds(since: started),
-                    attempts: record.attempts, outcome: record.outcome.rawValue, cacheStatus: "BYPASS"
+                return GatewayResult(
+                    status: response.status, headers: headers, body: response.body, attempts: record.attempts,
+                    outcome: record.outcome, cacheStatus: record.cache, durationMs: Self.milliseconds(since: started)
                 )
             } catch let error as PortalError where error.code == .upstreamFailed || error.code == .upstreamTimeout {
                 lastError = error
@@ -294,6 +349,11 @@ public final class Gateway: Service, Sendable {
         record.error = failure.message
         try await self.record(record, started: started)
         throw failure
+    }
+
+    /// Whether `Cache-Control` says `no-store`.
+    static func noStore(_ headers: [(name: String, value: String)]) -> Bool {
+        headers.contains { $0.name.lowercased() == "cache-control" && $0.value.lowercased().contains("no-store") }
     }
 
     /// Sends one attempt; network failures and timeouts become `upstreamFailed` / `upstreamTimeout`.
@@ -336,7 +396,7 @@ public final class Gateway: Service, Sendable {
             "method": .string(call.method), "endpoint": .string(call.template), "host": .string(call.url.host ?? ""),
             "pathDigest": .string(Hex.encode(SHA256.hash(data: Array((call.url.path + (call.url.query.map { "?" + $0 } ?? "")).utf8)))),
             "outcome": .string(call.outcome.rawValue), "attempts": .int(Int64(call.attempts)), "durationMicros": .int(micros),
-            "cache": "BYPASS",
+            "cache": .string(call.cache),
         ]
         if let status = call.status { data["status"] = .int(Int64(status)) }
         if call.outcome != .success, let category = call.outcome == .throttled ? "rate_limit" : call.outcome == .refused ? "business" : Outcome.category(status: call.status) {
@@ -363,7 +423,7 @@ public final class Gateway: Service, Sendable {
     ]
 
     /// `base` joined with `endpoint` and `params`; refuses an endpoint that would leave the base URL.
-    static func url(base: String, endpoint: String, params: [String: String]) throws(PortalError) -> (URL, String) {
+    static func url(base: String, endpoint: String) throws(PortalError) -> (URL, String) {
         guard var components = URLComponents(string: base), components.host != nil else {
             throw PortalError(.configuration, "the integration's base URL is not an absolute URL")
         }
@@ -376,19 +436,17 @@ public final class Gateway: Service, Sendable {
         }
         let basePath = components.path.hasSuffix("/") ? String(components.path.dropLast()) : components.path
         components.percentEncodedPath = basePath + (relative.percentEncodedPath.isEmpty ? "/" : relative.percentEncodedPath)
-        var items = relative.queryItems ?? []
-        for (name, value) in params.sorted(by: { $0.key < $1.key }) { items.append(URLQueryItem(name: name, value: value)) }
-        components.queryItems = items.isEmpty ? nil : items
+        components.percentEncodedQuery = relative.percentEncodedQuery
         guard let url = components.url else { throw PortalError(.validationFailed, "the endpoint does not form a valid URL") }
         return (url, relative.path)
     }
 
-    /// The response body as JSON when it parses, else as text (binary as base64).
-    static func body(_ response: UpstreamResponse) -> JSONValue {
-        guard !response.body.isEmpty else { return .null }
-        if let json = try? JSONValue.parse(Data(response.body)) { return json }
-        if let text = String(validating: response.body, as: UTF8.self) { return .string(text) }
-        return ["base64": .string(Data(response.body).base64EncodedString())]
+    /// A response body as JSON when it parses, else as text (binary as base64).
+    static func body(_ bytes: [UInt8]) -> JSONValue {
+        guard !bytes.isEmpty else { return .null }
+        if let json = try? JSONValue.parse(Data(bytes)) { return json }
+        if let text = String(validating: bytes, as: UTF8.self) { return .string(text) }
+        return ["base64": .string(Data(bytes).base64EncodedString())]
     }
 
     /// `value` with every occurrence of a secret replaced by `••••`.
@@ -409,6 +467,39 @@ public final class Gateway: Service, Sendable {
     }
 }
 
+/// One call for ``Gateway/perform(_:integrationID:by:)``: raw bytes, as the proxy forwards them.
+public struct GatewayCall: Sendable {
+    public var method: String
+    /// Path below the base URL, with its query.
+    public var endpoint: String
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+    public var timeoutMs: Int?
+    /// The body as JSON, kept in `integration_requests` when the integration asks for bodies.
+    public var storedBody: JSONValue?
+
+    public init(method: String, endpoint: String, headers: [(name: String, value: String)], body: [UInt8], timeoutMs: Int? = nil, storedBody: JSONValue? = nil) {
+        self.method = method
+        self.endpoint = endpoint
+        self.headers = headers
+        self.body = body
+        self.timeoutMs = timeoutMs
+        self.storedBody = storedBody
+    }
+}
+
+/// The upstream's answer (or the cache's), with what the gateway did.
+public struct GatewayResult: Sendable {
+    public var status: Int
+    /// Without hop-by-hop headers.
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+    public var attempts: Int
+    public var outcome: Outcome
+    public var cacheStatus: String
+    public var durationMs: Int
+}
+
 /// What the gateway learned about one call, for its row and ledger entry.
 struct CallRecord {
     var integration: OutboundIntegration
@@ -424,6 +515,8 @@ struct CallRecord {
     var error: String?
     var responseDigest: String?
     var storedResponse: JSONValue?
+    /// `HIT`, `MISS` or `BYPASS`.
+    var cache = "BYPASS"
 
     init(integration: OutboundIntegration, method: String, template: String, url: URL, actor: String, requestDigest: String?, storedRequest: JSONValue?) {
         self.integration = integration

@@ -43,6 +43,11 @@ struct AccessControlTests {
                 {"name":"Echo \(UUID().uuidString)","type":"analytics","baseUrl":"\(portal.upstream.baseURL)","authMethod":"api_key","credentials":{"apiKey":"k-matrix-123456"}}
                 """)
             return ("/portal/integrations/\(created.json.objectValue?["id"]?.stringValue ?? "")/requests", #"{"method":"GET","endpoint":"/echo/matrix"}"#)
+        case let description where description.hasSuffix(" /portal/integrations/{id}/proxy/{path}"):
+            let created = try await portal.call(.post, "/portal/integrations", token: portal.token("acme.admin"), json: """
+                {"name":"Proxy \(UUID().uuidString)","type":"analytics","baseUrl":"\(portal.upstream.baseURL)","authMethod":"api_key","credentials":{"apiKey":"k-matrix-123456"}}
+                """)
+            return ("/portal/integrations/\(created.json.objectValue?["id"]?.stringValue ?? "")/proxy/echo/matrix?x=1", route.method == "GET" || route.method == "DELETE" ? nil : #"{"a":1}"#)
         case "GET /ledger/{slug}/checkpoint": return ("/ledger/acme/checkpoint", nil)
         case "GET /ledger/{slug}/keys": return ("/ledger/acme/keys", nil)
         case "GET /ledger/{slug}/tile/{path}": return ("/ledger/acme/tile/0/000.p/1", nil)

@@ -60,4 +60,38 @@ struct GatewayRouteTests {
             expectProblem(auditor, .forbidden)
         }
     }
+
+    @Test("the proxy forwards method, path, query, headers and body, never the portal token; the cache answers repeat GETs", arguments: Backend.available)
+    func proxyAndCache(backend: Backend) async throws {
+        try await withPortal(backend) { portal in
+            let created = try await portal.call(.post, "/portal/integrations", token: portal.token("acme.admin"), json: """
+                {"name":"Proxy","type":"analytics","baseUrl":"\(portal.upstream.baseURL)","authMethod":"api_key","credentials":{"apiKey":"k-proxy-123456"},
+                 "config":{"cache":{"ttlSeconds":60,"endpoints":["/echo/cached"]}},"rateLimits":{"requestsPerSecond":100,"burst":100}}
+                """)
+            let id = try #require(created.json.objectValue?["id"]?.stringValue)
+            let token = portal.token("acme.operator")
+            let get = try await portal.call(.get, "/portal/integrations/\(id)/proxy/echo/users/7?x=1&y=two", token: token, headers: [HTTPField.Name("X-Custom")!: "c1"])
+            #expect(get.status == .ok && get.headers[HTTPField.Name("X-Cache-Status")!] == "BYPASS")
+            let seen = get.json.objectValue ?? [:]
+            #expect(seen["path"] == "/echo/users/7" && seen["query"] == "x=1&y=two" && seen["method"] == "GET")
+            let headers = seen["headers"]?.objectValue ?? [:]
+            #expect(headers["x-custom"] == "c1" && headers["x-api-key"] == "k-proxy-123456")
+            #expect(headers["authorization"] == nil && !get.body.string.contains(token))
+
+            let post = try await portal.call(.post, "/portal/integrations/\(id)/proxy/echo/notes", token: token, json: "plain words", contentType: "text/plain")
+            #expect(post.json.objectValue?["body"] == "plain words" && post.json.objectValue?["headers"]?.objectValue?["content-type"] == "text/plain")
+
+            let missing = try await portal.call(.get, "/portal/integrations/\(id)/proxy/status/404", token: token)
+            #expect(missing.status == .notFound && missing.json.objectValue?["status"] == 404)
+
+            let first = try await portal.call(.get, "/portal/integrations/\(id)/proxy/echo/cached", token: token)
+            let second = try await portal.call(.get, "/portal/integrations/\(id)/proxy/echo/cached", token: token)
+            #expect(first.headers[HTTPField.Name("X-Cache-Status")!] == "MISS" && second.headers[HTTPField.Name("X-Cache-Status")!] == "HIT")
+            #expect(second.body.string == first.body.string)
+            #expect(portal.upstream.calls("/echo/cached") == 1)
+            let fresh = try await portal.call(.get, "/portal/integrations/\(id)/proxy/echo/cached", token: token, headers: [.cacheControl: "no-store"])
+            #expect(fresh.headers[HTTPField.Name("X-Cache-Status")!] == "BYPASS")
+            #expect(portal.upstream.calls("/echo/cached") == 2)
+        }
+    }
 }

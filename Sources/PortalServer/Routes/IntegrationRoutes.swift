@@ -1,12 +1,22 @@
 import Foundation
 import Gateway
+import HTTPTypes
 import Hummingbird
+import NIOCore
 import Integrations
 import PortalCore
 
 /// The seed's integration management endpoints under `/portal/integrations`.
 struct IntegrationRoutes {
     let services: PortalServices
+
+    static let cacheStatus = HTTPField.Name("X-Cache-Status")!
+    /// Request and response headers the proxy never passes on: hop-by-hop ones, the caller's credentials
+    /// (its portal token and cookies), and those the HTTP layers set themselves.
+    static let notForwarded: Set<String> = [
+        "authorization", "cookie", "set-cookie", "proxy-authorization", "proxy-authenticate", "connection", "keep-alive", "te",
+        "trailer", "transfer-encoding", "upgrade", "host", "content-length", "x-request-id",
+    ]
 
     func register(on group: RouterGroup<PortalRequestContext>, table: RouteTable) {
         let registry = services.integrations
@@ -48,7 +58,38 @@ struct IntegrationRoutes {
         table.guarded(group, prefix: "/portal", .post, "/integrations/{id}/requests", .manageIntegrations) { request, context, principal in
             let id = try context.uuidParameter("id", what: "integration")
             let call = try APIRequest.parse(try await request.jsonBody(limit: services.maxBodyBytes), integrationID: id)
-            return JSONOutput.response(try await services.gateway.execute(call, integrationID: id, by: principal))
+            let answer = try await services.gateway.execute(call, integrationID: id, by: principal)
+            var response = JSONOutput.response(answer)
+            response.headers[Self.cacheStatus] = answer.cacheStatus
+            return response
+        }
+        // The transparent proxy: method, query, headers (minus hop-by-hop ones and the caller's portal token)
+        // and body forwarded as they are; the upstream's status, headers and body returned as they are.
+        for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete] {
+            table.guarded(
+                group, prefix: "/portal", method, "/integrations/{id}/proxy/**", .manageIntegrations, documentedPath: "/integrations/{id}/proxy/{path}"
+            ) { request, context, principal in
+                let id = try context.uuidParameter("id", what: "integration")
+                let path = "/" + context.parameters.getCatchAll().joined(separator: "/")
+                let body: ByteBuffer
+                do {
+                    body = try await request.body.collect(upTo: services.maxBodyBytes)
+                } catch {
+                    throw PortalError(.payloadTooLarge, "the body is larger than \(services.maxBodyBytes) bytes")
+                }
+                let headers = request.headers.filter { !Self.notForwarded.contains($0.name.canonicalName) }.map { (name: $0.name.rawName, value: $0.value) }
+                let result = try await services.gateway.perform(
+                    GatewayCall(method: method.rawValue, endpoint: path + (request.uri.query.map { "?" + $0 } ?? ""), headers: headers, body: Array(buffer: body)),
+                    integrationID: id, by: principal
+                )
+                var fields = HTTPFields()
+                for header in result.headers {
+                    guard let name = HTTPField.Name(header.name), !Self.notForwarded.contains(name.canonicalName) else { continue }
+                    fields.append(HTTPField(name: name, value: header.value))
+                }
+                fields[Self.cacheStatus] = result.cacheStatus
+                return Response(status: .init(code: result.status), headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: result.body)))
+            }
         }
     }
 }
