@@ -151,9 +151,11 @@ let package = Package(
             name: "PortalTestSupport",
             dependencies: [
                 "PortalCore", "Storage",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "SQLKit", package: "sql-kit"),
             ],
             path: "Tests/PortalTestSupport",

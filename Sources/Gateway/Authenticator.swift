@@ -9,7 +9,8 @@ import Storage
 /// the retry loop, after transforms, so time-bound signatures (SigV4 dates) are fresh on every attempt.
 public enum Authenticator {
     /// Applies `integration`'s authentication to `request` at `now`.
-    public static func apply(_ integration: OutboundIntegration, to request: inout OutboundRequest, now: Date) throws(PortalError) {
+    /// `bearer`: the OAuth 2.0 access token obtained for this attempt (oauth2 only).
+    public static func apply(_ integration: OutboundIntegration, to request: inout OutboundRequest, now: Date, bearer: String? = nil) throws(PortalError) {
         let credentials = integration.credentials
         let config = integration.config.objectValue ?? [:]
         func credential(_ name: String) throws(PortalError) -> String {
@@ -67,8 +68,8 @@ public enum Authenticator {
             }
             request.setHeader("Authorization", "Bearer " + token)
         case .oauth2:
-            guard let token = credentials["accessToken"], !token.isEmpty else {
-                throw PortalError(.refused, "OAuth 2.0 token flows are not available yet; store an access token as credentials.accessToken")
+            guard let token = bearer ?? credentials["accessToken"], !token.isEmpty else {
+                throw PortalError(.configuration, "the oauth2 integration has no access token: set config.oauth.tokenUrl, or credentials.accessToken")
             }
             request.setHeader("Authorization", "Bearer " + token)
         }

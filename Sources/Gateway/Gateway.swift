@@ -10,7 +10,7 @@ import NIOSSL
 public import PortalCore
 import SQLKit
 public import ServiceLifecycle
-import Storage
+public import Storage
 import Synchronization
 
 /// The seed's `APIRequest`: a call to make through an integration.
@@ -141,6 +141,7 @@ public final class Gateway: Service, Sendable {
     }
 
     private let registry: IntegrationRegistry
+    private let oauth: OAuthTokens
     private let audit: any AuditTrail
     private let clock: any WallClock
     private let ids: IdentifierGenerator
@@ -152,10 +153,12 @@ public final class Gateway: Service, Sendable {
     private let client: Mutex<HTTPClient?> = Mutex(nil)
 
     public init(
-        registry: IntegrationRegistry, audit: any AuditTrail, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared,
-        logger: Logger, configuration: Configuration = .init(), sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
+        database: Database, vault: CredentialVault, registry: IntegrationRegistry, audit: any AuditTrail, clock: any WallClock = SystemWallClock(),
+        ids: IdentifierGenerator = .shared, logger: Logger, configuration: Configuration = .init(),
+        sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
     ) {
         self.registry = registry
+        oauth = OAuthTokens(database: database, vault: vault, audit: audit, clock: clock)
         self.audit = audit
         self.clock = clock
         self.ids = ids
@@ -289,6 +292,23 @@ public final class Gateway: Service, Sendable {
         }
         record.cache = cacheable ? "MISS" : "BYPASS"
 
+        // An OAuth 2.0 access token, obtained or refreshed (once for all concurrent calls) when due.
+        let usesOAuth = integration.authMethod == .oauth2 && config["oauth"] != nil
+        let endpoint: OAuthTokens.TokenEndpoint = { [self] url, form, basic in try await requestToken(url, form: form, basic: basic) }
+        var bearer: String?
+        var refreshedAfter401 = false
+        if usesOAuth {
+            do {
+                bearer = try await oauth.accessToken(for: integration, endpoint: endpoint)
+            } catch let error as PortalError {
+                record.outcome = .networkError
+                record.category = "authentication"
+                record.error = error.message
+                try await self.record(record, started: started)
+                throw error
+            }
+        }
+
         // The retry loop: authentication inside it, so signatures are fresh on every attempt.
         let backoff = Backoff(config: config["retry"])
         let idempotent = ["GET", "PUT", "DELETE"].contains(call.method)
@@ -303,9 +323,15 @@ public final class Gateway: Service, Sendable {
             for (name, value) in call.headers where !Self.hopByHop.contains(name.lowercased()) {
                 outbound.headers.append((name, value))
             }
-            try Authenticator.apply(integration, to: &outbound, now: clock.now())
+            try Authenticator.apply(integration, to: &outbound, now: clock.now(), bearer: bearer)
             do {
                 let response = try await send(outbound, deadline: deadline)
+                // A 401 with an OAuth token: refresh it once (unless another call already did) and retry once.
+                if response.status == 401, usesOAuth, !refreshedAfter401 {
+                    refreshedAfter401 = true
+                    bearer = try await oauth.accessToken(for: integration, rejected: bearer, endpoint: endpoint)
+                    continue
+                }
                 record.status = response.status
                 record.responseDigest = response.body.isEmpty ? nil : Hex.encode(SHA256.hash(data: response.body))
                 if let until = RateLimiter.holdOff(status: response.status, headers: response.headers, now: clock.now()) {
@@ -349,6 +375,23 @@ public final class Gateway: Service, Sendable {
         record.error = failure.message
         try await self.record(record, started: started)
         throw failure
+    }
+
+    /// Calls an OAuth 2.0 token endpoint (form-encoded POST, client_secret_basic when `basic` is given),
+    /// through the same destination policy as every call.
+    private func requestToken(_ url: URL, form: [(String, String)], basic: (String, String)?) async throws -> (Int, JSONValue) {
+        try await configuration.policy.check(url)
+        func encode(_ text: String) -> String { text.addingPercentEncoding(withAllowedCharacters: SigV4.unreserved) ?? text }
+        let body = form.map { "\(encode($0.0))=\(encode($0.1))" }.joined(separator: "&")
+        var request = OutboundRequest(method: "POST", url: url, body: Array(body.utf8))
+        request.setHeader("Content-Type", "application/x-www-form-urlencoded")
+        request.setHeader("Accept", "application/json")
+        if let (id, secret) = basic {
+            // RFC 6749 2.3.1: the client id and secret are form-encoded before Basic encoding.
+            request.setHeader("Authorization", "Basic " + Data("\(encode(id)):\(encode(secret))".utf8).base64EncodedString())
+        }
+        let response = try await send(request, deadline: .now + .seconds(15))
+        return (response.status, (try? JSONValue.parse(Data(response.body))) ?? .null)
     }
 
     /// Whether `Cache-Control` says `no-store`.
@@ -399,7 +442,7 @@ public final class Gateway: Service, Sendable {
             "cache": .string(call.cache),
         ]
         if let status = call.status { data["status"] = .int(Int64(status)) }
-        if call.outcome != .success, let category = call.outcome == .throttled ? "rate_limit" : call.outcome == .refused ? "business" : Outcome.category(status: call.status) {
+        if call.outcome != .success, let category = call.category ?? (call.outcome == .throttled ? "rate_limit" : call.outcome == .refused ? "business" : Outcome.category(status: call.status)) {
             data["errorCategory"] = .string(category)
         }
         if let digest = call.requestDigest { data["requestBodyDigest"] = .string(digest) }
@@ -517,6 +560,8 @@ struct CallRecord {
     var storedResponse: JSONValue?
     /// `HIT`, `MISS` or `BYPASS`.
     var cache = "BYPASS"
+    /// The error category when the status does not tell it (a failed token request: `authentication`).
+    var category: String?
 
     init(integration: OutboundIntegration, method: String, template: String, url: URL, actor: String, requestDigest: String?, storedRequest: JSONValue?) {
         self.integration = integration

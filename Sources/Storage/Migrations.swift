@@ -322,5 +322,22 @@ enum Schema {
                 VALUES (\(bind: Organization.platformID), \(bind: Organization.platformSlug), 'Platform', \(bind: Date(timeIntervalSince1970: 0)))
                 """).run()
         }),
+        Migration(version: 3, name: "OAuth 2.0 tokens of integrations", statements: { _ in
+            [
+                """
+                CREATE TABLE integration_tokens (
+                  integration_id {uuid} PRIMARY KEY REFERENCES integrations(id),
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  sealed {json} NOT NULL,
+                  token_type TEXT NOT NULL,
+                  scope TEXT,
+                  expires_at {time},
+                  refresh_failures INTEGER NOT NULL DEFAULT 0,
+                  next_attempt_at {time},
+                  updated_at {time} NOT NULL
+                )
+                """,
+            ]
+        }),
     ]
 }

@@ -58,7 +58,9 @@ struct GatewayEnvironment {
         }
     }
 
-    static func with(_ backend: Backend, maxResponseBytes: Int = 1 << 20, _ body: @Sendable (GatewayEnvironment) async throws -> Void) async throws {
+    static func with(
+        _ backend: Backend, maxResponseBytes: Int = 1 << 20, clock: any WallClock = SystemWallClock(), _ body: @Sendable (GatewayEnvironment) async throws -> Void
+    ) async throws {
         try await TestUpstream.with { upstream in
             try await TestDatabase.with(backend) { _, db in
                 let org = Organization(id: IdentifierGenerator.shared.next(), slug: "acme", name: "Acme", createdAt: Date())
@@ -68,7 +70,7 @@ struct GatewayEnvironment {
                 let registry = IntegrationRegistry(database: db, vault: vault, audit: sequencer)
                 let delays = DelayLog()
                 let gateway = Gateway(
-                    registry: registry, audit: sequencer, logger: quietLogger,
+                    database: db, vault: vault, registry: registry, audit: sequencer, clock: clock, logger: quietLogger,
                     configuration: .init(policy: try OutboundPolicy(allowList: "127.0.0.1"), maxResponseBytes: maxResponseBytes),
                     sleep: { delays.add($0) }
                 )
@@ -285,5 +287,100 @@ struct OutboundTests {
         wrongKey.secretAccessKey += "X"
         try SigV4.sign(&tampered, credentials: wrongKey, region: "us-east-1", service: "service", date: Self.suiteDate)
         #expect(tampered.header("Authorization")?.contains("5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31") == false)
+    }
+}
+
+@Suite("OAuth 2.0 through the gateway (nanoidp)")
+struct OAuthGatewayTests {
+    func oauthIntegration(_ env: GatewayEnvironment, _ idp: NanoIDP, credentials: [String: JSONValue] = [:], oauth: [String: JSONValue] = [:]) async throws -> UUID {
+        var creds: [String: JSONValue] = ["clientId": .string(NanoIDP.clientID), "clientSecret": .string(NanoIDP.clientSecret)]
+        creds.merge(credentials) { $1 }
+        var settings: [String: JSONValue] = ["tokenUrl": .string(idp.tokenURL), "scopes": ["openid"]]
+        settings.merge(oauth) { $1 }
+        return try await env.integration("oauth2", credentials: .object(creds), config: ["oauth": .object(settings)], rateLimits: ["requestsPerSecond": 1000, "burst": 1000])
+    }
+
+    func tokenEvents(_ env: GatewayEnvironment) async throws -> [LedgerEntry] {
+        try await env.db.read { tx in
+            try await LedgerStore(tx).entries(env.admin.organizationID, from: 0, limit: 10_000).map { try LedgerEntry(canonical: $0.bytes) }
+        }.filter { $0.type.hasPrefix("token.") }
+    }
+
+    @Test("client credentials: 100 concurrent calls fetch one token; it is sealed, sent as a bearer and never recorded", arguments: Backend.available)
+    func clientCredentials(backend: Backend) async throws {
+        try await NanoIDP.with { idp in
+            try await GatewayEnvironment.with(backend) { env in
+                let id = try await oauthIntegration(env, idp)
+                let answers = try await withThrowingTaskGroup(of: APIResponse.self) { group in
+                    for i in 0..<100 { group.addTask { try await env.call(id, "/echo/cc/\(i)") } }
+                    return try await group.reduce(into: [APIResponse]()) { $0.append($1) }
+                }
+                #expect(answers.count == 100 && answers.allSatisfy { $0.status == 200 })
+                let bearers = Set(answers.compactMap { GatewayEnvironment.echoed($0)["headers"]?.objectValue?["authorization"]?.stringValue })
+                #expect(bearers.count == 1 && bearers.first?.hasPrefix("Bearer eyJ") == true)
+                let events = try await tokenEvents(env)
+                #expect(events.map(\.type) == ["token.issued"], "\(events.map(\.type))")
+                #expect(events.first?.data.objectValue?["grantType"] == "client_credentials")
+                let token = String(try #require(bearers.first).dropFirst("Bearer ".count))
+                let stored = try await env.storedText()
+                #expect(!stored.contains(token) && !stored.contains(NanoIDP.clientSecret))
+                let sealed = try await env.db.read { tx in try await tx.raw("SELECT sealed FROM integration_tokens").all().count }
+                #expect(sealed == 1)
+            }
+        }
+    }
+
+    @Test("tokens are refreshed before expiry; the refresh-token grant is used when one is held; a 401 refreshes once and retries", arguments: [Backend.sqlite])
+    func refresh(backend: Backend) async throws {
+        try await NanoIDP.with { idp in
+            let clock = ManualWallClock(Date())
+            try await GatewayEnvironment.with(backend, clock: clock) { env in
+                let id = try await oauthIntegration(env, idp)
+                _ = try await env.call(id, "/echo/r1")
+                _ = try await env.call(id, "/echo/r2")
+                #expect(try await tokenEvents(env).count == 1)
+                // nanoidp's tokens last 60 minutes; 56 minutes on, the default 5-minute margin makes it refresh.
+                clock.advance(by: 56 * 60)
+                _ = try await env.call(id, "/echo/r3")
+                #expect(try await tokenEvents(env).map(\.type) == ["token.issued", "token.issued"])
+
+                let refreshToken = try await idp.refreshToken()
+                let withRefresh = try await oauthIntegration(env, idp, credentials: ["refreshToken": .string(refreshToken)])
+                #expect(try await env.call(withRefresh, "/echo/rt").status == 200)
+                #expect(try await tokenEvents(env).last?.type == "token.refreshed")
+                #expect(try await tokenEvents(env).last?.data.objectValue?["grantType"] == "refresh_token")
+
+                let before = try await tokenEvents(env).count
+                let retried = try await env.call(id, "/auth401/k")
+                #expect(retried.status == 200 && retried.attempts == 2)
+                #expect(try await tokenEvents(env).count == before + 1)
+                #expect(env.upstream.calls("/auth401/k") == 2)
+            }
+        }
+    }
+
+    @Test("a failing token endpoint backs off, records token.refresh_failed and ends in status error", arguments: [Backend.sqlite])
+    func exhausted(backend: Backend) async throws {
+        try await NanoIDP.with { idp in
+            let clock = ManualWallClock(Date())
+            try await GatewayEnvironment.with(backend, clock: clock) { env in
+                let id = try await oauthIntegration(env, idp, credentials: ["clientSecret": "wrong-secret-000"], oauth: ["maxRefreshFailures": 2])
+                let first = await #expect(throws: PortalError.self) { try await env.call(id, "/echo/f") }
+                #expect(first?.message.contains("401") == true)
+                // Within the backoff the endpoint is not asked again.
+                let held = await #expect(throws: PortalError.self) { try await env.call(id, "/echo/f") }
+                #expect(held?.message.contains("next attempt") == true)
+                clock.advance(by: 10)
+                _ = await #expect(throws: PortalError.self) { try await env.call(id, "/echo/f") }
+                let failures = try await tokenEvents(env).filter { $0.type == "token.refresh_failed" }
+                #expect(failures.count == 2 && failures.last?.data.objectValue?["exhausted"] == 1)
+                let status = try await env.registry.status(id: id, organizationID: env.admin.organizationID)
+                #expect(status.status == "error" && status.errorMessage?.contains("token refresh failed") == true)
+                #expect(env.upstream.calls("/echo/f") == 0)
+                // An integration in error makes no calls.
+                let refused = await #expect(throws: PortalError.self) { try await env.call(id, "/echo/f") }
+                #expect(refused?.code == .refused)
+            }
+        }
     }
 }

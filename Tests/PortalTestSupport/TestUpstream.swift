@@ -11,6 +11,7 @@ import Synchronization
 /// - `ANY /status/{code}`: that status; `?retryAfter=N` adds `Retry-After: N`.
 /// - `ANY /flaky/{key}/{n}`: 503 for the first `n` calls with that key, then 200.
 /// - `ANY /limited/{key}`: 429 with `Retry-After: 1` on the first call with that key, then 200.
+/// - `ANY /auth401/{key}`: 401 on the first call with that key, then 200 echoing the `Authorization` header.
 /// - `GET /slow/{ms}`: 200 after `ms` milliseconds.
 /// - `GET /big/{bytes}`: 200 with that many bytes.
 public final class TestUpstream: Sendable {
@@ -44,6 +45,7 @@ public final class TestUpstream: Sendable {
             router.on("/status/{code}", method: method, use: state.status)
             router.on("/flaky/{key}/{n}", method: method, use: state.flaky)
             router.on("/limited/{key}", method: method, use: state.limited)
+            router.on("/auth401/{key}", method: method, use: state.unauthorizedOnce)
         }
         router.get("/slow/{ms}", use: state.slow)
         router.get("/big/{bytes}", use: state.big)
@@ -117,6 +119,13 @@ private struct UpstreamState: Sendable {
         let seen = count(request)
         if seen == 1 { return Response(status: .tooManyRequests, headers: [.retryAfter: "1"]) }
         return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: #"{"call":\#(seen)}"#)))
+    }
+
+    @Sendable func unauthorizedOnce(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let seen = count(request)
+        if seen == 1 { return Response(status: .unauthorized) }
+        let authorization = request.headers[.authorization] ?? ""
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"authorization":"\#(authorization)"}"#)))
     }
 
     @Sendable func slow(_ request: Request, _ context: BasicRequestContext) async throws -> Response {

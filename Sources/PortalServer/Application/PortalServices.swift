@@ -53,7 +53,7 @@ public struct PortalServices: Sendable {
         integrations = IntegrationRegistry(database: database, vault: vault, audit: ledger, clock: clock, ids: ids)
         authFailures = AuthFailureRecorder(audit: ledger, key: vault.derivedKey("auth-failure-sources"), clock: clock)
         gateway = Gateway(
-            registry: integrations, audit: ledger, clock: clock, ids: ids, logger: logger,
+            database: database, vault: vault, registry: integrations, audit: ledger, clock: clock, ids: ids, logger: logger,
             configuration: .init(policy: try OutboundPolicy(allowList: settings.outboundAllow))
         )
     }

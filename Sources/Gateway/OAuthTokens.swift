@@ -1,0 +1,259 @@
+import Foundation
+import Integrations
+import Ledger
+import PortalCore
+import SQLKit
+import Storage
+import Synchronization
+
+/// The OAuth 2.0 settings of an integration (`config.oauth`).
+struct OAuthSettings {
+    var tokenURL: URL
+    var grantType: String
+    var scope: String?
+    /// `basic` (client_secret_basic, the default) or `post` (client_secret_post).
+    var clientAuth: String
+    /// Refresh this long before expiry (default 300 s).
+    var refreshEarly: TimeInterval
+    /// Consecutive failed refreshes after which the integration goes to status `error`.
+    var maxFailures: Int
+
+    init(_ integration: OutboundIntegration) throws(PortalError) {
+        let m = integration.config.objectValue?["oauth"]?.objectValue ?? [:]
+        guard let text = m["tokenUrl"]?.stringValue, let url = URL(string: text), url.host != nil else {
+            throw PortalError(.configuration, "an oauth2 integration names its token endpoint in config.oauth.tokenUrl")
+        }
+        tokenURL = url
+        grantType = m["grantType"]?.stringValue ?? "client_credentials"
+        if case .array(let scopes)? = m["scopes"] { scope = scopes.compactMap(\.stringValue).joined(separator: " ") } else { scope = m["scope"]?.stringValue }
+        clientAuth = m["clientAuth"]?.stringValue ?? "basic"
+        if case .int(let early)? = m["refreshEarlySeconds"] { refreshEarly = TimeInterval(early) } else { refreshEarly = 300 }
+        if case .int(let n)? = m["maxRefreshFailures"], n > 0 { maxFailures = Int(n) } else { maxFailures = 3 }
+    }
+}
+
+/// The tokens as sealed in `integration_tokens`.
+struct OAuthTokenValues: Codable, Equatable {
+    var accessToken: String?
+    var refreshToken: String?
+}
+
+/// Obtains, stores and refreshes an integration's OAuth 2.0 access token (issue 5): client credentials, or
+/// the refresh-token grant when a refresh token is held; refreshed `refreshEarly` before expiry; one refresh
+/// at a time per integration across the process (a keyed lock, so 100 concurrent calls refresh once) and,
+/// on PostgreSQL, across instances (the token row is locked `FOR UPDATE` and re-read before refreshing).
+/// Tokens are sealed by the vault; every issue, refresh and failure appends a `token.*` entry without
+/// any token value. After `maxRefreshFailures` consecutive failures the integration's status becomes
+/// `error` with the reason.
+final class OAuthTokens: Sendable {
+    private let database: Database
+    private let vault: CredentialVault
+    private let audit: any AuditTrail
+    private let clock: any WallClock
+    private let locks = KeyedLock()
+    /// Calls the token endpoint: (url, form fields, basic credentials) -> (status, JSON body).
+    typealias TokenEndpoint = @Sendable (URL, [(String, String)], (String, String)?) async throws -> (Int, JSONValue)
+
+    init(database: Database, vault: CredentialVault, audit: any AuditTrail, clock: any WallClock) {
+        self.database = database
+        self.vault = vault
+        self.audit = audit
+        self.clock = clock
+    }
+
+    private static func context(_ id: UUID) -> String { "oauth:\(id.uuidString.lowercased())" }
+
+    /// A usable access token. `rejected`: a token the provider just refused (401); it is refreshed unless
+    /// another call already replaced it.
+    func accessToken(for integration: OutboundIntegration, rejected: String? = nil, endpoint: TokenEndpoint) async throws -> String {
+        let settings = try OAuthSettings(integration)
+        if rejected == nil, let current = try await current(integration, settings: settings) { return current }
+        let result = try await locks.withLock(integration.id) { () async throws -> Result<String, PortalError> in
+            // Another call may have refreshed while this one waited.
+            if let current = try await current(integration, settings: settings), current != rejected { return .success(current) }
+            if database.dialect == .postgres {
+                // The row lock makes instances take turns; a failure is committed with its record, then thrown.
+                return try await database.write { db in
+                    let row = try await IntegrationTokenStore(db).find(integrationID: integration.id, organizationID: integration.organizationID, lock: true)
+                    let values = try await open(row, db: db)
+                    if let row, let access = values.accessToken, access != rejected, fresh(row, settings) { return .success(access) }
+                    return try await refresh(integration, settings: settings, row: row, values: values, db: db, endpoint: endpoint)
+                }
+            }
+            let (row, values) = try await database.read { db in
+                let row = try await IntegrationTokenStore(db).find(integrationID: integration.id, organizationID: integration.organizationID)
+                return (row, try await open(row, db: db))
+            }
+            return try await refresh(integration, settings: settings, row: row, values: values, db: nil, endpoint: endpoint)
+        }
+        return try result.get()
+    }
+
+    private func fresh(_ row: IntegrationTokenRecord, _ settings: OAuthSettings) -> Bool {
+        guard let expires = row.expiresAt else { return row.tokenType != "none" }
+        return expires.timeIntervalSince(clock.now()) > settings.refreshEarly
+    }
+
+    private func current(_ integration: OutboundIntegration, settings: OAuthSettings) async throws -> String? {
+        try await database.read { db in
+            guard let row = try await IntegrationTokenStore(db).find(integrationID: integration.id, organizationID: integration.organizationID),
+                  fresh(row, settings)
+            else { return nil }
+            return try await open(row, db: db).accessToken
+        }
+    }
+
+    private func open(_ row: IntegrationTokenRecord?, db: any SQLDatabase) async throws -> OAuthTokenValues {
+        guard let row, case .object(let fields) = row.sealed, !fields.isEmpty else { return OAuthTokenValues() }
+        let plaintext = try await vault.open(row.sealed, organizationID: row.organizationID, context: Self.context(row.integrationID), in: db)
+        return (try? JSONDecoder().decode(OAuthTokenValues.self, from: plaintext)) ?? OAuthTokenValues()
+    }
+
+    /// Runs the grant and stores the result; in `db` (PostgreSQL, row locked) or in a new write transaction.
+    private func refresh(
+        _ integration: OutboundIntegration, settings: OAuthSettings, row: IntegrationTokenRecord?, values: OAuthTokenValues, db: (any SQLDatabase)?,
+        endpoint: TokenEndpoint
+    ) async throws -> Result<String, PortalError> {
+        let now = clock.now()
+        if let next = row?.nextAttemptAt, next > now, row?.refreshFailures ?? 0 > 0 {
+            var error = PortalError(.upstreamFailed, "the token endpoint failed recently; the next attempt is due at \(Timestamp.rfc3339(next))")
+            error.retryAfterSeconds = max(1, Int(next.timeIntervalSince(now).rounded(.up)))
+            return .failure(error)
+        }
+        guard let clientID = integration.credentials["clientId"], !clientID.isEmpty else {
+            throw PortalError(.configuration, "an oauth2 integration needs credentials.clientId")
+        }
+        let secret = integration.credentials["clientSecret"]
+        let refreshToken = values.refreshToken ?? integration.credentials["refreshToken"]
+        let grant = refreshToken != nil ? "refresh_token" : settings.grantType
+        guard grant == "client_credentials" || grant == "refresh_token" else {
+            throw PortalError(.refused, "the integration has no token yet: connect it through GET /portal/integrations/{id}/oauth/authorize")
+        }
+        var form: [(String, String)] = [("grant_type", grant)]
+        if grant == "refresh_token", let refreshToken { form.append(("refresh_token", refreshToken)) }
+        if let scope = settings.scope, !scope.isEmpty { form.append(("scope", scope)) }
+        var basic: (String, String)?
+        if settings.clientAuth == "post" || secret == nil {
+            form.append(("client_id", clientID))
+            if let secret { form.append(("client_secret", secret)) }
+        } else if let secret {
+            basic = (clientID, secret)
+        }
+        let outcome: Result<(Int, JSONValue), PortalError>
+        do {
+            outcome = .success(try await endpoint(settings.tokenURL, form, basic))
+        } catch let error as PortalError {
+            outcome = .failure(error)
+        }
+        let event = grant == "refresh_token" ? "token.refreshed" : "token.issued"
+        switch outcome {
+        case .success(let (status, body)) where (200..<300).contains(status):
+            guard let access = body.objectValue?["access_token"]?.stringValue, !access.isEmpty else {
+                return try await fail(integration, settings: settings, row: row, reason: "the token endpoint answered without an access_token", db: db)
+            }
+            let fields = body.objectValue ?? [:]
+            let expires: Date? = if case .int(let seconds)? = fields["expires_in"] { now.addingTimeInterval(TimeInterval(seconds)) } else { nil }
+            let newValues = OAuthTokenValues(accessToken: access, refreshToken: fields["refresh_token"]?.stringValue ?? refreshToken)
+            let scope = fields["scope"]?.stringValue ?? settings.scope
+            try await write(db) { tx in
+                let sealed = try await vault.seal(
+                    try JSONEncoder().encode(newValues), organizationID: integration.organizationID, context: Self.context(integration.id), in: tx
+                )
+                try await IntegrationTokenStore(tx).upsert(IntegrationTokenRecord(
+                    integrationID: integration.id, organizationID: integration.organizationID, sealed: sealed,
+                    tokenType: fields["token_type"]?.stringValue ?? "Bearer", scope: scope, expiresAt: expires,
+                    refreshFailures: 0, nextAttemptAt: nil, updatedAt: now
+                ))
+                var data: [String: JSONValue] = ["grantType": .string(grant), "hasRefreshToken": newValues.refreshToken != nil ? 1 : 0]
+                if let scope { data["scopes"] = .string(scope) }
+                if let expires { data["expiresAt"] = .string(Timestamp.rfc3339(expires)) }
+                try await audit.record(AuditEvent(
+                    organizationID: integration.organizationID, type: event, actor: AuditEvent.system("gateway"),
+                    integrationID: integration.id, data: .object(data), time: now
+                ), in: tx)
+            }
+            audit.wake()
+            return .success(access)
+        case .success(let (status, body)):
+            let code = body.objectValue?["error"]?.stringValue.map { " (\($0))" } ?? ""
+            return try await fail(integration, settings: settings, row: row, reason: "the token endpoint answered HTTP \(status)\(code)", db: db)
+        case .failure(let error):
+            return try await fail(integration, settings: settings, row: row, reason: "the token endpoint could not be reached: \(error.message)", db: db)
+        }
+    }
+
+    /// Records a failed grant (backoff, `token.refresh_failed`, status `error` once exhausted) and throws.
+    private func fail(_ integration: OutboundIntegration, settings: OAuthSettings, row: IntegrationTokenRecord?, reason: String, db: (any SQLDatabase)?) async throws -> Result<String, PortalError> {
+        let now = clock.now()
+        let failures = (row?.refreshFailures ?? 0) + 1
+        let next = now.addingTimeInterval(min(300, pow(2, Double(failures - 1))))
+        let exhausted = failures >= settings.maxFailures
+        try await write(db) { tx in
+            try await IntegrationTokenStore(tx).upsert(IntegrationTokenRecord(
+                integrationID: integration.id, organizationID: integration.organizationID, sealed: row?.sealed ?? [:],
+                tokenType: row?.tokenType ?? "none", scope: row?.scope, expiresAt: row?.expiresAt,
+                refreshFailures: failures, nextAttemptAt: next, updatedAt: now
+            ))
+            try await audit.record(AuditEvent(
+                organizationID: integration.organizationID, type: "token.refresh_failed", actor: AuditEvent.system("gateway"),
+                integrationID: integration.id, data: ["reason": .string(reason), "failures": .int(Int64(failures)), "exhausted": exhausted ? 1 : 0], time: now
+            ), in: tx)
+            if exhausted {
+                try await tx.raw("""
+                    UPDATE integrations SET status = 'error', error_message = \(bind: "token refresh failed \(failures) times: \(reason)"), updated_at = \(bind: now)
+                    WHERE id = \(bind: integration.id) AND organization_id = \(bind: integration.organizationID)
+                    """).run()
+            }
+        }
+        audit.wake()
+        return .failure(PortalError(.upstreamFailed, "could not obtain an access token: \(reason)"))
+    }
+
+    private func write(_ db: (any SQLDatabase)?, _ body: @Sendable (any SQLDatabase) async throws -> Void) async throws {
+        if let db { try await body(db) } else { try await database.write { tx in try await body(tx) } }
+    }
+}
+
+/// One holder at a time per key; waiters in arrival order.
+final class KeyedLock: Sendable {
+    private let locks = Mutex<[UUID: AsyncLock]>([:])
+
+    func withLock<T: Sendable>(_ key: UUID, _ body: () async throws -> T) async throws -> T {
+        let lock = locks.withLock { locks -> AsyncLock in
+            if let existing = locks[key] { return existing }
+            let made = AsyncLock()
+            locks[key] = made
+            return made
+        }
+        return try await lock.withLock(body)
+    }
+}
+
+/// A FIFO async mutex.
+final class AsyncLock: Sendable {
+    private struct State {
+        var locked = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    func withLock<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let acquired = state.withLock { s -> Bool in
+                if !s.locked { s.locked = true; return true }
+                s.waiters.append(continuation)
+                return false
+            }
+            if acquired { continuation.resume() }
+        }
+        defer {
+            let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
+                if s.waiters.isEmpty { s.locked = false; return nil }
+                return s.waiters.removeFirst()
+            }
+            next?.resume()
+        }
+        return try await body()
+    }
+}

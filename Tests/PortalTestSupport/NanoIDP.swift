@@ -1,0 +1,127 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// A real OAuth 2.0 / OIDC provider for tests: PyPI `nanoidp` (installed in the project venv by `make
+/// venv`), started on a free 127.0.0.1 port with a fresh configuration and stopped afterwards.
+public struct NanoIDP: Sendable {
+    public let port: Int
+    public var baseURL: String { "http://127.0.0.1:\(port)" }
+    public var tokenURL: String { baseURL + "/token" }
+    /// The configured confidential client.
+    public static let clientID = "portal-client"
+    public static let clientSecret = "portal-secret-123456"
+
+    /// The `nanoidp` executable of the project venv, found from this file's location.
+    static var executable: String? {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        let path = url.appendingPathComponent(".venv/bin/nanoidp").path
+        return FileManager.default.isExecutableFile(atPath: path) ? path : nil
+    }
+
+    /// Runs `body` with a running provider.
+    public static func with<T: Sendable>(_ body: @Sendable (NanoIDP) async throws -> T) async throws -> T {
+        guard let executable else {
+            throw TestSupportError("nanoidp is not installed: run 'make venv' (it is in requirements-test.txt)")
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nanoidp-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try run(executable, ["init", directory.path])
+        let port = try freePort()
+        let settingsPath = directory.appendingPathComponent("settings.yaml").path
+        var settings = try String(contentsOfFile: settingsPath, encoding: .utf8)
+        settings = settings.replacingOccurrences(of: "port: 8000", with: "port: \(port)")
+        settings = settings.replacingOccurrences(of: "issuer: \"http://localhost:8000\"", with: "issuer: \"http://127.0.0.1:\(port)\"")
+        settings = settings.replacingOccurrences(of: "client_id: \"demo-client\"", with: "client_id: \"\(clientID)\"")
+        settings = settings.replacingOccurrences(of: "client_secret: \"demo-secret\"", with: "client_secret: \"\(clientSecret)\"")
+        try settings.write(toFile: settingsPath, atomically: true, encoding: .utf8)
+
+        // posix_spawn and waitpid, not Foundation's Process: its waitUntilExit spun a core for ever here.
+        let pid = try spawn(executable, ["--config", directory.path, "--host", "127.0.0.1", "--port", String(port)])
+        defer { stop(pid) }
+        let idp = NanoIDP(port: port)
+        // Ready when its discovery document answers (bounded: 100 tries, 100 ms apart).
+        for _ in 0..<100 {
+            let probe = HTTPClientRequest(url: idp.baseURL + "/.well-known/openid-configuration")
+            if let response = try? await HTTPClient.shared.execute(probe, timeout: .seconds(2)), response.status == .ok {
+                return try await body(idp)
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TestSupportError("nanoidp did not start on port \(port)")
+    }
+
+    /// A refresh token for the configured test user (resource-owner password grant), for refresh tests.
+    public func refreshToken() async throws -> String {
+        var request = HTTPClientRequest(url: tokenURL)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+        request.headers.add(name: "Authorization", value: "Basic " + Data("\(Self.clientID):\(Self.clientSecret)".utf8).base64EncodedString())
+        request.body = .bytes(ByteBuffer(string: "grant_type=password&username=testuser&password=test123&scope=openid%20offline_access"))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        let data = Data(try await response.body.collect(upTo: 1 << 20).readableBytesView)
+        guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any], let token = object["refresh_token"] as? String else {
+            throw TestSupportError("nanoidp gave no refresh token: \(String(decoding: data, as: UTF8.self))")
+        }
+        return token
+    }
+
+    static func run(_ executable: String, _ arguments: [String]) throws {
+        let pid = try spawn(executable, arguments)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+        guard status == 0 else { throw TestSupportError("nanoidp \(arguments.first ?? "") failed") }
+    }
+
+    /// Starts `executable` with output discarded; returns its process id.
+    static func spawn(_ executable: String, _ arguments: [String]) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { for p in argv { free(p) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+        guard result == 0 else { throw TestSupportError("cannot start \(executable): errno \(result)") }
+        return pid
+    }
+
+    /// SIGTERM, up to two seconds for it to exit, then SIGKILL; always reaped.
+    static func stop(_ pid: pid_t) {
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        for _ in 0..<200 {
+            if waitpid(pid, &status, WNOHANG) == pid { return }
+            usleep(10_000)
+        }
+        kill(pid, SIGKILL)
+        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+    }
+
+    /// A port no one listens on right now (bind to 0, read it, close).
+    public static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestSupportError("socket failed") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw TestSupportError("bind failed") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// A test environment problem (a missing tool, a peer that did not start).
+public struct TestSupportError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
