@@ -233,6 +233,12 @@ public final class Gateway: Service, Sendable {
     public func perform(_ call: GatewayCall, integrationID: UUID, by principal: Principal) async throws -> GatewayResult {
         try principal.require(.manageIntegrations)
         let integration = try await registry.outbound(id: integrationID, organizationID: principal.organizationID)
+        return try await run(call, through: integration, by: principal, transient: false)
+    }
+
+    /// The pipeline. `transient`: an unsaved configuration under test, whose credentials are used once and
+    /// kept nowhere: no rate limit, cache, stored token or record.
+    private func run(_ call: GatewayCall, through integration: OutboundIntegration, by principal: Principal, transient: Bool) async throws -> GatewayResult {
         let started = ContinuousClock.now
         let config = integration.config.objectValue ?? [:]
         let actor = principal.tokenID.uuidString.lowercased()
@@ -265,13 +271,13 @@ public final class Gateway: Service, Sendable {
         } catch {
             record.outcome = .refused
             record.error = error.message
-            try await self.record(record, started: started)
+            if !transient { try await self.record(record, started: started) }
             throw error
         }
-        if let wait = limiter.acquire(integrationID: integration.id, endpoint: template, limits: RateLimits(integration.rateLimits), now: clock.now()) {
+        if !transient, let wait = limiter.acquire(integrationID: integration.id, endpoint: template, limits: RateLimits(integration.rateLimits), now: clock.now()) {
             record.outcome = .throttled
             record.error = "the portal's rate limit for this integration is reached"
-            try await self.record(record, started: started)
+            if !transient { try await self.record(record, started: started) }
             var error = PortalError(.throttled, "the rate limit of this integration is reached; retry after \(Int(wait.rounded(.up))) s")
             error.retryAfterSeconds = max(1, Int(wait.rounded(.up)))
             throw error
@@ -280,14 +286,14 @@ public final class Gateway: Service, Sendable {
         // The cache, for GETs of the endpoints config.cache names.
         let cachePolicy = ResponseCache.Policy(config: config["cache"])
         let cacheKey = ResponseCache.key(method: call.method, url: url, integration: integration)
-        let cacheable = call.method == "GET" && cachePolicy.covers(template) && !Self.noStore(call.headers)
+        let cacheable = !transient && call.method == "GET" && cachePolicy.covers(template) && !Self.noStore(call.headers)
         if cacheable, let hit = cache.get(cacheKey, now: clock.now()) {
             record.attempts = 0
             record.status = hit.status
             record.outcome = .success
             record.cache = "HIT"
             record.responseDigest = hit.body.isEmpty ? nil : Hex.encode(SHA256.hash(data: hit.body))
-            try await self.record(record, started: started)
+            if !transient { try await self.record(record, started: started) }
             return GatewayResult(status: hit.status, headers: hit.headers, body: hit.body, attempts: 0, outcome: .success, cacheStatus: "HIT", durationMs: Self.milliseconds(since: started))
         }
         record.cache = cacheable ? "MISS" : "BYPASS"
@@ -299,12 +305,14 @@ public final class Gateway: Service, Sendable {
         var refreshedAfter401 = false
         if usesOAuth {
             do {
-                bearer = try await oauth.accessToken(for: integration, endpoint: endpoint)
+                bearer = transient
+                    ? try await oauth.transientToken(for: integration, endpoint: endpoint)
+                    : try await oauth.accessToken(for: integration, endpoint: endpoint)
             } catch let error as PortalError {
                 record.outcome = .networkError
                 record.category = "authentication"
                 record.error = error.message
-                try await self.record(record, started: started)
+                if !transient { try await self.record(record, started: started) }
                 throw error
             }
         }
@@ -327,7 +335,7 @@ public final class Gateway: Service, Sendable {
             do {
                 let response = try await send(outbound, deadline: deadline)
                 // A 401 with an OAuth token: refresh it once (unless another call already did) and retry once.
-                if response.status == 401, usesOAuth, !refreshedAfter401 {
+                if response.status == 401, usesOAuth, !refreshedAfter401, !transient {
                     refreshedAfter401 = true
                     bearer = try await oauth.accessToken(for: integration, rejected: bearer, endpoint: endpoint)
                     continue
@@ -354,7 +362,7 @@ public final class Gateway: Service, Sendable {
                 if cacheable, response.status == 200, !Self.noStore(response.headers) {
                     cache.put(cacheKey, .init(status: response.status, headers: headers, body: response.body, expires: clock.now().addingTimeInterval(cachePolicy.ttl)))
                 }
-                try await self.record(record, started: started)
+                if !transient { try await self.record(record, started: started) }
                 return GatewayResult(
                     status: response.status, headers: headers, body: response.body, attempts: record.attempts,
                     outcome: record.outcome, cacheStatus: record.cache, durationMs: Self.milliseconds(since: started)
@@ -373,8 +381,62 @@ public final class Gateway: Service, Sendable {
         record.outcome = .networkError
         record.status = nil
         record.error = failure.message
-        try await self.record(record, started: started)
+        if !transient { try await self.record(record, started: started) }
         throw failure
+    }
+
+    /// The seed's TestResult.
+    public struct TestResult: Sendable, Encodable {
+        public var success: Bool
+        public var message: String
+        public var details: JSONValue
+    }
+
+    /// Tests a saved integration: one `GET` of `config.testEndpoint` (default `/`) through the whole
+    /// pipeline (so it is recorded like any call), then an `integration.tested` entry with the outcome.
+    public func test(integrationID: UUID, by principal: Principal) async throws -> TestResult {
+        try principal.require(.manageIntegrations)
+        let integration = try await registry.outbound(id: integrationID, organizationID: principal.organizationID)
+        let result = await probe(integration, by: principal, transient: false)
+        try await audit.append([AuditEvent(
+            organizationID: principal.organizationID, type: "integration.tested", actor: principal.tokenID.uuidString.lowercased(),
+            integrationID: integration.id, data: ["success": result.success ? 1 : 0, "outcome": result.details.objectValue?["outcome"] ?? "refused"],
+            time: clock.now()
+        )])
+        return result
+    }
+
+    /// Tests an unsaved configuration (the seed's onConfigTest): its credentials are used for this one call
+    /// and stored nowhere; nothing is recorded.
+    public func test(unsaved input: IntegrationInput, by principal: Principal) async throws -> TestResult {
+        try principal.require(.manageIntegrations)
+        let integration = OutboundIntegration(
+            id: UUID(), organizationID: principal.organizationID, name: input.name, baseURL: input.baseURL, authMethod: input.authMethod,
+            credentials: input.credentials, config: input.config, rateLimits: input.rateLimits ?? IntegrationRegistry.defaultRateLimits,
+            status: IntegrationStatus.active.rawValue
+        )
+        return await probe(integration, by: principal, transient: true)
+    }
+
+    private func probe(_ integration: OutboundIntegration, by principal: Principal, transient: Bool) async -> TestResult {
+        let endpoint = integration.config.objectValue?["testEndpoint"]?.stringValue ?? "/"
+        let call = GatewayCall(method: "GET", endpoint: endpoint, headers: [("Accept", "application/json")], body: [])
+        do {
+            let result = try await run(call, through: integration, by: principal, transient: transient)
+            let success = (200..<400).contains(result.status)
+            return TestResult(
+                success: success,
+                message: success ? "the provider answered HTTP \(result.status)" : "the provider answered HTTP \(result.status)\(result.status == 401 || result.status == 403 ? ": check the credentials" : "")",
+                details: [
+                    "endpoint": .string(endpoint), "status": .int(Int64(result.status)), "outcome": .string(result.outcome.rawValue),
+                    "attempts": .int(Int64(result.attempts)), "durationMs": .int(Int64(result.durationMs)),
+                ]
+            )
+        } catch let error as PortalError {
+            return TestResult(success: false, message: error.message, details: ["endpoint": .string(endpoint), "error": .string(error.code.rawValue)])
+        } catch {
+            return TestResult(success: false, message: "the test call failed", details: ["endpoint": .string(endpoint)])
+        }
     }
 
     /// Calls an OAuth 2.0 token endpoint (form-encoded POST, client_secret_basic when `basic` is given),

@@ -89,6 +89,40 @@ final class OAuthTokens: Sendable {
         return try result.get()
     }
 
+    /// A token for an unsaved configuration under test: one grant, stored nowhere, recorded nowhere.
+    func transientToken(for integration: OutboundIntegration, endpoint: TokenEndpoint) async throws -> String {
+        let settings = try OAuthSettings(integration)
+        let (form, basic) = try Self.grantForm(integration, settings: settings, refreshToken: integration.credentials["refreshToken"])
+        let (status, body) = try await endpoint(settings.tokenURL, form, basic)
+        guard (200..<300).contains(status), let access = body.objectValue?["access_token"]?.stringValue, !access.isEmpty else {
+            throw PortalError(.upstreamFailed, "could not obtain an access token: the token endpoint answered HTTP \(status)")
+        }
+        return access
+    }
+
+    /// The token request's form fields and Basic credentials (client_secret_basic unless `clientAuth` is `post`).
+    static func grantForm(_ integration: OutboundIntegration, settings: OAuthSettings, refreshToken: String?) throws(PortalError) -> ([(String, String)], (String, String)?) {
+        guard let clientID = integration.credentials["clientId"], !clientID.isEmpty else {
+            throw PortalError(.configuration, "an oauth2 integration needs credentials.clientId")
+        }
+        let secret = integration.credentials["clientSecret"]
+        let grant = refreshToken != nil ? "refresh_token" : settings.grantType
+        guard grant == "client_credentials" || grant == "refresh_token" else {
+            throw PortalError(.refused, "the integration has no token yet: connect it through GET /portal/integrations/{id}/oauth/authorize")
+        }
+        var form: [(String, String)] = [("grant_type", grant)]
+        if grant == "refresh_token", let refreshToken { form.append(("refresh_token", refreshToken)) }
+        if let scope = settings.scope, !scope.isEmpty { form.append(("scope", scope)) }
+        var basic: (String, String)?
+        if settings.clientAuth == "post" || secret == nil {
+            form.append(("client_id", clientID))
+            if let secret { form.append(("client_secret", secret)) }
+        } else if let secret {
+            basic = (clientID, secret)
+        }
+        return (form, basic)
+    }
+
     private func fresh(_ row: IntegrationTokenRecord, _ settings: OAuthSettings) -> Bool {
         guard let expires = row.expiresAt else { return row.tokenType != "none" }
         return expires.timeIntervalSince(clock.now()) > settings.refreshEarly
@@ -120,25 +154,9 @@ final class OAuthTokens: Sendable {
             error.retryAfterSeconds = max(1, Int(next.timeIntervalSince(now).rounded(.up)))
             return .failure(error)
         }
-        guard let clientID = integration.credentials["clientId"], !clientID.isEmpty else {
-            throw PortalError(.configuration, "an oauth2 integration needs credentials.clientId")
-        }
-        let secret = integration.credentials["clientSecret"]
         let refreshToken = values.refreshToken ?? integration.credentials["refreshToken"]
         let grant = refreshToken != nil ? "refresh_token" : settings.grantType
-        guard grant == "client_credentials" || grant == "refresh_token" else {
-            throw PortalError(.refused, "the integration has no token yet: connect it through GET /portal/integrations/{id}/oauth/authorize")
-        }
-        var form: [(String, String)] = [("grant_type", grant)]
-        if grant == "refresh_token", let refreshToken { form.append(("refresh_token", refreshToken)) }
-        if let scope = settings.scope, !scope.isEmpty { form.append(("scope", scope)) }
-        var basic: (String, String)?
-        if settings.clientAuth == "post" || secret == nil {
-            form.append(("client_id", clientID))
-            if let secret { form.append(("client_secret", secret)) }
-        } else if let secret {
-            basic = (clientID, secret)
-        }
+        let (form, basic) = try Self.grantForm(integration, settings: settings, refreshToken: refreshToken)
         let outcome: Result<(Int, JSONValue), PortalError>
         do {
             outcome = .success(try await endpoint(settings.tokenURL, form, basic))

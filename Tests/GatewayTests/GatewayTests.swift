@@ -182,7 +182,7 @@ struct GatewayTests {
     @Test("the portal's own rate limit answers 429 with Retry-After without calling out", arguments: [Backend.sqlite])
     func rateLimit(backend: Backend) async throws {
         try await GatewayEnvironment.with(backend) { env in
-            let id = try await env.integration("api_key", credentials: ["apiKey": "k-limit-123456"], rateLimits: ["requestsPerSecond": 1, "burst": 2])
+            let id = try await env.integration("api_key", credentials: ["apiKey": "k-limit-123456"], rateLimits: ["requestsPerMinute": 2])
             _ = try await env.call(id, "/echo/one")
             _ = try await env.call(id, "/echo/one")
             let error = await #expect(throws: PortalError.self) { try await env.call(id, "/echo/one") }

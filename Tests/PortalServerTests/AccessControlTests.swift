@@ -43,6 +43,13 @@ struct AccessControlTests {
                 {"name":"Echo \(UUID().uuidString)","type":"analytics","baseUrl":"\(portal.upstream.baseURL)","authMethod":"api_key","credentials":{"apiKey":"k-matrix-123456"}}
                 """)
             return ("/portal/integrations/\(created.json.objectValue?["id"]?.stringValue ?? "")/requests", #"{"method":"GET","endpoint":"/echo/matrix"}"#)
+        case "POST /portal/integrations/test":
+            return ("/portal/integrations/test", #"{"name":"Try","type":"analytics","baseUrl":"\#(portal.upstream.baseURL)","authMethod":"api_key","credentials":{"apiKey":"k-try-123456"},"config":{"testEndpoint":"/echo/test"}}"#)
+        case "POST /portal/integrations/{id}/test":
+            let created = try await portal.call(.post, "/portal/integrations", token: portal.token("acme.admin"), json: """
+                {"name":"Tested \(UUID().uuidString)","type":"analytics","baseUrl":"\(portal.upstream.baseURL)","authMethod":"api_key","credentials":{"apiKey":"k-matrix-123456"}}
+                """)
+            return ("/portal/integrations/\(created.json.objectValue?["id"]?.stringValue ?? "")/test", nil)
         case let description where description.hasSuffix(" /portal/integrations/{id}/proxy/{path}"):
             let created = try await portal.call(.post, "/portal/integrations", token: portal.token("acme.admin"), json: """
                 {"name":"Proxy \(UUID().uuidString)","type":"analytics","baseUrl":"\(portal.upstream.baseURL)","authMethod":"api_key","credentials":{"apiKey":"k-matrix-123456"}}

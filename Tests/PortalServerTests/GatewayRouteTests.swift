@@ -10,10 +10,10 @@ import Testing
 /// gateway's refusals as problem+json.
 @Suite("Gateway over HTTP")
 struct GatewayRouteTests {
-    func echoIntegration(_ portal: Portal, base: String? = nil, rateLimits: String = #"{"requestsPerSecond":1,"burst":2}"#) async throws -> String {
+    func echoIntegration(_ portal: Portal, base: String? = nil, rateLimits: String = #"{"requestsPerMinute":2}"#, config: String = "{}") async throws -> String {
         let response = try await portal.call(.post, "/portal/integrations", token: portal.token("acme.operator"), json: """
             {"name":"Echo \(UUID().uuidString.prefix(8))","type":"analytics","baseUrl":"\(base ?? portal.upstream.baseURL)","authMethod":"api_key",
-             "credentials":{"apiKey":"k-route-123456"},"rateLimits":\(rateLimits)}
+             "credentials":{"apiKey":"k-route-123456"},"rateLimits":\(rateLimits),"config":\(config)}
             """)
         #expect(response.status == .created, "\(response.body.string)")
         return try #require(response.json.objectValue?["id"]?.stringValue)
@@ -92,6 +92,36 @@ struct GatewayRouteTests {
             let fresh = try await portal.call(.get, "/portal/integrations/\(id)/proxy/echo/cached", token: token, headers: [.cacheControl: "no-store"])
             #expect(fresh.headers[HTTPField.Name("X-Cache-Status")!] == "BYPASS")
             #expect(portal.upstream.calls("/echo/cached") == 2)
+        }
+    }
+
+    @Test("testing a saved integration records the call and integration.tested; an unsaved configuration stores nothing", arguments: [Backend.sqlite])
+    func testRoutes(backend: Backend) async throws {
+        try await withPortal(backend) { portal in
+            let token = portal.token("acme.operator")
+            let id = try await echoIntegration(portal, rateLimits: #"{"requestsPerMinute":100}"#, config: #"{"testEndpoint":"/echo/test"}"#)
+            let saved = try await portal.call(.post, "/portal/integrations/\(id)/test", token: token)
+            #expect(saved.status == .ok)
+            #expect(saved.json.objectValue?["success"] == true && saved.json.objectValue?["details"]?.objectValue?["status"] == 200)
+            let entries = try await portal.call(.get, "/ledger/acme/entries?from=0&limit=1000", token: token)
+            let types = (entries.json.objectValue?["entries"]?.arrayValue ?? []).compactMap { $0.objectValue?["entry"]?.objectValue?["type"]?.stringValue }
+            #expect(types.contains("integration.tested") && types.contains("request.completed"), "\(types)")
+
+            let before = try await portal.rowCounts()
+            let unsaved = try await portal.call(.post, "/portal/integrations/test", token: token, json: """
+                {"name":"Try","type":"analytics","baseUrl":"\(portal.upstream.baseURL)","authMethod":"basic_auth",
+                 "credentials":{"username":"u","password":"transient-pass-1"},"config":{"testEndpoint":"/status/401"}}
+                """)
+            #expect(unsaved.status == .ok)
+            #expect(unsaved.json.objectValue?["success"] == false)
+            #expect(unsaved.json.objectValue?["message"]?.stringValue?.contains("credentials") == true)
+            #expect(try await portal.rowCounts() == before)
+            #expect(portal.upstream.calls("/status/401") == 1)
+
+            let refused = try await portal.call(.post, "/portal/integrations/test", token: token, json: """
+                {"name":"Meta","type":"analytics","baseUrl":"https://169.254.169.254","authMethod":"api_key","credentials":{"apiKey":"k-meta-123456"}}
+                """)
+            #expect(refused.json.objectValue?["success"] == false && refused.json.objectValue?["details"]?.objectValue?["error"] == "refused")
         }
     }
 }

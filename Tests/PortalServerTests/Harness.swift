@@ -52,7 +52,7 @@ struct Portal: Sendable {
         try await Database.withDatabase(url: test.url, logger: quietLogger) { db in
             try await db.read { sql in
                 var counts: [String: Int] = [:]
-                for table in ["organizations", "api_tokens", "integrations", "data_keys", "data_key_wraps"] {
+                for table in ["organizations", "api_tokens", "integrations", "data_keys", "data_key_wraps", "integration_requests", "integration_tokens"] {
                     counts[table] = try await sql.raw("SELECT COUNT(*) AS n FROM \(unsafeRaw: table)").first()?.decode(column: "n", as: Int.self)
                 }
                 return counts

@@ -54,6 +54,15 @@ struct IntegrationRoutes {
             let id = try context.uuidParameter("id", what: "integration")
             return JSONOutput.response(try await registry.status(id: id, organizationID: principal.organizationID))
         }
+        // The seed's onConfigTest for an unsaved configuration: credentials used once, nothing stored.
+        table.guarded(group, prefix: "/portal", .post, "/integrations/test", .manageIntegrations) { request, _, principal in
+            let input = try IntegrationInput.parse(try await request.jsonBody(limit: services.maxBodyBytes))
+            return JSONOutput.response(try await services.gateway.test(unsaved: input, by: principal))
+        }
+        table.guarded(group, prefix: "/portal", .post, "/integrations/{id}/test", .manageIntegrations) { _, context, principal in
+            let id = try context.uuidParameter("id", what: "integration")
+            return JSONOutput.response(try await services.gateway.test(integrationID: id, by: principal))
+        }
         // The seed's executeRequest: an APIRequest in, the upstream's APIResponse out (whatever its status).
         table.guarded(group, prefix: "/portal", .post, "/integrations/{id}/requests", .manageIntegrations) { request, context, principal in
             let id = try context.uuidParameter("id", what: "integration")
