@@ -385,6 +385,34 @@ public final class Gateway: Service, Sendable {
         throw failure
     }
 
+    /// What `GET /portal/integrations/{id}/oauth/authorize` answers.
+    public struct AuthorizationStart: Sendable, Encodable {
+        /// The provider URL to open in a browser.
+        public var authorizationUrl: String
+        public var state: String
+        public var expiresAt: String
+    }
+
+    /// Starts the authorization-code flow with PKCE for an oauth2 integration; the provider redirects to
+    /// `redirectURI` (the portal's `/portal/oauth/callback` unless `config.oauth.redirectUri` says otherwise).
+    public func authorize(integrationID: UUID, by principal: Principal, defaultRedirectURI: String) async throws -> AuthorizationStart {
+        try principal.require(.manageIntegrations)
+        let integration = try await registry.outbound(id: integrationID, organizationID: principal.organizationID)
+        guard integration.authMethod == .oauth2 else { throw PortalError(.conflict, "only oauth2 integrations authorize") }
+        let redirect = integration.config.objectValue?["oauth"]?.objectValue?["redirectUri"]?.stringValue ?? defaultRedirectURI
+        let started = try await oauth.authorize(integration, tokenID: principal.tokenID, redirectURI: redirect)
+        return AuthorizationStart(authorizationUrl: started.url, state: started.state, expiresAt: Timestamp.rfc3339(started.expiresAt))
+    }
+
+    /// Completes the flow from the provider's redirect (`code` and `state`); the state is what authorizes it.
+    public func completeAuthorization(state: String, code: String) async throws -> (organizationID: UUID, integrationID: UUID) {
+        let endpoint: OAuthTokens.TokenEndpoint = { [self] url, form, basic in try await requestToken(url, form: form, basic: basic) }
+        let registry = registry
+        return try await oauth.complete(
+            state: state, code: code, load: { id, organization in try await registry.outbound(id: id, organizationID: organization) }, endpoint: endpoint
+        )
+    }
+
     /// The seed's TestResult.
     public struct TestResult: Sendable, Encodable {
         public var success: Bool

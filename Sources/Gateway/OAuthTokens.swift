@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Integrations
 import Ledger
@@ -113,14 +114,16 @@ final class OAuthTokens: Sendable {
         var form: [(String, String)] = [("grant_type", grant)]
         if grant == "refresh_token", let refreshToken { form.append(("refresh_token", refreshToken)) }
         if let scope = settings.scope, !scope.isEmpty { form.append(("scope", scope)) }
-        var basic: (String, String)?
-        if settings.clientAuth == "post" || secret == nil {
-            form.append(("client_id", clientID))
-            if let secret { form.append(("client_secret", secret)) }
-        } else if let secret {
-            basic = (clientID, secret)
-        }
-        return (form, basic)
+        return (form, authenticateClient(clientID: clientID, secret: secret, settings: settings, form: &form))
+    }
+
+    /// Client authentication: client_secret_basic (returned) unless `clientAuth` is `post` or there is no
+    /// secret, in which case the client id (and secret) go into `form`.
+    static func authenticateClient(clientID: String, secret: String?, settings: OAuthSettings, form: inout [(String, String)]) -> (String, String)? {
+        if settings.clientAuth != "post", let secret { return (clientID, secret) }
+        form.append(("client_id", clientID))
+        if let secret { form.append(("client_secret", secret)) }
+        return nil
     }
 
     private func fresh(_ row: IntegrationTokenRecord, _ settings: OAuthSettings) -> Bool {
@@ -163,41 +166,128 @@ final class OAuthTokens: Sendable {
         } catch let error as PortalError {
             outcome = .failure(error)
         }
-        let event = grant == "refresh_token" ? "token.refreshed" : "token.issued"
         switch outcome {
         case .success(let (status, body)) where (200..<300).contains(status):
-            guard let access = body.objectValue?["access_token"]?.stringValue, !access.isEmpty else {
+            guard body.objectValue?["access_token"]?.stringValue?.isEmpty == false else {
                 return try await fail(integration, settings: settings, row: row, reason: "the token endpoint answered without an access_token", db: db)
             }
-            let fields = body.objectValue ?? [:]
-            let expires: Date? = if case .int(let seconds)? = fields["expires_in"] { now.addingTimeInterval(TimeInterval(seconds)) } else { nil }
-            let newValues = OAuthTokenValues(accessToken: access, refreshToken: fields["refresh_token"]?.stringValue ?? refreshToken)
-            let scope = fields["scope"]?.stringValue ?? settings.scope
-            try await write(db) { tx in
-                let sealed = try await vault.seal(
-                    try JSONEncoder().encode(newValues), organizationID: integration.organizationID, context: Self.context(integration.id), in: tx
-                )
-                try await IntegrationTokenStore(tx).upsert(IntegrationTokenRecord(
-                    integrationID: integration.id, organizationID: integration.organizationID, sealed: sealed,
-                    tokenType: fields["token_type"]?.stringValue ?? "Bearer", scope: scope, expiresAt: expires,
-                    refreshFailures: 0, nextAttemptAt: nil, updatedAt: now
-                ))
-                var data: [String: JSONValue] = ["grantType": .string(grant), "hasRefreshToken": newValues.refreshToken != nil ? 1 : 0]
-                if let scope { data["scopes"] = .string(scope) }
-                if let expires { data["expiresAt"] = .string(Timestamp.rfc3339(expires)) }
-                try await audit.record(AuditEvent(
-                    organizationID: integration.organizationID, type: event, actor: AuditEvent.system("gateway"),
-                    integrationID: integration.id, data: .object(data), time: now
-                ), in: tx)
-            }
-            audit.wake()
-            return .success(access)
+            return .success(try await save(integration, answer: body, grant: grant, previousRefreshToken: refreshToken, scope: settings.scope, actor: AuditEvent.system("gateway"), db: db))
         case .success(let (status, body)):
             let code = body.objectValue?["error"]?.stringValue.map { " (\($0))" } ?? ""
             return try await fail(integration, settings: settings, row: row, reason: "the token endpoint answered HTTP \(status)\(code)", db: db)
         case .failure(let error):
             return try await fail(integration, settings: settings, row: row, reason: "the token endpoint could not be reached: \(error.message)", db: db)
         }
+    }
+
+    /// Seals and stores a token endpoint's answer and appends `token.issued` / `token.refreshed`; returns
+    /// the access token.
+    private func save(
+        _ integration: OutboundIntegration, answer body: JSONValue, grant: String, previousRefreshToken: String?, scope defaultScope: String?,
+        actor: String, db: (any SQLDatabase)?
+    ) async throws -> String {
+        let now = clock.now()
+        let fields = body.objectValue ?? [:]
+        let access = fields["access_token"]?.stringValue ?? ""
+        let expires: Date? = if case .int(let seconds)? = fields["expires_in"] { now.addingTimeInterval(TimeInterval(seconds)) } else { nil }
+        let values = OAuthTokenValues(accessToken: access, refreshToken: fields["refresh_token"]?.stringValue ?? previousRefreshToken)
+        let scope = fields["scope"]?.stringValue ?? defaultScope
+        let event = grant == "refresh_token" ? "token.refreshed" : "token.issued"
+        try await write(db) { tx in
+            let sealed = try await vault.seal(try JSONEncoder().encode(values), organizationID: integration.organizationID, context: Self.context(integration.id), in: tx)
+            try await IntegrationTokenStore(tx).upsert(IntegrationTokenRecord(
+                integrationID: integration.id, organizationID: integration.organizationID, sealed: sealed,
+                tokenType: fields["token_type"]?.stringValue ?? "Bearer", scope: scope, expiresAt: expires,
+                refreshFailures: 0, nextAttemptAt: nil, updatedAt: now
+            ))
+            var data: [String: JSONValue] = ["grantType": .string(grant), "hasRefreshToken": values.refreshToken != nil ? 1 : 0]
+            if let scope { data["scopes"] = .string(scope) }
+            if let expires { data["expiresAt"] = .string(Timestamp.rfc3339(expires)) }
+            try await audit.record(AuditEvent(
+                organizationID: integration.organizationID, type: event, actor: actor, integrationID: integration.id, data: .object(data), time: now
+            ), in: tx)
+        }
+        audit.wake()
+        return access
+    }
+
+    // MARK: Authorization code with PKCE
+
+    /// What `GET .../oauth/authorize` answers.
+    struct Authorization {
+        var url: String
+        var state: String
+        var expiresAt: Date
+    }
+
+    /// Starts an authorization-code flow: a single-use `state` (10 minutes) bound to the organization, the
+    /// integration, the requesting token and a PKCE S256 verifier (sealed), and the provider URL to open.
+    func authorize(_ integration: OutboundIntegration, tokenID: UUID, redirectURI: String) async throws -> Authorization {
+        let oauth = integration.config.objectValue?["oauth"]?.objectValue ?? [:]
+        guard let base = oauth["authorizationUrl"]?.stringValue, var components = URLComponents(string: base), components.host != nil else {
+            throw PortalError(.validationFailed, "the integration names no config.oauth.authorizationUrl")
+        }
+        guard let clientID = integration.credentials["clientId"] else { throw PortalError(.configuration, "an oauth2 integration needs credentials.clientId") }
+        let settings = try OAuthSettings(integration)
+        let state = Self.randomToken()
+        let verifier = Self.randomToken()
+        let challenge = Self.base64URL(Array(SHA256.hash(data: Array(verifier.utf8))))
+        let now = clock.now()
+        let expires = now.addingTimeInterval(600)
+        try await database.write { db in
+            let sealed = try await vault.seal(Data(verifier.utf8), organizationID: integration.organizationID, context: "oauth-state:\(integration.id.uuidString.lowercased())", in: db)
+            try await OAuthStateStore(db).insert(OAuthStateRecord(
+                stateHash: Hex.encode(SHA256.hash(data: Array(state.utf8))), organizationID: integration.organizationID,
+                integrationID: integration.id, tokenID: tokenID, sealedVerifier: sealed, redirectURI: redirectURI, expiresAt: expires
+            ))
+        }
+        var items = components.queryItems ?? []
+        items += [
+            URLQueryItem(name: "response_type", value: "code"), URLQueryItem(name: "client_id", value: clientID),
+            URLQueryItem(name: "redirect_uri", value: redirectURI), URLQueryItem(name: "state", value: state),
+            URLQueryItem(name: "code_challenge", value: challenge), URLQueryItem(name: "code_challenge_method", value: "S256"),
+        ]
+        if let scope = settings.scope { items.append(URLQueryItem(name: "scope", value: scope)) }
+        components.queryItems = items
+        return Authorization(url: components.string ?? base, state: state, expiresAt: expires)
+    }
+
+    /// Completes the flow from the provider's redirect: the state is consumed (once, before expiry), the
+    /// code exchanged with the PKCE verifier, the tokens stored; returns the organization and integration.
+    func complete(state: String, code: String, load: (UUID, UUID) async throws -> OutboundIntegration, endpoint: TokenEndpoint) async throws -> (UUID, UUID) {
+        let now = clock.now()
+        let hash = Hex.encode(SHA256.hash(data: Array(state.utf8)))
+        guard let pending = try await database.write({ db in try await OAuthStateStore(db).consume(stateHash: hash, now: now) }) else {
+            throw PortalError(.malformedRequest, "the state is unknown, expired or already used; start again from /oauth/authorize")
+        }
+        let integration = try await load(pending.integrationID, pending.organizationID)
+        let settings = try OAuthSettings(integration)
+        let verifier = try await database.read { db in
+            String(decoding: try await vault.open(pending.sealedVerifier, organizationID: pending.organizationID, context: "oauth-state:\(pending.integrationID.uuidString.lowercased())", in: db), as: UTF8.self)
+        }
+        guard let clientID = integration.credentials["clientId"] else { throw PortalError(.configuration, "an oauth2 integration needs credentials.clientId") }
+        var form: [(String, String)] = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", pending.redirectURI), ("code_verifier", verifier)]
+        let basic = Self.authenticateClient(clientID: clientID, secret: integration.credentials["clientSecret"], settings: settings, form: &form)
+        let (status, body) = try await endpoint(settings.tokenURL, form, basic)
+        guard (200..<300).contains(status), body.objectValue?["access_token"]?.stringValue?.isEmpty == false else {
+            let reason = "the token endpoint answered HTTP \(status)\(body.objectValue?["error"]?.stringValue.map { " (\($0))" } ?? "") to the authorization code"
+            _ = try await fail(integration, settings: settings, row: nil, reason: reason, db: nil)
+            throw PortalError(.upstreamFailed, reason)
+        }
+        _ = try await save(
+            integration, answer: body, grant: "authorization_code", previousRefreshToken: nil, scope: settings.scope,
+            actor: pending.tokenID.uuidString.lowercased(), db: nil
+        )
+        return (pending.organizationID, pending.integrationID)
+    }
+
+    static func randomToken() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return base64URL((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
+    }
+
+    static func base64URL(_ bytes: [UInt8]) -> String {
+        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
     }
 
     /// Records a failed grant (backoff, `token.refresh_failed`, status `error` once exhausted) and throws.

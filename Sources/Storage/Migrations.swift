@@ -339,5 +339,21 @@ enum Schema {
                 """,
             ]
         }),
+        Migration(version: 4, name: "OAuth 2.0 authorization requests (state and PKCE verifier)", statements: { _ in
+            [
+                """
+                CREATE TABLE oauth_states (
+                  state_hash TEXT PRIMARY KEY,
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  integration_id {uuid} NOT NULL REFERENCES integrations(id),
+                  token_id {uuid} NOT NULL,
+                  sealed_verifier {json} NOT NULL,
+                  redirect_uri TEXT NOT NULL,
+                  expires_at {time} NOT NULL,
+                  used_at {time}
+                )
+                """,
+            ]
+        }),
     ]
 }

@@ -172,8 +172,11 @@ struct GatewayTests {
             let limited = try await env.call(id, "/limited/a")
             #expect(limited.status == 200 && limited.attempts == 2)
             #expect(env.delays.all.last.map { $0 >= .seconds(1) } == true)
-            // The provider asked for a second's pause: until it passes, the portal refuses rather than calls.
-            let held = await #expect(throws: PortalError.self) { try await env.call(id, "/echo/held") }
+            // A provider that asks for two minutes' pause: until it passes, the portal refuses rather than calls.
+            let other = try await env.integration("api_key", credentials: ["apiKey": "k-pause-123456"])
+            let paused = try await env.call(other, "/status/503?retryAfter=120", method: "POST")
+            #expect(paused.status == 503 && paused.attempts == 1)
+            let held = await #expect(throws: PortalError.self) { try await env.call(other, "/echo/held") }
             #expect(held?.code == .throttled)
             #expect(env.upstream.calls("/echo/held") == 0)
         }

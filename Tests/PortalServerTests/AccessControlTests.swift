@@ -43,6 +43,12 @@ struct AccessControlTests {
                 {"name":"Echo \(UUID().uuidString)","type":"analytics","baseUrl":"\(portal.upstream.baseURL)","authMethod":"api_key","credentials":{"apiKey":"k-matrix-123456"}}
                 """)
             return ("/portal/integrations/\(created.json.objectValue?["id"]?.stringValue ?? "")/requests", #"{"method":"GET","endpoint":"/echo/matrix"}"#)
+        case "GET /portal/integrations/{id}/oauth/authorize":
+            let created = try await portal.call(.post, "/portal/integrations", token: portal.token("acme.admin"), json: """
+                {"name":"OAuth \(UUID().uuidString)","type":"identity_provider","baseUrl":"https://idp.example.test","authMethod":"oauth2",
+                 "credentials":{"clientId":"c-123456"},"config":{"oauth":{"tokenUrl":"https://idp.example.test/token","authorizationUrl":"https://idp.example.test/authorize"}}}
+                """)
+            return ("/portal/integrations/\(created.json.objectValue?["id"]?.stringValue ?? "")/oauth/authorize", nil)
         case "POST /portal/integrations/test":
             return ("/portal/integrations/test", #"{"name":"Try","type":"analytics","baseUrl":"\#(portal.upstream.baseURL)","authMethod":"api_key","credentials":{"apiKey":"k-try-123456"},"config":{"testEndpoint":"/echo/test"}}"#)
         case "POST /portal/integrations/{id}/test":

@@ -124,4 +124,48 @@ struct GatewayRouteTests {
             #expect(refused.json.objectValue?["success"] == false && refused.json.objectValue?["details"]?.objectValue?["error"] == "refused")
         }
     }
+
+    @Test("authorization code with PKCE: authorize, log in at the provider, the callback stores the token once", arguments: Backend.available)
+    func authorizationCode(backend: Backend) async throws {
+        try await NanoIDP.with { idp in
+            try await withPortal(backend) { portal in
+                let token = portal.token("acme.operator")
+                let created = try await portal.call(.post, "/portal/integrations", token: portal.token("acme.admin"), json: """
+                    {"name":"IdP","type":"identity_provider","baseUrl":"\(portal.upstream.baseURL)","authMethod":"oauth2",
+                     "credentials":{"clientId":"\(NanoIDP.clientID)","clientSecret":"\(NanoIDP.clientSecret)"},
+                     "config":{"oauth":{"tokenUrl":"\(idp.tokenURL)","authorizationUrl":"\(idp.baseURL)/authorize","scopes":["openid","offline_access"],"grantType":"authorization_code"}}}
+                    """)
+                let id = try #require(created.json.objectValue?["id"]?.stringValue)
+                // Before it is connected, calls are refused with a pointer to the flow.
+                let early = try await portal.call(.post, "/portal/integrations/\(id)/requests", token: token, json: #"{"method":"GET","endpoint":"/echo/x"}"#)
+                #expect(early.json.objectValue?["detail"]?.stringValue?.contains("oauth/authorize") == true, "\(early.body.string)")
+
+                let start = try await portal.call(.get, "/portal/integrations/\(id)/oauth/authorize", token: token)
+                #expect(start.status == .ok, "\(start.body.string)")
+                let url = try #require(start.json.objectValue?["authorizationUrl"]?.stringValue)
+                let query = URLComponents(string: url)?.queryItems ?? []
+                #expect(query.contains { $0.name == "code_challenge_method" && $0.value == "S256" })
+                #expect(query.first { $0.name == "code_challenge" }?.value?.count == 43)
+                let (code, state) = try await idp.login(authorizationURL: url)
+                #expect(state == start.json.objectValue?["state"]?.stringValue)
+
+                let callback = try await portal.call(.get, "/portal/oauth/callback?code=\(code)&state=\(state)", token: nil)
+                #expect(callback.status == .ok && callback.json.objectValue?["connected"] == true, "\(callback.body.string)")
+                // The state is single-use.
+                let replay = try await portal.call(.get, "/portal/oauth/callback?code=\(code)&state=\(state)", token: nil)
+                expectProblem(replay, .badRequest)
+                let forged = try await portal.call(.get, "/portal/oauth/callback?code=x&state=forged", token: nil)
+                expectProblem(forged, .badRequest)
+
+                let call = try await portal.call(.post, "/portal/integrations/\(id)/requests", token: token, json: #"{"method":"GET","endpoint":"/echo/connected"}"#)
+                let authorization = call.json.objectValue?["body"]?.objectValue?["headers"]?.objectValue?["authorization"]?.stringValue
+                #expect(authorization?.hasPrefix("Bearer eyJ") == true, "\(call.body.string)")
+                let entries = try await portal.call(.get, "/ledger/acme/entries?from=0&limit=1000", token: token)
+                let issued = (entries.json.objectValue?["entries"]?.arrayValue ?? []).compactMap { $0.objectValue?["entry"]?.objectValue }.filter { $0["type"] == "token.issued" }
+                #expect(issued.count == 1 && issued.first?["data"]?.objectValue?["grantType"] == "authorization_code")
+                #expect(issued.first?["data"]?.objectValue?["hasRefreshToken"] == 1)
+                #expect(!entries.body.string.contains(code))
+            }
+        }
+    }
 }

@@ -68,6 +68,37 @@ public struct NanoIDP: Sendable {
         return token
     }
 
+    /// Plays the browser: opens `authorizationURL`, logs in as the test user, and returns the `code` and
+    /// `state` of the redirect back.
+    public func login(authorizationURL: String) async throws -> (code: String, state: String) {
+        let page = try await HTTPClient.shared.execute(HTTPClientRequest(url: authorizationURL), timeout: .seconds(10))
+        let cookies = page.headers["set-cookie"].map { $0.split(separator: ";").first.map(String.init) ?? "" }.joined(separator: "; ")
+        let html = String(buffer: try await page.body.collect(upTo: 1 << 20))
+        guard let marker = html.range(of: #"name="transaction_id" value=""#),
+              let end = html[marker.upperBound...].firstIndex(of: "\"")
+        else { throw TestSupportError("nanoidp's login page has no transaction_id") }
+        let transaction = String(html[marker.upperBound..<end])
+        var post = HTTPClientRequest(url: authorizationURL)
+        post.method = .POST
+        post.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+        if !cookies.isEmpty { post.headers.add(name: "Cookie", value: cookies) }
+        post.body = .bytes(ByteBuffer(string: "transaction_id=\(transaction)&username=testuser&password=test123"))
+        // The redirect goes to the portal's callback, which the test calls itself: do not follow it.
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(redirectConfiguration: .disallow))
+        let answer: HTTPClientResponse
+        do {
+            answer = try await client.execute(post, timeout: .seconds(10))
+            try await client.shutdown()
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+        guard let location = answer.headers.first(name: "location"), let url = URLComponents(string: location),
+              let code = url.queryItems?.first(where: { $0.name == "code" })?.value, let state = url.queryItems?.first(where: { $0.name == "state" })?.value
+        else { throw TestSupportError("nanoidp did not redirect with a code (HTTP \(answer.status.code))") }
+        return (code, state)
+    }
+
     static func run(_ executable: String, _ arguments: [String]) throws {
         let pid = try spawn(executable, arguments)
         var status: Int32 = 0

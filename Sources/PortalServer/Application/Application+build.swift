@@ -67,6 +67,7 @@ public func buildRouter(services: PortalServices) -> (Router<PortalRequestContex
     SystemRoutes(services: services).register(on: router, portal: portal, table: table)
     TokenRoutes(services: services).register(on: portal, table: table)
     IntegrationRoutes(services: services).register(on: portal, table: table)
+    IntegrationRoutes(services: services).registerCallback(on: router, table: table)
     LedgerRoutes(services: services).register(on: ledger, table: table)
     return (router, table.routes)
 }

@@ -24,6 +24,8 @@ public struct PortalServices: Sendable {
     public let clock: any WallClock
     public let ids: IdentifierGenerator
     public let maxBodyBytes: Int
+    /// The URL the portal is reached at, without a trailing slash (OAuth redirect URIs).
+    public let publicURL: String
     public let logger: Logger
 
     /// Builds the services over `database` with the master keys of `settings`.
@@ -37,6 +39,7 @@ public struct PortalServices: Sendable {
         self.ids = ids
         self.logger = logger
         self.maxBodyBytes = settings.maxBodyBytes
+        publicURL = settings.effectivePublicURL
         vault = CredentialVault(ring: ring, clock: clock, ids: ids)
         ledger = LedgerSequencer(database: database, clock: clock, ids: ids, logger: logger)
         checkpointer = LedgerCheckpointer(

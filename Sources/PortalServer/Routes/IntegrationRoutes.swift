@@ -18,6 +18,21 @@ struct IntegrationRoutes {
         "trailer", "transfer-encoding", "upgrade", "host", "content-length", "x-request-id",
     ]
 
+    /// The provider's redirect back after an authorization: open, because the single-use `state` bound to the
+    /// organization, integration and requesting token is what authorizes it.
+    func registerCallback(on router: Router<PortalRequestContext>, table: RouteTable) {
+        table.open(router, .get, "/portal/oauth/callback") { request, _ in
+            if let error = request.queryString("error") {
+                throw PortalError(.malformedRequest, "the provider refused the authorization: \(error.prefix(100))")
+            }
+            guard let state = request.queryString("state"), let code = request.queryString("code"), !state.isEmpty, !code.isEmpty else {
+                throw PortalError.validation([.init(pointer: "?state", message: "state and code are required")])
+            }
+            let (_, integrationID) = try await services.gateway.completeAuthorization(state: state, code: code)
+            return JSONOutput.response(["connected": true, "integrationId": .string(integrationID.uuidString.lowercased())] as JSONValue)
+        }
+    }
+
     func register(on group: RouterGroup<PortalRequestContext>, table: RouteTable) {
         let registry = services.integrations
         table.guarded(group, prefix: "/portal", .post, "/integrations", .manageIntegrations) { request, _, principal in
@@ -53,6 +68,14 @@ struct IntegrationRoutes {
         table.guarded(group, prefix: "/portal", .get, "/integrations/{id}/status", .readIntegrations) { _, context, principal in
             let id = try context.uuidParameter("id", what: "integration")
             return JSONOutput.response(try await registry.status(id: id, organizationID: principal.organizationID))
+        }
+        // OAuth 2.0 authorization code with PKCE: the start (a bearer route) and the provider's redirect
+        // (open: the single-use state authorizes it).
+        table.guarded(group, prefix: "/portal", .get, "/integrations/{id}/oauth/authorize", .manageIntegrations) { _, context, principal in
+            let id = try context.uuidParameter("id", what: "integration")
+            return JSONOutput.response(try await services.gateway.authorize(
+                integrationID: id, by: principal, defaultRedirectURI: services.publicURL + "/portal/oauth/callback"
+            ))
         }
         // The seed's onConfigTest for an unsaved configuration: credentials used once, nothing stored.
         table.guarded(group, prefix: "/portal", .post, "/integrations/test", .manageIntegrations) { request, _, principal in
