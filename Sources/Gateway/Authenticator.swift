@@ -62,9 +62,9 @@ public enum Authenticator {
                 date: now
             )
         case .jwt:
-            // A token issued elsewhere and stored as a credential; signed assertions come with the JWT work.
-            guard let token = credentials["token"], !token.isEmpty else {
-                throw PortalError(.refused, "calls with signed JWT assertions are not available yet; store a bearer token as credentials.token")
+            // An assertion the gateway signed (`bearer`), or a token issued elsewhere stored as credentials.token.
+            guard let token = bearer ?? credentials["token"], !token.isEmpty else {
+                throw PortalError(.configuration, "a jwt integration needs credentials.privateKey, credentials.secret or credentials.token")
             }
             request.setHeader("Authorization", "Bearer " + token)
         case .oauth2:

@@ -148,6 +148,7 @@ public final class Gateway: Service, Sendable {
     private let logger: Logger
     private let configuration: Configuration
     public let limiter = RateLimiter()
+    let assertions = JWTAssertions()
     let cache: ResponseCache
     private let sleep: @Sendable (Duration) async throws -> Void
     private let client: Mutex<HTTPClient?> = Mutex(nil)
@@ -331,6 +332,8 @@ public final class Gateway: Service, Sendable {
             for (name, value) in call.headers where !Self.hopByHop.contains(name.lowercased()) {
                 outbound.headers.append((name, value))
             }
+            // A signed JWT assertion is made (or reused while valid) inside the loop: each attempt is in date.
+            if JWTAssertions.signs(integration) { bearer = try assertions.assertion(for: integration, now: clock.now()) }
             try Authenticator.apply(integration, to: &outbound, now: clock.now(), bearer: bearer)
             do {
                 let response = try await send(outbound, deadline: deadline)

@@ -1,3 +1,5 @@
+import CryptoExtras
+import Crypto
 import Foundation
 import Gateway
 import Integrations
@@ -384,6 +386,67 @@ struct OAuthGatewayTests {
                 let refused = await #expect(throws: PortalError.self) { try await env.call(id, "/echo/f") }
                 #expect(refused?.code == .refused)
             }
+        }
+    }
+}
+
+@Suite("Signed JWT assertions")
+struct JWTAssertionTests {
+    static func base64URLDecode(_ text: String) -> [UInt8]? {
+        var s = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while s.count % 4 != 0 { s += "=" }
+        return Data(base64Encoded: s).map(Array.init)
+    }
+
+    @Test("HS256, RS256, ES256 and EdDSA assertions verify with the matching key, carry the configured claims, and are reused until near expiry")
+    func assertions() async throws {
+        let rsa = try _RSA.Signing.PrivateKey(keySize: .bits2048)
+        let p256 = P256.Signing.PrivateKey()
+        let ed = Curve25519.Signing.PrivateKey()
+        let edPEM = "-----BEGIN PRIVATE KEY-----\n" + Data([0x30, 0x2E, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2B, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20] + Array(ed.rawRepresentation)).base64EncodedString() + "\n-----END PRIVATE KEY-----"
+        let cases: [(String, JSONValue, @Sendable ([UInt8], [UInt8]) -> Bool)] = [
+            ("HS256", ["secret": "hs-secret-0123456789"], { input, signature in
+                HMAC<SHA256>.isValidAuthenticationCode(signature, authenticating: input, using: SymmetricKey(data: Array("hs-secret-0123456789".utf8)))
+            }),
+            ("RS256", ["privateKey": .string(rsa.pemRepresentation)], { input, signature in
+                rsa.publicKey.isValidSignature(_RSA.Signing.RSASignature(rawRepresentation: signature), for: input, padding: .insecurePKCS1v1_5)
+            }),
+            ("ES256", ["privateKey": .string(p256.pemRepresentation)], { input, signature in
+                (try? P256.Signing.ECDSASignature(rawRepresentation: signature)).map { p256.publicKey.isValidSignature($0, for: input) } ?? false
+            }),
+            ("EdDSA", ["privateKey": .string(edPEM)], { input, signature in ed.publicKey.isValidSignature(signature, for: input) }),
+        ]
+        let clock = ManualWallClock(Date())
+        try await GatewayEnvironment.with(.sqlite, clock: clock) { env in
+            for (algorithm, credentials, verify) in cases {
+                let id = try await env.integration("jwt", credentials: credentials, config: [
+                    "jwt": ["algorithm": .string(algorithm), "issuer": "portal", "audience": "https://api.example.test", "keyId": "k1", "claims": ["scope": "read"]],
+                ])
+                let first = GatewayEnvironment.echoed(try await env.call(id, "/echo/jwt"))["headers"]?.objectValue?["authorization"]?.stringValue ?? ""
+                #expect(first.hasPrefix("Bearer "), "\(algorithm)")
+                let parts = first.dropFirst(7).split(separator: ".").map(String.init)
+                #expect(parts.count == 3)
+                let header = try JSONValue.parse(Data(try #require(Self.base64URLDecode(parts[0]))))
+                let claims = try JSONValue.parse(Data(try #require(Self.base64URLDecode(parts[1]))))
+                #expect(header.objectValue?["alg"] == .string(algorithm) && header.objectValue?["kid"] == "k1")
+                #expect(claims.objectValue?["iss"] == "portal" && claims.objectValue?["aud"] == "https://api.example.test" && claims.objectValue?["scope"] == "read")
+                if case .int(let iat)? = claims.objectValue?["iat"], case .int(let exp)? = claims.objectValue?["exp"] { #expect(exp - iat == 300) } else { Issue.record("no iat/exp") }
+                let signature = try #require(Self.base64URLDecode(parts[2]))
+                #expect(verify(Array((parts[0] + "." + parts[1]).utf8), signature), "\(algorithm) signature")
+                var tampered = signature
+                tampered[0] ^= 1
+                #expect(!verify(Array((parts[0] + "." + parts[1]).utf8), tampered), "\(algorithm) tampered")
+
+                let second = GatewayEnvironment.echoed(try await env.call(id, "/echo/jwt"))["headers"]?.objectValue?["authorization"]?.stringValue
+                #expect(second == first, "\(algorithm): reused while valid")
+            }
+            // 280 s later the 300 s assertions are within 30 s of expiry: a new one is signed.
+            let id = try await env.integration("jwt", credentials: ["secret": "hs-secret-0123456789"], config: ["jwt": ["algorithm": "HS256"]])
+            let before = GatewayEnvironment.echoed(try await env.call(id, "/echo/a"))["headers"]?.objectValue?["authorization"]?.stringValue
+            clock.advance(by: 280)
+            let after = GatewayEnvironment.echoed(try await env.call(id, "/echo/b"))["headers"]?.objectValue?["authorization"]?.stringValue
+            #expect(before != nil && after != nil && before != after)
+            #expect(!(try await env.storedText()).contains(String((before ?? "").dropFirst(7))))
         }
     }
 }
