@@ -416,6 +416,15 @@ public final class Gateway: Service, Sendable {
         )
     }
 
+    /// Revokes and forgets an oauth2 integration's tokens before it is deleted (nothing to do for others).
+    public func revokeTokens(integrationID: UUID, by principal: Principal) async throws {
+        try principal.require(.manageIntegrations)
+        let integration = try await registry.outbound(id: integrationID, organizationID: principal.organizationID)
+        guard integration.authMethod == .oauth2 else { return }
+        let endpoint: OAuthTokens.TokenEndpoint = { [self] url, form, basic in try await requestToken(url, form: form, basic: basic) }
+        try await oauth.revoke(integration, actor: principal.tokenID.uuidString.lowercased(), endpoint: endpoint)
+    }
+
     /// The seed's TestResult.
     public struct TestResult: Sendable, Encodable {
         public var success: Bool

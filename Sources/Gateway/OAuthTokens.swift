@@ -211,6 +211,43 @@ final class OAuthTokens: Sendable {
         return access
     }
 
+    // MARK: Revocation
+
+    /// Revokes the integration's stored tokens at the provider (RFC 7009, `config.oauth.revocationUrl`),
+    /// refresh token first, then forgets them and appends `token.revoked` (how many the provider accepted;
+    /// never a token value). Without a revocation endpoint the tokens are only forgotten, and the entry says so.
+    func revoke(_ integration: OutboundIntegration, actor: String, endpoint: TokenEndpoint) async throws {
+        let (row, values) = try await database.read { db in
+            let row = try await IntegrationTokenStore(db).find(integrationID: integration.id, organizationID: integration.organizationID)
+            return (row, try await open(row, db: db))
+        }
+        guard row != nil else { return }
+        let settings = try? OAuthSettings(integration)
+        let revocationURL = integration.config.objectValue?["oauth"]?.objectValue?["revocationUrl"]?.stringValue.flatMap(URL.init(string:))
+        var accepted = 0
+        var attempted = 0
+        if let revocationURL, let settings, let clientID = integration.credentials["clientId"] {
+            for (token, hint) in [(values.refreshToken, "refresh_token"), (values.accessToken, "access_token")] {
+                guard let token else { continue }
+                attempted += 1
+                var form: [(String, String)] = [("token", token), ("token_type_hint", hint)]
+                let basic = Self.authenticateClient(clientID: clientID, secret: integration.credentials["clientSecret"], settings: settings, form: &form)
+                // RFC 7009: 200 means revoked (or already invalid).
+                if let (status, _) = try? await endpoint(revocationURL, form, basic), status == 200 { accepted += 1 }
+            }
+        }
+        let now = clock.now()
+        try await database.write { db in
+            try await IntegrationTokenStore(db).delete(integrationID: integration.id)
+            var data: [String: JSONValue] = ["attempted": .int(Int64(attempted)), "revoked": .int(Int64(accepted))]
+            if revocationURL == nil { data["reason"] = "the provider has no revocation endpoint configured; the tokens were discarded" }
+            try await audit.record(AuditEvent(
+                organizationID: integration.organizationID, type: "token.revoked", actor: actor, integrationID: integration.id, data: .object(data), time: now
+            ), in: db)
+        }
+        audit.wake()
+    }
+
     // MARK: Authorization code with PKCE
 
     /// What `GET .../oauth/authorize` answers.

@@ -19,6 +19,7 @@ struct GatewayEnvironment {
     let admin: Principal
     let upstream: TestUpstream
     let delays: DelayLog
+    let sequencer: LedgerSequencer
 
     /// Registers an integration pointing at the upstream; returns its id.
     func integration(_ authMethod: String, credentials: JSONValue, config: JSONValue = [:], rateLimits: JSONValue? = nil, baseURL: String? = nil) async throws -> UUID {
@@ -77,7 +78,7 @@ struct GatewayEnvironment {
                     sleep: { delays.add($0) }
                 )
                 let admin = Principal(tokenID: UUID(), organizationID: org.id, organizationSlug: "acme", role: .admin, owner: "admin@acme")
-                let environment = GatewayEnvironment(db: db, registry: registry, gateway: gateway, admin: admin, upstream: upstream, delays: delays)
+                let environment = GatewayEnvironment(db: db, registry: registry, gateway: gateway, admin: admin, upstream: upstream, delays: delays, sequencer: sequencer)
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await sequencer.run() }
                     do {
@@ -360,6 +361,28 @@ struct OAuthGatewayTests {
                 #expect(retried.status == 200 && retried.attempts == 2)
                 #expect(try await tokenEvents(env).count == before + 1)
                 #expect(env.upstream.calls("/auth401/k") == 2)
+            }
+        }
+    }
+
+    @Test("deleting revokes the tokens at the provider (RFC 7009) and forgets them", arguments: [Backend.sqlite])
+    func revocation(backend: Backend) async throws {
+        try await NanoIDP.with { idp in
+            try await GatewayEnvironment.with(backend) { env in
+                let id = try await oauthIntegration(env, idp, oauth: ["revocationUrl": .string(idp.baseURL + "/revoke")])
+                let seen = GatewayEnvironment.echoed(try await env.call(id, "/echo/before"))
+                let token = String((seen["headers"]?.objectValue?["authorization"]?.stringValue ?? "").dropFirst("Bearer ".count))
+                #expect(try await idp.introspect(token) == true)
+                try await env.gateway.revokeTokens(integrationID: id, by: env.admin)
+                try await env.registry.delete(id: id, by: env.admin)
+                #expect(try await idp.introspect(token) == false)
+                // Recorded events reach the chain within the sequencer's next batch.
+                try await env.sequencer.drainAll()
+                let revoked = try await tokenEvents(env).filter { $0.type == "token.revoked" }
+                #expect(revoked.count == 1 && revoked.first?.data.objectValue?["revoked"] == 1)
+                let rows = try await env.db.read { tx in try await tx.raw("SELECT integration_id FROM integration_tokens").all().count }
+                #expect(rows == 0)
+                #expect(!(try await env.storedText()).contains(token))
             }
         }
     }

@@ -68,6 +68,19 @@ public struct NanoIDP: Sendable {
         return token
     }
 
+    /// Whether the provider still considers `token` active (RFC 7662 introspection).
+    public func introspect(_ token: String) async throws -> Bool {
+        var request = HTTPClientRequest(url: baseURL + "/introspect")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+        request.headers.add(name: "Authorization", value: "Basic " + Data("\(Self.clientID):\(Self.clientSecret)".utf8).base64EncodedString())
+        request.body = .bytes(ByteBuffer(string: "token=\(token)"))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        let data = Data(try await response.body.collect(upTo: 1 << 20).readableBytesView)
+        guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else { throw TestSupportError("introspection answered no JSON") }
+        return object["active"] as? Bool ?? false
+    }
+
     /// Plays the browser: opens `authorizationURL`, logs in as the test user, and returns the `code` and
     /// `state` of the redirect back.
     public func login(authorizationURL: String) async throws -> (code: String, state: String) {

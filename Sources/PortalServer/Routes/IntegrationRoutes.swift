@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import Integrations
+import Logging
 import PortalCore
 
 /// The seed's integration management endpoints under `/portal/integrations`.
@@ -62,6 +63,13 @@ struct IntegrationRoutes {
         }
         table.guarded(group, prefix: "/portal", .delete, "/integrations/{id}", .manageIntegrations) { _, context, principal in
             let id = try context.uuidParameter("id", what: "integration")
+            // OAuth tokens are revoked at the provider first (RFC 7009); a provider that cannot be reached
+            // does not block the deletion (the token.revoked entry says how many it accepted).
+            do {
+                try await services.gateway.revokeTokens(integrationID: id, by: principal)
+            } catch let error as PortalError where error.code != .notFound && error.code != .forbidden {
+                services.logger.warning("token revocation failed; deleting anyway", metadata: ["portal.error": "\(error.code)"])
+            }
             try await registry.delete(id: id, by: principal)
             return Response(status: .noContent)
         }
