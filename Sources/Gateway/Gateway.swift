@@ -326,6 +326,8 @@ public final class Gateway: Service, Sendable {
         let timeout = call.timeoutMs.map { Duration.milliseconds($0) } ?? configuration.defaultTimeout
         let deadline = ContinuousClock.now + timeout
         var lastError: PortalError?
+        // The credentials this attempt signs with (the previous ones after a refusal during a rotation's overlap).
+        var signing = integration
         while true {
             record.attempts += 1
             var outbound = OutboundRequest(method: call.method, url: url, body: body)
@@ -333,14 +335,20 @@ public final class Gateway: Service, Sendable {
                 outbound.headers.append((name, value))
             }
             // A signed JWT assertion is made (or reused while valid) inside the loop: each attempt is in date.
-            if JWTAssertions.signs(integration) { bearer = try assertions.assertion(for: integration, now: clock.now()) }
-            try Authenticator.apply(integration, to: &outbound, now: clock.now(), bearer: bearer)
+            if JWTAssertions.signs(signing) { bearer = try assertions.assertion(for: signing, now: clock.now()) }
+            try Authenticator.apply(signing, to: &outbound, now: clock.now(), bearer: bearer)
             do {
                 let response = try await send(outbound, deadline: deadline)
                 // A 401 with an OAuth token: refresh it once (unless another call already did) and retry once.
                 if response.status == 401, usesOAuth, !refreshedAfter401, !transient {
                     refreshedAfter401 = true
                     bearer = try await oauth.accessToken(for: integration, rejected: bearer, endpoint: endpoint)
+                    continue
+                }
+                // Refused with rotated credentials during the overlap window: try the previous ones once.
+                if response.status == 401 || response.status == 403, let previous = signing.previousCredentials, !usesOAuth {
+                    signing.credentials = previous
+                    signing.previousCredentials = nil
                     continue
                 }
                 record.status = response.status
@@ -423,6 +431,11 @@ public final class Gateway: Service, Sendable {
         guard integration.authMethod == .oauth2 else { return }
         let endpoint: OAuthTokens.TokenEndpoint = { [self] url, form, basic in try await requestToken(url, form: form, basic: basic) }
         try await oauth.revoke(integration, actor: principal.tokenID.uuidString.lowercased(), endpoint: endpoint)
+    }
+
+    /// Rotates an integration's credentials (see ``IntegrationRegistry/rotateCredentials(id:credentials:overlap:by:)``).
+    public func rotateCredentials(integrationID: UUID, credentials: [String: String], overlap: TimeInterval, by principal: Principal) async throws -> IntegrationView {
+        try await registry.rotateCredentials(id: integrationID, credentials: credentials, overlap: overlap, by: principal)
     }
 
     /// The seed's TestResult.

@@ -49,6 +49,8 @@ struct AccessControlTests {
                  "credentials":{"clientId":"c-123456"},"config":{"oauth":{"tokenUrl":"https://idp.example.test/token","authorizationUrl":"https://idp.example.test/authorize"}}}
                 """)
             return ("/portal/integrations/\(created.json.objectValue?["id"]?.stringValue ?? "")/oauth/authorize", nil)
+        case "POST /portal/integrations/{id}/credentials/rotate":
+            return ("/portal/integrations/\(try await portal.createIntegration())/credentials/rotate", #"{"credentials":{"clientSecret":"rotated-secret-123456"},"overlapSeconds":60}"#)
         case "POST /portal/integrations/test":
             return ("/portal/integrations/test", #"{"name":"Try","type":"analytics","baseUrl":"\#(portal.upstream.baseURL)","authMethod":"api_key","credentials":{"apiKey":"k-try-123456"},"config":{"testEndpoint":"/echo/test"}}"#)
         case "POST /portal/integrations/{id}/test":

@@ -168,4 +168,36 @@ struct GatewayRouteTests {
             }
         }
     }
+
+    @Test("rotating credentials: new values are used, the old ones only as a fallback during the overlap, and credential.rotated holds no value", arguments: [Backend.sqlite])
+    func rotation(backend: Backend) async throws {
+        try await withPortal(backend) { portal in
+            let token = portal.token("acme.operator")
+            let id = try await echoIntegration(portal, rateLimits: #"{"requestsPerMinute":100}"#)
+            let rotated = try await portal.call(.post, "/portal/integrations/\(id)/credentials/rotate", token: token, json: #"{"credentials":{"apiKey":"k-route-new-7890"},"overlapSeconds":3600}"#)
+            #expect(rotated.status == .ok, "\(rotated.body.string)")
+            #expect(!rotated.body.string.contains("k-route-new-7890") && !rotated.body.string.contains("k-route-123456"))
+
+            let current = try await portal.call(.post, "/portal/integrations/\(id)/requests", token: token, json: #"{"method":"GET","endpoint":"/key/k-route-new-7890"}"#)
+            #expect(current.json.objectValue?["status"] == 200 && current.json.objectValue?["attempts"] == 1)
+            // A provider that still knows only the old key: refused once, then the previous key succeeds.
+            let fallback = try await portal.call(.post, "/portal/integrations/\(id)/requests", token: token, json: #"{"method":"GET","endpoint":"/key/k-route-123456"}"#)
+            #expect(fallback.json.objectValue?["status"] == 200 && fallback.json.objectValue?["attempts"] == 2, "\(fallback.body.string)")
+
+            // Rotating again without overlap ends the fallback.
+            _ = try await portal.call(.post, "/portal/integrations/\(id)/credentials/rotate", token: token, json: #"{"credentials":{"apiKey":"k-route-third-1111"}}"#)
+            let ended = try await portal.call(.post, "/portal/integrations/\(id)/requests", token: token, json: #"{"method":"GET","endpoint":"/key/k-route-new-7890"}"#)
+            #expect(ended.json.objectValue?["status"] == 401 && ended.json.objectValue?["attempts"] == 1)
+
+            let bad = try await portal.call(.post, "/portal/integrations/\(id)/credentials/rotate", token: token, json: #"{"credentials":{},"overlapSeconds":-1}"#)
+            let problem = expectProblem(bad, .unprocessableContent)
+            #expect(Set((problem["errors"]?.arrayValue ?? []).compactMap { $0.objectValue?["pointer"]?.stringValue }) == ["/credentials", "/overlapSeconds"])
+
+            let entries = try await portal.call(.get, "/ledger/acme/entries?from=0&limit=1000", token: token)
+            let rotations = (entries.json.objectValue?["entries"]?.arrayValue ?? []).compactMap { $0.objectValue?["entry"]?.objectValue }.filter { $0["type"] == "credential.rotated" }
+            #expect(rotations.count == 2 && rotations.first?["data"]?.objectValue?["fields"] == ["apiKey"])
+            #expect(rotations.first?["data"]?.objectValue?["overlapUntil"] != nil && rotations.last?["data"]?.objectValue?["overlapUntil"] == nil)
+            #expect(!entries.body.string.contains("k-route-new-7890") && !entries.body.string.contains("k-route-third-1111"))
+        }
+    }
 }

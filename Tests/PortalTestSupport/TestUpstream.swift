@@ -12,6 +12,7 @@ import Synchronization
 /// - `ANY /flaky/{key}/{n}`: 503 for the first `n` calls with that key, then 200.
 /// - `ANY /limited/{key}`: 429 with `Retry-After: 1` on the first call with that key, then 200.
 /// - `ANY /auth401/{key}`: 401 on the first call with that key, then 200 echoing the `Authorization` header.
+/// - `ANY /key/{expected}`: 200 when `X-API-Key` is `expected`, else 401.
 /// - `GET /slow/{ms}`: 200 after `ms` milliseconds.
 /// - `GET /big/{bytes}`: 200 with that many bytes.
 public final class TestUpstream: Sendable {
@@ -46,6 +47,7 @@ public final class TestUpstream: Sendable {
             router.on("/flaky/{key}/{n}", method: method, use: state.flaky)
             router.on("/limited/{key}", method: method, use: state.limited)
             router.on("/auth401/{key}", method: method, use: state.unauthorizedOnce)
+            router.on("/key/{expected}", method: method, use: state.keyed)
         }
         router.get("/slow/{ms}", use: state.slow)
         router.get("/big/{bytes}", use: state.big)
@@ -126,6 +128,12 @@ private struct UpstreamState: Sendable {
         if seen == 1 { return Response(status: .unauthorized) }
         let authorization = request.headers[.authorization] ?? ""
         return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"authorization":"\#(authorization)"}"#)))
+    }
+
+    @Sendable func keyed(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        _ = count(request)
+        let expected = context.parameters.get("expected") ?? ""
+        return Response(status: request.headers[.init("X-API-Key")!] == expected ? .ok : .unauthorized)
     }
 
     @Sendable func slow(_ request: Request, _ context: BasicRequestContext) async throws -> Response {

@@ -83,6 +83,9 @@ public struct OutboundIntegration: Sendable {
     public var config: JSONValue
     public var rateLimits: JSONValue
     public var status: String
+    /// The credentials before a rotation, while its overlap window lasts: tried once when the new ones
+    /// are refused (401 or 403).
+    public var previousCredentials: [String: String]?
 
     public init(
         id: UUID, organizationID: UUID, name: String, baseURL: String, authMethod: AuthMethod, credentials: [String: String],

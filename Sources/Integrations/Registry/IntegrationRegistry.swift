@@ -28,6 +28,9 @@ public struct IntegrationRegistry: Sendable {
     struct Secrets: Codable, Equatable {
         var credentials: [String: String]
         var webhookSecret: String?
+        /// The credentials before the last rotation, usable until `previousUntil` (the overlap window).
+        var previous: [String: String]?
+        var previousUntil: Date?
     }
 
     /// Creates an integration from a validated configuration. An admin's or operator's integration is
@@ -302,6 +305,43 @@ public struct IntegrationRegistry: Sendable {
         )
     }
 
+    /// Replaces credential fields (those given; others stay), keeping the old ones usable as a fallback for
+    /// `overlap` seconds where the provider accepts both for a while, and appends `credential.rotated`
+    /// (field names, the overlap's end and a key id derived from the new values; never a value).
+    public func rotateCredentials(id: UUID, credentials: [String: String], overlap: TimeInterval, by principal: Principal) async throws -> IntegrationView {
+        try principal.require(.manageIntegrations)
+        guard !credentials.isEmpty, !credentials.values.contains(where: { $0.isEmpty || Masking.isMasked($0) }) else {
+            throw PortalError.validation([.init(pointer: "/credentials", message: "give the new values (not masked, not empty)")])
+        }
+        let now = clock.now()
+        let record = try await database.write { db in
+            let store = IntegrationStore(db)
+            guard var record = try await store.find(id: id, organizationID: principal.organizationID) else {
+                throw PortalError.notFound("integration", acrossOrganizations: try await store.existsElsewhere(id: id, organizationID: principal.organizationID))
+            }
+            guard record.deletedAt == nil else { throw PortalError(.conflict, "the integration was deleted and cannot be changed") }
+            var secrets = try await open(record, in: db)
+            secrets.previous = overlap > 0 ? secrets.credentials : nil
+            secrets.previousUntil = overlap > 0 ? now.addingTimeInterval(overlap) : nil
+            secrets.credentials.merge(credentials) { $1 }
+            record.credentials = try await seal(secrets, organizationID: principal.organizationID, integrationID: id, in: db)
+            record.updatedAt = now
+            _ = try await store.update(record)
+            let identity = credentials.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n")
+            var data: [String: JSONValue] = [
+                "fields": .array(credentials.keys.sorted().map(JSONValue.string)),
+                "keyId": .string(String(CanonicalJSON.digest(.string(identity)).prefix(16))),
+            ]
+            if let until = secrets.previousUntil { data["overlapUntil"] = .string(Timestamp.rfc3339(until)) }
+            try await audit.record(AuditEvent(
+                organizationID: principal.organizationID, type: "credential.rotated", actor: Self.actor(principal), integrationID: id, data: .object(data), time: now
+            ), in: db)
+            return record
+        }
+        audit.wake()
+        return try await view(of: record)
+    }
+
     /// What the gateway needs to call out through an integration: its configuration and its credentials
     /// in the clear. For the outbound path only; never returned by the API or logged.
     public func outbound(id: UUID, organizationID: UUID) async throws -> OutboundIntegration {
@@ -313,11 +353,13 @@ public struct IntegrationRegistry: Sendable {
                 throw PortalError(.internal, "the integration's auth method '\(record.authMethod)' is unknown")
             }
             let secrets = try await open(record, in: db)
-            return OutboundIntegration(
+            var outbound = OutboundIntegration(
                 id: record.id, organizationID: record.organizationID, name: record.name, baseURL: record.baseURL ?? "",
                 authMethod: authMethod, credentials: secrets.credentials, config: record.config,
                 rateLimits: record.rateLimits ?? Self.defaultRateLimits, status: record.status
             )
+            if let previous = secrets.previous, let until = secrets.previousUntil, until > clock.now() { outbound.previousCredentials = previous }
+            return outbound
         }
     }
 

@@ -67,8 +67,12 @@ struct IntegrationRoutes {
             // does not block the deletion (the token.revoked entry says how many it accepted).
             do {
                 try await services.gateway.revokeTokens(integrationID: id, by: principal)
-            } catch let error as PortalError where error.code != .notFound && error.code != .forbidden {
-                services.logger.warning("token revocation failed; deleting anyway", metadata: ["portal.error": "\(error.code)"])
+            } catch let error as PortalError where error.code == .forbidden {
+                throw error
+            } catch let error as PortalError where error.code == .notFound {
+                // Absent, elsewhere or already deleted: the deletion below answers for it.
+            } catch {
+                services.logger.warning("token revocation failed; deleting anyway", metadata: ["portal.error_type": "\(type(of: error))"])
             }
             try await registry.delete(id: id, by: principal)
             return Response(status: .noContent)
@@ -83,6 +87,30 @@ struct IntegrationRoutes {
             let id = try context.uuidParameter("id", what: "integration")
             return JSONOutput.response(try await services.gateway.authorize(
                 integrationID: id, by: principal, defaultRedirectURI: services.publicURL + "/portal/oauth/callback"
+            ))
+        }
+        table.guarded(group, prefix: "/portal", .post, "/integrations/{id}/credentials/rotate", .manageIntegrations) { request, context, principal in
+            let id = try context.uuidParameter("id", what: "integration")
+            let body = try await request.jsonBody(limit: services.maxBodyBytes)
+            var errors: [PortalError.FieldError] = []
+            let members = body.objectValue ?? [:]
+            if body.objectValue == nil { errors.append(.init(pointer: "", message: "must be an object")) }
+            for key in members.keys.sorted() where !["credentials", "overlapSeconds"].contains(key) { errors.append(.init(pointer: "/\(key)", message: "unknown field")) }
+            var credentials: [String: String] = [:]
+            if case .object(let fields)? = members["credentials"], !fields.isEmpty, fields.values.allSatisfy({ $0.stringValue != nil }) {
+                credentials = fields.compactMapValues(\.stringValue)
+            } else {
+                errors.append(.init(pointer: "/credentials", message: "must be a non-empty object of strings"))
+            }
+            var overlap: Int64 = 0
+            if let value = members["overlapSeconds"] {
+                if case .int(let seconds) = value, (0...604_800).contains(seconds) { overlap = seconds } else {
+                    errors.append(.init(pointer: "/overlapSeconds", message: "must be seconds from 0 to 604800"))
+                }
+            }
+            guard errors.isEmpty else { throw PortalError.validation(errors) }
+            return JSONOutput.response(try await services.gateway.rotateCredentials(
+                integrationID: id, credentials: credentials, overlap: TimeInterval(overlap), by: principal
             ))
         }
         // The seed's onConfigTest for an unsaved configuration: credentials used once, nothing stored.
