@@ -251,7 +251,9 @@ public final class Gateway: Service, Sendable {
         guard APIRequest.methods.contains(call.method) else {
             throw PortalError(.methodNotAllowed, "the gateway sends GET, POST, PUT, DELETE and PATCH, not \(call.method)")
         }
-        let body = call.body
+        let transforms = Transforms(config: config["transforms"])
+        let body = transforms.request.body(call.body) ?? call.body
+        let callHeaders = transforms.request.headers(call.headers)
         guard body.count <= configuration.maxRequestBytes else {
             throw PortalError(.payloadTooLarge, "the request body is larger than \(configuration.maxRequestBytes) bytes")
         }
@@ -331,14 +333,14 @@ public final class Gateway: Service, Sendable {
         while true {
             record.attempts += 1
             var outbound = OutboundRequest(method: call.method, url: url, body: body)
-            for (name, value) in call.headers where !Self.hopByHop.contains(name.lowercased()) {
+            for (name, value) in callHeaders where !Self.hopByHop.contains(name.lowercased()) {
                 outbound.headers.append((name, value))
             }
             // A signed JWT assertion is made (or reused while valid) inside the loop: each attempt is in date.
             if JWTAssertions.signs(signing) { bearer = try assertions.assertion(for: signing, now: clock.now()) }
             try Authenticator.apply(signing, to: &outbound, now: clock.now(), bearer: bearer)
             do {
-                let response = try await send(outbound, deadline: deadline)
+                var response = try await send(outbound, deadline: deadline)
                 // A 401 with an OAuth token: refresh it once (unless another call already did) and retry once.
                 if response.status == 401, usesOAuth, !refreshedAfter401, !transient {
                     refreshedAfter401 = true
@@ -368,8 +370,9 @@ public final class Gateway: Service, Sendable {
                     }
                 }
                 record.outcome = Outcome.of(status: response.status)
+                if let transformed = transforms.response.body(response.body) { response.body = transformed }
                 if storeBodies { record.storedResponse = Self.redact(Self.body(response.body), secrets: Authenticator.secrets(of: integration)) }
-                let headers = response.headers.filter { !Self.hopByHop.contains($0.name.lowercased()) }
+                let headers = transforms.response.headers(response.headers.filter { !Self.hopByHop.contains($0.name.lowercased()) })
                 if cacheable, response.status == 200, !Self.noStore(response.headers) {
                     cache.put(cacheKey, .init(status: response.status, headers: headers, body: response.body, expires: clock.now().addingTimeInterval(cachePolicy.ttl)))
                 }

@@ -185,6 +185,34 @@ struct GatewayTests {
         }
     }
 
+    @Test("request and response transforms: headers set and removed, body fields renamed, set, removed and picked")
+    func transforms() async throws {
+        try await GatewayEnvironment.with(.sqlite) { env in
+            let id = try await env.integration("api_key", credentials: ["apiKey": "k-transform-123456"], config: [
+                "transforms": [
+                    "request": [
+                        "headers": ["set": ["X-Client": "portal"], "remove": ["X-Debug"]],
+                        "body": ["rename": ["/name": "/fullName"], "set": ["/meta/source": "portal"], "remove": ["/internal"]],
+                    ],
+                    "response": ["headers": ["remove": ["Content-Type"]], "body": ["pick": ["/method", "/body"]]],
+                ],
+            ])
+            let answer = try await env.call(id, "/echo/t", method: "POST", headers: ["X-Debug": "1", "X-Keep": "k"], body: ["name": "Ada", "internal": "x", "age": 36])
+            let body = answer.body.objectValue ?? [:]
+            #expect(Set(body.keys) == ["method", "body"], "\(body.keys)")
+            #expect(body["method"] == "POST")
+            let sent = try JSONValue.parse(Data((body["body"]?.stringValue ?? "").utf8))
+            #expect(sent == ["fullName": "Ada", "age": 36, "meta": ["source": "portal"]])
+            #expect(answer.headers["content-type"] == nil)
+            // What the upstream saw, through a call without the response pick.
+            let plain = try await env.integration("api_key", credentials: ["apiKey": "k-transform-123456"], config: [
+                "transforms": ["request": ["headers": ["set": ["X-Client": "portal"], "remove": ["X-Debug"]]]],
+            ])
+            let headers = GatewayEnvironment.echoed(try await env.call(plain, "/echo/h", headers: ["X-Debug": "1", "X-Keep": "k"]))["headers"]?.objectValue ?? [:]
+            #expect(headers["x-client"] == "portal" && headers["x-debug"] == nil && headers["x-keep"] == "k")
+        }
+    }
+
     @Test("the portal's own rate limit answers 429 with Retry-After without calling out", arguments: [Backend.sqlite])
     func rateLimit(backend: Backend) async throws {
         try await GatewayEnvironment.with(backend) { env in
