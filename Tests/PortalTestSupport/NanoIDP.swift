@@ -55,30 +55,29 @@ public struct NanoIDP: Sendable {
 
     /// A refresh token for the configured test user (resource-owner password grant), for refresh tests.
     public func refreshToken() async throws -> String {
-        var request = HTTPClientRequest(url: tokenURL)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
-        request.headers.add(name: "Authorization", value: "Basic " + Data("\(Self.clientID):\(Self.clientSecret)".utf8).base64EncodedString())
-        request.body = .bytes(ByteBuffer(string: "grant_type=password&username=testuser&password=test123&scope=openid%20offline_access"))
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
-        let data = Data(try await response.body.collect(upTo: 1 << 20).readableBytesView)
-        guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any], let token = object["refresh_token"] as? String else {
-            throw TestSupportError("nanoidp gave no refresh token: \(String(decoding: data, as: UTF8.self))")
-        }
+        let object = try await postForm("/token", "grant_type=password&username=testuser&password=test123&scope=openid%20offline_access")
+        guard let token = object["refresh_token"] as? String else { throw TestSupportError("nanoidp gave no refresh token: \(object)") }
         return token
     }
 
     /// Whether the provider still considers `token` active (RFC 7662 introspection).
     public func introspect(_ token: String) async throws -> Bool {
-        var request = HTTPClientRequest(url: baseURL + "/introspect")
+        try await postForm("/introspect", "token=\(token)")["active"] as? Bool ?? false
+    }
+
+    /// POSTs a form with the test client's Basic credentials and returns the JSON object answered.
+    private func postForm(_ path: String, _ form: String) async throws -> [String: Any] {
+        var request = HTTPClientRequest(url: baseURL + path)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
         request.headers.add(name: "Authorization", value: "Basic " + Data("\(Self.clientID):\(Self.clientSecret)".utf8).base64EncodedString())
-        request.body = .bytes(ByteBuffer(string: "token=\(token)"))
+        request.body = .bytes(ByteBuffer(string: form))
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
         let data = Data(try await response.body.collect(upTo: 1 << 20).readableBytesView)
-        guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else { throw TestSupportError("introspection answered no JSON") }
-        return object["active"] as? Bool ?? false
+        guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw TestSupportError("nanoidp answered \(path) with no JSON object: \(String(decoding: data, as: UTF8.self))")
+        }
+        return object
     }
 
     /// Plays the browser: opens `authorizationURL`, logs in as the test user, and returns the `code` and
