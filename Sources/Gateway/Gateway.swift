@@ -288,8 +288,9 @@ public final class Gateway: Service, Sendable {
 
         // The cache, for GETs of the endpoints config.cache names.
         let cachePolicy = ResponseCache.Policy(config: config["cache"])
-        let cacheKey = ResponseCache.key(method: call.method, url: url, integration: integration)
         let cacheable = !transient && call.method == "GET" && cachePolicy.covers(template) && !Self.noStore(call.headers)
+        // Hashing the credential identity costs a SHA-256 per call: only where the cache applies.
+        let cacheKey = cacheable ? ResponseCache.key(method: call.method, url: url, integration: integration) : ""
         if cacheable, let hit = cache.get(cacheKey, now: clock.now()) {
             record.attempts = 0
             record.status = hit.status

@@ -42,6 +42,16 @@ struct LedgerCommand: AsyncParsableCommand {
         }
     }
 
+    /// Sequences what is queued, then cuts (or reuses) a checkpoint of `slug`'s ledger: the common start of
+    /// `checkpoint`, `export` and `prove`. A 409 when the ledger is empty.
+    static func freshCheckpoint(_ slug: String, services: PortalServices) async throws -> (id: UUID, slug: String, checkpoint: LedgerCheckpointRow) {
+        try await services.ledger.drainAll()
+        guard let ledger = try await ledgers(slug, in: services.database).first,
+              let checkpoint = try await services.checkpointer.cut(organizationID: ledger.id, slug: ledger.slug)
+        else { throw PortalError(.conflict, "the ledger of '\(slug)' is empty") }
+        return (ledger.id, ledger.slug, checkpoint)
+    }
+
     /// The ledgers to act on: one organization's, or every ledger (the platform's included).
     static func ledgers(_ org: String?, in db: Database) async throws -> [(id: UUID, slug: String)] {
         try await db.read { tx in
@@ -226,13 +236,7 @@ struct LedgerCommand: AsyncParsableCommand {
             let slug = org
             try await CLI.run {
                 try await LedgerCommand.withServices(settings) { services in
-                    try await services.ledger.drainAll()
-                    guard let ledger = try await LedgerCommand.ledgers(slug, in: services.database).first,
-                          let row = try await services.checkpointer.cut(organizationID: ledger.id, slug: ledger.slug)
-                    else {
-                        throw PortalError(.conflict, "the ledger of '\(slug)' is empty")
-                    }
-                    print(row.note, terminator: "")
+                    print(try await LedgerCommand.freshCheckpoint(slug, services: services).checkpoint.note, terminator: "")
                 }
             }
         }
@@ -292,10 +296,8 @@ struct LedgerCommand: AsyncParsableCommand {
             let (slug, path) = (org, out)
             try await CLI.run {
                 try await LedgerCommand.withServices(settings) { services in
-                    try await services.ledger.drainAll()
-                    guard let ledger = try await LedgerCommand.ledgers(slug, in: services.database).first,
-                          let checkpoint = try await services.checkpointer.cut(organizationID: ledger.id, slug: ledger.slug)
-                    else { throw PortalError(.conflict, "the ledger of '\(slug)' is empty") }
+                    let (ledgerID, ledgerSlug, checkpoint) = try await LedgerCommand.freshCheckpoint(slug, services: services)
+                    let ledger = (id: ledgerID, slug: ledgerSlug)
                     let keys = try await services.checkpointer.verifierKeys(slug: ledger.slug)
                     let temporary = path + ".partial"
                     guard FileManager.default.createFile(atPath: temporary, contents: nil), let handle = FileHandle(forWritingAtPath: temporary) else {
@@ -335,13 +337,11 @@ struct LedgerCommand: AsyncParsableCommand {
             let (slug, index, path) = (org, seq, out)
             try await CLI.run {
                 try await LedgerCommand.withServices(settings) { services in
-                    try await services.ledger.drainAll()
-                    guard let ledger = try await LedgerCommand.ledgers(slug, in: services.database).first,
-                          let checkpoint = try await services.checkpointer.cut(organizationID: ledger.id, slug: ledger.slug),
-                          index >= 0, index < checkpoint.size,
-                          let row = try await services.ledgerReader.entries(ledger.id, from: index, limit: 1).first
+                    let (ledgerID, _, checkpoint) = try await LedgerCommand.freshCheckpoint(slug, services: services)
+                    guard index >= 0, index < checkpoint.size,
+                          let row = try await services.ledgerReader.entries(ledgerID, from: index, limit: 1).first
                     else { throw PortalError.notFound("entry \(index) of '\(slug)'") }
-                    let proof = try await services.ledgerReader.inclusionProof(ledger.id, seq: index, size: checkpoint.size)
+                    let proof = try await services.ledgerReader.inclusionProof(ledgerID, seq: index, size: checkpoint.size)
                     let text = LedgerProofFile.make(entry: row.bytes, index: index, proof: proof, checkpoint: checkpoint.note)
                     guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) else { throw PortalError(.configuration, "cannot write \(path)") }
                     print(path)
