@@ -28,7 +28,9 @@ final class JWTAssertions: Sendable {
         return token
     }
 
-    static func sign(_ integration: OutboundIntegration, now: Date) throws(PortalError) -> (String, Date) {
+    /// Signs an assertion. `defaults` are claims used where `config.jwt` names none (or, when `fixed`,
+    /// always: a client assertion's `iss`, `sub` and `aud` are prescribed).
+    static func sign(_ integration: OutboundIntegration, now: Date, defaults: [String: JSONValue] = [:], fixed: Bool = false) throws(PortalError) -> (String, Date) {
         let config = integration.config.objectValue?["jwt"]?.objectValue ?? [:]
         let secret = integration.credentials["secret"]
         let algorithm = config["algorithm"]?.stringValue ?? (secret != nil && integration.credentials["privateKey"] == nil ? "HS256" : "RS256")
@@ -40,6 +42,7 @@ final class JWTAssertions: Sendable {
         for (claim, field) in [("iss", "issuer"), ("sub", "subject"), ("aud", "audience")] {
             if let value = config[field] { claims[claim] = value }
         }
+        for (claim, value) in defaults where value != .null && (fixed || claims[claim] == nil) { claims[claim] = value }
         claims["iat"] = .int(issued)
         claims["exp"] = .int(issued + lifetime)
         claims["jti"] = .string(UUID().uuidString.lowercased())

@@ -12,7 +12,8 @@ struct OAuthSettings {
     var tokenURL: URL
     var grantType: String
     var scope: String?
-    /// `basic` (client_secret_basic, the default) or `post` (client_secret_post).
+    /// `basic` (client_secret_basic, the default), `post` (client_secret_post) or `private_key_jwt` (a
+    /// signed client assertion, RFC 7523 section 2.2, from `credentials.privateKey`).
     var clientAuth: String
     /// Refresh this long before expiry (default 300 s).
     var refreshEarly: TimeInterval
@@ -25,12 +26,22 @@ struct OAuthSettings {
             throw PortalError(.configuration, "an oauth2 integration names its token endpoint in config.oauth.tokenUrl")
         }
         tokenURL = url
-        grantType = m["grantType"]?.stringValue ?? "client_credentials"
+        let grant = m["grantType"]?.stringValue ?? "client_credentials"
+        grantType = grant == "jwt_bearer" ? Self.jwtBearer : grant
         if case .array(let scopes)? = m["scopes"] { scope = scopes.compactMap(\.stringValue).joined(separator: " ") } else { scope = m["scope"]?.stringValue }
         clientAuth = m["clientAuth"]?.stringValue ?? "basic"
         if case .int(let early)? = m["refreshEarlySeconds"] { refreshEarly = TimeInterval(early) } else { refreshEarly = 300 }
         if case .int(let n)? = m["maxRefreshFailures"], n > 0 { maxFailures = Int(n) } else { maxFailures = 3 }
+        guard ["client_credentials", "refresh_token", "authorization_code", Self.jwtBearer].contains(grantType) else {
+            throw PortalError(.configuration, "config.oauth.grantType must be client_credentials, authorization_code, refresh_token or jwt_bearer")
+        }
+        guard ["basic", "post", "private_key_jwt"].contains(clientAuth) else {
+            throw PortalError(.configuration, "config.oauth.clientAuth must be basic, post or private_key_jwt")
+        }
     }
+
+    /// The JWT-bearer authorization grant (RFC 7523 section 2.1).
+    static let jwtBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 }
 
 /// The tokens as sealed in `integration_tokens`.
@@ -93,7 +104,7 @@ final class OAuthTokens: Sendable {
     /// A token for an unsaved configuration under test: one grant, stored nowhere, recorded nowhere.
     func transientToken(for integration: OutboundIntegration, endpoint: TokenEndpoint) async throws -> String {
         let settings = try OAuthSettings(integration)
-        let (form, basic) = try Self.grantForm(integration, settings: settings, refreshToken: integration.credentials["refreshToken"])
+        let (form, basic) = try Self.grantForm(integration, settings: settings, refreshToken: integration.credentials["refreshToken"], now: clock.now())
         let (status, body) = try await endpoint(settings.tokenURL, form, basic)
         guard (200..<300).contains(status), let access = body.objectValue?["access_token"]?.stringValue, !access.isEmpty else {
             throw PortalError(.upstreamFailed, "could not obtain an access token: the token endpoint answered HTTP \(status)")
@@ -101,25 +112,52 @@ final class OAuthTokens: Sendable {
         return access
     }
 
-    /// The token request's form fields and Basic credentials (client_secret_basic unless `clientAuth` is `post`).
-    static func grantForm(_ integration: OutboundIntegration, settings: OAuthSettings, refreshToken: String?) throws(PortalError) -> ([(String, String)], (String, String)?) {
-        guard let clientID = integration.credentials["clientId"], !clientID.isEmpty else {
-            throw PortalError(.configuration, "an oauth2 integration needs credentials.clientId")
-        }
-        let secret = integration.credentials["clientSecret"]
+    /// The token request's form fields and Basic credentials (client_secret_basic unless `clientAuth` says
+    /// otherwise). The JWT-bearer grant (RFC 7523) sends a signed assertion from `credentials.privateKey`
+    /// (or `secret` for HS256) with claims from `config.jwt`: `iss` defaults to the client id, `sub` to
+    /// the client id, `aud` to the token endpoint.
+    static func grantForm(_ integration: OutboundIntegration, settings: OAuthSettings, refreshToken: String?, now: Date) throws(PortalError) -> ([(String, String)], (String, String)?) {
+        let clientID = integration.credentials["clientId"].flatMap { $0.isEmpty ? nil : $0 }
         let grant = refreshToken != nil ? "refresh_token" : settings.grantType
-        guard grant == "client_credentials" || grant == "refresh_token" else {
+        var form: [(String, String)] = [("grant_type", grant)]
+        switch grant {
+        case "refresh_token":
+            if let refreshToken { form.append(("refresh_token", refreshToken)) }
+        case "client_credentials":
+            break
+        case OAuthSettings.jwtBearer:
+            let defaults: [String: JSONValue] = ["iss": clientID.map(JSONValue.string) ?? .null, "sub": clientID.map(JSONValue.string) ?? .null, "aud": .string(settings.tokenURL.absoluteString)]
+            guard integration.config.objectValue?["jwt"]?.objectValue?["subject"] != nil || clientID != nil else {
+                throw PortalError(.configuration, "the JWT-bearer grant needs config.jwt.subject or credentials.clientId")
+            }
+            form.append(("assertion", try JWTAssertions.sign(integration, now: now, defaults: defaults).0))
+        default:
             throw PortalError(.refused, "the integration has no token yet: connect it through GET /portal/integrations/{id}/oauth/authorize")
         }
-        var form: [(String, String)] = [("grant_type", grant)]
-        if grant == "refresh_token", let refreshToken { form.append(("refresh_token", refreshToken)) }
         if let scope = settings.scope, !scope.isEmpty { form.append(("scope", scope)) }
-        return (form, authenticateClient(clientID: clientID, secret: secret, settings: settings, form: &form))
+        guard let clientID else {
+            // RFC 7523: the assertion itself may be the only authentication.
+            if grant == OAuthSettings.jwtBearer { return (form, nil) }
+            throw PortalError(.configuration, "an oauth2 integration needs credentials.clientId")
+        }
+        // Authenticate first: it may add fields to the form.
+        let basic = try authenticateClient(integration, clientID: clientID, settings: settings, now: now, form: &form)
+        return (form, basic)
     }
 
     /// Client authentication: client_secret_basic (returned) unless `clientAuth` is `post` or there is no
-    /// secret, in which case the client id (and secret) go into `form`.
-    static func authenticateClient(clientID: String, secret: String?, settings: OAuthSettings, form: inout [(String, String)]) -> (String, String)? {
+    /// secret, in which case the client id (and secret) go into `form`; or, for `private_key_jwt`, a
+    /// signed client assertion (RFC 7523 section 2.2: `iss` and `sub` the client id, `aud` the token endpoint).
+    static func authenticateClient(
+        _ integration: OutboundIntegration, clientID: String, settings: OAuthSettings, now: Date, form: inout [(String, String)]
+    ) throws(PortalError) -> (String, String)? {
+        let secret = integration.credentials["clientSecret"]
+        if settings.clientAuth == "private_key_jwt" {
+            let claims: [String: JSONValue] = ["iss": .string(clientID), "sub": .string(clientID), "aud": .string(settings.tokenURL.absoluteString)]
+            let (assertion, _) = try JWTAssertions.sign(integration, now: now, defaults: claims, fixed: true)
+            form += [("client_id", clientID), ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"), ("client_assertion", assertion)]
+            return nil
+        }
         if settings.clientAuth != "post", let secret { return (clientID, secret) }
         form.append(("client_id", clientID))
         if let secret { form.append(("client_secret", secret)) }
@@ -159,7 +197,7 @@ final class OAuthTokens: Sendable {
         }
         let refreshToken = values.refreshToken ?? integration.credentials["refreshToken"]
         let grant = refreshToken != nil ? "refresh_token" : settings.grantType
-        let (form, basic) = try Self.grantForm(integration, settings: settings, refreshToken: refreshToken)
+        let (form, basic) = try Self.grantForm(integration, settings: settings, refreshToken: refreshToken, now: now)
         let outcome: Result<(Int, JSONValue), PortalError>
         do {
             outcome = .success(try await endpoint(settings.tokenURL, form, basic))
@@ -231,7 +269,7 @@ final class OAuthTokens: Sendable {
                 guard let token else { continue }
                 attempted += 1
                 var form: [(String, String)] = [("token", token), ("token_type_hint", hint)]
-                let basic = Self.authenticateClient(clientID: clientID, secret: integration.credentials["clientSecret"], settings: settings, form: &form)
+                let basic = try? Self.authenticateClient(integration, clientID: clientID, settings: settings, now: clock.now(), form: &form)
                 // RFC 7009: 200 means revoked (or already invalid).
                 if let (status, _) = try? await endpoint(revocationURL, form, basic), status == 200 { accepted += 1 }
             }
@@ -304,7 +342,7 @@ final class OAuthTokens: Sendable {
         }
         guard let clientID = integration.credentials["clientId"] else { throw PortalError(.configuration, "an oauth2 integration needs credentials.clientId") }
         var form: [(String, String)] = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", pending.redirectURI), ("code_verifier", verifier)]
-        let basic = Self.authenticateClient(clientID: clientID, secret: integration.credentials["clientSecret"], settings: settings, form: &form)
+        let basic = try Self.authenticateClient(integration, clientID: clientID, settings: settings, now: now, form: &form)
         let (status, body) = try await endpoint(settings.tokenURL, form, basic)
         guard (200..<300).contains(status), body.objectValue?["access_token"]?.stringValue?.isEmpty == false else {
             let reason = "the token endpoint answered HTTP \(status)\(body.objectValue?["error"]?.stringValue.map { " (\($0))" } ?? "") to the authorization code"

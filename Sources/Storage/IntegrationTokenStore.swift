@@ -38,9 +38,15 @@ public struct IntegrationTokenStore {
 
     public init(_ db: any SQLDatabase) { self.db = db }
 
-    /// The row, locked for this transaction on PostgreSQL (`FOR UPDATE`) when `lock` is set.
+    /// The row, locked for this transaction on PostgreSQL when `lock` is set (an advisory lock on the
+    /// integration, then `FOR UPDATE`).
     public func find(integrationID: UUID, organizationID: UUID, lock: Bool = false) async throws -> IntegrationTokenRecord? {
         let backend = db.backend
+        if lock && backend == .postgres {
+            // A transaction-scoped advisory lock on the integration makes instances take turns even before
+            // the first token row exists (FOR UPDATE alone locks nothing then).
+            try await db.raw("SELECT pg_advisory_xact_lock(7461842, hashtext(\(bind: integrationID.uuidString.lowercased())))").run()
+        }
         let suffix = lock && backend == .postgres ? " FOR UPDATE" : ""
         guard let row = try await db.raw("""
             SELECT integration_id, organization_id, sealed, token_type, scope, expires_at, refresh_failures, next_attempt_at, updated_at

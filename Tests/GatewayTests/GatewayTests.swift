@@ -20,6 +20,10 @@ struct GatewayEnvironment {
     let upstream: TestUpstream
     let delays: DelayLog
     let sequencer: LedgerSequencer
+    let vault: CredentialVault
+    let clock: any WallClock
+    /// The database's URL, for a second instance.
+    let url: String
 
     /// Registers an integration pointing at the upstream; returns its id.
     func integration(_ authMethod: String, credentials: JSONValue, config: JSONValue = [:], rateLimits: JSONValue? = nil, baseURL: String? = nil) async throws -> UUID {
@@ -65,7 +69,7 @@ struct GatewayEnvironment {
         _ backend: Backend, maxResponseBytes: Int = 1 << 20, clock: any WallClock = SystemWallClock(), _ body: @Sendable (GatewayEnvironment) async throws -> Void
     ) async throws {
         try await TestUpstream.with { upstream in
-            try await TestDatabase.with(backend) { _, db in
+            try await TestDatabase.with(backend) { test, db in
                 let org = Organization(id: IdentifierGenerator.shared.next(), slug: "acme", name: "Acme", createdAt: Date())
                 try await db.write { try await OrganizationStore($0).insert(org) }
                 let sequencer = LedgerSequencer(database: db, logger: quietLogger)
@@ -78,7 +82,10 @@ struct GatewayEnvironment {
                     sleep: { delays.add($0) }
                 )
                 let admin = Principal(tokenID: UUID(), organizationID: org.id, organizationSlug: "acme", role: .admin, owner: "admin@acme")
-                let environment = GatewayEnvironment(db: db, registry: registry, gateway: gateway, admin: admin, upstream: upstream, delays: delays, sequencer: sequencer)
+                let environment = GatewayEnvironment(
+                    db: db, registry: registry, gateway: gateway, admin: admin, upstream: upstream, delays: delays, sequencer: sequencer,
+                    vault: vault, clock: clock, url: test.url
+                )
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await sequencer.run() }
                     do {
@@ -91,6 +98,33 @@ struct GatewayEnvironment {
                     group.cancelAll()
                     try await gateway.shutdown()
                 }
+            }
+        }
+    }
+}
+
+extension GatewayEnvironment {
+    /// Runs `body` with a second service instance on the same database: its own connection pool,
+    /// sequencer, registry and gateway, sharing only the master key and the clock.
+    func secondInstance(_ body: @Sendable (Gateway) async throws -> Void) async throws {
+        try await Database.withDatabase(url: url, logger: quietLogger) { db in
+            let sequencer = LedgerSequencer(database: db, logger: quietLogger)
+            let registry = IntegrationRegistry(database: db, vault: vault, audit: sequencer)
+            let gateway = Gateway(
+                database: db, vault: vault, registry: registry, audit: sequencer, clock: clock, logger: quietLogger,
+                configuration: .init(policy: try OutboundPolicy(allowList: "127.0.0.1")), sleep: { _ in }
+            )
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await sequencer.run() }
+                do {
+                    try await body(gateway)
+                } catch {
+                    group.cancelAll()
+                    try? await gateway.shutdown()
+                    throw error
+                }
+                group.cancelAll()
+                try await gateway.shutdown()
             }
         }
     }
@@ -360,6 +394,12 @@ struct OAuthGatewayTests {
                 #expect(!stored.contains(token) && !stored.contains(NanoIDP.clientSecret))
                 let sealed = try await env.db.read { tx in try await tx.raw("SELECT sealed FROM integration_tokens").all().count }
                 #expect(sealed == 1)
+                // client_secret_post: the client id and secret go in the form instead of a Basic header.
+                let posted = try await oauthIntegration(
+                    env, idp, credentials: ["clientId": .string(NanoIDP.postClientID), "clientSecret": .string(NanoIDP.postClientSecret)], oauth: ["clientAuth": "post"]
+                )
+                #expect(try await env.call(posted, "/echo/post").status == 200)
+                #expect(try await tokenEvents(env).map(\.type) == ["token.issued", "token.issued"])
             }
         }
     }
@@ -389,6 +429,37 @@ struct OAuthGatewayTests {
                 #expect(retried.status == 200 && retried.attempts == 2)
                 #expect(try await tokenEvents(env).count == before + 1)
                 #expect(env.upstream.calls("/auth401/k") == 2)
+            }
+        }
+    }
+
+    @Test("two instances on PostgreSQL: 100 concurrent calls with an expiring token refresh it once", arguments: Backend.available.filter { $0 == .postgres })
+    func twoInstances(backend: Backend) async throws {
+        try await NanoIDP.with { idp in
+            let clock = ManualWallClock(Date())
+            try await GatewayEnvironment.with(backend, clock: clock) { env in
+                let refreshToken = try await idp.refreshToken()
+                let id = try await oauthIntegration(env, idp, credentials: ["refreshToken": .string(refreshToken)])
+                _ = try await env.call(id, "/echo/first")
+                #expect(try await tokenEvents(env).map(\.type) == ["token.refreshed"])
+                // 56 minutes on, the token is inside the 5-minute margin: everyone wants a new one.
+                clock.advance(by: 56 * 60)
+                try await env.secondInstance { other in
+                    let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                        for i in 0..<100 {
+                            group.addTask {
+                                let request = APIRequest(method: "GET", endpoint: "/echo/two/\(i)")
+                                let gateway = i.isMultiple(of: 2) ? env.gateway : other
+                                return try await gateway.execute(request, integrationID: id, by: env.admin).status
+                            }
+                        }
+                        return try await group.reduce(into: [Int]()) { $0.append($1) }
+                    }
+                    #expect(statuses.count == 100 && statuses.allSatisfy { $0 == 200 })
+                }
+                try await env.sequencer.drainAll()
+                #expect(try await tokenEvents(env).map(\.type) == ["token.refreshed", "token.refreshed"])
+                #expect(env.upstream.calls("/echo/two/") == 100)
             }
         }
     }
@@ -498,6 +569,60 @@ struct JWTAssertionTests {
             let after = GatewayEnvironment.echoed(try await env.call(id, "/echo/b"))["headers"]?.objectValue?["authorization"]?.stringValue
             #expect(before != nil && after != nil && before != after)
             #expect(!(try await env.storedText()).contains(String((before ?? "").dropFirst(7))))
+        }
+    }
+
+    /// The claims of an ES256 JWT if its signature verifies with `key`, else nil.
+    static func verifiedClaims(_ jwt: String, _ key: P256.Signing.PublicKey) throws -> [String: JSONValue]? {
+        let parts = jwt.split(separator: ".").map(String.init)
+        guard parts.count == 3, let raw = base64URLDecode(parts[2]), let signature = try? P256.Signing.ECDSASignature(rawRepresentation: raw),
+              key.isValidSignature(signature, for: Array((parts[0] + "." + parts[1]).utf8)),
+              let claims = base64URLDecode(parts[1])
+        else { return nil }
+        return try JSONValue.parse(Data(claims)).objectValue
+    }
+
+    @Test("the JWT-bearer grant (RFC 7523 2.1) and private_key_jwt client authentication (2.2) send verifiable assertions and use the token")
+    func jwtBearer() async throws {
+        let key = P256.Signing.PrivateKey()
+        try await GatewayEnvironment.with(.sqlite) { env in
+            let tokenURL = env.upstream.baseURL + "/token/jb"
+            let id = try await env.integration("oauth2", credentials: ["clientId": "portal-client", "privateKey": .string(key.pemRepresentation)], config: [
+                "oauth": ["tokenUrl": .string(tokenURL), "grantType": "jwt_bearer", "scopes": ["read"]],
+                "jwt": ["algorithm": "ES256", "subject": "svc@acme.example"],
+            ])
+            let seen = GatewayEnvironment.echoed(try await env.call(id, "/echo/jb"))
+            #expect(seen["headers"]?.objectValue?["authorization"] == "Bearer tok-jb-1")
+            let sent = try #require(env.upstream.tokenRequests("jb").first)
+            #expect(sent.form["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer" && sent.form["scope"] == "read")
+            let assertion = try #require(sent.form["assertion"])
+            let claims = try #require(try Self.verifiedClaims(assertion, key.publicKey), "the assertion verifies with the public key")
+            #expect(claims["iss"] == "portal-client" && claims["sub"] == "svc@acme.example" && claims["aud"] == .string(tokenURL))
+            #expect(claims["jti"]?.stringValue?.isEmpty == false)
+            #expect(try Self.verifiedClaims(assertion, P256.Signing.PrivateKey().publicKey) == nil, "another key does not verify it")
+            #expect(sent.authorization == nil && sent.form["client_secret"] == nil)
+            // The token is reused while valid.
+            _ = try await env.call(id, "/echo/jb2")
+            #expect(env.upstream.tokenRequests("jb").count == 1)
+
+            let clientURL = env.upstream.baseURL + "/token/pkj"
+            let other = try await env.integration("oauth2", credentials: ["clientId": "portal-client", "privateKey": .string(key.pemRepresentation)], config: [
+                "oauth": ["tokenUrl": .string(clientURL), "clientAuth": "private_key_jwt"], "jwt": ["algorithm": "ES256"],
+            ])
+            #expect(GatewayEnvironment.echoed(try await env.call(other, "/echo/pkj"))["headers"]?.objectValue?["authorization"] == "Bearer tok-pkj-1")
+            let client = try #require(env.upstream.tokenRequests("pkj").first)
+            #expect(client.form["grant_type"] == "client_credentials" && client.authorization == nil, "\(client.form)")
+            #expect(client.form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" && client.form["client_id"] == "portal-client", "\(client.form.keys.sorted())")
+            let clientAssertion = try #require(client.form["client_assertion"])
+            let clientClaims = try #require(try Self.verifiedClaims(clientAssertion, key.publicKey))
+            #expect(clientClaims["iss"] == "portal-client" && clientClaims["sub"] == "portal-client" && clientClaims["aud"] == .string(clientURL))
+
+            // Neither the key nor an assertion is stored.
+            let stored = try await env.storedText()
+            #expect(!stored.contains(assertion) && !stored.contains("tok-jb-1") && !stored.contains(String(key.pemRepresentation.split(separator: "\n")[1])))
+            let password = try await env.integration("oauth2", credentials: ["clientId": "c"], config: ["oauth": ["tokenUrl": .string(tokenURL), "grantType": "password"]])
+            let refused = await #expect(throws: PortalError.self) { try await env.call(password, "/echo/pw") }
+            #expect(refused?.message.contains("grantType") == true)
         }
     }
 }

@@ -12,6 +12,9 @@ public struct NanoIDP: Sendable {
     /// The configured confidential client.
     public static let clientID = "portal-client"
     public static let clientSecret = "portal-secret-123456"
+    /// A second confidential client, registered for client_secret_post.
+    public static let postClientID = "portal-post-client"
+    public static let postClientSecret = "portal-post-secret-654321"
 
     /// The `nanoidp` executable of the project venv, found from this file's location.
     static var executable: String? {
@@ -35,7 +38,12 @@ public struct NanoIDP: Sendable {
         settings = settings.replacingOccurrences(of: "port: 8000", with: "port: \(port)")
         settings = settings.replacingOccurrences(of: "issuer: \"http://localhost:8000\"", with: "issuer: \"http://127.0.0.1:\(port)\"")
         settings = settings.replacingOccurrences(of: "client_id: \"demo-client\"", with: "client_id: \"\(clientID)\"")
-        settings = settings.replacingOccurrences(of: "client_secret: \"demo-secret\"", with: "client_secret: \"\(clientSecret)\"")
+        settings = settings.replacingOccurrences(of: "client_secret: \"demo-secret\"", with: """
+            client_secret: "\(clientSecret)"
+                - client_id: "\(postClientID)"
+                  client_secret: "\(postClientSecret)"
+                  token_endpoint_auth_method: "client_secret_post"
+            """)
         try settings.write(toFile: settingsPath, atomically: true, encoding: .utf8)
 
         // posix_spawn and waitpid, not Foundation's Process: its waitUntilExit spun a core for ever here.

@@ -15,6 +15,8 @@ import Synchronization
 /// - `ANY /key/{expected}`: 200 when `X-API-Key` is `expected`, else 401.
 /// - `GET /slow/{ms}`: 200 after `ms` milliseconds.
 /// - `GET /big/{bytes}`: 200 with that many bytes.
+/// - `POST /token/{key}`: an OAuth token endpoint that issues `tok-{key}-{n}` for an hour and keeps the
+///   form and `Authorization` header it was sent (`tokenRequests`), for the test to verify.
 public final class TestUpstream: Sendable {
     public let port: Int
     private let counter: CallCounter
@@ -30,6 +32,11 @@ public final class TestUpstream: Sendable {
     /// Calls seen whose path starts with `prefix`.
     public func calls(_ prefix: String) -> Int {
         counter.counts.withLock { $0.filter { $0.key.hasPrefix(prefix) }.values.reduce(0, +) }
+    }
+
+    /// The requests `POST /token/{key}` received: form fields and the `Authorization` header.
+    public func tokenRequests(_ key: String) -> [(form: [String: String], authorization: String?)] {
+        counter.tokenRequests.withLock { $0[key] ?? [] }
     }
 
     /// Runs `body` with a running upstream, then stops it.
@@ -49,6 +56,7 @@ public final class TestUpstream: Sendable {
             router.on("/auth401/{key}", method: method, use: state.unauthorizedOnce)
             router.on("/key/{expected}", method: method, use: state.keyed)
         }
+        router.post("/token/{key}", use: state.token)
         router.get("/slow/{ms}", use: state.slow)
         router.get("/big/{bytes}", use: state.big)
         var logger = Logger(label: "upstream")
@@ -78,6 +86,7 @@ public final class TestUpstream: Sendable {
 
 final class CallCounter: Sendable {
     let counts = Mutex<[String: Int]>([:])
+    let tokenRequests = Mutex<[String: [(form: [String: String], authorization: String?)]]>([:])
 }
 
 private struct UpstreamState: Sendable {
@@ -134,6 +143,21 @@ private struct UpstreamState: Sendable {
         _ = count(request)
         let expected = context.parameters.get("expected") ?? ""
         return Response(status: request.headers[.init("X-API-Key")!] == expected ? .ok : .unauthorized)
+    }
+
+    @Sendable func token(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let seen = count(request)
+        let key = context.parameters.get("key") ?? ""
+        let body = String(buffer: try await request.body.collect(upTo: 64 << 10))
+        var form: [String: String] = [:]
+        for pair in body.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1).map { String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String($0) }
+            form[parts[0]] = parts.count > 1 ? parts[1] : ""
+        }
+        let authorization = request.headers[.authorization]
+        counter.tokenRequests.withLock { $0[key, default: []].append((form, authorization)) }
+        let answer = #"{"access_token":"tok-\#(key)-\#(seen)","token_type":"Bearer","expires_in":3600}"#
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: answer)))
     }
 
     @Sendable func slow(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
