@@ -449,7 +449,7 @@ public final class Gateway: Service, Sendable {
         public var details: JSONValue
     }
 
-    /// Tests a saved integration: one `GET` of `config.testEndpoint` (default `/`) through the whole
+    /// Tests a saved integration: one `GET` (or `config.testMethod` `POST`) of `config.testEndpoint` (default `/`) through the whole
     /// pipeline (so it is recorded like any call), then an `integration.tested` entry with the outcome.
     public func test(integrationID: UUID, by principal: Principal) async throws -> TestResult {
         try principal.require(.manageIntegrations)
@@ -477,7 +477,9 @@ public final class Gateway: Service, Sendable {
 
     private func probe(_ integration: OutboundIntegration, by principal: Principal, transient: Bool) async -> TestResult {
         let endpoint = integration.config.objectValue?["testEndpoint"]?.stringValue ?? "/"
-        let call = GatewayCall(method: "GET", endpoint: endpoint, headers: [("Accept", "application/json")], body: [])
+        // Some providers (Dropbox) have only POST endpoints.
+        let method = integration.config.objectValue?["testMethod"]?.stringValue == "POST" ? "POST" : "GET"
+        let call = GatewayCall(method: method, endpoint: endpoint, headers: [("Accept", "application/json")], body: [])
         do {
             let result = try await run(call, through: integration, by: principal, transient: transient)
             let success = (200..<400).contains(result.status)

@@ -19,6 +19,11 @@ struct OAuthSettings {
     var refreshEarly: TimeInterval
     /// Consecutive failed refreshes after which the integration goes to status `error`.
     var maxFailures: Int
+    /// Extra token-request fields for the client-credentials and JWT-bearer grants (`tokenParams`, e.g.
+    /// Auth0's `audience`), and extra authorization-URL parameters (`authorizationParams`, e.g.
+    /// Dropbox's `token_access_type=offline`).
+    var tokenParams: [(String, String)]
+    var authorizationParams: [(String, String)]
 
     init(_ integration: OutboundIntegration) throws(PortalError) {
         let m = integration.config.objectValue?["oauth"]?.objectValue ?? [:]
@@ -26,6 +31,11 @@ struct OAuthSettings {
             throw PortalError(.configuration, "an oauth2 integration names its token endpoint in config.oauth.tokenUrl")
         }
         tokenURL = url
+        func strings(_ key: String) -> [(String, String)] {
+            (m[key]?.objectValue ?? [:]).compactMap { name, value in value.stringValue.map { (name, $0) } }.sorted { $0.0 < $1.0 }
+        }
+        tokenParams = strings("tokenParams")
+        authorizationParams = strings("authorizationParams")
         let grant = m["grantType"]?.stringValue ?? "client_credentials"
         grantType = grant == "jwt_bearer" ? Self.jwtBearer : grant
         if case .array(let scopes)? = m["scopes"] { scope = scopes.compactMap(\.stringValue).joined(separator: " ") } else { scope = m["scope"]?.stringValue }
@@ -124,22 +134,21 @@ final class OAuthTokens: Sendable {
         case "refresh_token":
             if let refreshToken { form.append(("refresh_token", refreshToken)) }
         case "client_credentials":
-            break
+            form += settings.tokenParams
         case OAuthSettings.jwtBearer:
             let defaults: [String: JSONValue] = ["iss": clientID.map(JSONValue.string) ?? .null, "sub": clientID.map(JSONValue.string) ?? .null, "aud": .string(settings.tokenURL.absoluteString)]
             guard integration.config.objectValue?["jwt"]?.objectValue?["subject"] != nil || clientID != nil else {
                 throw PortalError(.configuration, "the JWT-bearer grant needs config.jwt.subject or credentials.clientId")
             }
             form.append(("assertion", try JWTAssertions.sign(integration, now: now, defaults: defaults).0))
+            form += settings.tokenParams
         default:
             throw PortalError(.refused, "the integration has no token yet: connect it through GET /portal/integrations/{id}/oauth/authorize")
         }
         if let scope = settings.scope, !scope.isEmpty { form.append(("scope", scope)) }
-        guard let clientID else {
-            // RFC 7523: the assertion itself may be the only authentication.
-            if grant == OAuthSettings.jwtBearer { return (form, nil) }
-            throw PortalError(.configuration, "an oauth2 integration needs credentials.clientId")
-        }
+        // RFC 7523: the assertion itself may be the only authentication (Google service accounts).
+        if grant == OAuthSettings.jwtBearer, integration.credentials["clientSecret"] == nil, settings.clientAuth != "private_key_jwt" { return (form, nil) }
+        guard let clientID else { throw PortalError(.configuration, "an oauth2 integration needs credentials.clientId") }
         // Authenticate first: it may add fields to the form.
         let basic = try authenticateClient(integration, clientID: clientID, settings: settings, now: now, form: &form)
         return (form, basic)
@@ -323,6 +332,7 @@ final class OAuthTokens: Sendable {
             URLQueryItem(name: "code_challenge", value: challenge), URLQueryItem(name: "code_challenge_method", value: "S256"),
         ]
         if let scope = settings.scope { items.append(URLQueryItem(name: "scope", value: scope)) }
+        items += settings.authorizationParams.map { URLQueryItem(name: $0.0, value: $0.1) }
         components.queryItems = items
         return Authorization(url: components.string ?? base, state: state, expiresAt: expires)
     }

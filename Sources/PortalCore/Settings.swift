@@ -24,6 +24,8 @@ public struct PortalSettings: Sendable, Equatable {
     /// Outbound destinations allowed past the internal-address check (and to plain HTTP): comma-separated
     /// host names, addresses and CIDR ranges.
     public var outboundAllow: String = ""
+    /// A provider catalog file (YAML) used instead of the built-in one.
+    public var catalogPath: String?
     /// trace, debug, info, notice, warning, error or critical.
     public var logLevel: String = "info"
     /// `json` (one object per line) or `text`.
@@ -42,6 +44,7 @@ public struct PortalSettings: Sendable, Equatable {
         ("PORTAL_CHECKPOINT_DIR", "directory to publish signed checkpoints to"),
         ("PORTAL_MAX_BODY_BYTES", "API body limit in bytes (default 1048576)"),
         ("PORTAL_OUTBOUND_ALLOW", "outbound hosts, addresses or CIDRs allowed although internal (and over plain HTTP)"),
+        ("PORTAL_CATALOG", "provider catalog YAML file used instead of the built-in one"),
         ("PORTAL_LOG_LEVEL", "log level (default info)"),
         ("PORTAL_LOG_FORMAT", "json or text (default json)"),
     ]
@@ -68,6 +71,7 @@ public struct PortalSettings: Sendable, Equatable {
             s.maxBodyBytes = n
         }
         if let v = env["PORTAL_OUTBOUND_ALLOW"], !v.isEmpty { s.outboundAllow = v }
+        if let v = env["PORTAL_CATALOG"], !v.isEmpty { s.catalogPath = v }
         if let v = env["PORTAL_LOG_LEVEL"], !v.isEmpty { s.logLevel = v }
         if let v = env["PORTAL_LOG_FORMAT"], !v.isEmpty { s.logFormat = v }
         return s

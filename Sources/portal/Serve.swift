@@ -30,6 +30,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("outbound-allow"), help: "Comma-separated hosts, addresses or CIDRs the gateway may call although internal, also over plain HTTP (PORTAL_OUTBOUND_ALLOW).")
     var outboundAllow: String?
 
+    @Option(name: .customLong("catalog"), help: "A provider catalog YAML file used instead of the built-in one (PORTAL_CATALOG).")
+    var catalog: String?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (PORTAL_LOG_LEVEL; default info).")
     var logLevel: String?
 
@@ -46,6 +49,7 @@ struct Serve: AsyncParsableCommand {
         if let checkpointDir { settings.checkpointDir = checkpointDir }
         if let maxBodyBytes { settings.maxBodyBytes = maxBodyBytes }
         if let outboundAllow { settings.outboundAllow = outboundAllow }
+        if let catalog { settings.catalogPath = catalog }
         if let logLevel { settings.logLevel = logLevel }
         if let logFormat { settings.logFormat = logFormat }
         guard let level = Logger.Level(rawValue: settings.logLevel) else {

@@ -607,11 +607,12 @@ struct JWTAssertionTests {
 
             let clientURL = env.upstream.baseURL + "/token/pkj"
             let other = try await env.integration("oauth2", credentials: ["clientId": "portal-client", "privateKey": .string(key.pemRepresentation)], config: [
-                "oauth": ["tokenUrl": .string(clientURL), "clientAuth": "private_key_jwt"], "jwt": ["algorithm": "ES256"],
+                "oauth": ["tokenUrl": .string(clientURL), "clientAuth": "private_key_jwt", "tokenParams": ["audience": "https://api.example.test/"]], "jwt": ["algorithm": "ES256"],
             ])
             #expect(GatewayEnvironment.echoed(try await env.call(other, "/echo/pkj"))["headers"]?.objectValue?["authorization"] == "Bearer tok-pkj-1")
             let client = try #require(env.upstream.tokenRequests("pkj").first)
             #expect(client.form["grant_type"] == "client_credentials" && client.authorization == nil, "\(client.form)")
+            #expect(client.form["audience"] == "https://api.example.test/")
             #expect(client.form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" && client.form["client_id"] == "portal-client", "\(client.form.keys.sorted())")
             let clientAssertion = try #require(client.form["client_assertion"])
             let clientClaims = try #require(try Self.verifiedClaims(clientAssertion, key.publicKey))

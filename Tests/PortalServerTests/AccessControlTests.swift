@@ -63,6 +63,8 @@ struct AccessControlTests {
                 {"name":"Proxy \(UUID().uuidString)","type":"analytics","baseUrl":"\(portal.upstream.baseURL)","authMethod":"api_key","credentials":{"apiKey":"k-matrix-123456"}}
                 """)
             return ("/portal/integrations/\(created.json.objectValue?["id"]?.stringValue ?? "")/proxy/echo/matrix?x=1", route.method == "GET" || route.method == "DELETE" ? nil : #"{"a":1}"#)
+        case "GET /portal/catalog": return ("/portal/catalog?type=identity_provider", nil)
+        case "GET /portal/catalog/{preset}": return ("/portal/catalog/okta", nil)
         case "GET /ledger/{slug}/checkpoint": return ("/ledger/acme/checkpoint", nil)
         case "GET /ledger/{slug}/keys": return ("/ledger/acme/keys", nil)
         case "GET /ledger/{slug}/tile/{path}": return ("/ledger/acme/tile/0/000.p/1", nil)

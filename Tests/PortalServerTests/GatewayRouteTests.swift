@@ -133,7 +133,7 @@ struct GatewayRouteTests {
                 let created = try await portal.call(.post, "/portal/integrations", token: portal.token("acme.admin"), json: """
                     {"name":"IdP","type":"identity_provider","baseUrl":"\(portal.upstream.baseURL)","authMethod":"oauth2",
                      "credentials":{"clientId":"\(NanoIDP.clientID)","clientSecret":"\(NanoIDP.clientSecret)"},
-                     "config":{"oauth":{"tokenUrl":"\(idp.tokenURL)","authorizationUrl":"\(idp.baseURL)/authorize","scopes":["openid","offline_access"],"grantType":"authorization_code"}}}
+                     "config":{"oauth":{"tokenUrl":"\(idp.tokenURL)","authorizationUrl":"\(idp.baseURL)/authorize","scopes":["openid","offline_access"],"grantType":"authorization_code","authorizationParams":{"prompt":"consent"}}}}
                     """)
                 let id = try #require(created.json.objectValue?["id"]?.stringValue)
                 // Before it is connected, calls are refused with a pointer to the flow.
@@ -145,6 +145,7 @@ struct GatewayRouteTests {
                 let url = try #require(start.json.objectValue?["authorizationUrl"]?.stringValue)
                 let query = URLComponents(string: url)?.queryItems ?? []
                 #expect(query.contains { $0.name == "code_challenge_method" && $0.value == "S256" })
+                #expect(query.contains { $0.name == "prompt" && $0.value == "consent" })
                 #expect(query.first { $0.name == "code_challenge" }?.value?.count == 43)
                 let (code, state) = try await idp.login(authorizationURL: url)
                 #expect(state == start.json.objectValue?["state"]?.stringValue)
@@ -198,6 +199,48 @@ struct GatewayRouteTests {
             #expect(rotations.count == 2 && rotations.first?["data"]?.objectValue?["fields"] == ["apiKey"])
             #expect(rotations.first?["data"]?.objectValue?["overlapUntil"] != nil && rotations.last?["data"]?.objectValue?["overlapUntil"] == nil)
             #expect(!entries.body.string.contains("k-route-new-7890") && !entries.body.string.contains("k-route-third-1111"))
+        }
+    }
+
+    @Test("the catalog lists and filters presets; an integration created from one needs only credentials and calls as configured")
+    func catalog() async throws {
+        try await withPortal(.sqlite) { portal in
+            let auditor = portal.token("acme.auditor")
+            let all = try await portal.call(.get, "/portal/catalog", token: auditor)
+            #expect(all.status == .ok)
+            let providers = all.json.objectValue?["providers"]?.arrayValue ?? []
+            #expect(providers.count >= 27)
+            let identity = try await portal.call(.get, "/portal/catalog?type=identity_provider", token: auditor).json.objectValue?["providers"]?.arrayValue ?? []
+            #expect(Set(identity.compactMap { $0.objectValue?["id"]?.stringValue }) == ["okta", "auth0", "azure-ad", "active-directory"])
+            let searched = try await portal.call(.get, "/portal/catalog?q=SIEM", token: auditor).json.objectValue?["providers"]?.arrayValue ?? []
+            #expect(searched.compactMap { $0.objectValue?["id"]?.stringValue } == ["splunk"])
+            expectProblem(try await portal.call(.get, "/portal/catalog?type=crm", token: auditor), .unprocessableContent)
+            let stripe = try await portal.call(.get, "/portal/catalog/stripe", token: auditor)
+            #expect(stripe.json.objectValue?["webhook"]?.objectValue?["scheme"] == "stripe" && stripe.json.objectValue?["authMethod"] == "api_key")
+            expectProblem(try await portal.call(.get, "/portal/catalog/nope", token: auditor), .notFound)
+
+            // Stripe's preset pointed at the test upstream: the key goes out as a bearer, as Stripe expects.
+            let operatorToken = portal.token("acme.operator")
+            let created = try await portal.call(.post, "/portal/integrations", token: operatorToken, json: """
+                {"preset":"stripe","baseUrl":"\(portal.upstream.baseURL)","credentials":{"apiKey":"rk_test_0123456789"},"config":{"testEndpoint":"/echo/balance"}}
+                """)
+            #expect(created.status == .created, "\(created.body.string)")
+            let view = created.json.objectValue ?? [:]
+            #expect(view["name"] == "Stripe" && view["type"] == "enterprise" && view["authMethod"] == "api_key")
+            #expect(view["config"]?.objectValue?["preset"] == "stripe" && view["rateLimits"]?.objectValue?["requestsPerSecond"] == 25)
+            let id = try #require(view["id"]?.stringValue)
+            let tested = try await portal.call(.post, "/portal/integrations/\(id)/test", token: operatorToken)
+            #expect(tested.json.objectValue?["success"] == true, "\(tested.body.string)")
+            let call = try await portal.call(.post, "/portal/integrations/\(id)/requests", token: operatorToken, json: #"{"method":"GET","endpoint":"/echo/customers"}"#)
+            #expect(call.json.objectValue?["body"]?.objectValue?["headers"]?.objectValue?["authorization"] == "Bearer rk_test_0123456789")
+
+            // Missing parameters and credentials are named; nothing is created.
+            let incomplete = try await portal.call(.post, "/portal/integrations", token: operatorToken, json: #"{"preset":"okta","credentials":{"clientId":"0oa1"}}"#)
+            let problem = expectProblem(incomplete, .unprocessableContent)
+            let pointers = Set((problem["errors"]?.arrayValue ?? []).compactMap { $0.objectValue?["pointer"]?.stringValue })
+            #expect(pointers == ["/parameters/domain", "/credentials/privateKey"])
+            let listed = try await portal.call(.get, "/portal/integrations", token: operatorToken).json.objectValue?["items"]?.arrayValue ?? []
+            #expect(listed.count == 1)
         }
     }
 }

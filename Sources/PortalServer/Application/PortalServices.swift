@@ -16,6 +16,8 @@ public struct PortalServices: Sendable {
     public let integrations: IntegrationRegistry
     /// Outbound calls through integrations.
     public let gateway: Gateway
+    /// Provider presets (`GET /portal/catalog`, `"preset"` in a create body).
+    public let catalog: ProviderCatalog
     /// The ledger's sequencer: the `AuditTrail` every capability records through.
     public let ledger: LedgerSequencer
     public let checkpointer: LedgerCheckpointer
@@ -55,6 +57,7 @@ public struct PortalServices: Sendable {
         tokens = APITokenAuthority(database: database, audit: ledger, clock: clock, ids: ids)
         integrations = IntegrationRegistry(database: database, vault: vault, audit: ledger, clock: clock, ids: ids)
         authFailures = AuthFailureRecorder(audit: ledger, key: vault.derivedKey("auth-failure-sources"), clock: clock)
+        catalog = try ProviderCatalog.load(path: settings.catalogPath)
         gateway = Gateway(
             database: database, vault: vault, registry: integrations, audit: ledger, clock: clock, ids: ids, logger: logger,
             configuration: .init(policy: try OutboundPolicy(allowList: settings.outboundAllow))

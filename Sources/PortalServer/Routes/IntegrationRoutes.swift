@@ -36,8 +36,27 @@ struct IntegrationRoutes {
 
     func register(on group: RouterGroup<PortalRequestContext>, table: RouteTable) {
         let registry = services.integrations
+        // The provider catalog: presets to create integrations from (`"preset"` in the create body).
+        table.guarded(group, prefix: "/portal", .get, "/catalog", .readIntegrations) { request, _, _ in
+            let type = request.queryString("type")
+            if let type, IntegrationType(rawValue: type) == nil {
+                throw PortalError.validation([.init(pointer: "?type", message: "must be one of \(IntegrationType.allCases.map(\.rawValue).joined(separator: ", "))")])
+            }
+            let query = request.queryString("q")?.lowercased()
+            let providers = services.catalog.providers.filter { preset in
+                (type == nil || preset.type.rawValue == type)
+                    && (query.map { q in [preset.id, preset.name, preset.category].contains { $0.lowercased().contains(q) } } ?? true)
+            }
+            return JSONOutput.response(["providers": .array(providers.map(\.document))] as JSONValue)
+        }
+        table.guarded(group, prefix: "/portal", .get, "/catalog/{preset}", .readIntegrations) { _, context, _ in
+            guard let id = context.parameters.get("preset"), let preset = services.catalog.preset(id) else {
+                throw PortalError.notFound("preset")
+            }
+            return JSONOutput.response(preset.document)
+        }
         table.guarded(group, prefix: "/portal", .post, "/integrations", .manageIntegrations) { request, _, principal in
-            let input = try IntegrationInput.parse(try await request.jsonBody(limit: services.maxBodyBytes))
+            let input = try IntegrationInput.parse(try services.catalog.expand(try await request.jsonBody(limit: services.maxBodyBytes)))
             let view = try await registry.register(input, by: principal)
             var response = JSONOutput.response(view, status: .created)
             response.headers[.location] = "/portal/integrations/\(view.id)"
@@ -115,7 +134,7 @@ struct IntegrationRoutes {
         }
         // The seed's onConfigTest for an unsaved configuration: credentials used once, nothing stored.
         table.guarded(group, prefix: "/portal", .post, "/integrations/test", .manageIntegrations) { request, _, principal in
-            let input = try IntegrationInput.parse(try await request.jsonBody(limit: services.maxBodyBytes))
+            let input = try IntegrationInput.parse(try services.catalog.expand(try await request.jsonBody(limit: services.maxBodyBytes)))
             return JSONOutput.response(try await services.gateway.test(unsaved: input, by: principal))
         }
         table.guarded(group, prefix: "/portal", .post, "/integrations/{id}/test", .manageIntegrations) { _, context, principal in
