@@ -146,7 +146,11 @@ let package = Package(
             dependencies: [
                 "PortalCore", "Storage", "Ledger", "Integrations", "PortalServer", "PortalTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "Benchmarks/PortalBench",
             swiftSettings: swiftSettings

@@ -2,7 +2,7 @@
 # Installs the system packages a target needs, only those missing, with apt-get (as root).
 #   scripts/install-deps.sh run    build and run the service
 #   scripts/install-deps.sh test   also what the tests drive: PostgreSQL, curl, jq, Python for the venv
-#   scripts/install-deps.sh bench  the tests' packages plus what the benchmark measures with (openssl, time)
+#   scripts/install-deps.sh bench  the tests' packages plus what the benchmark measures with (openssl, time, nginx, wrk)
 set -euo pipefail
 
 want=(libzstd-dev pkg-config curl)
@@ -10,7 +10,7 @@ if [ "${1:-run}" = test ] || [ "${1:-run}" = bench ]; then
   want+=(postgresql jq python3-venv zstd)
 fi
 if [ "${1:-run}" = bench ]; then
-  want+=(openssl time)
+  want+=(openssl time nginx wrk)
 fi
 
 missing=()

@@ -8,13 +8,13 @@ import PortalServer
 import PortalTestSupport
 import Storage
 
-/// `make bench`: the ledger's performance figures (issue 4, DESIGN section 8) in one release-mode run,
+/// `make bench`: the ledger's and the gateway's performance figures (issues 4 and 5, DESIGN section 8) in one release-mode run,
 /// each against a baseline measured in the same run on the same machine.
 @main
 struct PortalBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "portal-bench",
-        abstract: "Ledger benchmarks: append vs plain INSERTs (SQLite, PostgreSQL), verification vs openssl, proof latency, export and offline verification."
+        abstract: "Ledger and gateway benchmarks: append vs plain INSERTs (SQLite, PostgreSQL), verification vs openssl, proof latency, export and offline verification; the gateway's proxy vs nginx under wrk."
     )
 
     @Option(help: "The portal executable for the export and offline-verification runs (built in release mode).")
@@ -44,7 +44,13 @@ struct PortalBench: AsyncParsableCommand {
     @Flag(help: "Skip the PostgreSQL append benchmark even when PORTAL_TEST_POSTGRES_URL is set.")
     var noPostgres = false
 
-    @Option(help: "Run only one part: append or large (for profiling).")
+    @Option(help: "Seconds of each wrk run in the gateway benchmark.")
+    var gatewaySeconds: Int = 10
+
+    @Option(help: "wrk connections in the gateway benchmark.")
+    var gatewayConnections: Int = 32
+
+    @Option(help: "Run only one part: append, large or gateway (for profiling).")
     var only: String?
 
     @Option(help: "Keep the large ledger's bundles, verifier keys and unpacked folder in this folder (for profiling).")
@@ -83,6 +89,11 @@ struct PortalBench: AsyncParsableCommand {
         if only == nil || only == "large" {
             let large = LargeLedgerBenchmark(portal: portalPath, entries: entries, smallEntries: smallEntries, samples: samples, keep: keep)
             try await large.run(report: report)
+        }
+
+        if only == nil || only == "gateway" {
+            let gateway = GatewayBenchmark(portal: portalPath, duration: gatewaySeconds, connections: gatewayConnections, rounds: min(rounds, 3))
+            try await gateway.run(report: report)
         }
 
         print("\n== Summary (\(String(format: "%.0f", seconds(since: started))) s)\n")

@@ -159,7 +159,7 @@ public final class Gateway: Service, Sendable {
         sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
     ) {
         self.registry = registry
-        oauth = OAuthTokens(database: database, vault: vault, audit: audit, clock: clock)
+        oauth = OAuthTokens(database: database, vault: vault, audit: audit, clock: clock, invalidate: { [registry] id in registry.invalidate(id: id) })
         self.audit = audit
         self.clock = clock
         self.ids = ids
@@ -521,19 +521,33 @@ public final class Gateway: Service, Sendable {
     }
 
     /// Sends one attempt; network failures and timeouts become `upstreamFailed` / `upstreamTimeout`.
+    ///
+    /// The response is collected by async-http-client's accumulating delegate (bounded by the response
+    /// size limit) on the connection's event loop, with no event-loop preference, so any idle pooled
+    /// connection serves the call. Issue 5's profile: pinning calls to the caller's event loop made the
+    /// pool close and open connections all the time (a third of the CPU), and the streaming body API added
+    /// a thread hop per chunk.
     private func send(_ request: OutboundRequest, deadline: ContinuousClock.Instant) async throws -> UpstreamResponse {
-        var outgoing = HTTPClientRequest(url: request.url.absoluteString)
-        outgoing.method = HTTPMethod(rawValue: request.method)
-        for (name, value) in request.headers { outgoing.headers.add(name: name, value: value) }
-        if !request.body.isEmpty { outgoing.body = .bytes(ByteBuffer(bytes: request.body)) }
         let remaining = deadline - ContinuousClock.now
         guard remaining > .zero else { throw PortalError(.upstreamTimeout, "the call's timeout passed before the upstream answered") }
-        let timeout = TimeAmount.nanoseconds(Int64(remaining.components.seconds) * 1_000_000_000 + remaining.components.attoseconds / 1_000_000_000)
+        let nanoseconds = Int64(remaining.components.seconds) * 1_000_000_000 + remaining.components.attoseconds / 1_000_000_000
         do {
-            let response = try await http.execute(outgoing, timeout: timeout)
-            let body = try await response.body.collect(upTo: configuration.maxResponseBytes)
-            return UpstreamResponse(status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) }, body: Array(buffer: body))
-        } catch is NIOTooManyBytesError {
+            var headers = HTTPHeaders()
+            headers.reserveCapacity(request.headers.count)
+            for (name, value) in request.headers { headers.add(name: name, value: value) }
+            let outgoing = try HTTPClient.Request(
+                url: request.url, method: HTTPMethod(rawValue: request.method), headers: headers,
+                body: request.body.isEmpty ? nil : .bytes(request.body)
+            )
+            let response = try await http.execute(
+                request: outgoing, delegate: ResponseAccumulator(request: outgoing, maxBodySize: configuration.maxResponseBytes),
+                eventLoop: .indifferent, deadline: .now() + .nanoseconds(nanoseconds), logger: nil
+            ).futureResult.get()
+            return UpstreamResponse(
+                status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
+                body: response.body.map { Array(buffer: $0) } ?? []
+            )
+        } catch is ResponseAccumulator.ResponseTooBigError {
             throw PortalError(.upstreamFailed, "the upstream's response is larger than \(configuration.maxResponseBytes) bytes")
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
             throw PortalError(.upstreamTimeout, "the upstream did not answer within the call's timeout")
@@ -579,7 +593,16 @@ public final class Gateway: Service, Sendable {
             organizationID: integration.organizationID, type: call.outcome == .success ? "request.completed" : "request.failed",
             actor: call.actor, integrationID: integration.id, data: .object(data), time: now
         )
-        try await audit.append([event]) { db in try await IntegrationRequestStore(db).insert(row) }
+        try await audit.append([event], with: RequestRow(record: row))
+    }
+
+    /// A call's `integration_requests` row, written with its ledger entry in the sequencer's batch.
+    struct RequestRow: CompanionRow {
+        var record: IntegrationRequestRecord
+
+        static func insert(_ rows: [RequestRow], in db: any SQLDatabase) async throws {
+            try await IntegrationRequestStore(db).insert(rows.map(\.record))
+        }
     }
 
     static let hopByHop: Set<String> = [

@@ -73,10 +73,13 @@ final class OAuthTokens: Sendable {
     private let audit: any AuditTrail
     private let clock: any WallClock
     private let locks = KeyedLock()
+    /// Forgets an integration's cached configuration after its status changed here.
+    private let invalidate: @Sendable (UUID) -> Void
     /// Calls the token endpoint: (url, form fields, basic credentials) -> (status, JSON body).
     typealias TokenEndpoint = @Sendable (URL, [(String, String)], (String, String)?) async throws -> (Int, JSONValue)
 
-    init(database: Database, vault: CredentialVault, audit: any AuditTrail, clock: any WallClock) {
+    init(database: Database, vault: CredentialVault, audit: any AuditTrail, clock: any WallClock, invalidate: @escaping @Sendable (UUID) -> Void) {
+        self.invalidate = invalidate
         self.database = database
         self.vault = vault
         self.audit = audit
@@ -399,6 +402,7 @@ final class OAuthTokens: Sendable {
             }
         }
         audit.wake()
+        if exhausted { invalidate(integration.id) }
         return .failure(PortalError(.upstreamFailed, "could not obtain an access token: \(reason)"))
     }
 

@@ -96,9 +96,9 @@ public final class RateLimiter: Sendable {
     /// Reads the provider's rate-limit answer: the time to hold off until, if it asked for one.
     public static func holdOff(status: Int, headers: [(name: String, value: String)], now: Date) -> Date? {
         func header(_ name: String) -> String? {
-            headers.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value.trimmingCharacters(in: .whitespaces)
+            headers.first { Self.sameASCIIName($0.name, name) }?.value.trimmingCharacters(in: .whitespaces)
         }
-        if let retryAfter = header("Retry-After"), let delay = retryAfterSeconds(retryAfter, now: now), status == 429 || status == 503 {
+        if status == 429 || status == 503, let retryAfter = header("Retry-After"), let delay = retryAfterSeconds(retryAfter, now: now) {
             return now.addingTimeInterval(delay)
         }
         if status == 429 { return now.addingTimeInterval(1) }
@@ -108,6 +108,21 @@ public final class RateLimiter: Sendable {
             return until > now ? until : nil
         }
         return nil
+    }
+
+    /// Header names compared as HTTP does (ASCII, case-insensitive), without Foundation's locale-aware
+    /// comparison (a visible cost when every response is scanned).
+    static func sameASCIIName(_ a: String, _ b: String) -> Bool {
+        var x = a.utf8.makeIterator()
+        var y = b.utf8.makeIterator()
+        while true {
+            switch (x.next(), y.next()) {
+            case (nil, nil): return true
+            case (let p?, let q?):
+                if p != q, p | 0x20 != q | 0x20 || !((p | 0x20) >= UInt8(ascii: "a") && (p | 0x20) <= UInt8(ascii: "z")) { return false }
+            default: return false
+            }
+        }
     }
 
     /// `Retry-After` as seconds from now: delta-seconds or an HTTP date.

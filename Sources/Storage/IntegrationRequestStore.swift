@@ -44,13 +44,25 @@ public struct IntegrationRequestStore {
     public init(_ db: any SQLDatabase) { self.db = db }
 
     public func insert(_ r: IntegrationRequestRecord) async throws {
-        try await db.raw("""
-            INSERT INTO integration_requests
-              (id, organization_id, integration_id, method, endpoint, request_body, response_status, response_body, duration_ms, error_message, created_at)
-            VALUES (\(bind: r.id), \(bind: r.organizationID), \(bind: r.integrationID), \(bind: r.method), \(bind: String(r.endpoint.prefix(500))),
-                    \(bind: db.jsonBind(r.requestBody)), \(bind: r.responseStatus), \(bind: db.jsonBind(r.responseBody)), \(bind: r.durationMs),
-                    \(bind: r.errorMessage.map { String($0.prefix(2000)) }), \(bind: r.createdAt))
-            """).run()
+        try await insert([r])
+    }
+
+    /// Inserts several rows with one statement per 128 rows (the gateway's batch of calls).
+    public func insert(_ records: [IntegrationRequestRecord]) async throws {
+        for start in stride(from: 0, to: records.count, by: 128) {
+            let values = records[start..<min(start + 128, records.count)].map { r -> SQLQueryString in
+                """
+                (\(bind: r.id), \(bind: r.organizationID), \(bind: r.integrationID), \(bind: r.method), \(bind: String(r.endpoint.prefix(500))), \
+                \(bind: db.jsonBind(r.requestBody)), \(bind: r.responseStatus), \(bind: db.jsonBind(r.responseBody)), \(bind: r.durationMs), \
+                \(bind: r.errorMessage.map { String($0.prefix(2000)) }), \(bind: r.createdAt))
+                """
+            }
+            try await db.raw("""
+                INSERT INTO integration_requests
+                  (id, organization_id, integration_id, method, endpoint, request_body, response_status, response_body, duration_ms, error_message, created_at)
+                VALUES
+                """ + " " + values.joined(separator: ", ")).run()
+        }
     }
 
     /// The organization's calls through one integration, newest first.

@@ -384,6 +384,9 @@ struct OAuthGatewayTests {
                     return try await group.reduce(into: [APIResponse]()) { $0.append($1) }
                 }
                 #expect(answers.count == 100 && answers.allSatisfy { $0.status == 200 })
+                // Every call has its row and its entry, although the sequencer wrote them in a few batches.
+                #expect(try await env.rows(id).count == 100)
+                #expect(try await env.requestEntries().count == 100)
                 let bearers = Set(answers.compactMap { GatewayEnvironment.echoed($0)["headers"]?.objectValue?["authorization"]?.stringValue })
                 #expect(bearers.count == 1 && bearers.first?.hasPrefix("Bearer eyJ") == true)
                 let events = try await tokenEvents(env)

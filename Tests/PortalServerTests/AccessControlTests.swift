@@ -129,6 +129,32 @@ struct AccessControlTests {
         }
     }
 
+    @Test("a token in use and then revoked, and an integration in use and then disabled, are refused at once (the caches forget them)")
+    func revocationIsImmediate() async throws {
+        try await withPortal(.sqlite) { portal in
+            let admin = portal.token("acme.admin")
+            let issued = try await portal.call(.post, "/portal/tokens", token: admin, json: #"{"role":"operator","owner":"short-lived"}"#)
+            let token = try #require(issued.json.objectValue?["token"]?.stringValue)
+            let tokenID = try #require(issued.json.objectValue?["id"]?.stringValue)
+            let created = try await portal.call(.post, "/portal/integrations", token: admin, json: """
+                {"name":"Echo cache","type":"analytics","baseUrl":"\(portal.upstream.baseURL)","authMethod":"api_key","credentials":{"apiKey":"k-cache-123456"}}
+                """)
+            let id = try #require(created.json.objectValue?["id"]?.stringValue)
+            // Used twice, so both the token and the integration's outbound configuration are cached.
+            for _ in 0..<2 {
+                #expect(try await portal.call(.post, "/portal/integrations/\(id)/requests", token: token, json: #"{"method":"GET","endpoint":"/echo/c"}"#).status == .ok)
+            }
+            let disabled = try await portal.call(.patch, "/portal/integrations/\(id)", token: admin, json: #"{"status":"inactive"}"#)
+            #expect(disabled.status == .ok, "\(disabled.body.string)")
+            let refused = try await portal.call(.post, "/portal/integrations/\(id)/requests", token: token, json: #"{"method":"GET","endpoint":"/echo/c"}"#)
+            #expect(expectProblem(refused, .forbidden)["code"] == "refused")
+            #expect(try await portal.call(.delete, "/portal/tokens/\(tokenID)", token: admin).status == .noContent)
+            let afterRevoke = try await portal.call(.get, "/portal/whoami", token: token)
+            #expect(expectProblem(afterRevoke, .unauthorized)["detail"]?.stringValue?.contains("revoked") == true)
+            #expect(portal.upstream.calls("/echo/c") == 2)
+        }
+    }
+
     @Test("another organization's resources are 404 and never listed", arguments: Backend.available)
     func isolation(backend: Backend) async throws {
         try await withPortal(backend) { portal in

@@ -47,8 +47,8 @@ public struct NanoIDP: Sendable {
         try settings.write(toFile: settingsPath, atomically: true, encoding: .utf8)
 
         // posix_spawn and waitpid, not Foundation's Process: its waitUntilExit spun a core for ever here.
-        let pid = try spawn(executable, ["--config", directory.path, "--host", "127.0.0.1", "--port", String(port)])
-        defer { stop(pid) }
+        let pid = try ChildProcess.spawn(executable, ["--config", directory.path, "--host", "127.0.0.1", "--port", String(port)])
+        defer { ChildProcess.stop(pid) }
         let idp = NanoIDP(port: port)
         // Ready when its discovery document answers (bounded: 100 tries, 100 ms apart).
         for _ in 0..<100 {
@@ -120,37 +120,10 @@ public struct NanoIDP: Sendable {
     }
 
     static func run(_ executable: String, _ arguments: [String]) throws {
-        let pid = try spawn(executable, arguments)
+        let pid = try ChildProcess.spawn(executable, arguments)
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0, errno == EINTR {}
         guard status == 0 else { throw TestSupportError("nanoidp \(arguments.first ?? "") failed") }
-    }
-
-    /// Starts `executable` with output discarded; returns its process id.
-    static func spawn(_ executable: String, _ arguments: [String]) throws -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { for p in argv { free(p) } }
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, executable, &actions, nil, argv, environ)
-        guard result == 0 else { throw TestSupportError("cannot start \(executable): errno \(result)") }
-        return pid
-    }
-
-    /// SIGTERM, up to two seconds for it to exit, then SIGKILL; always reaped.
-    static func stop(_ pid: pid_t) {
-        kill(pid, SIGTERM)
-        var status: Int32 = 0
-        for _ in 0..<200 {
-            if waitpid(pid, &status, WNOHANG) == pid { return }
-            usleep(10_000)
-        }
-        kill(pid, SIGKILL)
-        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
     }
 
     /// A port no one listens on right now (bind to 0, read it, close).

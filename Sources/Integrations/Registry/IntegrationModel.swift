@@ -86,6 +86,8 @@ public struct OutboundIntegration: Sendable {
     /// The credentials before a rotation, while its overlap window lasts: tried once when the new ones
     /// are refused (401 or 403).
     public var previousCredentials: [String: String]?
+    /// When the overlap window ends.
+    public var previousUntil: Date?
 
     public init(
         id: UUID, organizationID: UUID, name: String, baseURL: String, authMethod: AuthMethod, credentials: [String: String],

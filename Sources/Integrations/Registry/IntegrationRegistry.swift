@@ -3,6 +3,7 @@ public import PortalCore
 import SQLKit
 public import Storage
 public import Ledger
+import Synchronization
 
 /// Registers and manages integrations: the seed's `IntegrationService` (register, read, change, delete,
 /// status), with credentials sealed by the vault inside the same transaction as the row.
@@ -12,17 +13,29 @@ public struct IntegrationRegistry: Sendable {
     private let audit: any AuditTrail
     private let clock: any WallClock
     private let ids: IdentifierGenerator
+    private let opened: OutboundCache
 
     /// Rate limits in force when an integration gives none (DESIGN section 7).
     public static let defaultRateLimits: JSONValue = ["requestsPerSecond": 10, "burst": 20]
 
-    public init(database: Database, vault: CredentialVault, audit: any AuditTrail, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared) {
+    /// `outboundCacheSeconds`: how long an opened outbound configuration (credentials in the clear, in
+    /// memory only) is reused by the gateway before it is read and unsealed again (default 1 s). Changes
+    /// made through this registry take effect at once; changes made by another instance within that time.
+    public init(
+        database: Database, vault: CredentialVault, audit: any AuditTrail, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared,
+        outboundCacheSeconds: TimeInterval = 1
+    ) {
         self.database = database
         self.vault = vault
         self.audit = audit
         self.clock = clock
         self.ids = ids
+        self.opened = OutboundCache(ttl: outboundCacheSeconds)
     }
+
+    /// Forgets the cached outbound configuration of an integration changed outside the registry (the
+    /// gateway setting status `error`).
+    public func invalidate(id: UUID) { opened.forget(id) }
 
     /// The secrets of one integration, sealed together as one envelope.
     struct Secrets: Codable, Equatable {
@@ -174,6 +187,7 @@ public struct IntegrationRegistry: Sendable {
             record.updatedAt = now
             do {
                 _ = try await store.update(record)
+                opened.forget(record.id)
             } catch where Database.isUniqueViolation(error) {
                 throw PortalError(.conflict, "an integration named '\(record.name)' already exists")
             }
@@ -187,6 +201,8 @@ public struct IntegrationRegistry: Sendable {
             return record
         }
         audit.wake()
+        // Again after the commit: a call may have cached the old row while the change was in flight.
+        opened.forget(id)
         return try await view(of: record)
     }
 
@@ -207,12 +223,15 @@ public struct IntegrationRegistry: Sendable {
             record.deletedAt = now
             record.updatedAt = now
             _ = try await store.update(record)
+            opened.forget(record.id)
             try await audit.record(AuditEvent(
                 organizationID: principal.organizationID, type: "integration.deleted", actor: Self.actor(principal),
                 integrationID: id, data: ["before": .string(before), "after": .string(Self.configurationDigest(record, secrets))], time: now
             ), in: db)
         }
         audit.wake()
+        // Again after the commit: a call may have cached the old row while the change was in flight.
+        opened.forget(id)
     }
 
     /// The seed's `getIntegrationStatus`: lifecycle status and request health.
@@ -327,6 +346,7 @@ public struct IntegrationRegistry: Sendable {
             record.credentials = try await seal(secrets, organizationID: principal.organizationID, integrationID: id, in: db)
             record.updatedAt = now
             _ = try await store.update(record)
+                opened.forget(record.id)
             let identity = credentials.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n")
             var data: [String: JSONValue] = [
                 "fields": .array(credentials.keys.sorted().map(JSONValue.string)),
@@ -339,13 +359,17 @@ public struct IntegrationRegistry: Sendable {
             return record
         }
         audit.wake()
+        // Again after the commit: a call may have cached the old row while the change was in flight.
+        opened.forget(id)
         return try await view(of: record)
     }
 
     /// What the gateway needs to call out through an integration: its configuration and its credentials
     /// in the clear. For the outbound path only; never returned by the API or logged.
     public func outbound(id: UUID, organizationID: UUID) async throws -> OutboundIntegration {
-        try await database.read { db in
+        let now = clock.now()
+        if let cached = opened.lookup(id, organizationID: organizationID, now: now) { return cached }
+        let outbound = try await database.read { db in
             guard let record = try await IntegrationStore(db).find(id: id, organizationID: organizationID), record.deletedAt == nil else {
                 throw PortalError.notFound("integration")
             }
@@ -358,9 +382,14 @@ public struct IntegrationRegistry: Sendable {
                 authMethod: authMethod, credentials: secrets.credentials, config: record.config,
                 rateLimits: record.rateLimits ?? Self.defaultRateLimits, status: record.status
             )
-            if let previous = secrets.previous, let until = secrets.previousUntil, until > clock.now() { outbound.previousCredentials = previous }
+            if let previous = secrets.previous, let until = secrets.previousUntil, until > clock.now() {
+                outbound.previousCredentials = previous
+                outbound.previousUntil = until
+            }
             return outbound
         }
+        opened.remember(outbound, now: now)
+        return outbound
     }
 
     private func seal(_ secrets: Secrets, organizationID: UUID, integrationID: UUID, in db: any SQLDatabase) async throws -> JSONValue {
@@ -383,4 +412,38 @@ public struct IntegrationRegistry: Sendable {
             throw PortalError(.crypto, "the stored credentials do not decode")
         }
     }
+}
+
+/// Outbound configurations recently opened, by integration, for a short time (the gateway's hot path:
+/// one read and one unseal per integration per second instead of per call). Bounded; kept in memory only.
+final class OutboundCache: Sendable {
+    private let entries = Mutex<[UUID: (integration: OutboundIntegration, cachedAt: Date)]>([:])
+    private let ttl: TimeInterval
+
+    init(ttl: TimeInterval) { self.ttl = ttl }
+
+    func lookup(_ id: UUID, organizationID: UUID, now: Date) -> OutboundIntegration? {
+        guard ttl > 0 else { return nil }
+        return entries.withLock { entries in
+            guard let entry = entries[id], entry.integration.organizationID == organizationID else { return nil }
+            guard now.timeIntervalSince(entry.cachedAt) < ttl, now >= entry.cachedAt else {
+                entries[id] = nil
+                return nil
+            }
+            var integration = entry.integration
+            // The rotation overlap ends on time even while cached.
+            if let until = integration.previousUntil, until <= now { integration.previousCredentials = nil }
+            return integration
+        }
+    }
+
+    func remember(_ integration: OutboundIntegration, now: Date) {
+        guard ttl > 0 else { return }
+        entries.withLock { entries in
+            if entries.count >= 10_000 { entries.removeAll(keepingCapacity: true) }
+            entries[integration.id] = (integration, now)
+        }
+    }
+
+    func forget(_ id: UUID) { _ = entries.withLock { $0.removeValue(forKey: id) } }
 }

@@ -41,6 +41,9 @@ public struct AuditEvent: Sendable, Equatable {
     func validate() throws(PortalError) -> [UInt8] {
         guard case .object = data else { throw PortalError(.internal, "an audit event's data is an object") }
         let dataBytes = try CanonicalJSON.encode(data)
+        // Far below the limit (the usual case), composing the entry to measure it is not needed: the other
+        // members take at most 600 bytes, plus the type and actor escaped (at most 6 bytes a byte).
+        if dataBytes.count + 6 * (type.utf8.count + actor.utf8.count) + 600 <= LedgerEntry.maxBytes { return dataBytes }
         // The longest the entry can be: the largest sequence number and slug.
         let longest = entryBytes(seq: Int64.max, slug: String(repeating: "x", count: 63), prev: LedgerEntry.zeroHash, data: dataBytes)
         guard longest.count <= LedgerEntry.maxBytes else {
@@ -59,6 +62,12 @@ public struct AuditEvent: Sendable, Equatable {
     }
 }
 
+/// A row written in the sequencer's batch transaction together with the entries it accompanies.
+public protocol CompanionRow: Sendable {
+    /// Writes rows of this type from several calls at once.
+    static func insert(_ rows: [Self], in db: any SQLDatabase) async throws
+}
+
 /// How every capability records evidence (DESIGN section 2): the one protocol the ledger implements.
 public protocol AuditTrail: Sendable {
     /// Queues `event` in the caller's write transaction (the transactional outbox): it commits, or rolls
@@ -68,10 +77,11 @@ public protocol AuditTrail: Sendable {
     /// Appends events that accompany no other state change; returns once they are durable in the chain.
     func append(_ events: [AuditEvent]) async throws
 
-    /// Appends events together with rows of their own, which `rows` writes in the same batch transaction
-    /// (DESIGN 4.1: an outbound call's `integration_requests` row and its `request.*` entry); returns once
-    /// both are durable. `rows` must only insert what the caller has already validated.
-    func append(_ events: [AuditEvent], writing rows: @escaping @Sendable (any SQLDatabase) async throws -> Void) async throws
+    /// Appends events together with a row of their own, written in the same batch transaction (DESIGN
+    /// 4.1: an outbound call's `integration_requests` row and its `request.*` entry); returns once both
+    /// are durable. The rows of one type from every call in a batch are written together (one statement),
+    /// so the row must hold only what the caller has already validated.
+    func append<Row: CompanionRow>(_ events: [AuditEvent], with row: Row) async throws
 
     /// Tells the sequencer that a transaction with recorded events committed, so it drains now rather than
     /// at its next poll.

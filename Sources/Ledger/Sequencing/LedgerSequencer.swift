@@ -31,8 +31,8 @@ public final class LedgerSequencer: AuditTrail, Service {
         /// The canonical bytes of the event's data, from validation.
         var data: [UInt8]
         var completion: Completion
-        /// Rows to write in the same transaction (on the first event of an `append(_:writing:)` call).
-        var rows: (@Sendable (any SQLDatabase) async throws -> Void)?
+        /// A row to write in the same transaction (on the first event of an `append(_:with:)` call).
+        var row: (any CompanionRow)?
     }
 
     private let database: Database
@@ -81,14 +81,14 @@ public final class LedgerSequencer: AuditTrail, Service {
     }
 
     public func append(_ events: [AuditEvent]) async throws {
-        try await enqueue(events, rows: nil)
+        try await enqueue(events, row: nil)
     }
 
-    public func append(_ events: [AuditEvent], writing rows: @escaping @Sendable (any SQLDatabase) async throws -> Void) async throws {
-        try await enqueue(events, rows: rows)
+    public func append<Row: CompanionRow>(_ events: [AuditEvent], with row: Row) async throws {
+        try await enqueue(events, row: row)
     }
 
-    private func enqueue(_ events: [AuditEvent], rows: (@Sendable (any SQLDatabase) async throws -> Void)?) async throws {
+    private func enqueue(_ events: [AuditEvent], row: (any CompanionRow)?) async throws {
         var data: [[UInt8]] = []
         data.reserveCapacity(events.count)
         for event in events { data.append(try event.validate()) }
@@ -98,7 +98,7 @@ public final class LedgerSequencer: AuditTrail, Service {
             let completion = Completion(count: events.count, continuation: continuation)
             waiting.withLock { list in
                 for (index, (event, bytes)) in zip(events, data).enumerated() {
-                    list.append(Waiting(event: event, data: bytes, completion: completion, rows: index == 0 ? rows : nil))
+                    list.append(Waiting(event: event, data: bytes, completion: completion, row: index == 0 ? row : nil))
                 }
             }
             wakeupContinuation.yield()
@@ -193,9 +193,9 @@ public final class LedgerSequencer: AuditTrail, Service {
                     byOrganization[row.organizationID, default: []].append((event, try event.validate()))
                 }
                 for item in direct {
-                    try await item.rows?(db)
                     byOrganization[item.event.organizationID, default: []].append((item.event, item.data))
                 }
+                try await Self.insertCompanions(direct.compactMap(\.row), in: db)
                 var edges: [UUID: LedgerEdge] = [:]
                 // A fixed lock order across organizations keeps two instances from deadlocking.
                 for organizationID in byOrganization.keys.sorted(by: { $0.uuidString < $1.uuidString }) {
@@ -217,6 +217,26 @@ public final class LedgerSequencer: AuditTrail, Service {
             for item in direct { item.completion.done(error) }
             throw error
         }
+    }
+
+    /// Writes the batch's companion rows, one `insert` per row type (issue 5's profile: a statement per
+    /// call serialized the batch).
+    static func insertCompanions(_ rows: [any CompanionRow], in db: any SQLDatabase) async throws {
+        var groups: [ObjectIdentifier: [any CompanionRow]] = [:]
+        var order: [ObjectIdentifier] = []
+        for row in rows {
+            let key = ObjectIdentifier(type(of: row))
+            if groups[key] == nil { order.append(key) }
+            groups[key, default: []].append(row)
+        }
+        for key in order {
+            guard let group = groups[key], let first = group.first else { continue }
+            try await insertGroup(first, group, in: db)
+        }
+    }
+
+    private static func insertGroup<Row: CompanionRow>(_ first: Row, _ group: [any CompanionRow], in db: any SQLDatabase) async throws {
+        try await Row.insert(group.compactMap { $0 as? Row }, in: db)
     }
 
     private func byCount(_ edges: [UUID: LedgerEdge]) -> Int { edges.values.reduce(0) { $0 + $1.appended } }

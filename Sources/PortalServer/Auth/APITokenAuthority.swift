@@ -5,23 +5,33 @@ import Logging
 public import PortalCore
 public import SQLKit
 public import Storage
+import Synchronization
 
 /// Issues and checks bearer API tokens (DESIGN section 6).
 ///
 /// A token is `ptk_` and 43 base64url characters (256 random bits). Only its SHA-256 is stored; it is
 /// shown once, when issued. Checking looks the hash up, compares it in constant time, and refuses
 /// revoked and expired tokens.
+///
+/// A token found valid is remembered for `cacheSeconds` (default 1 s), so a busy client costs one lookup
+/// per second rather than one per request. Revoking on this instance forgets it at once; another instance
+/// sharing the database stops accepting it within `cacheSeconds`. Expiry is checked on every request.
 public struct APITokenAuthority: Sendable {
     private let database: Database
     private let audit: any AuditTrail
     private let clock: any WallClock
     private let ids: IdentifierGenerator
+    private let cache: TokenCache
 
-    public init(database: Database, audit: any AuditTrail, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared) {
+    public init(
+        database: Database, audit: any AuditTrail, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared,
+        cacheSeconds: TimeInterval = 1
+    ) {
         self.database = database
         self.audit = audit
         self.clock = clock
         self.ids = ids
+        self.cache = TokenCache(ttl: cacheSeconds)
     }
 
     /// The prefix of every API token, so secret scanners can recognise a leaked one.
@@ -29,7 +39,7 @@ public struct APITokenAuthority: Sendable {
 
     /// The lowercase hex SHA-256 of a token.
     public static func hash(_ token: String) -> String {
-        SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
+        Hex.encode(SHA256.hash(data: Array(token.utf8)))
     }
 
     /// A new random token.
@@ -69,6 +79,7 @@ public struct APITokenAuthority: Sendable {
         guard try await store.revoke(id: id, organizationID: organizationID, at: now), let record = try await store.find(id: id) else {
             return false
         }
+        cache.forget(tokenID: id)
         try await audit.record(AuditEvent(
             organizationID: record.organizationID, type: "apitoken.revoked", actor: actor, data: Self.evidence(record), time: now
         ), in: db)
@@ -91,7 +102,13 @@ public struct APITokenAuthority: Sendable {
         }
         let presented = Self.hash(token)
         let now = clock.now()
-        let found = try await database.read { db in try await APITokenStore(db).findWithOrganization(hash: presented) }
+        let found: (APITokenRecord, String)?
+        if let cached = cache.lookup(presented, now: now) {
+            found = cached
+        } else {
+            found = try await database.read { db in try await APITokenStore(db).findWithOrganization(hash: presented) }
+            if let (record, slug) = found, record.revokedAt == nil { cache.remember(presented, record: record, slug: slug, now: now) }
+        }
         guard let (record, slug) = found,
               ConstantTime.equals(Array(record.tokenHash.utf8), Array(presented.utf8))
         else {
@@ -108,13 +125,63 @@ public struct APITokenAuthority: Sendable {
             throw PortalError(.unauthenticated, "the bearer token expired at \(Timestamp.rfc3339(expiresAt))")
         }
         // Last use is kept to the minute: a write per request would serialize every reader on SQLite.
-        if record.lastUsedAt.map({ now.timeIntervalSince($0) >= 60 }) ?? true {
+        if record.lastUsedAt.map({ now.timeIntervalSince($0) >= 60 }) ?? true, cache.claimTouch(presented, now: now) {
             try? await database.write { db in try await APITokenStore(db).touch(id: record.id, at: now) }
         }
         return Principal(
             tokenID: record.id, organizationID: record.organizationID, organizationSlug: slug,
             role: record.role, owner: record.owner
         )
+    }
+}
+
+/// Tokens recently found valid, by hash, for a short time (see ``APITokenAuthority``).
+final class TokenCache: Sendable {
+    private struct Entry {
+        var record: APITokenRecord
+        var slug: String
+        var cachedAt: Date
+    }
+
+    private let entries = Mutex<[String: Entry]>([:])
+    private let ttl: TimeInterval
+
+    init(ttl: TimeInterval) { self.ttl = ttl }
+
+    func lookup(_ hash: String, now: Date) -> (APITokenRecord, String)? {
+        guard ttl > 0 else { return nil }
+        return entries.withLock { entries in
+            guard let entry = entries[hash] else { return nil }
+            guard now.timeIntervalSince(entry.cachedAt) < ttl, now >= entry.cachedAt else {
+                entries[hash] = nil
+                return nil
+            }
+            return (entry.record, entry.slug)
+        }
+    }
+
+    func remember(_ hash: String, record: APITokenRecord, slug: String, now: Date) {
+        guard ttl > 0 else { return }
+        entries.withLock { entries in
+            // Bounded: a flood of distinct tokens empties the cache instead of growing it.
+            if entries.count >= 10_000 { entries.removeAll(keepingCapacity: true) }
+            entries[hash] = Entry(record: record, slug: slug, cachedAt: now)
+        }
+    }
+
+    /// Whether this request should record the token's last use (once per minute, not once per cached hit).
+    func claimTouch(_ hash: String, now: Date) -> Bool {
+        entries.withLock { entries in
+            guard var entry = entries[hash] else { return true }
+            if let last = entry.record.lastUsedAt, now.timeIntervalSince(last) < 60 { return false }
+            entry.record.lastUsedAt = now
+            entries[hash] = entry
+            return true
+        }
+    }
+
+    func forget(tokenID: UUID) {
+        entries.withLock { entries in entries = entries.filter { $0.value.record.id != tokenID } }
     }
 }
 

@@ -41,7 +41,9 @@ struct RequestLogMiddleware: RouterMiddleware {
             return given
         }
         var rng = SystemRandomNumberGenerator()
-        return (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &rng)) }.joined()
+        let value = rng.next()
+        let hex = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
     }
 }
 

@@ -1,0 +1,32 @@
+public import Foundation
+
+/// Child processes for tests and benchmarks: posix_spawn and waitpid, not Foundation's Process (its
+/// waitUntilExit spun a core for ever here).
+public enum ChildProcess {
+    /// Starts `executable` with its output appended to `output` (discarded when nil); returns its process id.
+    public static func spawn(_ executable: String, _ arguments: [String], output: String? = nil) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, output ?? "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { for p in argv { free(p) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+        guard result == 0 else { throw TestSupportError("cannot start \(executable): errno \(result)") }
+        return pid
+    }
+
+    /// SIGTERM, up to two seconds for it to exit, then SIGKILL; always reaped.
+    public static func stop(_ pid: pid_t) {
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        for _ in 0..<200 {
+            if waitpid(pid, &status, WNOHANG) == pid { return }
+            usleep(10_000)
+        }
+        kill(pid, SIGKILL)
+        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+    }
+}
