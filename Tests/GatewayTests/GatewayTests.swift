@@ -86,19 +86,24 @@ struct GatewayEnvironment {
                     db: db, registry: registry, gateway: gateway, admin: admin, upstream: upstream, delays: delays, sequencer: sequencer,
                     vault: vault, clock: clock, url: test.url
                 )
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await sequencer.run() }
-                    do {
-                        try await body(environment)
-                    } catch {
-                        group.cancelAll()
-                        try? await gateway.shutdown()
-                        throw error
-                    }
-                    group.cancelAll()
-                    try await gateway.shutdown()
-                }
+                try await running(sequencer, gateway) { try await body(environment) }
             }
+        }
+    }
+
+    /// Runs `body` while `sequencer` runs, then stops it and shuts `gateway`'s HTTP client down.
+    static func running(_ sequencer: LedgerSequencer, _ gateway: Gateway, _ body: () async throws -> Void) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await sequencer.run() }
+            do {
+                try await body()
+            } catch {
+                group.cancelAll()
+                try? await gateway.shutdown()
+                throw error
+            }
+            group.cancelAll()
+            try await gateway.shutdown()
         }
     }
 }
@@ -114,18 +119,7 @@ extension GatewayEnvironment {
                 database: db, vault: vault, registry: registry, audit: sequencer, clock: clock, logger: quietLogger,
                 configuration: .init(policy: try OutboundPolicy(allowList: "127.0.0.1")), sleep: { _ in }
             )
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await sequencer.run() }
-                do {
-                    try await body(gateway)
-                } catch {
-                    group.cancelAll()
-                    try? await gateway.shutdown()
-                    throw error
-                }
-                group.cancelAll()
-                try await gateway.shutdown()
-            }
+            try await GatewayEnvironment.running(sequencer, gateway) { try await body(gateway) }
         }
     }
 }
