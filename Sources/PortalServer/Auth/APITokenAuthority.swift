@@ -13,9 +13,10 @@ import Synchronization
 /// shown once, when issued. Checking looks the hash up, compares it in constant time, and refuses
 /// revoked and expired tokens.
 ///
-/// A token found valid is remembered for `cacheSeconds` (default 1 s), so a busy client costs one lookup
-/// per second rather than one per request. Revoking on this instance forgets it at once; another instance
-/// sharing the database stops accepting it within `cacheSeconds`. Expiry is checked on every request.
+/// A token found valid is remembered for `cacheSeconds` (default 100 ms), so a busy client costs ten
+/// lookups a second rather than one per request. Revoking on this instance forgets it at once; another
+/// process sharing the database (`portal token revoke`, another instance) is obeyed within `cacheSeconds`.
+/// Expiry is checked on every request.
 public struct APITokenAuthority: Sendable {
     private let database: Database
     private let audit: any AuditTrail
@@ -25,7 +26,7 @@ public struct APITokenAuthority: Sendable {
 
     public init(
         database: Database, audit: any AuditTrail, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared,
-        cacheSeconds: TimeInterval = 1
+        cacheSeconds: TimeInterval = 0.1
     ) {
         self.database = database
         self.audit = audit
