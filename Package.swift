@@ -109,6 +109,21 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Inbound webhooks: signature schemes, the receiver, the durable queue and its workers.
+        .target(
+            name: "Webhooks",
+            dependencies: [
+                "PortalCore",
+                "Storage",
+                "Ledger",
+                "Integrations",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "SQLKit", package: "sql-kit"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "PortalServer",
             dependencies: [
@@ -117,6 +132,7 @@ let package = Package(
                 "Ledger",
                 "Integrations",
                 "Gateway",
+                "Webhooks",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
@@ -187,6 +203,17 @@ let package = Package(
             name: "LedgerTests",
             dependencies: [
                 "PortalCore", "Storage", "Ledger", "PortalTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            resources: [.copy("Vectors")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WebhooksTests",
+            dependencies: [
+                "PortalCore", "Storage", "Ledger", "Integrations", "Webhooks", "PortalTestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "Logging", package: "swift-log"),

@@ -355,5 +355,56 @@ enum Schema {
                 """,
             ]
         }),
+        Migration(version: 5, name: "webhook endpoints, the webhook queue, and the records store", statements: { _ in
+            [
+                """
+                CREATE TABLE webhook_endpoints (
+                  id {uuid} PRIMARY KEY,
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  integration_id {uuid} NOT NULL REFERENCES integrations(id),
+                  name TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 100),
+                  scheme TEXT NOT NULL CHECK (length(scheme) <= 50),
+                  events {json} NOT NULL,
+                  config {json} NOT NULL,
+                  sealed_secret {json} NOT NULL,
+                  created_by {uuid},
+                  created_at {time} NOT NULL,
+                  updated_at {time} NOT NULL,
+                  deleted_at {time}
+                )
+                """,
+                "CREATE UNIQUE INDEX webhook_endpoints_name ON webhook_endpoints (organization_id, name) WHERE deleted_at IS NULL",
+                "CREATE INDEX webhook_endpoints_integration ON webhook_endpoints (integration_id, id)",
+                // The seed's webhook_events, with what verification, dedup and the durable queue need. `payload`
+                // holds the raw body sealed by the vault.
+                "ALTER TABLE webhook_events ADD COLUMN endpoint_id {uuid} REFERENCES webhook_endpoints(id)",
+                "ALTER TABLE webhook_events ADD COLUMN provider_event_id TEXT",
+                "ALTER TABLE webhook_events ADD COLUMN dedup_key TEXT",
+                "ALTER TABLE webhook_events ADD COLUMN headers {json}",
+                "ALTER TABLE webhook_events ADD COLUMN body_digest TEXT",
+                "ALTER TABLE webhook_events ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+                "ALTER TABLE webhook_events ADD COLUMN available_at {time}",
+                "ALTER TABLE webhook_events ADD COLUMN lease_owner TEXT",
+                "ALTER TABLE webhook_events ADD COLUMN lease_until {time}",
+                "ALTER TABLE webhook_events ADD COLUMN note TEXT",
+                "CREATE UNIQUE INDEX webhook_events_dedup ON webhook_events (endpoint_id, dedup_key)",
+                "CREATE INDEX webhook_events_queue ON webhook_events (status, available_at)",
+                """
+                CREATE TABLE sync_records (
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  integration_id {uuid} NOT NULL REFERENCES integrations(id),
+                  entity TEXT NOT NULL CHECK (length(entity) BETWEEN 1 AND 100),
+                  record_id TEXT NOT NULL CHECK (length(record_id) BETWEEN 1 AND 255),
+                  data {json} NOT NULL,
+                  source TEXT NOT NULL,
+                  source_event_id TEXT,
+                  created_at {time} NOT NULL,
+                  updated_at {time} NOT NULL,
+                  deleted_at {time},
+                  PRIMARY KEY (integration_id, entity, record_id)
+                )
+                """,
+            ]
+        }),
     ]
 }

@@ -63,6 +63,16 @@ struct AccessControlTests {
                 {"name":"Proxy \(UUID().uuidString)","type":"analytics","baseUrl":"\(portal.upstream.baseURL)","authMethod":"api_key","credentials":{"apiKey":"k-matrix-123456"}}
                 """)
             return ("/portal/integrations/\(created.json.objectValue?["id"]?.stringValue ?? "")/proxy/echo/matrix?x=1", route.method == "GET" || route.method == "DELETE" ? nil : #"{"a":1}"#)
+        case "POST /portal/integrations/{id}/webhooks":
+            return ("/portal/integrations/\(try await portal.createIntegration())/webhooks", #"{"endpoint":"/webhooks/m-\#(Self.suffix())","secret":"matrix-secret-1"}"#)
+        case "GET /portal/integrations/{id}/webhooks": return ("/portal/integrations/\(try await portal.createIntegration())/webhooks", nil)
+        case "GET /portal/integrations/{id}/webhooks/logs": return ("/portal/integrations/\(try await portal.createIntegration())/webhooks/logs?status=failed", nil)
+        case "GET /portal/integrations/{id}/webhooks/{webhookId}": return (try await webhookEndpoint(portal), nil)
+        case "PATCH /portal/integrations/{id}/webhooks/{webhookId}": return (try await webhookEndpoint(portal), #"{"events":["user.*"]}"#)
+        case "DELETE /portal/integrations/{id}/webhooks/{webhookId}": return (try await webhookEndpoint(portal), nil)
+        case "POST /portal/integrations/{id}/webhooks/{webhookId}/test": return (try await webhookEndpoint(portal) + "/test", nil)
+        case "POST /portal/webhooks/events/{eventId}/retry": return ("/portal/webhooks/events/\(try await failedWebhookEvent(portal))/retry", nil)
+        case "POST /portal/webhooks/events/retry": return ("/portal/webhooks/events/retry", #"{"eventType":"none.such"}"#)
         case "GET /portal/catalog": return ("/portal/catalog?type=identity_provider", nil)
         case "GET /portal/catalog/{preset}": return ("/portal/catalog/okta", nil)
         case "GET /ledger/{slug}/checkpoint": return ("/ledger/acme/checkpoint", nil)
@@ -77,6 +87,35 @@ struct AccessControlTests {
             Issue.record("the role matrix has no request for \(route): add one")
             return ("/", nil)
         }
+    }
+
+    static func suffix() -> String { String(UUID().uuidString.lowercased().prefix(8)) }
+
+    /// A new webhook endpoint's URI (created as acme's admin).
+    func webhookEndpoint(_ portal: Portal) async throws -> String {
+        let integration = try await portal.createIntegration()
+        let created = try await portal.call(.post, "/portal/integrations/\(integration)/webhooks", token: portal.token("acme.admin"), json: """
+            {"endpoint":"/webhooks/m-\(Self.suffix())","secret":"matrix-secret-1"}
+            """)
+        return "/portal/integrations/\(integration)/webhooks/\(created.json.objectValue?["id"]?.stringValue ?? "")"
+    }
+
+    /// A dead-lettered event of a new endpoint, written straight into the queue as failed.
+    func failedWebhookEvent(_ portal: Portal) async throws -> String {
+        let uri = try await webhookEndpoint(portal)
+        let parts = uri.split(separator: "/").map(String.init)
+        let (integration, endpoint) = (UUID(uuidString: parts[2])!, UUID(uuidString: parts[4])!)
+        let id = UUID()
+        try await Database.withDatabase(url: portal.test.url, logger: quietLogger) { db in
+            try await db.write { tx in
+                try await WebhookEventStore(tx).insert([WebhookEventRecord(
+                    id: id, organizationID: portal.acme.id, integrationID: integration, endpointID: endpoint, eventType: "user.updated", payload: [:],
+                    signature: nil, status: "failed", errorMessage: "made failed by the test", createdAt: Date(), providerEventID: nil,
+                    dedupKey: "test:\(id)", headers: [:], bodyDigest: "00", availableAt: Date()
+                )])
+            }
+        }
+        return id.uuidString.lowercased()
     }
 
     @Test("every role against every route: allowed, or 403", arguments: Backend.available)

@@ -291,15 +291,7 @@ enum IntegrationFields {
         if let header = r.string("signatureHeader", minLength: 1, maxLength: 100) { result["signatureHeader"] = .string(header) }
         if let method = r.enumeration("signatureMethod", SignatureMethod.self) { result["signatureMethod"] = .string(method.rawValue) }
         if let scheme = r.string("scheme", minLength: 1, maxLength: 50) { result["scheme"] = .string(scheme) }
-        if let policy = r.nested("retryPolicy", { p -> JSONValue? in
-            var out: [String: JSONValue] = [:]
-            if let v = p.integer("maxRetries", in: 0...100) { out["maxRetries"] = .int(v) }
-            if let v = p.integer("baseDelay", in: 0...86_400_000) { out["baseDelay"] = .int(v) }
-            if let v = p.integer("maxDelay", in: 0...86_400_000) { out["maxDelay"] = .int(v) }
-            return .object(out)
-        }) {
-            result["retryPolicy"] = policy
-        }
+        if let policy = r.nested("retryPolicy", WebhookRetryPolicyFields.read) { result["retryPolicy"] = policy }
         return (.object(result), secret)
     }
 
@@ -343,4 +335,16 @@ enum IntegrationFields {
     }
 
     private static func errorsOf(_ r: JSONObjectReader) -> ValidationErrors { r.errorList }
+}
+
+/// The seed's webhook `RetryPolicy` `{maxRetries, baseDelay, maxDelay}` (milliseconds), as the integration's
+/// `webhookConfig` and the webhook endpoints read it.
+public enum WebhookRetryPolicyFields {
+    public static func read(_ p: inout JSONObjectReader) -> JSONValue? {
+        var out: [String: JSONValue] = [:]
+        if let v = p.integer("maxRetries", in: 0...100) { out["maxRetries"] = .int(v) }
+        if let v = p.integer("baseDelay", in: 0...86_400_000) { out["baseDelay"] = .int(v) }
+        if let v = p.integer("maxDelay", in: 0...86_400_000) { out["maxDelay"] = .int(v) }
+        return .object(out)
+    }
 }

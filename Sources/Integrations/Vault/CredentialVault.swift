@@ -53,6 +53,19 @@ public final class CredentialVault: SecretSealer {
         }
     }
 
+    /// Encrypts several values for one organization with one data-key lookup (the webhook receiver seals a
+    /// batch of raw bodies in the sequencer's transaction).
+    public func seal(_ items: [(plaintext: Data, context: String)], organizationID: UUID, in db: any SQLDatabase) async throws -> [JSONValue] {
+        guard !items.isEmpty else { return [] }
+        let (keyID, key) = try await dataKey(for: organizationID, in: db)
+        return try items.map { item in
+            guard let combined = try? AES.GCM.seal(item.plaintext, using: key, authenticating: Self.aad(organizationID, item.context)).combined else {
+                throw PortalError(.crypto, "cannot encrypt the value")
+            }
+            return ["v": 1, "alg": "A256GCM", "kid": .string(keyID.uuidString.lowercased()), "ct": .string(combined.base64EncodedString())]
+        }
+    }
+
     /// Decrypts a value sealed by ``seal(_:organizationID:context:in:)`` for the same organization and row.
     public func open(_ envelope: JSONValue, organizationID: UUID, context: String, in db: any SQLDatabase) async throws -> Data {
         guard case .object(let fields) = envelope,

@@ -2,7 +2,9 @@ import Foundation
 public import Hummingbird
 public import Logging
 public import PortalCore
+import ServiceLifecycle
 import Storage
+import Synchronization
 
 /// What ``buildApplication(_:)`` needs besides the settings.
 public struct ServerConfiguration: Sendable {
@@ -35,6 +37,7 @@ public func buildApplication(_ configuration: ServerConfiguration) throws -> som
         settings: configuration.settings, database: database, clock: configuration.clock, logger: logger
     )
     let (router, _) = buildRouter(services: services)
+    let schemaReady = Gate()
     var app = Application(
         router: router,
         configuration: .init(
@@ -43,11 +46,14 @@ public func buildApplication(_ configuration: ServerConfiguration) throws -> som
         ),
         // Shut down in reverse order: the HTTP server first, the ledger sequencer after every producer,
         // the database last.
-        services: [database] + services.backgroundServices,
+        // The loops wait for the migrations: on a new database they would otherwise query tables that do
+        // not exist yet (and log errors for it) before the schema is there.
+        services: [database] + services.backgroundServices.map { AfterMigrations($0, gate: schemaReady) },
         logger: logger
     )
     app.beforeServerStarts {
         try await Migrator(database: database, logger: logger).migrate()
+        schemaReady.open()
         if configuration.bootstrap, let token = try await Bootstrap.firstAdminToken(services: services) {
             configuration.onBootstrapToken?(token)
         }
@@ -68,6 +74,40 @@ public func buildRouter(services: PortalServices) -> (Router<PortalRequestContex
     TokenRoutes(services: services).register(on: portal, table: table)
     IntegrationRoutes(services: services).register(on: portal, table: table)
     IntegrationRoutes(services: services).registerCallback(on: router, table: table)
+    WebhookRoutes(services: services).register(on: portal, table: table)
+    WebhookRoutes(services: services).registerReceiver(on: router, table: table)
     LedgerRoutes(services: services).register(on: ledger, table: table)
     return (router, table.routes)
+}
+
+/// A one-shot gate: open once the schema is migrated.
+final class Gate: Sendable {
+    private let isOpen = Atomic<Bool>(false)
+
+    func open() { isOpen.store(true, ordering: .releasing) }
+
+    /// Returns once the gate is open; throws when the task is cancelled (shutdown) first.
+    func wait() async throws {
+        while !isOpen.load(ordering: .acquiring) { try await Task.sleep(for: .milliseconds(10)) }
+    }
+}
+
+/// A background service that starts once the schema is migrated (or ends at shutdown if it never is).
+struct AfterMigrations: Service {
+    let inner: any Service
+    let gate: Gate
+
+    init(_ inner: any Service, gate: Gate) {
+        self.inner = inner
+        self.gate = gate
+    }
+
+    func run() async throws {
+        do {
+            try await cancelWhenGracefulShutdown { try await gate.wait() }
+        } catch {
+            return
+        }
+        try await inner.run()
+    }
 }

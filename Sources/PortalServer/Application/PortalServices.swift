@@ -7,6 +7,7 @@ public import PortalCore
 import SQLKit
 public import Storage
 public import ServiceLifecycle
+public import Webhooks
 
 /// The parts every route and command works with, built once from the settings.
 public struct PortalServices: Sendable {
@@ -18,6 +19,9 @@ public struct PortalServices: Sendable {
     public let gateway: Gateway
     /// Provider presets (`GET /portal/catalog`, `"preset"` in a create body).
     public let catalog: ProviderCatalog
+    /// Inbound webhooks: endpoints, the receiver and the queue's workers.
+    public let webhooks: WebhookService
+    public let webhookWorkers: WebhookWorkers
     /// The ledger's sequencer: the `AuditTrail` every capability records through.
     public let ledger: LedgerSequencer
     public let checkpointer: LedgerCheckpointer
@@ -58,6 +62,11 @@ public struct PortalServices: Sendable {
         integrations = IntegrationRegistry(database: database, vault: vault, audit: ledger, clock: clock, ids: ids)
         authFailures = AuthFailureRecorder(audit: ledger, key: vault.derivedKey("auth-failure-sources"), clock: clock)
         catalog = try ProviderCatalog.load(path: settings.catalogPath)
+        webhooks = WebhookService(
+            database: database, vault: vault, audit: ledger, registry: integrations, clock: clock, ids: ids, logger: logger, publicURL: publicURL,
+            configuration: .init(maxBodyBytes: settings.maxBodyBytes)
+        )
+        webhookWorkers = WebhookWorkers(service: webhooks, handlers: [UserEventsHandler()])
         gateway = Gateway(
             database: database, vault: vault, registry: integrations, audit: ledger, clock: clock, ids: ids, logger: logger,
             configuration: .init(policy: try OutboundPolicy(allowList: settings.outboundAllow))
@@ -65,7 +74,7 @@ public struct PortalServices: Sendable {
     }
 
     /// Long-running loops the application runs beside the HTTP server.
-    public var backgroundServices: [any Service] { [ledger, checkpointer, authFailures, gateway] }
+    public var backgroundServices: [any Service] { [ledger, checkpointer, authFailures, gateway, webhookWorkers] }
 }
 
 /// First-start setup: the `default` organization and its first admin token.

@@ -1,0 +1,241 @@
+public import Foundation
+import Integrations
+import Ledger
+import Logging
+public import PortalCore
+public import SQLKit
+public import ServiceLifecycle
+import Storage
+
+/// A received event as handlers see it: the body opened and parsed.
+public struct ReceivedWebhookEvent: Sendable {
+    public var id: UUID
+    public var organizationID: UUID
+    public var integrationID: UUID
+    public var endpointID: UUID
+    public var eventType: String
+    public var providerEventID: String?
+    /// The body as JSON (a string when it is not JSON, such as a form post).
+    public var payload: JSONValue
+    public var receivedAt: Date
+}
+
+/// Handles events of some types (DESIGN section 2). `handle` runs inside the transaction that marks the
+/// event processed and appends `webhook.processed`, so its writes happen exactly once with them; it
+/// returns a note for the event's log, or throws to fail the attempt (retried by the endpoint's policy).
+public protocol WebhookEventHandler: Sendable {
+    /// Types taken: exact names, or a prefix pattern such as `user.*`.
+    var eventTypes: [String] { get }
+    func handle(_ event: ReceivedWebhookEvent, in db: any SQLDatabase) async throws -> String?
+}
+
+/// `user.created` and `user.updated` upsert the user into the integration's records (entity `users`):
+/// the user object is `data`, `user`, `data.object` or the body itself; its id is `id` (or `userId`).
+/// Idempotent by event id: the record keeps the id of the event that last wrote it.
+public struct UserEventsHandler: WebhookEventHandler {
+    public init() {}
+
+    public var eventTypes: [String] { ["user.created", "user.updated"] }
+
+    public func handle(_ event: ReceivedWebhookEvent, in db: any SQLDatabase) async throws -> String? {
+        let body = event.payload.objectValue ?? [:]
+        let candidates = [body["data"]?.objectValue?["object"], body["data"], body["user"], event.payload]
+        guard let user = candidates.compactMap({ $0?.objectValue }).first(where: { Self.id(of: $0) != nil }), let id = Self.id(of: user) else {
+            throw PortalError(.validationFailed, "the \(event.eventType) event names no user id (id or userId)")
+        }
+        let store = SyncRecordStore(db)
+        let sourceEventID = event.id.uuidString.lowercased()
+        if let existing = try await store.find(integrationID: event.integrationID, entity: "users", recordID: id), existing.sourceEventID == sourceEventID {
+            return "users/\(id) already holds this event"
+        }
+        try await store.upsert(
+            organizationID: event.organizationID, integrationID: event.integrationID, entity: "users", recordID: id, data: .object(user),
+            source: "webhook", sourceEventID: sourceEventID, at: event.receivedAt
+        )
+        return "upserted users/\(id)"
+    }
+
+    static func id(of object: [String: JSONValue]) -> String? {
+        for key in ["id", "userId", "user_id"] {
+            switch object[key] {
+            case .string(let s)? where !s.isEmpty: return String(s.prefix(255))
+            case .int(let n)?: return String(n)
+            default: continue
+            }
+        }
+        return nil
+    }
+}
+
+/// Drains the webhook queue (issue 6): leases due events (`FOR UPDATE SKIP LOCKED` on PostgreSQL), runs the
+/// handler for each inside the transaction that records its outcome, and retries failures with the
+/// endpoint's policy until they are dead-lettered (`failed`). A crashed worker's leases expire and the
+/// events are taken again. Also reloads the receiver's live paths every few seconds.
+public final class WebhookWorkers: Service, Sendable {
+    public struct Configuration: Sendable {
+        public var pollInterval: Duration
+        public var leaseSeconds: TimeInterval
+        public var batchSize: Int
+        public var pathRefresh: Duration
+
+        public init(pollInterval: Duration = .milliseconds(500), leaseSeconds: TimeInterval = 60, batchSize: Int = 32, pathRefresh: Duration = .seconds(5)) {
+            self.pollInterval = pollInterval
+            self.leaseSeconds = leaseSeconds
+            self.batchSize = batchSize
+            self.pathRefresh = pathRefresh
+        }
+    }
+
+    private let service: WebhookService
+    private let handlers: [any WebhookEventHandler]
+    private let configuration: Configuration
+    /// This worker's lease name: host, process and a random suffix.
+    public let owner: String
+
+    public init(service: WebhookService, handlers: [any WebhookEventHandler], configuration: Configuration = .init()) {
+        self.service = service
+        self.handlers = handlers
+        self.configuration = configuration
+        owner = "\(ProcessInfo.processInfo.hostName.prefix(40))-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8).lowercased())"
+    }
+
+    public func run() async throws {
+        try? await service.refreshPaths()
+        await withTaskGroup(of: Void.self) { group in
+            let refresh = configuration.pathRefresh
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: refresh)
+                    try? await self.service.refreshPaths()
+                }
+            }
+            // A poll, for events other instances received and for retries that come due.
+            group.addTask {
+                let interval = self.configuration.pollInterval
+                while !Task.isCancelled {
+                    await self.drainAll()
+                    try? await Task.sleep(for: interval)
+                }
+            }
+            // Wake-ups from this instance's receiver.
+            group.addTask {
+                for await _ in self.service.queued {
+                    await self.drainAll()
+                }
+            }
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
+    }
+
+    private func drainAll() async {
+        do {
+            while try await drain() > 0 {}
+        } catch {
+            service.logger.error("webhook worker batch failed", metadata: ["portal.error": "\(error)"])
+        }
+    }
+
+    /// Leases and processes one batch; returns how many events it took.
+    @discardableResult
+    public func drain() async throws -> Int {
+        let now = service.clock.now()
+        let leased = try await service.database.write { db in
+            try await WebhookEventStore(db).lease(owner: owner, now: now, until: now.addingTimeInterval(configuration.leaseSeconds), limit: configuration.batchSize)
+        }
+        for event in leased { try await process(event) }
+        return leased.count
+    }
+
+    private func process(_ record: WebhookEventRecord) async throws {
+        let service = service
+        let payload: JSONValue
+        do {
+            let body = try await service.database.read { db in
+                try await service.vault.open(record.payload, organizationID: record.organizationID, context: WebhookService.bodyContext(record.id), in: db)
+            }
+            payload = (try? JSONValue.parse(body)) ?? .string(String(decoding: body, as: UTF8.self))
+        } catch {
+            try await finish(record, outcome: .failure("the stored body cannot be opened: \(error)"), final: true, policy: RetryPolicy(nil))
+            return
+        }
+        let event = ReceivedWebhookEvent(
+            id: record.id, organizationID: record.organizationID, integrationID: record.integrationID, endpointID: record.endpointID,
+            eventType: record.eventType, providerEventID: record.providerEventID, payload: payload, receivedAt: record.createdAt
+        )
+        let policy = try await service.database.read { db in
+            RetryPolicy(try await WebhookEndpointStore(db).find(id: record.endpointID, organizationID: record.organizationID)?.config.objectValue?["retryPolicy"])
+        }
+        let handler = handlers.first { $0.eventTypes.contains { WebhookService.matches(pattern: $0, record.eventType) } }
+        try await finish(record, outcome: .run(handler, event), final: false, policy: policy)
+    }
+
+    private enum Outcome {
+        case run((any WebhookEventHandler)?, ReceivedWebhookEvent)
+        case failure(String)
+    }
+
+    /// Runs the handler and records the outcome in one transaction; a handler error rolls its writes back and
+    /// records the failed attempt instead.
+    private func finish(_ record: WebhookEventRecord, outcome: Outcome, final: Bool, policy: RetryPolicy) async throws {
+        let service = service
+        let owner = owner
+        var failure: String?
+        if case .run(let handler, let event) = outcome {
+            do {
+                let recorded = try await service.database.write { db -> Bool in
+                    let note: String
+                    if let handler {
+                        note = try await handler.handle(event, in: db) ?? "processed"
+                    } else if record.eventType == "data.sync" {
+                        note = "no handler is registered for data.sync"
+                    } else {
+                        note = "warning: no handler for event type '\(record.eventType)'; recorded only"
+                    }
+                    let now = service.clock.now()
+                    guard try await WebhookEventStore(db).finish(
+                        id: record.id, owner: owner, status: "processed", error: nil, note: String(note.prefix(500)), retryCount: record.retryCount,
+                        availableAt: record.availableAt, processedAt: now
+                    ) else { return false }
+                    try await service.audit.record(AuditEvent(
+                        organizationID: record.organizationID, type: "webhook.processed", actor: AuditEvent.system("webhook-worker"), integrationID: record.integrationID,
+                        data: [
+                            "eventId": .string(record.id.uuidString.lowercased()), "eventType": .string(record.eventType), "attempts": .int(Int64(record.attempts)),
+                            "note": .string(String(note.prefix(200))),
+                        ],
+                        time: now
+                    ), in: db)
+                    return true
+                }
+                if !recorded { service.logger.warning("a webhook event's lease was lost before it finished", metadata: ["portal.event": "\(record.id)"]) }
+                service.audit.wake()
+                return
+            } catch {
+                failure = (error as? PortalError)?.message ?? "\(type(of: error))"
+            }
+        } else if case .failure(let message) = outcome {
+            failure = message
+        }
+        let message = failure ?? "failed"
+        let retries = record.retryCount + 1
+        let dead = final || retries > policy.maxRetries
+        let now = service.clock.now()
+        let next = now.addingTimeInterval(policy.delay(retry: retries, unit: Double.random(in: 0..<1)))
+        _ = try await service.database.write { db in
+            guard try await WebhookEventStore(db).finish(
+                id: record.id, owner: owner, status: dead ? "failed" : "retrying", error: message, note: nil, retryCount: dead ? record.retryCount : retries,
+                availableAt: dead ? now : next, processedAt: nil
+            ) else { return }
+            var data: [String: JSONValue] = [
+                "eventId": .string(record.id.uuidString.lowercased()), "eventType": .string(record.eventType), "attempts": .int(Int64(record.attempts)),
+                "error": .string(String(message.prefix(300))), "final": dead ? 1 : 0,
+            ]
+            if !dead { data["nextAttemptAt"] = .string(Timestamp.rfc3339(next)) }
+            try await service.audit.record(AuditEvent(
+                organizationID: record.organizationID, type: "webhook.failed", actor: AuditEvent.system("webhook-worker"), integrationID: record.integrationID,
+                data: .object(data), time: now
+            ), in: db)
+        }
+        service.audit.wake()
+    }
+}
