@@ -78,7 +78,7 @@ public final class WebhookWorkers: Service, Sendable {
         public var batchSize: Int
         public var pathRefresh: Duration
 
-        public init(pollInterval: Duration = .milliseconds(500), leaseSeconds: TimeInterval = 60, batchSize: Int = 32, pathRefresh: Duration = .seconds(5)) {
+        public init(pollInterval: Duration = .milliseconds(500), leaseSeconds: TimeInterval = 30, batchSize: Int = 32, pathRefresh: Duration = .seconds(5)) {
             self.pollInterval = pollInterval
             self.leaseSeconds = leaseSeconds
             self.batchSize = batchSize
@@ -101,6 +101,12 @@ public final class WebhookWorkers: Service, Sendable {
 
     public func run() async throws {
         try? await service.refreshPaths()
+        // One server process serves a SQLite database: leases left in it are a crashed predecessor's.
+        if service.database.dialect == .sqlite {
+            _ = try? await service.database.write { db in
+                try await db.raw("UPDATE webhook_events SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL").run()
+            }
+        }
         await withTaskGroup(of: Void.self) { group in
             let refresh = configuration.pathRefresh
             group.addTask {
