@@ -18,14 +18,6 @@ struct GatewayBenchmark {
     let connections: Int
     let rounds: Int
 
-    struct WrkRun {
-        var requestsPerSecond: Double
-        var requests: Int
-        var p50: Double
-        var p99: Double
-        var non2xx: Int
-    }
-
     func run(report: Report) async throws {
         guard let wrk = which("wrk") else { throw BenchError.failed("wrk is needed (Debian package 'wrk'; 'make bench' installs it)") }
         guard let nginx = which("nginx") ?? ["/usr/sbin/nginx"].first(where: FileManager.default.isExecutableFile(atPath:)) else {
@@ -57,9 +49,9 @@ struct GatewayBenchmark {
             "--outbound-allow", "127.0.0.1", "--log-level", "error",
         ], output: work.appendingPathComponent("portal.log").path))
         let portalURL = "http://127.0.0.1:\(portalPort)"
-        try await waitUntilUp(curl, "\(portalURL)/healthz")
-        try await waitUntilUp(curl, "http://127.0.0.1:\(upstreamPort)/")
-        try await waitUntilUp(curl, "http://127.0.0.1:\(proxyPort)/")
+        try await Wrk.waitUntilUp(curl, "\(portalURL)/healthz")
+        try await Wrk.waitUntilUp(curl, "http://127.0.0.1:\(upstreamPort)/")
+        try await Wrk.waitUntilUp(curl, "http://127.0.0.1:\(proxyPort)/")
 
         let token = try runChecked([portal, "token", "create", "--org", "default", "--role", "operator", "--owner", "bench", "--database", database])
             .output.split(separator: "\n").last.map(String.init) ?? ""
@@ -85,17 +77,17 @@ struct GatewayBenchmark {
         let forwarderURL = "http://127.0.0.1:\(forwarderPort)/v1/users/usr_0123456789"
         let upstreamURL = "http://127.0.0.1:\(upstreamPort)"
         let (baseline, forwarded, gateway) = try await BareForwarder.with(port: forwarderPort, upstream: upstreamURL) { () async throws -> ([WrkRun], [WrkRun], [WrkRun]) in
-            try await waitUntilUp(curl, forwarderURL)
+            try await Wrk.waitUntilUp(curl, forwarderURL)
             for (url, headers) in [(nginxURL, [String]()), (forwarderURL, []), (through, auth)] {
-                _ = try wrkRun(wrk, url, connections: connections, seconds: 2, headers: headers)
+                _ = try Wrk.run(wrk, url, connections: connections, seconds: 2, headers: headers)
             }
             var baseline: [WrkRun] = []
             var forwarded: [WrkRun] = []
             var gateway: [WrkRun] = []
             for round in 1...rounds {
-                baseline.append(try wrkRun(wrk, nginxURL, connections: connections, seconds: duration, headers: []))
-                forwarded.append(try wrkRun(wrk, forwarderURL, connections: connections, seconds: duration, headers: []))
-                gateway.append(try wrkRun(wrk, through, connections: connections, seconds: duration, headers: auth))
+                baseline.append(try Wrk.run(wrk, nginxURL, connections: connections, seconds: duration, headers: []))
+                forwarded.append(try Wrk.run(wrk, forwarderURL, connections: connections, seconds: duration, headers: []))
+                gateway.append(try Wrk.run(wrk, through, connections: connections, seconds: duration, headers: auth))
                 print("  round \(round): nginx \(formatted(baseline.last!.requestsPerSecond))/s, bare forwarder \(formatted(forwarded.last!.requestsPerSecond))/s, portal \(formatted(gateway.last!.requestsPerSecond))/s")
             }
             return (baseline, forwarded, gateway)
@@ -106,19 +98,19 @@ struct GatewayBenchmark {
         let sent = gateway.map(\.requests).reduce(0, +)
         print("  calls recorded by the portal (integration_requests rows and ledger entries): \(recorded) for \(sent) timed requests plus warm-up")
 
-        let nginxRate = median(baseline.map(\.requestsPerSecond))
-        let forwarderRate = median(forwarded.map(\.requestsPerSecond))
-        let portalRate = median(gateway.map(\.requestsPerSecond))
+        let nginxRate = Wrk.median(baseline.map(\.requestsPerSecond))
+        let forwarderRate = Wrk.median(forwarded.map(\.requestsPerSecond))
+        let portalRate = Wrk.median(gateway.map(\.requestsPerSecond))
         let ratio = portalRate / nginxRate
         report.add(
             "bare Hummingbird + async-http-client forwarder, wrk -c\(connections)",
-            "\(formatted(forwarderRate)) req/s, p50 \(milliseconds(median(forwarded.map(\.p50)))), p99 \(milliseconds(median(forwarded.map(\.p99))))",
+            "\(formatted(forwarderRate)) req/s, p50 \(milliseconds(Wrk.median(forwarded.map(\.p50)))), p99 \(milliseconds(Wrk.median(forwarded.map(\.p99))))",
             baseline: "nginx proxy: \(formatted(nginxRate)) req/s", ratio: forwarderRate / nginxRate, target: "reference"
         )
         report.add(
             "gateway proxy, api_key + rate limit + ledger, wrk -c\(connections) (median of \(rounds) × \(duration) s)",
-            "\(formatted(portalRate)) req/s, p50 \(milliseconds(median(gateway.map(\.p50)))), p99 \(milliseconds(median(gateway.map(\.p99))))",
-            baseline: "nginx proxy: \(formatted(nginxRate)) req/s, p50 \(milliseconds(median(baseline.map(\.p50)))), p99 \(milliseconds(median(baseline.map(\.p99))))",
+            "\(formatted(portalRate)) req/s, p50 \(milliseconds(Wrk.median(gateway.map(\.p50)))), p99 \(milliseconds(Wrk.median(gateway.map(\.p99))))",
+            baseline: "nginx proxy: \(formatted(nginxRate)) req/s, p50 \(milliseconds(Wrk.median(baseline.map(\.p50)))), p99 \(milliseconds(Wrk.median(baseline.map(\.p99))))",
             ratio: ratio, target: "≥ 0.30 (aim 0.50)", met: ratio >= 0.30
         )
         report.add(
@@ -127,8 +119,8 @@ struct GatewayBenchmark {
         )
 
         // Added latency: one connection, the upstream directly vs through the portal.
-        let direct = try wrkRun(wrk, "http://127.0.0.1:\(upstreamPort)/v1/users/usr_0123456789", connections: 1, seconds: duration / 2, headers: [])
-        let single = try wrkRun(wrk, through, connections: 1, seconds: duration / 2, headers: auth)
+        let direct = try Wrk.run(wrk, "http://127.0.0.1:\(upstreamPort)/v1/users/usr_0123456789", connections: 1, seconds: duration / 2, headers: [])
+        let single = try Wrk.run(wrk, through, connections: 1, seconds: duration / 2, headers: auth)
         let added = single.p50 - direct.p50
         report.add(
             "gateway added latency at one connection (p50)", milliseconds(added),
@@ -164,50 +156,11 @@ struct GatewayBenchmark {
         return try ChildProcess.spawn(nginx, ["-p", prefix.path, "-c", path], output: prefix.appendingPathComponent("stderr.log").path)
     }
 
-    /// Polls `url` until it answers (at most 100 tries, 100 ms apart).
-    private func waitUntilUp(_ curl: String, _ url: String) async throws {
-        for _ in 0..<100 {
-            if (try? runChild([curl, "-s", "-o", "/dev/null", "--max-time", "1", url]))?.status == 0 { return }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        throw BenchError.failed("\(url) did not answer")
-    }
-
     /// How many calls the portal recorded for the integration (its status counters).
     private func recordedCalls(_ curl: String, _ portalURL: String, id: String, auth: [String]) throws -> String {
         let status = try runChecked([curl, "-sS", "-f", "\(portalURL)/portal/integrations/\(id)/status"] + auth)
         let json = try JSONValue.parse(Data(status.output.utf8))
         if case .int(let total)? = json.objectValue?["metrics"]?.objectValue?["totalRequests"] { return formatted(Double(total)) }
         return "unknown (\(status.output.prefix(200)))"
-    }
-
-    /// One wrk run: one thread, `connections` connections, latency percentiles.
-    private func wrkRun(_ wrk: String, _ url: String, connections: Int, seconds: Int, headers: [String]) throws -> WrkRun {
-        let run = try runChecked([wrk, "-t1", "-c\(connections)", "-d\(max(1, seconds))s", "--latency", "--timeout", "5s"] + headers + [url])
-        var result = WrkRun(requestsPerSecond: 0, requests: 0, p50: 0, p99: 0, non2xx: 0)
-        for line in run.output.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) {
-            let fields = line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
-            if line.hasPrefix("Requests/sec:"), fields.count >= 2 { result.requestsPerSecond = Double(fields[1]) ?? 0 }
-            if line.hasPrefix("50%"), fields.count >= 2 { result.p50 = Self.seconds(fields[1]) }
-            if line.hasPrefix("99%"), fields.count >= 2 { result.p99 = Self.seconds(fields[1]) }
-            if line.contains("requests in"), let count = Int(fields[0]) { result.requests = count }
-            if line.hasPrefix("Non-2xx or 3xx responses:"), let count = Int(fields.last ?? "") { result.non2xx = count }
-            if line.hasPrefix("Socket errors:") { print("  wrk: \(line)") }
-        }
-        guard result.requestsPerSecond > 0 else { throw BenchError.failed("wrk printed no rate:\n\(run.output)") }
-        return result
-    }
-
-    /// wrk's durations ("812.00us", "1.23ms", "2.00s") in seconds.
-    static func seconds(_ text: String) -> Double {
-        for (suffix, scale) in [("us", 1e-6), ("ms", 1e-3), ("s", 1.0), ("m", 60.0)] where text.hasSuffix(suffix) {
-            return (Double(text.dropLast(suffix.count)) ?? 0) * scale
-        }
-        return Double(text) ?? 0
-    }
-
-    private func median(_ values: [Double]) -> Double {
-        let sorted = values.sorted()
-        return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
     }
 }

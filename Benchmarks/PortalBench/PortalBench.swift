@@ -44,13 +44,13 @@ struct PortalBench: AsyncParsableCommand {
     @Flag(help: "Skip the PostgreSQL append benchmark even when PORTAL_TEST_POSTGRES_URL is set.")
     var noPostgres = false
 
-    @Option(help: "Seconds of each wrk run in the gateway benchmark.")
+    @Option(help: "Seconds of each wrk run in the gateway and webhook benchmarks.")
     var gatewaySeconds: Int = 10
 
-    @Option(help: "wrk connections in the gateway benchmark.")
+    @Option(help: "wrk connections in the gateway and webhook benchmarks.")
     var gatewayConnections: Int = 32
 
-    @Option(help: "Run only one part: append, large or gateway (for profiling).")
+    @Option(help: "Run only one part: append, large, gateway or webhooks (for profiling).")
     var only: String?
 
     @Option(help: "Keep the large ledger's bundles, verifier keys and unpacked folder in this folder (for profiling).")
@@ -94,6 +94,11 @@ struct PortalBench: AsyncParsableCommand {
         if only == nil || only == "gateway" {
             let gateway = GatewayBenchmark(portal: portalPath, duration: gatewaySeconds, connections: gatewayConnections, rounds: min(rounds, 3))
             try await gateway.run(report: report)
+        }
+
+        if only == nil || only == "webhooks" {
+            let webhooks = WebhookBenchmark(portal: portalPath, duration: gatewaySeconds, connections: gatewayConnections, rounds: min(rounds, 3))
+            try await webhooks.run(report: report)
         }
 
         print("\n== Summary (\(String(format: "%.0f", seconds(since: started))) s)\n")

@@ -1,0 +1,52 @@
+import Foundation
+
+/// One wrk run's figures.
+struct WrkRun {
+    var requestsPerSecond: Double
+    var requests: Int
+    var p50: Double
+    var p99: Double
+    var non2xx: Int
+}
+
+/// Load generation with wrk on loopback, shared by the gateway and webhook benchmarks.
+enum Wrk {
+    /// Polls `url` until it answers (at most 100 tries, 100 ms apart).
+    static func waitUntilUp(_ curl: String, _ url: String) async throws {
+        for _ in 0..<100 {
+            if (try? runChild([curl, "-s", "-o", "/dev/null", "--max-time", "1", url]))?.status == 0 { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw BenchError.failed("\(url) did not answer")
+    }
+
+    /// One wrk run: one thread, `connections` connections, latency percentiles.
+    static func run(_ wrk: String, _ url: String, connections: Int, seconds: Int, headers: [String], script: String? = nil) throws -> WrkRun {
+        let run = try runChecked([wrk, "-t1", "-c\(connections)", "-d\(max(1, seconds))s", "--latency", "--timeout", "5s"] + (script.map { ["-s", $0] } ?? []) + headers + [url])
+        var result = WrkRun(requestsPerSecond: 0, requests: 0, p50: 0, p99: 0, non2xx: 0)
+        for line in run.output.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+            if line.hasPrefix("Requests/sec:"), fields.count >= 2 { result.requestsPerSecond = Double(fields[1]) ?? 0 }
+            if line.hasPrefix("50%"), fields.count >= 2 { result.p50 = Self.seconds(fields[1]) }
+            if line.hasPrefix("99%"), fields.count >= 2 { result.p99 = Self.seconds(fields[1]) }
+            if line.contains("requests in"), let count = Int(fields[0]) { result.requests = count }
+            if line.hasPrefix("Non-2xx or 3xx responses:"), let count = Int(fields.last ?? "") { result.non2xx = count }
+            if line.hasPrefix("Socket errors:") { print("  wrk: \(line)") }
+        }
+        guard result.requestsPerSecond > 0 else { throw BenchError.failed("wrk printed no rate:\n\(run.output)") }
+        return result
+    }
+
+    /// wrk's durations ("812.00us", "1.23ms", "2.00s") in seconds.
+    static func seconds(_ text: String) -> Double {
+        for (suffix, scale) in [("us", 1e-6), ("ms", 1e-3), ("s", 1.0), ("m", 60.0)] where text.hasSuffix(suffix) {
+            return (Double(text.dropLast(suffix.count)) ?? 0) * scale
+        }
+        return Double(text) ?? 0
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+    }
+}
