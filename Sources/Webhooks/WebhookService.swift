@@ -34,7 +34,7 @@ public final class WebhookService: Sendable {
     let publicURL: String
     let configuration: Configuration
     /// Live receive paths (`slug/name`): an unknown path is a 404 without a database query.
-    private let paths = Mutex<Set<String>>([])
+    private let paths = Mutex(PathIndex())
     private let opened = Mutex<[String: (endpoint: OpenedEndpoint, at: Date)]>([:])
     private let counters = Mutex(Counters())
     /// Tells the workers that events are waiting.
@@ -106,7 +106,7 @@ public final class WebhookService: Sendable {
             return record
         }
         audit.wake()
-        paths.withLock { _ = $0.insert("\(principal.organizationSlug)/\(name)") }
+        paths.withLock { $0.add("\(principal.organizationSlug)/\(name)") }
         return view(record, slug: principal.organizationSlug, secrets: EndpointSecrets(current: secret))
     }
 
@@ -173,7 +173,7 @@ public final class WebhookService: Sendable {
         audit.wake()
         paths.withLock {
             $0.remove("\(principal.organizationSlug)/\(oldName)")
-            $0.insert("\(principal.organizationSlug)/\(record.name)")
+            $0.add("\(principal.organizationSlug)/\(record.name)")
         }
         forget(slug: principal.organizationSlug, names: [oldName, record.name])
         return view(record, slug: principal.organizationSlug, secrets: secrets)
@@ -196,14 +196,15 @@ public final class WebhookService: Sendable {
             return record
         }
         audit.wake()
-        paths.withLock { _ = $0.remove("\(principal.organizationSlug)/\(record.name)") }
+        paths.withLock { $0.remove("\(principal.organizationSlug)/\(record.name)") }
         forget(slug: principal.organizationSlug, names: [record.name])
     }
 
     /// Reloads the live receive paths (at start, and periodically for endpoints other instances register).
     public func refreshPaths() async throws {
+        let epoch = paths.withLock { $0.beginRefresh() }
         let live = try await database.read { db in try await WebhookEndpointStore(db).livePaths() }
-        paths.withLock { $0 = live }
+        paths.withLock { $0.finishRefresh(epoch: epoch, live: live) }
     }
 
     func find(integrationID: UUID, endpointID: UUID, organizationID: UUID) async throws -> WebhookEndpointRecord {
@@ -308,7 +309,7 @@ public final class WebhookService: Sendable {
     public func wakeWorkers() { queuedContinuation.yield() }
 
     /// Whether `slug/name` is a live endpoint (no database query).
-    public func knows(slug: String, name: String) -> Bool { paths.withLock { $0.contains("\(slug)/\(name)") } }
+    public func knows(slug: String, name: String) -> Bool { paths.withLock { $0.live.contains("\(slug)/\(name)") } }
 
     /// Receives one delivery at `/webhooks/{slug}/{name}`: handshake, verification, dedup, durable store.
     public func receive(slug: String, name: String, _ request: InboundWebhook) async throws -> Answer {
@@ -512,5 +513,42 @@ struct WebhookEventRow: CompanionRow {
             }
         }
         try await WebhookEventStore(db).insert(records)
+    }
+}
+
+/// The receiver's index of live paths. A refresh reads the database while this instance may register or
+/// delete endpoints: changes made here after the refresh began are kept over its (older) snapshot.
+struct PathIndex {
+    private(set) var live = Set<String>()
+    private var epoch = 0
+    private var applied = 0
+    private var changes: [String: (added: Bool, epoch: Int)] = [:]
+
+    mutating func add(_ path: String) {
+        live.insert(path)
+        changes[path] = (true, epoch)
+    }
+
+    mutating func remove(_ path: String) {
+        live.remove(path)
+        changes[path] = (false, epoch)
+    }
+
+    mutating func beginRefresh() -> Int {
+        epoch += 1
+        return epoch
+    }
+
+    mutating func finishRefresh(epoch started: Int, live snapshot: Set<String>) {
+        // A refresh that began before one already applied holds an older snapshot.
+        guard started > applied else { return }
+        applied = started
+        var next = snapshot
+        // A change recorded at the refresh's epoch or later may have committed after the snapshot was read.
+        for (path, change) in changes where change.epoch >= started {
+            if change.added { next.insert(path) } else { next.remove(path) }
+        }
+        live = next
+        changes = changes.filter { $0.value.epoch >= started }
     }
 }

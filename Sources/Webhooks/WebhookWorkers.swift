@@ -109,9 +109,10 @@ public final class WebhookWorkers: Service, Sendable {
         }
         await withTaskGroup(of: Void.self) { group in
             let refresh = configuration.pathRefresh
+            // No database work starts once the loop is cancelled: the pool may be closing.
             group.addTask {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: refresh)
+                while true {
+                    do { try await Task.sleep(for: refresh) } catch { return }
                     try? await self.service.refreshPaths()
                 }
             }
@@ -120,7 +121,7 @@ public final class WebhookWorkers: Service, Sendable {
                 let interval = self.configuration.pollInterval
                 while !Task.isCancelled {
                     await self.drainAll()
-                    try? await Task.sleep(for: interval)
+                    do { try await Task.sleep(for: interval) } catch { return }
                 }
             }
             // Wake-ups from this instance's receiver.
@@ -136,7 +137,7 @@ public final class WebhookWorkers: Service, Sendable {
 
     private func drainAll() async {
         do {
-            while try await drain() > 0 {}
+            while !Task.isCancelled, try await drain() > 0 {}
         } catch {
             service.logger.error("webhook worker batch failed", metadata: ["portal.error": "\(error)"])
         }
