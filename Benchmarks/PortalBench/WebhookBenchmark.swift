@@ -30,11 +30,16 @@ struct WebhookBenchmark {
             postgres = database
             backends.append(("postgres", database.url))
         }
-        defer { if let postgres { Task { await postgres.drop() } } }
         print("\n== Webhook ingest: wrk, \(connections) connections, \(duration) s per run, \(rounds) rounds; baseline: the same server's no-op POST (unknown endpoint, 404)")
-        for (name, url) in backends {
-            try await measure(backend: name, databaseURL: url, work: work, wrk: wrk, curl: curl, report: report)
+        do {
+            for (name, url) in backends {
+                try await measure(backend: name, databaseURL: url, work: work, wrk: wrk, curl: curl, report: report)
+            }
+        } catch {
+            await postgres?.drop()
+            throw error
         }
+        await postgres?.drop()
     }
 
     private func measure(backend: String, databaseURL: String, work: URL, wrk: String, curl: String, report: Report) async throws {

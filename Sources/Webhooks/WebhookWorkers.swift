@@ -177,6 +177,8 @@ public final class WebhookWorkers: Service, Sendable {
         try await finish(record, outcome: .run(handler, event), final: false, policy: policy)
     }
 
+    private struct LeaseLost: Error {}
+
     private enum Outcome {
         case run((any WebhookEventHandler)?, ReceivedWebhookEvent)
         case failure(String)
@@ -190,7 +192,7 @@ public final class WebhookWorkers: Service, Sendable {
         var failure: String?
         if case .run(let handler, let event) = outcome {
             do {
-                let recorded = try await service.database.write { db -> Bool in
+                try await service.database.write { db in
                     let note: String
                     if let handler {
                         note = try await handler.handle(event, in: db) ?? "processed"
@@ -200,10 +202,11 @@ public final class WebhookWorkers: Service, Sendable {
                         note = "warning: no handler for event type '\(record.eventType)'; recorded only"
                     }
                     let now = service.clock.now()
+                    // A lease that expired meanwhile may be another worker's now: roll the handler's writes back.
                     guard try await WebhookEventStore(db).finish(
                         id: record.id, owner: owner, status: "processed", error: nil, note: String(note.prefix(500)), retryCount: record.retryCount,
                         availableAt: record.availableAt, processedAt: now
-                    ) else { return false }
+                    ) else { throw LeaseLost() }
                     try await service.audit.record(AuditEvent(
                         organizationID: record.organizationID, type: "webhook.processed", actor: AuditEvent.system("webhook-worker"), integrationID: record.integrationID,
                         data: [
@@ -212,10 +215,11 @@ public final class WebhookWorkers: Service, Sendable {
                         ],
                         time: now
                     ), in: db)
-                    return true
                 }
-                if !recorded { service.logger.warning("a webhook event's lease was lost before it finished", metadata: ["portal.event": "\(record.id)"]) }
                 service.audit.wake()
+                return
+            } catch is LeaseLost {
+                service.logger.warning("a webhook event's lease expired before it finished; its work was rolled back", metadata: ["portal.event": "\(record.id)"])
                 return
             } catch {
                 failure = (error as? PortalError)?.message ?? "\(type(of: error))"
