@@ -600,8 +600,9 @@ public final class Gateway: Service, Sendable {
     struct RequestRow: CompanionRow {
         var record: IntegrationRequestRecord
 
-        static func insert(_ rows: [RequestRow], in db: any SQLDatabase) async throws {
+        static func insert(_ rows: [RequestRow], in db: any SQLDatabase) async throws -> Set<Int> {
             try await IntegrationRequestStore(db).insert(rows.map(\.record))
+            return []
         }
     }
 

@@ -46,11 +46,16 @@ public enum JSONValue: Sendable, Hashable {
 
     /// Parses a JSON text; throws ``PortalError/Code/malformedRequest`` when it is not JSON.
     public static func parse(_ data: Data) throws(PortalError) -> JSONValue {
-        do {
-            return try JSONDecoder().decode(JSONValue.self, from: data)
-        } catch {
-            throw PortalError(.malformedRequest, "the body is not valid JSON")
-        }
+        let parsed = data.withUnsafeBytes { raw -> JSONValue? in try? JSONParser.parse(raw.bindMemory(to: UInt8.self)) }
+        guard let parsed else { throw PortalError(.malformedRequest, "the body is not valid JSON") }
+        return parsed
+    }
+
+    /// Parses JSON bytes; throws ``PortalError/Code/malformedRequest`` when they are not JSON.
+    public static func parse(_ bytes: some Collection<UInt8>) throws(PortalError) -> JSONValue {
+        let parsed = bytes.withContiguousStorageIfAvailable { try? JSONParser.parse($0) } ?? Array(bytes).withUnsafeBufferPointer { try? JSONParser.parse($0) }
+        guard let parsed else { throw PortalError(.malformedRequest, "the body is not valid JSON") }
+        return parsed
     }
 
     /// Applies an RFC 7396 JSON merge patch to this value.

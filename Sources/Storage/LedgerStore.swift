@@ -215,6 +215,16 @@ public struct LedgerStore {
             """).run()
     }
 
+    /// Queues several events with one statement.
+    public func enqueue(_ rows: [(id: UUID, organizationID: UUID, event: JSONValue)], at time: Date) async throws {
+        for start in stride(from: 0, to: rows.count, by: 128) {
+            let values = rows[start..<min(start + 128, rows.count)].map { row -> SQLQueryString in
+                "(\(bind: row.id), \(bind: row.organizationID), \(bind: db.jsonBind(row.event)), \(bind: time))"
+            }
+            try await db.raw("INSERT INTO audit_outbox (id, organization_id, event, created_at) VALUES " + values.joined(separator: ", ")).run()
+        }
+    }
+
     /// The oldest queued events, locked for this transaction on PostgreSQL (others skip them).
     public func takeOutbox(limit: Int) async throws -> [OutboxRow] {
         let lock = db.backend == .postgres ? " FOR UPDATE SKIP LOCKED" : ""

@@ -186,8 +186,11 @@ public struct WebhookEventStore {
         processed_at, created_at, provider_event_id, dedup_key, headers, body_digest, available_at, lease_owner, lease_until
         """
 
-    /// Inserts events; one whose (endpoint, dedup key) is already stored is skipped (a replay).
-    public func insert(_ records: [WebhookEventRecord]) async throws {
+    /// Inserts events; one whose (endpoint, dedup key) is already stored is skipped (a replay). Returns the
+    /// ids of the events inserted.
+    @discardableResult
+    public func insert(_ records: [WebhookEventRecord]) async throws -> Set<UUID> {
+        var inserted = Set<UUID>()
         for start in stride(from: 0, to: records.count, by: 64) {
             let values = records[start..<min(start + 64, records.count)].map { r -> SQLQueryString in
                 """
@@ -197,16 +200,12 @@ public struct WebhookEventStore {
                 \(bind: r.dedupKey), \(bind: db.jsonBind(r.headers)), \(bind: r.bodyDigest), \(bind: r.availableAt), \(bind: r.leaseOwner), \(bind: r.leaseUntil))
                 """
             }
-            try await db.raw("INSERT INTO webhook_events (\(unsafeRaw: Self.columns)) VALUES "
-                + values.joined(separator: ", ") + " ON CONFLICT (endpoint_id, dedup_key) DO NOTHING").run()
+            for row in try await db.raw("INSERT INTO webhook_events (\(unsafeRaw: Self.columns)) VALUES "
+                + values.joined(separator: ", ") + " ON CONFLICT (endpoint_id, dedup_key) DO NOTHING RETURNING id").all() {
+                inserted.insert(try row.decode(column: "id", as: UUID.self))
+            }
         }
-    }
-
-    /// Whether an event with this dedup key was already received at this endpoint.
-    public func exists(endpointID: UUID, dedupKey: String) async throws -> Bool {
-        try await db.raw("""
-            SELECT 1 AS found FROM webhook_events WHERE endpoint_id = \(bind: endpointID) AND dedup_key = \(bind: dedupKey)
-            """).first() != nil
+        return inserted
     }
 
     public func find(id: UUID, organizationID: UUID) async throws -> WebhookEventRecord? {
@@ -228,6 +227,27 @@ public struct WebhookEventStore {
             )
             RETURNING \(unsafeRaw: Self.columns)
             """).all().map(decode)
+    }
+
+    /// Of `ids`, those whose lease `owner` still holds, locked for the caller's transaction on PostgreSQL
+    /// (so the lease cannot pass to another worker before the outcome commits).
+    public func held(ids: [UUID], owner: String) async throws -> Set<UUID> {
+        guard !ids.isEmpty else { return [] }
+        let list = ids.map { id -> SQLQueryString in "\(bind: id)" }.joined(separator: ", ")
+        let lock = db.backend == .postgres ? " FOR UPDATE" : ""
+        return Set(try await db.raw("SELECT id FROM webhook_events WHERE lease_owner = \(bind: owner) AND id IN (" + list + ")\(unsafeRaw: lock)")
+            .all().map { try $0.decode(column: "id", as: UUID.self) })
+    }
+
+    /// Marks events this worker holds processed, with one note for all of them.
+    public func finishProcessed(ids: [UUID], owner: String, note: String, at now: Date) async throws {
+        guard !ids.isEmpty else { return }
+        let list = ids.map { id -> SQLQueryString in "\(bind: id)" }.joined(separator: ", ")
+        try await db.raw("""
+            UPDATE webhook_events SET status = 'processed', error_message = NULL, note = \(bind: note), processed_at = \(bind: now),
+              lease_owner = NULL, lease_until = NULL
+            WHERE lease_owner = \(bind: owner) AND id IN (
+            """ + list + ")").run()
     }
 
     /// Records a processing outcome for an event this worker holds; false if the lease was lost.

@@ -344,11 +344,9 @@ public final class WebhookService: Sendable {
         let id = ids.next()
         let dedupKey: String
         if let eventID = verified.eventID, !eventID.isEmpty {
+            // A replay is found when the event is inserted (the sequencer's batch declines it), not by a
+            // read per delivery.
             dedupKey = "id:" + String(eventID.prefix(200))
-            if try await database.read({ db in try await WebhookEventStore(db).exists(endpointID: endpoint.record.id, dedupKey: dedupKey) }) {
-                counters.withLock { $0.duplicates += 1 }
-                return .json(["received": true, "duplicate": true])
-            }
         } else {
             // No event id: the same body within the tolerance window is a replay.
             let since = now.addingTimeInterval(-endpoint.options.tolerance)
@@ -383,7 +381,10 @@ public final class WebhookService: Sendable {
             organizationID: endpoint.record.organizationID, type: "webhook.received", actor: "provider:\(endpoint.record.name)",
             integrationID: endpoint.record.integrationID, data: .object(data), time: now
         )
-        try await audit.append([event], with: WebhookEventRow(record: record, body: request.body, vault: vault))
+        guard try await audit.append([event], with: WebhookEventRow(record: record, body: request.body, vault: vault)) else {
+            counters.withLock { $0.duplicates += 1 }
+            return .json(["received": true, "duplicate": true])
+        }
         counters.withLock { $0.received += 1 }
         wakeWorkers()
         return .json(["received": true, "id": .string(id.uuidString.lowercased())])
@@ -498,21 +499,19 @@ struct WebhookEventRow: CompanionRow {
     var body: [UInt8]
     var vault: CredentialVault
 
-    static func insert(_ rows: [WebhookEventRow], in db: any SQLDatabase) async throws {
-        var records: [WebhookEventRecord] = []
-        records.reserveCapacity(rows.count)
-        for (organizationID, group) in Dictionary(grouping: rows, by: \.record.organizationID) {
-            guard let vault = group.first?.vault else { continue }
+    /// Seals the bodies and inserts the events; a replay (its endpoint and dedup key already stored, by an
+    /// earlier batch, another instance or an earlier row of this batch) is declined.
+    static func insert(_ rows: [WebhookEventRow], in db: any SQLDatabase) async throws -> Set<Int> {
+        var records = rows.map(\.record)
+        for (organizationID, positions) in Dictionary(grouping: rows.indices, by: { rows[$0].record.organizationID }) {
+            let vault = rows[positions[0]].vault
             let sealed = try await vault.seal(
-                group.map { (Data($0.body), WebhookService.bodyContext($0.record.id)) }, organizationID: organizationID, in: db
+                positions.map { (Data(rows[$0].body), WebhookService.bodyContext(rows[$0].record.id)) }, organizationID: organizationID, in: db
             )
-            for (row, payload) in zip(group, sealed) {
-                var record = row.record
-                record.payload = payload
-                records.append(record)
-            }
+            for (position, payload) in zip(positions, sealed) { records[position].payload = payload }
         }
-        try await WebhookEventStore(db).insert(records)
+        let inserted = try await WebhookEventStore(db).insert(records)
+        return Set(records.indices.filter { !inserted.contains(records[$0].id) })
     }
 }
 

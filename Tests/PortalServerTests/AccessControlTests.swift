@@ -106,7 +106,7 @@ struct AccessControlTests {
         let parts = uri.split(separator: "/").map(String.init)
         let (integration, endpoint) = (UUID(uuidString: parts[2])!, UUID(uuidString: parts[4])!)
         let id = UUID()
-        try await Database.withDatabase(url: portal.test.url, logger: quietLogger) { db in
+        let inserted = try await Database.withDatabase(url: portal.test.url, logger: quietLogger) { db in
             try await db.write { tx in
                 try await WebhookEventStore(tx).insert([WebhookEventRecord(
                     id: id, organizationID: portal.acme.id, integrationID: integration, endpointID: endpoint, eventType: "user.updated", payload: [:],
@@ -115,6 +115,7 @@ struct AccessControlTests {
                 )])
             }
         }
+        #expect(inserted == [id])
         return id.uuidString.lowercased()
     }
 

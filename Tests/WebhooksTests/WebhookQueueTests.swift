@@ -21,8 +21,142 @@ final class CountingHandler: WebhookEventHandler {
     }
 }
 
+/// Writes a record for every event, then fails the events whose body says `"fail": true`.
+struct WritesThenFailsHandler: WebhookEventHandler {
+    var eventTypes: [String] { ["user.created"] }
+
+    func handle(_ event: ReceivedWebhookEvent, in db: any SQLDatabase) async throws -> String? {
+        let user = event.payload.objectValue?["data"] ?? [:]
+        let id = user.objectValue?["id"]?.stringValue ?? "?"
+        try await SyncRecordStore(db).upsert(
+            organizationID: event.organizationID, integrationID: event.integrationID, entity: "users", recordID: id, data: user, source: "webhook",
+            sourceEventID: event.id.uuidString.lowercased(), at: event.receivedAt
+        )
+        if event.payload.objectValue?["fail"] == true { throw PortalError(.upstreamFailed, "the handler failed for \(id)") }
+        return "wrote \(id)"
+    }
+}
+
+/// Signs `body` for the generic `hmac` scheme with the tests' secret.
+func signedDelivery(_ body: String, eventID: String, url: String) -> InboundWebhook {
+    let bytes = Array(body.utf8)
+    let signature = "sha256=" + Hex.encode(HMAC<SHA256>.authenticationCode(for: bytes, using: SymmetricKey(data: Array("queue-secret-123".utf8))))
+    return InboundWebhook(method: "POST", url: url, headers: [("X-Webhook-Signature", signature), ("X-Event-Id", eventID)], body: bytes)
+}
+
 @Suite("Webhook queue")
 struct WebhookQueueTests {
+    @Test("concurrent deliveries of one event store and chain it once; the rest are acknowledged as replays", arguments: Backend.available)
+    func concurrentReplays(backend: Backend) async throws {
+        try await TestDatabase.with(backend) { _, db in
+            let org = Organization(id: IdentifierGenerator.shared.next(), slug: "acme", name: "Acme", createdAt: Date())
+            try await db.write { try await OrganizationStore($0).insert(org) }
+            let vault = CredentialVault(ring: try MasterKeyRing.load(masterKey: MasterKeyRing.generateBase64(), keyFile: nil))
+            let sequencer = LedgerSequencer(database: db, logger: quietLogger)
+            let registry = IntegrationRegistry(database: db, vault: vault, audit: sequencer)
+            let admin = Principal(tokenID: UUID(), organizationID: org.id, organizationSlug: "acme", role: .admin, owner: "admin@acme")
+            let service = WebhookService(database: db, vault: vault, audit: sequencer, registry: registry, logger: quietLogger, publicURL: "https://portal.example.test")
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await sequencer.run() }
+                let integration = try await registry.register(try IntegrationInput.parse([
+                    "name": "CRM", "type": "enterprise", "baseUrl": "https://api.example.com", "authMethod": "api_key", "credentials": ["apiKey": "k-0123456789"],
+                ]), by: admin)
+                let endpoint = try await service.register(
+                    integrationID: try #require(UUID(uuidString: integration.id)),
+                    input: try WebhookEndpointInput.parse(["endpoint": "/webhooks/crm", "secret": "queue-secret-123", "eventIdHeader": "X-Event-Id"], partial: false),
+                    by: admin
+                )
+                // 20 copies of each of 5 events arrive at once: most share a batch with their original.
+                let answers = try await withThrowingTaskGroup(of: (String, JSONValue).self) { senders in
+                    for i in 0..<100 {
+                        senders.addTask {
+                            let answer = try await service.receive(
+                                slug: "acme", name: "crm", signedDelivery(#"{"type":"user.created","data":{"id":"u-\#(i % 5)"}}"#, eventID: "e-\(i % 5)", url: endpoint.url)
+                            )
+                            #expect(answer.status == 200)
+                            return ("e-\(i % 5)", try JSONValue.parse(Data(answer.body)))
+                        }
+                    }
+                    return try await senders.reduce(into: [(String, JSONValue)]()) { $0.append($1) }
+                }
+                for event in 0..<5 {
+                    let mine = answers.filter { $0.0 == "e-\(event)" }.map(\.1)
+                    #expect(mine.filter { $0.objectValue?["duplicate"] == nil }.count == 1, "e-\(event): exactly one delivery is stored")
+                    #expect(mine.filter { $0.objectValue?["duplicate"] == true }.count == 19)
+                }
+                let stored = try await db.read { tx in
+                    try await tx.raw("SELECT COUNT(*) AS n FROM webhook_events").first()?.decode(column: "n", as: Int.self)
+                }
+                #expect(stored == 5)
+                let received = try await db.read { tx in
+                    try await LedgerStore(tx).entries(org.id, from: 0, limit: 10_000).map { try LedgerEntry(canonical: $0.bytes) }
+                }.filter { $0.type == "webhook.received" }
+                #expect(received.count == 5)
+                #expect(Set(received.compactMap { $0.data.objectValue?["providerEventId"]?.stringValue }) == Set((0..<5).map { "e-\($0)" }))
+                group.cancelAll()
+            }
+        }
+    }
+
+    @Test("a handler failing in a shared batch rolls back only its own event's writes; the others are processed", arguments: Backend.available)
+    func failureInBatch(backend: Backend) async throws {
+        try await TestDatabase.with(backend) { _, db in
+            let org = Organization(id: IdentifierGenerator.shared.next(), slug: "acme", name: "Acme", createdAt: Date())
+            try await db.write { try await OrganizationStore($0).insert(org) }
+            let vault = CredentialVault(ring: try MasterKeyRing.load(masterKey: MasterKeyRing.generateBase64(), keyFile: nil))
+            let sequencer = LedgerSequencer(database: db, logger: quietLogger)
+            let registry = IntegrationRegistry(database: db, vault: vault, audit: sequencer)
+            let admin = Principal(tokenID: UUID(), organizationID: org.id, organizationSlug: "acme", role: .admin, owner: "admin@acme")
+            let service = WebhookService(database: db, vault: vault, audit: sequencer, registry: registry, logger: quietLogger, publicURL: "https://portal.example.test")
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await sequencer.run() }
+                let integration = try await registry.register(try IntegrationInput.parse([
+                    "name": "CRM", "type": "enterprise", "baseUrl": "https://api.example.com", "authMethod": "api_key", "credentials": ["apiKey": "k-0123456789"],
+                ]), by: admin)
+                let integrationID = try #require(UUID(uuidString: integration.id))
+                let endpoint = try await service.register(
+                    integrationID: integrationID,
+                    input: try WebhookEndpointInput.parse([
+                        "endpoint": "/webhooks/crm", "secret": "queue-secret-123", "eventIdHeader": "X-Event-Id", "retryPolicy": ["maxRetries": 2, "baseDelay": 60_000],
+                    ], partial: false),
+                    by: admin
+                )
+                for i in 0..<10 {
+                    let body = #"{"type":"user.created","fail":\#(i % 3 == 0),"data":{"id":"u-\#(i)"}}"#
+                    let answer = try await service.receive(slug: "acme", name: "crm", signedDelivery(body, eventID: "e-\(i)", url: endpoint.url))
+                    #expect(answer.status == 200)
+                }
+                let worker = WebhookWorkers(service: service, handlers: [WritesThenFailsHandler()])
+                #expect(try await worker.drain() == 10, "one batch takes all ten")
+                #expect(try await worker.drain() == 0, "the failed ones wait for their retry (60 s base delay)")
+                try await sequencer.drainAll()
+                let rows = try await db.read { tx in
+                    try await tx.raw("SELECT provider_event_id, status, retry_count, error_message FROM webhook_events ORDER BY provider_event_id").all().map {
+                        (try $0.decode(column: "provider_event_id", as: String.self), try $0.decode(column: "status", as: String.self),
+                         try $0.decode(column: "retry_count", as: Int.self), try $0.decodeOptional(column: "error_message", as: String.self))
+                    }
+                }
+                for (id, status, retries, error) in rows {
+                    let failing = Int(id.dropFirst(2))! % 3 == 0
+                    #expect(status == (failing ? "retrying" : "processed"), "\(id)")
+                    #expect(retries == (failing ? 1 : 0))
+                    #expect((error?.contains("the handler failed") ?? false) == failing)
+                }
+                let records = try await db.read { tx in
+                    try await tx.raw("SELECT record_id FROM sync_records WHERE integration_id = \(bind: integrationID) ORDER BY record_id").all()
+                        .map { try $0.decode(column: "record_id", as: String.self) }
+                }
+                #expect(Set(records) == Set((0..<10).filter { $0 % 3 != 0 }.map { "u-\($0)" }), "the failing events' writes were rolled back")
+                let types = try await db.read { tx in
+                    try await LedgerStore(tx).entries(org.id, from: 0, limit: 10_000).map { try LedgerEntry(canonical: $0.bytes).type }
+                }
+                #expect(types.filter { $0 == "webhook.processed" }.count == 6)
+                #expect(types.filter { $0 == "webhook.failed" }.count == 4)
+                group.cancelAll()
+            }
+        }
+    }
+
     @Test("two workers with their own connection pools drain one queue on PostgreSQL and never process an event twice", arguments: Backend.available.filter { $0 == .postgres })
     func twoWorkers(backend: Backend) async throws {
         try await TestDatabase.with(backend) { test, db in

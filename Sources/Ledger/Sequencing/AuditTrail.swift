@@ -64,8 +64,10 @@ public struct AuditEvent: Sendable, Equatable {
 
 /// A row written in the sequencer's batch transaction together with the entries it accompanies.
 public protocol CompanionRow: Sendable {
-    /// Writes rows of this type from several calls at once.
-    static func insert(_ rows: [Self], in db: any SQLDatabase) async throws
+    /// Writes rows of this type from several calls at once; returns the positions in `rows` of those it
+    /// declined (a replay of a row already stored, say): their calls' events are not appended, and
+    /// ``AuditTrail/append(_:with:)`` returns false to them.
+    static func insert(_ rows: [Self], in db: any SQLDatabase) async throws -> Set<Int>
 }
 
 /// How every capability records evidence (DESIGN section 2): the one protocol the ledger implements.
@@ -74,14 +76,19 @@ public protocol AuditTrail: Sendable {
     /// back, with the state change it describes, and the sequencer chains it within milliseconds.
     func record(_ event: AuditEvent, in db: any SQLDatabase) async throws
 
+    /// Queues several events in the caller's write transaction, with one statement.
+    func record(_ events: [AuditEvent], in db: any SQLDatabase) async throws
+
     /// Appends events that accompany no other state change; returns once they are durable in the chain.
     func append(_ events: [AuditEvent]) async throws
 
     /// Appends events together with a row of their own, written in the same batch transaction (DESIGN
     /// 4.1: an outbound call's `integration_requests` row and its `request.*` entry); returns once both
     /// are durable. The rows of one type from every call in a batch are written together (one statement),
-    /// so the row must hold only what the caller has already validated.
-    func append<Row: CompanionRow>(_ events: [AuditEvent], with row: Row) async throws
+    /// so the row must hold only what the caller has already validated. Returns false when the row's
+    /// `insert` declined it: then neither the row nor the events were written.
+    @discardableResult
+    func append<Row: CompanionRow>(_ events: [AuditEvent], with row: Row) async throws -> Bool
 
     /// Tells the sequencer that a transaction with recorded events committed, so it drains now rather than
     /// at its next poll.

@@ -80,20 +80,28 @@ public final class LedgerSequencer: AuditTrail, Service {
         try await LedgerStore(db).enqueue(id: ids.next(), organizationID: event.organizationID, event: event.outboxJSON, at: clock.now())
     }
 
+    public func record(_ events: [AuditEvent], in db: any SQLDatabase) async throws {
+        for event in events { _ = try event.validate() }
+        try await LedgerStore(db).enqueue(events.map { (ids.next(), $0.organizationID, $0.outboxJSON) }, at: clock.now())
+    }
+
     public func append(_ events: [AuditEvent]) async throws {
         try await enqueue(events, row: nil)
     }
 
-    public func append<Row: CompanionRow>(_ events: [AuditEvent], with row: Row) async throws {
+    @discardableResult
+    public func append<Row: CompanionRow>(_ events: [AuditEvent], with row: Row) async throws -> Bool {
         try await enqueue(events, row: row)
     }
 
-    private func enqueue(_ events: [AuditEvent], row: (any CompanionRow)?) async throws {
+    /// Queues the events (and row) for the next batch; returns false if the row was declined.
+    @discardableResult
+    private func enqueue(_ events: [AuditEvent], row: (any CompanionRow)?) async throws -> Bool {
         var data: [[UInt8]] = []
         data.reserveCapacity(events.count)
         for event in events { data.append(try event.validate()) }
-        guard !events.isEmpty else { return }
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+        guard !events.isEmpty else { return true }
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Bool, any Error>) in
             // One continuation for the whole list: it resumes when the last of them is committed.
             let completion = Completion(count: events.count, continuation: continuation)
             waiting.withLock { list in
@@ -181,7 +189,7 @@ public final class LedgerSequencer: AuditTrail, Service {
         let now = clock.now()
         let checkOutbox = outboxPending.exchange(false, ordering: .acquiringAndReleasing)
         do {
-            let appended = try await database.write { db -> [UUID: LedgerEdge] in
+            let (appended, declinedCalls) = try await database.write { db -> ([UUID: LedgerEdge], Set<ObjectIdentifier>) in
                 let store = LedgerStore(db)
                 let room = batchSize - direct.count
                 let queued = checkOutbox && room > 0 ? try await store.takeOutbox(limit: room) : []
@@ -192,22 +200,28 @@ public final class LedgerSequencer: AuditTrail, Service {
                     let event = try Self.event(from: row)
                     byOrganization[row.organizationID, default: []].append((event, try event.validate()))
                 }
-                for item in direct {
+                // The companion rows first: a call whose row is declined appends none of its events.
+                let withRows = direct.filter { $0.row != nil }
+                let declined = try await Self.insertCompanions(withRows.map { $0.row! }, in: db)
+                let declinedCalls = Set(declined.map { ObjectIdentifier(withRows[$0].completion) })
+                for item in direct where !declinedCalls.contains(ObjectIdentifier(item.completion)) {
                     byOrganization[item.event.organizationID, default: []].append((item.event, item.data))
                 }
-                try await Self.insertCompanions(direct.compactMap(\.row), in: db)
                 var edges: [UUID: LedgerEdge] = [:]
                 // A fixed lock order across organizations keeps two instances from deadlocking.
                 for organizationID in byOrganization.keys.sorted(by: { $0.uuidString < $1.uuidString }) {
                     edges[organizationID] = try await append(byOrganization[organizationID]!, to: organizationID, store: store, db: db, at: now)
                 }
                 try await store.deleteOutbox(queued.map(\.id))
-                return edges
+                return (edges, declinedCalls)
             }
             edges.withLock { cached in cached.merge(appended) { $1 } }
             let count = byCount(appended)
             if count > 0 { counters.withLock { $0.batches += 1; $0.entries += count } }
-            for item in direct { item.completion.done() }
+            // Declined only once the batch committed: a rolled-back batch may have held the row that declined it.
+            for item in direct {
+                if declinedCalls.contains(ObjectIdentifier(item.completion)) { item.completion.decline() } else { item.completion.done() }
+            }
             return count
         } catch {
             // The batch rolled back; the next one reloads these ledgers' edges from storage and retakes
@@ -220,23 +234,26 @@ public final class LedgerSequencer: AuditTrail, Service {
     }
 
     /// Writes the batch's companion rows, one `insert` per row type (issue 5's profile: a statement per
-    /// call serialized the batch).
-    static func insertCompanions(_ rows: [any CompanionRow], in db: any SQLDatabase) async throws {
-        var groups: [ObjectIdentifier: [any CompanionRow]] = [:]
+    /// call serialized the batch); returns the positions in `rows` of the declined ones.
+    static func insertCompanions(_ rows: [any CompanionRow], in db: any SQLDatabase) async throws -> Set<Int> {
+        var groups: [ObjectIdentifier: [Int]] = [:]
         var order: [ObjectIdentifier] = []
-        for row in rows {
+        for (index, row) in rows.enumerated() {
             let key = ObjectIdentifier(type(of: row))
             if groups[key] == nil { order.append(key) }
-            groups[key, default: []].append(row)
+            groups[key, default: []].append(index)
         }
+        var declined = Set<Int>()
         for key in order {
-            guard let group = groups[key], let first = group.first else { continue }
-            try await insertGroup(first, group, in: db)
+            guard let positions = groups[key], let first = positions.first else { continue }
+            let skipped = try await insertGroup(rows[first], positions.map { rows[$0] }, in: db)
+            for index in skipped where positions.indices.contains(index) { declined.insert(positions[index]) }
         }
+        return declined
     }
 
-    private static func insertGroup<Row: CompanionRow>(_ first: Row, _ group: [any CompanionRow], in db: any SQLDatabase) async throws {
-        try await Row.insert(group.compactMap { $0 as? Row }, in: db)
+    private static func insertGroup<Row: CompanionRow>(_ first: Row, _ group: [any CompanionRow], in db: any SQLDatabase) async throws -> Set<Int> {
+        try await Row.insert(group.map { $0 as! Row }, in: db)
     }
 
     private func byCount(_ edges: [UUID: LedgerEdge]) -> Int { edges.values.reduce(0) { $0 + $1.appended } }
@@ -318,26 +335,37 @@ final class Completion: Sendable {
     private struct State {
         var remaining: Int
         var error: (any Error)?
-        var continuation: CheckedContinuation<Void, any Error>?
+        var declined = false
+        var continuation: CheckedContinuation<Bool, any Error>?
     }
 
     private let state: Mutex<State>
 
-    init(count: Int, continuation: CheckedContinuation<Void, any Error>) {
+    init(count: Int, continuation: CheckedContinuation<Bool, any Error>) {
         state = Mutex(State(remaining: count, error: nil, continuation: continuation))
     }
 
     /// Marks one event done, failed when `error` is given.
     func done(_ error: (any Error)? = nil) {
-        let finished = state.withLock { s -> (CheckedContinuation<Void, any Error>, (any Error)?)? in
+        finish(error, declined: false)
+    }
+
+    /// Marks one event as not appended because its call's companion row was declined.
+    func decline() {
+        finish(nil, declined: true)
+    }
+
+    private func finish(_ error: (any Error)?, declined: Bool) {
+        let finished = state.withLock { s -> (CheckedContinuation<Bool, any Error>, (any Error)?, Bool)? in
             s.remaining -= 1
             if s.error == nil, let error { s.error = error }
+            if declined { s.declined = true }
             guard s.remaining == 0, let continuation = s.continuation else { return nil }
             s.continuation = nil
-            return (continuation, s.error)
+            return (continuation, s.error, s.declined)
         }
-        guard let (continuation, error) = finished else { return }
-        if let error { continuation.resume(throwing: error) } else { continuation.resume() }
+        guard let (continuation, error, declined) = finished else { return }
+        if let error { continuation.resume(throwing: error) } else { continuation.resume(returning: !declined) }
     }
 }
 
