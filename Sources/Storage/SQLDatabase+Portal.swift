@@ -42,11 +42,7 @@ extension SQLRow {
 extension JSONValue {
     /// Compact JSON text with sorted keys: the one encoder configuration for stored JSON.
     package static func encodeText(_ value: JSONValue) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        // Encoding a JSONValue cannot fail: every case maps to a JSON value.
-        let data = (try? encoder.encode(value)) ?? Data("null".utf8)
-        return String(decoding: data, as: UTF8.self)
+        value.sortedText
     }
 }
 

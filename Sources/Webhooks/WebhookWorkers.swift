@@ -77,12 +77,18 @@ public final class WebhookWorkers: Service, Sendable {
         public var leaseSeconds: TimeInterval
         public var batchSize: Int
         public var pathRefresh: Duration
+        /// How long a wake-up waits for more deliveries before the queue is drained.
+        public var gather: Duration
 
-        public init(pollInterval: Duration = .milliseconds(500), leaseSeconds: TimeInterval = 30, batchSize: Int = 32, pathRefresh: Duration = .seconds(5)) {
+        public init(
+            pollInterval: Duration = .milliseconds(500), leaseSeconds: TimeInterval = 30, batchSize: Int = 128, pathRefresh: Duration = .seconds(5),
+            gather: Duration = .milliseconds(20)
+        ) {
             self.pollInterval = pollInterval
             self.leaseSeconds = leaseSeconds
             self.batchSize = batchSize
             self.pathRefresh = pathRefresh
+            self.gather = gather
         }
     }
 
@@ -124,9 +130,11 @@ public final class WebhookWorkers: Service, Sendable {
                     do { try await Task.sleep(for: interval) } catch { return }
                 }
             }
-            // Wake-ups from this instance's receiver.
+            // Wake-ups from this instance's receiver, gathered for a moment so that a burst is leased in a
+            // few large batches rather than one transaction per delivery.
             group.addTask {
                 for await _ in self.service.queued {
+                    do { try await Task.sleep(for: self.configuration.gather) } catch { return }
                     await self.drainAll()
                 }
             }
@@ -135,9 +143,11 @@ public final class WebhookWorkers: Service, Sendable {
         }
     }
 
+    /// Drains full batches; a partial one means the queue is empty but for what arrived meanwhile, which
+    /// wakes the workers again (or waits for the poll).
     private func drainAll() async {
         do {
-            while !Task.isCancelled, try await drain() > 0 {}
+            while !Task.isCancelled, try await drain() == configuration.batchSize {}
         } catch {
             service.logger.error("webhook worker batch failed", metadata: ["portal.error": "\(error)"])
         }

@@ -56,6 +56,22 @@ struct JSONParserTests {
         }
     }
 
+    @Test("the sorted text is JSONEncoder's with sorted keys and unescaped slashes, byte for byte")
+    func sortedTextMatchesJSONEncoder() throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var generator = SeededGenerator(seed: 0xC0FFEE)
+        var samples: [JSONValue] = [
+            .double(1.0), .double(-0.0), .double(0.1), .double(1e16), .double(1e-5), .double(1.7976931348623157e308), .double(.leastNonzeroMagnitude), .double(123456789.123),
+            .string("a\u{01}\u{1f}\u{7f}\u{2028}\"\\/\n\t\r\u{08}\u{0c}é😀"),
+            .object(["b": 1, "B": 2, "a": 3, "é": 4, "Z": 5, "a10": 6, "a9": 7, "_": 8, "": 9, "😀": 10, "\u{FF61}": 11]),
+        ]
+        for _ in 0..<300 { samples.append(Self.random(depth: 0, using: &generator)) }
+        for value in samples {
+            #expect(value.sortedText == String(decoding: try encoder.encode(value), as: UTF8.self))
+        }
+    }
+
     static func random(depth: Int, using generator: inout SeededGenerator) -> JSONValue {
         let kind = Int.random(in: 0..<(depth > 3 ? 5 : 7), using: &generator)
         switch kind {

@@ -6,6 +6,8 @@ import PortalCore
 public enum JSONOutput {
     /// Encodes `value`; our response types always encode, so a failure is a bug reported as `internal`.
     public static func encode(_ value: some Encodable) -> Data {
+        // The same bytes without the Codable containers.
+        if let json = value as? JSONValue { return Data(json.sortedText.utf8) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return (try? encoder.encode(value)) ?? Data(#"{"error":"encoding failed"}"#.utf8)
