@@ -381,7 +381,13 @@ public final class WebhookService: Sendable {
             organizationID: endpoint.record.organizationID, type: "webhook.received", actor: "provider:\(endpoint.record.name)",
             integrationID: endpoint.record.integrationID, data: .object(data), time: now
         )
-        guard try await audit.append([event], with: WebhookEventRow(record: record, body: request.body, vault: vault)) else {
+        // Sealing here, in parallel with other deliveries, keeps the work out of the sequencer's transaction.
+        var row = WebhookEventRow(record: record, body: request.body, vault: vault)
+        if let sealed = vault.sealWithKnownKey(Data(request.body), organizationID: record.organizationID, context: Self.bodyContext(id)) {
+            row.record.payload = sealed
+            row.body = nil
+        }
+        guard try await audit.append([event], with: row) else {
             counters.withLock { $0.duplicates += 1 }
             return .json(["received": true, "duplicate": true])
         }
@@ -416,6 +422,8 @@ public final class WebhookService: Sendable {
         let found = try await database.read { db -> OpenedEndpoint? in
             guard let record = try await WebhookEndpointStore(db).find(slug: slug, name: name) else { return nil }
             let secrets = try await openSecrets(record, in: db)
+            // So that deliveries can be sealed before they reach the sequencer's transaction.
+            try await vault.learnNewestKey(organizationID: record.organizationID, in: db)
             var list = [secrets.current]
             if let previous = secrets.previous, let until = secrets.previousUntil, until > now { list.append(previous) }
             let config = record.config.objectValue ?? [:]
@@ -495,18 +503,22 @@ public final class WebhookService: Sendable {
 /// An event's row, written with its `webhook.received` entry in the sequencer's batch; the raw body is
 /// sealed there, one data-key lookup per organization and batch.
 struct WebhookEventRow: CompanionRow {
+    /// The event, its payload sealed already unless `body` is set.
     var record: WebhookEventRecord
-    var body: [UInt8]
+    /// The raw body still to seal in the batch (when the receiver did not know the data key).
+    var body: [UInt8]?
     var vault: CredentialVault
 
     /// Seals the bodies and inserts the events; a replay (its endpoint and dedup key already stored, by an
     /// earlier batch, another instance or an earlier row of this batch) is declined.
     static func insert(_ rows: [WebhookEventRow], in db: any SQLDatabase) async throws -> Set<Int> {
         var records = rows.map(\.record)
-        for (organizationID, positions) in Dictionary(grouping: rows.indices, by: { rows[$0].record.organizationID }) {
+        // Most bodies were sealed by the receiver already (outside the batch's transaction).
+        let unsealed = rows.indices.filter { rows[$0].body != nil }
+        for (organizationID, positions) in Dictionary(grouping: unsealed, by: { rows[$0].record.organizationID }) {
             let vault = rows[positions[0]].vault
             let sealed = try await vault.seal(
-                positions.map { (Data(rows[$0].body), WebhookService.bodyContext(rows[$0].record.id)) }, organizationID: organizationID, in: db
+                positions.map { (Data(rows[$0].body ?? []), WebhookService.bodyContext(rows[$0].record.id)) }, organizationID: organizationID, in: db
             )
             for (position, payload) in zip(positions, sealed) { records[position].payload = payload }
         }

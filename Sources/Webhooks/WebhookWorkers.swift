@@ -168,6 +168,23 @@ public final class WebhookWorkers: Service, Sendable {
             try await WebhookEventStore(db).lease(owner: owner, now: now, until: now.addingTimeInterval(configuration.leaseSeconds), limit: configuration.batchSize)
         }
         guard !leased.isEmpty else { return 0 }
+        let handled = Dictionary(uniqueKeysWithValues: leased.compactMap { record in
+            handlers.first { $0.eventTypes.contains { WebhookService.matches(pattern: $0, record.eventType) } }.map { (record.id, $0) }
+        })
+        // Only events a handler takes need their bodies, opened before the settling transaction takes the
+        // writer (a data key not in memory yet is read on a reader).
+        let payloads = handled.isEmpty ? [:] : try await service.database.read { db -> [UUID: Result<JSONValue, Unreadable>] in
+            var opened: [UUID: Result<JSONValue, Unreadable>] = [:]
+            for record in leased where handled[record.id] != nil {
+                do {
+                    let body = try await service.vault.open(record.payload, organizationID: record.organizationID, context: WebhookService.bodyContext(record.id), in: db)
+                    opened[record.id] = .success((try? JSONValue.parse(body)) ?? .string(String(decoding: body, as: UTF8.self)))
+                } catch {
+                    opened[record.id] = .failure(Unreadable(message: "the stored body cannot be opened: \(error)"))
+                }
+            }
+            return opened
+        }
         let lost = try await service.database.write { db -> Int in
             let store = WebhookEventStore(db)
             // A lease that expired meanwhile may be another worker's now: those events are left alone.
@@ -175,18 +192,21 @@ public final class WebhookWorkers: Service, Sendable {
             var processed: [String: [WebhookEventRecord]] = [:]
             var failed: [(WebhookEventRecord, message: String, final: Bool)] = []
             for (index, record) in leased.enumerated() where held.contains(record.id) {
-                let payload: JSONValue
-                do {
-                    let body = try await service.vault.open(record.payload, organizationID: record.organizationID, context: WebhookService.bodyContext(record.id), in: db)
-                    payload = (try? JSONValue.parse(body)) ?? .string(String(decoding: body, as: UTF8.self))
-                } catch {
-                    failed.append((record, "the stored body cannot be opened: \(error)", true))
-                    continue
-                }
-                guard let handler = handlers.first(where: { $0.eventTypes.contains { WebhookService.matches(pattern: $0, record.eventType) } }) else {
+                guard let handler = handled[record.id] else {
                     let note = record.eventType == "data.sync"
                         ? "no handler is registered for data.sync" : "warning: no handler for event type '\(record.eventType.prefix(100))'; recorded only"
                     processed[note, default: []].append(record)
+                    continue
+                }
+                let payload: JSONValue
+                switch payloads[record.id] {
+                case .success(let value)?:
+                    payload = value
+                case .failure(let error)?:
+                    failed.append((record, error.message, true))
+                    continue
+                case nil:
+                    failed.append((record, "the stored body was not opened", true))
                     continue
                 }
                 let event = ReceivedWebhookEvent(
@@ -232,6 +252,11 @@ public final class WebhookWorkers: Service, Sendable {
         }
         service.audit.wake()
         return leased.count
+    }
+
+    /// A stored body that cannot be opened: a final failure (retrying cannot help).
+    struct Unreadable: Error, Sendable {
+        var message: String
     }
 
     /// Records a failed attempt of an event this worker holds: `retrying` with the endpoint's policy's next

@@ -49,6 +49,30 @@ struct VaultTests {
         }
     }
 
+    @Test("sealing without a query uses the key read within the last minute, for its organization only", arguments: Backend.available)
+    func sealWithKnownKey(backend: Backend) async throws {
+        try await TestDatabase.with(backend) { (_: TestDatabase, db: Database) async throws in
+            let clock = ManualWallClock()
+            let vault = CredentialVault(ring: try MasterKeyRing(keys: [.init(base64: MasterKeyRing.generateBase64())]), clock: clock)
+            let a = try await makeOrg(db, "a"), b = try await makeOrg(db, "b")
+            let body = Data(#"{"type":"user.created"}"#.utf8)
+            #expect(vault.sealWithKnownKey(body, organizationID: a, context: "webhook-event:1") == nil, "no key read yet")
+            _ = try await db.write { try await vault.seal(Data("first".utf8), organizationID: a, context: "webhook-event:0", in: $0) }
+            #expect(vault.sealWithKnownKey(body, organizationID: a, context: "webhook-event:1") == nil, "a key created in a write transaction is not learnt")
+            try await db.read { try await vault.learnNewestKey(organizationID: a, in: $0) }
+            let sealed = try #require(vault.sealWithKnownKey(body, organizationID: a, context: "webhook-event:1"))
+            #expect(try await db.read { try await vault.open(sealed, organizationID: a, context: "webhook-event:1", in: $0) } == body)
+            await #expect(throws: PortalError.self) {
+                try await db.read { try await vault.open(sealed, organizationID: a, context: "webhook-event:2", in: $0) }
+            }
+            #expect(vault.sealWithKnownKey(body, organizationID: b, context: "webhook-event:1") == nil, "another organization's key is never used")
+            try await db.read { try await vault.learnNewestKey(organizationID: b, in: $0) }
+            #expect(vault.sealWithKnownKey(body, organizationID: b, context: "webhook-event:1") == nil, "an organization without a key has none to learn")
+            clock.advance(by: 61)
+            #expect(vault.sealWithKnownKey(body, organizationID: a, context: "webhook-event:1") == nil, "after a minute storage is asked again")
+        }
+    }
+
     @Test("a vault with another master key cannot open anything", arguments: Backend.available)
     func wrongMasterKey(backend: Backend) async throws {
         try await TestDatabase.with(backend) { (_: TestDatabase, db: Database) async throws in

@@ -18,6 +18,11 @@ public final class CredentialVault: SecretSealer {
     private let clock: any WallClock
     private let ids: IdentifierGenerator
     private let cache = Mutex<[UUID: SymmetricKey]>([:])
+    /// Each organization's newest data key as last read by ``learnNewestKey(organizationID:in:)``, and
+    /// when: lets a hot path seal without a query (``sealWithKnownKey(_:organizationID:context:)``).
+    private let newest = Mutex<[UUID: (id: UUID, key: SymmetricKey, at: Date)]>([:])
+    /// How long a remembered newest key is used before storage is asked again.
+    static let newestKeySeconds: TimeInterval = 60
 
     public init(ring: MasterKeyRing, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared) {
         self.ring = ring
@@ -51,6 +56,35 @@ public final class CredentialVault: SecretSealer {
         } catch {
             throw PortalError(.crypto, "cannot encrypt the value")
         }
+    }
+
+    /// Remembers the organization's newest data key for ``sealWithKnownKey(_:organizationID:context:)``.
+    ///
+    /// `db` must be a read transaction: it sees committed keys only, whereas a write transaction could
+    /// show a key it created itself and may still roll back (values sealed under it would be lost).
+    public func learnNewestKey(organizationID: UUID, in db: any SQLDatabase) async throws {
+        guard let record = try await DataKeyStore(db).newest(organizationID: organizationID) else { return }
+        let key: SymmetricKey
+        if let cached = cache.withLock({ $0[record.id] }) {
+            key = cached
+        } else {
+            key = try unwrap(record)
+            cache.withLock { $0[record.id] = key }
+        }
+        let now = clock.now()
+        newest.withLock { $0[organizationID] = (record.id, key, now) }
+    }
+
+    /// Encrypts `plaintext` with the organization's data key if ``learnNewestKey(organizationID:in:)`` read
+    /// it within the last minute, without a query; nil otherwise (then ``seal(_:organizationID:context:in:)``
+    /// is needed). A key made newer meanwhile is picked up within that minute; values sealed under the
+    /// previous one stay readable, as every data key is kept.
+    public func sealWithKnownKey(_ plaintext: Data, organizationID: UUID, context: String) -> JSONValue? {
+        let now = clock.now()
+        guard let known = newest.withLock({ $0[organizationID] }), now.timeIntervalSince(known.at) < Self.newestKeySeconds, now >= known.at,
+              let combined = try? AES.GCM.seal(plaintext, using: known.key, authenticating: Self.aad(organizationID, context)).combined
+        else { return nil }
+        return ["v": 1, "alg": "A256GCM", "kid": .string(known.id.uuidString.lowercased()), "ct": .string(combined.base64EncodedString())]
     }
 
     /// Encrypts several values for one organization with one data-key lookup (the webhook receiver seals a
@@ -122,9 +156,13 @@ public final class CredentialVault: SecretSealer {
     private func dataKey(for organizationID: UUID, in db: any SQLDatabase) async throws -> (UUID, SymmetricKey) {
         let store = DataKeyStore(db)
         if let record = try await store.newest(organizationID: organizationID) {
-            if let cached = cache.withLock({ $0[record.id] }) { return (record.id, cached) }
-            let key = try unwrap(record)
-            cache.withLock { $0[record.id] = key }
+            let key: SymmetricKey
+            if let cached = cache.withLock({ $0[record.id] }) {
+                key = cached
+            } else {
+                key = try unwrap(record)
+                cache.withLock { $0[record.id] = key }
+            }
             return (record.id, key)
         }
         let key = SymmetricKey(size: .bits256)
