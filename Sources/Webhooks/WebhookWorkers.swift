@@ -235,7 +235,7 @@ public final class WebhookWorkers: Service, Sendable {
                         organizationID: record.organizationID, type: "webhook.processed", actor: AuditEvent.system("webhook-worker"), integrationID: record.integrationID,
                         data: [
                             "eventId": .string(record.id.uuidString.lowercased()), "eventType": .string(record.eventType), "attempts": .int(Int64(record.attempts)),
-                            "note": .string(String(note.prefix(200))),
+                            "note": .string(String(note.prefix(200))), "worker": .string(owner),
                         ],
                         time: finished
                     )
@@ -275,7 +275,7 @@ public final class WebhookWorkers: Service, Sendable {
         )
         var data: [String: JSONValue] = [
             "eventId": .string(record.id.uuidString.lowercased()), "eventType": .string(record.eventType), "attempts": .int(Int64(record.attempts)),
-            "error": .string(String(message.prefix(300))), "final": dead ? 1 : 0,
+            "error": .string(String(message.prefix(300))), "final": dead ? 1 : 0, "worker": .string(owner),
         ]
         if !dead { data["nextAttemptAt"] = .string(Timestamp.rfc3339(next)) }
         return AuditEvent(

@@ -2,7 +2,8 @@
 # Inbound webhooks end to end, with real processes and the providers' own signing libraries (PyPI:
 # standardwebhooks, stripe, githubkit, slack_sdk): each signed delivery is accepted and an altered one refused;
 # then a stream of signed events is posted while the server is killed with SIGKILL, and after a restart every
-# event that got a 2xx is stored, processed exactly once and in the ledger, which verifies.
+# event that got a 2xx is stored, processed exactly once and in the ledger, which verifies; on PostgreSQL two
+# server processes then share the queue and never process an event twice.
 source "$(dirname "$0")/lib.bash"
 cd "$WORK"
 PY="$ROOT/.venv/bin/python"
@@ -78,7 +79,18 @@ for _ in $(seq 1 240); do
   sleep 0.25
 done
 LOGS=$(curl -sS -H "Authorization: Bearer $ADMIN" "$PORTAL/portal/integrations/$INTEGRATION/webhooks/logs?limit=1000")
-ENTRIES=$(for from in 0 1000 2000; do curl -sS -H "Authorization: Bearer $ADMIN" "$PORTAL/ledger/$SLUG/entries?from=$from&limit=1000"; done | jq -s '[.[].entries[]]')
+# Every ledger entry of the organization, page by page.
+all_entries() {
+  local from=0 page n
+  for _ in $(seq 1 20); do
+    page=$(curl -sS -H "Authorization: Bearer $ADMIN" "$PORTAL/ledger/$SLUG/entries?from=$from&limit=1000")
+    n=$(jq '.entries | length' <<<"$page")
+    echo "$page"
+    [ "$n" -lt 1000 ] && break
+    from=$((from + n))
+  done | jq -s '[.[].entries[]]'
+}
+ENTRIES=$(all_entries)
 for provider in $(cat acked.txt); do
   id=$(jq -r --arg p "$provider" '.items[] | select(.providerEventId == $p) | .id' <<<"$LOGS")
   [ -n "$id" ] || fail "acknowledged event $provider is not stored after SIGKILL"
@@ -90,6 +102,47 @@ DOUBLE=$(jq '[.[] | select(.entry.type == "webhook.processed") | .entry.data.eve
 STORED=$(jq '[.items[] | select(.providerEventId // "" | startswith("stream-"))] | length' <<<"$LOGS")
 PROCESSED=$(jq '[.[] | select(.entry.type == "webhook.processed")] | length' <<<"$ENTRIES")
 ok "SIGKILL after $ACKED acknowledged events ($STORED stored): every acknowledged one is stored, processed once ($PROCESSED webhook.processed entries in all) and chained"
+
+# 3. PostgreSQL: two server processes share the database and the queue; each receives half of a stream and
+# their workers drain the queue together without processing any event twice.
+if [ "$BACKEND" = postgres ]; then
+  SECOND_PORT=$(free_port)
+  SECOND="http://127.0.0.1:$SECOND_PORT"
+  "$PORTAL_BIN" serve --port "$SECOND_PORT" --master-key-file master.key >"$WORK/second.out" 2>"$WORK/second.log" &
+  SECOND_PID=$!
+  trap 'kill -KILL "$SECOND_PID" 2>/dev/null || true; cleanup' EXIT
+  for _ in $(seq 1 120); do curl -fsS "$SECOND/healthz" >/dev/null 2>&1 && break; sleep 0.25; done
+  curl -fsS "$SECOND/healthz" >/dev/null || fail "the second instance did not start: $(cat "$WORK/second.log")"
+  half() { # BASE PREFIX: 150 signed events, new ids
+    for i in $(seq 1 150); do
+      local body="{\"type\":\"user.created\",\"data\":{\"id\":\"$2-$i\"}}"
+      local sig
+      sig="sha256=$(printf '%s' "$body" | openssl dgst -sha256 -hmac stream-acceptance-secret -r | cut -d' ' -f1)"
+      curl -sS -o /dev/null -w '%{http_code}\n' -X POST "$1/webhooks/$SLUG/stream" -H 'Content-Type: application/json' \
+        -H "X-Stream-Signature: $sig" -H "X-Event-Id: $2-$i" --data-binary "$body" >>"$WORK/twin-$2.codes"
+    done
+  }
+  half "$PORTAL" twin-a & A=$!
+  half "$SECOND" twin-b & B=$!
+  wait $A $B
+  [ "$(grep -c '^200$' "$WORK/twin-twin-a.codes" "$WORK/twin-twin-b.codes" | awk -F: '{n += $2} END {print n}')" = 300 ] || fail "not every delivery to the two instances was acknowledged"
+  for _ in $(seq 1 120); do
+    open=$(curl -sS -H "Authorization: Bearer $ADMIN" "$PORTAL/portal/integrations/$INTEGRATION/webhooks/logs?limit=1000&status=pending" | jq '.items | length')
+    retrying=$(curl -sS -H "Authorization: Bearer $ADMIN" "$PORTAL/portal/integrations/$INTEGRATION/webhooks/logs?limit=1000&status=retrying" | jq '.items | length')
+    [ "$open" = 0 ] && [ "$retrying" = 0 ] && break
+    sleep 0.25
+  done
+  TWIN_IDS=$(curl -sS -H "Authorization: Bearer $ADMIN" "$PORTAL/portal/integrations/$INTEGRATION/webhooks/logs?limit=1000" | jq '[.items[] | select(.providerEventId // "" | startswith("twin-")) | .id]')
+  [ "$(jq length <<<"$TWIN_IDS")" = 300 ] || fail "the two instances stored $(jq length <<<"$TWIN_IDS") of 300 events"
+  ENTRIES=$(all_entries)
+  TWIN=$(jq --argjson ids "$TWIN_IDS" '[.[] | select(.entry.type == "webhook.processed" and (.entry.data.eventId as $e | $ids | index($e)))]' <<<"$ENTRIES")
+  [ "$(jq length <<<"$TWIN")" = 300 ] || fail "$(jq length <<<"$TWIN") webhook.processed entries for 300 events (an event processed twice or not at all)"
+  [ "$(jq '[.[].entry.data.eventId] | unique | length' <<<"$TWIN")" = 300 ] || fail "an event was processed twice by the two instances"
+  WORKERS=$(jq '[.[].entry.data.worker] | unique | length' <<<"$TWIN")
+  [ "$WORKERS" -ge 2 ] || fail "only $WORKERS worker processed the two instances' events"
+  ok "two server processes on one PostgreSQL database: 300 events received through both, processed once each by $WORKERS workers"
+  kill -TERM "$SECOND_PID"; wait "$SECOND_PID" 2>/dev/null || true
+fi
 stop_server
 "$PORTAL_BIN" ledger verify --org "$SLUG" --master-key-file master.key >verify.txt 2>&1 || fail "ledger verify after the crash: $(cat verify.txt)"
 ok "portal ledger verify passes after the crash"
