@@ -124,6 +124,23 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Data syncs: configuration, pagination, field mapping, conflict resolution, the engine and its scheduler.
+        .target(
+            name: "Sync",
+            dependencies: [
+                "PortalCore",
+                "Storage",
+                "Ledger",
+                "Integrations",
+                "Gateway",
+                "Webhooks",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "SQLKit", package: "sql-kit"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "PortalServer",
             dependencies: [
@@ -209,6 +226,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             resources: [.copy("Vectors")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SyncTests",
+            dependencies: ["PortalCore", "Sync"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

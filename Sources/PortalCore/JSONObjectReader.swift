@@ -30,6 +30,10 @@ public struct JSONObjectReader {
     /// The pointer of member `key`.
     public func pointer(_ key: String) -> String { "\(pointer)/\(jsonPointerEscape(key))" }
 
+    /// Every member, for objects whose member names are data (such as a field mapping); read each through
+    /// ``value(_:required:)`` so that ``finish()`` counts it as known.
+    public var rawMembers: [String: JSONValue] { members }
+
     /// Whether the object has member `key` (null counts as present).
     public func has(_ key: String) -> Bool { members[key] != nil }
 
