@@ -230,7 +230,11 @@ let package = Package(
         ),
         .testTarget(
             name: "SyncTests",
-            dependencies: ["PortalCore", "Sync"],
+            dependencies: [
+                "PortalCore", "Storage", "Ledger", "Integrations", "Gateway", "Sync", "PortalTestSupport",
+                .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -92,6 +92,9 @@ public struct PortalError: Error, Sendable, Equatable, CustomStringConvertible {
     public var acrossOrganizations = false
     /// For `throttled`: seconds after which the call may succeed (the `Retry-After` header).
     public var retryAfterSeconds: Int?
+    /// Extension members of the problem document (RFC 9457 section 3.2), such as the id of the running job
+    /// behind a 409.
+    public var details: [String: JSONValue] = [:]
 
     public init(_ code: Code, _ message: String, fieldErrors: [FieldError] = []) {
         self.code = code

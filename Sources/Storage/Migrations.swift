@@ -406,5 +406,63 @@ enum Schema {
                 """,
             ]
         }),
+        // Issue 7: sync jobs with progress, checkpoints and leases; records with their base version and local
+        // edits; conflicts for review; each entity's high-water mark and each integration's schedule.
+        Migration(version: 6, name: "sync engine", statements: { _ in
+            [
+                "ALTER TABLE sync_jobs ADD COLUMN entity TEXT NOT NULL DEFAULT ''",
+                "ALTER TABLE sync_jobs ADD COLUMN counts {json}",
+                "ALTER TABLE sync_jobs ADD COLUMN checkpoint {json}",
+                "ALTER TABLE sync_jobs ADD COLUMN cancel_requested {bool} NOT NULL DEFAULT FALSE",
+                "ALTER TABLE sync_jobs ADD COLUMN lease_owner TEXT",
+                "ALTER TABLE sync_jobs ADD COLUMN lease_until {time}",
+                "ALTER TABLE sync_jobs ADD COLUMN requested_by TEXT",
+                "ALTER TABLE sync_jobs ADD COLUMN since_mark TEXT",
+                // One running job per integration and entity: the race guard behind the 409.
+                "CREATE UNIQUE INDEX sync_jobs_running ON sync_jobs (integration_id, entity) WHERE status = 'running'",
+                "ALTER TABLE sync_records ADD COLUMN source_data {json}",
+                "ALTER TABLE sync_records ADD COLUMN local_modified_at {time}",
+                "ALTER TABLE sync_records ADD COLUMN last_job_id {uuid}",
+                "CREATE INDEX sync_records_changes ON sync_records (integration_id, entity, updated_at, record_id)",
+                """
+                CREATE TABLE sync_conflicts (
+                  id {uuid} PRIMARY KEY,
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  integration_id {uuid} NOT NULL REFERENCES integrations(id),
+                  entity TEXT NOT NULL,
+                  record_id TEXT NOT NULL,
+                  job_id {uuid},
+                  source {json} NOT NULL,
+                  destination {json} NOT NULL,
+                  base {json},
+                  flagged {json} NOT NULL,
+                  status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'resolved')),
+                  resolution {json},
+                  resolved_by TEXT,
+                  created_at {time} NOT NULL,
+                  resolved_at {time}
+                )
+                """,
+                "CREATE INDEX sync_conflicts_integration ON sync_conflicts (integration_id, status, id)",
+                """
+                CREATE TABLE sync_cursors (
+                  integration_id {uuid} NOT NULL REFERENCES integrations(id),
+                  entity TEXT NOT NULL,
+                  high_water TEXT,
+                  updated_at {time} NOT NULL,
+                  PRIMARY KEY (integration_id, entity)
+                )
+                """,
+                """
+                CREATE TABLE sync_schedules (
+                  integration_id {uuid} PRIMARY KEY REFERENCES integrations(id),
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  paused {bool} NOT NULL DEFAULT FALSE,
+                  next_run_at {time},
+                  updated_at {time} NOT NULL
+                )
+                """,
+            ]
+        }),
     ]
 }

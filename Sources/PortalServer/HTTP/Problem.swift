@@ -56,6 +56,7 @@ public enum Problem {
             "detail": .string(error.message),
             "code": .string(error.code.rawValue),
         ]
+        for (key, value) in error.details where body[key] == nil { body[key] = value }
         if !requestID.isEmpty { body["requestId"] = .string(requestID) }
         if !error.fieldErrors.isEmpty {
             body["errors"] = .array(error.fieldErrors.map { ["pointer": .string($0.pointer), "message": .string($0.message)] })

@@ -1,0 +1,324 @@
+import Crypto
+public import Foundation
+public import Gateway
+public import Ledger
+public import Logging
+public import PortalCore
+import SQLKit
+public import ServiceLifecycle
+public import Storage
+import Synchronization
+
+/// The seed's `syncData` (issue 7): jobs that pull an entity's list through the gateway page by page, upsert
+/// the records, resolve conflicts with the integration's policy, and record `sync.*` evidence.
+///
+/// Each page is one transaction: its records, its conflicts and the job's checkpoint (the next page, the
+/// high-water mark so far, the running digest of record ids) commit together, so a job killed midway
+/// resumes after its last committed page, without duplicates or gaps. Jobs hold a lease renewed by every
+/// page; the engine's service takes over running jobs whose lease expired (a crashed instance's).
+public final class SyncEngine: Service, Sendable {
+    public struct Configuration: Sendable {
+        public var leaseSeconds: TimeInterval
+        /// How often the service looks for abandoned jobs.
+        public var pollInterval: Duration
+        /// How long one page may wait out a provider's 429s in all before the job fails.
+        public var maxThrottleWait: TimeInterval
+        /// The most pages of one job (a guard against a provider's endless cursor).
+        public var maxPages: Int
+
+        public init(leaseSeconds: TimeInterval = 30, pollInterval: Duration = .seconds(5), maxThrottleWait: TimeInterval = 300, maxPages: Int = 100_000) {
+            self.leaseSeconds = leaseSeconds
+            self.pollInterval = pollInterval
+            self.maxThrottleWait = maxThrottleWait
+            self.maxPages = maxPages
+        }
+    }
+
+    let database: Database
+    let gateway: Gateway
+    let audit: any AuditTrail
+    let clock: any WallClock
+    let ids: IdentifierGenerator
+    let logger: Logger
+    let configuration: Configuration
+    /// This instance's lease name.
+    public let owner: String
+    private let tasks = Mutex<[UUID: Task<Void, Never>]>([:])
+
+    public init(
+        database: Database, gateway: Gateway, audit: any AuditTrail, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared,
+        logger: Logger, configuration: Configuration = .init()
+    ) {
+        self.database = database
+        self.gateway = gateway
+        self.audit = audit
+        self.clock = clock
+        self.ids = ids
+        self.logger = logger
+        self.configuration = configuration
+        owner = "\(ProcessInfo.processInfo.hostName.prefix(40))-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8).lowercased())"
+    }
+
+    // MARK: Starting and watching jobs
+
+    /// What `POST /portal/integrations/{id}/sync` asks for: the seed's body.
+    public struct Request: Sendable {
+        public var syncType: String
+        public var entities: [String]?
+
+        public init(syncType: String, entities: [String]?) {
+            self.syncType = syncType
+            self.entities = entities
+        }
+
+        public static func parse(_ body: JSONValue) throws(PortalError) -> Request {
+            let errors = ValidationErrors()
+            var r = JSONObjectReader(body, errors: errors)
+            let type = r.string("syncType", required: true)
+            if let type, !["full", "incremental"].contains(type) { r.reject("syncType", "must be full or incremental") }
+            let entities = r.strings("entities", maxLength: 100)
+            if let entities, entities.isEmpty { r.reject("entities", "must name at least one entity, or be left out for all") }
+            r.finish()
+            try errors.throwIfAny()
+            return Request(syncType: type ?? "full", entities: entities)
+        }
+    }
+
+    /// Starts a job per entity (all configured ones unless named) and returns them. A running job of the same
+    /// integration and entity is a 409 naming it; nothing starts then.
+    public func start(integrationID: UUID, _ request: Request, by principal: Principal) async throws -> [SyncJobView] {
+        try principal.require(.manageIntegrations)
+        let now = clock.now()
+        let (jobs, plan) = try await database.write { db -> ([SyncJobRecord], Plan) in
+            let plan = try await Self.plan(integrationID: integrationID, organizationID: principal.organizationID, in: db)
+            let names = request.entities ?? plan.configuration.entities.keys.sorted()
+            let unknown = names.filter { plan.configuration.entities[$0] == nil }
+            guard unknown.isEmpty else {
+                throw PortalError(.validationFailed, "the integration's syncConfig has no entity \(unknown.map { "'\($0.prefix(100))'" }.joined(separator: ", "))",
+                                  fieldErrors: [.init(pointer: "/entities", message: "unknown: \(unknown.joined(separator: ", ").prefix(300))")])
+            }
+            let store = SyncStore(db)
+            var jobs: [SyncJobRecord] = []
+            for name in names {
+                if let running = try await store.runningJob(integrationID: integrationID, entity: name) {
+                    var error = PortalError(.conflict, "a \(running.syncType) sync of \(name) is running: job \(running.id.uuidString.lowercased())")
+                    error.details = ["runningJobId": .string(running.id.uuidString.lowercased())]
+                    throw error
+                }
+                let since = request.syncType == "incremental" ? try await store.highWater(integrationID: integrationID, entity: name) : nil
+                let job = SyncJobRecord(
+                    id: ids.next(), organizationID: principal.organizationID, integrationID: integrationID, entity: name, syncType: request.syncType,
+                    counts: Counts().json, requestedBy: principal.tokenID.uuidString.lowercased(), sinceMark: since, startedAt: now
+                )
+                do {
+                    try await store.insertJob(job, leaseOwner: owner, leaseUntil: now.addingTimeInterval(configuration.leaseSeconds))
+                } catch where Database.isUniqueViolation(error) {
+                    throw PortalError(.conflict, "a sync of \(name) started meanwhile")
+                }
+                var data: [String: JSONValue] = ["jobId": .string(job.id.uuidString.lowercased()), "entity": .string(name), "syncType": .string(request.syncType)]
+                if let since { data["since"] = .string(since) }
+                try await audit.record(AuditEvent(
+                    organizationID: principal.organizationID, type: "sync.started", actor: principal.tokenID.uuidString.lowercased(), integrationID: integrationID,
+                    data: .object(data), time: now
+                ), in: db)
+                jobs.append(job)
+            }
+            return (jobs, plan)
+        }
+        audit.wake()
+        for job in jobs { launch(job, plan: plan) }
+        return jobs.map(SyncJobView.init)
+    }
+
+    public func job(integrationID: UUID, jobID: UUID, by principal: Principal) async throws -> SyncJobView {
+        try principal.require(.readIntegrations)
+        guard let job = try await database.read({ try await SyncStore($0).job(id: jobID, organizationID: principal.organizationID) }),
+              job.integrationID == integrationID
+        else { throw PortalError.notFound("sync job") }
+        return SyncJobView(job)
+    }
+
+    public func jobs(integrationID: UUID, before cursor: UUID?, limit: Int, by principal: Principal) async throws -> [SyncJobView] {
+        try principal.require(.readIntegrations)
+        return try await database.read { db in
+            guard try await IntegrationStore(db).find(id: integrationID, organizationID: principal.organizationID) != nil else { throw PortalError.notFound("integration") }
+            return try await SyncStore(db).jobs(organizationID: principal.organizationID, integrationID: integrationID, before: cursor, limit: limit).map(SyncJobView.init)
+        }
+    }
+
+    /// Asks a running job to stop after its current page (202); a finished one is a 409.
+    public func cancel(integrationID: UUID, jobID: UUID, by principal: Principal) async throws -> SyncJobView {
+        try principal.require(.manageIntegrations)
+        let job = try await database.write { db -> SyncJobRecord in
+            let store = SyncStore(db)
+            guard let job = try await store.job(id: jobID, organizationID: principal.organizationID), job.integrationID == integrationID else {
+                throw PortalError.notFound("sync job")
+            }
+            guard try await store.requestCancel(jobID: jobID, organizationID: principal.organizationID) else {
+                throw PortalError(.conflict, "the job is \(job.status), not running")
+            }
+            return job
+        }
+        return SyncJobView(job)
+    }
+
+    // MARK: Service
+
+    /// Resumes abandoned jobs (on start, and whenever a lease expires) until shutdown; then lets the jobs of
+    /// this instance stop after their current page and frees their leases for the next start.
+    public func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while !Task.isCancelled {
+                    await self.resumeAbandoned()
+                    do { try await Task.sleep(for: self.configuration.pollInterval) } catch { return }
+                }
+            }
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
+        let running = tasks.withLock { $0 }
+        for task in running.values { task.cancel() }
+        for task in running.values { await task.value }
+    }
+
+    /// Takes over running jobs whose lease expired and runs them from their checkpoint.
+    func resumeAbandoned() async {
+        do {
+            let now = clock.now()
+            let taken = try await database.write { db in
+                try await SyncStore(db).takeAbandoned(owner: self.owner, now: now, until: now.addingTimeInterval(self.configuration.leaseSeconds), limit: 16)
+            }
+            for job in taken {
+                logger.info("resuming sync job from its checkpoint", metadata: ["portal.job": "\(job.id)", "portal.entity": "\(job.entity)"])
+                do {
+                    let plan = try await database.read { db in try await Self.plan(integrationID: job.integrationID, organizationID: job.organizationID, in: db) }
+                    launch(job, plan: plan)
+                } catch {
+                    await fail(job, counts: Counts(job.counts), processed: job.recordsProcessed, message: "cannot resume: \((error as? PortalError)?.message ?? "\(error)")")
+                }
+            }
+        } catch {
+            logger.error("looking for abandoned sync jobs failed", metadata: ["portal.error": "\(error)"])
+        }
+    }
+
+    /// Runs a job in this process until it ends (or the instance shuts down).
+    func launch(_ job: SyncJobRecord, plan: Plan) {
+        let task = Task {
+            await self.execute(job, plan: plan)
+            _ = self.tasks.withLock { $0.removeValue(forKey: job.id) }
+        }
+        tasks.withLock { $0[job.id] = task }
+    }
+
+    /// Waits for the jobs this instance runs (tests and the CLI).
+    public func waitForJobs() async {
+        while true {
+            let running = tasks.withLock { Array($0.values) }
+            if running.isEmpty { return }
+            for task in running { await task.value }
+        }
+    }
+
+    // MARK: Running a job
+
+    /// What a job needs from its integration.
+    struct Plan: Sendable {
+        var configuration: SyncConfiguration
+        var baseURL: String
+        var slug: String
+    }
+
+    static func plan(integrationID: UUID, organizationID: UUID, in db: any SQLDatabase) async throws -> Plan {
+        guard let integration = try await IntegrationStore(db).find(id: integrationID, organizationID: organizationID), integration.deletedAt == nil else {
+            throw PortalError.notFound("integration")
+        }
+        guard let raw = integration.syncConfig else {
+            throw PortalError(.validationFailed, "the integration has no syncConfig", fieldErrors: [.init(pointer: "/syncConfig", message: "is required to sync")])
+        }
+        let configuration = try SyncConfiguration.parse(raw)
+        guard let slug = try await OrganizationStore(db).find(id: organizationID)?.slug else { throw PortalError.notFound("organization") }
+        return Plan(configuration: configuration, baseURL: integration.baseURL ?? "", slug: slug)
+    }
+}
+
+/// A job as the API shows it.
+public struct SyncJobView: Sendable, Encodable {
+    public var id: String
+    public var integrationId: String
+    public var entity: String
+    public var syncType: String
+    public var status: String
+    public var recordsProcessed: Int
+    public var recordsTotal: Int?
+    public var counts: JSONValue
+    public var error: String?
+    public var since: String?
+    public var startedAt: String
+    public var completedAt: String?
+    public var cancelRequested: Bool
+
+    init(_ job: SyncJobRecord) {
+        id = job.id.uuidString.lowercased()
+        integrationId = job.integrationID.uuidString.lowercased()
+        entity = job.entity
+        syncType = job.syncType
+        status = job.status
+        recordsProcessed = job.recordsProcessed
+        recordsTotal = job.recordsTotal
+        counts = job.counts
+        error = job.errorMessage
+        since = job.sinceMark
+        startedAt = Timestamp.rfc3339(job.startedAt)
+        completedAt = job.completedAt.map(Timestamp.rfc3339)
+        cancelRequested = job.cancelRequested
+    }
+}
+
+/// A job's counts (DESIGN section 4: the `sync.completed` entry's).
+struct Counts: Sendable {
+    var fetched = 0, created = 0, updated = 0, unchanged = 0, deleted = 0, conflicts = 0, rejected = 0
+    var pages = 0
+
+    init() {}
+
+    init(_ json: JSONValue) {
+        let m = json.objectValue ?? [:]
+        func int(_ key: String) -> Int { if case .int(let n)? = m[key] { Int(n) } else { 0 } }
+        fetched = int("fetched"); created = int("created"); updated = int("updated"); unchanged = int("unchanged")
+        deleted = int("deleted"); conflicts = int("conflicts"); rejected = int("rejected"); pages = int("pages")
+    }
+
+    var json: JSONValue {
+        [
+            "fetched": .int(Int64(fetched)), "created": .int(Int64(created)), "updated": .int(Int64(updated)), "unchanged": .int(Int64(unchanged)),
+            "deleted": .int(Int64(deleted)), "conflicts": .int(Int64(conflicts)), "rejected": .int(Int64(rejected)), "pages": .int(Int64(pages)),
+        ]
+    }
+}
+
+/// An order-independent digest of a set of record ids that survives a resume: the sum, modulo 2^256, of
+/// SHA-256 of each id (as UTF-8). Recomputable by anyone holding the ids (PI1 reconciliation).
+struct RecordIDDigest: Sendable, Equatable {
+    private(set) var sum = [UInt8](repeating: 0, count: 32)
+
+    init() {}
+
+    init?(hex: String) {
+        guard let bytes = Hex.decode(hex), bytes.count == 32 else { return nil }
+        sum = bytes
+    }
+
+    mutating func add(_ id: String) {
+        let digest = Array(SHA256.hash(data: Array(id.utf8)))
+        var carry = 0
+        for i in stride(from: 31, through: 0, by: -1) {
+            let total = Int(sum[i]) + Int(digest[i]) + carry
+            sum[i] = UInt8(total & 0xFF)
+            carry = total >> 8
+        }
+    }
+
+    var hex: String { Hex.encode(sum) }
+}
