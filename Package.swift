@@ -150,6 +150,7 @@ let package = Package(
                 "Integrations",
                 "Gateway",
                 "Webhooks",
+                "Sync",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),

@@ -298,6 +298,14 @@ public struct SyncStore {
             """).first() != nil
     }
 
+    /// Sets a record's data after a conflict was resolved: locally modified unless the source's side was chosen.
+    public func setResolved(integrationID: UUID, entity: String, recordID: String, data: JSONValue, locallyModified: Date?, at now: Date) async throws {
+        try await db.raw("""
+            UPDATE sync_records SET data = \(bind: db.jsonBind(data)), local_modified_at = \(bind: locallyModified), updated_at = \(bind: now)
+            WHERE integration_id = \(bind: integrationID) AND entity = \(bind: entity) AND record_id = \(bind: recordID)
+            """).run()
+    }
+
     /// The entity's records changed after (`updatedAt`, `recordID`) — deleted ones included — in that order.
     public func changes(
         organizationID: UUID, integrationID: UUID, entity: String, after: (updatedAt: Date, recordID: String)?, limit: Int

@@ -167,6 +167,13 @@ public final class SyncEngine: Service, Sendable {
     /// Resumes abandoned jobs (on start, and whenever a lease expires) until shutdown; then lets the jobs of
     /// this instance stop after their current page and frees their leases for the next start.
     public func run() async throws {
+        // One server process serves a SQLite database: running jobs left in it are a stopped predecessor's,
+        // resumed now rather than when their leases run out.
+        if database.dialect == .sqlite {
+            _ = try? await database.write { db in
+                try await db.raw("UPDATE sync_jobs SET lease_until = NULL WHERE status = 'running' AND lease_owner <> \(bind: self.owner)").run()
+            }
+        }
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 while !Task.isCancelled {

@@ -73,6 +73,16 @@ struct AccessControlTests {
         case "POST /portal/integrations/{id}/webhooks/{webhookId}/test": return (try await webhookEndpoint(portal) + "/test", nil)
         case "POST /portal/webhooks/events/{eventId}/retry": return ("/portal/webhooks/events/\(try await failedWebhookEvent(portal))/retry", nil)
         case "POST /portal/webhooks/events/retry": return ("/portal/webhooks/events/retry", #"{"eventType":"none.such"}"#)
+        case "POST /portal/integrations/{id}/sync": return ("/portal/integrations/\(try await syncIntegration(portal))/sync", #"{"syncType":"full"}"#)
+        case "GET /portal/integrations/{id}/sync/jobs": return ("/portal/integrations/\(try await syncIntegration(portal))/sync/jobs", nil)
+        case "GET /portal/integrations/{id}/sync/jobs/{jobId}": return (try await syncJob(portal, endpoint: "/echo/users"), nil)
+        case "POST /portal/integrations/{id}/sync/jobs/{jobId}/cancel": return (try await syncJob(portal, endpoint: "/slow/1500") + "/cancel", nil)
+        case "GET /portal/integrations/{id}/sync/conflicts": return ("/portal/integrations/\(try await syncIntegration(portal))/sync/conflicts?status=open", nil)
+        case "POST /portal/integrations/{id}/sync/conflicts/{conflictId}/resolve":
+            return (try await syncConflict(portal) + "/resolve", #"{"choose":"destination"}"#)
+        case "GET /portal/integrations/{id}/records/{entity}":
+            return ("/portal/integrations/\(try await syncIntegration(portal))/records/users?modified_after=2026-01-01T00:00:00Z", nil)
+        case "PATCH /portal/integrations/{id}/records/{entity}/{recordId}": return (try await syncRecord(portal), #"{"plan":"team"}"#)
         case "GET /portal/catalog": return ("/portal/catalog?type=identity_provider", nil)
         case "GET /portal/catalog/{preset}": return ("/portal/catalog/okta", nil)
         case "GET /ledger/{slug}/checkpoint": return ("/ledger/acme/checkpoint", nil)
@@ -98,6 +108,56 @@ struct AccessControlTests {
             {"endpoint":"/webhooks/m-\(Self.suffix())","secret":"matrix-secret-1"}
             """)
         return "/portal/integrations/\(integration)/webhooks/\(created.json.objectValue?["id"]?.stringValue ?? "")"
+    }
+
+    /// A new integration with a syncConfig whose users endpoint is `endpoint` on the test upstream.
+    func syncIntegration(_ portal: Portal, endpoint: String = "/echo/users") async throws -> String {
+        let created = try await portal.call(.post, "/portal/integrations", token: portal.token("acme.admin"), json: """
+            {"name":"Sync \(Self.suffix())","type":"identity_provider","baseUrl":"\(portal.upstream.baseURL)","authMethod":"api_key",
+             "credentials":{"apiKey":"k-matrix-123456"},"syncConfig":{"entities":{"users":{"endpoint":"\(endpoint)","itemsPath":"/none"}}}}
+            """)
+        return try #require(created.json.objectValue?["id"]?.stringValue, "\(created.body.string)")
+    }
+
+    /// A sync job's URI (started as acme's admin).
+    func syncJob(_ portal: Portal, endpoint: String) async throws -> String {
+        let integration = try await syncIntegration(portal, endpoint: endpoint)
+        let started = try await portal.call(.post, "/portal/integrations/\(integration)/sync", token: portal.token("acme.admin"), json: #"{"syncType":"full"}"#)
+        let job = try #require(started.json.objectValue?["jobs"]?.arrayValue?.first?.objectValue?["id"]?.stringValue, "\(started.body.string)")
+        return "/portal/integrations/\(integration)/sync/jobs/\(job)"
+    }
+
+    /// An open conflict's URI, written straight into the database.
+    func syncConflict(_ portal: Portal) async throws -> String {
+        let integration = try await syncIntegration(portal)
+        let id = UUID()
+        try await Database.withDatabase(url: portal.test.url, logger: quietLogger) { db in
+            try await db.write { tx in
+                try await SyncRecordStore(tx).upsert(
+                    organizationID: portal.acme.id, integrationID: UUID(uuidString: integration)!, entity: "users", recordID: "u-1", data: ["plan": "free"],
+                    source: "sync", sourceEventID: nil, at: Date()
+                )
+                try await SyncStore(tx).insertConflict(SyncConflictRecord(
+                    id: id, organizationID: portal.acme.id, integrationID: UUID(uuidString: integration)!, entity: "users", recordID: "u-1", jobID: nil,
+                    source: ["plan": "pro"], destination: ["plan": "team"], base: ["plan": "free"], flagged: ["plan"], createdAt: Date()
+                ))
+            }
+        }
+        return "/portal/integrations/\(integration)/sync/conflicts/\(id.uuidString.lowercased())"
+    }
+
+    /// A synced record's URI, written straight into the database.
+    func syncRecord(_ portal: Portal) async throws -> String {
+        let integration = try await syncIntegration(portal)
+        try await Database.withDatabase(url: portal.test.url, logger: quietLogger) { db in
+            try await db.write { tx in
+                try await SyncRecordStore(tx).upsert(
+                    organizationID: portal.acme.id, integrationID: UUID(uuidString: integration)!, entity: "users", recordID: "u-1", data: ["plan": "free"],
+                    source: "sync", sourceEventID: nil, at: Date()
+                )
+            }
+        }
+        return "/portal/integrations/\(integration)/records/users/u-1"
     }
 
     /// A dead-lettered event of a new endpoint, written straight into the queue as failed.

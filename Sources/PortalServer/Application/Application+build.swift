@@ -75,6 +75,7 @@ public func buildRouter(services: PortalServices) -> (Router<PortalRequestContex
     IntegrationRoutes(services: services).register(on: portal, table: table)
     IntegrationRoutes(services: services).registerCallback(on: router, table: table)
     WebhookRoutes(services: services).register(on: portal, table: table)
+    SyncRoutes(services: services).register(on: portal, table: table)
     WebhookRoutes(services: services).registerReceiver(on: router, table: table)
     LedgerRoutes(services: services).register(on: ledger, table: table)
     return (router, table.routes)

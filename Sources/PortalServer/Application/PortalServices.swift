@@ -7,6 +7,7 @@ public import PortalCore
 import SQLKit
 public import Storage
 public import ServiceLifecycle
+public import Sync
 public import Webhooks
 
 /// The parts every route and command works with, built once from the settings.
@@ -22,6 +23,8 @@ public struct PortalServices: Sendable {
     /// Inbound webhooks: endpoints, the receiver and the queue's workers.
     public let webhooks: WebhookService
     public let webhookWorkers: WebhookWorkers
+    /// Data syncs: jobs, records, conflicts.
+    public let sync: SyncEngine
     /// The ledger's sequencer: the `AuditTrail` every capability records through.
     public let ledger: LedgerSequencer
     public let checkpointer: LedgerCheckpointer
@@ -71,10 +74,11 @@ public struct PortalServices: Sendable {
             database: database, vault: vault, registry: integrations, audit: ledger, clock: clock, ids: ids, logger: logger,
             configuration: .init(policy: try OutboundPolicy(allowList: settings.outboundAllow))
         )
+        sync = SyncEngine(database: database, gateway: gateway, audit: ledger, clock: clock, ids: ids, logger: logger)
     }
 
     /// Long-running loops the application runs beside the HTTP server.
-    public var backgroundServices: [any Service] { [ledger, checkpointer, authFailures, gateway, webhookWorkers] }
+    public var backgroundServices: [any Service] { [ledger, checkpointer, authFailures, gateway, webhookWorkers, sync] }
 }
 
 /// First-start setup: the `default` organization and its first admin token.
