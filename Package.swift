@@ -232,7 +232,7 @@ let package = Package(
         .testTarget(
             name: "SyncTests",
             dependencies: [
-                "PortalCore", "Storage", "Ledger", "Integrations", "Gateway", "Sync", "PortalTestSupport",
+                "PortalCore", "Storage", "Ledger", "Integrations", "Gateway", "Webhooks", "Sync", "PortalTestSupport",
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "Logging", package: "swift-log"),
             ],

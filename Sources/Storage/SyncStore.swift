@@ -246,13 +246,13 @@ public struct SyncStore {
     /// Writes records from a sync page: data, the provider's version, cleared local edits (unless `keepLocal`),
     /// undeleted, seen by `jobID`.
     public func upsertSynced(
-        organizationID: UUID, integrationID: UUID, entity: String, jobID: UUID,
+        organizationID: UUID, integrationID: UUID, entity: String, jobID: UUID?, source: String = "sync", sourceEventID: String? = nil,
         _ rows: [(recordID: String, data: JSONValue, sourceData: JSONValue, keepLocal: Bool)], at now: Date
     ) async throws {
         for start in stride(from: 0, to: rows.count, by: 200) {
             let values = rows[start..<min(start + 200, rows.count)].map { row -> SQLQueryString in
                 """
-                (\(bind: organizationID), \(bind: integrationID), \(bind: entity), \(bind: row.recordID), \(bind: db.jsonBind(row.data)), 'sync', NULL, \
+                (\(bind: organizationID), \(bind: integrationID), \(bind: entity), \(bind: row.recordID), \(bind: db.jsonBind(row.data)), \(bind: source), \(bind: sourceEventID), \
                 \(bind: now), \(bind: now), NULL, \(bind: db.jsonBind(row.sourceData)), \(bind: row.keepLocal ? now : nil), \(bind: jobID))
                 """
             }
@@ -262,10 +262,19 @@ public struct SyncStore {
                 VALUES
                 """ + values.joined(separator: ", ") + """
                  ON CONFLICT (integration_id, entity, record_id) DO UPDATE SET
-                  data = excluded.data, source = excluded.source, source_event_id = NULL, updated_at = excluded.updated_at, deleted_at = NULL,
-                  source_data = excluded.source_data, local_modified_at = excluded.local_modified_at, last_job_id = excluded.last_job_id
+                  data = excluded.data, source = excluded.source, source_event_id = excluded.source_event_id, updated_at = excluded.updated_at, deleted_at = NULL,
+                  source_data = excluded.source_data, local_modified_at = excluded.local_modified_at, last_job_id = COALESCE(excluded.last_job_id, sync_records.last_job_id)
                 """).run()
         }
+    }
+
+    /// Soft-deletes one record (a provider's deletion event); false if it was not live.
+    public func delete(integrationID: UUID, entity: String, recordID: String, at now: Date) async throws -> Bool {
+        try await db.raw("""
+            UPDATE sync_records SET deleted_at = \(bind: now), updated_at = \(bind: now)
+            WHERE integration_id = \(bind: integrationID) AND entity = \(bind: entity) AND record_id = \(bind: recordID) AND deleted_at IS NULL
+            RETURNING record_id
+            """).first() != nil
     }
 
     /// Marks records as seen by `jobID` without changing them (unchanged records of a full sync).
@@ -347,6 +356,48 @@ public struct SyncStore {
             INSERT INTO sync_cursors (integration_id, entity, high_water, updated_at) VALUES (\(bind: integrationID), \(bind: entity), \(bind: mark), \(bind: now))
             ON CONFLICT (integration_id, entity) DO UPDATE SET high_water = excluded.high_water, updated_at = excluded.updated_at
             """).run()
+    }
+
+    // MARK: Schedules
+
+    /// Integrations with a sync configuration (the scheduler checks their schedules).
+    public func configuredIntegrations() async throws -> [(id: UUID, organizationID: UUID, config: JSONValue)] {
+        let backend = db.backend
+        return try await db.raw("""
+            SELECT id, organization_id, sync_config FROM integrations WHERE deleted_at IS NULL AND status = 'active' AND sync_config IS NOT NULL
+            """).all().compactMap { row in
+            guard let config = try row.decodeJSON(column: "sync_config", backend: backend) else { return nil }
+            return (try row.decode(column: "id", as: UUID.self), try row.decode(column: "organization_id", as: UUID.self), config)
+        }
+    }
+
+    /// The schedule state of an integration: paused, and when it runs next.
+    public func schedule(integrationID: UUID) async throws -> (paused: Bool, nextRunAt: Date?)? {
+        guard let row = try await db.raw("SELECT paused, next_run_at FROM sync_schedules WHERE integration_id = \(bind: integrationID)").first() else { return nil }
+        return (try row.decode(column: "paused", as: Bool.self), try row.decodeOptional(column: "next_run_at", as: Date.self))
+    }
+
+    public func setPaused(integrationID: UUID, organizationID: UUID, paused: Bool, at now: Date) async throws {
+        try await db.raw("""
+            INSERT INTO sync_schedules (integration_id, organization_id, paused, next_run_at, updated_at)
+            VALUES (\(bind: integrationID), \(bind: organizationID), \(bind: paused), NULL, \(bind: now))
+            ON CONFLICT (integration_id) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at
+            """).run()
+    }
+
+    /// Claims a due run of an integration's schedule (one instance wins): true when it was due and not
+    /// paused; the next run is then `next`.
+    public func claimDue(integrationID: UUID, organizationID: UUID, now: Date, next: Date) async throws -> Bool {
+        try await db.raw("""
+            INSERT INTO sync_schedules (integration_id, organization_id, paused, next_run_at, updated_at)
+            VALUES (\(bind: integrationID), \(bind: organizationID), \(bind: false), NULL, \(bind: now))
+            ON CONFLICT (integration_id) DO NOTHING
+            """).run()
+        return try await db.raw("""
+            UPDATE sync_schedules SET next_run_at = \(bind: next), updated_at = \(bind: now)
+            WHERE integration_id = \(bind: integrationID) AND paused = \(bind: false) AND (next_run_at IS NULL OR next_run_at <= \(bind: now))
+            RETURNING integration_id
+            """).first() != nil
     }
 
     // MARK: Conflicts

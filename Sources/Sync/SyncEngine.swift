@@ -88,9 +88,13 @@ public final class SyncEngine: Service, Sendable {
     /// integration and entity is a 409 naming it; nothing starts then.
     public func start(integrationID: UUID, _ request: Request, by principal: Principal) async throws -> [SyncJobView] {
         try principal.require(.manageIntegrations)
+        return try await start(integrationID: integrationID, organizationID: principal.organizationID, request, actor: principal.tokenID.uuidString.lowercased())
+    }
+
+    func start(integrationID: UUID, organizationID: UUID, _ request: Request, actor: String, skipRunning: Bool = false) async throws -> [SyncJobView] {
         let now = clock.now()
         let (jobs, plan) = try await database.write { db -> ([SyncJobRecord], Plan) in
-            let plan = try await Self.plan(integrationID: integrationID, organizationID: principal.organizationID, in: db)
+            let plan = try await Self.plan(integrationID: integrationID, organizationID: organizationID, in: db)
             let names = request.entities ?? plan.configuration.entities.keys.sorted()
             let unknown = names.filter { plan.configuration.entities[$0] == nil }
             guard unknown.isEmpty else {
@@ -101,14 +105,17 @@ public final class SyncEngine: Service, Sendable {
             var jobs: [SyncJobRecord] = []
             for name in names {
                 if let running = try await store.runningJob(integrationID: integrationID, entity: name) {
+                    if skipRunning { continue }
                     var error = PortalError(.conflict, "a \(running.syncType) sync of \(name) is running: job \(running.id.uuidString.lowercased())")
                     error.details = ["runningJobId": .string(running.id.uuidString.lowercased())]
                     throw error
                 }
-                let since = request.syncType == "incremental" ? try await store.highWater(integrationID: integrationID, entity: name) : nil
+                let mark = try await store.highWater(integrationID: integrationID, entity: name)
+                // An incremental sync with nothing to resume from pulls everything (without deleting).
+                let since = request.syncType == "incremental" ? mark : nil
                 let job = SyncJobRecord(
-                    id: ids.next(), organizationID: principal.organizationID, integrationID: integrationID, entity: name, syncType: request.syncType,
-                    counts: Counts().json, requestedBy: principal.tokenID.uuidString.lowercased(), sinceMark: since, startedAt: now
+                    id: ids.next(), organizationID: organizationID, integrationID: integrationID, entity: name, syncType: request.syncType,
+                    counts: Counts().json, requestedBy: actor, sinceMark: since, startedAt: now
                 )
                 do {
                     try await store.insertJob(job, leaseOwner: owner, leaseUntil: now.addingTimeInterval(configuration.leaseSeconds))
@@ -118,8 +125,7 @@ public final class SyncEngine: Service, Sendable {
                 var data: [String: JSONValue] = ["jobId": .string(job.id.uuidString.lowercased()), "entity": .string(name), "syncType": .string(request.syncType)]
                 if let since { data["since"] = .string(since) }
                 try await audit.record(AuditEvent(
-                    organizationID: principal.organizationID, type: "sync.started", actor: principal.tokenID.uuidString.lowercased(), integrationID: integrationID,
-                    data: .object(data), time: now
+                    organizationID: organizationID, type: "sync.started", actor: actor, integrationID: integrationID, data: .object(data), time: now
                 ), in: db)
                 jobs.append(job)
             }
@@ -128,6 +134,61 @@ public final class SyncEngine: Service, Sendable {
         audit.wake()
         for job in jobs { launch(job, plan: plan) }
         return jobs.map(SyncJobView.init)
+    }
+
+    /// The schedule of an integration's syncs, as `GET .../sync/schedule` shows it.
+    public struct ScheduleView: Sendable, Encodable {
+        public var intervalSeconds: Int?
+        public var paused: Bool
+        public var nextRunAt: String?
+    }
+
+    public func schedule(integrationID: UUID, by principal: Principal) async throws -> ScheduleView {
+        try principal.require(.readIntegrations)
+        return try await database.read { db in
+            let plan = try await Self.plan(integrationID: integrationID, organizationID: principal.organizationID, in: db)
+            let state = try await SyncStore(db).schedule(integrationID: integrationID)
+            return ScheduleView(intervalSeconds: plan.configuration.intervalSeconds, paused: state?.paused ?? false, nextRunAt: state?.nextRunAt.map(Timestamp.rfc3339))
+        }
+    }
+
+    /// Pauses or resumes the integration's scheduled syncs (running jobs finish); appends `sync.schedule`.
+    public func setPaused(integrationID: UUID, paused: Bool, by principal: Principal) async throws -> ScheduleView {
+        try principal.require(.manageIntegrations)
+        let now = clock.now()
+        try await database.write { db in
+            _ = try await Self.plan(integrationID: integrationID, organizationID: principal.organizationID, in: db)
+            try await SyncStore(db).setPaused(integrationID: integrationID, organizationID: principal.organizationID, paused: paused, at: now)
+            try await audit.record(AuditEvent(
+                organizationID: principal.organizationID, type: "sync.schedule", actor: principal.tokenID.uuidString.lowercased(), integrationID: integrationID,
+                data: ["paused": paused ? 1 : 0], time: now
+            ), in: db)
+        }
+        audit.wake()
+        return try await schedule(integrationID: integrationID, by: principal)
+    }
+
+    /// Starts the syncs whose schedule is due: incremental for every entity (skipping running ones); each
+    /// integration's next run is claimed in the database, so one instance runs it.
+    func runDueSchedules() async {
+        do {
+            let now = clock.now()
+            let integrations = try await database.read { try await SyncStore($0).configuredIntegrations() }
+            for (id, organizationID, raw) in integrations {
+                guard let configuration = try? SyncConfiguration.parse(raw), let interval = configuration.intervalSeconds else { continue }
+                let claimed = try await database.write { db in
+                    try await SyncStore(db).claimDue(integrationID: id, organizationID: organizationID, now: now, next: now.addingTimeInterval(TimeInterval(interval)))
+                }
+                guard claimed else { continue }
+                do {
+                    _ = try await start(integrationID: id, organizationID: organizationID, Request(syncType: "incremental", entities: nil), actor: AuditEvent.system("scheduler"), skipRunning: true)
+                } catch {
+                    logger.warning("a scheduled sync did not start", metadata: ["portal.integration": "\(id)", "portal.error": "\(error)"])
+                }
+            }
+        } catch {
+            logger.error("checking sync schedules failed", metadata: ["portal.error": "\(error)"])
+        }
     }
 
     public func job(integrationID: UUID, jobID: UUID, by principal: Principal) async throws -> SyncJobView {
@@ -178,6 +239,7 @@ public final class SyncEngine: Service, Sendable {
             group.addTask {
                 while !Task.isCancelled {
                     await self.resumeAbandoned()
+                    await self.runDueSchedules()
                     do { try await Task.sleep(for: self.configuration.pollInterval) } catch { return }
                 }
             }

@@ -205,47 +205,10 @@ extension SyncEngine {
         let finalCounts = try await database.write { db -> Counts? in
             var c = pageCounts
             let store = SyncStore(db)
-            let existing = try await store.records(integrationID: job.integrationID, entity: job.entity, ids: rows.map(\.id))
-            var writes: [(recordID: String, data: JSONValue, sourceData: JSONValue, keepLocal: Bool)] = []
-            var unchanged: [String] = []
-            for row in rows {
-                guard let stored = existing[row.id], stored.deletedAt == nil else {
-                    c.created += 1
-                    writes.append((row.id, row.record, row.record, false))
-                    continue
-                }
-                if stored.sourceData == row.record {
-                    c.unchanged += 1
-                    unchanged.append(row.id)
-                    continue
-                }
-                guard stored.localModifiedAt != nil, stored.data != row.record else {
-                    c.updated += 1
-                    writes.append((row.id, row.record, row.record, false))
-                    continue
-                }
-                // Changed at the source and locally since the last sync: a conflict.
-                let outcome = ConflictResolver.resolve(source: row.record, destination: stored.data, base: stored.sourceData, policy: policy)
-                c.conflicts += 1
-                writes.append((row.id, outcome.value, row.record, outcome.needsReview))
-                let idDigest = Hex.encode(SHA256.hash(data: Array(row.id.utf8)))
-                if outcome.needsReview {
-                    try await store.insertConflict(SyncConflictRecord(
-                        id: ids.next(), organizationID: job.organizationID, integrationID: job.integrationID, entity: job.entity, recordID: row.id, jobID: job.id,
-                        source: row.record, destination: stored.data, base: stored.sourceData, flagged: outcome.flagged, createdAt: now
-                    ))
-                }
-                try await audit.record(AuditEvent(
-                    organizationID: job.organizationID, type: "sync.conflict", actor: AuditEvent.system("sync"), integrationID: job.integrationID,
-                    data: [
-                        "jobId": .string(job.id.uuidString.lowercased()), "entity": .string(job.entity), "recordIdDigest": .string(idDigest),
-                        "strategy": .string(policy.strategy.rawValue), "review": outcome.needsReview ? 1 : 0,
-                        "fields": .array(outcome.flagged.map(JSONValue.string)),
-                    ],
-                    time: now
-                ), in: db)
-            }
-            try await store.upsertSynced(organizationID: job.organizationID, integrationID: job.integrationID, entity: job.entity, jobID: job.id, writes, at: now)
+            let unchanged = try await Self.upsert(
+                rows.map { ($0.id, $0.record) }, target: UpsertTarget(organizationID: job.organizationID, integrationID: job.integrationID, entity: job.entity, jobID: job.id),
+                policy: policy, counts: &c, ids: ids, audit: audit, in: db, at: now
+            )
             if job.syncType == "full" { try await store.markSeen(integrationID: job.integrationID, entity: job.entity, jobID: job.id, ids: unchanged) }
             guard try await store.saveProgress(
                 jobID: job.id, owner: owner, processed: processed + items.count, total: nil, counts: c.json, checkpoint: after.json, leaseUntil: leaseUntil
@@ -258,6 +221,72 @@ extension SyncEngine {
         processed += items.count
         checkpoint = after
         return true
+    }
+
+    /// Where upserted records go, and what wrote them.
+    struct UpsertTarget {
+        var organizationID: UUID
+        var integrationID: UUID
+        var entity: String
+        var jobID: UUID?
+        var source = "sync"
+        var sourceEventID: String?
+    }
+
+    /// The one upsert path of syncs and webhook events: new or undeleted records are created, records whose
+    /// provider version did not change are left alone, records changed only at the provider are updated,
+    /// and records changed at the provider and locally since the last sync go through the conflict policy
+    /// (filed for review when it says so, and recorded as `sync.conflict`). Returns the unchanged ids.
+    static func upsert(
+        _ rows: [(id: String, record: JSONValue)], target: UpsertTarget, policy: ConflictPolicy, counts c: inout Counts, ids: IdentifierGenerator,
+        audit: any AuditTrail, in db: any SQLDatabase, at now: Date
+    ) async throws -> [String] {
+        let store = SyncStore(db)
+        let existing = try await store.records(integrationID: target.integrationID, entity: target.entity, ids: rows.map(\.id))
+        var writes: [(recordID: String, data: JSONValue, sourceData: JSONValue, keepLocal: Bool)] = []
+        var unchanged: [String] = []
+        for row in rows {
+            guard let stored = existing[row.id], stored.deletedAt == nil else {
+                c.created += 1
+                writes.append((row.id, row.record, row.record, false))
+                continue
+            }
+            if stored.sourceData == row.record {
+                c.unchanged += 1
+                unchanged.append(row.id)
+                continue
+            }
+            guard stored.localModifiedAt != nil, stored.data != row.record else {
+                c.updated += 1
+                writes.append((row.id, row.record, row.record, false))
+                continue
+            }
+            // Changed at the source and locally since the last sync: a conflict.
+            let outcome = ConflictResolver.resolve(source: row.record, destination: stored.data, base: stored.sourceData, policy: policy)
+            c.conflicts += 1
+            writes.append((row.id, outcome.value, row.record, outcome.needsReview))
+            if outcome.needsReview {
+                try await store.insertConflict(SyncConflictRecord(
+                    id: ids.next(), organizationID: target.organizationID, integrationID: target.integrationID, entity: target.entity, recordID: row.id,
+                    jobID: target.jobID, source: row.record, destination: stored.data, base: stored.sourceData, flagged: outcome.flagged, createdAt: now
+                ))
+            }
+            var data: [String: JSONValue] = [
+                "entity": .string(target.entity), "recordIdDigest": .string(Hex.encode(SHA256.hash(data: Array(row.id.utf8)))),
+                "strategy": .string(policy.strategy.rawValue), "review": outcome.needsReview ? 1 : 0, "fields": .array(outcome.flagged.map(JSONValue.string)),
+            ]
+            if let job = target.jobID { data["jobId"] = .string(job.uuidString.lowercased()) }
+            if let event = target.sourceEventID { data["webhookEventId"] = .string(event) }
+            try await audit.record(AuditEvent(
+                organizationID: target.organizationID, type: "sync.conflict", actor: AuditEvent.system("sync"), integrationID: target.integrationID,
+                data: .object(data), time: now
+            ), in: db)
+        }
+        try await store.upsertSynced(
+            organizationID: target.organizationID, integrationID: target.integrationID, entity: target.entity, jobID: target.jobID,
+            source: target.source, sourceEventID: target.sourceEventID, writes, at: now
+        )
+        return unchanged
     }
 
     /// Whether `mark` is later than `current` (instants when both are timestamps, else numbers, else text).

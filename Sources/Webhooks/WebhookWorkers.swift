@@ -18,6 +18,19 @@ public struct ReceivedWebhookEvent: Sendable {
     /// The body as JSON (a string when it is not JSON, such as a form post).
     public var payload: JSONValue
     public var receivedAt: Date
+
+    public init(
+        id: UUID, organizationID: UUID, integrationID: UUID, endpointID: UUID, eventType: String, providerEventID: String?, payload: JSONValue, receivedAt: Date
+    ) {
+        self.id = id
+        self.organizationID = organizationID
+        self.integrationID = integrationID
+        self.endpointID = endpointID
+        self.eventType = eventType
+        self.providerEventID = providerEventID
+        self.payload = payload
+        self.receivedAt = receivedAt
+    }
 }
 
 /// Handles events of some types (DESIGN section 2). `handle` runs inside the transaction that marks the
@@ -27,44 +40,6 @@ public protocol WebhookEventHandler: Sendable {
     /// Types taken: exact names, or a prefix pattern such as `user.*`.
     var eventTypes: [String] { get }
     func handle(_ event: ReceivedWebhookEvent, in db: any SQLDatabase) async throws -> String?
-}
-
-/// `user.created` and `user.updated` upsert the user into the integration's records (entity `users`):
-/// the user object is `data`, `user`, `data.object` or the body itself; its id is `id` (or `userId`).
-/// Idempotent by event id: the record keeps the id of the event that last wrote it.
-public struct UserEventsHandler: WebhookEventHandler {
-    public init() {}
-
-    public var eventTypes: [String] { ["user.created", "user.updated"] }
-
-    public func handle(_ event: ReceivedWebhookEvent, in db: any SQLDatabase) async throws -> String? {
-        let body = event.payload.objectValue ?? [:]
-        let candidates = [body["data"]?.objectValue?["object"], body["data"], body["user"], event.payload]
-        guard let user = candidates.compactMap({ $0?.objectValue }).first(where: { Self.id(of: $0) != nil }), let id = Self.id(of: user) else {
-            throw PortalError(.validationFailed, "the \(event.eventType) event names no user id (id or userId)")
-        }
-        let store = SyncRecordStore(db)
-        let sourceEventID = event.id.uuidString.lowercased()
-        if let existing = try await store.find(integrationID: event.integrationID, entity: "users", recordID: id), existing.sourceEventID == sourceEventID {
-            return "users/\(id) already holds this event"
-        }
-        try await store.upsert(
-            organizationID: event.organizationID, integrationID: event.integrationID, entity: "users", recordID: id, data: .object(user),
-            source: "webhook", sourceEventID: sourceEventID, at: event.receivedAt
-        )
-        return "upserted users/\(id)"
-    }
-
-    static func id(of object: [String: JSONValue]) -> String? {
-        for key in ["id", "userId", "user_id"] {
-            switch object[key] {
-            case .string(let s)? where !s.isEmpty: return String(s.prefix(255))
-            case .int(let n)?: return String(n)
-            default: continue
-            }
-        }
-        return nil
-    }
 }
 
 /// Drains the webhook queue (issue 6): leases due events (`FOR UPDATE SKIP LOCKED` on PostgreSQL), runs the

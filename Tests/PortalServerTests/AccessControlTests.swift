@@ -77,6 +77,9 @@ struct AccessControlTests {
         case "GET /portal/integrations/{id}/sync/jobs": return ("/portal/integrations/\(try await syncIntegration(portal))/sync/jobs", nil)
         case "GET /portal/integrations/{id}/sync/jobs/{jobId}": return (try await syncJob(portal, endpoint: "/echo/users"), nil)
         case "POST /portal/integrations/{id}/sync/jobs/{jobId}/cancel": return (try await syncJob(portal, endpoint: "/slow/1500") + "/cancel", nil)
+        case "GET /portal/integrations/{id}/sync/schedule": return ("/portal/integrations/\(try await syncIntegration(portal))/sync/schedule", nil)
+        case "POST /portal/integrations/{id}/sync/pause": return ("/portal/integrations/\(try await syncIntegration(portal))/sync/pause", nil)
+        case "POST /portal/integrations/{id}/sync/resume": return ("/portal/integrations/\(try await syncIntegration(portal))/sync/resume", nil)
         case "GET /portal/integrations/{id}/sync/conflicts": return ("/portal/integrations/\(try await syncIntegration(portal))/sync/conflicts?status=open", nil)
         case "POST /portal/integrations/{id}/sync/conflicts/{conflictId}/resolve":
             return (try await syncConflict(portal) + "/resolve", #"{"choose":"destination"}"#)

@@ -82,7 +82,7 @@ struct WebhookRouteTests {
             expectProblem(try await deliver(portal, "/webhooks/globex/crm", body, secret: "crm-webhook-secret-1", eventID: "evt-5"), .notFound)
 
             let processed = try await waitFor(portal, integration: integration, event: eventID) { $0["status"] == "processed" }
-            #expect(processed["providerEventId"] == "evt-1" && processed["eventType"] == "user.created" && processed["note"] == "upserted users/u-1")
+            #expect(processed["providerEventId"] == "evt-1" && processed["eventType"] == "user.created" && processed["note"] == "users: 1 created, 0 updated, 0 unchanged, 0 conflicts, 0 rejected")
             let stored = try await Database.withDatabase(url: portal.test.url, logger: quietLogger) { db in
                 try await db.read { tx in try await SyncRecordStore(tx).find(integrationID: UUID(uuidString: integration)!, entity: "users", recordID: "u-1") }
             }

@@ -32,7 +32,8 @@ struct SyncEnvironment: Sendable {
     ]
 
     static func with(
-        _ backend: Backend, conflictResolution: JSONValue = ["strategy": "source_wins"], engineConfiguration: SyncEngine.Configuration = .init(),
+        _ backend: Backend, conflictResolution: JSONValue = ["strategy": "source_wins"], schedule: JSONValue? = nil,
+        engineConfiguration: SyncEngine.Configuration = .init(), clock: any WallClock = SystemWallClock(),
         _ body: @Sendable (SyncEnvironment, UUID) async throws -> Void
     ) async throws {
         try await FakeProvider.with { provider in
@@ -46,7 +47,7 @@ struct SyncEnvironment: Sendable {
                     database: db, vault: vault, registry: registry, audit: sequencer, logger: quietLogger,
                     configuration: .init(policy: try OutboundPolicy(allowList: "127.0.0.1")), sleep: { _ in }
                 )
-                let engine = SyncEngine(database: db, gateway: gateway, audit: sequencer, logger: quietLogger, configuration: engineConfiguration)
+                let engine = SyncEngine(database: db, gateway: gateway, audit: sequencer, clock: clock, logger: quietLogger, configuration: engineConfiguration)
                 let admin = Principal(tokenID: UUID(), organizationID: org.id, organizationSlug: "acme", role: .admin, owner: "admin@acme")
                 let environment = SyncEnvironment(
                     db: db, url: test.url, provider: provider, registry: registry, gateway: gateway, sequencer: sequencer, vault: vault, engine: engine, admin: admin
@@ -54,7 +55,8 @@ struct SyncEnvironment: Sendable {
                 let integration = try await registry.register(try IntegrationInput.parse([
                     "name": "Directory", "type": "identity_provider", "baseUrl": .string(provider.baseURL), "authMethod": "api_key",
                     "credentials": ["apiKey": "k-0123456789"],
-                    "syncConfig": ["entities": entities, "conflictResolution": conflictResolution],
+                    "syncConfig": schedule.map { ["entities": entities, "conflictResolution": conflictResolution, "schedule": $0] }
+                        ?? ["entities": entities, "conflictResolution": conflictResolution],
                 ]), by: admin)
                 let integrationID = try #require(UUID(uuidString: integration.id))
                 try await withThrowingTaskGroup(of: Void.self) { group in
@@ -237,6 +239,47 @@ struct SyncEngineTests {
             #expect(finished.status == "completed", "\(finished.error ?? "")")
             #expect(env.count(finished.counts, "fetched") == 3_000 && env.count(finished.counts, "created") == 3_000, "each page counted once: \(finished.counts)")
             #expect(try await env.records(integrationID, "users") == env.provider.snapshot())
+        }
+    }
+
+    @Test("the scheduler starts due syncs once per interval, and not while paused", arguments: [Backend.sqlite])
+    func scheduler(backend: Backend) async throws {
+        let clock = ManualWallClock()
+        try await SyncEnvironment.with(
+            backend, schedule: ["intervalSeconds": 3600], engineConfiguration: .init(pollInterval: .milliseconds(50)), clock: clock
+        ) { env, integrationID in
+            env.provider.seed(50)
+            let run = Task { try await env.engine.run() }
+            func jobs() async throws -> [SyncJobView] {
+                try await env.engine.jobs(integrationID: integrationID, before: nil, limit: 100, by: env.admin)
+            }
+            func settle(_ count: Int) async throws -> [SyncJobView] {
+                for _ in 0..<200 {
+                    let all = try await jobs()
+                    if all.count >= count, all.allSatisfy({ $0.status != "running" }) { return all }
+                    try await Task.sleep(for: .milliseconds(25))
+                }
+                return try await jobs()
+            }
+            // Due at once: one job per entity, incremental from nothing.
+            var all = try await settle(3)
+            #expect(all.count == 3 && all.allSatisfy { $0.status == "completed" && $0.syncType == "incremental" })
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await jobs().count == 3, "not due again before the interval")
+            let paused = try await env.engine.setPaused(integrationID: integrationID, paused: true, by: env.admin)
+            #expect(paused.paused && paused.intervalSeconds == 3600)
+            clock.advance(by: 3601)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await jobs().count == 3, "paused: nothing starts")
+            _ = try await env.engine.setPaused(integrationID: integrationID, paused: false, by: env.admin)
+            all = try await settle(6)
+            #expect(all.count == 6)
+            let schedule = try await env.engine.schedule(integrationID: integrationID, by: env.admin)
+            #expect(schedule.nextRunAt != nil && !schedule.paused)
+            run.cancel()
+            _ = await run.result
+            let types = try await env.ledgerTypes().map(\.type)
+            #expect(types.filter { $0 == "sync.schedule" }.count == 2)
         }
     }
 }

@@ -69,7 +69,8 @@ public struct PortalServices: Sendable {
             database: database, vault: vault, audit: ledger, registry: integrations, clock: clock, ids: ids, logger: logger, publicURL: publicURL,
             configuration: .init(maxBodyBytes: settings.maxBodyBytes)
         )
-        webhookWorkers = WebhookWorkers(service: webhooks, handlers: [UserEventsHandler()])
+        // user.* and data.sync feed the sync engine's upsert path (issue 7).
+        webhookWorkers = WebhookWorkers(service: webhooks, handlers: [SyncWebhookHandler(audit: ledger, ids: ids)])
         gateway = Gateway(
             database: database, vault: vault, registry: integrations, audit: ledger, clock: clock, ids: ids, logger: logger,
             configuration: .init(policy: try OutboundPolicy(allowList: settings.outboundAllow))

@@ -36,6 +36,15 @@ struct SyncRoutes {
             let job = try context.uuidParameter("jobId", what: "sync job")
             return JSONOutput.response(try await sync.cancel(integrationID: id, jobID: job, by: principal), status: .accepted)
         }
+        table.guarded(group, prefix: "/portal", .get, "/integrations/{id}/sync/schedule", .readIntegrations) { _, context, principal in
+            JSONOutput.response(try await sync.schedule(integrationID: try context.uuidParameter("id", what: "integration"), by: principal))
+        }
+        table.guarded(group, prefix: "/portal", .post, "/integrations/{id}/sync/pause", .manageIntegrations) { _, context, principal in
+            JSONOutput.response(try await sync.setPaused(integrationID: try context.uuidParameter("id", what: "integration"), paused: true, by: principal))
+        }
+        table.guarded(group, prefix: "/portal", .post, "/integrations/{id}/sync/resume", .manageIntegrations) { _, context, principal in
+            JSONOutput.response(try await sync.setPaused(integrationID: try context.uuidParameter("id", what: "integration"), paused: false, by: principal))
+        }
         table.guarded(group, prefix: "/portal", .get, "/integrations/{id}/sync/conflicts", .readIntegrations) { request, context, principal in
             let id = try context.uuidParameter("id", what: "integration")
             let limit = try request.queryInteger("limit", default: 100, in: 1...1000)
