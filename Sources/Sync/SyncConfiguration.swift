@@ -6,6 +6,8 @@ public import PortalCore
 public struct SyncConfiguration: Sendable, Equatable {
     public var entities: [String: SyncEntity]
     public var intervalSeconds: Int?
+    /// What the schedule runs: `incremental` (the default) or `full` (the seed's `syncType`).
+    public var syncType: String = "incremental"
     public var conflicts: ConflictPolicy
 
     public init(entities: [String: SyncEntity], intervalSeconds: Int? = nil, conflicts: ConflictPolicy = ConflictPolicy(strategy: .sourceWins)) {
@@ -48,14 +50,18 @@ public struct SyncConfiguration: Sendable, Equatable {
         }
         let interval = r.nested("schedule") { s in s.integer("intervalSeconds", required: true, in: 60...31_536_000).map { Int($0) } }
         let conflicts = r.nested("conflictResolution") { ConflictPolicy.read(&$0) }
-        return SyncConfiguration(entities: entities, intervalSeconds: interval, conflicts: conflicts ?? ConflictPolicy(strategy: .sourceWins))
+        let syncType = r.string("syncType")
+        if let syncType, !["full", "incremental"].contains(syncType) { r.reject("syncType", "must be full or incremental") }
+        var configuration = SyncConfiguration(entities: entities, intervalSeconds: interval, conflicts: conflicts ?? ConflictPolicy(strategy: .sourceWins))
+        if let syncType, ["full", "incremental"].contains(syncType) { configuration.syncType = syncType }
+        return configuration
     }
 
     /// The stored form.
     public var json: JSONValue {
         var m: [String: JSONValue] = [
             "entities": .object(entities.mapValues(\.json)),
-            "conflictResolution": conflicts.json,
+            "conflictResolution": conflicts.json, "syncType": .string(syncType),
         ]
         if let intervalSeconds { m["schedule"] = ["intervalSeconds": .int(Int64(intervalSeconds))] }
         return .object(m)

@@ -168,7 +168,8 @@ public final class SyncEngine: Service, Sendable {
         return try await schedule(integrationID: integrationID, by: principal)
     }
 
-    /// Starts the syncs whose schedule is due: incremental for every entity (skipping running ones); each
+    /// Starts the syncs whose schedule is due: the configured `syncType` (incremental unless set) for every
+    /// entity (skipping running ones); each
     /// integration's next run is claimed in the database, so one instance runs it.
     func runDueSchedules() async {
         do {
@@ -181,7 +182,7 @@ public final class SyncEngine: Service, Sendable {
                 }
                 guard claimed else { continue }
                 do {
-                    _ = try await start(integrationID: id, organizationID: organizationID, Request(syncType: "incremental", entities: nil), actor: AuditEvent.system("scheduler"), skipRunning: true)
+                    _ = try await start(integrationID: id, organizationID: organizationID, Request(syncType: configuration.syncType, entities: nil), actor: AuditEvent.system("scheduler"), skipRunning: true)
                 } catch {
                     logger.warning("a scheduled sync did not start", metadata: ["portal.integration": "\(id)", "portal.error": "\(error)"])
                 }

@@ -6,6 +6,7 @@ import NIOCore
 import Integrations
 import Logging
 import PortalCore
+import Sync
 
 /// The seed's integration management endpoints under `/portal/integrations`.
 struct IntegrationRoutes {
@@ -56,7 +57,8 @@ struct IntegrationRoutes {
             return JSONOutput.response(preset.document)
         }
         table.guarded(group, prefix: "/portal", .post, "/integrations", .manageIntegrations) { request, _, principal in
-            let input = try IntegrationInput.parse(try services.catalog.expand(try await request.jsonBody(limit: services.maxBodyBytes)))
+            var input = try IntegrationInput.parse(try services.catalog.expand(try await request.jsonBody(limit: services.maxBodyBytes)))
+            input.syncConfig = try input.syncConfig.map { config throws(PortalError) in try SyncConfiguration.parse(config).json }
             let view = try await registry.register(input, by: principal)
             var response = JSONOutput.response(view, status: .created)
             response.headers[.location] = "/portal/integrations/\(view.id)"
@@ -77,7 +79,9 @@ struct IntegrationRoutes {
         }
         table.guarded(group, prefix: "/portal", .patch, "/integrations/{id}", .manageIntegrations) { request, context, principal in
             let id = try context.uuidParameter("id", what: "integration")
-            let patch = try IntegrationPatch.parse(try await request.jsonBody(limit: services.maxBodyBytes))
+            var patch = try IntegrationPatch.parse(try await request.jsonBody(limit: services.maxBodyBytes))
+            // The sync engine's own reading of syncConfig: a 422 names every field it cannot use.
+            if case .set(let config) = patch.syncConfig { patch.syncConfig = .set(try SyncConfiguration.parse(config).json) }
             return JSONOutput.response(try await registry.update(id: id, patch: patch, by: principal))
         }
         table.guarded(group, prefix: "/portal", .delete, "/integrations/{id}", .manageIntegrations) { _, context, principal in
