@@ -50,8 +50,11 @@ struct PortalBench: AsyncParsableCommand {
     @Option(help: "wrk connections in the gateway and webhook benchmarks.")
     var gatewayConnections: Int = 32
 
-    @Option(help: "Run only one part: append, large, gateway or webhooks (for profiling).")
+    @Option(help: "Run only one part: append, large, gateway, webhooks or sync (for profiling).")
     var only: String?
+
+    @Option(help: "Records in the sync benchmark's full sync.")
+    var syncRecords: Int = 100_000
 
     @Option(help: "Keep the large ledger's bundles, verifier keys and unpacked folder in this folder (for profiling).")
     var keep: String?
@@ -99,6 +102,10 @@ struct PortalBench: AsyncParsableCommand {
         if only == nil || only == "webhooks" {
             let webhooks = WebhookBenchmark(portal: portalPath, duration: gatewaySeconds, connections: gatewayConnections, rounds: min(rounds, 3))
             try await webhooks.run(report: report)
+        }
+
+        if only == nil || only == "sync" {
+            try await SyncBenchmark(portal: portalPath, records: syncRecords).run(report: report)
         }
 
         print("\n== Summary (\(String(format: "%.0f", seconds(since: started))) s)\n")

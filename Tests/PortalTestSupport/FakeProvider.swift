@@ -11,7 +11,7 @@ import Synchronization
 /// - `GET /page/users?page=&per_page=&updated_since=`: `{"items": [...], "total": n}`; a short page is the last.
 /// - `GET /link/users?page=&per_page=&updated_since=`: a bare array, with `Link: <...>; rel="next"`.
 ///
-/// Users are ordered by id; `updated_since` keeps those updated after it (each change moves the provider's
+/// Users are ordered by id; `before` keeps the ids before it; `updated_since` keeps those updated after it (each change moves the provider's
 /// clock a second on). ``throttle(_:)`` makes the
 /// next requests answer 429 with `Retry-After: 1`.
 public final class FakeProvider: Sendable {
@@ -28,6 +28,8 @@ public final class FakeProvider: Sendable {
         var throttled = 0
         var throttleFrom = 0
         var seeded = 0
+        /// The users ordered by id, rebuilt after a change (pages of a large list stay cheap).
+        var ordered: [User]?
         var requests = 0
         var throttledAnswers = 0
     }
@@ -54,6 +56,7 @@ public final class FakeProvider: Sendable {
         store.state.withLock { s in
             let start = s.seeded
             s.seeded += count
+            s.ordered = nil
             for n in start..<(start + count) {
                 let id = String(format: "u-%06d", n + 1)
                 s.users[id] = User(id: id, email: "user\(n + 1)@example.test", name: "User \(n + 1)", plan: "free", updatedAt: now)
@@ -65,6 +68,7 @@ public final class FakeProvider: Sendable {
     public func update(_ id: String, plan: String, name: String? = nil) {
         let now = tick()
         store.state.withLock { s in
+            s.ordered = nil
             s.users[id]?.plan = plan
             if let name { s.users[id]?.name = name }
             s.users[id]?.updatedAt = now
@@ -72,7 +76,10 @@ public final class FakeProvider: Sendable {
     }
 
     public func delete(_ id: String) {
-        _ = store.state.withLock { $0.users.removeValue(forKey: id) }
+        store.state.withLock { s in
+            s.ordered = nil
+            s.users.removeValue(forKey: id)
+        }
     }
 
     /// `count` requests get 429, starting with request number `from` (the next one by default).
@@ -146,6 +153,7 @@ public final class FakeProvider: Sendable {
         /// The users after `updated_since`, ordered by id; nil when this request is throttled.
         func users(_ request: Request) -> [User]? {
             let since = request.uri.queryParameters.get("updated_since").flatMap { ISO8601DateFormatter().date(from: $0) }
+            let before: String? = request.uri.queryParameters.get("before").map { String($0) }
             return store.state.withLock { s -> [User]? in
                 s.requests += 1
                 if s.throttled > 0, s.requests >= s.throttleFrom {
@@ -153,7 +161,9 @@ public final class FakeProvider: Sendable {
                     s.throttledAnswers += 1
                     return nil
                 }
-                return s.users.values.filter { since == nil || $0.updatedAt > since! }.sorted { $0.id < $1.id }
+                if s.ordered == nil { s.ordered = s.users.values.sorted { $0.id < $1.id } }
+                guard since != nil || before != nil else { return s.ordered! }
+                return s.ordered!.filter { (since == nil || $0.updatedAt > since!) && (before == nil || $0.id < before!) }
             }
         }
 
@@ -171,7 +181,16 @@ public final class FakeProvider: Sendable {
             guard let all = users(request) else { return tooMany }
             let limit = min(request.uri.queryParameters.get("limit").flatMap { Int($0) } ?? 100, 1000)
             let after = request.uri.queryParameters.get("after")
-            let rest = after.map { cursor in all.filter { $0.id > cursor } } ?? all
+            var rest = all[...]
+            if let after {
+                // The first user after the cursor, by binary search (ids are ordered).
+                var low = 0, high = all.count
+                while low < high {
+                    let mid = (low + high) / 2
+                    if all[mid].id <= after { low = mid + 1 } else { high = mid }
+                }
+                rest = all[low...]
+            }
             let page = Array(rest.prefix(limit))
             let next: Any = rest.count > limit ? page.last!.id : NSNull()
             return try json(["data": page.map(FakeProvider.fields), "meta": ["next": next]])
