@@ -464,5 +464,30 @@ enum Schema {
                 """,
             ]
         }),
+        // DESIGN 4.1: each data subject's salt (for ledger commitments) and encryption key, found by a keyed
+        // hash of the subject id (`lookup`); deleting the row makes the subject's stored records unreadable.
+        // Erased subjects stay suppressed by their lookup, so a later sync does not bring them back.
+        Migration(version: 7, name: "subject keys", statements: { _ in
+            [
+                """
+                CREATE TABLE subject_keys (
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  lookup TEXT NOT NULL CHECK (length(lookup) = 64),
+                  salt {blob} NOT NULL,
+                  sealed_key {json} NOT NULL,
+                  created_at {time} NOT NULL,
+                  PRIMARY KEY (organization_id, lookup)
+                )
+                """,
+                """
+                CREATE TABLE erased_subjects (
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  lookup TEXT NOT NULL CHECK (length(lookup) = 64),
+                  erased_at {time} NOT NULL,
+                  PRIMARY KEY (organization_id, lookup)
+                )
+                """,
+            ]
+        }),
     ]
 }

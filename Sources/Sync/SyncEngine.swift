@@ -1,4 +1,5 @@
 import Crypto
+public import Integrations
 public import Foundation
 public import Gateway
 public import Ledger
@@ -36,6 +37,7 @@ public final class SyncEngine: Service, Sendable {
 
     let database: Database
     let gateway: Gateway
+    let sealing: SubjectSealing
     let audit: any AuditTrail
     let clock: any WallClock
     let ids: IdentifierGenerator
@@ -46,17 +48,23 @@ public final class SyncEngine: Service, Sendable {
     private let tasks = Mutex<[UUID: Task<Void, Never>]>([:])
 
     public init(
-        database: Database, gateway: Gateway, audit: any AuditTrail, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared,
+        database: Database, gateway: Gateway, vault: CredentialVault, audit: any AuditTrail, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared,
         logger: Logger, configuration: Configuration = .init()
     ) {
         self.database = database
         self.gateway = gateway
+        sealing = SubjectSealing(vault: vault)
         self.audit = audit
         self.clock = clock
         self.ids = ids
         self.logger = logger
         self.configuration = configuration
         owner = "\(ProcessInfo.processInfo.hostName.prefix(40))-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8).lowercased())"
+    }
+
+    /// The keyed hash that finds a data subject's key (`subject_keys.lookup`) and suppresses it once erased.
+    public func subjectLookup(organizationID: UUID, subjectID: String) -> String {
+        sealing.lookup(organizationID: organizationID, subjectID: subjectID)
     }
 
     // MARK: Starting and watching jobs
@@ -349,6 +357,8 @@ public struct SyncJobView: Sendable, Encodable {
 /// A job's counts (DESIGN section 4: the `sync.completed` entry's).
 struct Counts: Sendable {
     var fetched = 0, created = 0, updated = 0, unchanged = 0, deleted = 0, conflicts = 0, rejected = 0
+    /// Records of erased subjects, not stored again.
+    var suppressed = 0
     var pages = 0
 
     init() {}
@@ -358,12 +368,14 @@ struct Counts: Sendable {
         func int(_ key: String) -> Int { if case .int(let n)? = m[key] { Int(n) } else { 0 } }
         fetched = int("fetched"); created = int("created"); updated = int("updated"); unchanged = int("unchanged")
         deleted = int("deleted"); conflicts = int("conflicts"); rejected = int("rejected"); pages = int("pages")
+        suppressed = int("suppressed")
     }
 
     var json: JSONValue {
         [
             "fetched": .int(Int64(fetched)), "created": .int(Int64(created)), "updated": .int(Int64(updated)), "unchanged": .int(Int64(unchanged)),
             "deleted": .int(Int64(deleted)), "conflicts": .int(Int64(conflicts)), "rejected": .int(Int64(rejected)), "pages": .int(Int64(pages)),
+            "suppressed": .int(Int64(suppressed)),
         ]
     }
 }

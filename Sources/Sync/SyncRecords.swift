@@ -84,11 +84,22 @@ extension SyncEngine {
             guard let decoded = Self.decodeCursor(cursor) else { throw PortalError(.validationFailed, "the cursor is not one this API returned", fieldErrors: [.init(pointer: "/cursor", message: "unknown cursor")]) }
             after = decoded
         }
+        let sealing = sealing
         let rows = try await database.read { db -> [SyncedRecord] in
             guard try await IntegrationStore(db).find(id: integrationID, organizationID: principal.organizationID) != nil else { throw PortalError.notFound("integration") }
-            return try await SyncStore(db).changes(
+            var rows = try await SyncStore(db).changes(
                 organizationID: principal.organizationID, integrationID: integrationID, entity: entity, after: after.map { (updatedAt: $0.0, recordID: $0.1) }, limit: limit + 1
             )
+            // Records of people open with their subject's key ({"$erased": true} once it is gone).
+            let lookups = Set(rows.compactMap { SubjectSealing.subject(of: $0.data) })
+            if !lookups.isEmpty {
+                let keys = try await sealing.keys(organizationID: principal.organizationID, lookups: lookups, create: false, in: db, at: Date())
+                for i in rows.indices {
+                    let aad = SubjectSealing.aad(organizationID: principal.organizationID, integrationID: integrationID, entity: entity, recordID: rows[i].recordID)
+                    rows[i].data = SubjectSealing.open(rows[i].data, keys: keys, aad: aad)
+                }
+            }
+            return rows
         }
         let page = Array(rows.prefix(limit))
         let next = rows.count > limit ? page.last.map { Self.encodeCursor($0.updatedAt, $0.recordID) } : nil
@@ -117,14 +128,22 @@ extension SyncEngine {
             throw PortalError(.validationFailed, "the body is a JSON merge patch of the record: an object with the fields to change")
         }
         let now = clock.now()
+        let sealing = sealing
         let record = try await database.write { db -> SyncedRecord in
             let store = SyncStore(db)
             guard try await IntegrationStore(db).find(id: integrationID, organizationID: principal.organizationID) != nil,
                   let current = try await store.record(integrationID: integrationID, entity: entity, recordID: recordID), current.deletedAt == nil
             else { throw PortalError.notFound("record") }
-            let data = current.data.merging(patch: patch)
+            let aad = SubjectSealing.aad(organizationID: principal.organizationID, integrationID: integrationID, entity: entity, recordID: recordID)
+            let lookup = SubjectSealing.subject(of: current.data)
+            var keys: [String: SymmetricKey] = [:]
+            if let lookup { keys = try await sealing.keys(organizationID: principal.organizationID, lookups: [lookup], create: false, in: db, at: now) }
+            let plain = SubjectSealing.open(current.data, keys: keys, aad: aad)
+            guard plain.objectValue?["$erased"] == nil else { throw PortalError(.conflict, "the record's subject was erased; it cannot be edited") }
+            let data = plain.merging(patch: patch)
             guard case .object = data else { throw PortalError(.validationFailed, "a record stays an object") }
-            _ = try await store.editLocal(integrationID: integrationID, organizationID: principal.organizationID, entity: entity, recordID: recordID, data: data, at: now)
+            let stored = try lookup.flatMap { l in try keys[l].map { try SubjectSealing.seal(data, lookup: l, key: $0, aad: aad) } } ?? data
+            _ = try await store.editLocal(integrationID: integrationID, organizationID: principal.organizationID, entity: entity, recordID: recordID, data: stored, at: now)
             try await audit.record(AuditEvent(
                 organizationID: principal.organizationID, type: "record.updated", actor: principal.tokenID.uuidString.lowercased(), integrationID: integrationID,
                 data: [
@@ -133,7 +152,9 @@ extension SyncEngine {
                 ],
                 time: now
             ), in: db)
-            return try await store.record(integrationID: integrationID, entity: entity, recordID: recordID) ?? current
+            var updated = try await store.record(integrationID: integrationID, entity: entity, recordID: recordID) ?? current
+            updated.data = data
+            return updated
         }
         audit.wake()
         return SyncRecordView(record, since: nil)
@@ -144,11 +165,31 @@ extension SyncEngine {
         if let status, !["open", "resolved"].contains(status) {
             throw PortalError(.validationFailed, "status is open or resolved", fieldErrors: [.init(pointer: "/status", message: "must be open or resolved")])
         }
+        let sealing = sealing
         return try await database.read { db in
             guard try await IntegrationStore(db).find(id: integrationID, organizationID: principal.organizationID) != nil else { throw PortalError.notFound("integration") }
-            return try await SyncStore(db).conflicts(organizationID: principal.organizationID, integrationID: integrationID, status: status, before: cursor, limit: limit)
-                .map(SyncConflictView.init)
+            var conflicts = try await SyncStore(db).conflicts(organizationID: principal.organizationID, integrationID: integrationID, status: status, before: cursor, limit: limit)
+            let lookups = Set(conflicts.compactMap { SubjectSealing.subject(of: $0.source) })
+            if !lookups.isEmpty {
+                let keys = try await sealing.keys(organizationID: principal.organizationID, lookups: lookups, create: false, in: db, at: Date())
+                for i in conflicts.indices { conflicts[i] = Self.opened(conflicts[i], keys: keys) }
+            }
+            return conflicts.map(SyncConflictView.init)
         }
+    }
+
+    /// A conflict with its sides opened (records of people are stored sealed).
+    static func opened(_ conflict: SyncConflictRecord, keys: [String: SymmetricKey]) -> SyncConflictRecord {
+        var c = conflict
+        let aad = SubjectSealing.aad(organizationID: c.organizationID, integrationID: c.integrationID, entity: c.entity, recordID: c.recordID)
+        c.source = SubjectSealing.open(c.source, keys: keys, aad: aad)
+        c.destination = SubjectSealing.open(c.destination, keys: keys, aad: aad)
+        c.base = c.base.map { SubjectSealing.open($0, keys: keys, aad: aad) }
+        if let resolution = c.resolution, case .object(var m) = resolution, let value = m["value"] {
+            m["value"] = SubjectSealing.open(value, keys: keys, aad: aad)
+            c.resolution = .object(m)
+        }
+        return c
     }
 
     /// `POST .../sync/conflicts/{cid}/resolve` with `{"choose": "source" | "destination"}` or `{"value": {...}}`:
@@ -167,21 +208,29 @@ extension SyncEngine {
         try errors.throwIfAny()
         let now = clock.now()
         let actor = principal.tokenID.uuidString.lowercased()
+        let sealing = sealing
         let resolved = try await database.write { db -> SyncConflictRecord in
             let store = SyncStore(db)
-            guard let conflict = try await store.conflict(id: conflictID, organizationID: principal.organizationID), conflict.integrationID == integrationID else {
+            guard let stored = try await store.conflict(id: conflictID, organizationID: principal.organizationID), stored.integrationID == integrationID else {
                 throw PortalError.notFound("conflict")
             }
-            guard conflict.status == "open" else { throw PortalError(.conflict, "the conflict is already resolved") }
+            guard stored.status == "open" else { throw PortalError(.conflict, "the conflict is already resolved") }
+            let lookup = SubjectSealing.subject(of: stored.source)
+            var keys: [String: SymmetricKey] = [:]
+            if let lookup { keys = try await sealing.keys(organizationID: principal.organizationID, lookups: [lookup], create: false, in: db, at: now) }
+            let conflict = Self.opened(stored, keys: keys)
+            guard conflict.source.objectValue?["$erased"] == nil else { throw PortalError(.conflict, "the record's subject was erased") }
             let data: JSONValue = switch choice {
             case "source"?: conflict.source
             case "destination"?: conflict.destination
             default: value ?? conflict.destination
             }
-            let resolution: JSONValue = choice.map { ["choose": .string($0)] } ?? ["value": data]
+            let aad = SubjectSealing.aad(organizationID: principal.organizationID, integrationID: integrationID, entity: conflict.entity, recordID: conflict.recordID)
+            let sealedData = try lookup.flatMap { l in try keys[l].map { try SubjectSealing.seal(data, lookup: l, key: $0, aad: aad) } } ?? data
+            let resolution: JSONValue = choice.map { ["choose": .string($0)] } ?? ["value": sealedData]
             _ = try await store.resolveConflict(id: conflictID, organizationID: principal.organizationID, resolution: resolution, by: actor, at: now)
             try await store.setResolved(
-                integrationID: integrationID, entity: conflict.entity, recordID: conflict.recordID, data: data, locallyModified: choice == "source" ? nil : now, at: now
+                integrationID: integrationID, entity: conflict.entity, recordID: conflict.recordID, data: sealedData, locallyModified: choice == "source" ? nil : now, at: now
             )
             try await audit.record(AuditEvent(
                 organizationID: principal.organizationID, type: "sync.conflict", actor: actor, integrationID: integrationID,
@@ -191,7 +240,7 @@ extension SyncEngine {
                 ],
                 time: now
             ), in: db)
-            return try await store.conflict(id: conflictID, organizationID: principal.organizationID) ?? conflict
+            return Self.opened(try await store.conflict(id: conflictID, organizationID: principal.organizationID) ?? conflict, keys: keys)
         }
         audit.wake()
         return SyncConflictView(resolved)

@@ -168,13 +168,24 @@ extension SyncEngine {
     ) async throws -> Bool {
         let now = clock.now()
         // Read and map the items outside the transaction.
-        var rows: [(id: String, record: JSONValue, updated: String?)] = []
+        var rows: [(id: String, record: JSONValue, updated: String?, subject: String?)] = []
         var rejected = 0
         var seen = Set<String>()
         for item in items {
             guard case .object = item, let id = entity.recordID(of: item), !seen.contains(id) else {
                 rejected += 1
                 continue
+            }
+            // A record that describes a person must name its subject (it is stored under the subject's key).
+            var subject: String?
+            if let field = entity.subjectIdField {
+                switch SyncEntity.lookup(field, in: item) {
+                case .string(let s)? where !s.trimmingCharacters(in: .whitespaces).isEmpty: subject = s
+                case .int(let n)?: subject = String(n)
+                default:
+                    rejected += 1
+                    continue
+                }
             }
             let record: JSONValue
             do {
@@ -189,7 +200,7 @@ extension SyncEngine {
             case .int(let n)?: String(n)
             default: nil
             }
-            rows.append((id, record, updated))
+            rows.append((id, record, updated, subject))
         }
         var pageCounts = counts
         pageCounts.fetched += items.count
@@ -201,12 +212,14 @@ extension SyncEngine {
             if let updated = row.updated, Self.later(updated, than: after.highWater) { after.highWater = updated }
         }
         let policy = plan.configuration.conflicts
+        let sealing = entity.subjectIdField == nil ? nil : self.sealing
         let leaseUntil = now.addingTimeInterval(configuration.leaseSeconds)
         let finalCounts = try await database.write { db -> Counts? in
             var c = pageCounts
             let store = SyncStore(db)
             let unchanged = try await Self.upsert(
-                rows.map { ($0.id, $0.record) }, target: UpsertTarget(organizationID: job.organizationID, integrationID: job.integrationID, entity: job.entity, jobID: job.id),
+                rows.map { ($0.id, $0.record, $0.subject) },
+                target: UpsertTarget(organizationID: job.organizationID, integrationID: job.integrationID, entity: job.entity, jobID: job.id, sealing: sealing),
                 policy: policy, counts: &c, ids: ids, audit: audit, in: db, at: now
             )
             if job.syncType == "full" { try await store.markSeen(integrationID: job.integrationID, entity: job.entity, jobID: job.id, ids: unchanged) }
@@ -231,6 +244,8 @@ extension SyncEngine {
         var jobID: UUID?
         var source = "sync"
         var sourceEventID: String?
+        /// Set for entities whose records describe a person: they are stored under the subject's key.
+        var sealing: SubjectSealing?
     }
 
     /// The one upsert path of syncs and webhook events: new or undeleted records are created, records whose
@@ -238,37 +253,68 @@ extension SyncEngine {
     /// and records changed at the provider and locally since the last sync go through the conflict policy
     /// (filed for review when it says so, and recorded as `sync.conflict`). Returns the unchanged ids.
     static func upsert(
-        _ rows: [(id: String, record: JSONValue)], target: UpsertTarget, policy: ConflictPolicy, counts c: inout Counts, ids: IdentifierGenerator,
-        audit: any AuditTrail, in db: any SQLDatabase, at now: Date
+        _ input: [(id: String, record: JSONValue, subject: String?)], target: UpsertTarget, policy: ConflictPolicy, counts c: inout Counts,
+        ids: IdentifierGenerator, audit: any AuditTrail, in db: any SQLDatabase, at now: Date
     ) async throws -> [String] {
         let store = SyncStore(db)
-        let existing = try await store.records(integrationID: target.integrationID, entity: target.entity, ids: rows.map(\.id))
+        var rows = input
+        var existing = try await store.records(integrationID: target.integrationID, entity: target.entity, ids: rows.map(\.id))
+        // Records of people: erased subjects are suppressed; the rest are compared in plaintext and written sealed.
+        var lookups: [String: String] = [:]
+        var keys: [String: SymmetricKey] = [:]
+        if let sealing = target.sealing {
+            for row in rows { if let subject = row.subject { lookups[row.id] = sealing.lookup(organizationID: target.organizationID, subjectID: subject) } }
+            let erased = try await SubjectKeyStore(db).erased(organizationID: target.organizationID, lookups: Array(Set(lookups.values)))
+            let before = rows.count
+            rows = rows.filter { row in lookups[row.id].map { !erased.contains($0) } ?? false }
+            c.suppressed += before - rows.count
+            let stored = Set(existing.values.flatMap { [SubjectSealing.subject(of: $0.data), SubjectSealing.subject(of: $0.sourceData)].compactMap { $0 } })
+            // Keys are created for the subjects being written, never for one only a stored record names (an
+            // erased subject's stays gone).
+            let writing = Set(rows.compactMap { lookups[$0.id] })
+            keys = try await sealing.keys(organizationID: target.organizationID, lookups: writing, create: true, in: db, at: now)
+            keys.merge(try await sealing.keys(organizationID: target.organizationID, lookups: stored.subtracting(writing), create: false, in: db, at: now)) { $1 }
+            for (id, record) in existing {
+                let aad = SubjectSealing.aad(organizationID: target.organizationID, integrationID: target.integrationID, entity: target.entity, recordID: id)
+                existing[id]?.data = SubjectSealing.open(record.data, keys: keys, aad: aad)
+                existing[id]?.sourceData = record.sourceData.map { SubjectSealing.open($0, keys: keys, aad: aad) }
+            }
+        }
+        func stored(_ value: JSONValue, _ id: String) throws -> JSONValue {
+            guard target.sealing != nil, let lookup = lookups[id], let key = keys[lookup] else { return value }
+            return try SubjectSealing.seal(
+                value, lookup: lookup, key: key,
+                aad: SubjectSealing.aad(organizationID: target.organizationID, integrationID: target.integrationID, entity: target.entity, recordID: id)
+            )
+        }
         var writes: [(recordID: String, data: JSONValue, sourceData: JSONValue, keepLocal: Bool)] = []
         var unchanged: [String] = []
         for row in rows {
-            guard let stored = existing[row.id], stored.deletedAt == nil else {
+            let sealedRecord = try stored(row.record, row.id)
+            guard let current = existing[row.id], current.deletedAt == nil else {
                 c.created += 1
-                writes.append((row.id, row.record, row.record, false))
+                writes.append((row.id, sealedRecord, sealedRecord, false))
                 continue
             }
-            if stored.sourceData == row.record {
+            if current.sourceData == row.record {
                 c.unchanged += 1
                 unchanged.append(row.id)
                 continue
             }
-            guard stored.localModifiedAt != nil, stored.data != row.record else {
+            guard current.localModifiedAt != nil, current.data != row.record else {
                 c.updated += 1
-                writes.append((row.id, row.record, row.record, false))
+                writes.append((row.id, sealedRecord, sealedRecord, false))
                 continue
             }
             // Changed at the source and locally since the last sync: a conflict.
-            let outcome = ConflictResolver.resolve(source: row.record, destination: stored.data, base: stored.sourceData, policy: policy)
+            let outcome = ConflictResolver.resolve(source: row.record, destination: current.data, base: current.sourceData, policy: policy)
             c.conflicts += 1
-            writes.append((row.id, outcome.value, row.record, outcome.needsReview))
+            writes.append((row.id, try stored(outcome.value, row.id), sealedRecord, outcome.needsReview))
             if outcome.needsReview {
                 try await store.insertConflict(SyncConflictRecord(
                     id: ids.next(), organizationID: target.organizationID, integrationID: target.integrationID, entity: target.entity, recordID: row.id,
-                    jobID: target.jobID, source: row.record, destination: stored.data, base: stored.sourceData, flagged: outcome.flagged, createdAt: now
+                    jobID: target.jobID, source: sealedRecord, destination: try stored(current.data, row.id),
+                    base: try current.sourceData.map { try stored($0, row.id) }, flagged: outcome.flagged, createdAt: now
                 ))
             }
             var data: [String: JSONValue] = [

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+public import Integrations
 public import Ledger
 public import PortalCore
 public import SQLKit
@@ -19,10 +20,12 @@ public import Webhooks
 public struct SyncWebhookHandler: WebhookEventHandler {
     let ids: IdentifierGenerator
     let audit: any AuditTrail
+    let sealing: SubjectSealing
 
-    public init(audit: any AuditTrail, ids: IdentifierGenerator = .shared) {
+    public init(vault: CredentialVault, audit: any AuditTrail, ids: IdentifierGenerator = .shared) {
         self.audit = audit
         self.ids = ids
+        sealing = SubjectSealing(vault: vault)
     }
 
     public var eventTypes: [String] { ["user.created", "user.updated", "user.deleted", "data.sync"] }
@@ -37,6 +40,15 @@ public struct SyncWebhookHandler: WebhookEventHandler {
             organizationID: event.organizationID, integrationID: event.integrationID, entity: "users", jobID: nil, source: "webhook",
             sourceEventID: event.id.uuidString.lowercased()
         )
+        // The subject of a person's record, when the entity names its field; nil otherwise.
+        func subject(_ item: JSONValue, _ entity: SyncEntity?) throws -> String? {
+            guard let field = entity?.subjectIdField else { return nil }
+            switch SyncEntity.lookup(field, in: item) {
+            case .string(let s)? where !s.trimmingCharacters(in: .whitespaces).isEmpty: return s
+            case .int(let n)?: return String(n)
+            default: throw PortalError(.validationFailed, "the record names no subject in \(field)")
+            }
+        }
         if event.eventType.hasPrefix("user.") {
             let candidates = [body["data"]?.objectValue?["object"], body["data"], body["user"], event.payload]
             let entity = configuration?.entities["users"]
@@ -51,7 +63,11 @@ public struct SyncWebhookHandler: WebhookEventHandler {
             }
             let record = try entity?.mapping?.apply(to: user) ?? user
             var counts = Counts()
-            _ = try await SyncEngine.upsert([(id, record)], target: target, policy: policy, counts: &counts, ids: ids, audit: audit, in: db, at: now)
+            var userTarget = target
+            if entity?.subjectIdField != nil { userTarget.sealing = sealing }
+            _ = try await SyncEngine.upsert(
+                [(id, record, try subject(user, entity))], target: userTarget, policy: policy, counts: &counts, ids: ids, audit: audit, in: db, at: now
+            )
             return Self.note(counts, entity: "users")
         }
         // data.sync
@@ -62,7 +78,7 @@ public struct SyncWebhookHandler: WebhookEventHandler {
         let items = container["records"]?.arrayValue ?? container["record"].map { [$0] } ?? []
         guard !items.isEmpty, items.count <= 10_000 else { throw PortalError(.validationFailed, "a data.sync event carries 1 to 10000 records") }
         let entity = configuration?.entities[name]
-        var rows: [(id: String, record: JSONValue)] = []
+        var rows: [(id: String, record: JSONValue, subject: String?)] = []
         var counts = Counts()
         for item in items {
             guard case .object = item, let id = entity?.recordID(of: item) ?? Self.id(of: item) else {
@@ -70,13 +86,14 @@ public struct SyncWebhookHandler: WebhookEventHandler {
                 continue
             }
             do {
-                rows.append((id, try entity?.mapping?.apply(to: item) ?? item))
+                rows.append((id, try entity?.mapping?.apply(to: item) ?? item, try subject(item, entity)))
             } catch {
                 counts.rejected += 1
             }
         }
         var entityTarget = target
         entityTarget.entity = name
+        if entity?.subjectIdField != nil { entityTarget.sealing = sealing }
         _ = try await SyncEngine.upsert(rows, target: entityTarget, policy: policy, counts: &counts, ids: ids, audit: audit, in: db, at: now)
         return Self.note(counts, entity: name)
     }
@@ -94,5 +111,6 @@ public struct SyncWebhookHandler: WebhookEventHandler {
 
     static func note(_ c: Counts, entity: String) -> String {
         "\(entity): \(c.created) created, \(c.updated) updated, \(c.unchanged) unchanged, \(c.conflicts) conflicts, \(c.rejected) rejected"
+            + (c.suppressed > 0 ? ", \(c.suppressed) suppressed (erased subjects)" : "")
     }
 }

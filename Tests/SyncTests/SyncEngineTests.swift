@@ -47,7 +47,7 @@ struct SyncEnvironment: Sendable {
                     database: db, vault: vault, registry: registry, audit: sequencer, logger: quietLogger,
                     configuration: .init(policy: try OutboundPolicy(allowList: "127.0.0.1")), sleep: { _ in }
                 )
-                let engine = SyncEngine(database: db, gateway: gateway, audit: sequencer, clock: clock, logger: quietLogger, configuration: engineConfiguration)
+                let engine = SyncEngine(database: db, gateway: gateway, vault: vault, audit: sequencer, clock: clock, logger: quietLogger, configuration: engineConfiguration)
                 let admin = Principal(tokenID: UUID(), organizationID: org.id, organizationSlug: "acme", role: .admin, owner: "admin@acme")
                 let environment = SyncEnvironment(
                     db: db, url: test.url, provider: provider, registry: registry, gateway: gateway, sequencer: sequencer, vault: vault, engine: engine, admin: admin
@@ -213,7 +213,7 @@ struct SyncEngineTests {
             env.provider.seed(3_000)
             // The provider stalls (429) from its fourth request on, while the first instance runs the job.
             env.provider.throttle(1_000_000, from: 4)
-            let first = SyncEngine(database: env.db, gateway: env.gateway, audit: env.sequencer, logger: quietLogger, configuration: .init(leaseSeconds: 1))
+            let first = SyncEngine(database: env.db, gateway: env.gateway, vault: env.vault, audit: env.sequencer, logger: quietLogger, configuration: .init(leaseSeconds: 1))
             let runFirst = Task { try await first.run() }
             let started = try await first.start(integrationID: integrationID, .init(syncType: "full", entities: ["users"]), by: env.admin)
             let jobID = try #require(UUID(uuidString: started[0].id))

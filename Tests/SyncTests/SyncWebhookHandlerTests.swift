@@ -19,7 +19,7 @@ struct SyncWebhookHandlerTests {
     @Test("user.* and data.sync events go through the sync upsert path: create, update, delete, conflicts by the policy", arguments: Backend.available)
     func webhookEvents(backend: Backend) async throws {
         try await SyncEnvironment.with(backend, conflictResolution: ["strategy": "manual"]) { env, integrationID in
-            let handler = SyncWebhookHandler(audit: env.sequencer)
+            let handler = SyncWebhookHandler(vault: env.vault, audit: env.sequencer)
             let org = env.admin.organizationID
             func handle(_ type: String, _ payload: JSONValue) async throws -> String? {
                 try await env.db.write { tx in try await handler.handle(event(type, payload, org: org, integration: integrationID), in: tx) }

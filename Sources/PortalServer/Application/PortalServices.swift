@@ -70,12 +70,12 @@ public struct PortalServices: Sendable {
             configuration: .init(maxBodyBytes: settings.maxBodyBytes)
         )
         // user.* and data.sync feed the sync engine's upsert path (issue 7).
-        webhookWorkers = WebhookWorkers(service: webhooks, handlers: [SyncWebhookHandler(audit: ledger, ids: ids)])
+        webhookWorkers = WebhookWorkers(service: webhooks, handlers: [SyncWebhookHandler(vault: vault, audit: ledger, ids: ids)])
         gateway = Gateway(
             database: database, vault: vault, registry: integrations, audit: ledger, clock: clock, ids: ids, logger: logger,
             configuration: .init(policy: try OutboundPolicy(allowList: settings.outboundAllow))
         )
-        sync = SyncEngine(database: database, gateway: gateway, audit: ledger, clock: clock, ids: ids, logger: logger)
+        sync = SyncEngine(database: database, gateway: gateway, vault: vault, audit: ledger, clock: clock, ids: ids, logger: logger)
     }
 
     /// Long-running loops the application runs beside the HTTP server.

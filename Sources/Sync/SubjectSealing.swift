@@ -1,0 +1,84 @@
+import Crypto
+import Foundation
+import Integrations
+import Ledger
+import PortalCore
+import SQLKit
+import Storage
+
+/// Records that describe a person are stored encrypted under that subject's own key (DESIGN 4.1), so that
+/// erasing the subject (deleting its `subject_keys` row) leaves them unreadable.
+///
+/// A subject is found by `lookup`: HMAC-SHA256, under a key derived from the master key, of the organization
+/// and the normalized subject id (trimmed, lowercased). A sealed value is stored as
+/// `{"$subject": lookup, "$sealed": base64(nonce || AES-256-GCM(canonical JSON) || tag)}`, bound by its
+/// associated data to the organization, integration, entity and record.
+struct SubjectSealing: Sendable {
+    let vault: CredentialVault
+    private let lookupKey: SymmetricKey
+
+    init(vault: CredentialVault) {
+        self.vault = vault
+        lookupKey = vault.derivedKey("subject-lookup")
+    }
+
+    func lookup(organizationID: UUID, subjectID: String) -> String {
+        let normalized = subjectID.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        let message = Array("\(organizationID.uuidString.lowercased())\n\(normalized)".utf8)
+        return Hex.encode(HMAC<SHA256>.authenticationCode(for: message, using: lookupKey))
+    }
+
+    static func aad(organizationID: UUID, integrationID: UUID, entity: String, recordID: String) -> [UInt8] {
+        Array("portal.subject-record|\(organizationID.uuidString.lowercased())|\(integrationID.uuidString.lowercased())|\(entity)|\(recordID)".utf8)
+    }
+
+    /// The subject a stored value is sealed for, if it is sealed.
+    static func subject(of stored: JSONValue?) -> String? {
+        guard case .object(let m)? = stored, m.count == 2, let lookup = m["$subject"]?.stringValue, m["$sealed"] != nil else { return nil }
+        return lookup
+    }
+
+    /// The subjects' keys, created for those that have none when `create` (a write transaction).
+    func keys(organizationID: UUID, lookups: Set<String>, create: Bool, in db: any SQLDatabase, at now: Date) async throws -> [String: SymmetricKey] {
+        guard !lookups.isEmpty else { return [:] }
+        let store = SubjectKeyStore(db)
+        var rows = try await store.find(organizationID: organizationID, lookups: Array(lookups))
+        let missing = lookups.subtracting(rows.keys)
+        if create, !missing.isEmpty {
+            let fresh = missing.sorted().map { lookup in (lookup, SymmetricKey(size: .bits256)) }
+            let sealed = try await vault.seal(
+                fresh.map { ($0.1.withUnsafeBytes { Data($0) }, "subject-key:\($0.0)") }, organizationID: organizationID, in: db
+            )
+            try await store.insert(zip(fresh, sealed).map { pair, sealedKey in
+                var salt = [UInt8](repeating: 0, count: 32)
+                for i in salt.indices { salt[i] = UInt8.random(in: 0...255) }
+                return SubjectKeyRecord(organizationID: organizationID, lookup: pair.0, salt: salt, sealedKey: sealedKey, createdAt: now)
+            })
+            // Another transaction may have created some meanwhile: the stored rows are the keys.
+            rows.merge(try await store.find(organizationID: organizationID, lookups: Array(missing))) { $1 }
+        }
+        var keys: [String: SymmetricKey] = [:]
+        for (lookup, row) in rows {
+            let raw = try await vault.open(row.sealedKey, organizationID: organizationID, context: "subject-key:\(lookup)", in: db)
+            keys[lookup] = SymmetricKey(data: raw)
+        }
+        return keys
+    }
+
+    static func seal(_ value: JSONValue, lookup: String, key: SymmetricKey, aad: [UInt8]) throws -> JSONValue {
+        let box = try AES.GCM.seal(Array(value.sortedText.utf8), using: key, authenticating: aad)
+        guard let combined = box.combined else { throw PortalError(.crypto, "cannot encrypt a subject's record") }
+        return ["$subject": .string(lookup), "$sealed": .string(combined.base64EncodedString())]
+    }
+
+    /// The plaintext of a stored value: itself when not sealed, `{"$erased": true}` when its subject's key is
+    /// gone (erased) or it does not open.
+    static func open(_ stored: JSONValue, keys: [String: SymmetricKey], aad: [UInt8]) -> JSONValue {
+        guard let lookup = subject(of: stored) else { return stored }
+        guard let key = keys[lookup], let text = stored.objectValue?["$sealed"]?.stringValue, let combined = Data(base64Encoded: text),
+              let box = try? AES.GCM.SealedBox(combined: combined), let plain = try? AES.GCM.open(box, using: key, authenticating: aad),
+              let value = try? JSONValue.parse(plain)
+        else { return ["$erased": true] }
+        return value
+    }
+}
