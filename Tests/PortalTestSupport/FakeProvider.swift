@@ -124,26 +124,8 @@ public final class FakeProvider: Sendable {
         router.get("/cursor/users", use: handler.cursor)
         router.get("/page/users", use: handler.page)
         router.get("/link/users", use: handler.link)
-        var logger = Logger(label: "fake-provider")
-        logger.logLevel = .critical
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in continuation.yield(channel.localAddress?.port ?? 0) }, logger: logger
-        )
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await app.runService(gracefulShutdownSignals: []) }
-            var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next(), port > 0 else { throw CancellationError() }
-            let provider = FakeProvider(port: port, store: store)
-            do {
-                let result = try await body(provider)
-                group.cancelAll()
-                return result
-            } catch {
-                group.cancelAll()
-                throw error
-            }
+        return try await LoopbackServer.run(router, label: "fake-provider") { port in
+            try await body(FakeProvider(port: port, store: store))
         }
     }
 

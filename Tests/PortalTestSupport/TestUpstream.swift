@@ -59,7 +59,18 @@ public final class TestUpstream: Sendable {
         router.post("/token/{key}", use: state.token)
         router.get("/slow/{ms}", use: state.slow)
         router.get("/big/{bytes}", use: state.big)
-        var logger = Logger(label: "upstream")
+        return try await LoopbackServer.run(router, label: "upstream") { port in
+            try await body(TestUpstream(port: port, counter: counter))
+        }
+    }
+}
+
+/// Runs a Hummingbird router on 127.0.0.1 (port 0) while `body` runs with the port, then stops it.
+enum LoopbackServer {
+    static func run<T: Sendable>(
+        _ router: Router<BasicRequestContext>, label: String, _ body: @Sendable (Int) async throws -> T
+    ) async throws -> T {
+        var logger = Logger(label: label)
         // Stopping the server mid-connection logs cancellation errors that mean nothing here.
         logger.logLevel = .critical
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
@@ -71,9 +82,8 @@ public final class TestUpstream: Sendable {
             group.addTask { try await app.runService(gracefulShutdownSignals: []) }
             var iterator = ports.makeAsyncIterator()
             guard let port = await iterator.next(), port > 0 else { throw CancellationError() }
-            let upstream = TestUpstream(port: port, counter: counter)
             do {
-                let result = try await body(upstream)
+                let result = try await body(port)
                 group.cancelAll()
                 return result
             } catch {

@@ -64,13 +64,7 @@ public final class CredentialVault: SecretSealer {
     /// show a key it created itself and may still roll back (values sealed under it would be lost).
     public func learnNewestKey(organizationID: UUID, in db: any SQLDatabase) async throws {
         guard let record = try await DataKeyStore(db).newest(organizationID: organizationID) else { return }
-        let key: SymmetricKey
-        if let cached = cache.withLock({ $0[record.id] }) {
-            key = cached
-        } else {
-            key = try unwrap(record)
-            cache.withLock { $0[record.id] = key }
-        }
+        let key = try cachedKey(record)
         let now = clock.now()
         newest.withLock { $0[organizationID] = (record.id, key, now) }
     }
@@ -156,14 +150,7 @@ public final class CredentialVault: SecretSealer {
     private func dataKey(for organizationID: UUID, in db: any SQLDatabase) async throws -> (UUID, SymmetricKey) {
         let store = DataKeyStore(db)
         if let record = try await store.newest(organizationID: organizationID) {
-            let key: SymmetricKey
-            if let cached = cache.withLock({ $0[record.id] }) {
-                key = cached
-            } else {
-                key = try unwrap(record)
-                cache.withLock { $0[record.id] = key }
-            }
-            return (record.id, key)
+            return (record.id, try cachedKey(record))
         }
         let key = SymmetricKey(size: .bits256)
         var record = DataKeyRecord(id: ids.next(), organizationID: organizationID, createdAt: clock.now(), wraps: [:])
@@ -173,6 +160,14 @@ public final class CredentialVault: SecretSealer {
         // in memory, never a ciphertext under a key that was not stored.
         cache.withLock { $0[record.id] = key }
         return (record.id, key)
+    }
+
+    /// A stored data key, unwrapped once and then kept in memory.
+    private func cachedKey(_ record: DataKeyRecord) throws -> SymmetricKey {
+        if let cached = cache.withLock({ $0[record.id] }) { return cached }
+        let key = try unwrap(record)
+        cache.withLock { $0[record.id] = key }
+        return key
     }
 
     private func unwrap(keyID: UUID, organizationID: UUID, in db: any SQLDatabase) async throws -> SymmetricKey {

@@ -19,10 +19,7 @@ struct SyncRoutes {
         table.guarded(group, prefix: "/portal", .get, "/integrations/{id}/sync/jobs", .readIntegrations) { request, context, principal in
             let id = try context.uuidParameter("id", what: "integration")
             let limit = try request.queryInteger("limit", default: 50, in: 1...500)
-            let cursor = try request.queryString("cursor").map { text throws(PortalError) in
-                guard let id = UUID(uuidString: text) else { throw PortalError.validation([.init(pointer: "/cursor", message: "unknown cursor")]) }
-                return id
-            }
+            let cursor = try Self.idCursor(request)
             let jobs = try await sync.jobs(integrationID: id, before: cursor, limit: limit, by: principal)
             return JSONOutput.response(Page(items: jobs, nextCursor: jobs.count == limit ? jobs.last?.id : nil))
         }
@@ -48,10 +45,7 @@ struct SyncRoutes {
         table.guarded(group, prefix: "/portal", .get, "/integrations/{id}/sync/conflicts", .readIntegrations) { request, context, principal in
             let id = try context.uuidParameter("id", what: "integration")
             let limit = try request.queryInteger("limit", default: 100, in: 1...1000)
-            let cursor = try request.queryString("cursor").map { text throws(PortalError) in
-                guard let id = UUID(uuidString: text) else { throw PortalError.validation([.init(pointer: "/cursor", message: "unknown cursor")]) }
-                return id
-            }
+            let cursor = try Self.idCursor(request)
             let items = try await sync.conflicts(integrationID: id, status: request.queryString("status"), cursor: cursor, limit: limit, by: principal)
             return JSONOutput.response(Page(items: items, nextCursor: items.count == limit ? items.last?.id : nil))
         }
@@ -84,6 +78,15 @@ struct SyncRoutes {
             let patch = try await request.jsonBody(limit: services.maxBodyBytes, acceptMergePatch: true)
             return JSONOutput.response(try await sync.editRecord(integrationID: id, entity: entity, recordID: record, patch: patch, by: principal))
         }
+    }
+}
+
+extension SyncRoutes {
+    /// The `cursor` of a listing ordered by id: the last id of the previous page.
+    static func idCursor(_ request: Request) throws(PortalError) -> UUID? {
+        guard let text = request.queryString("cursor") else { return nil }
+        guard let id = UUID(uuidString: text) else { throw PortalError.validation([.init(pointer: "/cursor", message: "unknown cursor")]) }
+        return id
     }
 }
 
