@@ -45,7 +45,16 @@ public final class SyncEngine: Service, Sendable {
     let configuration: Configuration
     /// This instance's lease name.
     public let owner: String
-    private let tasks = Mutex<[UUID: Task<Void, Never>]>([:])
+    /// Jobs to run, started by requests or taken over: the service's `run()` runs each as a child task.
+    private let submissions: AsyncStream<Submission>
+    private let submit: AsyncStream<Submission>.Continuation
+    /// The jobs submitted in this process and not ended yet.
+    private let active = Mutex<Set<UUID>>([])
+
+    struct Submission: Sendable {
+        var job: SyncJobRecord
+        var plan: Plan
+    }
 
     public init(
         database: Database, gateway: Gateway, vault: CredentialVault, audit: any AuditTrail, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared,
@@ -60,6 +69,7 @@ public final class SyncEngine: Service, Sendable {
         self.logger = logger
         self.configuration = configuration
         owner = "\(ProcessInfo.processInfo.hostName.prefix(40))-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8).lowercased())"
+        (submissions, submit) = AsyncStream.makeStream(of: Submission.self)
     }
 
     /// The keyed hash that finds a data subject's key (`subject_keys.lookup`) and suppresses it once erased.
@@ -234,8 +244,9 @@ public final class SyncEngine: Service, Sendable {
 
     // MARK: Service
 
-    /// Resumes abandoned jobs (on start, and whenever a lease expires) until shutdown; then lets the jobs of
-    /// this instance stop after their current page and frees their leases for the next start.
+    /// Runs the jobs this instance starts or takes over, each as a child task, and resumes abandoned jobs
+    /// (on start, and whenever a lease expires) and due schedules until shutdown; then cancels its jobs,
+    /// which stop after their current page (their leases run out for the next start), and waits for them.
     public func run() async throws {
         // One server process serves a SQLite database: running jobs left in it are a stopped predecessor's,
         // resumed now rather than when their leases run out.
@@ -244,7 +255,7 @@ public final class SyncEngine: Service, Sendable {
                 try await db.raw("UPDATE sync_jobs SET lease_until = NULL WHERE status = 'running' AND lease_owner <> \(bind: self.owner)").run()
             }
         }
-        await withTaskGroup(of: Void.self) { group in
+        await withDiscardingTaskGroup { group in
             group.addTask {
                 while !Task.isCancelled {
                     await self.resumeAbandoned()
@@ -252,12 +263,14 @@ public final class SyncEngine: Service, Sendable {
                     do { try await Task.sleep(for: self.configuration.pollInterval) } catch { return }
                 }
             }
-            try? await gracefulShutdown()
+            for await submission in submissions.cancelOnGracefulShutdown() {
+                group.addTask {
+                    await self.execute(submission.job, plan: submission.plan)
+                    _ = self.active.withLock { $0.remove(submission.job.id) }
+                }
+            }
             group.cancelAll()
         }
-        let running = tasks.withLock { $0 }
-        for task in running.values { task.cancel() }
-        for task in running.values { await task.value }
     }
 
     /// Takes over running jobs whose lease expired and runs them from their checkpoint.
@@ -281,21 +294,16 @@ public final class SyncEngine: Service, Sendable {
         }
     }
 
-    /// Runs a job in this process until it ends (or the instance shuts down).
+    /// Hands a job to the service's `run()`, which runs it until it ends (or the instance shuts down).
     func launch(_ job: SyncJobRecord, plan: Plan) {
-        let task = Task {
-            await self.execute(job, plan: plan)
-            _ = self.tasks.withLock { $0.removeValue(forKey: job.id) }
-        }
-        tasks.withLock { $0[job.id] = task }
+        _ = active.withLock { $0.insert(job.id) }
+        submit.yield(Submission(job: job, plan: plan))
     }
 
-    /// Waits for the jobs this instance runs (tests and the CLI).
+    /// Waits until the jobs submitted in this process have ended (tests); `run()` must be running.
     public func waitForJobs() async {
-        while true {
-            let running = tasks.withLock { Array($0.values) }
-            if running.isEmpty { return }
-            for task in running { await task.value }
+        while active.withLock({ !$0.isEmpty }) {
+            do { try await Task.sleep(for: .milliseconds(10)) } catch { return }
         }
     }
 

@@ -48,6 +48,9 @@ extension SyncEngine {
         }
     }
 
+    /// The job's lease passed to another instance: the transaction rolls back.
+    struct LeaseLost: Error {}
+
     private struct Stop: Error {
         var status: String
         var message: String?
@@ -106,6 +109,9 @@ extension SyncEngine {
                 await fail(job, counts: counts, processed: processed, message: stop.message ?? "failed")
             }
         } catch is CancellationError {
+            return
+        } catch is LeaseLost {
+            logger.warning("a sync job's lease passed to another instance; this one stops", metadata: ["portal.job": "\(job.id)"])
             return
         } catch {
             if Task.isCancelled { return }
@@ -214,19 +220,25 @@ extension SyncEngine {
         let policy = plan.configuration.conflicts
         let sealing = entity.subjectIdField == nil ? nil : self.sealing
         let leaseUntil = now.addingTimeInterval(configuration.leaseSeconds)
-        let finalCounts = try await database.write { db -> Counts? in
-            var c = pageCounts
-            let store = SyncStore(db)
-            let unchanged = try await Self.upsert(
-                rows.map { ($0.id, $0.record, $0.subject) },
-                target: UpsertTarget(organizationID: job.organizationID, integrationID: job.integrationID, entity: job.entity, jobID: job.id, sealing: sealing),
-                policy: policy, counts: &c, ids: ids, audit: audit, in: db, at: now
-            )
-            if job.syncType == "full" { try await store.markSeen(integrationID: job.integrationID, entity: job.entity, jobID: job.id, ids: unchanged) }
-            guard try await store.saveProgress(
-                jobID: job.id, owner: owner, processed: processed + items.count, total: nil, counts: c.json, checkpoint: after.json, leaseUntil: leaseUntil
-            ) else { return nil }
-            return c
+        let finalCounts: Counts?
+        do {
+            finalCounts = try await database.write { db -> Counts? in
+                var c = pageCounts
+                let store = SyncStore(db)
+                let unchanged = try await Self.upsert(
+                    rows.map { ($0.id, $0.record, $0.subject) },
+                    target: UpsertTarget(organizationID: job.organizationID, integrationID: job.integrationID, entity: job.entity, jobID: job.id, sealing: sealing),
+                    policy: policy, counts: &c, ids: ids, audit: audit, in: db, at: now
+                )
+                if job.syncType == "full" { try await store.markSeen(integrationID: job.integrationID, entity: job.entity, jobID: job.id, ids: unchanged) }
+                // A lease lost meanwhile (another instance took the job over) rolls the page back.
+                guard try await store.saveProgress(
+                    jobID: job.id, owner: owner, processed: processed + items.count, total: nil, counts: c.json, checkpoint: after.json, leaseUntil: leaseUntil
+                ) else { throw LeaseLost() }
+                return c
+            }
+        } catch is LeaseLost {
+            finalCounts = nil
         }
         guard let finalCounts else { return false }
         if finalCounts.conflicts > counts.conflicts { audit.wake() }
@@ -356,8 +368,9 @@ extension SyncEngine {
             }
             let mark = checkpoint.highWater ?? job.sinceMark
             if mark != nil { try await store.setHighWater(integrationID: job.integrationID, entity: job.entity, mark: mark, at: now) }
+            // Deletions and the high-water mark roll back with a lost lease: the new owner finishes the job.
             guard try await store.finishJob(jobID: job.id, owner: owner, status: "completed", error: nil, processed: processed, total: processed, counts: c.json, at: now) else {
-                return nil
+                throw LeaseLost()
             }
             var data: [String: JSONValue] = [
                 "jobId": .string(job.id.uuidString.lowercased()), "entity": .string(job.entity), "syncType": .string(job.syncType),

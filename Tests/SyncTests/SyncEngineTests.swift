@@ -33,7 +33,7 @@ struct SyncEnvironment: Sendable {
 
     static func with(
         _ backend: Backend, conflictResolution: JSONValue = ["strategy": "source_wins"], schedule: JSONValue? = nil,
-        engineConfiguration: SyncEngine.Configuration = .init(), clock: any WallClock = SystemWallClock(),
+        engineConfiguration: SyncEngine.Configuration = .init(), clock: any WallClock = SystemWallClock(), runEngine: Bool = true,
         _ body: @Sendable (SyncEnvironment, UUID) async throws -> Void
     ) async throws {
         try await FakeProvider.with { provider in
@@ -61,6 +61,7 @@ struct SyncEnvironment: Sendable {
                 let integrationID = try #require(UUID(uuidString: integration.id))
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await sequencer.run() }
+                    if runEngine { group.addTask { try await engine.run() } }
                     do {
                         try await body(environment, integrationID)
                     } catch {
@@ -209,7 +210,8 @@ struct SyncEngineTests {
 
     @Test("a job whose instance stopped midway is resumed from its last committed page by another: no duplicates, no gaps", arguments: Backend.available)
     func resumes(backend: Backend) async throws {
-        try await SyncEnvironment.with(backend, engineConfiguration: .init(leaseSeconds: 1, pollInterval: .milliseconds(200))) { env, integrationID in
+        // The environment's engine starts only once the first instance has stopped (as a restarted process would).
+        try await SyncEnvironment.with(backend, engineConfiguration: .init(leaseSeconds: 1, pollInterval: .milliseconds(200)), runEngine: false) { env, integrationID in
             env.provider.seed(3_000)
             // The provider stalls (429) from its fourth request on, while the first instance runs the job.
             env.provider.throttle(1_000_000, from: 4)
@@ -226,6 +228,7 @@ struct SyncEngineTests {
             _ = await runFirst.result
             let stopped = try await env.engine.job(integrationID: integrationID, jobID: jobID, by: env.admin)
             #expect(stopped.status == "running" && stopped.recordsProcessed == 1_500, "three pages of 500 committed: \(stopped.recordsProcessed)")
+            // Another instance (lease 1 s, polling every 200 ms) takes the job over.
             env.provider.throttle(0)
             let runSecond = Task { try await env.engine.run() }
             var finished = stopped
@@ -249,7 +252,6 @@ struct SyncEngineTests {
             backend, schedule: ["intervalSeconds": 3600], engineConfiguration: .init(pollInterval: .milliseconds(50)), clock: clock
         ) { env, integrationID in
             env.provider.seed(50)
-            let run = Task { try await env.engine.run() }
             func jobs() async throws -> [SyncJobView] {
                 try await env.engine.jobs(integrationID: integrationID, before: nil, limit: 100, by: env.admin)
             }
@@ -276,8 +278,6 @@ struct SyncEngineTests {
             #expect(all.count == 6)
             let schedule = try await env.engine.schedule(integrationID: integrationID, by: env.admin)
             #expect(schedule.nextRunAt != nil && !schedule.paused)
-            run.cancel()
-            _ = await run.result
             let types = try await env.ledgerTypes().map(\.type)
             #expect(types.filter { $0 == "sync.schedule" }.count == 2)
         }
