@@ -324,7 +324,16 @@ public struct SyncStore {
             WHERE organization_id = \(bind: organizationID) AND integration_id = \(bind: integrationID) AND entity = \(bind: entity)
             """)
         if let after {
-            query.appendInterpolation(" AND (updated_at > \(bind: after.updatedAt) OR (updated_at = \(bind: after.updatedAt) AND record_id > \(bind: after.recordID)))" as SQLQueryString)
+            // The cursor's instant must equal the stored one exactly: PostgreSQL gets it as RFC 3339 text (a
+            // bound Date may land a microsecond off, and the page would repeat forever); SQLite stores the
+            // same microsecond-rounded seconds the cursor decodes to.
+            let instant: SQLQueryString = db.backend == .postgres
+                ? "CAST(\(bind: Timestamp.rfc3339(after.updatedAt)) AS timestamptz)" : "\(bind: after.updatedAt)"
+            query.appendInterpolation(" AND (updated_at > " as SQLQueryString)
+            query.appendInterpolation(instant)
+            query.appendInterpolation(" OR (updated_at = " as SQLQueryString)
+            query.appendInterpolation(instant)
+            query.appendInterpolation(" AND record_id > \(bind: after.recordID)))" as SQLQueryString)
         }
         query.appendInterpolation(" ORDER BY updated_at, record_id LIMIT \(bind: limit)" as SQLQueryString)
         return try await db.raw(query).all().map(decodeRecord)
