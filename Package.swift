@@ -193,7 +193,7 @@ let package = Package(
         .target(
             name: "PortalTestSupport",
             dependencies: [
-                "PortalCore", "Storage",
+                "PortalCore", "Storage", "Ledger",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -102,10 +102,7 @@ struct SyncEnvironment: Sendable {
     }
 
     func ledgerTypes() async throws -> [LedgerEntry] {
-        try await sequencer.drainAll()
-        return try await db.read { tx in
-            try await LedgerStore(tx).entries(admin.organizationID, from: 0, limit: 100_000).map { try LedgerEntry(canonical: $0.bytes) }
-        }
+        try await sequencer.chainedEntries(of: admin.organizationID, in: db)
     }
 }
 

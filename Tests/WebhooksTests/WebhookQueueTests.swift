@@ -85,10 +85,7 @@ struct QueueFixture: Sendable {
 
     /// Every entry of the organization's ledger, once the sequencer has chained what is queued.
     func entries() async throws -> [LedgerEntry] {
-        try await sequencer.drainAll()
-        return try await db.read { tx in
-            try await LedgerStore(tx).entries(org.id, from: 0, limit: 10_000).map { try LedgerEntry(canonical: $0.bytes) }
-        }
+        try await sequencer.chainedEntries(of: org.id, in: db)
     }
 }
 
