@@ -141,6 +141,24 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Monitoring: latency sketches and error rates, rollups, Prometheus exposition, alert rules and notifiers.
+        .target(
+            name: "Monitoring",
+            dependencies: [
+                "PortalCore",
+                "Storage",
+                "Ledger",
+                "Integrations",
+                "Gateway",
+                "Webhooks",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "SQLKit", package: "sql-kit"),
+            ],
+            resources: [.copy("Resources/alert-rules.yml")],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "PortalServer",
             dependencies: [
@@ -151,6 +169,7 @@ let package = Package(
                 "Gateway",
                 "Webhooks",
                 "Sync",
+                "Monitoring",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
@@ -167,6 +186,8 @@ let package = Package(
                 "PortalCore",
                 "Storage",
                 "Integrations",
+                "Ledger",
+                "Monitoring",
                 "PortalServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -178,7 +199,7 @@ let package = Package(
         .executableTarget(
             name: "PortalBench",
             dependencies: [
-                "PortalCore", "Storage", "Ledger", "Integrations", "PortalServer", "PortalTestSupport",
+                "PortalCore", "Storage", "Ledger", "Integrations", "PortalServer", "PortalTestSupport", "Monitoring",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -239,6 +260,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "MonitoringTests",
+            dependencies: [
+                "PortalCore", "Storage", "Ledger", "Integrations", "Gateway", "Webhooks", "Monitoring", "PortalTestSupport",
+                .product(name: "SQLKit", package: "sql-kit"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "WebhooksTests",
             dependencies: [
                 "PortalCore", "Storage", "Ledger", "Integrations", "Webhooks", "PortalTestSupport",
@@ -274,7 +304,7 @@ let package = Package(
         .testTarget(
             name: "PortalServerTests",
             dependencies: [
-                "PortalCore", "Storage", "Ledger", "Integrations", "Gateway", "PortalServer", "PortalTestSupport",
+                "PortalCore", "Storage", "Ledger", "Integrations", "Gateway", "Monitoring", "PortalServer", "PortalTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

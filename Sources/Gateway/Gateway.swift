@@ -152,14 +152,19 @@ public final class Gateway: Service, Sendable {
     let cache: ResponseCache
     private let sleep: @Sendable (Duration) async throws -> Void
     private let client: Mutex<HTTPClient?> = Mutex(nil)
+    /// Told of every recorded call and token request (monitoring).
+    private let observer: any ActivityObserver
 
     public init(
         database: Database, vault: CredentialVault, registry: IntegrationRegistry, audit: any AuditTrail, clock: any WallClock = SystemWallClock(),
-        ids: IdentifierGenerator = .shared, logger: Logger, configuration: Configuration = .init(),
+        ids: IdentifierGenerator = .shared, logger: Logger, configuration: Configuration = .init(), observer: any ActivityObserver = NoActivityObserver(),
         sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
     ) {
         self.registry = registry
-        oauth = OAuthTokens(database: database, vault: vault, audit: audit, clock: clock, invalidate: { [registry] id in registry.invalidate(id: id) })
+        self.observer = observer
+        oauth = OAuthTokens(
+            database: database, vault: vault, audit: audit, clock: clock, observer: observer, invalidate: { [registry] id in registry.invalidate(id: id) }
+        )
         self.audit = audit
         self.clock = clock
         self.ids = ids
@@ -355,6 +360,7 @@ public final class Gateway: Service, Sendable {
                     continue
                 }
                 record.status = response.status
+                (record.quotaRemaining, record.quotaLimit) = Self.quota(response.headers)
                 record.responseDigest = response.body.isEmpty ? nil : Hex.encode(SHA256.hash(data: response.body))
                 if let until = RateLimiter.holdOff(status: response.status, headers: response.headers, now: clock.now()) {
                     limiter.block(integrationID: integration.id, until: until)
@@ -577,9 +583,8 @@ public final class Gateway: Service, Sendable {
             "cache": .string(call.cache),
         ]
         if let status = call.status { data["status"] = .int(Int64(status)) }
-        if call.outcome != .success, let category = call.category ?? (call.outcome == .throttled ? "rate_limit" : call.outcome == .refused ? "business" : Outcome.category(status: call.status)) {
-            data["errorCategory"] = .string(category)
-        }
+        let category = call.outcome == .success ? nil : call.category ?? (call.outcome == .throttled ? "rate_limit" : call.outcome == .refused ? "business" : Outcome.category(status: call.status))
+        if let category { data["errorCategory"] = .string(category) }
         if let digest = call.requestDigest { data["requestBodyDigest"] = .string(digest) }
         if let digest = call.responseDigest { data["responseBodyDigest"] = .string(digest) }
         let integration = call.integration
@@ -594,6 +599,32 @@ public final class Gateway: Service, Sendable {
             actor: call.actor, integrationID: integration.id, data: .object(data), time: now
         )
         try await audit.append([event], with: RequestRow(record: row))
+        observer.observe(.call(.init(
+            organizationID: integration.organizationID, integrationID: integration.id, endpoint: call.template, outcome: call.outcome.rawValue,
+            category: category, durationMicros: micros, at: now, error: row.errorMessage, quotaRemaining: call.quotaRemaining, quotaLimit: call.quotaLimit
+        )))
+    }
+
+    /// The provider's remaining quota and limit from its rate-limit headers (`X-RateLimit-*` or the IETF
+    /// draft's `RateLimit-*`), when it sent both.
+    static func quota(_ headers: [(name: String, value: String)]) -> (Int?, Int?) {
+        func value(_ names: [String]) -> Int? {
+            for (name, value) in headers where names.contains(name.lowercased()) {
+                if let n = Int(value.split(separator: ",").first?.trimmingCharacters(in: .whitespaces) ?? "") { return n }
+            }
+            return nil
+        }
+        let remaining = value(["x-ratelimit-remaining", "ratelimit-remaining"])
+        let limit = value(["x-ratelimit-limit", "ratelimit-limit"])
+        return remaining != nil && limit != nil ? (remaining, limit) : (nil, nil)
+    }
+
+    /// Sends one notification (alert receivers): the destination policy applies, through the shared client,
+    /// without a ledger entry of its own (the notifier logs it). Returns the status and up to 64 KiB of body.
+    public func deliver(_ request: OutboundRequest, timeout: Duration = .seconds(10)) async throws -> (status: Int, body: [UInt8]) {
+        try await configuration.policy.check(request.url)
+        let response = try await send(request, deadline: ContinuousClock.now + timeout)
+        return (response.status, Array(response.body.prefix(64 << 10)))
     }
 
     /// A call's `integration_requests` row, written with its ledger entry in the sequencer's batch.
@@ -707,6 +738,9 @@ struct CallRecord {
     var cache = "BYPASS"
     /// The error category when the status does not tell it (a failed token request: `authentication`).
     var category: String?
+    /// The provider's rate-limit headers, when it sent them.
+    var quotaRemaining: Int?
+    var quotaLimit: Int?
 
     init(integration: OutboundIntegration, method: String, template: String, url: URL, actor: String, requestDigest: String?, storedRequest: JSONValue?) {
         self.integration = integration

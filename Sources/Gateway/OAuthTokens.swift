@@ -75,11 +75,17 @@ final class OAuthTokens: Sendable {
     private let locks = KeyedLock()
     /// Forgets an integration's cached configuration after its status changed here.
     private let invalidate: @Sendable (UUID) -> Void
+    /// Told of every token request's result (monitoring).
+    private let observer: any ActivityObserver
     /// Calls the token endpoint: (url, form fields, basic credentials) -> (status, JSON body).
     typealias TokenEndpoint = @Sendable (URL, [(String, String)], (String, String)?) async throws -> (Int, JSONValue)
 
-    init(database: Database, vault: CredentialVault, audit: any AuditTrail, clock: any WallClock, invalidate: @escaping @Sendable (UUID) -> Void) {
+    init(
+        database: Database, vault: CredentialVault, audit: any AuditTrail, clock: any WallClock, observer: any ActivityObserver = NoActivityObserver(),
+        invalidate: @escaping @Sendable (UUID) -> Void
+    ) {
         self.invalidate = invalidate
+        self.observer = observer
         self.database = database
         self.vault = vault
         self.audit = audit
@@ -258,6 +264,7 @@ final class OAuthTokens: Sendable {
             ), in: tx)
         }
         audit.wake()
+        observer.observe(.tokenRefresh(organizationID: integration.organizationID, integrationID: integration.id, success: true))
         return access
     }
 
@@ -402,6 +409,7 @@ final class OAuthTokens: Sendable {
             }
         }
         audit.wake()
+        observer.observe(.tokenRefresh(organizationID: integration.organizationID, integrationID: integration.id, success: false))
         if exhausted { invalidate(integration.id) }
         return .failure(PortalError(.upstreamFailed, "could not obtain an access token: \(reason)"))
     }

@@ -30,6 +30,15 @@ public struct PortalSettings: Sendable, Equatable {
     public var logLevel: String = "info"
     /// `json` (one object per line) or `text`.
     public var logFormat: String = "json"
+    /// The bearer token of the platform-wide `/metrics`; when unset, one is generated on first start,
+    /// printed once, and kept as a SHA-256 digest.
+    public var metricsToken: String?
+    /// An alert rule file (YAML) used instead of the built-in rules.
+    public var alertRulesPath: String?
+    /// Seconds between periodic verifications of every ledger (default one hour).
+    public var ledgerVerifyInterval: TimeInterval = 3600
+    /// Whether calls, webhooks and syncs feed the metrics collector (off only to measure its cost).
+    public var monitoring: Bool = true
 
     public init() {}
 
@@ -47,6 +56,10 @@ public struct PortalSettings: Sendable, Equatable {
         ("PORTAL_CATALOG", "provider catalog YAML file used instead of the built-in one"),
         ("PORTAL_LOG_LEVEL", "log level (default info)"),
         ("PORTAL_LOG_FORMAT", "json or text (default json)"),
+        ("PORTAL_METRICS_TOKEN", "bearer token of /metrics (default: generated on first start and printed once)"),
+        ("PORTAL_ALERT_RULES", "alert rule YAML file used instead of the built-in rules"),
+        ("PORTAL_LEDGER_VERIFY_INTERVAL", "how often every ledger is verified (default 1h)"),
+        ("PORTAL_MONITORING", "on or off: feed the metrics collector (default on)"),
     ]
 
     /// Settings from `PORTAL_*` variables over the defaults.
@@ -74,6 +87,21 @@ public struct PortalSettings: Sendable, Equatable {
         if let v = env["PORTAL_CATALOG"], !v.isEmpty { s.catalogPath = v }
         if let v = env["PORTAL_LOG_LEVEL"], !v.isEmpty { s.logLevel = v }
         if let v = env["PORTAL_LOG_FORMAT"], !v.isEmpty { s.logFormat = v }
+        if let v = env["PORTAL_METRICS_TOKEN"], !v.isEmpty {
+            guard v.count >= 16 else { throw PortalError(.configuration, "PORTAL_METRICS_TOKEN must be at least 16 characters") }
+            s.metricsToken = v
+        }
+        if let v = env["PORTAL_ALERT_RULES"], !v.isEmpty { s.alertRulesPath = v }
+        if let v = env["PORTAL_LEDGER_VERIFY_INTERVAL"], !v.isEmpty {
+            guard let seconds = try? DurationText.seconds(v, field: "PORTAL_LEDGER_VERIFY_INTERVAL"), seconds >= 60 else {
+                throw PortalError(.configuration, "PORTAL_LEDGER_VERIFY_INTERVAL must be a duration of at least 1m (for example 1h)")
+            }
+            s.ledgerVerifyInterval = seconds
+        }
+        if let v = env["PORTAL_MONITORING"], !v.isEmpty {
+            guard ["on", "off"].contains(v) else { throw PortalError(.configuration, "PORTAL_MONITORING must be on or off") }
+            s.monitoring = v == "on"
+        }
         return s
     }
 

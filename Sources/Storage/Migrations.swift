@@ -489,5 +489,105 @@ enum Schema {
                 """,
             ]
         }),
+        // Issue 8: monitoring. Rollups are per instance (several instances sharing a database each write
+        // their own rows, and readers merge them); alert state, silences, receivers and the notification log.
+        Migration(version: 8, name: "metric rollups, alert states, silences, receivers, notifications, service leases", statements: { _ in
+            [
+                """
+                CREATE TABLE metric_rollups (
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  integration_id {uuid} NOT NULL,
+                  resolution INTEGER NOT NULL CHECK (resolution IN (60, 3600)),
+                  bucket_start BIGINT NOT NULL,
+                  instance_id TEXT NOT NULL,
+                  stats TEXT NOT NULL,
+                  PRIMARY KEY (integration_id, resolution, bucket_start, instance_id)
+                )
+                """,
+                "CREATE INDEX metric_rollups_window ON metric_rollups (organization_id, resolution, bucket_start)",
+                """
+                CREATE TABLE alert_states (
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  fingerprint TEXT NOT NULL,
+                  rule TEXT NOT NULL,
+                  labels {json} NOT NULL,
+                  annotations {json} NOT NULL,
+                  state TEXT NOT NULL CHECK (state IN ('pending', 'firing', 'resolved')),
+                  value DOUBLE PRECISION,
+                  active_at {time} NOT NULL,
+                  fired_at {time},
+                  resolved_at {time},
+                  last_seen_at {time} NOT NULL,
+                  last_notified_at {time},
+                  PRIMARY KEY (organization_id, fingerprint)
+                )
+                """,
+                "CREATE INDEX alert_states_recent ON alert_states (organization_id, state, last_seen_at)",
+                """
+                CREATE TABLE alert_silences (
+                  id {uuid} PRIMARY KEY,
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  matchers {json} NOT NULL,
+                  starts_at {time} NOT NULL,
+                  ends_at {time} NOT NULL,
+                  comment TEXT NOT NULL,
+                  created_by TEXT NOT NULL,
+                  created_at {time} NOT NULL
+                )
+                """,
+                "CREATE INDEX alert_silences_active ON alert_silences (organization_id, ends_at)",
+                """
+                CREATE TABLE alert_receivers (
+                  id {uuid} PRIMARY KEY,
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  name TEXT NOT NULL,
+                  kind TEXT NOT NULL CHECK (kind IN ('webhook', 'slack', 'teams', 'sendgrid')),
+                  config {json} NOT NULL,
+                  sealed_secrets {json} NOT NULL,
+                  created_at {time} NOT NULL,
+                  updated_at {time} NOT NULL,
+                  UNIQUE (organization_id, name)
+                )
+                """,
+                """
+                CREATE TABLE alert_notifications (
+                  id {uuid} PRIMARY KEY,
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  receiver_id {uuid} NOT NULL,
+                  fingerprint TEXT NOT NULL,
+                  status TEXT NOT NULL,
+                  attempts INTEGER NOT NULL,
+                  delivered {bool} NOT NULL,
+                  http_status INTEGER,
+                  error TEXT,
+                  created_at {time} NOT NULL
+                )
+                """,
+                "CREATE INDEX alert_notifications_recent ON alert_notifications (organization_id, created_at)",
+                """
+                CREATE TABLE service_leases (
+                  name TEXT PRIMARY KEY,
+                  owner TEXT NOT NULL,
+                  lease_until {time} NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE platform_secrets (
+                  name TEXT PRIMARY KEY,
+                  digest {blob} NOT NULL,
+                  created_at {time} NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE ledger_verifications (
+                  organization_id {uuid} PRIMARY KEY REFERENCES organizations(id),
+                  passed {bool} NOT NULL,
+                  size BIGINT NOT NULL,
+                  message TEXT,
+                  verified_at {time} NOT NULL
+                )
+                """,
+            ]
+        }),
     ]
 }

@@ -43,6 +43,8 @@ public final class SyncEngine: Service, Sendable {
     let ids: IdentifierGenerator
     let logger: Logger
     let configuration: Configuration
+    /// Told of the records each committed page handled (monitoring).
+    let observer: any ActivityObserver
     /// This instance's lease name.
     public let owner: String
     /// Jobs to run, started by requests or taken over: the service's `run()` runs each as a child task.
@@ -58,8 +60,9 @@ public final class SyncEngine: Service, Sendable {
 
     public init(
         database: Database, gateway: Gateway, vault: CredentialVault, audit: any AuditTrail, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared,
-        logger: Logger, configuration: Configuration = .init()
+        logger: Logger, configuration: Configuration = .init(), observer: any ActivityObserver = NoActivityObserver()
     ) {
+        self.observer = observer
         self.database = database
         self.gateway = gateway
         sealing = SubjectSealing(vault: vault)

@@ -242,6 +242,7 @@ extension SyncEngine {
         }
         guard let finalCounts else { return false }
         if finalCounts.conflicts > counts.conflicts { audit.wake() }
+        observe(job, from: counts, to: finalCounts)
         counts = finalCounts
         processed += items.count
         checkpoint = after
@@ -384,7 +385,10 @@ extension SyncEngine {
             return c
         }
         audit.wake()
-        if let result { counts = result }
+        if let result {
+            observe(job, from: counts, to: result)
+            counts = result
+        }
     }
 
     /// Ends a job as cancelled (or another final status) with its counts so far.
@@ -414,5 +418,18 @@ extension SyncEngine {
     func fail(_ job: SyncJobRecord, counts: Counts, processed: Int, message: String) async {
         logger.warning("sync job failed", metadata: ["portal.job": "\(job.id)", "portal.reason": "\(message.prefix(200))"])
         await end(job, status: "failed", counts: counts, processed: processed, message: message, checkpoint: Checkpoint(job.checkpoint))
+    }
+}
+
+extension SyncEngine {
+    /// Tells monitoring what a committed step of `job` added to its counts.
+    func observe(_ job: SyncJobRecord, from before: Counts, to after: Counts) {
+        let delta: [Activity.SyncOperation: Int] = [
+            .fetched: after.fetched - before.fetched, .created: after.created - before.created, .updated: after.updated - before.updated,
+            .unchanged: after.unchanged - before.unchanged, .deleted: after.deleted - before.deleted, .conflicts: after.conflicts - before.conflicts,
+            .rejected: after.rejected - before.rejected,
+        ]
+        guard delta.values.contains(where: { $0 > 0 }) else { return }
+        observer.observe(.syncRecords(organizationID: job.organizationID, integrationID: job.integrationID, counts: delta))
     }
 }

@@ -33,6 +33,8 @@ public final class WebhookService: Sendable {
     let logger: Logger
     let publicURL: String
     let configuration: Configuration
+    /// Told of every receipt, rejection and queue outcome (monitoring).
+    let observer: any ActivityObserver
     /// Live receive paths (`slug/name`): an unknown path is a 404 without a database query.
     private let paths = Mutex(PathIndex())
     private let opened = Mutex<[String: (endpoint: OpenedEndpoint, at: Date)]>([:])
@@ -60,8 +62,10 @@ public final class WebhookService: Sendable {
 
     public init(
         database: Database, vault: CredentialVault, audit: any AuditTrail, registry: IntegrationRegistry, clock: any WallClock = SystemWallClock(),
-        ids: IdentifierGenerator = .shared, logger: Logger, publicURL: String, configuration: Configuration = .init()
+        ids: IdentifierGenerator = .shared, logger: Logger, publicURL: String, configuration: Configuration = .init(),
+        observer: any ActivityObserver = NoActivityObserver()
     ) {
+        self.observer = observer
         self.database = database
         self.vault = vault
         self.audit = audit
@@ -357,6 +361,7 @@ public final class WebhookService: Sendable {
             }
             if seen {
                 counters.withLock { $0.duplicates += 1 }
+                observe(endpoint, .duplicate)
                 return .json(["received": true, "duplicate": true])
             }
             dedupKey = "sha256:\(digest):\(id.uuidString.lowercased())"
@@ -389,15 +394,22 @@ public final class WebhookService: Sendable {
         }
         guard try await audit.append([event], with: row) else {
             counters.withLock { $0.duplicates += 1 }
+            observe(endpoint, .duplicate)
             return .json(["received": true, "duplicate": true])
         }
         counters.withLock { $0.received += 1 }
+        observe(endpoint, .received)
         wakeWorkers()
         return .json(["received": true, "id": .string(id.uuidString.lowercased())])
     }
 
+    private func observe(_ endpoint: OpenedEndpoint, _ status: Activity.WebhookStatus) {
+        observer.observe(.webhook(organizationID: endpoint.record.organizationID, integrationID: endpoint.record.integrationID, status: status))
+    }
+
     private func reject(_ rejection: WebhookRejection, endpoint: OpenedEndpoint, request: InboundWebhook, at now: Date) async throws -> Answer {
         counters.withLock { $0.rejected[rejection.kind.rawValue, default: 0] += 1 }
+        observe(endpoint, .rejected)
         try await audit.append([AuditEvent(
             organizationID: endpoint.record.organizationID, type: "webhook.rejected", actor: "provider:\(endpoint.record.name)",
             integrationID: endpoint.record.integrationID,

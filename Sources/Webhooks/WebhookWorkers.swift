@@ -160,7 +160,7 @@ public final class WebhookWorkers: Service, Sendable {
             }
             return opened
         }
-        let lost = try await service.database.write { db -> Int in
+        let (lost, settled) = try await service.database.write { db -> (Int, [AuditEvent]) in
             let store = WebhookEventStore(db)
             // A lease that expired meanwhile may be another worker's now: those events are left alone.
             let held = try await store.held(ids: leased.map(\.id), owner: owner)
@@ -220,7 +220,12 @@ public final class WebhookWorkers: Service, Sendable {
                 events.append(try await Self.fail(record, message: message, final: final, owner: owner, service: service, in: db, at: finished))
             }
             try await service.audit.record(events, in: db)
-            return leased.count - held.count
+            return (leased.count - held.count, events)
+        }
+        for event in settled {
+            guard let integrationID = event.integrationID else { continue }
+            let status: Activity.WebhookStatus = event.type == "webhook.processed" ? .processed : event.data.objectValue?["final"] == .int(1) ? .deadLettered : .failed
+            service.observer.observe(.webhook(organizationID: event.organizationID, integrationID: integrationID, status: status))
         }
         if lost > 0 {
             service.logger.warning("webhook events' leases expired before they were processed; another worker takes them", metadata: ["portal.events": "\(lost)"])

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Ledger
+import Monitoring
 import Logging
 import PortalCore
 import PortalServer
@@ -133,34 +134,21 @@ struct LedgerCommand: AsyncParsableCommand {
             try await CLI.run {
                 try await LedgerCommand.withServices(settings) { services in
                     let db = services.database
-                    let verifier = LedgerVerifier()
                     let terminal = isatty(STDERR_FILENO) == 1
                     for ledger in try await LedgerCommand.ledgers(orgFilter, in: db) {
-                        let keys = given.isEmpty ? try await services.checkpointer.verifierKeys(slug: ledger.slug) : given
                         let start = ContinuousClock.now
-                        let result = try await verifier.verify(
-                            database: db, organizationID: ledger.id, slug: ledger.slug, keys: keys, publishedDirectory: directory
+                        let result = try await services.ledgerVerification.verify(
+                            organizationID: ledger.id, slug: ledger.slug, keys: given, publishedDirectory: directory, actor: CLI.actor
                         ) { checked in
                             if terminal { CLI.progress("verifying \(ledger.slug): \(checked) entries") }
                         }
                         if terminal { CLI.progress("") }
                         let seconds = Double((ContinuousClock.now - start).components.attoseconds) / 1e18 + Double((ContinuousClock.now - start).components.seconds)
-                        let root = Data(result.root).base64EncodedString()
                         if let failure = result.failure {
                             failed = true
                             print("FAILED \(ledger.slug) at seq \(failure.seq): \(failure.message)")
-                            try await services.ledger.appendNow([AuditEvent(
-                                organizationID: Organization.platformID, type: "ledger.verified", actor: CLI.actor,
-                                data: ["ledger": .string(ledger.slug), "result": "failed", "seq": .int(failure.seq), "reason": .string(failure.message)],
-                                time: services.clock.now()
-                            )])
                         } else {
-                            print("verified \(ledger.slug): size \(result.size), root \(root), \(result.checkpointsChecked) checkpoint(s), \(String(format: "%.3f", seconds)) s")
-                            try await services.ledger.appendNow([AuditEvent(
-                                organizationID: ledger.id, type: "ledger.verified", actor: CLI.actor,
-                                data: ["size": .int(result.size), "root": .string(root), "result": "ok", "checkpoints": .int(Int64(result.checkpointsChecked))],
-                                time: services.clock.now()
-                            )])
+                            print("verified \(ledger.slug): size \(result.size), root \(Data(result.root).base64EncodedString()), \(result.checkpointsChecked) checkpoint(s), \(String(format: "%.3f", seconds)) s")
                         }
                     }
                 }

@@ -33,6 +33,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("catalog"), help: "A provider catalog YAML file used instead of the built-in one (PORTAL_CATALOG).")
     var catalog: String?
 
+    @Option(name: .customLong("alert-rules"), help: "An alert rule YAML file used instead of the built-in rules (PORTAL_ALERT_RULES).")
+    var alertRules: String?
+
+    @Option(name: .customLong("ledger-verify-interval"), help: "How often every ledger is verified, e.g. 1h (PORTAL_LEDGER_VERIFY_INTERVAL; default 1h).")
+    var ledgerVerifyInterval: String?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (PORTAL_LOG_LEVEL; default info).")
     var logLevel: String?
 
@@ -50,6 +56,13 @@ struct Serve: AsyncParsableCommand {
         if let maxBodyBytes { settings.maxBodyBytes = maxBodyBytes }
         if let outboundAllow { settings.outboundAllow = outboundAllow }
         if let catalog { settings.catalogPath = catalog }
+        if let alertRules { settings.alertRulesPath = alertRules }
+        if let ledgerVerifyInterval {
+            guard let seconds = try? DurationText.seconds(ledgerVerifyInterval, field: "--ledger-verify-interval"), seconds >= 60 else {
+                throw ValidationError("--ledger-verify-interval must be a duration of at least 1m, such as 1h")
+            }
+            settings.ledgerVerifyInterval = seconds
+        }
         if let logLevel { settings.logLevel = logLevel }
         if let logFormat { settings.logFormat = logFormat }
         guard let level = Logger.Level(rawValue: settings.logLevel) else {
@@ -67,7 +80,7 @@ struct Serve: AsyncParsableCommand {
         var logger = Logger(label: "portal")
         logger.logLevel = level
         let consoleURL = settings.effectivePublicURL
-        let configuration = ServerConfiguration(settings: settings, logger: logger) { token in
+        let configuration = ServerConfiguration(settings: settings, logger: logger, onBootstrapToken: { token in
             FileHandle.standardOutput.write(Data("""
                 Created organization '\(Bootstrap.defaultSlug)' and its first admin token (shown once, keep it safe):
 
@@ -76,7 +89,16 @@ struct Serve: AsyncParsableCommand {
                 Try: curl -H "Authorization: Bearer \(token)" \(consoleURL)/portal/whoami
 
                 """.utf8))
-        }
+        }, onMetricsToken: { token in
+            FileHandle.standardOutput.write(Data("""
+                Generated the /metrics token for Prometheus (shown once; set PORTAL_METRICS_TOKEN to choose your own):
+
+                  \(token)
+
+                Try: curl -H "Authorization: Bearer \(token)" \(consoleURL)/metrics
+
+                """.utf8))
+        })
         try await CLI.run {
             let app = try buildApplication(configuration)
             try await app.runService()

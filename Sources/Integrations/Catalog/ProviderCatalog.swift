@@ -53,15 +53,7 @@ public struct ProviderCatalog: Sendable {
     /// Parses and checks a catalog: every preset names a known type and auth method, its parameters are
     /// declared, and the credentials it lists satisfy its auth method.
     public init(yaml: String, source: String = "catalog") throws(PortalError) {
-        let root: JSONValue
-        do {
-            guard let node = try Yams.compose(yaml: yaml) else { throw PortalError(.configuration, "\(source) is empty") }
-            root = try Self.json(node)
-        } catch let error as PortalError {
-            throw error
-        } catch {
-            throw PortalError(.configuration, "\(source) is not valid YAML: \(error)")
-        }
+        let root = try YAMLDocument.parse(yaml, source: source)
         guard case .int(1)? = root.objectValue?["version"], case .array(let entries)? = root.objectValue?["providers"] else {
             throw PortalError(.configuration, "\(source) must have version: 1 and a providers list")
         }
@@ -232,6 +224,21 @@ public struct ProviderCatalog: Sendable {
             return .array(try sequence.map { try json($0) })
         case .alias:
             throw PortalError(.configuration, "YAML aliases are not supported in the catalog")
+        }
+    }
+}
+
+/// YAML documents (the catalog, alert rules) read as JSON values.
+public enum YAMLDocument {
+    /// Parses `yaml`; a configuration error names `source` when it is not YAML or is empty.
+    public static func parse(_ yaml: String, source: String) throws(PortalError) -> JSONValue {
+        do {
+            guard let node = try Yams.compose(yaml: yaml) else { throw PortalError(.configuration, "\(source) is empty") }
+            return try ProviderCatalog.json(node)
+        } catch let error as PortalError {
+            throw error
+        } catch {
+            throw PortalError(.configuration, "\(source) is not valid YAML: \(error)")
         }
     }
 }

@@ -15,11 +15,14 @@ public struct ServerConfiguration: Sendable {
     public var bootstrap: Bool
     /// Receives the first admin token when one was created (the CLI prints it once).
     public var onBootstrapToken: (@Sendable (String) -> Void)?
+    /// Receives the `/metrics` token when one was generated (first start without `PORTAL_METRICS_TOKEN`).
+    public var onMetricsToken: (@Sendable (String) -> Void)?
 
     public init(
         settings: PortalSettings, clock: any WallClock = SystemWallClock(), logger: Logger,
-        bootstrap: Bool = true, onBootstrapToken: (@Sendable (String) -> Void)? = nil
+        bootstrap: Bool = true, onBootstrapToken: (@Sendable (String) -> Void)? = nil, onMetricsToken: (@Sendable (String) -> Void)? = nil
     ) {
+        self.onMetricsToken = onMetricsToken
         self.settings = settings
         self.clock = clock
         self.logger = logger
@@ -57,6 +60,9 @@ public func buildApplication(_ configuration: ServerConfiguration) throws -> som
         if configuration.bootstrap, let token = try await Bootstrap.firstAdminToken(services: services) {
             configuration.onBootstrapToken?(token)
         }
+        if configuration.bootstrap, let token = try await services.metricsToken.ensure(at: services.clock.now()) {
+            configuration.onMetricsToken?(token)
+        }
     }
     return app
 }
@@ -76,6 +82,7 @@ public func buildRouter(services: PortalServices) -> (Router<PortalRequestContex
     IntegrationRoutes(services: services).registerCallback(on: router, table: table)
     WebhookRoutes(services: services).register(on: portal, table: table)
     SyncRoutes(services: services).register(on: portal, table: table)
+    MonitoringRoutes(services: services).register(on: router, portal: portal, table: table)
     WebhookRoutes(services: services).registerReceiver(on: router, table: table)
     LedgerRoutes(services: services).register(on: ledger, table: table)
     return (router, table.routes)

@@ -3,6 +3,7 @@ public import Integrations
 public import Gateway
 public import Ledger
 public import Logging
+public import Monitoring
 public import PortalCore
 import SQLKit
 public import Storage
@@ -30,6 +31,14 @@ public struct PortalServices: Sendable {
     public let checkpointer: LedgerCheckpointer
     public let ledgerReader: LedgerReader
     public let authFailures: AuthFailureRecorder
+    /// Monitoring: the collector every capability reports to, its rollups and windows, alerting.
+    public let monitor: IntegrationMonitor
+    public let alertRules: AlertRuleSet
+    public let alertReceivers: AlertReceivers
+    public let alertEvaluator: AlertEvaluator
+    public let ledgerVerification: LedgerVerificationRun
+    public let ledgerWatch: LedgerWatch
+    public let metricsToken: MetricsTokenAuthority
     public let clock: any WallClock
     public let ids: IdentifierGenerator
     public let maxBodyBytes: Int
@@ -65,21 +74,38 @@ public struct PortalServices: Sendable {
         integrations = IntegrationRegistry(database: database, vault: vault, audit: ledger, clock: clock, ids: ids)
         authFailures = AuthFailureRecorder(audit: ledger, key: vault.derivedKey("auth-failure-sources"), clock: clock)
         catalog = try ProviderCatalog.load(path: settings.catalogPath)
+        let instance = ids.next().uuidString.lowercased()
+        let collector = MetricsCollector(clock: clock, instanceID: instance)
+        let observer: any ActivityObserver = settings.monitoring ? collector : NoActivityObserver()
+        monitor = IntegrationMonitor(collector: collector, database: database, clock: clock, logger: logger)
+        alertRules = try AlertRuleSet.load(path: settings.alertRulesPath)
+        metricsToken = MetricsTokenAuthority(database: database, configured: settings.metricsToken)
         webhooks = WebhookService(
             database: database, vault: vault, audit: ledger, registry: integrations, clock: clock, ids: ids, logger: logger, publicURL: publicURL,
-            configuration: .init(maxBodyBytes: settings.maxBodyBytes)
+            configuration: .init(maxBodyBytes: settings.maxBodyBytes), observer: observer
         )
         // user.* and data.sync feed the sync engine's upsert path (issue 7).
         webhookWorkers = WebhookWorkers(service: webhooks, handlers: [SyncWebhookHandler(vault: vault, audit: ledger, ids: ids)])
         gateway = Gateway(
             database: database, vault: vault, registry: integrations, audit: ledger, clock: clock, ids: ids, logger: logger,
-            configuration: .init(policy: try OutboundPolicy(allowList: settings.outboundAllow))
+            configuration: .init(policy: try OutboundPolicy(allowList: settings.outboundAllow)), observer: observer
         )
-        sync = SyncEngine(database: database, gateway: gateway, vault: vault, audit: ledger, clock: clock, ids: ids, logger: logger)
+        sync = SyncEngine(database: database, gateway: gateway, vault: vault, audit: ledger, clock: clock, ids: ids, logger: logger, observer: observer)
+        alertReceivers = AlertReceivers(database: database, vault: vault, audit: ledger, clock: clock, ids: ids)
+        alertEvaluator = AlertEvaluator(
+            rules: alertRules, database: database, monitor: monitor,
+            notifier: AlertNotifier(gateway: gateway, database: database, clock: clock, ids: ids, logger: logger, externalURL: publicURL),
+            receivers: alertReceivers, audit: ledger, clock: clock, logger: logger, owner: instance
+        )
+        ledgerVerification = LedgerVerificationRun(database: database, checkpointer: checkpointer, sequencer: ledger, clock: clock)
+        ledgerWatch = LedgerWatch(
+            run: ledgerVerification, database: database, clock: clock, logger: logger, interval: .seconds(Int64(settings.ledgerVerifyInterval)),
+            publishedDirectory: settings.checkpointDir, owner: instance
+        )
     }
 
     /// Long-running loops the application runs beside the HTTP server.
-    public var backgroundServices: [any Service] { [ledger, checkpointer, authFailures, gateway, webhookWorkers, sync] }
+    public var backgroundServices: [any Service] { [ledger, checkpointer, authFailures, gateway, webhookWorkers, sync, monitor, alertEvaluator, ledgerWatch] }
 }
 
 /// First-start setup: the `default` organization and its first admin token.

@@ -1,0 +1,129 @@
+import Foundation
+public import PortalCore
+
+/// The outcome classes and error categories of DESIGN section 7, in a fixed order (array slots).
+public enum OutcomeClass: String, Sendable, CaseIterable {
+    case success, clientError = "client_error", rateLimited = "rate_limited", serverError = "server_error"
+    case networkError = "network_error", throttled, refused
+
+    /// Whether the portal refused the call itself (not an upstream call).
+    public var isRefusedLocally: Bool { self == .throttled || self == .refused }
+}
+
+public enum ErrorCategory: String, Sendable, CaseIterable {
+    case authentication, rateLimit = "rate_limit", network, data, business
+}
+
+/// What happened to one integration during a span of time (a minute slot, an hour's rollup, or a window
+/// merged from them): counts by outcome, category, webhook status and sync operation, token refreshes, and
+/// the latency sketch of its upstream calls. Merging two is exact.
+public struct ActivityStats: Sendable, Equatable {
+    public var outcomes = [UInt64](repeating: 0, count: OutcomeClass.allCases.count)
+    public var categories = [UInt64](repeating: 0, count: ErrorCategory.allCases.count)
+    public var webhooks = [UInt64](repeating: 0, count: Activity.WebhookStatus.allCases.count)
+    public var sync = [UInt64](repeating: 0, count: Activity.SyncOperation.allCases.count)
+    public var tokenRefreshes: UInt64 = 0
+    public var tokenRefreshFailures: UInt64 = 0
+    /// Sum of upstream call durations, in microseconds.
+    public var durationMicros: UInt64 = 0
+    public var latency = LatencySketch()
+
+    public init() {}
+
+    public subscript(outcome: OutcomeClass) -> UInt64 { outcomes[OutcomeClass.allCases.firstIndex(of: outcome)!] }
+    public subscript(category: ErrorCategory) -> UInt64 { categories[ErrorCategory.allCases.firstIndex(of: category)!] }
+    public subscript(webhook: Activity.WebhookStatus) -> UInt64 { webhooks[Activity.WebhookStatus.allCases.firstIndex(of: webhook)!] }
+    public subscript(sync operation: Activity.SyncOperation) -> UInt64 { sync[Activity.SyncOperation.allCases.firstIndex(of: operation)!] }
+
+    /// Upstream calls: every outcome but the portal's own refusals.
+    public var upstreamCalls: UInt64 {
+        zip(OutcomeClass.allCases, outcomes).reduce(0) { $0 + ($1.0.isRefusedLocally ? 0 : $1.1) }
+    }
+
+    public var successfulCalls: UInt64 { self[.success] }
+
+    public var isEmpty: Bool {
+        outcomes.allSatisfy { $0 == 0 } && webhooks.allSatisfy { $0 == 0 } && sync.allSatisfy { $0 == 0 } && tokenRefreshes == 0
+    }
+
+    mutating func record(_ call: Activity.Call, sketch: Bool = true) {
+        let outcome = OutcomeClass(rawValue: call.outcome) ?? .networkError
+        outcomes[OutcomeClass.allCases.firstIndex(of: outcome)!] += 1
+        if outcome != .success, let category = call.category.flatMap(ErrorCategory.init(rawValue:)) {
+            categories[ErrorCategory.allCases.firstIndex(of: category)!] += 1
+        }
+        if !outcome.isRefusedLocally {
+            durationMicros += UInt64(max(0, call.durationMicros))
+            if sketch { latency.add(micros: Double(call.durationMicros)) }
+        }
+    }
+
+    mutating func record(webhook status: Activity.WebhookStatus) {
+        webhooks[Activity.WebhookStatus.allCases.firstIndex(of: status)!] += 1
+    }
+
+    mutating func record(sync counts: [Activity.SyncOperation: Int]) {
+        for (operation, n) in counts where n > 0 { sync[Activity.SyncOperation.allCases.firstIndex(of: operation)!] += UInt64(n) }
+    }
+
+    mutating func record(tokenRefresh success: Bool) {
+        tokenRefreshes += 1
+        if !success { tokenRefreshFailures += 1 }
+    }
+
+    public mutating func merge(_ other: ActivityStats) {
+        for i in outcomes.indices { outcomes[i] += other.outcomes[i] }
+        for i in categories.indices { categories[i] += other.categories[i] }
+        for i in webhooks.indices { webhooks[i] += other.webhooks[i] }
+        for i in sync.indices { sync[i] += other.sync[i] }
+        tokenRefreshes += other.tokenRefreshes
+        tokenRefreshFailures += other.tokenRefreshFailures
+        durationMicros += other.durationMicros
+        latency.merge(other.latency)
+    }
+
+    // MARK: Stored form
+
+    /// Version 1: a version byte, then varints: each count array (length-prefixed, so later versions can
+    /// add outcomes or statuses), token counts, duration sum, then the sketch. Base64 in `metric_rollups`.
+    public func encoded() -> String {
+        var out: [UInt8] = [1]
+        for array in [outcomes, categories, webhooks, sync] {
+            Varint.write(UInt64(array.count), into: &out)
+            for v in array { Varint.write(v, into: &out) }
+        }
+        Varint.write(tokenRefreshes, into: &out)
+        Varint.write(tokenRefreshFailures, into: &out)
+        Varint.write(durationMicros, into: &out)
+        latency.encode(into: &out)
+        return Data(out).base64EncodedString()
+    }
+
+    public static func decode(_ text: String) -> ActivityStats? {
+        guard let data = Data(base64Encoded: text), data.first == 1 else { return nil }
+        var reader = Varint.Reader(Array(data))
+        reader.position = 1
+        do {
+            var stats = ActivityStats()
+            func array(into target: inout [UInt64]) throws(Varint.Malformed) {
+                let n = Int(try reader.next())
+                guard n <= 64 else { throw Varint.Malformed() }
+                for i in 0..<n {
+                    let v = try reader.next()
+                    if i < target.count { target[i] = v }
+                }
+            }
+            try array(into: &stats.outcomes)
+            try array(into: &stats.categories)
+            try array(into: &stats.webhooks)
+            try array(into: &stats.sync)
+            stats.tokenRefreshes = try reader.next()
+            stats.tokenRefreshFailures = try reader.next()
+            stats.durationMicros = try reader.next()
+            stats.latency = try LatencySketch.decode(from: &reader)
+            return stats
+        } catch {
+            return nil
+        }
+    }
+}

@@ -1,0 +1,422 @@
+public import Foundation
+import Crypto
+import Integrations
+import Ledger
+public import PortalCore
+
+/// One alert rule (issue 8), Prometheus-style: a kind with its parameters, `for` (pending before firing),
+/// `keepFiringFor`, `repeatInterval`, and labels and annotations (templates over `$labels` and `$value`).
+public struct AlertRule: Sendable, Equatable {
+    public enum Kind: String, Sendable, CaseIterable {
+        case integrationFailure = "integration_failure", errorRate = "error_rate", latencyDegradation = "latency_degradation"
+        case quotaExhaustion = "quota_exhaustion", webhookBacklog = "webhook_backlog", deadLetters = "dead_letters"
+        case tokenRefreshFailure = "token_refresh_failure", ledgerVerificationFailure = "ledger_verification_failure"
+    }
+
+    public var name: String
+    public var kind: Kind
+    /// Seconds the condition must hold before the alert fires.
+    public var forSeconds: TimeInterval
+    /// Seconds a firing alert keeps firing after its condition cleared.
+    public var keepFiringForSeconds: TimeInterval
+    /// Seconds between notifications of an alert that keeps firing.
+    public var repeatIntervalSeconds: TimeInterval
+    public var labels: [String: String]
+    public var annotations: [String: String]
+    /// The window the kind looks at (error_rate, latency_degradation, quota_exhaustion, token_refresh_failure).
+    public var window: MetricsWindow
+    /// error_rate: the ratio above which it fires; latency_degradation: p95 seconds; dead_letters: the count
+    /// above which it fires; quota_exhaustion: the remaining fraction under which it fires.
+    public var threshold: Double
+    /// Fewest upstream calls in the window before error_rate or latency_degradation judge.
+    public var minRequests: Int
+    /// integration_failure: failed calls in a row.
+    public var consecutiveFailures: Int
+    /// latency_degradation: fire above this multiple of the integration's own 7-day p95 (0: off).
+    public var baselineFactor: Double
+    /// quota_exhaustion: also fire on this many 429s (`rate_limited` outcomes) in the window (0: off).
+    public var rateLimitedCalls: Int
+    /// webhook_backlog: oldest waiting event's age (seconds) and queue depth above which it fires.
+    public var maxAgeSeconds: Double
+    public var maxDepth: Int
+
+    public init(name: String, kind: Kind) {
+        self.name = name
+        self.kind = kind
+        forSeconds = 0
+        keepFiringForSeconds = 0
+        repeatIntervalSeconds = 4 * 3600
+        labels = [:]
+        annotations = [:]
+        window = .fiveMinutes
+        threshold = 0
+        minRequests = 0
+        consecutiveFailures = 5
+        baselineFactor = 0
+        rateLimitedCalls = 0
+        maxAgeSeconds = 300
+        maxDepth = 1000
+    }
+}
+
+/// A rule file: `evaluationInterval` and `rules`. The default (`Resources/alert-rules.yml`, the same rules
+/// as `dashboards/prometheus/rules.yml`) is replaced by the file at `PORTAL_ALERT_RULES` when set.
+public struct AlertRuleSet: Sendable, Equatable {
+    public var evaluationIntervalSeconds: TimeInterval
+    public var rules: [AlertRule]
+
+    public init(evaluationIntervalSeconds: TimeInterval = 30, rules: [AlertRule]) {
+        self.evaluationIntervalSeconds = evaluationIntervalSeconds
+        self.rules = rules
+    }
+
+    public static func load(path: String?) throws(PortalError) -> AlertRuleSet {
+        if let path, !path.isEmpty {
+            guard let data = FileManager.default.contents(atPath: path) else { throw PortalError(.configuration, "cannot read the alert rules at \(path)") }
+            return try AlertRuleSet(yaml: String(decoding: data, as: UTF8.self), source: path)
+        }
+        guard let url = Bundle.module.url(forResource: "alert-rules", withExtension: "yml"), let data = try? Data(contentsOf: url) else {
+            throw PortalError(.internal, "the default alert rules are missing from the build")
+        }
+        return try AlertRuleSet(yaml: String(decoding: data, as: UTF8.self), source: "the default alert rules")
+    }
+
+    /// Parses and checks a rule file; every problem is named with its rule and field.
+    public init(yaml: String, source: String) throws(PortalError) {
+        let root = try YAMLDocument.parse(yaml, source: source)
+        guard case .object(let top) = root, case .array(let entries)? = top["rules"] else {
+            throw PortalError(.configuration, "\(source) must have a rules list")
+        }
+        var problems: [String] = []
+        func duration(_ value: JSONValue?, _ field: String, default fallback: TimeInterval) -> TimeInterval {
+            guard let value else { return fallback }
+            guard let text = value.stringValue, let seconds = try? DurationText.seconds(text, field: field, allowZero: true) else {
+                problems.append("\(field) must be a duration such as 30s, 5m or 4h")
+                return fallback
+            }
+            return seconds
+        }
+        evaluationIntervalSeconds = duration(top["evaluationInterval"], "evaluationInterval", default: 30)
+        var rules: [AlertRule] = []
+        var names = Set<String>()
+        let known: Set<String> = [
+            "alert", "kind", "for", "keepFiringFor", "repeatInterval", "labels", "annotations", "window", "threshold", "minRequests",
+            "consecutiveFailures", "baselineFactor", "rateLimitedCalls", "maxAge", "maxDepth",
+        ]
+        for (index, entry) in entries.enumerated() {
+            guard case .object(let m) = entry else {
+                problems.append("rules[\(index)] must be a mapping")
+                continue
+            }
+            let name = m["alert"]?.stringValue ?? ""
+            let at = "rules[\(index)] (\(name.isEmpty ? "unnamed" : name))"
+            for key in m.keys.sorted() where !known.contains(key) { problems.append("\(at): unknown field \(key)") }
+            guard name.range(of: "^[A-Za-z_][A-Za-z0-9_]*$", options: .regularExpression) != nil else {
+                problems.append("\(at): alert must be a name of letters, digits and underscores")
+                continue
+            }
+            if !names.insert(name).inserted { problems.append("\(at): the name is used twice") }
+            guard let kind = m["kind"]?.stringValue.flatMap(AlertRule.Kind.init(rawValue:)) else {
+                problems.append("\(at): kind must be one of \(AlertRule.Kind.allCases.map(\.rawValue).joined(separator: ", "))")
+                continue
+            }
+            var rule = AlertRule(name: name, kind: kind)
+            rule.forSeconds = duration(m["for"], "\(at): for", default: 0)
+            rule.keepFiringForSeconds = duration(m["keepFiringFor"], "\(at): keepFiringFor", default: 0)
+            rule.repeatIntervalSeconds = duration(m["repeatInterval"], "\(at): repeatInterval", default: 4 * 3600)
+            if let w = m["window"] {
+                if let window = w.stringValue.flatMap(MetricsWindow.init(rawValue:)) { rule.window = window } else { problems.append("\(at): window must be 5m, 1h, 24h, 7d or 30d") }
+            }
+            func strings(_ key: String) -> [String: String] {
+                guard let value = m[key] else { return [:] }
+                guard case .object(let o) = value, o.values.allSatisfy({ $0.stringValue != nil }) else {
+                    problems.append("\(at): \(key) must be a mapping of strings")
+                    return [:]
+                }
+                return o.compactMapValues(\.stringValue)
+            }
+            rule.labels = strings("labels")
+            rule.annotations = strings("annotations")
+            func number(_ key: String) -> Double? {
+                guard let value = m[key] else { return nil }
+                switch value {
+                case .int(let i): return Double(i)
+                case .double(let d): return d
+                default:
+                    problems.append("\(at): \(key) must be a number")
+                    return nil
+                }
+            }
+            rule.threshold = number("threshold") ?? rule.threshold
+            rule.minRequests = Int(number("minRequests") ?? 0)
+            rule.consecutiveFailures = Int(number("consecutiveFailures") ?? 5)
+            rule.baselineFactor = number("baselineFactor") ?? 0
+            rule.rateLimitedCalls = Int(number("rateLimitedCalls") ?? 0)
+            rule.maxAgeSeconds = duration(m["maxAge"], "\(at): maxAge", default: 300)
+            rule.maxDepth = Int(number("maxDepth") ?? 1000)
+            switch kind {
+            case .errorRate where !(0..<1).contains(rule.threshold):
+                problems.append("\(at): threshold must be a ratio between 0 and 1")
+            case .latencyDegradation where rule.threshold <= 0 && rule.baselineFactor <= 1:
+                problems.append("\(at): give threshold (p95 seconds) or baselineFactor (above 1)")
+            case .quotaExhaustion where rule.threshold <= 0 && rule.rateLimitedCalls <= 0:
+                problems.append("\(at): give threshold (remaining fraction) or rateLimitedCalls")
+            default: break
+            }
+            rules.append(rule)
+        }
+        guard problems.isEmpty else { throw PortalError(.configuration, "\(source): " + problems.joined(separator: "; ")) }
+        self.rules = rules
+    }
+}
+
+// MARK: - Evaluation (pure)
+
+/// What one rule sees breaching now: one alert per label set, with its value.
+public struct AlertSample: Sendable, Equatable {
+    public var labels: [String: String]
+    public var value: Double
+
+    public init(labels: [String: String], value: Double) {
+        self.labels = labels
+        self.value = value
+    }
+}
+
+/// A silence: label matchers (Alertmanager's: equal, not equal, regex, negated regex) and an end.
+public struct SilenceMatcher: Sendable, Equatable {
+    public var name: String
+    public var value: String
+    public var isRegex: Bool
+    public var isEqual: Bool
+
+    public init(name: String, value: String, isRegex: Bool = false, isEqual: Bool = true) {
+        self.name = name
+        self.value = value
+        self.isRegex = isRegex
+        self.isEqual = isEqual
+    }
+
+    public func matches(_ labels: [String: String]) -> Bool {
+        let actual = labels[name] ?? ""
+        let hit = isRegex ? actual.range(of: "^(?:\(value))$", options: .regularExpression) != nil : actual == value
+        return hit == isEqual
+    }
+
+    /// Reads `[{name, value, isRegex?, isEqual?}]`; nil names the problem.
+    public static func parse(_ json: JSONValue) -> Result<[SilenceMatcher], PortalError> {
+        guard case .array(let items) = json, !items.isEmpty else {
+            return .failure(.validation([.init(pointer: "/matchers", message: "must be a non-empty list of {name, value, isRegex, isEqual}")]))
+        }
+        var matchers: [SilenceMatcher] = []
+        var errors: [PortalError.FieldError] = []
+        for (i, item) in items.enumerated() {
+            guard case .object(let m) = item, let name = m["name"]?.stringValue, !name.isEmpty, let value = m["value"]?.stringValue else {
+                errors.append(.init(pointer: "/matchers/\(i)", message: "must have a name and a value (strings)"))
+                continue
+            }
+            for key in m.keys.sorted() where !["name", "value", "isRegex", "isEqual"].contains(key) { errors.append(.init(pointer: "/matchers/\(i)/\(key)", message: "unknown field")) }
+            var matcher = SilenceMatcher(name: name, value: value)
+            for (key, target) in [("isRegex", \SilenceMatcher.isRegex), ("isEqual", \SilenceMatcher.isEqual)] {
+                guard let flag = m[key] else { continue }
+                guard case .bool(let b) = flag else {
+                    errors.append(.init(pointer: "/matchers/\(i)/\(key)", message: "must be true or false"))
+                    continue
+                }
+                matcher[keyPath: target] = b
+            }
+            if matcher.isRegex, (try? NSRegularExpression(pattern: value)) == nil {
+                errors.append(.init(pointer: "/matchers/\(i)/value", message: "is not a valid regular expression"))
+            }
+            matchers.append(matcher)
+        }
+        return errors.isEmpty ? .success(matchers) : .failure(.validation(errors))
+    }
+}
+
+/// The live state of one alert instance, as the evaluator keeps it (and `alert_states` stores it).
+public struct AlertInstance: Sendable, Equatable {
+    public enum State: String, Sendable {
+        case pending, firing, resolved
+    }
+
+    public var fingerprint: String
+    public var rule: String
+    public var labels: [String: String]
+    public var annotations: [String: String]
+    public var state: State
+    public var value: Double
+    /// When the condition started holding.
+    public var activeAt: Date
+    public var firedAt: Date?
+    public var resolvedAt: Date?
+    /// Last evaluation the condition held.
+    public var lastSeenAt: Date
+    /// Last notification of this firing (nil: none sent yet).
+    public var lastNotifiedAt: Date?
+
+    public init(
+        fingerprint: String, rule: String, labels: [String: String], annotations: [String: String], state: State, value: Double, activeAt: Date,
+        firedAt: Date? = nil, resolvedAt: Date? = nil, lastSeenAt: Date, lastNotifiedAt: Date? = nil
+    ) {
+        self.fingerprint = fingerprint
+        self.rule = rule
+        self.labels = labels
+        self.annotations = annotations
+        self.state = state
+        self.value = value
+        self.activeAt = activeAt
+        self.firedAt = firedAt
+        self.resolvedAt = resolvedAt
+        self.lastSeenAt = lastSeenAt
+        self.lastNotifiedAt = lastNotifiedAt
+    }
+}
+
+/// One evaluation's result: the new states, the transitions to record, and the notifications to send.
+public struct AlertStep: Sendable, Equatable {
+    /// Every instance still tracked (pending, firing, or resolved now).
+    public var instances: [AlertInstance]
+    /// Became firing now (record `alert.firing`).
+    public var fired: [AlertInstance]
+    /// Resolved now (record `alert.resolved`).
+    public var resolved: [AlertInstance]
+    /// To notify: firing (first time or repeat) and resolved, silenced ones left out.
+    public var notify: [AlertInstance]
+    /// Left out of `notify` by a silence.
+    public var silenced: [AlertInstance]
+}
+
+/// Prometheus' alerting semantics, as a pure function of the previous states, what breaches now, the
+/// silences and the time (the evaluator's injected clock).
+public enum AlertEngine {
+    /// Alertmanager-style fingerprint: the first 16 hex digits of SHA-256 over the sorted labels.
+    public static func fingerprint(_ labels: [String: String]) -> String {
+        var text = ""
+        for key in labels.keys.sorted() { text += "\(key)\u{ff}\(labels[key]!)\u{ff}" }
+        return String(Hex.encode(SHA256.hash(data: Array(text.utf8))).prefix(16))
+    }
+
+    /// The labels of an alert of `rule` for `sample`: the sample's, the rule's, then alertname and kind.
+    public static func labels(_ rule: AlertRule, _ sample: AlertSample) -> [String: String] {
+        var labels = sample.labels.merging(rule.labels) { _, ruleLabel in ruleLabel }
+        labels["alertname"] = rule.name
+        labels["kind"] = rule.kind.rawValue
+        return labels
+    }
+
+    public static func step(
+        rules: [AlertRule], samples: [String: [AlertSample]], previous: [AlertInstance], silences: [[SilenceMatcher]], now: Date
+    ) -> AlertStep {
+        var byFingerprint = Dictionary(previous.filter { $0.state != .resolved }.map { ($0.fingerprint, $0) }, uniquingKeysWith: { a, _ in a })
+        var step = AlertStep(instances: [], fired: [], resolved: [], notify: [], silenced: [])
+        var seen = Set<String>()
+        let rulesByName = Dictionary(rules.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        for rule in rules {
+            for sample in samples[rule.name] ?? [] {
+                let labels = labels(rule, sample)
+                let fingerprint = fingerprint(labels)
+                guard seen.insert(fingerprint).inserted else { continue }
+                var instance = byFingerprint[fingerprint] ?? AlertInstance(
+                    fingerprint: fingerprint, rule: rule.name, labels: labels, annotations: [:], state: .pending, value: sample.value, activeAt: now, lastSeenAt: now
+                )
+                instance.value = sample.value
+                instance.lastSeenAt = now
+                instance.labels = labels
+                instance.annotations = rule.annotations.mapValues { AlertTemplate.render($0, labels: labels, value: sample.value) }
+                if instance.state == .pending, now.timeIntervalSince(instance.activeAt) >= rule.forSeconds {
+                    instance.state = .firing
+                    instance.firedAt = now
+                    step.fired.append(instance)
+                }
+                byFingerprint[fingerprint] = instance
+            }
+        }
+        for (fingerprint, var instance) in byFingerprint.sorted(by: { $0.key < $1.key }) {
+            let rule = rulesByName[instance.rule]
+            if !seen.contains(fingerprint) {
+                // The condition no longer holds: pending alerts are dropped; firing ones resolve once
+                // keep_firing_for has passed since the condition last held (or at once if the rule is gone).
+                if instance.state == .pending { continue }
+                if let rule, now.timeIntervalSince(instance.lastSeenAt) < rule.keepFiringForSeconds {
+                    step.instances.append(instance)
+                    continue
+                }
+                instance.state = .resolved
+                instance.resolvedAt = now
+                step.resolved.append(instance)
+                step.instances.append(instance)
+                // A resolution is sent only for an alert whose firing was sent.
+                if instance.lastNotifiedAt != nil {
+                    if silences.contains(where: { $0.allSatisfy { $0.matches(instance.labels) } }) { step.silenced.append(instance) } else { step.notify.append(instance) }
+                }
+                continue
+            }
+            if instance.state == .firing {
+                let due = instance.lastNotifiedAt.map { now.timeIntervalSince($0) >= (rule?.repeatIntervalSeconds ?? 4 * 3600) } ?? true
+                if due {
+                    if silences.contains(where: { $0.allSatisfy { $0.matches(instance.labels) } }) {
+                        step.silenced.append(instance)
+                    } else {
+                        instance.lastNotifiedAt = now
+                        step.notify.append(instance)
+                    }
+                }
+            }
+            step.instances.append(instance)
+        }
+        // The fired list carries the instance as stored (notified time included).
+        let stored = Dictionary(step.instances.map { ($0.fingerprint, $0) }, uniquingKeysWith: { a, _ in a })
+        step.fired = step.fired.map { stored[$0.fingerprint] ?? $0 }
+        return step
+    }
+}
+
+/// The annotation templates: `{{ $labels.name }}`, `{{ $value }}` and `{{ $value | humanize }}`,
+/// `humanizePercentage` or `humanizeDuration` (Prometheus' functions, for the values they apply to).
+public enum AlertTemplate {
+    public static func render(_ template: String, labels: [String: String], value: Double) -> String {
+        var out = ""
+        var rest = Substring(template)
+        while let open = rest.range(of: "{{") {
+            out += rest[..<open.lowerBound]
+            guard let close = rest[open.upperBound...].range(of: "}}") else {
+                out += rest[open.lowerBound...]
+                return out
+            }
+            let expression = rest[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces)
+            out += evaluate(expression, labels: labels, value: value)
+            rest = rest[close.upperBound...]
+        }
+        return out + rest
+    }
+
+    static func evaluate(_ expression: String, labels: [String: String], value: Double) -> String {
+        let parts = expression.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+        guard let head = parts.first else { return "" }
+        if head.hasPrefix("$labels.") { return labels[String(head.dropFirst(8))] ?? "" }
+        guard head == "$value" else { return "" }
+        switch parts.dropFirst().first {
+        case "humanizePercentage": return format(value * 100) + "%"
+        case "humanizeDuration": return humanizeDuration(value)
+        case "humanize": return format(value)
+        default: return value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
+        }
+    }
+
+    static func format(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(format: "%.4g", value)
+    }
+
+    static func humanizeDuration(_ seconds: Double) -> String {
+        if seconds < 1 { return format(seconds * 1000) + "ms" }
+        var s = Int(seconds.rounded())
+        var parts: [String] = []
+        for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] where s >= size {
+            parts.append("\(s / size)\(unit)")
+            s %= size
+        }
+        if s > 0 || parts.isEmpty { parts.append("\(s)s") }
+        return parts.joined(separator: " ")
+    }
+}

@@ -1,0 +1,258 @@
+public import Foundation
+public import Logging
+public import PortalCore
+public import ServiceLifecycle
+public import Storage
+
+/// The windows the metrics API answers.
+public enum MetricsWindow: String, Sendable, CaseIterable {
+    case fiveMinutes = "5m", oneHour = "1h", oneDay = "24h", sevenDays = "7d", thirtyDays = "30d"
+
+    public var minutes: Int64 {
+        switch self {
+        case .fiveMinutes: 5
+        case .oneHour: 60
+        case .oneDay: 1_440
+        case .sevenDays: 10_080
+        case .thirtyDays: 43_200
+        }
+    }
+}
+
+/// An integration's activity over a window, in the seed's `IntegrationMetrics` terms plus quantiles and
+/// counts by outcome class and error category (DESIGN section 7: durations in milliseconds, rates 0...1).
+public struct IntegrationMetricsReport: Sendable, Encodable {
+    public var integrationId: String
+    public var window: String
+    public var from: String
+    public var to: String
+    /// Upstream calls (the portal's own refusals, `throttled` and `refused`, are in `byOutcome` only).
+    public var totalRequests: UInt64
+    public var successfulRequests: UInt64
+    public var failedRequests: UInt64
+    public var successRate: Double?
+    public var errorRate: Double?
+    public var averageResponseTime: Double?
+    public var p50ResponseTime: Double?
+    public var p95ResponseTime: Double?
+    public var p99ResponseTime: Double?
+    public var lastError: LastErrorView?
+    public var byOutcome: [String: UInt64]
+    public var byCategory: [String: UInt64]
+    public var webhooks: [String: UInt64]
+    public var sync: [String: UInt64]
+    public var tokenRefreshes: TokenRefreshes
+    /// `healthy`, `degraded`, `failing` or `idle` (see ``IntegrationMonitor/health(stats5m:live:status:)``).
+    public var health: String
+    public var consecutiveFailures: Int
+    /// The provider's remaining quota as a fraction of its limit, when its headers said.
+    public var quotaRemaining: Double?
+
+    public struct LastErrorView: Sendable, Encodable, Equatable {
+        public var timestamp: String
+        public var message: String
+        public var endpoint: String
+    }
+
+    public struct TokenRefreshes: Sendable, Encodable {
+        public var total: UInt64
+        public var failed: UInt64
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case integrationId, window, from, to, totalRequests, successfulRequests, failedRequests, successRate, errorRate, averageResponseTime
+        case p50ResponseTime, p95ResponseTime, p99ResponseTime, lastError, byOutcome, byCategory, webhooks, sync, tokenRefreshes, health
+        case consecutiveFailures, quotaRemaining
+    }
+
+    // Absent values are JSON null, so every field is always there.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(integrationId, forKey: .integrationId)
+        try c.encode(window, forKey: .window)
+        try c.encode(from, forKey: .from)
+        try c.encode(to, forKey: .to)
+        try c.encode(totalRequests, forKey: .totalRequests)
+        try c.encode(successfulRequests, forKey: .successfulRequests)
+        try c.encode(failedRequests, forKey: .failedRequests)
+        try c.encode(successRate, forKey: .successRate)
+        try c.encode(errorRate, forKey: .errorRate)
+        try c.encode(averageResponseTime, forKey: .averageResponseTime)
+        try c.encode(p50ResponseTime, forKey: .p50ResponseTime)
+        try c.encode(p95ResponseTime, forKey: .p95ResponseTime)
+        try c.encode(p99ResponseTime, forKey: .p99ResponseTime)
+        try c.encode(lastError, forKey: .lastError)
+        try c.encode(byOutcome, forKey: .byOutcome)
+        try c.encode(byCategory, forKey: .byCategory)
+        try c.encode(webhooks, forKey: .webhooks)
+        try c.encode(sync, forKey: .sync)
+        try c.encode(tokenRefreshes, forKey: .tokenRefreshes)
+        try c.encode(health, forKey: .health)
+        try c.encode(consecutiveFailures, forKey: .consecutiveFailures)
+        try c.encode(quotaRemaining, forKey: .quotaRemaining)
+    }
+}
+
+/// Persists the collector's minutes and hours, prunes old rollups, and answers windows by merging stored
+/// rollups (every instance's) with this instance's minutes not yet stored.
+///
+/// Windows of up to an hour merge minute rows; longer ones merge whole hours (the first hour of the window
+/// counts entirely, so a 24 h window spans up to 25 h) plus the current hour's minutes. Minute rows are
+/// kept 3 hours, hour rows 36 days.
+public final class IntegrationMonitor: Service, Sendable {
+    public let collector: MetricsCollector
+    let database: Database
+    let clock: any WallClock
+    let logger: Logger
+    /// Seconds between flushes (60 in production; tests flush by hand).
+    let flushInterval: Duration
+
+    public init(collector: MetricsCollector, database: Database, clock: any WallClock, logger: Logger, flushInterval: Duration = .seconds(60)) {
+        self.collector = collector
+        self.database = database
+        self.clock = clock
+        self.logger = logger
+        self.flushInterval = flushInterval
+    }
+
+    public func run() async throws {
+        var lastPrune = Int64.min
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            // Just past the next minute boundary, so the minute that ended is complete.
+            let now = clock.now().timeIntervalSince1970
+            let untilBoundary = 60 - now.truncatingRemainder(dividingBy: 60) + 1
+            let wait = flushInterval == .seconds(60) ? Duration.milliseconds(Int64(untilBoundary * 1000)) : flushInterval
+            do {
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
+            } catch {
+                break
+            }
+            do {
+                try await flush()
+                let hour = MetricsCollector.minute(clock.now()) / 60
+                if hour != lastPrune {
+                    try await prune()
+                    lastPrune = hour
+                }
+            } catch {
+                logger.warning("metric rollups were not written; retrying next minute", metadata: ["portal.error": "\(error)"])
+            }
+        }
+        // At shutdown, the minute in progress is written too.
+        try? await flush(through: MetricsCollector.minute(clock.now()) + 1)
+    }
+
+    /// Writes every completed minute not yet written (and their hours).
+    public func flush(through before: Int64? = nil) async throws {
+        let pending = collector.pendingFlush(before: before)
+        guard !pending.rows.isEmpty else { return }
+        let rows = pending.rows.map {
+            MetricRollupRow(
+                organizationID: $0.organizationID, integrationID: $0.integrationID, resolution: $0.resolution, bucketStart: $0.bucketStart,
+                instanceID: collector.instanceID, stats: $0.stats.encoded()
+            )
+        }
+        try await database.write { db in try await MetricRollupStore(db).upsert(rows) }
+        collector.markFlushed(pending)
+    }
+
+    public func prune() async throws {
+        let now = Int64(clock.now().timeIntervalSince1970)
+        try await database.write { db in
+            try await MetricRollupStore(db).prune(resolution: 60, before: now - 3 * 3600)
+            try await MetricRollupStore(db).prune(resolution: 3600, before: now - 36 * 86_400)
+        }
+    }
+
+    // MARK: Windows
+
+    /// Every integration of an organization (or one) over `window`, merged across instances.
+    public func stats(organizationID: UUID, integrationID: UUID? = nil, window: MetricsWindow) async throws -> [UUID: ActivityStats] {
+        let current = MetricsCollector.minute(clock.now())
+        let windowStart = current - window.minutes + 1
+        let currentHour = current - current % 60
+        var rows: [(integrationID: UUID, stats: String)] = []
+        try await database.read { db in
+            let store = MetricRollupStore(db)
+            if window.minutes <= 60 {
+                rows = try await store.rows(organizationID: organizationID, integrationID: integrationID, resolution: 60, from: windowStart * 60, to: current * 60 + 60)
+            } else {
+                let firstHour = windowStart - ((windowStart % 60) + 60) % 60
+                rows = try await store.rows(organizationID: organizationID, integrationID: integrationID, resolution: 3600, from: firstHour * 60, to: currentHour * 60)
+                rows += try await store.rows(organizationID: organizationID, integrationID: integrationID, resolution: 60, from: currentHour * 60, to: current * 60 + 60)
+            }
+        }
+        var merged: [UUID: ActivityStats] = [:]
+        for row in rows {
+            guard let stats = ActivityStats.decode(row.stats) else {
+                logger.warning("a metric rollup could not be read", metadata: ["portal.integration": "\(row.integrationID)"])
+                continue
+            }
+            merged[row.integrationID, default: ActivityStats()].merge(stats)
+        }
+        let localSince = window.minutes <= 60 ? windowStart : currentHour
+        if let integrationID {
+            let local = collector.unflushed(integrationID, since: localSince)
+            if !local.isEmpty { merged[integrationID, default: ActivityStats()].merge(local) }
+        } else {
+            for (id, local) in collector.unflushed(organizationID: organizationID, since: localSince) {
+                merged[id, default: ActivityStats()].merge(local)
+            }
+        }
+        return merged
+    }
+
+    /// The report of one integration over `window`; `status` is its lifecycle status (`error` is failing).
+    public func report(integrationID: UUID, organizationID: UUID, status: String, window: MetricsWindow) async throws -> IntegrationMetricsReport {
+        let stats = try await self.stats(organizationID: organizationID, integrationID: integrationID, window: window)[integrationID] ?? ActivityStats()
+        let recent = window == .fiveMinutes ? stats : (try await self.stats(organizationID: organizationID, integrationID: integrationID, window: .fiveMinutes)[integrationID] ?? ActivityStats())
+        return report(integrationID: integrationID, stats: stats, recent: recent, status: status, window: window)
+    }
+
+    /// Reports of every integration given (id and lifecycle status) over `window`, with two queries.
+    public func summary(organizationID: UUID, integrations: [(id: UUID, status: String)], window: MetricsWindow) async throws -> [IntegrationMetricsReport] {
+        let all = try await stats(organizationID: organizationID, window: window)
+        let recent = window == .fiveMinutes ? all : try await stats(organizationID: organizationID, window: .fiveMinutes)
+        return integrations.map { report(integrationID: $0.id, stats: all[$0.id] ?? ActivityStats(), recent: recent[$0.id] ?? ActivityStats(), status: $0.status, window: window) }
+    }
+
+    func report(integrationID: UUID, stats: ActivityStats, recent: ActivityStats, status: String, window: MetricsWindow) -> IntegrationMetricsReport {
+        let now = clock.now()
+        let total = stats.upstreamCalls
+        let ok = stats.successfulCalls
+        let live = collector.live(integrationID)
+        func ms(_ micros: Double?) -> Double? { micros.map { ($0 / 1000 * 1000).rounded() / 1000 } }
+        return IntegrationMetricsReport(
+            integrationId: integrationID.uuidString.lowercased(), window: window.rawValue,
+            from: Timestamp.rfc3339(now.addingTimeInterval(-Double(window.minutes) * 60)), to: Timestamp.rfc3339(now),
+            totalRequests: total, successfulRequests: ok, failedRequests: total - ok,
+            successRate: total == 0 ? nil : Double(ok) / Double(total), errorRate: total == 0 ? nil : 1 - Double(ok) / Double(total),
+            averageResponseTime: total == 0 ? nil : ms(Double(stats.durationMicros) / Double(total)),
+            p50ResponseTime: ms(stats.latency.quantile(0.5)), p95ResponseTime: ms(stats.latency.quantile(0.95)), p99ResponseTime: ms(stats.latency.quantile(0.99)),
+            lastError: live?.lastError.map { .init(timestamp: Timestamp.rfc3339($0.timestamp), message: $0.message, endpoint: $0.endpoint) },
+            byOutcome: Dictionary(uniqueKeysWithValues: OutcomeClass.allCases.map { ($0.rawValue, stats[$0]) }),
+            byCategory: Dictionary(uniqueKeysWithValues: ErrorCategory.allCases.map { ($0.rawValue, stats[$0]) }),
+            webhooks: Dictionary(uniqueKeysWithValues: Activity.WebhookStatus.allCases.map { ($0.rawValue, stats[$0]) }),
+            sync: Dictionary(uniqueKeysWithValues: Activity.SyncOperation.allCases.map { ($0.rawValue, stats[sync: $0]) }),
+            tokenRefreshes: .init(total: stats.tokenRefreshes, failed: stats.tokenRefreshFailures),
+            health: Self.health(recent: recent, consecutiveFailures: live?.consecutiveFailures ?? 0, quota: live?.quota, status: status).rawValue,
+            consecutiveFailures: live?.consecutiveFailures ?? 0, quotaRemaining: live?.quota
+        )
+    }
+
+    public enum Health: String, Sendable {
+        case healthy, degraded, failing, idle
+    }
+
+    /// Health from recent errors: `failing` when the integration's status is `error`, 5 or more upstream
+    /// calls failed in a row, or at least half of the last 5 minutes' calls failed (of 5 or more);
+    /// `degraded` when 10% or more failed, the 5-minute p95 is above 2 s, or under 10% of the provider's
+    /// quota is left; `idle` without calls in the last 5 minutes; else `healthy`.
+    public static func health(recent: ActivityStats, consecutiveFailures: Int, quota: Double?, status: String) -> Health {
+        let calls = recent.upstreamCalls
+        let errorRate = calls == 0 ? 0 : 1 - Double(recent.successfulCalls) / Double(calls)
+        if status == "error" || consecutiveFailures >= 5 || (calls >= 5 && errorRate >= 0.5) { return .failing }
+        if (calls >= 5 && errorRate >= 0.1) || (recent.latency.quantile(0.95) ?? 0) > 2_000_000 || (quota ?? 1) < 0.1 { return .degraded }
+        return calls == 0 ? .idle : .healthy
+    }
+}

@@ -1,0 +1,53 @@
+import Crypto
+public import Foundation
+import PortalCore
+import SQLKit
+public import Storage
+import Synchronization
+
+/// The platform-wide `/metrics` token (DESIGN section 6): `PORTAL_METRICS_TOKEN` when set; otherwise one
+/// generated on first start, printed once, and kept only as its SHA-256 in `platform_secrets`. Compared in
+/// constant time.
+public final class MetricsTokenAuthority: Sendable {
+    static let secretName = "metrics-token"
+    let database: Database
+    let configuredDigest: [UInt8]?
+    private let stored = Mutex<[UInt8]?>(nil)
+
+    public init(database: Database, configured: String?) {
+        self.database = database
+        configuredDigest = configured.map { Array(SHA256.hash(data: Array($0.utf8))) }
+    }
+
+    /// On first start without a configured token: makes one, stores its digest, and returns it (to print
+    /// once). Returns nil when a token is configured or one was made before. One write transaction, so
+    /// two instances starting together make one.
+    public func ensure(at now: Date) async throws -> String? {
+        guard configuredDigest == nil else { return nil }
+        return try await database.write { db -> String? in
+            if try await db.raw("SELECT name FROM platform_secrets WHERE name = \(bind: Self.secretName)").first() != nil { return nil }
+            var bytes = [UInt8](repeating: 0, count: 32)
+            for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }
+            let token = "pmt_" + Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+            try await db.raw("""
+                INSERT INTO platform_secrets (name, digest, created_at) VALUES (\(bind: Self.secretName), \(bind: Data(SHA256.hash(data: Array(token.utf8)))), \(bind: now))
+                """).run()
+            return token
+        }
+    }
+
+    /// Whether `presented` is the metrics token.
+    public func check(_ presented: String) async throws -> Bool {
+        let digest = Array(SHA256.hash(data: Array(presented.utf8)))
+        if let configuredDigest { return ConstantTime.equals(digest, configuredDigest) }
+        var expected = stored.withLock { $0 }
+        if expected == nil {
+            expected = try await database.read { db in
+                try await db.raw("SELECT digest FROM platform_secrets WHERE name = \(bind: Self.secretName)").first()?.decode(column: "digest", as: Data.self)
+            }.map { Array($0) }
+            if let expected { stored.withLock { $0 = expected } }
+        }
+        guard let expected else { return false }
+        return ConstantTime.equals(digest, expected)
+    }
+}
