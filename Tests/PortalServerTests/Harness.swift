@@ -10,6 +10,7 @@ import PortalServer
 import PortalTestSupport
 import SQLKit
 import Storage
+import Synchronization
 import Testing
 
 /// A running portal on a fresh database with two organizations and a token for every role.
@@ -23,6 +24,8 @@ struct Portal: Sendable {
     let client: any TestClientProtocol
     /// A real HTTP server on 127.0.0.1 (allow-listed for the gateway) standing in for providers.
     let upstream: TestUpstream
+    /// The application's services (the alert evaluator, the metrics flusher).
+    let services: PortalServices
 
     func token(_ key: String) -> String { tokens[key]! }
 
@@ -72,7 +75,8 @@ extension ByteBuffer {
 
 /// Runs `body` against a portal on `backend`, seeded with organizations acme and globex and tokens.
 func withPortal(
-    _ backend: Backend, logs: LogCapture? = nil, maxBodyBytes: Int = 1 << 20,
+    _ backend: Backend, logs: LogCapture? = nil, maxBodyBytes: Int = 1 << 20, clock: any WallClock = SystemWallClock(),
+    configure: @Sendable (inout PortalSettings) -> Void = { _ in },
     _ body: @Sendable (Portal) async throws -> Void
 ) async throws {
     try await TestUpstream.with { upstream in
@@ -83,6 +87,7 @@ func withPortal(
         settings.masterKey = MasterKeyRing.generateBase64()
         settings.port = 0
         settings.maxBodyBytes = maxBodyBytes
+        configure(&settings)
         let ids = IdentifierGenerator()
         let now = Date()
         let seeded = try await Database.withDatabase(url: test.url, logger: quietLogger) { db in
@@ -112,10 +117,16 @@ func withPortal(
         }
         let settingsUsed = settings
         let logger = logs?.logger() ?? quietLogger
-        let app = try buildApplication(ServerConfiguration(settings: settings, logger: logger, bootstrap: false))
+        let built = Mutex<PortalServices?>(nil)
+        var configuration = ServerConfiguration(settings: settings, clock: clock, logger: logger, bootstrap: false)
+        configuration.onServices = { services in built.withLock { $0 = services } }
+        let app = try buildApplication(configuration)
+        let services = try #require(built.withLock { $0 })
         do {
             try await app.test(.router) { client in
-                try await body(Portal(test: test, settings: settingsUsed, acme: seeded.0, globex: seeded.1, tokens: seeded.2, client: client, upstream: upstream))
+                try await body(Portal(
+                    test: test, settings: settingsUsed, acme: seeded.0, globex: seeded.1, tokens: seeded.2, client: client, upstream: upstream, services: services
+                ))
             }
         } catch {
             await test.drop()

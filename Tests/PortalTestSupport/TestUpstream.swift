@@ -1,5 +1,5 @@
 import Foundation
-import Hummingbird
+public import Hummingbird
 import Logging
 import NIOCore
 import Synchronization
@@ -66,8 +66,8 @@ public final class TestUpstream: Sendable {
 }
 
 /// Runs a Hummingbird router on 127.0.0.1 (port 0) while `body` runs with the port, then stops it.
-enum LoopbackServer {
-    static func run<T: Sendable>(
+public enum LoopbackServer {
+    public static func run<T: Sendable>(
         _ router: Router<BasicRequestContext>, label: String, _ body: @Sendable (Int) async throws -> T
     ) async throws -> T {
         var logger = Logger(label: label)

@@ -17,6 +17,8 @@ public struct ServerConfiguration: Sendable {
     public var onBootstrapToken: (@Sendable (String) -> Void)?
     /// Receives the `/metrics` token when one was generated (first start without `PORTAL_METRICS_TOKEN`).
     public var onMetricsToken: (@Sendable (String) -> Void)?
+    /// Receives the services once built (tests drive the alert evaluator and the flusher by hand).
+    public var onServices: (@Sendable (PortalServices) -> Void)?
 
     public init(
         settings: PortalSettings, clock: any WallClock = SystemWallClock(), logger: Logger,
@@ -39,6 +41,7 @@ public func buildApplication(_ configuration: ServerConfiguration) throws -> som
     let services = try PortalServices(
         settings: configuration.settings, database: database, clock: configuration.clock, logger: logger
     )
+    configuration.onServices?(services)
     let (router, _) = buildRouter(services: services)
     let schemaReady = Gate()
     var app = Application(

@@ -1,0 +1,247 @@
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Ledger
+import Monitoring
+import PortalCore
+import PortalServer
+import PortalTestSupport
+import SQLKit
+import Storage
+import Synchronization
+import Testing
+
+/// Monitoring over HTTP: metric windows, both Prometheus endpoints (checked by promtool), organization
+/// isolation, and the end-to-end alert: a failing upstream, the error-rate alert firing, a local receiver
+/// getting Alertmanager's payload, then the resolution.
+@Suite("Monitoring over HTTP")
+struct MonitoringRouteTests {
+    /// A local receiver: every POST is kept with its headers.
+    final class Receiver: Sendable {
+        let received = Mutex<[(path: String, headers: [String: String], body: JSONValue)]>([])
+
+        func deliveries(_ path: String) -> [(headers: [String: String], body: JSONValue)] {
+            received.withLock { $0.filter { $0.path == path }.map { ($0.headers, $0.body) } }
+        }
+
+        static func with<T: Sendable>(status: Int = 200, _ body: @Sendable (Receiver, Int) async throws -> T) async throws -> T {
+            let receiver = Receiver()
+            let router = Router()
+            router.post("/**") { request, _ -> Response in
+                let bytes = try await request.body.collect(upTo: 1 << 20)
+                var headers: [String: String] = [:]
+                for field in request.headers { headers[field.name.canonicalName.lowercased()] = field.value }
+                let json = (try? JSONValue.parse(Data(bytes.readableBytesView))) ?? .string(String(buffer: bytes))
+                receiver.received.withLock { $0.append((request.uri.path, headers, json)) }
+                return Response(status: .init(code: status))
+            }
+            return try await LoopbackServer.run(router, label: "receiver") { port in try await body(receiver, port) }
+        }
+    }
+
+    func integration(_ portal: Portal, name: String = "CRM") async throws -> String {
+        let response = try await portal.call(.post, "/portal/integrations", token: portal.token("acme.operator"), json: """
+            {"name":"\(name)","type":"enterprise","baseUrl":"\(portal.upstream.baseURL)","authMethod":"api_key",
+             "credentials":{"apiKey":"k-monitor-123456"},"rateLimits":{"requestsPerSecond":1000,"burst":1000},"config":{"retry":{"maxAttempts":1}}}
+            """)
+        #expect(response.status == .created, "\(response.body.string)")
+        return try #require(response.json.objectValue?["id"]?.stringValue)
+    }
+
+    func calls(_ portal: Portal, _ id: String, status: Int, count: Int) async throws {
+        for _ in 0..<count {
+            let r = try await portal.call(.post, "/portal/integrations/\(id)/requests", token: portal.token("acme.operator"), json: #"{"method":"GET","endpoint":"/status/\#(status)"}"#)
+            #expect(r.status == .ok, "\(r.body.string)")
+        }
+    }
+
+    @Test("a failing upstream fires the error-rate alert, the receiver gets Alertmanager's payload, and the resolution follows", arguments: Backend.available)
+    func errorRateAlertEndToEnd(backend: Backend) async throws {
+        let clock = ManualWallClock(Date(timeIntervalSince1970: 1_800_000_000))
+        let rules = FileManager.default.temporaryDirectory.appendingPathComponent("rules-\(UUID().uuidString).yml")
+        var text = try String(contentsOfFile: "Sources/Monitoring/Resources/alert-rules.yml", encoding: .utf8)
+        text = text.replacingOccurrences(of: "evaluationInterval: 30s", with: "evaluationInterval: 1h")
+        try text.write(to: rules, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: rules) }
+        try await Receiver.with { receiver, port in
+            try await withPortal(backend, clock: clock, configure: { $0.alertRulesPath = rules.path }) { portal in
+                let secret = "whsec_" + Data((0..<24).map { UInt8($0) }).base64EncodedString()
+                let created = try await portal.call(.post, "/portal/alerts/receivers", token: portal.token("acme.operator"), json: """
+                    {"name":"oncall","kind":"webhook","url":"http://127.0.0.1:\(port)/hook","secret":"\(secret)"}
+                    """)
+                #expect(created.status == .created, "\(created.body.string)")
+                #expect(created.json.objectValue?["signed"] == true && !created.body.string.contains(secret) && !created.body.string.contains("/hook"))
+                let slack = try await portal.call(.post, "/portal/alerts/receivers", token: portal.token("acme.operator"), json: """
+                    {"name":"chat","kind":"slack","url":"http://127.0.0.1:\(port)/slack"}
+                    """)
+                #expect(slack.status == .created)
+                // Roles: an auditor reads alerts but cannot add a receiver.
+                let denied = try await portal.call(.post, "/portal/alerts/receivers", token: portal.token("acme.auditor"), json: #"{"name":"x","kind":"slack","url":"https://hooks.example.com/x"}"#)
+                #expect(denied.status == .forbidden)
+
+                let id = try await integration(portal)
+                let evaluator = portal.services.alertEvaluator
+                // 30 calls, all failing: pending (for: 2m) first.
+                try await calls(portal, id, status: 500, count: 30)
+                var step = try #require(try await evaluator.evaluateAll()["acme"])
+                #expect(step.instances.filter { $0.rule == "IntegrationErrorRateHigh" }.map(\.state) == [.pending])
+                // 30 failures in a row fire IntegrationFailing at once (for: 0s); the error rate waits.
+                #expect(step.fired.map(\.rule) == ["IntegrationFailing"])
+                #expect(receiver.deliveries("/hook").map { $0.body.objectValue?["groupLabels"]?.objectValue?["alertname"] } == ["IntegrationFailing"])
+                // Two minutes later, still failing: firing, and both receivers are told.
+                clock.advance(by: 125)
+                try await calls(portal, id, status: 500, count: 5)
+                step = try #require(try await evaluator.evaluateAll()["acme"])
+                #expect(step.fired.map(\.rule).contains("IntegrationErrorRateHigh"))
+                let firing = try #require(receiver.deliveries("/hook").first { $0.body.objectValue?["groupLabels"]?.objectValue?["alertname"] == "IntegrationErrorRateHigh" })
+                let payload = try #require(firing.body.objectValue)
+                #expect(payload["version"] == "4" && payload["status"] == "firing" && payload["receiver"] == "oncall")
+                #expect(payload["truncatedAlerts"] == 0 && payload["externalURL"]?.stringValue?.hasPrefix("http") == true)
+                #expect(payload["groupKey"]?.stringValue?.contains("IntegrationErrorRateHigh") == true)
+                let alert = try #require(payload["alerts"]?.arrayValue?.first?.objectValue)
+                #expect(alert["status"] == "firing" && alert["endsAt"] == "0001-01-01T00:00:00Z")
+                #expect(alert["labels"]?.objectValue?["integration"]?.stringValue == id && alert["labels"]?.objectValue?["severity"] == "warning")
+                #expect(alert["annotations"]?.objectValue?["summary"]?.stringValue?.contains("CRM") == true)
+                #expect(alert["fingerprint"]?.stringValue?.count == 16 && alert["generatorURL"]?.stringValue?.contains(id) == true)
+                #expect(alert["startsAt"]?.stringValue.flatMap(Timestamp.parse) != nil)
+                // The Standard Webhooks signature, recomputed here from the spec.
+                let msgID = try #require(firing.headers["webhook-id"])
+                let stamp = try #require(firing.headers["webhook-timestamp"])
+                let key = SymmetricKey(data: Data(base64Encoded: String(secret.dropFirst(6)))!)
+                let bytes = Array(firing.body.sortedText.utf8)
+                let mac = HMAC<SHA256>.authenticationCode(for: Array("\(msgID).\(stamp).".utf8) + bytes, using: key)
+                #expect(firing.headers["webhook-signature"] == "v1," + Data(mac).base64EncodedString())
+                let slackMessage = try #require(receiver.deliveries("/slack").first?.body.objectValue)
+                #expect(slackMessage["text"]?.stringValue?.contains("FIRING") == true && (slackMessage["blocks"]?.arrayValue?.count ?? 0) >= 2)
+                #expect(firing.headers["content-type"] == "application/json")
+
+                // GET /portal/alerts shows it firing; the ledger has alert.firing.
+                let listed = try await portal.call(.get, "/portal/alerts", token: portal.token("acme.auditor"))
+                #expect(listed.json.objectValue?["active"]?.arrayValue?.contains { $0.objectValue?["rule"] == "IntegrationErrorRateHigh" && $0.objectValue?["state"] == "firing" } == true)
+
+                // The upstream recovers: 120 successes bring the 5-minute ratio under 25% (35 of 155). The alert
+                // keeps firing for 2 minutes after the condition last held (keepFiringFor), then resolves, and
+                // the resolution is sent; IntegrationFailing resolved at the first success.
+                clock.advance(by: 30)
+                try await calls(portal, id, status: 200, count: 120)
+                step = try #require(try await evaluator.evaluateAll()["acme"])
+                #expect(step.instances.first { $0.rule == "IntegrationErrorRateHigh" }?.state == .firing)
+                #expect(step.resolved.map(\.rule) == ["IntegrationFailing"])
+                clock.advance(by: 130)
+                step = try #require(try await evaluator.evaluateAll()["acme"])
+                #expect(step.resolved.map(\.rule) == ["IntegrationErrorRateHigh"])
+                let resolved = receiver.deliveries("/hook").filter {
+                    $0.body.objectValue?["status"] == "resolved" && $0.body.objectValue?["groupLabels"]?.objectValue?["alertname"] == "IntegrationErrorRateHigh"
+                }
+                #expect(resolved.count == 1)
+                let ended = resolved.first?.body.objectValue?["alerts"]?.arrayValue?.first?.objectValue
+                #expect(ended?["status"] == "resolved" && ended?["endsAt"]?.stringValue.flatMap(Timestamp.parse) == clock.now())
+
+                let types = Set(try await portal.services.ledger.chainedEntries(of: portal.acme.id, in: portal.services.database).map(\.type))
+                #expect(types.contains("alert.firing") && types.contains("alert.resolved") && types.contains("alert.receiver_added"))
+                let log = try await portal.call(.get, "/portal/alerts/notifications", token: portal.token("acme.admin"))
+                #expect((log.json.objectValue?["items"]?.arrayValue ?? []).allSatisfy { $0.objectValue?["delivered"] == true })
+                #expect((log.json.objectValue?["items"]?.arrayValue?.count ?? 0) >= 4)
+                let recent = try await portal.call(.get, "/portal/alerts", token: portal.token("acme.auditor"))
+                #expect(recent.json.objectValue?["recent"]?.arrayValue?.contains { $0.objectValue?["rule"] == "IntegrationErrorRateHigh" } == true)
+                // Globex sees none of it.
+                let other = try await portal.call(.get, "/portal/alerts", token: portal.token("globex.admin"))
+                #expect(other.json.objectValue?["active"]?.arrayValue?.isEmpty == true && other.json.objectValue?["recent"]?.arrayValue?.isEmpty == true)
+            }
+        }
+    }
+
+    @Test("metric windows: counts by outcome and category, p95, health; the summary; a bad window is a 422", arguments: Backend.available)
+    func metricWindows(backend: Backend) async throws {
+        try await withPortal(backend) { portal in
+            let id = try await integration(portal)
+            try await calls(portal, id, status: 200, count: 8)
+            try await calls(portal, id, status: 404, count: 2)
+            let r = try await portal.call(.get, "/portal/integrations/\(id)/metrics?window=5m", token: portal.token("acme.auditor"))
+            #expect(r.status == .ok, "\(r.body.string)")
+            let m = r.json.objectValue ?? [:]
+            #expect(m["totalRequests"] == 10 && m["successfulRequests"] == 8 && m["failedRequests"] == 2)
+            if case .double(let rate)? = m["errorRate"] { #expect(abs(rate - 0.2) < 1e-9) } else { Issue.record("errorRate: \(String(describing: m["errorRate"]))") }
+            #expect(m["window"] == "5m")
+            #expect(m["byOutcome"]?.objectValue?["client_error"] == 2 && m["byCategory"]?.objectValue?["business"] == 2)
+            if case .double(let p95)? = m["p95ResponseTime"] { #expect(p95 > 0) } else { Issue.record("p95ResponseTime: \(String(describing: m["p95ResponseTime"]))") }
+            #expect(m["p50ResponseTime"] != nil && m["p50ResponseTime"] != .null && m["p99ResponseTime"] != .null)
+            #expect(m["lastError"]?.objectValue?["endpoint"] == "/status/{id}")
+            #expect(m["health"] == "degraded", "20% of the last 5 minutes' calls failed")
+            // Persisted minutes answer the same after a flush (what a restart would read back).
+            try await portal.services.monitor.flush(through: Int64(Date().timeIntervalSince1970 / 60) + 2)
+            let again = try await portal.call(.get, "/portal/integrations/\(id)/metrics?window=24h", token: portal.token("acme.auditor"))
+            #expect(again.json.objectValue?["totalRequests"] == 10)
+            let summary = try await portal.call(.get, "/portal/metrics/summary?window=1h", token: portal.token("acme.compliance"))
+            #expect(summary.json.objectValue?["totals"]?.objectValue?["totalRequests"] == 10)
+            #expect(summary.json.objectValue?["integrations"]?.arrayValue?.first?.objectValue?["name"] == "CRM")
+            let bad = try await portal.call(.get, "/portal/integrations/\(id)/metrics?window=2d", token: portal.token("acme.auditor"))
+            expectProblem(bad, .unprocessableContent)
+            let elsewhere = try await portal.call(.get, "/portal/integrations/\(id)/metrics", token: portal.token("globex.admin"))
+            expectProblem(elsewhere, .notFound)
+        }
+    }
+
+    @Test("both Prometheus endpoints pass promtool; /metrics needs the metrics token; an organization sees only its series", arguments: Backend.available)
+    func prometheusEndpoints(backend: Backend) async throws {
+        let metricsToken = "test-metrics-token-\(UUID().uuidString)"
+        try await withPortal(backend, configure: { $0.metricsToken = metricsToken }) { portal in
+            let id = try await integration(portal)
+            try await calls(portal, id, status: 200, count: 3)
+            try await calls(portal, id, status: 503, count: 1)
+            let globexIntegration = try await portal.call(.post, "/portal/integrations", token: portal.token("globex.admin"), json: """
+                {"name":"Globex CRM","type":"enterprise","baseUrl":"\(portal.upstream.baseURL)","authMethod":"api_key","credentials":{"apiKey":"k-globex-123456"}}
+                """)
+            let globexID = try #require(globexIntegration.json.objectValue?["id"]?.stringValue)
+
+            expectProblem(try await portal.call(.get, "/metrics", token: nil), .unauthorized)
+            expectProblem(try await portal.call(.get, "/metrics", token: portal.token("acme.admin")), .unauthorized)
+            let platform = try await portal.call(.get, "/metrics", token: metricsToken)
+            #expect(platform.status == .ok)
+            #expect(platform.headers[.contentType] == "text/plain; version=0.0.4; charset=utf-8")
+            let text = platform.body.string
+            #expect(text.contains(#"portal_integration_requests_total{organization="acme",integration="\#(id)",outcome="success"} 3"#))
+            #expect(text.contains(#"portal_integration_requests_total{organization="acme",integration="\#(id)",outcome="server_error"} 1"#))
+            #expect(text.contains(#"portal_integration_request_duration_seconds_count{organization="acme",integration="\#(id)"} 4"#))
+            #expect(text.contains(#"portal_integration_requests_total{organization="globex",integration="\#(globexID)",outcome="success"} 0"#), "every series starts at zero")
+            #expect(text.contains(#"portal_alerts{alertname="IntegrationErrorRateHigh",organization="acme",state="firing"} 0"#))
+            #expect(text.contains("portal_ledger_entries{organization=\"acme\"}"))
+            try Promtool.checkMetrics(text)
+
+            let org = try await portal.call(.get, "/portal/metrics", token: portal.token("acme.auditor"))
+            #expect(org.status == .ok && org.headers[.contentType] == PrometheusText.contentType)
+            #expect(org.body.string.contains(id) && !org.body.string.contains("globex") && !org.body.string.contains(globexID))
+            try Promtool.checkMetrics(org.body.string)
+            let theirs = try await portal.call(.get, "/portal/metrics", token: portal.token("globex.auditor"))
+            #expect(!theirs.body.string.contains(id) && !theirs.body.string.contains("\"acme\""))
+            try Promtool.checkMetrics(theirs.body.string)
+        }
+    }
+}
+
+/// `promtool check metrics` (Debian's `prometheus` package), on text given on stdin.
+enum Promtool {
+    struct Findings: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    static func checkMetrics(_ text: String) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["promtool", "check", "metrics"]
+        let input = Pipe()
+        let output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        input.fileHandleForWriting.write(Data(text.utf8))
+        try input.fileHandleForWriting.close()
+        let report = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "promtool check metrics: \(report)")
+        #expect(report.isEmpty, "promtool reports nothing on a clean exposition: \(report)")
+    }
+}
