@@ -86,6 +86,19 @@ struct AccessControlTests {
         case "GET /portal/integrations/{id}/records/{entity}":
             return ("/portal/integrations/\(try await syncIntegration(portal))/records/users?modified_after=2026-01-01T00:00:00Z", nil)
         case "PATCH /portal/integrations/{id}/records/{entity}/{recordId}": return (try await syncRecord(portal), #"{"plan":"team"}"#)
+        case "GET /portal/metrics": return ("/portal/metrics", nil)
+        case "GET /portal/metrics/summary": return ("/portal/metrics/summary?window=24h", nil)
+        case "GET /portal/integrations/{id}/metrics": return ("/portal/integrations/\(try await portal.createIntegration())/metrics?window=5m", nil)
+        case "GET /portal/alerts": return ("/portal/alerts?recentHours=48", nil)
+        case "GET /portal/alerts/rules": return ("/portal/alerts/rules", nil)
+        case "GET /portal/alerts/silences": return ("/portal/alerts/silences", nil)
+        case "POST /portal/alerts/silences":
+            return ("/portal/alerts/silences", #"{"matchers":[{"name":"integration","value":"none"}],"duration":"1h","comment":"maintenance"}"#)
+        case "DELETE /portal/alerts/silences/{id}": return ("/portal/alerts/silences/\(try await silence(portal))", nil)
+        case "GET /portal/alerts/receivers": return ("/portal/alerts/receivers", nil)
+        case "POST /portal/alerts/receivers": return ("/portal/alerts/receivers", #"{"name":"r-\#(Self.suffix())","kind":"teams","url":"https://example.com/workflow"}"#)
+        case "DELETE /portal/alerts/receivers/{id}": return ("/portal/alerts/receivers/\(try await receiver(portal))", nil)
+        case "GET /portal/alerts/notifications": return ("/portal/alerts/notifications?limit=10", nil)
         case "GET /portal/catalog": return ("/portal/catalog?type=identity_provider", nil)
         case "GET /portal/catalog/{preset}": return ("/portal/catalog/okta", nil)
         case "GET /ledger/{slug}/checkpoint": return ("/ledger/acme/checkpoint", nil)
@@ -103,6 +116,18 @@ struct AccessControlTests {
     }
 
     static func suffix() -> String { String(UUID().uuidString.lowercased().prefix(8)) }
+
+    /// A new silence's id (created as acme's admin).
+    func silence(_ portal: Portal) async throws -> String {
+        let created = try await portal.call(.post, "/portal/alerts/silences", token: portal.token("acme.admin"), json: #"{"matchers":[{"name":"kind","value":"dead_letters"}],"duration":"2h","comment":"matrix"}"#)
+        return try #require(created.json.objectValue?["id"]?.stringValue, "\(created.body.string)")
+    }
+
+    /// A new alert receiver's id (created as acme's admin).
+    func receiver(_ portal: Portal) async throws -> String {
+        let created = try await portal.call(.post, "/portal/alerts/receivers", token: portal.token("acme.admin"), json: #"{"name":"m-\#(Self.suffix())","kind":"slack","url":"https://hooks.example.com/x"}"#)
+        return try #require(created.json.objectValue?["id"]?.stringValue, "\(created.body.string)")
+    }
 
     /// A new webhook endpoint's URI (created as acme's admin).
     func webhookEndpoint(_ portal: Portal) async throws -> String {
