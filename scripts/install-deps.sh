@@ -7,7 +7,8 @@ set -euo pipefail
 
 want=(libzstd-dev pkg-config curl)
 if [ "${1:-run}" = test ] || [ "${1:-run}" = bench ]; then
-  want+=(postgresql jq python3-venv zstd)
+  # prometheus: promtool checks the /metrics exposition and the dashboards' alerting rules.
+  want+=(postgresql jq python3-venv zstd prometheus)
 fi
 if [ "${1:-run}" = bench ]; then
   want+=(openssl time nginx wrk)

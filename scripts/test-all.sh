@@ -14,6 +14,9 @@ validate(json.load(open('Sources/PortalServer/Resources/openapi.json')))
 print('openapi.json: valid OpenAPI 3.1')
 "
 
+echo "== dashboards (promtool check rules, promtool test rules, Grafana JSON)"
+scripts/check-dashboards.sh
+
 passed=0
 failed=0
 for backend in sqlite ${PORTAL_TEST_POSTGRES_URL:+postgres}; do
