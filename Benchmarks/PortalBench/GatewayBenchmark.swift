@@ -130,7 +130,7 @@ struct GatewayBenchmark {
     }
 
     /// Starts an nginx with one worker and `server` (and any `upstream`) blocks in its http block.
-    private func startNginx(_ nginx: String, work: URL, name: String, server: String) throws -> pid_t {
+    func startNginx(_ nginx: String, work: URL, name: String, server: String) throws -> pid_t {
         let prefix = work.appendingPathComponent(name)
         try FileManager.default.createDirectory(at: prefix, withIntermediateDirectories: true)
         let config = """

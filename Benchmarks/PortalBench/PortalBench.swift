@@ -50,7 +50,7 @@ struct PortalBench: AsyncParsableCommand {
     @Option(help: "wrk connections in the gateway and webhook benchmarks.")
     var gatewayConnections: Int = 32
 
-    @Option(help: "Run only one part: append, large, gateway, webhooks or sync (for profiling).")
+    @Option(help: "Run only one part: append, large, gateway, webhooks, sync or monitoring (for profiling).")
     var only: String?
 
     @Option(help: "Records in the sync benchmark's full sync.")
@@ -106,6 +106,10 @@ struct PortalBench: AsyncParsableCommand {
 
         if only == nil || only == "sync" {
             try await SyncBenchmark(portal: portalPath, records: syncRecords).run(report: report)
+        }
+
+        if only == nil || only == "monitoring" {
+            try await MonitoringBenchmark(portal: portalPath, duration: gatewaySeconds, connections: gatewayConnections, rounds: min(rounds, 3)).run(report: report)
         }
 
         print("\n== Summary (\(String(format: "%.0f", seconds(since: started))) s)\n")

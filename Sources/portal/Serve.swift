@@ -39,6 +39,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("ledger-verify-interval"), help: "How often every ledger is verified, e.g. 1h (PORTAL_LEDGER_VERIFY_INTERVAL; default 1h).")
     var ledgerVerifyInterval: String?
 
+    @Option(name: .customLong("monitoring"), help: "on or off: feed the metrics collector (PORTAL_MONITORING; default on; off only to measure its cost).")
+    var monitoring: String?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (PORTAL_LOG_LEVEL; default info).")
     var logLevel: String?
 
@@ -62,6 +65,10 @@ struct Serve: AsyncParsableCommand {
                 throw ValidationError("--ledger-verify-interval must be a duration of at least 1m, such as 1h")
             }
             settings.ledgerVerifyInterval = seconds
+        }
+        if let monitoring {
+            guard ["on", "off"].contains(monitoring) else { throw ValidationError("--monitoring must be on or off") }
+            settings.monitoring = monitoring == "on"
         }
         if let logLevel { settings.logLevel = logLevel }
         if let logFormat { settings.logFormat = logFormat }
