@@ -8,10 +8,60 @@ public enum OutcomeClass: String, Sendable, CaseIterable {
 
     /// Whether the portal refused the call itself (not an upstream call).
     public var isRefusedLocally: Bool { self == .throttled || self == .refused }
+
+    /// The slot in count arrays (the order of `allCases`, without allocating it).
+    var index: Int {
+        switch self {
+        case .success: 0
+        case .clientError: 1
+        case .rateLimited: 2
+        case .serverError: 3
+        case .networkError: 4
+        case .throttled: 5
+        case .refused: 6
+        }
+    }
 }
 
 public enum ErrorCategory: String, Sendable, CaseIterable {
     case authentication, rateLimit = "rate_limit", network, data, business
+
+    var index: Int {
+        switch self {
+        case .authentication: 0
+        case .rateLimit: 1
+        case .network: 2
+        case .data: 3
+        case .business: 4
+        }
+    }
+}
+
+extension Activity.WebhookStatus {
+    var index: Int {
+        switch self {
+        case .received: 0
+        case .rejected: 1
+        case .duplicate: 2
+        case .processed: 3
+        case .failed: 4
+        case .deadLettered: 5
+        }
+    }
+}
+
+extension Activity.SyncOperation {
+    var index: Int {
+        switch self {
+        case .fetched: 0
+        case .created: 1
+        case .updated: 2
+        case .unchanged: 3
+        case .deleted: 4
+        case .conflicts: 5
+        case .rejected: 6
+        }
+    }
 }
 
 /// What happened to one integration during a span of time (a minute slot, an hour's rollup, or a window
@@ -30,14 +80,14 @@ public struct ActivityStats: Sendable, Equatable {
 
     public init() {}
 
-    public subscript(outcome: OutcomeClass) -> UInt64 { outcomes[OutcomeClass.allCases.firstIndex(of: outcome)!] }
-    public subscript(category: ErrorCategory) -> UInt64 { categories[ErrorCategory.allCases.firstIndex(of: category)!] }
-    public subscript(webhook: Activity.WebhookStatus) -> UInt64 { webhooks[Activity.WebhookStatus.allCases.firstIndex(of: webhook)!] }
-    public subscript(sync operation: Activity.SyncOperation) -> UInt64 { sync[Activity.SyncOperation.allCases.firstIndex(of: operation)!] }
+    public subscript(outcome: OutcomeClass) -> UInt64 { outcomes[outcome.index] }
+    public subscript(category: ErrorCategory) -> UInt64 { categories[category.index] }
+    public subscript(webhook: Activity.WebhookStatus) -> UInt64 { webhooks[webhook.index] }
+    public subscript(sync operation: Activity.SyncOperation) -> UInt64 { sync[operation.index] }
 
     /// Upstream calls: every outcome but the portal's own refusals.
     public var upstreamCalls: UInt64 {
-        zip(OutcomeClass.allCases, outcomes).reduce(0) { $0 + ($1.0.isRefusedLocally ? 0 : $1.1) }
+        outcomes.reduce(0, +) - outcomes[OutcomeClass.throttled.index] - outcomes[OutcomeClass.refused.index]
     }
 
     public var successfulCalls: UInt64 { self[.success] }
@@ -47,11 +97,12 @@ public struct ActivityStats: Sendable, Equatable {
     }
 
     mutating func record(_ call: Activity.Call, sketch: Bool = true) {
-        let outcome = OutcomeClass(rawValue: call.outcome) ?? .networkError
-        outcomes[OutcomeClass.allCases.firstIndex(of: outcome)!] += 1
-        if outcome != .success, let category = call.category.flatMap(ErrorCategory.init(rawValue:)) {
-            categories[ErrorCategory.allCases.firstIndex(of: category)!] += 1
-        }
+        record(call, outcome: OutcomeClass(rawValue: call.outcome) ?? .networkError, category: call.category.flatMap(ErrorCategory.init(rawValue:)), sketch: sketch)
+    }
+
+    mutating func record(_ call: Activity.Call, outcome: OutcomeClass, category: ErrorCategory?, sketch: Bool = true) {
+        outcomes[outcome.index] += 1
+        if outcome != .success, let category { categories[category.index] += 1 }
         if !outcome.isRefusedLocally {
             durationMicros += UInt64(max(0, call.durationMicros))
             if sketch { latency.add(micros: Double(call.durationMicros)) }
@@ -59,11 +110,11 @@ public struct ActivityStats: Sendable, Equatable {
     }
 
     mutating func record(webhook status: Activity.WebhookStatus) {
-        webhooks[Activity.WebhookStatus.allCases.firstIndex(of: status)!] += 1
+        webhooks[status.index] += 1
     }
 
     mutating func record(sync counts: [Activity.SyncOperation: Int]) {
-        for (operation, n) in counts where n > 0 { sync[Activity.SyncOperation.allCases.firstIndex(of: operation)!] += UInt64(n) }
+        for (operation, n) in counts where n > 0 { sync[operation.index] += UInt64(n) }
     }
 
     mutating func record(tokenRefresh success: Bool) {

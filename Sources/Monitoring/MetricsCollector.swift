@@ -46,6 +46,10 @@ public final class MetricsCollector: ActivityObserver, Sendable {
             flushedThrough = minute - 1
         }
 
+        mutating func observe(_ minute: Int64, _ body: (inout IntegrationState, Int) -> Void) {
+            body(&self, slot(minute))
+        }
+
         mutating func slot(_ minute: Int64) -> Int {
             let index = Int(minute % Int64(MetricsCollector.slotCount))
             if slots[index]?.minute != minute { slots[index] = Slot(minute: minute) }
@@ -81,26 +85,25 @@ public final class MetricsCollector: ActivityObserver, Sendable {
         let minute = Self.minute(clock.now())
         switch activity {
         case .call(let call):
+            // Parsed once, outside the lock.
+            let outcome = OutcomeClass(rawValue: call.outcome) ?? .networkError
+            let category = call.category.flatMap(ErrorCategory.init(rawValue:))
+            let seconds = Double(call.durationMicros) / 1_000_000
+            let bucket = Self.histogramBounds.firstIndex { seconds <= $0 } ?? Self.histogramBounds.count
+            let quota: Double? = if let remaining = call.quotaRemaining, let limit = call.quotaLimit, limit > 0 {
+                min(1, max(0, Double(remaining) / Double(limit)))
+            } else { nil }
             update(call.integrationID, call.organizationID, minute) { state, slot in
-                state.slots[slot]!.stats.record(call)
-                state.totals.record(call, sketch: false)
-                let outcome = OutcomeClass(rawValue: call.outcome) ?? .networkError
+                state.slots[slot]!.stats.record(call, outcome: outcome, category: category)
+                state.totals.record(call, outcome: outcome, category: category, sketch: false)
                 if !outcome.isRefusedLocally {
-                    let seconds = Double(call.durationMicros) / 1_000_000
-                    let bucket = Self.histogramBounds.firstIndex { seconds <= $0 } ?? Self.histogramBounds.count
                     state.buckets[bucket] += 1
-                    if outcome == .success {
-                        state.consecutiveFailures = 0
-                    } else {
-                        state.consecutiveFailures += 1
-                    }
+                    state.consecutiveFailures = outcome == .success ? 0 : state.consecutiveFailures + 1
                 }
                 if outcome != .success {
                     state.lastError = LastError(timestamp: call.at, message: call.error ?? outcome.rawValue, endpoint: call.endpoint)
                 }
-                if let remaining = call.quotaRemaining, let limit = call.quotaLimit, limit > 0 {
-                    state.quota = min(1, max(0, Double(remaining) / Double(limit)))
-                }
+                if let quota { state.quota = quota }
             }
         case .webhook(let organizationID, let integrationID, let status):
             update(integrationID, organizationID, minute) { state, slot in
@@ -122,9 +125,8 @@ public final class MetricsCollector: ActivityObserver, Sendable {
 
     private func update(_ id: UUID, _ organizationID: UUID, _ minute: Int64, _ body: (inout IntegrationState, Int) -> Void) {
         shard(id).states.withLock { states in
-            if states[id] == nil { states[id] = IntegrationState(organizationID: organizationID, minute: minute) }
-            let slot = states[id]!.slot(minute)
-            body(&states[id]!, slot)
+            // One hash lookup, and the state mutated in place.
+            states[id, default: IntegrationState(organizationID: organizationID, minute: minute)].observe(minute, body)
         }
     }
 

@@ -245,3 +245,93 @@ enum Promtool {
         #expect(report.isEmpty, "promtool reports nothing on a clean exposition: \(report)")
     }
 }
+
+/// Every rule kind fires from what it watches, through the evaluator and the real capabilities: slow calls,
+/// 429s and a run of failures, a failing token endpoint, a webhook backlog and a dead letter, and a tampered
+/// ledger found by the periodic verification.
+@Suite("Alert rule kinds")
+struct AlertKindTests {
+    static let rules = """
+        evaluationInterval: 1h
+        rules:
+          - {alert: Failing, kind: integration_failure, consecutiveFailures: 3}
+          - {alert: Errors, kind: error_rate, threshold: 0.5, minRequests: 3}
+          - {alert: Slow, kind: latency_degradation, threshold: 0.05, minRequests: 3}
+          - {alert: Quota, kind: quota_exhaustion, rateLimitedCalls: 1}
+          - {alert: Backlog, kind: webhook_backlog, maxDepth: 0, maxAge: 1h}
+          - {alert: DeadLetters, kind: dead_letters, threshold: 0}
+          - {alert: TokenRefresh, kind: token_refresh_failure, window: 5m}
+          - {alert: Ledger, kind: ledger_verification_failure, labels: {severity: critical}, annotations: {summary: "{{ $labels.reason }}"}}
+        """
+
+    func integration(_ portal: Portal, _ name: String, extra: String = #""authMethod":"api_key","credentials":{"apiKey":"k-kinds-123456"}"#) async throws -> String {
+        let response = try await portal.call(.post, "/portal/integrations", token: portal.token("acme.admin"), json: """
+            {"name":"\(name)","type":"enterprise","baseUrl":"\(portal.upstream.baseURL)",\(extra),"rateLimits":{"requestsPerSecond":1000,"burst":1000},"config":{"retry":{"maxAttempts":1}\(name == "IdP" ? #","oauth":{"tokenUrl":"\#(portal.upstream.baseURL)/status/500"}"# : "")}}
+            """)
+        #expect(response.status == .created, "\(response.body.string)")
+        return try #require(response.json.objectValue?["id"]?.stringValue)
+    }
+
+    @Test("each kind fires from its own signal", arguments: Backend.available)
+    func everyKind(backend: Backend) async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("kinds-\(UUID().uuidString).yml")
+        try Self.rules.write(to: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: path) }
+        let metricsToken = "kinds-metrics-token-\(UUID().uuidString)"
+        try await withPortal(backend, configure: { $0.alertRulesPath = path.path; $0.metricsToken = metricsToken }) { portal in
+            let token = portal.token("acme.operator")
+            let slow = try await integration(portal, "Slow")
+            for _ in 0..<3 { try await portal.call(.post, "/portal/integrations/\(slow)/requests", token: token, json: #"{"method":"GET","endpoint":"/slow/120"}"#) }
+            // A 429 also holds the integration's calls back (the portal's own `throttled`), so one is enough.
+            let limited = try await integration(portal, "Limited")
+            try await portal.call(.post, "/portal/integrations/\(limited)/requests", token: token, json: #"{"method":"GET","endpoint":"/status/429"}"#)
+            let broken = try await integration(portal, "Broken")
+            for _ in 0..<3 { try await portal.call(.post, "/portal/integrations/\(broken)/requests", token: token, json: #"{"method":"GET","endpoint":"/status/502"}"#) }
+            let idp = try await integration(portal, "IdP", extra: #""authMethod":"oauth2","credentials":{"clientId":"c-kinds-123456","clientSecret":"s-kinds-123456"}"#)
+            let refused = try await portal.call(.post, "/portal/integrations/\(idp)/requests", token: token, json: #"{"method":"GET","endpoint":"/echo/x"}"#)
+            #expect(refused.status.code >= 400, "the token endpoint fails, so the call does: \(refused.body.string)")
+
+            // A webhook endpoint with one event waiting for a retry and one in the dead letter.
+            let hooked = try await integration(portal, "Hooked")
+            let endpoint = try await portal.call(.post, "/portal/integrations/\(hooked)/webhooks", token: portal.token("acme.admin"), json: #"{"endpoint":"/webhooks/kinds","secret":"kinds-secret-1"}"#)
+            let endpointID = try #require(endpoint.json.objectValue?["id"]?.stringValue.flatMap(UUID.init(uuidString:)))
+            let integrationID = try #require(UUID(uuidString: hooked))
+            try await portal.services.database.write { tx in
+                for (status, available) in [("failed", Date()), ("retrying", Date().addingTimeInterval(3600))] {
+                    let id = UUID()
+                    _ = try await WebhookEventStore(tx).insert([WebhookEventRecord(
+                        id: id, organizationID: portal.acme.id, integrationID: integrationID, endpointID: endpointID, eventType: "user.updated", payload: [:],
+                        signature: nil, status: status, errorMessage: "made \(status) by the test", createdAt: Date(), providerEventID: nil,
+                        dedupKey: "test:\(id)", headers: [:], bodyDigest: "00", availableAt: available
+                    )])
+                }
+            }
+
+            // Tamper with acme's first ledger entry; the periodic verification finds it.
+            try await portal.services.database.write { tx in
+                try await tx.raw("UPDATE ledger_entries SET hash = \(bind: Data(repeating: 0, count: 32)) WHERE organization_id = \(bind: portal.acme.id) AND seq = 0").run()
+            }
+            let verified = try await portal.services.ledgerWatch.verifyAll()
+            #expect(verified["acme"] == false && verified["globex"] == true)
+
+            let step = try #require(try await portal.services.alertEvaluator.evaluateAll()["acme"])
+            let fired = Dictionary(grouping: step.fired, by: \.rule)
+            #expect(Set(fired.keys) == ["Failing", "Errors", "Slow", "Quota", "Backlog", "DeadLetters", "TokenRefresh", "Ledger"], "\(fired.keys.sorted())")
+            #expect(fired["Slow"]?.map { $0.labels["integration"] } == [slow])
+            #expect(Set(fired["Quota"]?.compactMap { $0.labels["integration"] } ?? []) == [limited])
+            #expect(fired["Failing"]?.map { $0.labels["integration"] } == [broken] && fired["Errors"]?.map { $0.labels["integration"] } == [broken])
+            #expect(fired["TokenRefresh"]?.map { $0.labels["integration"] } == [idp])
+            #expect(fired["DeadLetters"]?.first?.value == 1 && fired["Backlog"]?.first?.labels["integration"] == nil)
+            #expect(fired["Ledger"]?.first?.annotations["summary"]?.contains("seq 0") == true)
+            #expect(try #require(try await portal.services.alertEvaluator.evaluateAll()["globex"]).fired.isEmpty, "nothing of acme's fires in globex")
+
+            let text = try await portal.call(.get, "/metrics", token: metricsToken).body.string
+            #expect(text.contains(#"portal_ledger_last_verification_success{organization="acme"} 0"#))
+            #expect(text.contains(#"portal_ledger_last_verification_success{organization="globex"} 1"#))
+            #expect(text.contains(#"portal_alerts{alertname="Ledger",organization="acme",state="firing"} 1"#))
+            #expect(text.contains(#"portal_webhook_dead_letters{organization="acme"} 1"#) && text.contains(#"portal_webhook_queue_depth{organization="acme"} 1"#))
+            #expect(text.contains(#"portal_token_refreshes_total{organization="acme",integration="\#(idp)",result="failure"} 1"#))
+            try Promtool.checkMetrics(text)
+        }
+    }
+}
