@@ -46,6 +46,12 @@ public struct AlertGroup: Sendable {
     public var status: String
     public var alerts: [AlertInstance]
     public var organizationSlug: String
+
+    public init(status: String, alerts: [AlertInstance], organizationSlug: String) {
+        self.status = status
+        self.alerts = alerts
+        self.organizationSlug = organizationSlug
+    }
 }
 
 /// Builds each receiver kind's message and sends it through the gateway's client (the destination policy

@@ -26,6 +26,9 @@ struct MonitoringRouteTests {
             received.withLock { $0.filter { $0.path == path }.map { ($0.headers, $0.body) } }
         }
 
+        /// Statuses to answer in turn (then 200).
+        let script = Mutex<[Int]>([])
+
         static func with<T: Sendable>(status: Int = 200, _ body: @Sendable (Receiver, Int) async throws -> T) async throws -> T {
             let receiver = Receiver()
             let router = Router()
@@ -35,7 +38,8 @@ struct MonitoringRouteTests {
                 for field in request.headers { headers[field.name.canonicalName.lowercased()] = field.value }
                 let json = (try? JSONValue.parse(Data(bytes.readableBytesView))) ?? .string(String(buffer: bytes))
                 receiver.received.withLock { $0.append((request.uri.path, headers, json)) }
-                return Response(status: .init(code: status))
+                let scripted = receiver.script.withLock { $0.isEmpty ? nil : $0.removeFirst() }
+                return Response(status: .init(code: scripted ?? status))
             }
             return try await LoopbackServer.run(router, label: "receiver") { port in try await body(receiver, port) }
         }
@@ -153,6 +157,36 @@ struct MonitoringRouteTests {
         }
     }
 
+    @Test("a notification is retried on 5xx, not on 4xx, never sent to a refused destination, and every outcome is logged")
+    func notifierRetries() async throws {
+        try await Receiver.with { receiver, port in
+            try await withPortal(.sqlite) { portal in
+                let services = portal.services
+                let notifier = AlertNotifier(
+                    gateway: services.gateway, database: services.database, clock: services.clock, ids: services.ids, logger: quietLogger,
+                    externalURL: "https://portal.example.test", sleep: { _ in }
+                )
+                let labels = ["alertname": "X", "organization": "acme"]
+                let alert = AlertInstance(fingerprint: AlertEngine.fingerprint(labels), rule: "X", labels: labels, annotations: [:], state: .firing, value: 1, activeAt: Date(), firedAt: Date(), lastSeenAt: Date())
+                let group = AlertGroup(status: "firing", alerts: [alert], organizationSlug: "acme")
+                func receiverAt(_ url: String) -> AlertReceiver {
+                    AlertReceiver(id: UUID(), organizationID: portal.acme.id, name: "r", kind: .webhook, url: url)
+                }
+                receiver.script.withLock { $0 = [503, 502] }
+                let retried = await notifier.send(group, to: receiverAt("http://127.0.0.1:\(port)/flaky"))
+                #expect(retried.delivered && retried.attempts == 3 && retried.httpStatus == 200)
+                #expect(receiver.deliveries("/flaky").count == 3)
+                receiver.script.withLock { $0 = [400] }
+                let rejected = await notifier.send(group, to: receiverAt("http://127.0.0.1:\(port)/bad"))
+                #expect(!rejected.delivered && rejected.attempts == 1 && rejected.httpStatus == 400 && rejected.error == "HTTP 400")
+                let refused = await notifier.send(group, to: receiverAt("https://10.1.2.3/hook"))
+                #expect(!refused.delivered && refused.attempts == 1 && refused.httpStatus == nil && refused.error?.contains("internal") == true, "\(String(describing: refused.error))")
+                let log = try await portal.services.database.read { db in try await AlertStore(db).notifications(organizationID: portal.acme.id, limit: 10) }
+                #expect(log.count == 3 && log.filter(\.delivered).count == 1)
+            }
+        }
+    }
+
     @Test("metric windows: counts by outcome and category, p95, health; the summary; a bad window is a 422", arguments: Backend.available)
     func metricWindows(backend: Backend) async throws {
         try await withPortal(backend) { portal in
@@ -170,6 +204,8 @@ struct MonitoringRouteTests {
             #expect(m["p50ResponseTime"] != nil && m["p50ResponseTime"] != .null && m["p99ResponseTime"] != .null)
             #expect(m["lastError"]?.objectValue?["endpoint"] == "/status/{id}")
             #expect(m["health"] == "degraded", "20% of the last 5 minutes' calls failed")
+            let status = try await portal.call(.get, "/portal/integrations/\(id)/status", token: portal.token("acme.auditor"))
+            #expect(status.json.objectValue?["health"] == "degraded" && status.json.objectValue?["consecutiveFailures"] == 2, "\(status.body.string)")
             // Persisted minutes answer the same after a flush (what a restart would read back).
             try await portal.services.monitor.flush(through: Int64(Date().timeIntervalSince1970 / 60) + 2)
             let again = try await portal.call(.get, "/portal/integrations/\(id)/metrics?window=24h", token: portal.token("acme.auditor"))

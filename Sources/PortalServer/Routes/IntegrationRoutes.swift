@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import Integrations
+import Monitoring
 import Logging
 import PortalCore
 import Sync
@@ -102,7 +103,13 @@ struct IntegrationRoutes {
         }
         table.guarded(group, prefix: "/portal", .get, "/integrations/{id}/status", .readIntegrations) { _, context, principal in
             let id = try context.uuidParameter("id", what: "integration")
-            return JSONOutput.response(try await registry.status(id: id, organizationID: principal.organizationID))
+            let status = try await registry.status(id: id, organizationID: principal.organizationID)
+            // Health from the last 5 minutes (monitoring), beside the lifecycle status.
+            let recent = try await services.monitor.report(integrationID: id, organizationID: principal.organizationID, status: status.status, window: .fiveMinutes)
+            guard case .object(var fields) = try JSONValue.parse(JSONOutput.encode(status)) else { return JSONOutput.response(status) }
+            fields["health"] = .string(recent.health)
+            fields["consecutiveFailures"] = .int(Int64(recent.consecutiveFailures))
+            return JSONOutput.response(JSONValue.object(fields))
         }
         // OAuth 2.0 authorization code with PKCE: the start (a bearer route) and the provider's redirect
         // (open: the single-use state authorizes it).
