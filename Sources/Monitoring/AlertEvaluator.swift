@@ -43,22 +43,8 @@ public final class AlertEvaluator: Service, Sendable {
 
     public func run() async throws {
         let interval = Duration.milliseconds(Int64(rules.evaluationIntervalSeconds * 1000))
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            do {
-                try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
-            } catch {
-                return
-            }
-            do {
-                let now = clock.now()
-                let held = try await database.write { db in
-                    try await ServiceLeaseStore(db).claim("alert-evaluator", owner: owner, until: now.addingTimeInterval(rules.evaluationIntervalSeconds * 3), now: now)
-                }
-                if held { try await evaluateAll() }
-            } catch {
-                logger.warning("alert evaluation failed; trying again next interval", metadata: ["portal.error": "\(error)"])
-            }
-        }
+        await LeasedLoop(name: "alert-evaluator", owner: owner, database: database, clock: clock, logger: logger)
+            .run(every: interval, first: interval) { try await self.evaluateAll() }
     }
 
     /// Evaluates every organization once; returns each organization's step (by slug).
