@@ -190,7 +190,8 @@ public final class IntegrationMonitor: Service, Sendable {
             }
             merged[row.integrationID, default: ActivityStats()].merge(stats)
         }
-        let localSince = window.minutes <= 60 ? windowStart : currentHour
+        // Minutes not stored yet are in no row, minute or hour: all of them in the window count.
+        let localSince = windowStart
         if let integrationID {
             let local = collector.unflushed(integrationID, since: localSince)
             if !local.isEmpty { merged[integrationID, default: ActivityStats()].merge(local) }

@@ -116,7 +116,8 @@ public struct AlertStateRecord: Sendable, Equatable {
 public struct AlertSilenceRecord: Sendable, Equatable {
     public var id: UUID
     public var organizationID: UUID
-    /// `[{name, value, isRegex, isEqual}]`, as Alertmanager's.
+    /// `[{name, value, isRegex, isEqual}]`, as Alertmanager's (stored as `{"matchers": [...]}`: a JSON column
+    /// holds an object, since PostgreSQL's encoder would bind a bare array as an SQL array).
     public var matchers: JSONValue
     public var startsAt: Date
     public var endsAt: Date
@@ -247,7 +248,7 @@ public struct AlertStore: Sendable {
     public func insert(_ s: AlertSilenceRecord) async throws {
         try await db.raw("""
             INSERT INTO alert_silences (id, organization_id, matchers, starts_at, ends_at, comment, created_by, created_at)
-            VALUES (\(bind: s.id), \(bind: s.organizationID), \(bind: db.jsonBind(s.matchers)), \(bind: s.startsAt), \(bind: s.endsAt),
+            VALUES (\(bind: s.id), \(bind: s.organizationID), \(bind: db.jsonBind(["matchers": s.matchers])), \(bind: s.startsAt), \(bind: s.endsAt),
                     \(bind: s.comment), \(bind: s.createdBy), \(bind: s.createdAt))
             """).run()
     }
@@ -259,7 +260,7 @@ public struct AlertStore: Sendable {
         return try await db.raw("SELECT * FROM alert_silences WHERE ends_at > \(bind: now)\(org) ORDER BY created_at DESC, id").all().map { row in
             AlertSilenceRecord(
                 id: try row.decode(column: "id", as: UUID.self), organizationID: try row.decode(column: "organization_id", as: UUID.self),
-                matchers: try row.decodeJSON(column: "matchers", backend: backend) ?? [], startsAt: try row.decode(column: "starts_at", as: Date.self),
+                matchers: try row.decodeJSON(column: "matchers", backend: backend)?.objectValue?["matchers"] ?? [], startsAt: try row.decode(column: "starts_at", as: Date.self),
                 endsAt: try row.decode(column: "ends_at", as: Date.self), comment: try row.decode(column: "comment", as: String.self),
                 createdBy: try row.decode(column: "created_by", as: String.self), createdAt: try row.decode(column: "created_at", as: Date.self)
             )
