@@ -159,6 +159,21 @@ let package = Package(
             resources: [.copy("Resources/alert-rules.yml")],
             swiftSettings: swiftSettings
         ),
+        // Compliance: data-subject requests (and, next, evidence bundles and retention).
+        .target(
+            name: "Compliance",
+            dependencies: [
+                "PortalCore",
+                "Storage",
+                "Ledger",
+                "Integrations",
+                "Gateway",
+                "Webhooks",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SQLKit", package: "sql-kit"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "PortalServer",
             dependencies: [
@@ -170,6 +185,7 @@ let package = Package(
                 "Webhooks",
                 "Sync",
                 "Monitoring",
+                "Compliance",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
@@ -188,6 +204,7 @@ let package = Package(
                 "Integrations",
                 "Ledger",
                 "Monitoring",
+                "Compliance",
                 "PortalServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

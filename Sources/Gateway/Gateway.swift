@@ -23,8 +23,15 @@ public struct APIRequest: Sendable {
     public var params: [String: String]
     /// Milliseconds; the seed's `timeout` (default 30 s).
     public var timeoutMs: Int?
+    /// The data subjects whose personal data the call discloses to the provider (ids such as emails): the
+    /// call's ledger entry carries their commitments, which a data-subject export finds (GDPR Art. 15).
+    public var dataSubjects: [String]
 
-    public init(method: String, endpoint: String, headers: [String: String] = [:], body: JSONValue? = nil, params: [String: String] = [:], timeoutMs: Int? = nil) {
+    public init(
+        method: String, endpoint: String, headers: [String: String] = [:], body: JSONValue? = nil, params: [String: String] = [:], timeoutMs: Int? = nil,
+        dataSubjects: [String] = []
+    ) {
+        self.dataSubjects = dataSubjects
         self.method = method
         self.endpoint = endpoint
         self.headers = headers
@@ -39,7 +46,7 @@ public struct APIRequest: Sendable {
     public static func parse(_ json: JSONValue, integrationID expected: UUID) throws(PortalError) -> APIRequest {
         var errors: [PortalError.FieldError] = []
         guard case .object(let m) = json else { throw PortalError(.validationFailed, "the request is a JSON object", fieldErrors: [.init(pointer: "", message: "must be an object")]) }
-        let known: Set<String> = ["integrationId", "method", "endpoint", "headers", "body", "params", "timeout"]
+        let known: Set<String> = ["integrationId", "method", "endpoint", "headers", "body", "params", "timeout", "dataSubjects"]
         for key in m.keys.sorted() where !known.contains(key) { errors.append(.init(pointer: "/\(key)", message: "unknown field")) }
         if let id = m["integrationId"] {
             if id.stringValue.flatMap(UUID.init(uuidString:)) != expected { errors.append(.init(pointer: "/integrationId", message: "must be the integration of the path")) }
@@ -64,9 +71,17 @@ public struct APIRequest: Sendable {
         if let t = m["timeout"] {
             if case .int(let ms) = t, (1...300_000).contains(ms) { timeout = Int(ms) } else { errors.append(.init(pointer: "/timeout", message: "must be milliseconds between 1 and 300000")) }
         }
+        var subjects: [String] = []
+        if let value = m["dataSubjects"] {
+            if case .array(let items) = value, items.count <= 100, items.allSatisfy({ ($0.stringValue?.count ?? 0) >= 1 && ($0.stringValue?.count ?? 0) <= 320 }) {
+                subjects = items.compactMap(\.stringValue)
+            } else {
+                errors.append(.init(pointer: "/dataSubjects", message: "must be a list of at most 100 subject ids (strings of 1 to 320 characters)"))
+            }
+        }
         guard errors.isEmpty else { throw PortalError(.validationFailed, "the request is not a valid APIRequest", fieldErrors: errors) }
         let body: JSONValue? = m["body"].flatMap { $0 == .null ? nil : $0 }
-        return APIRequest(method: method, endpoint: endpoint, headers: headers, body: body, params: params, timeoutMs: timeout)
+        return APIRequest(method: method, endpoint: endpoint, headers: headers, body: body, params: params, timeoutMs: timeout, dataSubjects: subjects)
     }
 }
 
@@ -154,6 +169,9 @@ public final class Gateway: Service, Sendable {
     private let client: Mutex<HTTPClient?> = Mutex(nil)
     /// Told of every recorded call and token request (monitoring).
     private let observer: any ActivityObserver
+    private let database: Database
+    /// Commitments of the data subjects a call names.
+    private let subjects: SubjectSealing
 
     public init(
         database: Database, vault: CredentialVault, registry: IntegrationRegistry, audit: any AuditTrail, clock: any WallClock = SystemWallClock(),
@@ -162,6 +180,8 @@ public final class Gateway: Service, Sendable {
     ) {
         self.registry = registry
         self.observer = observer
+        self.database = database
+        subjects = SubjectSealing(vault: vault)
         oauth = OAuthTokens(
             database: database, vault: vault, audit: audit, clock: clock, observer: observer, invalidate: { [registry] id in registry.invalidate(id: id) }
         )
@@ -223,7 +243,10 @@ public final class Gateway: Service, Sendable {
         var headers = request.headers.sorted(by: { $0.key < $1.key }).map { (name: $0.key, value: $0.value) }
         if !body.isEmpty, !headers.contains(where: { $0.name.lowercased() == "content-type" }) { headers.append(("Content-Type", "application/json")) }
         let result = try await perform(
-            GatewayCall(method: request.method, endpoint: endpoint, headers: headers, body: body, timeoutMs: request.timeoutMs, storedBody: request.body),
+            GatewayCall(
+                method: request.method, endpoint: endpoint, headers: headers, body: body, timeoutMs: request.timeoutMs, storedBody: request.body,
+                dataSubjects: request.dataSubjects
+            ),
             integrationID: integrationID, by: principal
         )
         return APIResponse(
@@ -273,6 +296,13 @@ public final class Gateway: Service, Sendable {
             integration: integration, method: call.method, template: template, url: url, actor: actor,
             requestDigest: body.isEmpty ? nil : Hex.encode(SHA256.hash(data: body)), storedRequest: storeBodies ? call.storedBody : nil
         )
+        if !transient, !call.dataSubjects.isEmpty {
+            // Commitments, not ids, go into the entry (DESIGN 4.1); the subject's salt is made on first use.
+            let commitments = try await database.write { [subjects] db in
+                try await subjects.commitments(organizationID: integration.organizationID, subjectIDs: call.dataSubjects, in: db, at: clock.now())
+            }
+            record.subjects = Array(Set(commitments.values)).sorted()
+        }
 
         do {
             try await configuration.policy.check(url)
@@ -586,6 +616,7 @@ public final class Gateway: Service, Sendable {
         let category = call.outcome == .success ? nil : call.category ?? (call.outcome == .throttled ? "rate_limit" : call.outcome == .refused ? "business" : Outcome.category(status: call.status))
         if let category { data["errorCategory"] = .string(category) }
         if let digest = call.requestDigest { data["requestBodyDigest"] = .string(digest) }
+        if !call.subjects.isEmpty { data["subjects"] = .array(call.subjects.map(JSONValue.string)) }
         if let digest = call.responseDigest { data["responseBodyDigest"] = .string(digest) }
         let integration = call.integration
         let row = IntegrationRequestRecord(
@@ -696,8 +727,14 @@ public struct GatewayCall: Sendable {
     public var timeoutMs: Int?
     /// The body as JSON, kept in `integration_requests` when the integration asks for bodies.
     public var storedBody: JSONValue?
+    /// Data subjects the call discloses (their commitments go into the call's ledger entry).
+    public var dataSubjects: [String]
 
-    public init(method: String, endpoint: String, headers: [(name: String, value: String)], body: [UInt8], timeoutMs: Int? = nil, storedBody: JSONValue? = nil) {
+    public init(
+        method: String, endpoint: String, headers: [(name: String, value: String)], body: [UInt8], timeoutMs: Int? = nil, storedBody: JSONValue? = nil,
+        dataSubjects: [String] = []
+    ) {
+        self.dataSubjects = dataSubjects
         self.method = method
         self.endpoint = endpoint
         self.headers = headers
@@ -738,6 +775,8 @@ struct CallRecord {
     var cache = "BYPASS"
     /// The error category when the status does not tell it (a failed token request: `authentication`).
     var category: String?
+    /// Commitments of the data subjects the call discloses.
+    var subjects: [String] = []
     /// The provider's rate-limit headers, when it sent them.
     var quotaRemaining: Int?
     var quotaLimit: Int?

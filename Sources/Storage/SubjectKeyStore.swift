@@ -81,3 +81,88 @@ public struct SubjectKeyStore {
         return existed
     }
 }
+
+/// What the portal holds about one data subject outside `subject_keys`: synced records and conflicts sealed
+/// for it (found by their `$subject` lookup), and stored bodies that mention its id.
+public struct SubjectDataStore: Sendable {
+    private let db: any SQLDatabase
+
+    public init(_ db: any SQLDatabase) { self.db = db }
+
+    /// `column ->> '$subject'` on either dialect.
+    private func subjectOf(_ column: String) -> SQLQueryString {
+        switch db.backend {
+        case .postgres: SQLQueryString("\(unsafeRaw: column)->>'$subject'")
+        case .sqlite: SQLQueryString("json_extract(\(unsafeRaw: column), '$.\"$subject\"')")
+        }
+    }
+
+    /// A synced record sealed for the subject.
+    public struct Record: Sendable {
+        public var integrationID: UUID
+        public var entity: String
+        public var recordID: String
+        public var data: JSONValue
+        public var updatedAt: Date
+        public var deletedAt: Date?
+    }
+
+    /// The organization's synced records sealed for `lookup` (deleted ones included).
+    public func records(organizationID: UUID, lookup: String) async throws -> [Record] {
+        let backend = db.backend
+        return try await db.raw("""
+            SELECT integration_id, entity, record_id, data, updated_at, deleted_at FROM sync_records
+            WHERE organization_id = \(bind: organizationID) AND \(subjectOf("data")) = \(bind: lookup)
+            ORDER BY integration_id, entity, record_id
+            """).all().map { row in
+            Record(
+                integrationID: try row.decode(column: "integration_id", as: UUID.self), entity: try row.decode(column: "entity", as: String.self),
+                recordID: try row.decode(column: "record_id", as: String.self), data: try row.decodeJSON(column: "data", backend: backend) ?? .null,
+                updatedAt: try row.decode(column: "updated_at", as: Date.self), deletedAt: try row.decodeOptional(column: "deleted_at", as: Date.self)
+            )
+        }
+    }
+
+    /// Deletes the subject's synced records and the conflicts filed about them; returns both counts.
+    public func deleteRecords(organizationID: UUID, lookup: String) async throws -> (records: Int, conflicts: Int) {
+        let conflicts = try await db.raw("""
+            DELETE FROM sync_conflicts WHERE organization_id = \(bind: organizationID) AND \(subjectOf("source")) = \(bind: lookup) RETURNING id
+            """).all().count
+        let records = try await db.raw("""
+            DELETE FROM sync_records WHERE organization_id = \(bind: organizationID) AND \(subjectOf("data")) = \(bind: lookup) RETURNING record_id
+            """).all().count
+        return (records, conflicts)
+    }
+
+    /// Clears stored request and response bodies (`integration_requests`) of the organization that mention
+    /// `needle` (case-insensitive); returns how many rows.
+    public func clearRequestBodies(organizationID: UUID, mentioning needle: String) async throws -> Int {
+        let pattern = "%" + needle.lowercased().replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%"
+        return try await db.raw("""
+            UPDATE integration_requests SET request_body = NULL, response_body = NULL
+            WHERE organization_id = \(bind: organizationID)
+              AND (LOWER(CAST(request_body AS TEXT)) LIKE \(bind: pattern) ESCAPE '\\' OR LOWER(CAST(response_body AS TEXT)) LIKE \(bind: pattern) ESCAPE '\\')
+            RETURNING id
+            """).all().count
+    }
+}
+
+extension SubjectDataStore {
+    /// A page of the organization's stored webhook bodies (sealed), after `after` in id order.
+    public func webhookPayloads(organizationID: UUID, after: UUID?, limit: Int) async throws -> [(id: UUID, payload: JSONValue)] {
+        let backend = db.backend
+        let from = after.map { SQLQueryString(" AND id > \(bind: $0)") } ?? SQLQueryString("")
+        return try await db.raw("""
+            SELECT id, payload FROM webhook_events WHERE organization_id = \(bind: organizationID)\(from) ORDER BY id LIMIT \(bind: limit)
+            """).all().map { (try $0.decode(column: "id", as: UUID.self), try $0.decodeJSON(column: "payload", backend: backend) ?? [:]) }
+    }
+
+    /// Replaces the stored bodies of these webhook events with `{"$erased": true}`.
+    public func erasePayloads(organizationID: UUID, ids: [UUID]) async throws {
+        for id in ids {
+            try await db.raw("""
+                UPDATE webhook_events SET payload = \(bind: db.jsonBind(["$erased": true])) WHERE organization_id = \(bind: organizationID) AND id = \(bind: id)
+                """).run()
+        }
+    }
+}

@@ -1,5 +1,6 @@
 import Crypto
 public import Foundation
+import Integrations
 import Ledger
 public import PortalCore
 import SQLKit

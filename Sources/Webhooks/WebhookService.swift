@@ -79,7 +79,7 @@ public final class WebhookService: Sendable {
     }
 
     static func secretContext(_ id: UUID) -> String { "webhook-endpoint:\(id.uuidString.lowercased())" }
-    static func bodyContext(_ id: UUID) -> String { "webhook-event:\(id.uuidString.lowercased())" }
+    public static func bodyContext(_ id: UUID) -> String { "webhook-event:\(id.uuidString.lowercased())" }
 
     // MARK: Endpoints
 

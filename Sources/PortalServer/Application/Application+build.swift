@@ -86,6 +86,7 @@ public func buildRouter(services: PortalServices) -> (Router<PortalRequestContex
     WebhookRoutes(services: services).register(on: portal, table: table)
     SyncRoutes(services: services).register(on: portal, table: table)
     MonitoringRoutes(services: services).register(on: router, portal: portal, table: table)
+    SubjectRoutes(services: services).register(on: portal, table: table)
     WebhookRoutes(services: services).registerReceiver(on: router, table: table)
     LedgerRoutes(services: services).register(on: ledger, table: table)
     return (router, table.routes)

@@ -1,4 +1,5 @@
 import Foundation
+public import Compliance
 public import Integrations
 public import Gateway
 public import Ledger
@@ -39,6 +40,8 @@ public struct PortalServices: Sendable {
     public let ledgerVerification: LedgerVerificationRun
     public let ledgerWatch: LedgerWatch
     public let metricsToken: MetricsTokenAuthority
+    /// Data-subject requests: export and erasure.
+    public let subjects: SubjectRequests
     public let clock: any WallClock
     public let ids: IdentifierGenerator
     public let maxBodyBytes: Int
@@ -97,6 +100,7 @@ public struct PortalServices: Sendable {
             notifier: AlertNotifier(gateway: gateway, database: database, clock: clock, ids: ids, logger: logger, externalURL: publicURL),
             receivers: alertReceivers, audit: ledger, clock: clock, logger: logger, owner: instance
         )
+        subjects = SubjectRequests(database: database, vault: vault, gateway: gateway, audit: ledger, clock: clock, logger: logger)
         ledgerVerification = LedgerVerificationRun(database: database, checkpointer: checkpointer, sequencer: ledger, clock: clock)
         ledgerWatch = LedgerWatch(
             run: ledgerVerification, database: database, clock: clock, logger: logger, interval: .seconds(Int64(settings.ledgerVerifyInterval)),

@@ -1,9 +1,8 @@
-import Crypto
-import Foundation
-import Integrations
+public import Crypto
+public import Foundation
 import Ledger
-import PortalCore
-import SQLKit
+public import PortalCore
+public import SQLKit
 import Storage
 
 /// Records that describe a person are stored encrypted under that subject's own key (DESIGN 4.1), so that
@@ -13,33 +12,33 @@ import Storage
 /// and the normalized subject id (trimmed, lowercased). A sealed value is stored as
 /// `{"$subject": lookup, "$sealed": base64(nonce || AES-256-GCM(canonical JSON) || tag)}`, bound by its
 /// associated data to the organization, integration, entity and record.
-struct SubjectSealing: Sendable {
-    let vault: CredentialVault
+public struct SubjectSealing: Sendable {
+    public let vault: CredentialVault
     private let lookupKey: SymmetricKey
 
-    init(vault: CredentialVault) {
+    public init(vault: CredentialVault) {
         self.vault = vault
         lookupKey = vault.derivedKey("subject-lookup")
     }
 
-    func lookup(organizationID: UUID, subjectID: String) -> String {
+    public func lookup(organizationID: UUID, subjectID: String) -> String {
         let normalized = subjectID.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
         let message = Array("\(organizationID.uuidString.lowercased())\n\(normalized)".utf8)
         return Hex.encode(HMAC<SHA256>.authenticationCode(for: message, using: lookupKey))
     }
 
-    static func aad(organizationID: UUID, integrationID: UUID, entity: String, recordID: String) -> [UInt8] {
+    public static func aad(organizationID: UUID, integrationID: UUID, entity: String, recordID: String) -> [UInt8] {
         Array("portal.subject-record|\(organizationID.uuidString.lowercased())|\(integrationID.uuidString.lowercased())|\(entity)|\(recordID)".utf8)
     }
 
     /// The subject a stored value is sealed for, if it is sealed.
-    static func subject(of stored: JSONValue?) -> String? {
+    public static func subject(of stored: JSONValue?) -> String? {
         guard case .object(let m)? = stored, m.count == 2, let lookup = m["$subject"]?.stringValue, m["$sealed"] != nil else { return nil }
         return lookup
     }
 
     /// The subjects' keys, created for those that have none when `create` (a write transaction).
-    func keys(organizationID: UUID, lookups: Set<String>, create: Bool, in db: any SQLDatabase, at now: Date) async throws -> [String: SymmetricKey] {
+    public func keys(organizationID: UUID, lookups: Set<String>, create: Bool, in db: any SQLDatabase, at now: Date) async throws -> [String: SymmetricKey] {
         guard !lookups.isEmpty else { return [:] }
         let store = SubjectKeyStore(db)
         var rows = try await store.find(organizationID: organizationID, lookups: Array(lookups))
@@ -65,7 +64,7 @@ struct SubjectSealing: Sendable {
         return keys
     }
 
-    static func seal(_ value: JSONValue, lookup: String, key: SymmetricKey, aad: [UInt8]) throws -> JSONValue {
+    public static func seal(_ value: JSONValue, lookup: String, key: SymmetricKey, aad: [UInt8]) throws -> JSONValue {
         let box = try AES.GCM.seal(Array(value.sortedText.utf8), using: key, authenticating: aad)
         guard let combined = box.combined else { throw PortalError(.crypto, "cannot encrypt a subject's record") }
         return ["$subject": .string(lookup), "$sealed": .string(combined.base64EncodedString())]
@@ -73,12 +72,32 @@ struct SubjectSealing: Sendable {
 
     /// The plaintext of a stored value: itself when not sealed, `{"$erased": true}` when its subject's key is
     /// gone (erased) or it does not open.
-    static func open(_ stored: JSONValue, keys: [String: SymmetricKey], aad: [UInt8]) -> JSONValue {
+    public static func open(_ stored: JSONValue, keys: [String: SymmetricKey], aad: [UInt8]) -> JSONValue {
         guard let lookup = subject(of: stored) else { return stored }
         guard let key = keys[lookup], let text = stored.objectValue?["$sealed"]?.stringValue, let combined = Data(base64Encoded: text),
               let box = try? AES.GCM.SealedBox(combined: combined), let plain = try? AES.GCM.open(box, using: key, authenticating: aad),
               let value = try? JSONValue.parse(plain)
         else { return ["$erased": true] }
         return value
+    }
+
+    /// The subject's ledger commitment (DESIGN 4.1): HMAC-SHA256 under the subject's random salt of the
+    /// normalized subject id, hex. Unlinkable once the salt is erased.
+    public static func commitment(salt: [UInt8], subjectID: String) -> String {
+        let normalized = subjectID.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        return Hex.encode(HMAC<SHA256>.authenticationCode(for: Array(normalized.utf8), using: SymmetricKey(data: salt)))
+    }
+
+    /// The commitments of the given subjects, creating their keys and salts when they have none (a write
+    /// transaction); erased subjects get none (their lookups are suppressed).
+    public func commitments(organizationID: UUID, subjectIDs: [String], in db: any SQLDatabase, at now: Date) async throws -> [String: String] {
+        let lookups = Dictionary(subjectIDs.map { (lookup(organizationID: organizationID, subjectID: $0), $0) }, uniquingKeysWith: { a, _ in a })
+        let erased = try await SubjectKeyStore(db).erased(organizationID: organizationID, lookups: Array(lookups.keys))
+        let live = Set(lookups.keys).subtracting(erased)
+        _ = try await keys(organizationID: organizationID, lookups: live, create: true, in: db, at: now)
+        let rows = try await SubjectKeyStore(db).find(organizationID: organizationID, lookups: Array(live))
+        var out: [String: String] = [:]
+        for (lookup, row) in rows { if let subject = lookups[lookup] { out[subject] = Self.commitment(salt: row.salt, subjectID: subject) } }
+        return out
     }
 }

@@ -1,0 +1,27 @@
+import Compliance
+import Foundation
+import Hummingbird
+import PortalCore
+
+/// Data-subject requests (GDPR Art. 15, 17, 20): export and erasure of one subject of the caller's
+/// organization. The subject id is the path segment, percent-encoded as needed (`alice%40example.com`).
+struct SubjectRoutes {
+    let services: PortalServices
+
+    func register(on group: RouterGroup<PortalRequestContext>, table: RouteTable) {
+        let subjects = services.subjects
+        table.guarded(group, prefix: "/portal", .post, "/subjects/{id}/export", .manageReports) { _, context, principal in
+            JSONOutput.response(try await subjects.export(subjectID: try Self.subject(context), by: principal))
+        }
+        table.guarded(group, prefix: "/portal", .post, "/subjects/{id}/erase", .manageReports) { _, context, principal in
+            JSONOutput.response(try await subjects.erase(subjectID: try Self.subject(context), by: principal))
+        }
+    }
+
+    static func subject(_ context: PortalRequestContext) throws(PortalError) -> String {
+        guard let raw = context.parameters.get("id"), let id = raw.removingPercentEncoding, !id.isEmpty else {
+            throw PortalError(.validationFailed, "the subject id is missing", fieldErrors: [.init(pointer: "id", message: "required")])
+        }
+        return id
+    }
+}
