@@ -88,6 +88,16 @@ struct SubjectRequestTests {
                 let badSubjects = try await portal.call(.post, "/portal/integrations/\(crmID)/requests", token: admin, json: #"{"method":"GET","endpoint":"/echo/x","dataSubjects":"me"}"#)
                 expectProblem(badSubjects, .unprocessableContent)
                 #expect(try await Self.readable(Self.email, in: portal.services.database).contains("integration_requests.request_body"))
+                // A webhook from the CRM about the person: its body is stored (sealed under the organization's key).
+                let hook = try await portal.call(.post, "/portal/integrations/\(crmID)/webhooks", token: admin, json: """
+                    {"endpoint":"/webhooks/crm-people","secret":"crm-webhook-secret-1","signatureHeader":"X-CRM-Signature","eventIdHeader":"X-Event-Id"}
+                    """)
+                #expect(hook.status == .created, "\(hook.body.string)")
+                let event = #"{"type":"contact.updated","data":{"email":"\#(Self.email)","name":"User Three"}}"#
+                let delivered = try await WebhookRouteTests().deliver(portal, "/webhooks/acme/crm-people", event, secret: "crm-webhook-secret-1", eventID: "evt-subject-1")
+                #expect(delivered.status == .ok, "\(delivered.body.string)")
+                let other = #"{"type":"contact.updated","data":{"email":"someone@example.test"}}"#
+                #expect(try await WebhookRouteTests().deliver(portal, "/webhooks/acme/crm-people", other, secret: "crm-webhook-secret-1", eventID: "evt-other-1").status == .ok)
 
                 // Export (Art. 15/20): the record, opened, and the dated disclosure to the CRM.
                 let path = "/portal/subjects/\(Self.email.replacingOccurrences(of: "@", with: "%40"))"
@@ -111,6 +121,7 @@ struct SubjectRequestTests {
                 #expect(erased.status == .ok, "\(erased.body.string)")
                 let report = try #require(erased.json.objectValue)
                 #expect(report["recordsDeleted"] == 1 && report["keyDestroyed"] == true && report["commitment"] == .string(commitment))
+                #expect(report["webhookPayloadsErased"] == 1, "only the event about the person")
                 if case .int(let cleared)? = report["requestBodiesCleared"] { #expect(cleared >= 1) } else { Issue.record("requestBodiesCleared: \(String(describing: report["requestBodiesCleared"]))") }
                 let recipients = report["recipients"]?.arrayValue?.compactMap(\.objectValue) ?? []
                 #expect(recipients.first { $0["name"] == "CRM" }?["outcome"] == "deleted")

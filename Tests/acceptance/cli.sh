@@ -91,4 +91,16 @@ ok "key and token events are ledgered; every ledger verifies"
 grep -q '"portal.route":"/portal/integrations/{id}"' "$WORK/server.log" || fail "no route template in the logs"
 ! grep -q "okta-api-key-value" "$WORK/server.log" || fail "a secret reached the logs"
 ok "structured logs, no secrets"
+# Data-subject requests from the CLI: an export as JSON, then an erasure, both ledgered with the CLI as actor.
+"$PORTAL_BIN" dsar export --org acme --subject "Pat@Example.test" --master-key-file keys/new-only.key --out dsar.json 2>/dev/null || fail "dsar export"
+[ "$(stat -c %a dsar.json)" = 600 ] || fail "the export file is not mode 0600"
+jq -e '.subject.id == "Pat@Example.test" and (.records | length) == 0 and (.disclosures | length) == 0 and .subject.erased == false' dsar.json >/dev/null || fail "dsar export: $(cat dsar.json)"
+"$PORTAL_BIN" dsar erase --org acme --subject "Pat@Example.test" --master-key-file keys/new-only.key >erase.json || fail "dsar erase"
+jq -e '.recordsDeleted == 0 and (.recipients | length) == 0' erase.json >/dev/null || fail "dsar erase: $(cat erase.json)"
+"$PORTAL_BIN" dsar export --org acme --subject "pat@example.test" --master-key-file keys/new-only.key | jq -e '.subject.erased == true' >/dev/null || fail "the subject is not marked erased"
+"$PORTAL_BIN" ledger entries --org acme | jq -r 'select(.entry.type | startswith("subject.")) | "\(.entry.type) \(.entry.actor)"' >subject-entries.txt
+[ "$(grep -c 'system:cli' subject-entries.txt)" = 6 ] || fail "subject requests not ledgered with the CLI as actor: $(cat subject-entries.txt)"
+! grep -qi "pat@example" subject-entries.txt || fail "a subject id reached the ledger"
+if "$PORTAL_BIN" dsar export --org nosuch --subject x --master-key-file keys/new-only.key >/dev/null 2>err.txt; then fail "dsar export of an unknown organization succeeded"; fi
+ok "dsar export and erase from the CLI, ledgered without the subject's id"
 echo "cli.sh ($BACKEND): all checks passed"
