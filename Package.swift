@@ -321,7 +321,7 @@ let package = Package(
         .testTarget(
             name: "PortalServerTests",
             dependencies: [
-                "PortalCore", "Storage", "Ledger", "Integrations", "Gateway", "Monitoring", "PortalServer", "PortalTestSupport",
+                "PortalCore", "Storage", "Ledger", "Integrations", "Gateway", "Monitoring", "Compliance", "PortalServer", "PortalTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -39,6 +39,8 @@ public struct PortalSettings: Sendable, Equatable {
     public var ledgerVerifyInterval: TimeInterval = 3600
     /// Whether calls, webhooks and syncs feed the metrics collector (off only to measure its cost).
     public var monitoring: Bool = true
+    /// Seconds between retention runs (default one hour).
+    public var retentionInterval: TimeInterval = 3600
 
     public init() {}
 
@@ -60,6 +62,7 @@ public struct PortalSettings: Sendable, Equatable {
         ("PORTAL_ALERT_RULES", "alert rule YAML file used instead of the built-in rules"),
         ("PORTAL_LEDGER_VERIFY_INTERVAL", "how often every ledger is verified (default 1h)"),
         ("PORTAL_MONITORING", "on or off: feed the metrics collector (default on)"),
+        ("PORTAL_RETENTION_INTERVAL", "how often retention periods are applied (default 1h)"),
     ]
 
     /// Settings from `PORTAL_*` variables over the defaults.
@@ -97,6 +100,12 @@ public struct PortalSettings: Sendable, Equatable {
                 throw PortalError(.configuration, "PORTAL_LEDGER_VERIFY_INTERVAL must be a duration of at least 1m (for example 1h)")
             }
             s.ledgerVerifyInterval = seconds
+        }
+        if let v = env["PORTAL_RETENTION_INTERVAL"], !v.isEmpty {
+            guard let seconds = try? DurationText.seconds(v, field: "PORTAL_RETENTION_INTERVAL"), seconds >= 60 else {
+                throw PortalError(.configuration, "PORTAL_RETENTION_INTERVAL must be a duration of at least 1m (for example 1h)")
+            }
+            s.retentionInterval = seconds
         }
         if let v = env["PORTAL_MONITORING"], !v.isEmpty {
             guard ["on", "off"].contains(v) else { throw PortalError(.configuration, "PORTAL_MONITORING must be on or off") }

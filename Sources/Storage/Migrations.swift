@@ -589,5 +589,20 @@ enum Schema {
                 """,
             ]
         }),
+        // Issue 9: retention periods per organization (null: keep).
+        Migration(version: 9, name: "retention policies", statements: { _ in
+            [
+                """
+                CREATE TABLE retention_policies (
+                  organization_id {uuid} PRIMARY KEY REFERENCES organizations(id),
+                  request_logs_days INTEGER,
+                  stored_bodies_days INTEGER,
+                  webhook_payloads_days INTEGER,
+                  updated_by TEXT NOT NULL,
+                  updated_at {time} NOT NULL
+                )
+                """,
+            ]
+        }),
     ]
 }

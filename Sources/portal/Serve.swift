@@ -39,6 +39,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("ledger-verify-interval"), help: "How often every ledger is verified, e.g. 1h (PORTAL_LEDGER_VERIFY_INTERVAL; default 1h).")
     var ledgerVerifyInterval: String?
 
+    @Option(name: .customLong("retention-interval"), help: "How often retention periods are applied, e.g. 1h (PORTAL_RETENTION_INTERVAL; default 1h).")
+    var retentionInterval: String?
+
     @Option(name: .customLong("monitoring"), help: "on or off: feed the metrics collector (PORTAL_MONITORING; default on; off only to measure its cost).")
     var monitoring: String?
 
@@ -65,6 +68,12 @@ struct Serve: AsyncParsableCommand {
                 throw ValidationError("--ledger-verify-interval must be a duration of at least 1m, such as 1h")
             }
             settings.ledgerVerifyInterval = seconds
+        }
+        if let retentionInterval {
+            guard let seconds = try? DurationText.seconds(retentionInterval, field: "--retention-interval"), seconds >= 60 else {
+                throw ValidationError("--retention-interval must be a duration of at least 1m, such as 1h")
+            }
+            settings.retentionInterval = seconds
         }
         if let monitoring {
             guard ["on", "off"].contains(monitoring) else { throw ValidationError("--monitoring must be on or off") }

@@ -88,6 +88,8 @@ struct AccessControlTests {
         case "PATCH /portal/integrations/{id}/records/{entity}/{recordId}": return (try await syncRecord(portal), #"{"plan":"team"}"#)
         case "POST /portal/subjects/{id}/export": return ("/portal/subjects/matrix%40example.test/export", nil)
         case "POST /portal/subjects/{id}/erase": return ("/portal/subjects/matrix-\(Self.suffix())%40example.test/erase", nil)
+        case "GET /portal/retention": return ("/portal/retention", nil)
+        case "PUT /portal/retention": return ("/portal/retention", #"{"requestLogsDays":400,"storedBodiesDays":null,"webhookPayloadsDays":14}"#)
         case "GET /portal/metrics": return ("/portal/metrics", nil)
         case "GET /portal/metrics/summary": return ("/portal/metrics/summary?window=24h", nil)
         case "GET /portal/integrations/{id}/metrics": return ("/portal/integrations/\(try await portal.createIntegration())/metrics?window=5m", nil)

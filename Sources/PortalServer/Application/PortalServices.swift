@@ -42,6 +42,8 @@ public struct PortalServices: Sendable {
     public let metricsToken: MetricsTokenAuthority
     /// Data-subject requests: export and erasure.
     public let subjects: SubjectRequests
+    /// Retention periods and the service that applies them.
+    public let retention: Retention
     public let clock: any WallClock
     public let ids: IdentifierGenerator
     public let maxBodyBytes: Int
@@ -101,6 +103,7 @@ public struct PortalServices: Sendable {
             receivers: alertReceivers, audit: ledger, clock: clock, logger: logger, owner: instance
         )
         subjects = SubjectRequests(database: database, vault: vault, gateway: gateway, audit: ledger, clock: clock, logger: logger)
+        retention = Retention(database: database, audit: ledger, clock: clock, logger: logger, interval: .seconds(Int64(settings.retentionInterval)), owner: instance)
         ledgerVerification = LedgerVerificationRun(database: database, checkpointer: checkpointer, sequencer: ledger, clock: clock)
         ledgerWatch = LedgerWatch(
             run: ledgerVerification, database: database, clock: clock, logger: logger, interval: .seconds(Int64(settings.ledgerVerifyInterval)),
@@ -109,7 +112,7 @@ public struct PortalServices: Sendable {
     }
 
     /// Long-running loops the application runs beside the HTTP server.
-    public var backgroundServices: [any Service] { [ledger, checkpointer, authFailures, gateway, webhookWorkers, sync, monitor, alertEvaluator, ledgerWatch] }
+    public var backgroundServices: [any Service] { [ledger, checkpointer, authFailures, gateway, webhookWorkers, sync, monitor, alertEvaluator, ledgerWatch, retention] }
 }
 
 /// First-start setup: the `default` organization and its first admin token.

@@ -4,7 +4,7 @@ import Hummingbird
 import PortalCore
 
 /// Data-subject requests (GDPR Art. 15, 17, 20): export and erasure of one subject of the caller's
-/// organization. The subject id is the path segment, percent-encoded as needed (`alice%40example.com`).
+/// organization; and the organization's retention periods. The subject id is the path segment, percent-encoded as needed (`alice%40example.com`).
 struct SubjectRoutes {
     let services: PortalServices
 
@@ -15,6 +15,13 @@ struct SubjectRoutes {
         }
         table.guarded(group, prefix: "/portal", .post, "/subjects/{id}/erase", .manageReports) { _, context, principal in
             JSONOutput.response(try await subjects.erase(subjectID: try Self.subject(context), by: principal))
+        }
+        let retention = services.retention
+        table.guarded(group, prefix: "/portal", .get, "/retention", .readIntegrations) { _, _, principal in
+            JSONOutput.response(try await retention.policy(by: principal))
+        }
+        table.guarded(group, prefix: "/portal", .put, "/retention", .manageReports) { request, _, principal in
+            JSONOutput.response(try await retention.setPolicy(try await request.jsonBody(limit: services.maxBodyBytes), by: principal))
         }
     }
 
