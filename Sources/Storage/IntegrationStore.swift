@@ -18,6 +18,8 @@ public struct IntegrationRecord: Sendable, Equatable {
     public var rateLimits: JSONValue?
     public var webhookConfig: JSONValue?
     public var syncConfig: JSONValue?
+    /// GDPR Art. 30 processing metadata, as given (checked by the registry).
+    public var processing: JSONValue?
     /// `active`, `inactive`, `error` or `pending`.
     public var status: String
     public var errorMessage: String?
@@ -31,8 +33,9 @@ public struct IntegrationRecord: Sendable, Equatable {
         id: UUID, organizationID: UUID, name: String, type: String, baseURL: String?, authMethod: String,
         credentials: JSONValue, config: JSONValue, rateLimits: JSONValue?, webhookConfig: JSONValue?,
         syncConfig: JSONValue?, status: String, errorMessage: String? = nil, lastSync: Date? = nil,
-        createdBy: UUID?, createdAt: Date, updatedAt: Date, deletedAt: Date? = nil
+        createdBy: UUID?, createdAt: Date, updatedAt: Date, deletedAt: Date? = nil, processing: JSONValue? = nil
     ) {
+        self.processing = processing
         self.id = id
         self.organizationID = organizationID
         self.name = name
@@ -82,7 +85,7 @@ public struct IntegrationStore {
     private let db: any SQLDatabase
     private static let columns = """
         id, organization_id, name, type, base_url, auth_method, credentials, config, rate_limits, webhook_config,
-        sync_config, status, error_message, last_sync, created_by, created_at, updated_at, deleted_at
+        sync_config, status, error_message, last_sync, created_by, created_at, updated_at, deleted_at, processing
         """
 
     public init(_ db: any SQLDatabase) { self.db = db }
@@ -95,7 +98,7 @@ public struct IntegrationStore {
                     \(bind: r.authMethod), \(bind: db.jsonBind(r.credentials)), \(bind: db.jsonBind(r.config)),
                     \(bind: db.jsonBind(r.rateLimits)), \(bind: db.jsonBind(r.webhookConfig)), \(bind: db.jsonBind(r.syncConfig)),
                     \(bind: r.status), \(bind: r.errorMessage), \(bind: r.lastSync), \(bind: r.createdBy),
-                    \(bind: r.createdAt), \(bind: r.updatedAt), \(bind: r.deletedAt))
+                    \(bind: r.createdAt), \(bind: r.updatedAt), \(bind: r.deletedAt), \(bind: db.jsonBind(r.processing)))
             """).run()
     }
 
@@ -107,7 +110,8 @@ public struct IntegrationStore {
               credentials = \(bind: db.jsonBind(r.credentials)), config = \(bind: db.jsonBind(r.config)),
               rate_limits = \(bind: db.jsonBind(r.rateLimits)), webhook_config = \(bind: db.jsonBind(r.webhookConfig)),
               sync_config = \(bind: db.jsonBind(r.syncConfig)), status = \(bind: r.status), error_message = \(bind: r.errorMessage),
-              last_sync = \(bind: r.lastSync), updated_at = \(bind: r.updatedAt), deleted_at = \(bind: r.deletedAt)
+              last_sync = \(bind: r.lastSync), updated_at = \(bind: r.updatedAt), deleted_at = \(bind: r.deletedAt),
+              processing = \(bind: db.jsonBind(r.processing))
             WHERE id = \(bind: r.id) AND organization_id = \(bind: r.organizationID)
             RETURNING id
             """).first() != nil
@@ -193,7 +197,8 @@ public struct IntegrationStore {
             createdBy: try row.decodeOptional(column: "created_by", as: UUID.self),
             createdAt: try row.decode(column: "created_at", as: Date.self),
             updatedAt: try row.decode(column: "updated_at", as: Date.self),
-            deletedAt: try row.decodeOptional(column: "deleted_at", as: Date.self)
+            deletedAt: try row.decodeOptional(column: "deleted_at", as: Date.self),
+            processing: try row.decodeJSON(column: "processing", backend: backend)
         )
     }
 }

@@ -604,5 +604,9 @@ enum Schema {
                 """,
             ]
         }),
+        // Issue 9: GDPR Art. 30 processing metadata of each integration.
+        Migration(version: 10, name: "integration processing metadata", statements: { _ in
+            ["ALTER TABLE integrations ADD COLUMN processing {json}"]
+        }),
     ]
 }

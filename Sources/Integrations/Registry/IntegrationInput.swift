@@ -17,6 +17,8 @@ public struct IntegrationInput: Sendable {
     public var webhookConfig: JSONValue?
     public var webhookSecret: String?
     public var syncConfig: JSONValue?
+    /// GDPR Art. 30 processing metadata (``ProcessingRecord``).
+    public var processing: JSONValue?
 
     /// Validates a create body.
     public static func parse(_ body: JSONValue) throws(PortalError) -> IntegrationInput {
@@ -35,6 +37,7 @@ public struct IntegrationInput: Sendable {
         let rateLimits = r.nested("rateLimits") { IntegrationFields.rateLimits(&$0) }
         let webhook = r.nested("webhookConfig") { IntegrationFields.webhookConfig(&$0, requireSecret: true) }
         let syncConfig = r.nested("syncConfig") { IntegrationFields.syncConfig(&$0) }
+        let processing = r.nested("processing") { ProcessingRecord.read(&$0) }
         r.finish()
         try errors.throwIfAny()
         guard let name, let type, let baseURL, let authMethod, let credentials else {
@@ -43,7 +46,7 @@ public struct IntegrationInput: Sendable {
         return IntegrationInput(
             name: name, type: type, baseURL: baseURL, authMethod: authMethod, credentials: credentials,
             config: config ?? [:], rateLimits: rateLimits, webhookConfig: webhook?.config,
-            webhookSecret: webhook?.secret, syncConfig: syncConfig
+            webhookSecret: webhook?.secret, syncConfig: syncConfig, processing: processing
         )
     }
 }
@@ -72,6 +75,7 @@ public struct IntegrationPatch: Sendable {
     /// A new webhook secret (absent or masked: unchanged).
     public var webhookSecret: String?
     public var syncConfig: FieldChange<JSONValue> = .unchanged
+    public var processing: FieldChange<JSONValue> = .unchanged
     public var status: IntegrationStatus?
 
     /// The names of the fields this patch touches, sorted.
@@ -86,6 +90,7 @@ public struct IntegrationPatch: Sendable {
         if case .unchanged = rateLimits {} else { names.append("rateLimits") }
         if case .unchanged = webhookConfig {} else { names.append("webhookConfig") }
         if case .unchanged = syncConfig {} else { names.append("syncConfig") }
+        if case .unchanged = processing {} else { names.append("processing") }
         if status != nil { names.append("status") }
         return names.sorted()
     }
@@ -130,6 +135,15 @@ public struct IntegrationPatch: Sendable {
             } else {
                 var nested = JSONObjectReader(value, pointer: r.pointer("syncConfig"), errors: errors)
                 if let sync = IntegrationFields.syncConfig(&nested) { patch.syncConfig = .set(sync) }
+                nested.finish()
+            }
+        }
+        if let value = r.value("processing") {
+            if value == .null {
+                patch.processing = .remove
+            } else {
+                var nested = JSONObjectReader(value, pointer: r.pointer("processing"), errors: errors)
+                if let record = ProcessingRecord.read(&nested) { patch.processing = .set(record) }
                 nested.finish()
             }
         }

@@ -62,7 +62,7 @@ public struct IntegrationRegistry: Sendable {
                 baseURL: input.baseURL, authMethod: input.authMethod.rawValue, credentials: sealed,
                 config: input.config, rateLimits: input.rateLimits, webhookConfig: input.webhookConfig,
                 syncConfig: input.syncConfig, status: IntegrationStatus.active.rawValue,
-                createdBy: principal.tokenID, createdAt: now, updatedAt: now
+                createdBy: principal.tokenID, createdAt: now, updatedAt: now, processing: input.processing
             )
             do {
                 try await IntegrationStore(db).insert(record)
@@ -182,6 +182,11 @@ public struct IntegrationRegistry: Sendable {
             case .set(let sync): record.syncConfig = sync
             case .remove: record.syncConfig = nil
             }
+            switch patch.processing {
+            case .unchanged: break
+            case .set(let processing): record.processing = processing
+            case .remove: record.processing = nil
+            }
             if let status = patch.status { record.status = status.rawValue }
             record.credentials = try await seal(secrets, organizationID: principal.organizationID, integrationID: id, in: db)
             record.updatedAt = now
@@ -258,13 +263,16 @@ public struct IntegrationRegistry: Sendable {
 
     /// SHA-256 (hex) of the canonical configuration: every field but secrets, whose names only are in it.
     static func configurationDigest(_ r: IntegrationRecord, _ secrets: Secrets) -> String {
-        CanonicalJSON.digest([
+        var members: [String: JSONValue] = [
             "name": .string(r.name), "type": .string(r.type), "baseUrl": r.baseURL.map(JSONValue.string) ?? .null,
             "authMethod": .string(r.authMethod), "config": r.config, "rateLimits": r.rateLimits ?? .null,
             "webhookConfig": r.webhookConfig ?? .null, "syncConfig": r.syncConfig ?? .null, "status": .string(r.status),
             "credentialFields": .array(secrets.credentials.keys.sorted().map(JSONValue.string)),
             "webhookSecretSet": .bool(secrets.webhookSecret != nil), "deleted": .bool(r.deletedAt != nil),
-        ])
+        ]
+        // Only when set, so the digests of integrations without it are what they were before it existed.
+        if let processing = r.processing { members["processing"] = processing }
+        return CanonicalJSON.digest(.object(members))
     }
 
     /// A 404 for `id`, flagged when the integration exists in another organization.
@@ -299,7 +307,7 @@ public struct IntegrationRegistry: Sendable {
             id: record.id.uuidString.lowercased(), name: record.name, type: record.type, baseUrl: record.baseURL,
             authMethod: record.authMethod, credentials: secrets.credentials.mapValues(Masking.mask),
             config: record.config, rateLimits: record.rateLimits ?? defaultRateLimits, webhookConfig: webhook,
-            syncConfig: record.syncConfig, status: record.status, errorMessage: record.errorMessage,
+            syncConfig: record.syncConfig, processing: record.processing, status: record.status, errorMessage: record.errorMessage,
             lastSync: record.lastSync.map(Timestamp.rfc3339), createdAt: Timestamp.rfc3339(record.createdAt),
             updatedAt: Timestamp.rfc3339(record.updatedAt), deletedAt: record.deletedAt.map(Timestamp.rfc3339),
             metrics: metrics(stats)

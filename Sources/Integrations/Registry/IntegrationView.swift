@@ -15,6 +15,9 @@ public struct IntegrationView: Sendable, Encodable {
     /// The webhook configuration with its secret masked.
     public var webhookConfig: JSONValue?
     public var syncConfig: JSONValue?
+    /// GDPR Art. 30 processing metadata (purposes and lawful bases, categories, recipient role, locations,
+    /// transfer mechanism, retention, DPA, security measures).
+    public var processing: JSONValue?
     public var status: String
     public var errorMessage: String?
     public var lastSync: String?
