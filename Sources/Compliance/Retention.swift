@@ -116,11 +116,7 @@ public final class Retention: Service, Sendable {
     /// Applies every organization's policy at the clock's time; returns what was removed, by slug.
     @discardableResult
     public func applyAll() async throws -> [String: Applied] {
-        let organizations = try await database.read { db in
-            try await db.raw("SELECT id, slug FROM organizations WHERE slug <> \(bind: Organization.platformSlug) ORDER BY slug").all().map {
-                (try $0.decode(column: "id", as: UUID.self), try $0.decode(column: "slug", as: String.self))
-            }
-        }
+        let organizations = try await database.read { db in try await OrganizationStore(db).list() }.map { ($0.id, $0.slug) }
         var out: [String: Applied] = [:]
         for (id, slug) in organizations { out[slug] = try await apply(organizationID: id) }
         return out

@@ -50,11 +50,7 @@ public final class AlertEvaluator: Service, Sendable {
     /// Evaluates every organization once; returns each organization's step (by slug).
     @discardableResult
     public func evaluateAll() async throws -> [String: AlertStep] {
-        let organizations = try await database.read { db in
-            try await db.raw("SELECT id, slug FROM organizations WHERE slug <> \(bind: Organization.platformSlug) ORDER BY slug").all().map {
-                (try $0.decode(column: "id", as: UUID.self), try $0.decode(column: "slug", as: String.self))
-            }
-        }
+        let organizations = try await database.read { db in try await OrganizationStore(db).list() }.map { ($0.id, $0.slug) }
         var steps: [String: AlertStep] = [:]
         for (id, slug) in organizations { steps[slug] = try await evaluate(organizationID: id, slug: slug) }
         return steps
