@@ -89,6 +89,7 @@ struct AccessControlTests {
         case "POST /portal/subjects/{id}/export": return ("/portal/subjects/matrix%40example.test/export", nil)
         case "POST /portal/subjects/{id}/erase": return ("/portal/subjects/matrix-\(Self.suffix())%40example.test/erase", nil)
         case "GET /portal/retention": return ("/portal/retention", nil)
+        case "GET /portal/compliance/processing-register": return ("/portal/compliance/processing-register?from=2026-01-01&to=2026-12-31", nil)
         case "PUT /portal/retention": return ("/portal/retention", #"{"requestLogsDays":400,"storedBodiesDays":null,"webhookPayloadsDays":14}"#)
         case "GET /portal/metrics": return ("/portal/metrics", nil)
         case "GET /portal/metrics/summary": return ("/portal/metrics/summary?window=24h", nil)

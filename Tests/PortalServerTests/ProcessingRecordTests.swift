@@ -66,3 +66,55 @@ struct ProcessingRecordTests {
         }
     }
 }
+
+@Suite("Record of processing (Art. 30 register)")
+struct ProcessingRegisterTests {
+    func integration(_ portal: Portal, _ name: String, processing: String?) async throws -> String {
+        let response = try await portal.call(.post, "/portal/integrations", token: portal.token("acme.admin"), json: """
+            {"name":"\(name)","type":"enterprise","baseUrl":"\(portal.upstream.baseURL)","authMethod":"api_key","credentials":{"apiKey":"k-reg-0123456789"}\(processing.map { ",\"processing\":\($0)" } ?? "")}
+            """)
+        #expect(response.status == .created, "\(response.body.string)")
+        return try #require(response.json.objectValue?["id"]?.stringValue)
+    }
+
+    @Test("declared beside observed: calls, hosts, calls naming subjects; undeclared recipients and transfers without a mechanism flagged", arguments: Backend.available)
+    func register(backend: Backend) async throws {
+        try await withPortal(backend) { portal in
+            let crm = try await integration(portal, "CRM", processing: #"{"purposes":[{"purpose":"CRM","lawfulBasis":"contract"}],"recipientRole":"processor","destinationCountries":["US"],"transferMechanism":{"type":"sccs","module":2},"dpa":{"reference":"DPA-1","date":"2026-01-15"}}"#)
+            let analytics = try await integration(portal, "Analytics", processing: nil)
+            let chat = try await integration(portal, "Chat", processing: #"{"purposes":[{"purpose":"support","lawfulBasis":"legitimate_interests"}],"recipientRole":"independent_controller","destinationCountries":["DE","US"]}"#)
+            let token = portal.token("acme.admin")
+            for subjects in [#"["a@example.test"]"#, #"["b@example.test"]"#, "[]"] {
+                let r = try await portal.call(.post, "/portal/integrations/\(crm)/requests", token: token, json: #"{"method":"GET","endpoint":"/echo/x","dataSubjects":\#(subjects)}"#)
+                #expect(r.status == .ok)
+            }
+            #expect(try await portal.call(.post, "/portal/integrations/\(analytics)/requests", token: token, json: #"{"method":"GET","endpoint":"/echo/y"}"#).status == .ok)
+
+            let day = 86_400.0
+            let today = String(Timestamp.rfc3339(Date()).prefix(10))
+            let tomorrow = String(Timestamp.rfc3339(Date().addingTimeInterval(day)).prefix(10))
+            let response = try await portal.call(.get, "/portal/compliance/processing-register?from=\(today)&to=\(tomorrow)", token: portal.token("acme.auditor"))
+            #expect(response.status == .ok, "\(response.body.string)")
+            let body = try #require(response.json.objectValue)
+            let records = Dictionary(uniqueKeysWithValues: (body["records"]?.arrayValue ?? []).compactMap(\.objectValue).map { ($0["name"]?.stringValue ?? "", $0) })
+            let crmObserved = records["CRM"]?["observed"]?.objectValue
+            #expect(crmObserved?["calls"] == 3 && crmObserved?["callsNamingDataSubjects"] == 2 && crmObserved?["destinationHosts"] == ["127.0.0.1"])
+            #expect(records["CRM"]?["flags"] == [])
+            #expect(records["Analytics"]?["flags"] == ["undeclared_recipient"] && records["Analytics"]?["observed"]?.objectValue?["calls"] == 1)
+            #expect(records["Chat"]?["flags"] == ["transfer_without_mechanism"] && records["Chat"]?["observed"]?.objectValue?["calls"] == 0)
+            let roles = body["recipientsByRole"]?.objectValue ?? [:]
+            #expect(roles["processor"]?.arrayValue?.first?.objectValue?["integrationId"] == .string(crm))
+            #expect(roles["undeclared"]?.arrayValue?.first?.objectValue?["integrationId"] == .string(analytics))
+            #expect(roles["independent_controller"]?.arrayValue?.first?.objectValue?["integrationId"] == .string(chat))
+            let transfers = (body["transfers"]?.arrayValue ?? []).compactMap { $0.objectValue?["name"]?.stringValue }
+            #expect(Set(transfers) == ["CRM", "Chat"])
+            #expect(!response.body.string.contains("a@example.test"), "the register names no data subject")
+
+            let past = try await portal.call(.get, "/portal/compliance/processing-register?from=2020-01-01&to=2020-01-31", token: portal.token("acme.compliance"))
+            #expect((past.json.objectValue?["records"]?.arrayValue ?? []).allSatisfy { $0.objectValue?["observed"]?.objectValue?["calls"] == 0 })
+            expectProblem(try await portal.call(.get, "/portal/compliance/processing-register?from=2026-13-01&to=2026-12-31", token: token), .unprocessableContent)
+            expectProblem(try await portal.call(.get, "/portal/compliance/processing-register?from=2026-02-01&to=2026-01-31", token: token), .unprocessableContent)
+            expectProblem(try await portal.call(.get, "/portal/compliance/processing-register?from=\(today)&to=\(tomorrow)", token: portal.token("acme.operator")), .forbidden)
+        }
+    }
+}

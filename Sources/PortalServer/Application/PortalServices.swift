@@ -44,6 +44,8 @@ public struct PortalServices: Sendable {
     public let subjects: SubjectRequests
     /// Retention periods and the service that applies them.
     public let retention: Retention
+    /// The GDPR Art. 30 record of processing, declared and observed.
+    public let processingRegister: ProcessingRegister
     public let clock: any WallClock
     public let ids: IdentifierGenerator
     public let maxBodyBytes: Int
@@ -103,6 +105,7 @@ public struct PortalServices: Sendable {
             receivers: alertReceivers, audit: ledger, clock: clock, logger: logger, owner: instance
         )
         subjects = SubjectRequests(database: database, vault: vault, gateway: gateway, audit: ledger, clock: clock, logger: logger)
+        processingRegister = ProcessingRegister(database: database)
         retention = Retention(database: database, audit: ledger, clock: clock, logger: logger, interval: .seconds(Int64(settings.retentionInterval)), owner: instance)
         ledgerVerification = LedgerVerificationRun(database: database, checkpointer: checkpointer, sequencer: ledger, clock: clock)
         ledgerWatch = LedgerWatch(

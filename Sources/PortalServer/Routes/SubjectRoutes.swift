@@ -16,6 +16,15 @@ struct SubjectRoutes {
         table.guarded(group, prefix: "/portal", .post, "/subjects/{id}/erase", .manageReports) { _, context, principal in
             JSONOutput.response(try await subjects.erase(subjectID: try Self.subject(context), by: principal))
         }
+        table.guarded(group, prefix: "/portal", .get, "/compliance/processing-register", .readReports) { request, _, principal in
+            guard let from = request.queryString("from"), let to = request.queryString("to") else {
+                throw PortalError(.validationFailed, "give the period: from and to, as YYYY-MM-DD (inclusive)", fieldErrors: [.init(pointer: "from", message: "required, with to")])
+            }
+            let period = try ProcessingRegister.period(from: from, to: to)
+            return JSONOutput.response(try await services.processingRegister.register(
+                organizationID: principal.organizationID, slug: principal.organizationSlug, start: period.start, end: period.end
+            ))
+        }
         let retention = services.retention
         table.guarded(group, prefix: "/portal", .get, "/retention", .readIntegrations) { _, _, principal in
             JSONOutput.response(try await retention.policy(by: principal))

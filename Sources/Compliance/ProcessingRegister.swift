@@ -1,0 +1,134 @@
+public import Foundation
+import Ledger
+public import PortalCore
+import SQLKit
+public import Storage
+
+/// The GDPR Art. 30 record of processing for a period (issue 9): what each integration declares
+/// (``ProcessingRecord`` metadata) beside what the ledger shows it actually received (calls, destination
+/// hosts, calls that named data subjects), with undeclared recipients, hosts other than the declared base
+/// URL, and transfers outside the EEA without a mechanism flagged. The recipients by role (Art. 28) and the
+/// transfer register (Art. 44-49) are views of the same rows.
+public struct ProcessingRegister: Sendable {
+    let database: Database
+
+    public init(database: Database) { self.database = database }
+
+    /// EEA member states (ISO 3166-1 alpha-2): transfers elsewhere need a mechanism.
+    static let eea: Set<String> = [
+        "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK",
+        "SI", "ES", "SE", "IS", "LI", "NO",
+    ]
+
+    /// Inclusive UTC dates (DESIGN 4.5): `from` 2026-07-01 and `to` 2026-09-30 cover [07-01T00:00Z, 10-01T00:00Z).
+    public static func period(from: String, to: String) throws(PortalError) -> (start: Date, end: Date) {
+        func day(_ text: String, _ pointer: String) throws(PortalError) -> Date {
+            guard text.range(of: #"^\d{4}-\d{2}-\d{2}$"#, options: .regularExpression) != nil, let date = Timestamp.parse(text + "T00:00:00Z") else {
+                throw PortalError(.validationFailed, "\(pointer) must be a date, YYYY-MM-DD", fieldErrors: [.init(pointer: pointer, message: "must be a date, YYYY-MM-DD")])
+            }
+            return date
+        }
+        let start = try day(from, "from")
+        let end = try day(to, "to").addingTimeInterval(86_400)
+        guard end > start else { throw PortalError(.validationFailed, "the period ends before it starts", fieldErrors: [.init(pointer: "to", message: "must not be before from")]) }
+        return (start, end)
+    }
+
+    struct Observed {
+        var calls = 0
+        var failed = 0
+        var withSubjects = 0
+        var hosts: Set<String> = []
+        var first: String?
+        var last: String?
+    }
+
+    public func register(organizationID: UUID, slug: String, start: Date, end: Date) async throws -> JSONValue {
+        let (integrations, size) = try await database.read { db in
+            let rows = try await db.raw("""
+                SELECT id, name, type, base_url, processing, created_at, deleted_at FROM integrations
+                WHERE organization_id = \(bind: organizationID) AND created_at < \(bind: end) ORDER BY name, id
+                """).all().compactMap { row -> (id: String, name: String, type: String, baseURL: String?, processing: JSONValue?, deletedAt: Date?)? in
+                let deleted = try row.decodeOptional(column: "deleted_at", as: Date.self)
+                if let deleted, deleted < start { return nil }
+                return (
+                    try row.decode(column: "id", as: UUID.self).uuidString.lowercased(), try row.decode(column: "name", as: String.self),
+                    try row.decode(column: "type", as: String.self), try row.decodeOptional(column: "base_url", as: String.self),
+                    try row.decodeJSON(column: "processing", backend: db.backend), deleted
+                )
+            }
+            return (rows, try await LedgerStore(db).head(organizationID)?.size ?? 0)
+        }
+        // The period's calls, from the ledger (cut at its size when the scan started).
+        let from = Timestamp.rfc3339(start)
+        let until = Timestamp.rfc3339(end)
+        var observed: [String: Observed] = [:]
+        var next: Int64 = 0
+        let marker = Array("\"type\":\"request.".utf8)
+        while next < size {
+            let page = try await database.read { db in try await LedgerStore(db).entries(organizationID, from: next, limit: 2_000) }
+            guard let last = page.last else { break }
+            for row in page where row.seq < size && SubjectRequests.contains(row.bytes, marker) {
+                guard let entry = try? LedgerEntry(canonical: row.bytes), entry.time >= from, entry.time < until, let integration = entry.integration else { continue }
+                let data = entry.data.objectValue ?? [:]
+                var o = observed[integration] ?? Observed()
+                o.calls += 1
+                if entry.type == "request.failed" { o.failed += 1 }
+                if case .array(let subjects)? = data["subjects"], !subjects.isEmpty { o.withSubjects += 1 }
+                if let host = data["host"]?.stringValue, !host.isEmpty { o.hosts.insert(host) }
+                o.first = o.first ?? entry.time
+                o.last = entry.time
+                observed[integration] = o
+            }
+            next = last.seq + 1
+        }
+
+        var records: [JSONValue] = []
+        var byRole: [String: [JSONValue]] = [:]
+        var transfers: [JSONValue] = []
+        var exceptions: [JSONValue] = []
+        for i in integrations {
+            let o = observed[i.id] ?? Observed()
+            let declared = i.processing?.objectValue
+            let declaredHost = i.baseURL.flatMap { URL(string: $0)?.host?.lowercased() }
+            let otherHosts = o.hosts.subtracting(declaredHost.map { [$0] } ?? []).sorted()
+            var flags: [String] = []
+            if o.calls > 0, declared == nil { flags.append("undeclared_recipient") }
+            if !otherHosts.isEmpty { flags.append("undeclared_destination_host") }
+            let countries = declared?["destinationCountries"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            let thirdCountries = countries.filter { !Self.eea.contains($0) }
+            let mechanism = declared?["transferMechanism"]?.objectValue
+            let mechanismType = mechanism?["type"]?.stringValue
+            if !thirdCountries.isEmpty, mechanismType == nil || mechanismType == "none" { flags.append("transfer_without_mechanism") }
+            if declared != nil, declared?["purposes"] == nil { flags.append("no_purpose_declared") }
+            let role = declared?["recipientRole"]?.stringValue ?? "undeclared"
+            let row: JSONValue = [
+                "integrationId": .string(i.id), "name": .string(i.name), "type": .string(i.type), "baseUrlHost": declaredHost.map(JSONValue.string) ?? .null,
+                "deleted": .bool(i.deletedAt != nil), "declared": i.processing ?? .null,
+                "observed": [
+                    "calls": .int(Int64(o.calls)), "failed": .int(Int64(o.failed)), "callsNamingDataSubjects": .int(Int64(o.withSubjects)),
+                    "destinationHosts": .array(o.hosts.sorted().map(JSONValue.string)), "first": o.first.map(JSONValue.string) ?? .null,
+                    "last": o.last.map(JSONValue.string) ?? .null,
+                ],
+                "flags": .array(flags.map(JSONValue.string)),
+            ]
+            records.append(row)
+            if declared != nil || o.calls > 0 {
+                byRole[role, default: []].append(["integrationId": .string(i.id), "name": .string(i.name), "dpa": declared?["dpa"] ?? .null])
+            }
+            if !thirdCountries.isEmpty {
+                transfers.append([
+                    "integrationId": .string(i.id), "name": .string(i.name), "countries": .array(thirdCountries.map(JSONValue.string)),
+                    "mechanism": mechanism.map(JSONValue.object) ?? .null, "observedCalls": .int(Int64(o.calls)),
+                ])
+            }
+            for flag in flags { exceptions.append(["integrationId": .string(i.id), "name": .string(i.name), "flag": .string(flag)]) }
+        }
+        return [
+            "organization": .string(slug), "period": ["from": .string(from), "to": .string(until)], "ledgerSize": .int(size),
+            "records": .array(records),
+            "recipientsByRole": .object(byRole.mapValues(JSONValue.array)),
+            "transfers": .array(transfers), "exceptions": .array(exceptions),
+        ]
+    }
+}
