@@ -43,7 +43,8 @@ public struct ProcessingRegister: Sendable {
         var last: String?
     }
 
-    public func register(organizationID: UUID, slug: String, start: Date, end: Date) async throws -> JSONValue {
+    /// The register for [start, end), from the ledger's entries below `atSize` (the whole ledger when nil).
+    public func register(organizationID: UUID, slug: String, start: Date, end: Date, atSize: Int64? = nil) async throws -> JSONValue {
         let (integrations, size) = try await database.read { db in
             let rows = try await db.raw("""
                 SELECT id, name, type, base_url, processing, created_at, deleted_at FROM integrations
@@ -57,7 +58,8 @@ public struct ProcessingRegister: Sendable {
                     try row.decodeJSON(column: "processing", backend: db.backend), deleted
                 )
             }
-            return (rows, try await LedgerStore(db).head(organizationID)?.size ?? 0)
+            let head = try await LedgerStore(db).head(organizationID)?.size ?? 0
+            return (rows, min(head, atSize ?? head))
         }
         // The period's calls, from the ledger (cut at its size when the scan started).
         let from = Timestamp.rfc3339(start)

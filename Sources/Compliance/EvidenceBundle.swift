@@ -1,0 +1,391 @@
+import Crypto
+public import Foundation
+import Integrations
+public import Ledger
+import Mustache
+public import PortalCore
+import SQLKit
+public import Storage
+
+/// A framework's evidence mapping (`reports/mappings/<kind>.yaml`): criteria, each the ledger event types
+/// that form its population and the entry fields that become columns.
+public struct EvidenceMapping: Sendable, Equatable {
+    public struct Criterion: Sendable, Equatable {
+        public var id: String
+        public var title: String
+        public var description: String
+        public var eventTypes: [String]
+        public var fields: [String]
+        /// Only entries whose `data` has this field (non-empty) count.
+        public var requireField: String?
+
+        /// The file-name form of the id (`CC6.1` -> `cc6.1`, `Art15-22` -> `art15-22`).
+        public var fileStem: String { id.lowercased().replacingOccurrences(of: "(", with: "-").replacingOccurrences(of: ")", with: "") }
+    }
+
+    public var framework: String
+    public var criteria: [Criterion]
+
+    public static func load(kind: String, directory: String) throws(PortalError) -> EvidenceMapping {
+        let path = URL(fileURLWithPath: directory).appendingPathComponent("\(kind).yaml").path
+        guard let data = FileManager.default.contents(atPath: path) else { throw PortalError(.configuration, "no mapping at \(path)") }
+        let root = try YAMLDocument.parse(String(decoding: data, as: UTF8.self), source: path)
+        guard let top = root.objectValue, top["version"] == .int(1), let framework = top["framework"]?.stringValue, let list = top["criteria"]?.arrayValue else {
+            throw PortalError(.configuration, "\(path) must have version: 1, a framework and a criteria list")
+        }
+        var criteria: [Criterion] = []
+        for (i, item) in list.enumerated() {
+            guard let m = item.objectValue, let id = m["id"]?.stringValue, let title = m["title"]?.stringValue,
+                  let types = m["eventTypes"]?.arrayValue?.compactMap(\.stringValue), !types.isEmpty
+            else { throw PortalError(.configuration, "\(path): criteria[\(i)] needs an id, a title and eventTypes") }
+            criteria.append(Criterion(
+                id: id, title: title, description: m["description"]?.stringValue ?? "", eventTypes: types,
+                fields: m["fields"]?.arrayValue?.compactMap(\.stringValue) ?? [], requireField: m["requireField"]?.stringValue
+            ))
+        }
+        return EvidenceMapping(framework: framework, criteria: criteria)
+    }
+}
+
+/// Builds SOC 2 and GDPR evidence bundles (DESIGN 4.5): populations cut from the ledger below one
+/// checkpoint's size, reconciled with the ledger's counts, with a manifest, an HTML summary, `SHA256SUMS`
+/// and its signature by the organization's ledger keys, in a `.tar.zst` whose every file but the signature
+/// is byte-identical when regenerated. Rows are streamed to files, so memory does not grow with the period.
+public struct EvidenceBundler: Sendable {
+    public static let generator = "portal evidence 1"
+    let database: Database
+    let checkpointer: LedgerCheckpointer
+    let register: ProcessingRegister
+
+    public init(database: Database, checkpointer: LedgerCheckpointer) {
+        self.database = database
+        self.checkpointer = checkpointer
+        register = ProcessingRegister(database: database)
+    }
+
+    /// What a build produced.
+    public struct Result: Sendable {
+        public var manifestDigest: String
+        public var checkpointSize: Int64
+        public var rows: [String: Int]
+        public var files: [String]
+    }
+
+    /// Builds the bundle of `kind` (`soc2` or `gdpr`) for the period from `checkpoint`, writing the
+    /// compressed archive through `write`.
+    public func build(
+        kind: String, organizationID: UUID, slug: String, start: Date, end: Date, checkpoint: LedgerCheckpointRow,
+        mappings: String, templates: String, progress: (Int64) -> Void = { _ in }, write: ([UInt8]) throws -> Void
+    ) async throws -> Result {
+        let mapping = try EvidenceMapping.load(kind: kind, directory: mappings)
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("portal-evidence-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch.appendingPathComponent("populations"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+
+        // One pass over the ledger below the checkpoint: each entry of the period goes to the populations of
+        // the criteria that take its type; the ledger's own counts by type are kept beside.
+        var writers: [String: PopulationWriter] = [:]
+        for c in mapping.criteria { writers[c.id] = try PopulationWriter(directory: scratch.appendingPathComponent("populations"), criterion: c) }
+        let from = Timestamp.rfc3339(start)
+        let until = Timestamp.rfc3339(end)
+        var ledgerCounts: [String: Int] = [:]
+        var next: Int64 = 0
+        while next < checkpoint.size {
+            let page = try await database.read { db in try await LedgerStore(db).entries(organizationID, from: next, limit: 2_000) }
+            guard let last = page.last else { break }
+            for row in page where row.seq < checkpoint.size {
+                let entry = try LedgerEntry(canonical: row.bytes)
+                guard entry.time >= from, entry.time < until else { continue }
+                for criterion in mapping.criteria where criterion.eventTypes.contains(entry.type) {
+                    if let required = criterion.requireField, !Self.present(entry.data, required) { continue }
+                    ledgerCounts[criterion.id, default: 0] += 1
+                    try writers[criterion.id]!.append(entry, hash: row.hash)
+                }
+            }
+            next = last.seq + 1
+            progress(min(next, checkpoint.size))
+        }
+        var files: [(path: String, url: URL)] = []
+        var criteria: [JSONValue] = []
+        var rows: [String: Int] = [:]
+        for criterion in mapping.criteria {
+            let writer = writers[criterion.id]!
+            try writer.close()
+            rows[criterion.id] = writer.rows
+            files.append(("populations/\(criterion.fileStem).csv", writer.csvURL))
+            files.append(("populations/\(criterion.fileStem).json", writer.jsonURL))
+            let ledger = ledgerCounts[criterion.id] ?? 0
+            criteria.append([
+                "id": .string(criterion.id), "title": .string(criterion.title), "description": .string(criterion.description),
+                "query": [
+                    "source": "ledger entries of the organization with seq below the checkpoint's size and time in the period",
+                    "eventTypes": .array(criterion.eventTypes.map(JSONValue.string)), "fields": .array(criterion.fields.map(JSONValue.string)),
+                    "requireField": criterion.requireField.map(JSONValue.string) ?? .null,
+                ],
+                "population": ["rows": .int(Int64(writer.rows)), "csv": .string("populations/\(criterion.fileStem).csv"), "json": .string("populations/\(criterion.fileStem).json")],
+                "ledgerCount": .int(Int64(ledger)), "reconciled": .bool(ledger == writer.rows),
+            ])
+        }
+        var exceptions: [JSONValue] = []
+        if kind == "gdpr" {
+            let registerJSON = try await register.register(organizationID: organizationID, slug: slug, start: start, end: end, atSize: checkpoint.size)
+            let url = scratch.appendingPathComponent("processing-register.json")
+            try Data((registerJSON.sortedText + "\n").utf8).write(to: url)
+            files.append(("processing-register.json", url))
+            exceptions = registerJSON.objectValue?["exceptions"]?.arrayValue ?? []
+        }
+        for c in criteria where c.objectValue?["reconciled"] == false {
+            exceptions.append(["criterion": c.objectValue?["id"] ?? .null, "flag": "population_not_reconciled"])
+        }
+        let keys = try await checkpointer.verifierKeys(slug: slug)
+        let manifest: JSONValue = [
+            "kind": .string(kind), "framework": .string(mapping.framework), "organization": .string(slug),
+            "period": ["from": .string(from), "to": .string(until), "inclusiveDates": .string("\(from.prefix(10)) to \(Timestamp.rfc3339(end.addingTimeInterval(-86_400)).prefix(10))")],
+            "generator": .string(Self.generator),
+            "checkpoint": ["size": .int(checkpoint.size), "root": .string(Data(checkpoint.root).base64EncodedString()), "note": .string(checkpoint.note)],
+            "signingKeys": .array(keys.map { .string($0.text) }),
+            "criteria": .array(criteria), "exceptions": .array(exceptions),
+        ]
+        let manifestBytes = Array((manifest.sortedText + "\n").utf8)
+        let manifestURL = scratch.appendingPathComponent("manifest.json")
+        try Data(manifestBytes).write(to: manifestURL)
+        files.insert(("manifest.json", manifestURL), at: 0)
+
+        let html = try Self.summary(manifest: manifest, templates: templates)
+        let htmlURL = scratch.appendingPathComponent("summary.html")
+        try Data(html.utf8).write(to: htmlURL)
+        files.append(("summary.html", htmlURL))
+
+        // SHA256SUMS over every file, and its signature as a signed note by the ledger's keys.
+        var sums = ""
+        for file in files.sorted(by: { $0.path < $1.path }) { sums += "\(try Self.sha256(file.url))  \(file.path)\n" }
+        let sumsURL = scratch.appendingPathComponent("SHA256SUMS")
+        try Data(sums.utf8).write(to: sumsURL)
+        let note = try SignedNote.sign(sums, with: try await checkpointer.signingKeys().signers(name: checkpointer.origin(slug: slug)))
+        let signature = String(note.dropFirst(sums.count + 1))
+        let sigURL = scratch.appendingPathComponent("SHA256SUMS.sig")
+        try Data(signature.utf8).write(to: sigURL)
+        files.append(("SHA256SUMS", sumsURL))
+        files.append(("SHA256SUMS.sig", sigURL))
+
+        // The archive: fixed metadata, files in a fixed order, streamed through zstd.
+        let compressor = try ZstdCompressor()
+        try compressor.compress(try Tar.directory("populations"), into: write)
+        for file in files.sorted(by: { $0.path < $1.path }) {
+            try compressor.compress(try Tar.file(file.path, Array(try Data(contentsOf: file.url))), into: write)
+        }
+        try compressor.compress(Tar.end, end: true, into: write)
+        return Result(
+            manifestDigest: Hex.encode(SHA256.hash(data: manifestBytes)), checkpointSize: checkpoint.size, rows: rows,
+            files: files.map(\.path).sorted()
+        )
+    }
+
+    static func present(_ data: JSONValue, _ field: String) -> Bool {
+        switch PopulationWriter.value(data, field) {
+        case nil, .null?: false
+        case .array(let items)?: !items.isEmpty
+        case .string(let s)?: !s.isEmpty
+        default: true
+        }
+    }
+
+    static func sha256(_ url: URL) throws -> String {
+        Hex.encode(SHA256.hash(data: try Data(contentsOf: url)))
+    }
+
+    /// The HTML summary from `templates/summary.html.mustache`: period, scope, counts, exceptions, a bar
+    /// chart of the populations as inline SVG, and the signing keys. Printable; no timestamp of its own.
+    static func summary(manifest: JSONValue, templates: String) throws -> String {
+        let path = URL(fileURLWithPath: templates).appendingPathComponent("summary.html.mustache").path
+        guard let text = FileManager.default.contents(atPath: path) else { throw PortalError(.configuration, "no summary template at \(path)") }
+        let template = try MustacheTemplate(string: String(decoding: text, as: UTF8.self))
+        let m = manifest.objectValue ?? [:]
+        let criteria = (m["criteria"]?.arrayValue ?? []).compactMap(\.objectValue)
+        let counts = criteria.map { c -> Int in if case .int(let n)? = c["population"]?.objectValue?["rows"] { Int(n) } else { 0 } }
+        let most = max(1, counts.max() ?? 1)
+        var bars = ""
+        for (i, (c, n)) in zip(criteria, counts).enumerated() {
+            let width = Int((Double(n) / Double(most) * 360).rounded())
+            let y = i * 26
+            bars += "<text x=\"0\" y=\"\(y + 16)\" font-size=\"12\">\(Self.escape(c["id"]?.stringValue ?? ""))</text>"
+            bars += "<rect x=\"90\" y=\"\(y + 4)\" width=\"\(width)\" height=\"16\" fill=\"#3b6ea5\"/>"
+            bars += "<text x=\"\(96 + width)\" y=\"\(y + 16)\" font-size=\"12\">\(n)</text>"
+        }
+        let svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"520\" height=\"\(max(26, criteria.count * 26))\" role=\"img\" aria-label=\"rows per criterion\">\(bars)</svg>"
+        let checkpoint = m["checkpoint"]?.objectValue ?? [:]
+        let context: [String: Any] = [
+            "framework": m["framework"]?.stringValue ?? "", "organization": m["organization"]?.stringValue ?? "",
+            "from": m["period"]?.objectValue?["from"]?.stringValue ?? "", "to": m["period"]?.objectValue?["to"]?.stringValue ?? "",
+            "inclusiveDates": m["period"]?.objectValue?["inclusiveDates"]?.stringValue ?? "",
+            "checkpointSize": checkpoint["size"].map { "\($0.sortedText)" } ?? "", "checkpointRoot": checkpoint["root"]?.stringValue ?? "",
+            "generator": m["generator"]?.stringValue ?? "",
+            "criteria": zip(criteria, counts).map { c, n -> [String: Any] in
+                [
+                    "id": c["id"]?.stringValue ?? "", "title": c["title"]?.stringValue ?? "", "description": c["description"]?.stringValue ?? "",
+                    "rows": n, "ledgerCount": c["ledgerCount"].map { $0.sortedText } ?? "", "reconciled": c["reconciled"] == .bool(true),
+                    "csv": c["population"]?.objectValue?["csv"]?.stringValue ?? "",
+                ]
+            },
+            "exceptions": (m["exceptions"]?.arrayValue ?? []).map { $0.sortedText },
+            "hasExceptions": !(m["exceptions"]?.arrayValue ?? []).isEmpty,
+            "keys": (m["signingKeys"]?.arrayValue ?? []).compactMap(\.stringValue),
+            "chart": svg,
+        ]
+        return template.render(context)
+    }
+
+    static func escape(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+    }
+}
+
+/// Streams one criterion's rows to its CSV (RFC 4180, CRLF) and JSON (an array, one row per line) files.
+final class PopulationWriter {
+    let csvURL: URL
+    let jsonURL: URL
+    let fields: [String]
+    private let csv: FileHandle
+    private let json: FileHandle
+    private(set) var rows = 0
+    private var buffer = (csv: [UInt8](), json: [UInt8]())
+
+    init(directory: URL, criterion: EvidenceMapping.Criterion) throws {
+        csvURL = directory.appendingPathComponent("\(criterion.fileStem).csv")
+        jsonURL = directory.appendingPathComponent("\(criterion.fileStem).json")
+        fields = criterion.fields
+        _ = FileManager.default.createFile(atPath: csvURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: jsonURL.path, contents: nil)
+        csv = try FileHandle(forWritingTo: csvURL)
+        json = try FileHandle(forWritingTo: jsonURL)
+        let header = ["seq", "entry_hash", "time", "type", "actor", "integration"] + fields
+        buffer.csv += Array((header.map(Self.quoted).joined(separator: ",") + "\r\n").utf8)
+        buffer.json += Array("[\n".utf8)
+    }
+
+    /// The value at a dot path of `data`.
+    static func value(_ data: JSONValue, _ path: String) -> JSONValue? {
+        var current: JSONValue? = data
+        for part in path.split(separator: ".") { current = current?.objectValue?[String(part)] }
+        return current
+    }
+
+    static func text(_ value: JSONValue?) -> String {
+        switch value {
+        case nil, .null?: ""
+        case .string(let s)?: s
+        case let other?: other.sortedText
+        }
+    }
+
+    static func quoted(_ s: String) -> String {
+        s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\r" || $0 == "\n" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+    }
+
+    func append(_ entry: LedgerEntry, hash: [UInt8]) throws {
+        let hex = Hex.encode(hash)
+        let base = [String(entry.seq), hex, entry.time, entry.type, entry.actor, entry.integration ?? ""]
+        let values = fields.map { Self.text(Self.value(entry.data, $0)) }
+        buffer.csv += Array(((base + values).map(Self.quoted).joined(separator: ",") + "\r\n").utf8)
+        var object: [String: JSONValue] = [
+            "seq": .int(entry.seq), "entry_hash": .string(hex), "time": .string(entry.time), "type": .string(entry.type), "actor": .string(entry.actor),
+            "integration": entry.integration.map(JSONValue.string) ?? .null,
+        ]
+        var fieldValues: [String: JSONValue] = [:]
+        for field in fields { fieldValues[field] = Self.value(entry.data, field) ?? .null }
+        object["fields"] = .object(fieldValues)
+        buffer.json += Array(((rows == 0 ? "" : ",\n") + JSONValue.object(object).sortedText).utf8)
+        rows += 1
+        if buffer.csv.count + buffer.json.count > 1 << 20 { try flush() }
+    }
+
+    private func flush() throws {
+        try csv.write(contentsOf: buffer.csv)
+        try json.write(contentsOf: buffer.json)
+        buffer = ([], [])
+    }
+
+    func close() throws {
+        buffer.json += Array(((rows == 0 ? "" : "\n") + "]\n").utf8)
+        try flush()
+        try csv.close()
+        try json.close()
+    }
+}
+
+/// Checks an evidence bundle offline (`portal report verify`): the signature of `SHA256SUMS` by every given
+/// verifier key, every file's SHA-256, no file missing or unlisted, and the cited checkpoint's signatures.
+/// Returns the problems found, each naming its file (empty when the bundle verifies).
+public struct EvidenceVerifier: Sendable {
+    public init() {}
+
+    public struct Report: Sendable {
+        public var problems: [String]
+        public var manifest: JSONValue?
+        public var files: Int
+        public var passed: Bool { problems.isEmpty }
+    }
+
+    public func verify(bundle: String, keys: [SignedNote.VerifierKey]) throws -> Report {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("portal-evidence-verify-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let root = try LedgerBundleVerifier().unpack(bundle: bundle, into: scratch)
+        return try verify(folder: root, keys: keys)
+    }
+
+    public func verify(folder root: URL, keys: [SignedNote.VerifierKey]) throws -> Report {
+        var problems: [String] = []
+        guard let sums = try? String(contentsOf: root.appendingPathComponent("SHA256SUMS"), encoding: .utf8) else {
+            return Report(problems: ["SHA256SUMS: missing"], manifest: nil, files: 0)
+        }
+        if keys.isEmpty { problems.append("no verifier key given (--vkey)") }
+        if let signature = try? String(contentsOf: root.appendingPathComponent("SHA256SUMS.sig"), encoding: .utf8) {
+            do {
+                _ = try SignedNote.verify(sums + "\n" + signature, keys: keys)
+            } catch {
+                problems.append("SHA256SUMS.sig: \(error.message)")
+            }
+        } else {
+            problems.append("SHA256SUMS.sig: missing")
+        }
+        var listed = Set<String>()
+        for line in sums.split(separator: "\n") {
+            let parts = line.split(separator: " ", maxSplits: 1).map(String.init)
+            guard parts.count == 2, parts[1].hasPrefix(" ") else {
+                problems.append("SHA256SUMS: malformed line '\(line.prefix(80))'")
+                continue
+            }
+            let path = String(parts[1].dropFirst())
+            listed.insert(path)
+            let url = root.appendingPathComponent(path)
+            guard let data = FileManager.default.contents(atPath: url.path) else {
+                problems.append("\(path): missing")
+                continue
+            }
+            if Hex.encode(SHA256.hash(data: data)) != parts[0] { problems.append("\(path): its SHA-256 does not match SHA256SUMS (the file was changed)") }
+        }
+        let present = Set(Self.files(under: root)).subtracting(["SHA256SUMS", "SHA256SUMS.sig"])
+        for extra in present.subtracting(listed).sorted() { problems.append("\(extra): not listed in SHA256SUMS") }
+        let manifest = FileManager.default.contents(atPath: root.appendingPathComponent("manifest.json").path).flatMap { try? JSONValue.parse($0) }
+        if let note = manifest?.objectValue?["checkpoint"]?.objectValue?["note"]?.stringValue {
+            do {
+                _ = try SignedNote.verify(note, keys: keys)
+            } catch {
+                problems.append("manifest.json: the cited checkpoint does not verify: \(error.message)")
+            }
+        } else {
+            problems.append("manifest.json: no checkpoint cited")
+        }
+        return Report(problems: problems, manifest: manifest, files: listed.count)
+    }
+
+    static func files(under root: URL) -> [String] {
+        guard let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey]) else { return [] }
+        var out: [String] = []
+        let base = root.standardizedFileURL.path + "/"
+        for case let url as URL in walker where (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true {
+            out.append(String(url.standardizedFileURL.path.dropFirst(base.count)))
+        }
+        return out
+    }
+}
