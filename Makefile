@@ -27,11 +27,18 @@ test-deps:
 
 PYTHON312 ?= $(firstword $(wildcard /root/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12))
 
-venv: $(VENV)/.installed .venv312/.installed
+venv: $(VENV)/.installed .venv312/.installed .venv-oscal/.installed
 
 $(VENV)/.installed: requirements-test.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r requirements-test.txt
+	touch $@
+
+# compliance-trestle, pinned to a release whose models are OSCAL 1.1.2, validates the evidence bundles' OSCAL
+# documents; in a venv of its own (its pydantic pins would clash with the test tools').
+.venv-oscal/.installed: requirements-oscal.txt
+	python3 -m venv .venv-oscal
+	.venv-oscal/bin/pip install -q -r requirements-oscal.txt
 	touch $@
 
 # aics-tlog (an independent transparency-log client) needs Python 3.12.

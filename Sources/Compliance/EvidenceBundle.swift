@@ -134,6 +134,28 @@ public struct EvidenceBundler: Sendable {
             files.append(("processing-register.json", url))
             exceptions = registerJSON.objectValue?["exceptions"]?.arrayValue ?? []
         }
+        // OSCAL: the catalog of the criteria, the plan, and the results linking each population by hash.
+        var populations: [OscalDocuments.Population] = []
+        for criterion in mapping.criteria {
+            let writer = writers[criterion.id]!
+            populations.append(.init(
+                criterion: criterion, rows: writer.rows, ledgerCount: ledgerCounts[criterion.id] ?? 0,
+                files: [
+                    ("populations/\(criterion.fileStem).csv", "text/csv", try Self.sha256(writer.csvURL)),
+                    ("populations/\(criterion.fileStem).json", "application/json", try Self.sha256(writer.jsonURL)),
+                ]
+            ))
+        }
+        try FileManager.default.createDirectory(at: scratch.appendingPathComponent("oscal"), withIntermediateDirectories: true)
+        let at = Timestamp.rfc3339(checkpoint.createdAt)
+        let identity = "\(slug)/\(kind)/\(from)/\(until)/\(checkpoint.size)"
+        for (path, document) in OscalDocuments.documents(
+            identity: identity, framework: mapping.framework, organization: slug, from: from, until: until, at: at, populations: populations
+        ) {
+            let url = scratch.appendingPathComponent(path)
+            try Data((document.sortedText + "\n").utf8).write(to: url)
+            files.append((path, url))
+        }
         for c in criteria where c.objectValue?["reconciled"] == false {
             exceptions.append(["criterion": c.objectValue?["id"] ?? .null, "flag": "population_not_reconciled"])
         }
@@ -170,6 +192,7 @@ public struct EvidenceBundler: Sendable {
 
         // The archive: fixed metadata, files in a fixed order, streamed through zstd.
         let compressor = try ZstdCompressor()
+        try compressor.compress(try Tar.directory("oscal"), into: write)
         try compressor.compress(try Tar.directory("populations"), into: write)
         for file in files.sorted(by: { $0.path < $1.path }) {
             try compressor.compress(try Tar.file(file.path, Array(try Data(contentsOf: file.url))), into: write)

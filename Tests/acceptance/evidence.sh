@@ -60,6 +60,29 @@ head -n 1 a/populations/cc6.7.csv | grep -q '^seq,entry_hash,time,type,actor,int
 grep -q "<svg" a/summary.html && grep -q "CC6.7" a/summary.html || fail "the HTML summary"
 ok "zstd -t, tar, sha256sum -c; manifest, populations (CSV and JSON) and summary"
 
+# OSCAL 1.1.2: the catalog, plan and results validate with compliance-trestle (pinned to 3.6.0, OSCAL 1.1.2).
+"${OSCAL_PYTHON:-$ROOT/.venv-oscal/bin/python}" - a/oscal a <<'PY' || fail "the OSCAL documents do not validate"
+import hashlib, json, pathlib, sys
+from trestle.oscal import OSCAL_VERSION
+from trestle.oscal.catalog import Catalog
+from trestle.oscal.assessment_plan import AssessmentPlan
+from trestle.oscal.assessment_results import AssessmentResults
+assert OSCAL_VERSION == "1.1.2", OSCAL_VERSION
+d, root = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+catalog = Catalog.oscal_read(d / "catalog.json")
+plan = AssessmentPlan.oscal_read(d / "assessment-plan.json")
+results = AssessmentResults.oscal_read(d / "assessment-results.json")
+assert catalog and plan and results
+controls = {c.id for c in catalog.controls}
+findings = results.results[0].findings
+assert {f.target.target_id.removesuffix("_smt") for f in findings} == controls
+# Every evidence link resolves to a back-matter resource whose hash is the file's.
+for resource in results.back_matter.resources:
+    link = resource.rlinks[0]
+    assert hashlib.sha256((root / link.href).read_bytes()).hexdigest() == link.hashes[0].value, link.href
+print(f"  OSCAL {OSCAL_VERSION}: catalog of {len(controls)} controls, plan, results with {len(findings)} findings validate; evidence hashes match")
+PY
+
 # The signature, with an independent Ed25519 implementation, from the published vkey.
 "$PORTAL_BIN" ledger keys --org default --master-key-file master.key >keys.txt
 VKEY=$(sed -n 1p keys.txt); VKEY2=$(sed -n 2p keys.txt)
