@@ -23,7 +23,10 @@ public struct ProcessingRegister: Sendable {
     /// Inclusive UTC dates (DESIGN 4.5): `from` 2026-07-01 and `to` 2026-09-30 cover [07-01T00:00Z, 10-01T00:00Z).
     public static func period(from: String, to: String) throws(PortalError) -> (start: Date, end: Date) {
         func day(_ text: String, _ pointer: String) throws(PortalError) -> Date {
-            guard text.range(of: #"^\d{4}-\d{2}-\d{2}$"#, options: .regularExpression) != nil, let date = Timestamp.parse(text + "T00:00:00Z") else {
+            // A real calendar day: 2026-02-30 does not silently become March 2.
+            guard text.range(of: #"^\d{4}-\d{2}-\d{2}$"#, options: .regularExpression) != nil, let date = Timestamp.parse(text + "T00:00:00Z"),
+                  Timestamp.rfc3339(date).hasPrefix(text)
+            else {
                 throw PortalError(.validationFailed, "\(pointer) must be a date, YYYY-MM-DD", fieldErrors: [.init(pointer: pointer, message: "must be a date, YYYY-MM-DD")])
             }
             return date

@@ -41,6 +41,8 @@ public struct PortalSettings: Sendable, Equatable {
     public var monitoring: Bool = true
     /// Seconds between retention runs (default one hour).
     public var retentionInterval: TimeInterval = 3600
+    /// The folder of report templates and control mappings (`templates/`, `mappings/`).
+    public var reportsDirectory: String = "reports"
 
     public init() {}
 
@@ -63,6 +65,7 @@ public struct PortalSettings: Sendable, Equatable {
         ("PORTAL_LEDGER_VERIFY_INTERVAL", "how often every ledger is verified (default 1h)"),
         ("PORTAL_MONITORING", "on or off: feed the metrics collector (default on)"),
         ("PORTAL_RETENTION_INTERVAL", "how often retention periods are applied (default 1h)"),
+        ("PORTAL_REPORTS_DIR", "folder of report templates and control mappings (default reports)"),
     ]
 
     /// Settings from `PORTAL_*` variables over the defaults.
@@ -101,6 +104,7 @@ public struct PortalSettings: Sendable, Equatable {
             }
             s.ledgerVerifyInterval = seconds
         }
+        if let v = env["PORTAL_REPORTS_DIR"], !v.isEmpty { s.reportsDirectory = v }
         if let v = env["PORTAL_RETENTION_INTERVAL"], !v.isEmpty {
             guard let seconds = try? DurationText.seconds(v, field: "PORTAL_RETENTION_INTERVAL"), seconds >= 60 else {
                 throw PortalError(.configuration, "PORTAL_RETENTION_INTERVAL must be a duration of at least 1m (for example 1h)")

@@ -608,5 +608,33 @@ enum Schema {
         Migration(version: 10, name: "integration processing metadata", statements: { _ in
             ["ALTER TABLE integrations ADD COLUMN processing {json}"]
         }),
+        // Issue 9: evidence bundles requested over the API, built by a background service.
+        Migration(version: 11, name: "reports", statements: { _ in
+            [
+                """
+                CREATE TABLE reports (
+                  id {uuid} PRIMARY KEY,
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  kind TEXT NOT NULL CHECK (kind IN ('soc2', 'gdpr')),
+                  period_from TEXT NOT NULL,
+                  period_to TEXT NOT NULL,
+                  at_size BIGINT,
+                  status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'completed', 'failed')),
+                  requested_by TEXT NOT NULL,
+                  lease_owner TEXT,
+                  lease_until {time},
+                  error TEXT,
+                  checkpoint_size BIGINT,
+                  manifest_digest TEXT,
+                  bundle {blob},
+                  bundle_bytes BIGINT,
+                  created_at {time} NOT NULL,
+                  completed_at {time}
+                )
+                """,
+                "CREATE INDEX reports_queue ON reports (status, created_at)",
+                "CREATE INDEX reports_organization ON reports (organization_id, id)",
+            ]
+        }),
     ]
 }

@@ -88,6 +88,10 @@ struct AccessControlTests {
         case "PATCH /portal/integrations/{id}/records/{entity}/{recordId}": return (try await syncRecord(portal), #"{"plan":"team"}"#)
         case "POST /portal/subjects/{id}/export": return ("/portal/subjects/matrix%40example.test/export", nil)
         case "POST /portal/subjects/{id}/erase": return ("/portal/subjects/matrix-\(Self.suffix())%40example.test/erase", nil)
+        case "POST /portal/reports": return ("/portal/reports", #"{"kind":"gdpr","from":"2026-01-01","to":"2026-01-31"}"#)
+        case "GET /portal/reports": return ("/portal/reports?limit=5", nil)
+        case "GET /portal/reports/{id}": return ("/portal/reports/\(try await reportID(portal))", nil)
+        case "GET /portal/reports/{id}/download": return ("/portal/reports/\(try await reportID(portal, wait: true))/download", nil)
         case "GET /portal/retention": return ("/portal/retention", nil)
         case "GET /portal/compliance/processing-register": return ("/portal/compliance/processing-register?from=2026-01-01&to=2026-12-31", nil)
         case "PUT /portal/retention": return ("/portal/retention", #"{"requestLogsDays":400,"storedBodiesDays":null,"webhookPayloadsDays":14}"#)
@@ -121,6 +125,17 @@ struct AccessControlTests {
     }
 
     static func suffix() -> String { String(UUID().uuidString.lowercased().prefix(8)) }
+
+    /// A new report's id (requested as acme's admin), once built when `wait`.
+    func reportID(_ portal: Portal, wait: Bool = false) async throws -> String {
+        let created = try await portal.call(.post, "/portal/reports", token: portal.token("acme.admin"), json: #"{"kind":"soc2","from":"2026-01-01","to":"2026-12-31"}"#)
+        let id = try #require(created.json.objectValue?["id"]?.stringValue, "\(created.body.string)")
+        for _ in 0..<(wait ? 200 : 0) {
+            if try await portal.call(.get, "/portal/reports/\(id)", token: portal.token("acme.admin")).json.objectValue?["status"] == "completed" { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return id
+    }
 
     /// A new silence's id (created as acme's admin).
     func silence(_ portal: Portal) async throws -> String {

@@ -46,6 +46,8 @@ public struct PortalServices: Sendable {
     public let retention: Retention
     /// The GDPR Art. 30 record of processing, declared and observed.
     public let processingRegister: ProcessingRegister
+    /// Evidence bundles requested over the API, and the service that builds them.
+    public let reports: ReportJobs
     public let clock: any WallClock
     public let ids: IdentifierGenerator
     public let maxBodyBytes: Int
@@ -106,6 +108,10 @@ public struct PortalServices: Sendable {
         )
         subjects = SubjectRequests(database: database, vault: vault, gateway: gateway, audit: ledger, clock: clock, logger: logger)
         processingRegister = ProcessingRegister(database: database)
+        reports = ReportJobs(
+            database: database, checkpointer: checkpointer, sequencer: ledger, clock: clock, ids: ids, logger: logger, owner: instance,
+            reportsDirectory: settings.reportsDirectory
+        )
         retention = Retention(database: database, audit: ledger, clock: clock, logger: logger, interval: .seconds(Int64(settings.retentionInterval)), owner: instance)
         ledgerVerification = LedgerVerificationRun(database: database, checkpointer: checkpointer, sequencer: ledger, clock: clock)
         ledgerWatch = LedgerWatch(
@@ -115,7 +121,7 @@ public struct PortalServices: Sendable {
     }
 
     /// Long-running loops the application runs beside the HTTP server.
-    public var backgroundServices: [any Service] { [ledger, checkpointer, authFailures, gateway, webhookWorkers, sync, monitor, alertEvaluator, ledgerWatch, retention] }
+    public var backgroundServices: [any Service] { [ledger, checkpointer, authFailures, gateway, webhookWorkers, sync, monitor, alertEvaluator, ledgerWatch, retention, reports] }
 }
 
 /// First-start setup: the `default` organization and its first admin token.

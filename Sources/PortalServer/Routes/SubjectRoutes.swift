@@ -25,6 +25,24 @@ struct SubjectRoutes {
                 organizationID: principal.organizationID, slug: principal.organizationSlug, start: period.start, end: period.end
             ))
         }
+        let reports = services.reports
+        table.guarded(group, prefix: "/portal", .post, "/reports", .manageReports) { request, _, principal in
+            JSONOutput.response(try await reports.request(try await request.jsonBody(limit: services.maxBodyBytes), by: principal), status: .accepted)
+        }
+        table.guarded(group, prefix: "/portal", .get, "/reports", .readReports) { request, _, principal in
+            JSONOutput.response(Page(items: try await reports.list(by: principal, limit: try request.queryInteger("limit", default: 50, in: 1...1000)), nextCursor: nil))
+        }
+        table.guarded(group, prefix: "/portal", .get, "/reports/{id}", .readReports) { _, context, principal in
+            JSONOutput.response(try await reports.report(id: try context.uuidParameter("id", what: "report"), by: principal))
+        }
+        table.guarded(group, prefix: "/portal", .get, "/reports/{id}/download", .readReports) { _, context, principal in
+            let (data, name) = try await reports.download(id: try context.uuidParameter("id", what: "report"), by: principal)
+            return Response(
+                status: .ok,
+                headers: [.contentType: "application/zstd", .contentDisposition: "attachment; filename=\"\(name)\""],
+                body: .init(byteBuffer: ByteBuffer(bytes: data))
+            )
+        }
         let retention = services.retention
         table.guarded(group, prefix: "/portal", .get, "/retention", .readIntegrations) { _, _, principal in
             JSONOutput.response(try await retention.policy(by: principal))
