@@ -159,6 +159,23 @@ public struct EvidenceBundler: Sendable {
         for c in criteria where c.objectValue?["reconciled"] == false {
             exceptions.append(["criterion": c.objectValue?["id"] ?? .null, "flag": "population_not_reconciled"])
         }
+        // Consistency proofs from every kept checkpoint below the cited one, so an auditor holding any of them
+        // checks offline (`report verify --since`) that the cited tree extends it; the cited one is kept.
+        let kept = try await database.read { db in try await LedgerStore(db).checkpoints(organizationID) }
+            .filter { $0.size < checkpoint.size && $0.keepReason != nil && $0.size > 0 }
+            .sorted { $0.size < $1.size }
+        var proofs: [JSONValue] = []
+        let reader = LedgerReader(database: database)
+        for old in kept {
+            let proof = try await reader.consistencyProof(organizationID, old: old.size, new: checkpoint.size)
+            proofs.append(["from": .int(old.size), "root": .string(Data(old.root).base64EncodedString()), "proof": .array(proof.map { .string(Data($0).base64EncodedString()) })])
+        }
+        try await database.write { db in try await LedgerStore(db).keepCheckpoint(organizationID, size: checkpoint.size, reason: "cited") }
+        let consistency: JSONValue = ["size": .int(checkpoint.size), "root": .string(Data(checkpoint.root).base64EncodedString()), "proofs": .array(proofs)]
+        let consistencyURL = scratch.appendingPathComponent("consistency.json")
+        try Data((consistency.sortedText + "\n").utf8).write(to: consistencyURL)
+        files.append(("consistency.json", consistencyURL))
+
         let keys = try await checkpointer.verifierKeys(slug: slug)
         let manifest: JSONValue = [
             "kind": .string(kind), "framework": .string(mapping.framework), "organization": .string(slug),
@@ -349,11 +366,58 @@ public struct EvidenceVerifier: Sendable {
         public var passed: Bool { problems.isEmpty }
     }
 
-    public func verify(bundle: String, keys: [SignedNote.VerifierKey]) throws -> Report {
+    /// `since`: a checkpoint note the auditor holds (signed by `keys`), which the cited checkpoint must extend.
+    public func verify(bundle: String, keys: [SignedNote.VerifierKey], since: String? = nil) throws -> Report {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("portal-evidence-verify-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: scratch) }
         let root = try LedgerBundleVerifier().unpack(bundle: bundle, into: scratch)
-        return try verify(folder: root, keys: keys)
+        var report = try verify(folder: root, keys: keys)
+        if let since, report.problems.isEmpty { report.problems += Self.consistency(since: since, folder: root, keys: keys) }
+        return report
+    }
+
+    /// The cited checkpoint (size, root) from a manifest.
+    static func cited(_ manifest: JSONValue?) -> (size: Int64, root: Hash)? {
+        guard let c = manifest?.objectValue?["checkpoint"]?.objectValue, case .int(let size)? = c["size"],
+              let root = c["root"]?.stringValue.flatMap({ Data(base64Encoded: $0) }) else { return nil }
+        return (size, Array(root))
+    }
+
+    /// Whether the bundle's cited checkpoint extends the auditor's (`since`), by the bundle's proofs.
+    static func consistency(since note: String, folder: URL, keys: [SignedNote.VerifierKey]) -> [String] {
+        let held: Checkpoint
+        do {
+            held = try Checkpoint(text: try SignedNote.verify(note, keys: keys))
+        } catch {
+            return ["--since: the held checkpoint does not verify with the given keys: \(error.message)"]
+        }
+        let manifest = FileManager.default.contents(atPath: folder.appendingPathComponent("manifest.json").path).flatMap { try? JSONValue.parse($0) }
+        guard let cited = cited(manifest) else { return ["manifest.json: no checkpoint cited"] }
+        if held.size == cited.size { return held.root == cited.root ? [] : ["--since: the held checkpoint has the same size but another root: the ledger was rewritten"] }
+        if held.size > cited.size { return ["--since: the held checkpoint (size \(held.size)) is newer than the bundle's (\(cited.size)); check with --database"] }
+        guard let data = FileManager.default.contents(atPath: folder.appendingPathComponent("consistency.json").path), let json = try? JSONValue.parse(data),
+              let entry = json.objectValue?["proofs"]?.arrayValue?.first(where: { $0.objectValue?["from"] == .int(held.size) })?.objectValue
+        else { return ["consistency.json: no proof from size \(held.size) (only kept checkpoints have one); check with --database"] }
+        let proof = (entry["proof"]?.arrayValue ?? []).compactMap { $0.stringValue.flatMap { Data(base64Encoded: $0) }.map(Array.init) }
+        guard Merkle.verifyConsistency(size1: held.size, size2: cited.size, root1: held.root, root2: cited.root, proof: proof) else {
+            return ["consistency.json: the cited checkpoint (size \(cited.size)) does not extend the held one (size \(held.size)): the ledger was rewritten"]
+        }
+        return []
+    }
+
+    /// Whether the live ledger (of the manifest's organization in `database`) extends the bundle's cited
+    /// checkpoint: a consistency proof from it to the current head, checked here.
+    public static func consistency(manifest: JSONValue?, database: Database) async throws -> [String] {
+        guard let cited = cited(manifest), let slug = manifest?.objectValue?["organization"]?.stringValue else { return ["manifest.json: no checkpoint cited"] }
+        guard let org = try await database.read({ db in try await OrganizationStore(db).find(slug: slug) }) else { return ["--database: no organization '\(slug)'"] }
+        let reader = LedgerReader(database: database)
+        guard let head = try await reader.head(org.id) else { return ["--database: the ledger of '\(slug)' is empty"] }
+        if head.size < cited.size { return ["--database: the live ledger (size \(head.size)) is shorter than the cited checkpoint (\(cited.size)): entries were removed"] }
+        let proof = try await reader.consistencyProof(org.id, old: cited.size, new: head.size)
+        guard Merkle.verifyConsistency(size1: cited.size, size2: head.size, root1: cited.root, root2: head.root, proof: proof) else {
+            return ["--database: the live ledger does not extend the cited checkpoint: the ledger was rewritten"]
+        }
+        return []
     }
 
     public func verify(folder root: URL, keys: [SignedNote.VerifierKey]) throws -> Report {

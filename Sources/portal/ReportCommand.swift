@@ -107,17 +107,42 @@ struct ReportCommand: AsyncParsableCommand {
         @Option(name: .customLong("vkey"), help: "A verifier key line (repeat for the Ed25519 and the ML-DSA-65 key); each must sign.")
         var vkeys: [String] = []
 
+        @Option(help: "A checkpoint note you hold (from an earlier bundle or the ledger): the bundle's must extend it.")
+        var since: String?
+
+        @Option(help: "Also check that the live ledger in this database extends the bundle's checkpoint.")
+        var database: String?
+
         func run() async throws {
             let keys = try vkeys.map { text in
                 do { return try SignedNote.VerifierKey(text: text) } catch let error as PortalError { throw ValidationError(error.message) }
             }
-            let report = try EvidenceVerifier().verify(bundle: file, keys: keys)
+            var held: String?
+            if let since {
+                guard let text = try? String(contentsOfFile: since, encoding: .utf8) else { throw ValidationError("cannot read --since \(since)") }
+                // A note ends with exactly one newline; copies often gain another.
+                var note = text
+                while note.hasSuffix("\n\n") { note.removeLast() }
+                held = note
+            }
+            var report = try EvidenceVerifier().verify(bundle: file, keys: keys, since: held)
+            if let database, report.passed {
+                let manifest = report.manifest
+                var problems: [String] = []
+                try await CLI.run {
+                    problems = try await Database.withDatabase(url: database, logger: CLI.quietLogger()) { db in
+                        try await EvidenceVerifier.consistency(manifest: manifest, database: db)
+                    }
+                }
+                report.problems += problems
+            }
             guard report.passed else {
                 for problem in report.problems { print("FAILED \(problem)") }
                 throw ExitCode.failure
             }
             let manifest = report.manifest?.objectValue ?? [:]
-            print("verified \(file): \(report.files) files, signed by \(keys.count) key(s); \(manifest["framework"]?.stringValue ?? "") evidence of \(manifest["organization"]?.stringValue ?? ""), cut at tree size \(manifest["checkpoint"]?.objectValue?["size"]?.sortedText ?? "?")")
+            let extra = (since != nil ? "; extends the held checkpoint" : "") + (database != nil ? "; the live ledger extends it" : "")
+            print("verified \(file)\(extra): \(report.files) files, signed by \(keys.count) key(s); \(manifest["framework"]?.stringValue ?? "") evidence of \(manifest["organization"]?.stringValue ?? ""), cut at tree size \(manifest["checkpoint"]?.objectValue?["size"]?.sortedText ?? "?")")
         }
     }
 }

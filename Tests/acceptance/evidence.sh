@@ -135,4 +135,17 @@ jq -e '.records[0].observed.callsNamingDataSubjects == 2 and .transfers[0].count
 "$PORTAL_BIN" ledger entries --org default | jq -r .entry.type | grep -c '^report.exported$' >exported.txt
 [ "$(cat exported.txt)" = 3 ] || fail "report.exported entries: $(cat exported.txt)"
 ok "GDPR bundle: the Art. 30 population and register, no subject id, verified; every export ledgered"
+# Next quarter: the auditor holds this bundle's checkpoint; a later bundle must extend it (offline, by the
+# bundle's own consistency proofs), and the live ledger must extend the later one (--database).
+jq -r .checkpoint.note a/manifest.json >held.txt
+start_server master.key --outbound-allow 127.0.0.1
+api POST "/portal/integrations/$ID/requests" "$ADMIN" '{"method":"GET","endpoint":"/later"}' >/dev/null
+stop_server TERM
+"$PORTAL_BIN" report soc2 --org default --from "$FROM" --to "$TO" --out later.tar.zst $R >/dev/null || fail "the later bundle"
+"$PORTAL_BIN" report verify later.tar.zst --vkey "$VKEY" --vkey "$VKEY2" --since held.txt --database "$PORTAL_DATABASE_URL" >later.out || fail "verify --since --database: $(cat later.out)"
+grep -q "extends the held checkpoint; the live ledger extends it" later.out || fail "verify did not say what it checked: $(cat later.out)"
+mkdir l && tar --zstd -xf later.tar.zst -C l && jq -r .checkpoint.note l/manifest.json >newer.txt
+if "$PORTAL_BIN" report verify soc2.tar.zst --vkey "$VKEY" --since newer.txt >older.out; then fail "an older bundle passed --since a newer checkpoint"; fi
+grep -q "is newer than the bundle's" older.out || fail "no clear message for a newer held checkpoint: $(cat older.out)"
+ok "report verify --since (offline consistency proofs) and --database (the live ledger extends the bundle)"
 echo "evidence: all checks passed ($BACKEND)"
