@@ -42,6 +42,7 @@ struct LargeLedgerBenchmark {
                 throw BenchError.failed("no checkpoint was cut")
             }
             let small = try cli.exportAndVerify(entries: smallEntries, bundle: work.appendingPathComponent("small.tar.zst").path)
+            let smallReport = try cli.soc2(at: smallCheckpoint.size, bundle: work.appendingPathComponent("small-soc2.tar.zst").path)
 
             let grownLarge = try await timed { try await ledger.grow(to: entries) }.seconds
             print("  built \(entries - smallEntries) more entries in \(String(format: "%.1f", grownLarge)) s (\(rate(entries - smallEntries, grownLarge)))")
@@ -50,6 +51,13 @@ struct LargeLedgerBenchmark {
             }
             let largeBundle = work.appendingPathComponent("large.tar.zst").path
             let large = try cli.exportAndVerify(entries: entries, bundle: largeBundle)
+            let largeReport = try cli.soc2(at: largeCheckpoint.size, bundle: work.appendingPathComponent("large-soc2.tar.zst").path)
+            let reportGrowth = Double(largeReport.maxRSSKiB) / Double(smallReport.maxRSSKiB)
+            report.add(
+                "SOC 2 bundle of a period of \(formatted(Double(entries))) entries: time, peak RSS", String(format: "%.1f s, %@", largeReport.seconds, mebibytes(largeReport.maxRSSKiB)),
+                baseline: "\(formatted(Double(smallEntries))) entries: \(String(format: "%.1f s, %@", smallReport.seconds, mebibytes(smallReport.maxRSSKiB)))",
+                ratio: reportGrowth, target: "peak RSS flat (ratio ≤ 1.25 for 10× the entries)", met: reportGrowth <= 1.25
+            )
             for (name, s, l) in [("export", small.export, large.export), ("offline verify", small.verify, large.verify)] {
                 let growth = Double(l.maxRSSKiB) / Double(s.maxRSSKiB)
                 report.add(
@@ -212,6 +220,18 @@ struct CLI {
     struct Runs {
         var export: ChildRun
         var verify: ChildRun
+    }
+
+    /// `portal report soc2` of today's period, cut at `at`: every entry of the benchmark ledger is a call, so
+    /// the whole ledger goes through CC6.7's population.
+    func soc2(at: Int64, bundle: String) throws -> ChildRun {
+        let today = String(Timestamp.rfc3339(Date()).prefix(10))
+        let run = try runMeasured([
+            portal, "report", "soc2", "--org", "bench", "--from", today, "--to", today, "--at", String(at), "--out", bundle, "--database", databaseURL, "--master-key-file", keyFile,
+        ])
+        let bytes = (try? FileManager.default.attributesOfItem(atPath: bundle)[.size] as? Int) ?? 0
+        print("  SOC 2 bundle at tree size \(at): \(String(format: "%.2f", run.seconds)) s, peak RSS \(mebibytes(run.maxRSSKiB)), \(formatted(Double(bytes) / 1_048_576)) MiB .tar.zst")
+        return run
     }
 
     func exportAndVerify(entries: Int, bundle: String) throws -> Runs {
