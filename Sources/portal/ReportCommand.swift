@@ -11,7 +11,7 @@ struct ReportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
         abstract: "Evidence bundles: SOC 2 and GDPR populations cut from the ledger, signed; and their offline verification.",
-        subcommands: [Soc2.self, Gdpr.self, Verify.self]
+        subcommands: [Soc2.self, Gdpr.self, Verify.self, Keygen.self, Open.self]
     )
 
     struct BundleOptions: ParsableArguments {
@@ -36,13 +36,23 @@ struct ReportCommand: AsyncParsableCommand {
         @Option(help: "Directory of the report templates (default: reports/templates).")
         var templates: String = "reports/templates"
 
+        @Option(name: .customLong("seal-to"), help: "Seal the bundle to the auditor's X-Wing public key in this file (HPKE); they open it with 'portal report open'.")
+        var sealTo: String?
+
         @OptionGroup var options: LedgerOptions
     }
 
     static func build(kind: String, _ o: BundleOptions) async throws {
         let settings = try o.options.settings()
         let period = try ProcessingRegister.period(from: o.from, to: o.to)
-        let (slug, path, at, mappings, templates) = (o.org, o.out, o.at, o.mappings, o.templates)
+        let (slug, at, mappings, templates) = (o.org, o.at, o.mappings, o.templates)
+        var sealKey: String?
+        if let sealTo = o.sealTo {
+            guard let text = try? String(contentsOfFile: sealTo, encoding: .utf8) else { throw ValidationError("cannot read --seal-to \(sealTo)") }
+            sealKey = text
+        }
+        let path = sealKey == nil ? o.out : o.out + ".unsealed"
+        let finalPath = o.out
         try await CLI.run {
             try await LedgerCommand.withServices(settings) { services in
                 let checkpoint: LedgerCheckpointRow
@@ -72,6 +82,10 @@ struct ReportCommand: AsyncParsableCommand {
                 try handle.synchronize()
                 try handle.close()
                 guard rename(temporary, path) == 0 else { throw PortalError(.configuration, "cannot move the bundle to \(path)") }
+                if let sealKey {
+                    defer { try? FileManager.default.removeItem(atPath: path) }
+                    try SealedBundle.seal(input: path, publicKey: sealKey, output: finalPath)
+                }
                 try await services.ledger.appendNow([AuditEvent(
                     organizationID: ledger.id, type: "report.exported", actor: CLI.actor,
                     data: [
@@ -81,7 +95,7 @@ struct ReportCommand: AsyncParsableCommand {
                     time: services.clock.now()
                 )])
                 let counts = result.rows.keys.sorted().map { "\($0) \(result.rows[$0]!)" }.joined(separator: ", ")
-                print("wrote \(path): \(kind) evidence of \(ledger.slug), cut at tree size \(result.checkpointSize); rows: \(counts); manifest sha256 \(result.manifestDigest)")
+                print("wrote \(finalPath)\(sealKey == nil ? "" : " (sealed)"): \(kind) evidence of \(ledger.slug), cut at tree size \(result.checkpointSize); rows: \(counts); manifest sha256 \(result.manifestDigest)")
             }
         }
     }
@@ -143,6 +157,42 @@ struct ReportCommand: AsyncParsableCommand {
             let manifest = report.manifest?.objectValue ?? [:]
             let extra = (since != nil ? "; extends the held checkpoint" : "") + (database != nil ? "; the live ledger extends it" : "")
             print("verified \(file)\(extra): \(report.files) files, signed by \(keys.count) key(s); \(manifest["framework"]?.stringValue ?? "") evidence of \(manifest["organization"]?.stringValue ?? ""), cut at tree size \(manifest["checkpoint"]?.objectValue?["size"]?.sortedText ?? "?")")
+        }
+    }
+
+    struct Keygen: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Make an auditor's X-Wing key pair: FILE (private, mode 0600) and FILE.pub (to give to the portal's operators).")
+
+        @Option(help: "The private key file to write; the public key goes to FILE.pub.")
+        var out: String
+
+        func run() async throws {
+            guard !FileManager.default.fileExists(atPath: out) else { throw ValidationError("\(out) exists; not overwriting a key") }
+            let pair = try SealedBundle.makeKeyPair()
+            guard FileManager.default.createFile(atPath: out, contents: Data((pair.privateKey + "\n").utf8), attributes: [.posixPermissions: 0o600]),
+                  FileManager.default.createFile(atPath: out + ".pub", contents: Data((pair.publicKey + "\n").utf8))
+            else { throw ValidationError("cannot write \(out)") }
+            print("wrote \(out) (private, keep it) and \(out).pub (give it to whoever seals bundles for you)")
+        }
+    }
+
+    struct Open: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Open a bundle sealed to your X-Wing key (report soc2|gdpr --seal-to).")
+
+        @Argument(help: "The sealed bundle.")
+        var file: String
+
+        @Option(help: "Your private key file (from 'portal report keygen').")
+        var key: String
+
+        @Option(help: "The bundle to write (.tar.zst).")
+        var out: String
+
+        func run() async throws {
+            guard let text = try? String(contentsOfFile: key, encoding: .utf8) else { throw ValidationError("cannot read --key \(key)") }
+            let (file, out) = (file, out)
+            try await CLI.run { try SealedBundle.open(input: file, privateKey: text, output: out) }
+            print("wrote \(out)")
         }
     }
 }

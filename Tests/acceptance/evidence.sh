@@ -148,4 +148,19 @@ mkdir l && tar --zstd -xf later.tar.zst -C l && jq -r .checkpoint.note l/manifes
 if "$PORTAL_BIN" report verify soc2.tar.zst --vkey "$VKEY" --since newer.txt >older.out; then fail "an older bundle passed --since a newer checkpoint"; fi
 grep -q "is newer than the bundle's" older.out || fail "no clear message for a newer held checkpoint: $(cat older.out)"
 ok "report verify --since (offline consistency proofs) and --database (the live ledger extends the bundle)"
+# Sealed to the auditor's X-Wing key (HPKE): only that key opens it; a changed byte does not open.
+"$PORTAL_BIN" report keygen --out auditor.key >/dev/null || fail "report keygen"
+[ "$(stat -c %a auditor.key)" = 600 ] || fail "the auditor's private key is not mode 0600"
+"$PORTAL_BIN" report soc2 --org default --from "$FROM" --to "$TO" --at "$SIZE" --seal-to auditor.key.pub --out sealed.bin $R >sealed.out || fail "report --seal-to: $(cat sealed.out)"
+! zstd -q -t sealed.bin 2>/dev/null || fail "the sealed bundle is readable as zstd"
+"$PORTAL_BIN" report open sealed.bin --key auditor.key --out opened.tar.zst >/dev/null || fail "report open"
+"$PORTAL_BIN" report verify opened.tar.zst --vkey "$VKEY" --vkey "$VKEY2" >/dev/null || fail "the opened bundle does not verify"
+mkdir o && tar --zstd -xf opened.tar.zst -C o && cmp -s o/manifest.json b/manifest.json || fail "the opened bundle is not the bundle"
+"$PORTAL_BIN" report keygen --out other.key >/dev/null
+if "$PORTAL_BIN" report open sealed.bin --key other.key --out x.tar.zst 2>/dev/null; then fail "another key opened the sealed bundle"; fi
+python3 -c "import sys; b=bytearray(open('sealed.bin','rb').read()); b[-10]^=1; open('changed.bin','wb').write(b)"
+if "$PORTAL_BIN" report open changed.bin --key auditor.key --out y.tar.zst 2>/dev/null; then fail "a changed sealed bundle opened"; fi
+head -c 2000 sealed.bin >truncated.bin
+if "$PORTAL_BIN" report open truncated.bin --key auditor.key --out z.tar.zst 2>/dev/null; then fail "a truncated sealed bundle opened"; fi
+ok "sealed to the auditor's X-Wing key: opens with it only; changed or truncated, it does not"
 echo "evidence: all checks passed ($BACKEND)"
