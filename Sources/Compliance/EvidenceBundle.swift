@@ -212,7 +212,11 @@ public struct EvidenceBundler: Sendable {
         try compressor.compress(try Tar.directory("oscal"), into: write)
         try compressor.compress(try Tar.directory("populations"), into: write)
         for file in files.sorted(by: { $0.path < $1.path }) {
-            try compressor.compress(try Tar.file(file.path, Array(try Data(contentsOf: file.url))), into: write)
+            // Streamed: a population of a long period is far larger than what should be held in memory.
+            let size = (try FileManager.default.attributesOfItem(atPath: file.url.path)[.size] as? NSNumber)?.intValue ?? 0
+            try compressor.compress(try Tar.fileHeader(file.path, size: size), into: write)
+            try Self.chunks(of: file.url) { chunk in try compressor.compress(chunk, into: write) }
+            try compressor.compress(Tar.padding(size), into: write)
         }
         try compressor.compress(Tar.end, end: true, into: write)
         return Result(
@@ -231,7 +235,16 @@ public struct EvidenceBundler: Sendable {
     }
 
     static func sha256(_ url: URL) throws -> String {
-        Hex.encode(SHA256.hash(data: try Data(contentsOf: url)))
+        var hasher = SHA256()
+        try chunks(of: url) { hasher.update(data: $0) }
+        return Hex.encode(hasher.finalize())
+    }
+
+    /// Reads a file 1 MiB at a time.
+    static func chunks(of url: URL, _ body: ([UInt8]) throws -> Void) throws {
+        let handle = try FileHandle(forReadingFrom: url)
+        defer { try? handle.close() }
+        while let data = try handle.read(upToCount: 1 << 20), !data.isEmpty { try body(Array(data)) }
     }
 
     /// The HTML summary from `templates/summary.html.mustache`: period, scope, counts, exceptions, a bar
@@ -445,11 +458,11 @@ public struct EvidenceVerifier: Sendable {
             let path = String(parts[1].dropFirst())
             listed.insert(path)
             let url = root.appendingPathComponent(path)
-            guard let data = FileManager.default.contents(atPath: url.path) else {
+            guard FileManager.default.fileExists(atPath: url.path), let digest = try? EvidenceBundler.sha256(url) else {
                 problems.append("\(path): missing")
                 continue
             }
-            if Hex.encode(SHA256.hash(data: data)) != parts[0] { problems.append("\(path): its SHA-256 does not match SHA256SUMS (the file was changed)") }
+            if digest != parts[0] { problems.append("\(path): its SHA-256 does not match SHA256SUMS (the file was changed)") }
         }
         let present = Set(Self.files(under: root)).subtracting(["SHA256SUMS", "SHA256SUMS.sig"])
         for extra in present.subtracting(listed).sorted() { problems.append("\(extra): not listed in SHA256SUMS") }

@@ -12,6 +12,16 @@ public enum Tar {
         return block
     }
 
+    /// The header of a regular file of `size` bytes, for content streamed after it (then ``padding(_:)``).
+    public static func fileHeader(_ path: String, size: Int) throws(PortalError) -> [UInt8] {
+        try header(path, size: size, type: "0", mode: "0000644")
+    }
+
+    /// The zero bytes that pad `size` bytes of content to a whole block.
+    public static func padding(_ size: Int) -> [UInt8] {
+        [UInt8](repeating: 0, count: (512 - size % 512) % 512)
+    }
+
     /// The header of a directory.
     public static func directory(_ path: String) throws(PortalError) -> [UInt8] {
         try header(path.hasSuffix("/") ? path : path + "/", size: 0, type: "5", mode: "0000755")
