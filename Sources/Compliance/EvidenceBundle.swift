@@ -129,12 +129,27 @@ public struct EvidenceBundler: Sendable {
             ])
         }
         var exceptions: [JSONValue] = []
+        let registerJSON = try await register.register(organizationID: organizationID, slug: slug, start: start, end: end, atSize: checkpoint.size)
         if kind == "gdpr" {
-            let registerJSON = try await register.register(organizationID: organizationID, slug: slug, start: start, end: end, atSize: checkpoint.size)
             let url = scratch.appendingPathComponent("processing-register.json")
             try Data((registerJSON.sortedText + "\n").utf8).write(to: url)
             files.append(("processing-register.json", url))
             exceptions = registerJSON.objectValue?["exceptions"]?.arrayValue ?? []
+        } else {
+            // CC9.2: the vendor inventory (integrations live in the period) against the destinations the
+            // ledger saw; a destination that is no integration's base URL host is an exception.
+            let records = (registerJSON.objectValue?["records"]?.arrayValue ?? []).compactMap(\.objectValue).map { r -> JSONValue in
+                .object([
+                    "integrationId": r["integrationId"] ?? .null, "name": r["name"] ?? .null, "type": r["type"] ?? .null,
+                    "baseUrlHost": r["baseUrlHost"] ?? .null, "deleted": r["deleted"] ?? .null,
+                    "calls": r["observed"]?.objectValue?["calls"] ?? 0, "destinationHosts": r["observed"]?.objectValue?["destinationHosts"] ?? [],
+                ])
+            }
+            exceptions = (registerJSON.objectValue?["exceptions"]?.arrayValue ?? []).filter { $0.objectValue?["flag"] == "undeclared_destination_host" }
+            let inventory: JSONValue = ["period": registerJSON.objectValue?["period"] ?? .null, "vendors": .array(records), "exceptions": .array(exceptions)]
+            let url = scratch.appendingPathComponent("vendor-inventory.json")
+            try Data((inventory.sortedText + "\n").utf8).write(to: url)
+            files.append(("vendor-inventory.json", url))
         }
         // OSCAL: the catalog of the criteria, the plan, and the results linking each population by hash.
         var populations: [OscalDocuments.Population] = []

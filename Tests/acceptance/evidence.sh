@@ -48,13 +48,14 @@ ok "portal report soc2: $(cat report.out)"
 zstd -q -t soc2.tar.zst || fail "zstd -t"
 mkdir a && tar --zstd -xf soc2.tar.zst -C a || fail "tar --zstd -x"
 (cd a && sha256sum --quiet -c SHA256SUMS) || fail "sha256sum -c SHA256SUMS"
-for f in manifest.json summary.html SHA256SUMS SHA256SUMS.sig populations/cc6.7.csv populations/cc6.7.json populations/cc8.1.csv populations/pi1.json; do
+for f in manifest.json summary.html SHA256SUMS SHA256SUMS.sig vendor-inventory.json consistency.json populations/cc6.7.csv populations/cc6.7.json populations/cc8.1.csv populations/pi1.json; do
   [ -f "a/$f" ] || fail "missing $f"
 done
 jq -e '.kind == "soc2" and .organization == "default" and ([.criteria[] | select(.reconciled == false)] | length) == 0' a/manifest.json >/dev/null || fail "manifest: $(cat a/manifest.json)"
 jq -e '[.criteria[] | select(.id == "CC6.7")][0].population.rows == 3' a/manifest.json >/dev/null || fail "CC6.7 should hold the 3 calls"
 jq -e '[.criteria[] | select(.id == "CC8.1")][0].population.rows >= 2' a/manifest.json >/dev/null || fail "CC8.1 should hold the create and the change"
 [ "$(jq length a/populations/cc6.7.json)" = 3 ] || fail "the CC6.7 JSON population"
+jq -e '.vendors[0].calls == 3 and .vendors[0].destinationHosts == ["127.0.0.1"] and (.exceptions | length) == 0' a/vendor-inventory.json >/dev/null || fail "CC9.2 vendor inventory: $(cat a/vendor-inventory.json)"
 [ "$(wc -l <a/populations/cc6.7.csv)" = 4 ] || fail "the CC6.7 CSV population (header and 3 rows)"
 head -n 1 a/populations/cc6.7.csv | grep -q '^seq,entry_hash,time,type,actor,integration,host' || fail "CSV header"
 grep -q "<svg" a/summary.html && grep -q "CC6.7" a/summary.html || fail "the HTML summary"
