@@ -51,7 +51,9 @@ struct RetentionTests {
                     let id = UUID()
                     events.append(WebhookEventRecord(
                         id: id, organizationID: portal.acme.id, integrationID: integration, endpointID: endpointID, eventType: "user.updated", payload: ["sealed": "x"],
-                        signature: nil, status: status, errorMessage: nil, createdAt: day(age), providerEventID: nil, dedupKey: "ret:\(id)", headers: [:], bodyDigest: "00", availableAt: day(age)
+                        signature: nil, status: status, errorMessage: nil, createdAt: day(age), providerEventID: nil, dedupKey: "ret:\(id)", headers: [:], bodyDigest: "00",
+                        // The pending one waits for a retry tomorrow, so the workers leave it alone during the test.
+                        availableAt: status == "pending" ? now.addingTimeInterval(86_400) : day(age)
                     ))
                 }
                 _ = try await WebhookEventStore(db).insert(events)
