@@ -156,7 +156,7 @@ public final class ReportJobs: Service, Sendable {
                 checkpoint = row
             } else {
                 try await sequencer.drainAll()
-                guard let row = try await checkpointer.cut(organizationID: job.organizationID, slug: slug) else { throw PortalError(.conflict, "the ledger is empty") }
+                guard let row = try await checkpointer.cutWaiting(organizationID: job.organizationID, slug: slug) else { throw PortalError(.conflict, "the ledger is empty") }
                 checkpoint = row
             }
             var bundle = Data()

@@ -47,10 +47,10 @@ struct LedgerCommand: AsyncParsableCommand {
     /// `checkpoint`, `export` and `prove`. A 409 when the ledger is empty.
     static func freshCheckpoint(_ slug: String, services: PortalServices) async throws -> (id: UUID, slug: String, checkpoint: LedgerCheckpointRow) {
         try await services.ledger.drainAll()
-        guard let ledger = try await ledgers(slug, in: services.database).first,
-              let checkpoint = try await services.checkpointer.cut(organizationID: ledger.id, slug: ledger.slug)
-        else { throw PortalError(.conflict, "the ledger of '\(slug)' is empty") }
-        return (ledger.id, ledger.slug, checkpoint)
+        guard let ledger = try await ledgers(slug, in: services.database).first else { throw PortalError.notFound("organization '\(slug)'") }
+        // A running server may be cutting one this instant: wait for it rather than call the ledger empty.
+        if let checkpoint = try await services.checkpointer.cutWaiting(organizationID: ledger.id, slug: ledger.slug) { return (ledger.id, ledger.slug, checkpoint) }
+        throw PortalError(.conflict, "the ledger of '\(slug)' is empty")
     }
 
     /// The ledgers to act on: one organization's, or every ledger (the platform's included).

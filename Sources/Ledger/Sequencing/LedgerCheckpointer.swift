@@ -139,6 +139,17 @@ public final class LedgerCheckpointer: Service {
         }
     }
 
+    /// ``cut(organizationID:slug:)``, waiting (up to 5 s) while another instance holds the ledger's checkpoint
+    /// lock; nil only when the ledger is empty.
+    public func cutWaiting(organizationID: UUID, slug: String) async throws -> LedgerCheckpointRow? {
+        for _ in 0..<50 {
+            if let checkpoint = try await cut(organizationID: organizationID, slug: slug) { return checkpoint }
+            guard try await database.read({ db in try await LedgerStore(db).head(organizationID)?.size ?? 0 }) > 0 else { return nil }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw PortalError(.unavailable, "another instance kept the ledger's checkpoint lock for 5 s")
+    }
+
     /// Cuts a checkpoint of the ledger's current head (or returns the latest if the ledger has not grown);
     /// nil when the ledger is empty or another instance is cutting it right now.
     @discardableResult
