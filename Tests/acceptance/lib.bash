@@ -13,6 +13,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "  ok: $*"; }
 
 cleanup() {
+  if [ -n "${UPSTREAM_PID:-}" ]; then kill "$UPSTREAM_PID" 2>/dev/null || true; fi
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then kill -KILL "$SERVER_PID" 2>/dev/null || true; fi
   if [ -n "$PG_DB" ]; then psql "$PORTAL_TEST_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true; fi
   rm -rf "$WORK"
@@ -79,3 +80,28 @@ api() {
 }
 status_of() { tail -n 1 <<<"$1"; }
 body_of() { sed '$d' <<<"$1"; }
+
+# start_upstream: a stand-in provider on a free loopback port (for 5 minutes at most), in UPSTREAM. GET and
+# POST answer 200 with {"ok":true} and rate-limit headers (limit 100, remaining 5); paths starting /fail 500.
+start_upstream() {
+  python3 - <<'PY' >"$WORK/upstream.port" &
+import http.server, threading
+class H(http.server.BaseHTTPRequestHandler):
+    def answer(self):
+        code = 500 if self.path.startswith("/fail") else 200
+        body = b'{"ok":true}'
+        self.send_response(code); self.send_header("Content-Type", "application/json")
+        self.send_header("X-RateLimit-Limit", "100"); self.send_header("X-RateLimit-Remaining", "5")
+        self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    do_GET = do_POST = answer
+    def log_message(self, *a): pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+threading.Timer(300, s.shutdown).start()
+s.serve_forever()
+PY
+  UPSTREAM_PID=$!
+  for _ in $(seq 1 40); do [ -s "$WORK/upstream.port" ] && break; sleep 0.1; done
+  [ -s "$WORK/upstream.port" ] || fail "the stand-in provider did not start"
+  UPSTREAM="http://127.0.0.1:$(cat "$WORK/upstream.port")"
+}

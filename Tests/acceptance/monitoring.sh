@@ -7,25 +7,7 @@ source "$(dirname "$0")/lib.bash"
 cd "$WORK"
 
 "$PORTAL_BIN" keys generate-master --out master.key 2>/dev/null
-python3 - <<'PY' >upstream.port &
-import http.server, socket, threading, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        code = 500 if self.path.startswith("/fail") else 200
-        body = b'{"ok":true}'
-        self.send_response(code); self.send_header("Content-Type", "application/json")
-        self.send_header("X-RateLimit-Limit", "100"); self.send_header("X-RateLimit-Remaining", "5")
-        self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
-    def log_message(self, *a): pass
-s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-print(s.server_address[1], flush=True)
-threading.Timer(300, s.shutdown).start()
-s.serve_forever()
-PY
-UPSTREAM_PID=$!
-trap 'kill $UPSTREAM_PID 2>/dev/null || true; cleanup' EXIT
-for _ in $(seq 1 40); do [ -s upstream.port ] && break; sleep 0.1; done
-UPSTREAM="http://127.0.0.1:$(cat upstream.port)"
+start_upstream
 
 cat >rules.yml <<'YML'
 evaluationInterval: 1h
