@@ -308,7 +308,8 @@ public final class Gateway: Service, Sendable {
             try await configuration.policy.check(url)
         } catch {
             record.outcome = .refused
-            record.error = error.message
+            // A fixed message: the policy's own text may name addresses a DNS answer gave.
+            record.error = "the outbound policy refused the destination"
             if !transient { try await self.record(record, started: started) }
             throw error
         }
@@ -350,7 +351,8 @@ public final class Gateway: Service, Sendable {
             } catch let error as PortalError {
                 record.outcome = .networkError
                 record.category = "authentication"
-                record.error = error.message
+                // A fixed message: a token endpoint's answer is not ours to store or show.
+                record.error = "the OAuth access token could not be obtained (\(error.code))"
                 if !transient { try await self.record(record, started: started) }
                 throw error
             }
@@ -595,10 +597,27 @@ public final class Gateway: Service, Sendable {
         }
     }
 
-    /// A short, secret-free description of a client error.
+    /// A fixed, secret-free description of a client error. Never the error's own text: the HTTP client's
+    /// errors quote header values (an API key among them) and DNS answers, and this message is stored in
+    /// `integration_requests` and shown to auditors as `lastError`.
     static func describe(_ error: any Error) -> String {
-        if let error = error as? HTTPClientError { return "\(error)" }
-        return String(describing: type(of: error))
+        if let error = error as? HTTPClientError {
+            switch error {
+            case .connectTimeout: return "connect timeout"
+            case .remoteConnectionClosed: return "connection closed by the upstream"
+            default: break
+            }
+            // The case's name only: the text after it (header values, hosts) is never used.
+            let name = String(describing: error).prefix { $0 != "(" }.lowercased()
+            if name.contains("invalidheaderfield") { return "a header name or value is not allowed in HTTP" }
+            if name.contains("tls") || name.contains("ssl") { return "TLS failure" }
+            return "HTTP client failure"
+        }
+        let name = String(describing: type(of: error))
+        if name.contains("SSL") || name.contains("TLS") { return "TLS failure" }
+        if name.contains("Connection") || name.contains("IOError") || name.contains("ChannelError") { return "connection failed" }
+        if name.contains("Resolution") || name.contains("DNS") { return "name resolution failed" }
+        return "network failure"
     }
 
     /// Writes the call's row and ledger entry in one batch transaction, and waits until both are durable.

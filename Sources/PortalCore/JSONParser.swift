@@ -6,10 +6,18 @@
 /// surrounding whitespace, UTF-8 text; it refuses what RFC 8259 refuses (leading zeros, a lone `-`, bare
 /// control characters in strings, unpaired surrogates in `\u` escapes, invalid UTF-8, trailing bytes) and
 /// nesting deeper than 512 levels. A number whose value is a whole number that fits in 64 bits (`42`,
-/// `1e3`, `2.0`) becomes `.int`, any other `.double`, as JSONDecoder's tries made it;
-/// a repeated member name keeps its first value (as JSONDecoder did).
+/// `1e3`, `2.0`) becomes `.int`, any other `.double`, as JSONDecoder's tries made it.
+/// A member name repeated in one object is refused: parsers disagree on which value wins (first or last),
+/// and `{"role":"auditor","role":"admin"}` must not mean one thing to a check and another to its use.
 struct JSONParser {
-    struct Failure: Error {}
+    struct Failure: Error {
+        /// For a repeated member name, the JSON Pointer tokens of the repeated member (outermost first).
+        var duplicate: [String]?
+
+        init(duplicate: [String]? = nil) {
+            self.duplicate = duplicate
+        }
+    }
 
     static let maximumDepth = 512
 
@@ -81,8 +89,13 @@ struct JSONParser {
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw Failure() }
             index += 1
             skipWhitespace()
-            let member = try value()
-            if members[key] == nil { members[key] = member }
+            let member: JSONValue
+            do {
+                member = try value()
+            } catch {
+                throw Failure(duplicate: error.duplicate.map { [key] + $0 })
+            }
+            guard members.updateValue(member, forKey: key) == nil else { throw Failure(duplicate: [key]) }
             skipWhitespace()
             guard index < bytes.count else { throw Failure() }
             if bytes[index] == UInt8(ascii: ",") {
@@ -109,7 +122,11 @@ struct JSONParser {
         }
         while true {
             skipWhitespace()
-            items.append(try value())
+            do {
+                items.append(try value())
+            } catch {
+                throw Failure(duplicate: error.duplicate.map { [String(items.count)] + $0 })
+            }
             skipWhitespace()
             guard index < bytes.count else { throw Failure() }
             if bytes[index] == UInt8(ascii: ",") {

@@ -45,17 +45,32 @@ public enum JSONValue: Sendable, Hashable {
     }
 
     /// Parses a JSON text; throws ``PortalError/Code/malformedRequest`` when it is not JSON.
+    /// A member name repeated within one object is a 422 (``PortalError/Code/validationFailed``) naming it.
     public static func parse(_ data: Data) throws(PortalError) -> JSONValue {
-        let parsed = data.withUnsafeBytes { raw -> JSONValue? in try? JSONParser.parse(raw.bindMemory(to: UInt8.self)) }
-        guard let parsed else { throw PortalError(.malformedRequest, "the body is not valid JSON") }
-        return parsed
+        let parsed = data.withUnsafeBytes { raw -> Result<JSONValue, JSONParser.Failure> in
+            Result { () throws(JSONParser.Failure) -> JSONValue in try JSONParser.parse(raw.bindMemory(to: UInt8.self)) }
+        }
+        return try outcome(parsed)
     }
 
-    /// Parses JSON bytes; throws ``PortalError/Code/malformedRequest`` when they are not JSON.
+    /// Parses JSON bytes; throws ``PortalError/Code/malformedRequest`` when they are not JSON, and
+    /// ``PortalError/Code/validationFailed`` naming the member when a member name repeats in one object.
     public static func parse(_ bytes: some Collection<UInt8>) throws(PortalError) -> JSONValue {
-        let parsed = bytes.withContiguousStorageIfAvailable { try? JSONParser.parse($0) } ?? Array(bytes).withUnsafeBufferPointer { try? JSONParser.parse($0) }
-        guard let parsed else { throw PortalError(.malformedRequest, "the body is not valid JSON") }
-        return parsed
+        let parse = { (buffer: UnsafeBufferPointer<UInt8>) -> Result<JSONValue, JSONParser.Failure> in
+            Result { () throws(JSONParser.Failure) -> JSONValue in try JSONParser.parse(buffer) }
+        }
+        let parsed = bytes.withContiguousStorageIfAvailable(parse) ?? Array(bytes).withUnsafeBufferPointer(parse)
+        return try outcome(parsed)
+    }
+
+    private static func outcome(_ parsed: Result<JSONValue, JSONParser.Failure>) throws(PortalError) -> JSONValue {
+        switch parsed {
+        case .success(let value): return value
+        case .failure(let failure):
+            guard let tokens = failure.duplicate else { throw PortalError(.malformedRequest, "the body is not valid JSON") }
+            let pointer = "/" + tokens.map { $0.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1") }.joined(separator: "/")
+            throw PortalError.validation([.init(pointer: pointer, message: "appears more than once in its object; each member name must be unique")])
+        }
     }
 
     /// Applies an RFC 7396 JSON merge patch to this value.

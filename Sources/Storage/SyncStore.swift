@@ -160,6 +160,15 @@ public struct SyncStore {
             """).first() != nil
     }
 
+    /// Extends the lease of a running job this owner holds; false if it no longer holds it.
+    public func renewLease(jobID: UUID, owner: String, until: Date) async throws -> Bool {
+        try await db.raw("""
+            UPDATE sync_jobs SET lease_until = \(bind: until)
+            WHERE id = \(bind: jobID) AND lease_owner = \(bind: owner) AND status = 'running'
+            RETURNING id
+            """).first() != nil
+    }
+
     /// Ends a job this owner holds.
     public func finishJob(
         jobID: UUID, owner: String, status: String, error: String?, processed: Int, total: Int?, counts: JSONValue, at now: Date

@@ -283,7 +283,9 @@ public final class SyncEngine: Service, Sendable {
             let taken = try await database.write { db in
                 try await SyncStore(db).takeAbandoned(owner: self.owner, now: now, until: now.addingTimeInterval(self.configuration.leaseSeconds), limit: 16)
             }
-            for job in taken {
+            // A job this process still runs (its lease ran out during a long page) is not started twice: the
+            // lease just taken is this instance's own, and the running copy keeps it.
+            for job in taken where !active.withLock({ $0.contains(job.id) }) {
                 logger.info("resuming sync job from its checkpoint", metadata: ["portal.job": "\(job.id)", "portal.entity": "\(job.entity)"])
                 do {
                     let plan = try await database.read { db in try await Self.plan(integrationID: job.integrationID, organizationID: job.organizationID, in: db) }

@@ -59,7 +59,37 @@ extension SyncEngine {
 
     /// Runs `job` from its checkpoint to its end: completed, failed or cancelled. Returns early, leaving the
     /// job running for the next start, when this instance shuts down or loses the lease.
+    ///
+    /// The lease is renewed every third of its length while the job runs, not only when a page commits: a
+    /// page that takes longer than the lease (a slow provider, 429s waited out) must not let another
+    /// instance start the same job beside this one.
     func execute(_ job: SyncJobRecord, plan: Plan) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.keepLease(job) }
+            await self.run(job, plan: plan)
+            group.cancelAll()
+        }
+    }
+
+    /// Renews `job`'s lease until cancelled or lost.
+    private func keepLease(_ job: SyncJobRecord) async {
+        let every = Duration.milliseconds(max(50, Int(configuration.leaseSeconds * 1000 / 3)))
+        while true {
+            do {
+                try await Task.sleep(for: every)
+                let until = clock.now().addingTimeInterval(configuration.leaseSeconds)
+                let held = try await database.write { db in try await SyncStore(db).renewLease(jobID: job.id, owner: self.owner, until: until) }
+                if !held { return }
+            } catch is CancellationError {
+                return
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("renewing a sync job's lease failed", metadata: ["portal.job": "\(job.id)", "portal.error": "\(error)"])
+            }
+        }
+    }
+
+    private func run(_ job: SyncJobRecord, plan: Plan) async {
         guard let entity = plan.configuration.entities[job.entity] else {
             await fail(job, counts: Counts(job.counts), processed: job.recordsProcessed, message: "the syncConfig no longer has entity '\(job.entity)'")
             return

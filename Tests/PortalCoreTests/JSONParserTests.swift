@@ -14,7 +14,7 @@ struct JSONParserTests {
         "1.5", "-0.25", "1e3", "1E-3", "2.5e+10", "1.7976931348623157e308", "5e-324", "true", "false", "null",
         #""""#, #""plain""#, #""caf\u00e9 \ud83d\ude00 \"q\" \\ \/ \b\f\n\r\t""#, "\"naïve 日本 😀\"",
         #"  {"a" : [1, 2.5, "x", true, false, null, {"b": {}}] , "c": {"d": []} }  "#,
-        #"{"dup": 1, "dup": 2}"#, #"[[[[[[[[[[]]]]]]]]]]"#, #"{"":""}"#, "\u{FEFF}{\"bom\": true}",
+        #"[[[[[[[[[[]]]]]]]]]]"#, #"{"":""}"#, "\u{FEFF}{\"bom\": true}",
         #"{"type":"contact.updated","data":{"id":"c-1","email":"ada@example.test","plan":"enterprise","seats":42}}"#,
     ]
 
@@ -31,6 +31,28 @@ struct JSONParserTests {
         "1e+", "0x10", "NaN", "Infinity", "1e400", "tru", "nul", "truex", "[1] [2]", "\"unterminated", "\"bad \\x escape\"", "\"\\u12\"",
         "\"\\ud83d\"", "\"\\ude00\"", "\"\\ud83d\\u0041\"", "\"tab\there\"", "\"line\nbreak\"", "{\"a\":1}}", "[1]]", "'single'",
     ]
+
+    static let duplicated: [(text: String, pointer: String)] = [
+        (#"{"role":"auditor","role":"admin"}"#, "/role"),
+        (#"{"dup": 1, "dup": 1}"#, "/dup"),
+        (#"{"a":{"b":[1,{"c":1,"d":2,"c":3}]}}"#, "/a/b/1/c"),
+        (#"{"x/y~":{"k":1,"k":2}}"#, "/x~1y~0/k"),
+    ]
+
+    @Test("refuses a member name repeated in one object with a 422 naming it", arguments: duplicated)
+    func refusesDuplicateMembers(text: String, pointer: String) {
+        for useData in [true, false] {
+            do {
+                _ = useData ? try JSONValue.parse(Data(text.utf8)) : try JSONValue.parse(Array(text.utf8))
+                Issue.record("accepted \(text)")
+            } catch {
+                #expect(error.code == PortalError.Code.validationFailed)
+                #expect(error.fieldErrors.map { $0.pointer } == [pointer])
+            }
+        }
+        // The same names in different objects are no repetition.
+        #expect((try? JSONValue.parse(Data(#"{"a":{"k":1},"b":{"k":2}}"#.utf8))) != nil)
+    }
 
     @Test("refuses what RFC 8259 refuses", arguments: refused)
     func refusesNonJSON(text: String) {

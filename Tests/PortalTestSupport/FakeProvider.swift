@@ -32,6 +32,8 @@ public final class FakeProvider: Sendable {
         var ordered: [User]?
         var requests = 0
         var throttledAnswers = 0
+        /// How long each cursor page takes to answer, in milliseconds.
+        var delay = 0
     }
 
     /// The provider's data, shared with its request handlers.
@@ -88,6 +90,11 @@ public final class FakeProvider: Sendable {
             s.throttled = count
             s.throttleFrom = from ?? (s.requests + 1)
         }
+    }
+
+    /// Makes every cursor page take `milliseconds` to answer (a slow provider).
+    public func slow(_ milliseconds: Int) {
+        store.state.withLock { $0.delay = milliseconds }
     }
 
     public var requests: Int { store.state.withLock { $0.requests } }
@@ -160,6 +167,8 @@ public final class FakeProvider: Sendable {
         }
 
         @Sendable func cursor(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+            let delay = store.state.withLock { $0.delay }
+            if delay > 0 { try await Task.sleep(for: .milliseconds(delay)) }
             guard let all = users(request) else { return tooMany }
             let limit = min(request.uri.queryParameters.get("limit").flatMap { Int($0) } ?? 100, 1000)
             let after = request.uri.queryParameters.get("after")

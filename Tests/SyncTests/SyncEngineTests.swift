@@ -216,10 +216,10 @@ struct SyncEngineTests {
             let runFirst = Task { try await first.run() }
             let started = try await first.start(integrationID: integrationID, .init(syncType: "full", entities: ["users"]), by: env.admin)
             let jobID = try #require(UUID(uuidString: started[0].id))
-            for _ in 0..<200 {
-                if try await env.engine.job(integrationID: integrationID, jobID: jobID, by: env.admin).recordsProcessed >= 1_500 { break }
-                try await Task.sleep(for: .milliseconds(25))
-            }
+            // Three pages committed, and the fourth request throttled: the first instance is stuck on page 4.
+            #expect(try await eventually {
+                try await env.engine.job(integrationID: integrationID, jobID: jobID, by: env.admin).recordsProcessed >= 1_500 && env.provider.throttledAnswers > 0
+            })
             // The first instance stops (its job stays running, its lease runs out); the provider recovers.
             runFirst.cancel()
             _ = await runFirst.result
@@ -229,15 +229,29 @@ struct SyncEngineTests {
             env.provider.throttle(0)
             let runSecond = Task { try await env.engine.run() }
             var finished = stopped
-            for _ in 0..<400 {
-                if finished.status != "running" { break }
-                try await Task.sleep(for: .milliseconds(25))
+            #expect(try await eventually {
                 finished = try await env.engine.job(integrationID: integrationID, jobID: jobID, by: env.admin)
-            }
+                return finished.status != "running"
+            })
             runSecond.cancel()
             _ = await runSecond.result
             #expect(finished.status == "completed", "\(finished.error ?? "")")
             #expect(env.count(finished.counts, "fetched") == 3_000 && env.count(finished.counts, "created") == 3_000, "each page counted once: \(finished.counts)")
+            #expect(try await env.records(integrationID, "users") == env.provider.snapshot())
+        }
+    }
+
+    @Test("a page slower than the lease is fetched and counted once: the instance keeps its lease while it works", arguments: Backend.available)
+    func slowPages(backend: Backend) async throws {
+        try await SyncEnvironment.with(backend, engineConfiguration: .init(leaseSeconds: 1, pollInterval: .milliseconds(50))) { env, integrationID in
+            env.provider.seed(1_500)
+            // Each page of 500 takes 1.5 s, longer than the 1 s lease; the engine looks for expired leases every 50 ms.
+            env.provider.slow(1_500)
+            let jobs = try await env.sync(integrationID, "full", ["users"])
+            let job = try #require(jobs.first)
+            #expect(job.status == "completed", "\(job.error ?? "")")
+            #expect(env.provider.requests == 3, "each page fetched once, by one execution: \(env.provider.requests) requests")
+            #expect(env.count(job.counts, "fetched") == 1_500 && env.count(job.counts, "created") == 1_500 && env.count(job.counts, "unchanged") == 0, "\(job.counts)")
             #expect(try await env.records(integrationID, "users") == env.provider.snapshot())
         }
     }

@@ -211,6 +211,10 @@ enum IntegrationFields {
                 errors.add(p, "is a masked value; send the secret itself")
                 continue
             }
+            if let problem = controlCharacterProblem(s, name: key) {
+                errors.add(p, problem)
+                continue
+            }
             result[key] = s
         }
         return result
@@ -229,7 +233,11 @@ enum IntegrationFields {
             case .null:
                 result[key] = .some(nil)
             case .string(let s) where !s.isEmpty && s.count <= maxCredentialLength:
-                result[key] = .some(s)
+                if let problem = controlCharacterProblem(s, name: key) {
+                    errors.add(p, problem)
+                } else {
+                    result[key] = .some(s)
+                }
             case .string:
                 errors.add(p, "must be 1 to \(maxCredentialLength) characters")
             default:
@@ -237,6 +245,19 @@ enum IntegrationFields {
             }
         }
         return result
+    }
+
+    /// Why a credential value is refused for its control characters, or nil. A value sent in a header
+    /// (keys, tokens, secrets) must be one line: a pasted key with a trailing newline would otherwise reach
+    /// the HTTP client, whose error text quotes header values. PEM material (`privateKey`, `*Pem`,
+    /// `*Certificate`) may hold line breaks and tabs, nothing else.
+    static func controlCharacterProblem(_ value: String, name: String) -> String? {
+        let multiLine = name == "privateKey" || name.hasSuffix("Pem") || name.hasSuffix("Certificate")
+        for scalar in value.unicodeScalars where scalar.properties.generalCategory == .control || scalar == "\u{2028}" || scalar == "\u{2029}" {
+            if multiLine, scalar == "\n" || scalar == "\r" || scalar == "\t" { continue }
+            return "must not contain control characters or line breaks (U+\(String(scalar.value, radix: 16, uppercase: true))); check for a trailing newline"
+        }
+        return nil
     }
 
     private static func checkKey(_ key: String, pointer: String, errors: ValidationErrors) -> Bool {

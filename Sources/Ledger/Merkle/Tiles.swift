@@ -26,6 +26,18 @@ public enum Tiles {
         return head + indexPath(index) + (width < Self.width ? ".p/\(width)" : "")
     }
 
+    /// How many hashes tile (level, index) holds in a tree of `size` leaves: 256 for a full tile, the
+    /// partial width for the edge tile, 0 for a tile the tree does not reach yet.
+    public static func storedWidth(level: Int, index: Int64, size: Int64) -> Int {
+        guard level >= 0, index >= 0, size > 0 else { return 0 }
+        let shift = Int64(height) * Int64(level)
+        guard shift < 63 else { return 0 }
+        let count = size >> shift
+        let full = count / Int64(width)
+        if index < full { return width }
+        return index == full ? Int(count % Int64(width)) : 0
+    }
+
     /// A parsed tile request.
     public struct Request: Sendable, Equatable {
         /// nil for an entry bundle.
@@ -68,7 +80,11 @@ public enum Tiles {
                 digits.removeFirst()
             }
             guard digits.count == 3, let v = Int64(digits), v >= 0 else { throw PortalError.notFound("tile") }
-            index = index * 1000 + v
+            // An index past Int64 is past every tree: not found, never an overflow trap.
+            let (scaled, overflowScaled) = index.multipliedReportingOverflow(by: 1000)
+            let (sum, overflowSum) = scaled.addingReportingOverflow(v)
+            guard !overflowScaled, !overflowSum else { throw PortalError.notFound("tile") }
+            index = sum
         }
         guard indexPath(index) == parts.joined(separator: "/") else { throw PortalError.notFound("tile") }
         return Request(level: level, index: index, width: width)

@@ -36,7 +36,9 @@ public struct LedgerReader: Sendable {
 
     /// An entry bundle: `width` entries from `index * 256`, each as a big-endian uint16 length and its bytes.
     public func entryBundle(_ org: UUID, index: Int64, width: Int) async throws -> Data? {
-        let start = index * Int64(Tiles.width)
+        // An index whose first entry lies past Int64 is past every ledger: nil (404), never a trap.
+        let (start, overflow) = index.multipliedReportingOverflow(by: Int64(Tiles.width))
+        guard !overflow, start >= 0 else { return nil }
         let rows = try await database.read { db in try await LedgerStore(db).entries(org, from: start, limit: width) }
         guard rows.count == width, rows.last?.seq == start + Int64(width) - 1 else { return nil }
         var data = Data()

@@ -25,6 +25,9 @@ public protocol LedgerSource: Sendable {
     func tile(level: Int, index: Int64) async throws -> [UInt8]?
     /// Entries with `seq >= from`, in order, at most `limit`, as one buffer: what the verifier reads.
     func entryPage(from: Int64, limit: Int) async throws -> EntryPage
+    /// The ledger's size now, for a source that may grow while it is read (the database); nil for one
+    /// that does not (an exported folder), whose tiles must then match exactly.
+    func currentSize() async throws -> Int64?
 }
 
 /// Entries in one buffer, so the verifier walks them without an allocation per entry.
@@ -44,6 +47,9 @@ public struct EntryPage: Sendable {
 }
 
 extension LedgerSource {
+    /// A fixed source: nothing is appended while it is read.
+    public func currentSize() async throws -> Int64? { nil }
+
     static var unmatchableHash: [UInt8] { [UInt8](repeating: 0, count: 32) }
 
     /// A page built from ``entries(from:limit:)``.
@@ -106,6 +112,21 @@ public struct LedgerVerifier: Sendable {
         database: Database, organizationID: UUID, slug: String, keys: [SignedNote.VerifierKey], publishedDirectory: String? = nil,
         progress: (Int64) -> Void = { _ in }
     ) async throws -> LedgerVerification {
+        // Published checkpoints are read before the head: one is published only after its size is stored,
+        // so none read first can lie beyond the head read after it (the other order races the checkpointer).
+        var published: [ExpectedCheckpoint] = []
+        if let publishedDirectory {
+            let folder = URL(fileURLWithPath: publishedDirectory).appendingPathComponent(slug).appendingPathComponent("checkpoints")
+            for name in ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).sorted() {
+                guard let note = try? String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8) else { continue }
+                switch ExpectedCheckpoint.from(note: note, keys: keys, source: "published checkpoint \(name)") {
+                case .success(let e): published.append(e)
+                case .failure(let error): return failed(slug, 0, error.message)
+                }
+            }
+        }
+        // The head and the stored checkpoints in one read: the verification is as of this size, whatever
+        // the sequencer appends meanwhile.
         let (head, stored) = try await database.read { db in
             (try await LedgerStore(db).head(organizationID), try await LedgerStore(db).checkpoints(organizationID))
         }
@@ -117,16 +138,7 @@ public struct LedgerVerifier: Sendable {
             case .failure(let error): return failed(slug, max(0, checkpoint.size - 1), error.message)
             }
         }
-        if let publishedDirectory {
-            let folder = URL(fileURLWithPath: publishedDirectory).appendingPathComponent(slug).appendingPathComponent("checkpoints")
-            for name in ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).sorted() {
-                guard let note = try? String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8) else { continue }
-                switch ExpectedCheckpoint.from(note: note, keys: keys, source: "published checkpoint \(name)") {
-                case .success(let e): expected.append(e)
-                case .failure(let error): return failed(slug, 0, error.message)
-                }
-            }
-        }
+        expected += published
         return try await verify(
             source: DatabaseLedgerSource(database: database, organizationID: organizationID), slug: slug,
             size: head?.size ?? 0, head: head, checkpoints: expected, progress: progress
@@ -175,7 +187,7 @@ public struct LedgerVerifier: Sendable {
             if chain.nextSeq == size { toCheck += chain.edge.edgeTiles() }
             for tile in toCheck {
                 let bytes = try await source.tile(level: tile.level, index: tile.index)
-                guard let bytes, bytes == tile.bytes else {
+                guard let bytes, try await Self.holds(bytes, tile, source: source) else {
                     let first = (tile.index * 256) << Int64(8 * tile.level)
                     return fail(first, "tile \(tile.level)/\(tile.index) does not match the hashes recomputed from the entries (from seq \(first))")
                 }
@@ -195,6 +207,21 @@ public struct LedgerVerifier: Sendable {
             return fail(size - 1, "the stored head's last hash does not match entry \(size - 1)")
         }
         return result
+    }
+}
+
+extension LedgerVerifier {
+    /// Whether a stored tile holds the one recomputed for the size being verified: equal, or, while the
+    /// ledger grows, longer by hashes the ledger's current size accounts for. A stored tile only grows at
+    /// its end, so the partial tile of width w is the prefix of every later copy; hashes beyond what the
+    /// current size allows are not growth but tampering. The current size is read after the tile, so a
+    /// writer that moved on in between cannot make an honest tile look too long.
+    static func holds(_ stored: [UInt8], _ tile: VerifyingEdge.Tile, source: some LedgerSource) async throws -> Bool {
+        if stored == tile.bytes { return true }
+        guard stored.count > tile.bytes.count, stored.count % 32 == 0, stored.starts(with: tile.bytes),
+              let current = try await source.currentSize()
+        else { return false }
+        return stored.count / 32 <= Tiles.storedWidth(level: tile.level, index: tile.index, size: current)
     }
 }
 
@@ -386,5 +413,9 @@ public struct DatabaseLedgerSource: LedgerSource {
 
     public func tile(level: Int, index: Int64) async throws -> [UInt8]? {
         try await database.read { db in try await LedgerStore(db).tile(organizationID, level: level, index: index) }
+    }
+
+    public func currentSize() async throws -> Int64? {
+        try await database.read { db in try await LedgerStore(db).head(organizationID)?.size ?? 0 }
     }
 }
