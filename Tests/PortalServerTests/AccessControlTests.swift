@@ -130,9 +130,10 @@ struct AccessControlTests {
     func reportID(_ portal: Portal, wait: Bool = false) async throws -> String {
         let created = try await portal.call(.post, "/portal/reports", token: portal.token("acme.admin"), json: #"{"kind":"soc2","from":"2026-01-01","to":"2026-12-31"}"#)
         let id = try #require(created.json.objectValue?["id"]?.stringValue, "\(created.body.string)")
-        for _ in 0..<(wait ? 200 : 0) {
-            if try await portal.call(.get, "/portal/reports/\(id)", token: portal.token("acme.admin")).json.objectValue?["status"] == "completed" { break }
-            try await Task.sleep(for: .milliseconds(50))
+        if wait {
+            _ = try await eventually {
+                try await portal.call(.get, "/portal/reports/\(id)", token: portal.token("acme.admin")).json.objectValue?["status"] == "completed"
+            }
         }
         return id
     }

@@ -27,10 +27,9 @@ struct ReportAPITests {
             #expect(created.status == .accepted, "\(created.body.string)")
             let id = try #require(created.json.objectValue?["id"]?.stringValue)
             var report: [String: JSONValue] = [:]
-            for _ in 0..<200 {
+            _ = try await eventually {
                 report = try await portal.call(.get, "/portal/reports/\(id)", token: portal.token("acme.auditor")).json.objectValue ?? [:]
-                if report["status"] == "completed" || report["status"] == "failed" { break }
-                try await Task.sleep(for: .milliseconds(50))
+                return report["status"] == "completed" || report["status"] == "failed"
             }
             #expect(report["status"] == "completed", "\(report)")
             #expect(report["download"] == .string("/portal/reports/\(id)/download"))

@@ -10,10 +10,9 @@ import Testing
 struct SyncRouteTests {
     func waitForJob(_ portal: Portal, _ uri: String, token: String) async throws -> JSONValue {
         var job: JSONValue = .null
-        for _ in 0..<400 {
+        _ = try await eventually {
             job = try await portal.call(.get, uri, token: token).json
-            if job.objectValue?["status"] != "running" { return job }
-            try await Task.sleep(for: .milliseconds(25))
+            return job.objectValue?["status"] != "running"
         }
         return job
     }

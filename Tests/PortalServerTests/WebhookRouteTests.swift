@@ -24,16 +24,15 @@ struct WebhookRouteTests {
         return try await portal.client.execute(uri: path, method: .post, headers: headers, body: ByteBuffer(string: body))
     }
 
-    /// Polls the logs until `condition` holds for the event (bounded: 100 tries, 50 ms apart).
+    /// Polls the logs until `condition` holds for the event.
     func waitFor(_ portal: Portal, integration: String, event: String, _ condition: ([String: JSONValue]) -> Bool) async throws -> [String: JSONValue] {
         var last: [String: JSONValue] = [:]
-        for _ in 0..<100 {
+        let reached = try await eventually {
             let logs = try await portal.call(.get, "/portal/integrations/\(integration)/webhooks/logs", token: portal.token("acme.auditor"))
             last = (logs.json.objectValue?["items"]?.arrayValue ?? []).compactMap(\.objectValue).first { $0["id"]?.stringValue == event } ?? [:]
-            if condition(last) { return last }
-            try await Task.sleep(for: .milliseconds(50))
+            return condition(last)
         }
-        Issue.record("the event never reached the expected state: \(last)")
+        if !reached { Issue.record("the event never reached the expected state: \(last)") }
         return last
     }
 

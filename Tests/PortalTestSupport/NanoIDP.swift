@@ -50,15 +50,14 @@ public struct NanoIDP: Sendable {
         let pid = try ChildProcess.spawn(executable, ["--config", directory.path, "--host", "127.0.0.1", "--port", String(port)])
         defer { ChildProcess.stop(pid) }
         let idp = NanoIDP(port: port)
-        // Ready when its discovery document answers (bounded: 100 tries, 100 ms apart).
-        for _ in 0..<100 {
+        // Ready when its discovery document answers (Python starts slowly on a busy machine).
+        let ready = try await eventually(every: .milliseconds(100)) {
             let probe = HTTPClientRequest(url: idp.baseURL + "/.well-known/openid-configuration")
-            if let response = try? await HTTPClient.shared.execute(probe, timeout: .seconds(2)), response.status == .ok {
-                return try await body(idp)
-            }
-            try await Task.sleep(for: .milliseconds(100))
+            let response = try? await HTTPClient.shared.execute(probe, timeout: .seconds(5))
+            return response?.status == .ok
         }
-        throw TestSupportError("nanoidp did not start on port \(port)")
+        guard ready else { throw TestSupportError("nanoidp did not start on port \(port)") }
+        return try await body(idp)
     }
 
     /// A refresh token for the configured test user (resource-owner password grant), for refresh tests.

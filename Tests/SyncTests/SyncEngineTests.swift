@@ -267,12 +267,12 @@ struct SyncEngineTests {
                 try await env.engine.jobs(integrationID: integrationID, before: nil, limit: 100, by: env.admin)
             }
             func settle(_ count: Int) async throws -> [SyncJobView] {
-                for _ in 0..<200 {
-                    let all = try await jobs()
-                    if all.count >= count, all.allSatisfy({ $0.status != "running" }) { return all }
-                    try await Task.sleep(for: .milliseconds(25))
+                var all: [SyncJobView] = []
+                _ = try await eventually {
+                    all = try await jobs()
+                    return all.count >= count && all.allSatisfy { $0.status != "running" }
                 }
-                return try await jobs()
+                return all
             }
             // Due at once: one job per entity, incremental from nothing.
             var all = try await settle(3)

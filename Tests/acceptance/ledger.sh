@@ -38,7 +38,9 @@ done
 r=$(api DELETE "/portal/integrations/$(head -n 1 ids.txt)" "$ADMIN"); [ "$(status_of "$r")" = 204 ] || fail "delete"
 AUDITOR=$(api POST /portal/tokens "$ADMIN" '{"role":"auditor","owner":"eve@example.com"}' | sed '$d' | jq -r .token)
 r=$(api DELETE "/portal/integrations/$(sed -n 2p ids.txt)" "$AUDITOR"); [ "$(status_of "$r")" = 403 ] || fail "auditor delete was not 403"
-sleep 1.5
+# The sequencer chains the last changes within milliseconds: wait for the deletion's entry.
+deleted_chained() { curl -sS -H "Authorization: Bearer $ADMIN" "$PORTAL/ledger/default/entries?from=0&limit=1000" | jq -e '[.entries[].entry | select(.type == "integration.deleted" or .type == "access.denied")] | length == 2' >/dev/null; }
+wait_until 180 deleted_chained || fail "the deletion and the denial never reached the ledger"
 r=$(api POST /ledger/default/checkpoints "$ADMIN"); [ "$(status_of "$r")" = 201 ] || fail "cut checkpoint: $r"
 ENTRIES=$(curl -sS -H "Authorization: Bearer $ADMIN" "$PORTAL/ledger/default/entries?from=0&limit=1000")
 count_type() { jq "[.entries[].entry | select(.type == \"$1\")] | length" <<<"$ENTRIES"; }
@@ -150,13 +152,20 @@ start_server master.key --checkpoint-dir published
 : >killed-ids.txt
 create_integrations "Stream" 400 "$ADMIN" killed-ids.txt &
 STREAM=$!
-sleep 1.2
+# SIGKILL once some creates are acknowledged, while the stream goes on.
+wait_until 180 test -s killed-ids.txt || fail "no create was acknowledged"
 kill -KILL "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
 wait $STREAM || true
 ACKED=$(wc -l <killed-ids.txt)
 [ "$ACKED" -gt 0 ] || fail "no create was acknowledged before the kill"
 start_server master.key --checkpoint-dir published
-sleep 1
+# The restarted sequencer drains the outbox the killed one left: wait until every acknowledged create is chained.
+all_chained() {
+  curl -sS -H "Authorization: Bearer $ADMIN" "$PORTAL/ledger/default/entries?from=0&limit=1000" >chained0.json
+  curl -sS -H "Authorization: Bearer $ADMIN" "$PORTAL/ledger/default/entries?from=1000&limit=1000" >chained1.json
+  [ "$(jq -s --rawfile ids killed-ids.txt '[.[].entries[].entry | select(.type == "integration.created") | .integration] as $have | [$ids | split("\n")[] | select(length > 0) | select(. as $i | $have | index($i) | not)] | length' chained0.json chained1.json)" = 0 ]
+}
+wait_until 180 all_chained || true
 ENTRIES=$(for from in 0 1000; do curl -sS -H "Authorization: Bearer $ADMIN" "$PORTAL/ledger/default/entries?from=$from&limit=1000"; done | jq -s '[.[].entries[]]')
 for id in $(cat killed-ids.txt); do
   jq -e --arg id "$id" 'any(.[]; .entry.type == "integration.created" and .entry.integration == $id)' <<<"$ENTRIES" >/dev/null || fail "acknowledged integration $id has no ledger entry after SIGKILL"
@@ -176,7 +185,8 @@ if [ "$BACKEND" = postgres ]; then
   PORTAL=$SECOND create_integrations "Two" 60 "$ADMIN" &
   B=$!
   wait $A $B
-  sleep 1
+  two_chained() { [ "$(curl -sS -H "Authorization: Bearer $ADMIN" "$SECOND/ledger/default/entries?from=0&limit=1000" | jq '[.entries[].entry | select(.type == "integration.created" and (.data.name | test("^(One|Two) ")))] | length')" = 120 ]; }
+  wait_until 180 two_chained || true
   "$PORTAL_BIN" ledger verify --org default --master-key-file master.key >verify2.txt || { cat verify2.txt; fail "two instances broke the chain"; }
   N=$(curl -sS -H "Authorization: Bearer $ADMIN" "$SECOND/ledger/default/entries?from=0&limit=1000" | jq '[.entries[].entry | select(.type == "integration.created" and (.data.name | test("^(One|Two) ")))] | length')
   [ "$N" = 120 ] || fail "expected 120 entries from the two instances, found $N"

@@ -35,6 +35,18 @@ esac
 # The public URL names ledger origins (and so key names): server and CLI must agree on it.
 export PORTAL_PUBLIC_URL=${PORTAL_PUBLIC_URL:-https://portal.example.test}
 
+# wait_until SECONDS COMMAND...: runs COMMAND every WAIT_EVERY seconds (default 0.2) until it succeeds; fails after
+# SECONDS. Scripts wait for conditions, never for a fixed time: the limit is a backstop for a broken feature,
+# generous for a busy machine.
+wait_until() {
+  local limit=$1; shift
+  local deadline=$((SECONDS + limit))
+  until "$@"; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep "${WAIT_EVERY:-0.2}"
+  done
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
 # start_server KEYFILE [extra serve flags...]: starts `portal serve`, waits for /healthz, sets PORTAL and SERVER_PID.
@@ -44,12 +56,13 @@ start_server() {
   PORTAL="http://127.0.0.1:$PORT"
   "$PORTAL_BIN" serve --port "$PORT" --master-key-file "$keyfile" "$@" >"$WORK/server.out" 2>"$WORK/server.log" &
   SERVER_PID=$!
-  for _ in $(seq 1 120); do
+  local deadline=$((SECONDS + 180))
+  while [ "$SECONDS" -lt "$deadline" ]; do
     curl -fsS "$PORTAL/healthz" >/dev/null 2>&1 && return 0
     kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; fail "the server exited during start"; }
     sleep 0.25
   done
-  fail "the server did not answer /healthz within 30 s"
+  fail "the server did not answer /healthz within 180 s"
 }
 
 # stop_server [SIGNAL]: sends SIGTERM (or the given signal) and checks a clean exit within 15 s.

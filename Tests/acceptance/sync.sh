@@ -12,7 +12,7 @@ PY="$ROOT/.venv/bin/python"
 PROVIDER_PID=$!
 disown "$PROVIDER_PID"
 trap 'kill -KILL "$PROVIDER_PID" 2>/dev/null || true; cleanup' EXIT
-for _ in $(seq 1 40); do [ -s provider.out ] && break; sleep 0.1; done
+wait_until 180 test -s provider.out || fail "the provider did not start"
 PROVIDER="http://127.0.0.1:$(head -n 1 provider.out)"
 curl -fsS "$PROVIDER/stats" >/dev/null || fail "the fake provider did not start"
 
@@ -31,22 +31,16 @@ JOB=$(body_of "$r" | jq -r '.jobs[0].id')
 job() { curl -sS -H "Authorization: Bearer $ADMIN" "$PORTAL/portal/integrations/$ID/sync/jobs/$JOB"; }
 
 # SIGKILL once some pages are committed.
-for _ in $(seq 1 200); do
-  processed=$(job | jq .recordsProcessed)
-  [ "$processed" -ge 500 ] && break
-  sleep 0.05
-done
+midway() { processed=$(job | jq .recordsProcessed); [ "$processed" -ge 500 ]; }
+WAIT_EVERY=0.05 wait_until 180 midway || true
 [ "$processed" -ge 500 ] && [ "$processed" -lt 3000 ] || fail "the job was not mid-way ($processed records) when the server was to be killed"
 kill -KILL "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
 ok "SIGKILL after $processed of 3000 records"
 
 # Restarted, the server resumes the job (on PostgreSQL once its 30 s lease has run out).
 start_server master.key
-for _ in $(seq 1 300); do
-  status=$(job | jq -r .status)
-  [ "$status" != running ] && break
-  sleep 0.25
-done
+ended() { status=$(job | jq -r .status); [ "$status" != running ]; }
+wait_until 300 ended || true
 J=$(job)
 [ "$(jq -r .status <<<"$J")" = completed ] || fail "the resumed job did not complete: $J"
 [ "$(jq .recordsProcessed <<<"$J")" = 3000 ] && [ "$(jq .counts.fetched <<<"$J")" = 3000 ] && [ "$(jq .counts.created <<<"$J")" = 3000 ] \

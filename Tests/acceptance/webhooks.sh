@@ -65,7 +65,7 @@ stream() {
 : >acked.txt
 stream &
 STREAM=$!
-sleep 1.5
+wait_until 180 test -s acked.txt || fail "no event was acknowledged"
 kill -KILL "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
 wait $STREAM || true
 ACKED=$(wc -l <acked.txt)
@@ -73,11 +73,8 @@ ACKED=$(wc -l <acked.txt)
 start_server master.key
 # The workers finish the queue: wait until no event is pending or retrying (bounded: 60 s; on PostgreSQL an
 # event the killed worker held waits for its 30 s lease to expire).
-for _ in $(seq 1 240); do
-  open=$(curl -sS -H "Authorization: Bearer $ADMIN" "$PORTAL/portal/integrations/$INTEGRATION/webhooks/logs?limit=1000" | jq '[.items[] | select(.status == "pending" or .status == "retrying")] | length')
-  [ "$open" = 0 ] && break
-  sleep 0.25
-done
+queue_done() { [ "$(curl -sS -H "Authorization: Bearer $ADMIN" "$PORTAL/portal/integrations/$INTEGRATION/webhooks/logs?limit=1000" | jq '[.items[] | select(.status == "pending" or .status == "retrying")] | length')" = 0 ]; }
+wait_until 300 queue_done || true
 LOGS=$(curl -sS -H "Authorization: Bearer $ADMIN" "$PORTAL/portal/integrations/$INTEGRATION/webhooks/logs?limit=1000")
 # Every ledger entry of the organization, page by page.
 all_entries() {
@@ -111,7 +108,7 @@ if [ "$BACKEND" = postgres ]; then
   "$PORTAL_BIN" serve --port "$SECOND_PORT" --master-key-file master.key >"$WORK/second.out" 2>"$WORK/second.log" &
   SECOND_PID=$!
   trap 'kill -KILL "$SECOND_PID" 2>/dev/null || true; cleanup' EXIT
-  for _ in $(seq 1 120); do curl -fsS "$SECOND/healthz" >/dev/null 2>&1 && break; sleep 0.25; done
+  wait_until 180 curl -fsS -o /dev/null "$SECOND/healthz" || fail "the second instance did not start"
   curl -fsS "$SECOND/healthz" >/dev/null || fail "the second instance did not start: $(cat "$WORK/second.log")"
   half() { # BASE PREFIX: 150 signed events, new ids
     for i in $(seq 1 150); do
@@ -126,12 +123,7 @@ if [ "$BACKEND" = postgres ]; then
   half "$SECOND" twin-b & B=$!
   wait $A $B
   [ "$(grep -c '^200$' "$WORK/twin-twin-a.codes" "$WORK/twin-twin-b.codes" | awk -F: '{n += $2} END {print n}')" = 300 ] || fail "not every delivery to the two instances was acknowledged"
-  for _ in $(seq 1 120); do
-    open=$(curl -sS -H "Authorization: Bearer $ADMIN" "$PORTAL/portal/integrations/$INTEGRATION/webhooks/logs?limit=1000&status=pending" | jq '.items | length')
-    retrying=$(curl -sS -H "Authorization: Bearer $ADMIN" "$PORTAL/portal/integrations/$INTEGRATION/webhooks/logs?limit=1000&status=retrying" | jq '.items | length')
-    [ "$open" = 0 ] && [ "$retrying" = 0 ] && break
-    sleep 0.25
-  done
+  wait_until 300 queue_done || true
   TWIN_IDS=$(curl -sS -H "Authorization: Bearer $ADMIN" "$PORTAL/portal/integrations/$INTEGRATION/webhooks/logs?limit=1000" | jq '[.items[] | select(.providerEventId // "" | startswith("twin-")) | .id]')
   [ "$(jq length <<<"$TWIN_IDS")" = 300 ] || fail "the two instances stored $(jq length <<<"$TWIN_IDS") of 300 events"
   ENTRIES=$(all_entries)
