@@ -212,6 +212,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -273,7 +274,7 @@ let package = Package(
         .testTarget(
             name: "SyncTests",
             dependencies: [
-                "PortalCore", "Storage", "Ledger", "Integrations", "Gateway", "Webhooks", "Sync", "PortalTestSupport",
+                "PortalCore", "Storage", "Ledger", "Integrations", "Gateway", "Webhooks", "Sync", "Compliance", "PortalTestSupport",
                 .product(name: "SQLKit", package: "sql-kit"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -327,7 +327,8 @@ public struct EvidenceBundler: Sendable {
     }
 }
 
-/// Streams one criterion's rows to its CSV (RFC 4180, CRLF) and JSON (an array, one row per line) files.
+/// Streams one criterion's rows to its CSV (RFC 4180, CRLF, cells neutralized for spreadsheets) and JSON
+/// (an array, one row per line, values as they are) files.
 final class PopulationWriter {
     let csvURL: URL
     let jsonURL: URL
@@ -346,7 +347,7 @@ final class PopulationWriter {
         csv = try FileHandle(forWritingTo: csvURL)
         json = try FileHandle(forWritingTo: jsonURL)
         let header = ["seq", "entry_hash", "time", "type", "actor", "integration"] + fields
-        buffer.csv += Array((header.map(Self.quoted).joined(separator: ",") + "\r\n").utf8)
+        buffer.csv += Array((header.map(Self.cell).joined(separator: ",") + "\r\n").utf8)
         buffer.json += Array("[\n".utf8)
     }
 
@@ -365,6 +366,26 @@ final class PopulationWriter {
         }
     }
 
+    /// One CSV cell of text: ``neutralized(_:)``, then ``quoted(_:)``.
+    static func cell(_ s: String) -> String { quoted(neutralized(s)) }
+
+    /// The CSV cell of a field's value: a number as it is (`-5` is a number to a spreadsheet, not a
+    /// formula), anything else as text through ``cell(_:)``.
+    static func fieldCell(_ value: JSONValue?) -> String {
+        switch value {
+        case .int?, .double?: text(value)
+        default: cell(text(value))
+        }
+    }
+
+    /// `s` with a leading `'` when a spreadsheet would read it as a formula: it starts with `=`, `+`, `-`,
+    /// `@`, tab or carriage return (OWASP's CSV injection rule). The JSON population keeps the value as is.
+    static func neutralized(_ s: String) -> String {
+        guard let first = s.utf8.first, [0x3D, 0x2B, 0x2D, 0x40, 0x09, 0x0D].contains(first) else { return s }
+        return "'" + s
+    }
+
+    /// `s` as an RFC 4180 field: in double quotes (inner ones doubled) when it holds a comma, quote, CR or LF.
     static func quoted(_ s: String) -> String {
         // Scanning the UTF-8 bytes: iterating Characters was a visible cost on long populations.
         s.utf8.contains(where: { $0 == 0x2c || $0 == 0x22 || $0 == 0x0d || $0 == 0x0a }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
@@ -373,8 +394,8 @@ final class PopulationWriter {
     func append(_ entry: EvidenceBundler.EntryFields, hash: [UInt8]) throws {
         let hex = Hex.encode(hash)
         let base = [String(entry.seq), hex, entry.time, entry.type, entry.actor, entry.integration ?? ""]
-        let values = fields.map { Self.text(Self.value(entry.data, $0)) }
-        buffer.csv += Array(((base + values).map(Self.quoted).joined(separator: ",") + "\r\n").utf8)
+        let values = fields.map { Self.fieldCell(Self.value(entry.data, $0)) }
+        buffer.csv += Array(((base.map(Self.cell) + values).joined(separator: ",") + "\r\n").utf8)
         var object: [String: JSONValue] = [
             "seq": .int(entry.seq), "entry_hash": .string(hex), "time": .string(entry.time), "type": .string(entry.type), "actor": .string(entry.actor),
             "integration": entry.integration.map(JSONValue.string) ?? .null,
@@ -418,10 +439,16 @@ public struct EvidenceVerifier: Sendable {
     public func verify(bundle: String, keys: [SignedNote.VerifierKey], since: String? = nil) throws -> Report {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("portal-evidence-verify-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: scratch) }
-        let root = try LedgerBundleVerifier().unpack(bundle: bundle, into: scratch)
+        let root = try LedgerBundleVerifier().unpack(bundle: bundle, into: scratch, limit: Self.memberLimit)
         var report = try verify(folder: root, keys: keys)
         if let since, report.problems.isEmpty { report.problems += Self.consistency(since: since, folder: root, keys: keys) }
         return report
+    }
+
+    /// The largest member `report verify` unpacks (streamed to disk): a population 64 GiB (a long period's
+    /// rows), any other file 64 MiB (the verifier reads them whole; the real ones are far smaller).
+    static func memberLimit(_ path: String) -> Int {
+        path.hasPrefix("populations/") ? 1 << 36 : Tar.defaultMemberLimit
     }
 
     /// The cited checkpoint (size, root) from a manifest.

@@ -56,7 +56,7 @@ public struct SubjectRequests: Sendable {
         try principal.require(.manageReports)
         let subjectID = try Self.checked(raw)
         let org = principal.organizationID
-        let lookup = sealing.lookup(organizationID: org, subjectID: subjectID)
+        let lookup = try await database.write { [sealing] db in try await sealing.lookup(organizationID: org, subjectID: subjectID, in: db) }
         let commitment = try await commitment(organizationID: org, subjectID: subjectID, lookup: lookup)
         let erased = try await database.read { db in try await SubjectKeyStore(db).erased(organizationID: org, lookups: [lookup]).contains(lookup) }
         let actor = given ?? principal.tokenID.uuidString.lowercased()
@@ -167,7 +167,7 @@ public struct SubjectRequests: Sendable {
         let subjectID = try Self.checked(raw)
         let org = principal.organizationID
         let actor = given ?? principal.tokenID.uuidString.lowercased()
-        let lookup = sealing.lookup(organizationID: org, subjectID: subjectID)
+        let lookup = try await database.write { [sealing] db in try await sealing.lookup(organizationID: org, subjectID: subjectID, in: db) }
         let commitment = try await commitment(organizationID: org, subjectID: subjectID, lookup: lookup)
         try await audit.appendNow([AuditEvent(
             organizationID: org, type: "subject.request_received", actor: actor,

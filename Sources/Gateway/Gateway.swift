@@ -279,7 +279,9 @@ public final class Gateway: Service, Sendable {
         guard APIRequest.methods.contains(call.method) else {
             throw PortalError(.methodNotAllowed, "the gateway sends GET, POST, PUT, DELETE and PATCH, not \(call.method)")
         }
-        let transforms = Transforms(config: config["transforms"])
+        // Transforms stored before their limits existed may not be applied as written: the call is refused
+        // with the reason rather than sent with a rule silently left out.
+        let transforms = try Transforms.checked(config: config["transforms"])
         let body = transforms.request.body(call.body) ?? call.body
         let callHeaders = transforms.request.headers(call.headers)
         guard body.count <= configuration.maxRequestBytes else {

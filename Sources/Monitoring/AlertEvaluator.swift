@@ -63,7 +63,7 @@ public final class AlertEvaluator: Service, Sendable {
         let (previous, silences) = try await database.read { db in
             (try await AlertStore(db).states(organizationID: organizationID, resolvedSince: now), try await AlertStore(db).silences(organizationID: organizationID, activeAt: now))
         }
-        let matchers = silences.filter { $0.startsAt <= now }.compactMap { try? SilenceMatcher.parse($0.matchers).get() }
+        let matchers = silences.filter { $0.startsAt <= now }.compactMap { try? SilenceMatcher.parse($0.matchers, limits: nil).get() }
         let step = AlertEngine.step(rules: rules.rules, samples: samples, previous: previous.map(Self.instance), silences: matchers, now: now)
         var events: [AuditEvent] = []
         for (type, list) in [("alert.firing", step.fired), ("alert.resolved", step.resolved)] {

@@ -183,30 +183,59 @@ public struct AlertSample: Sendable, Equatable {
     }
 }
 
-/// A silence: label matchers (Alertmanager's: equal, not equal, regex, negated regex) and an end.
+/// The caps on silences: active silences per organization, matchers per silence, and the length of a
+/// matcher's name and value (so the work of matching stays small for every organization).
+public struct SilenceLimits: Sendable, Equatable {
+    public var activeSilences: Int
+    public var matchersPerSilence: Int
+    /// In Unicode scalars.
+    public var valueLength: Int
+
+    public init(activeSilences: Int = 100, matchersPerSilence: Int = 16, valueLength: Int = 256) {
+        self.activeSilences = activeSilences
+        self.matchersPerSilence = matchersPerSilence
+        self.valueLength = valueLength
+    }
+
+    public static let standard = SilenceLimits()
+}
+
+/// A silence: label matchers (Alertmanager's: equal, not equal, regex, negated regex) and an end. A regex is
+/// compiled once, when the matcher is made, to a ``LabelPattern`` (linear-time, anchored at both ends).
 public struct SilenceMatcher: Sendable, Equatable {
     public var name: String
-    public var value: String
-    public var isRegex: Bool
+    public var value: String { didSet { compile() } }
+    public var isRegex: Bool { didSet { compile() } }
     public var isEqual: Bool
+    /// The compiled regex (nil: not a regex, or one outside the supported syntax, which matches no value).
+    public private(set) var pattern: LabelPattern?
 
     public init(name: String, value: String, isRegex: Bool = false, isEqual: Bool = true) {
         self.name = name
         self.value = value
         self.isRegex = isRegex
         self.isEqual = isEqual
+        pattern = isRegex ? try? LabelPattern(value) : nil
     }
 
+    private mutating func compile() { pattern = isRegex ? try? LabelPattern(value) : nil }
+
+    /// Whether the labels match; a missing label is the empty value, as in Alertmanager.
     public func matches(_ labels: [String: String]) -> Bool {
         let actual = labels[name] ?? ""
-        let hit = isRegex ? actual.range(of: "^(?:\(value))$", options: .regularExpression) != nil : actual == value
+        let hit = isRegex ? pattern?.matches(actual) ?? false : actual == value
         return hit == isEqual
     }
 
-    /// Reads `[{name, value, isRegex?, isEqual?}]`; nil names the problem.
-    public static func parse(_ json: JSONValue) -> Result<[SilenceMatcher], PortalError> {
+    /// Reads `[{name, value, isRegex?, isEqual?}]`; the failure names every problem. With `limits` (a new
+    /// silence) the counts and lengths are capped and regexes must compile; without (a stored one) a regex
+    /// that does not compile matches no value.
+    public static func parse(_ json: JSONValue, limits: SilenceLimits? = .standard) -> Result<[SilenceMatcher], PortalError> {
         guard case .array(let items) = json, !items.isEmpty else {
             return .failure(.validation([.init(pointer: "/matchers", message: "must be a non-empty list of {name, value, isRegex, isEqual}")]))
+        }
+        if let limits, items.count > limits.matchersPerSilence {
+            return .failure(.validation([.init(pointer: "/matchers", message: "too many matchers: at most \(limits.matchersPerSilence) per silence, \(items.count) given")]))
         }
         var matchers: [SilenceMatcher] = []
         var errors: [PortalError.FieldError] = []
@@ -216,17 +245,29 @@ public struct SilenceMatcher: Sendable, Equatable {
                 continue
             }
             for key in m.keys.sorted() where !["name", "value", "isRegex", "isEqual"].contains(key) { errors.append(.init(pointer: "/matchers/\(i)/\(key)", message: "unknown field")) }
-            var matcher = SilenceMatcher(name: name, value: value)
-            for (key, target) in [("isRegex", \SilenceMatcher.isRegex), ("isEqual", \SilenceMatcher.isEqual)] {
+            var isRegex = false
+            var isEqual = true
+            for key in ["isRegex", "isEqual"] {
                 guard let flag = m[key] else { continue }
                 guard case .bool(let b) = flag else {
                     errors.append(.init(pointer: "/matchers/\(i)/\(key)", message: "must be true or false"))
                     continue
                 }
-                matcher[keyPath: target] = b
+                if key == "isRegex" { isRegex = b } else { isEqual = b }
             }
-            if matcher.isRegex, (try? NSRegularExpression(pattern: value)) == nil {
-                errors.append(.init(pointer: "/matchers/\(i)/value", message: "is not a valid regular expression"))
+            if let limits {
+                var tooLong = false
+                for (field, text) in [("name", name), ("value", value)] where text.unicodeScalars.count > limits.valueLength {
+                    errors.append(.init(pointer: "/matchers/\(i)/\(field)", message: "too long: at most \(limits.valueLength) characters"))
+                    tooLong = true
+                }
+                if tooLong { continue }
+            }
+            let matcher = SilenceMatcher(name: name, value: value, isRegex: isRegex, isEqual: isEqual)
+            if limits != nil, isRegex, matcher.pattern == nil {
+                var reason = "it does not compile"
+                do { _ = try LabelPattern(value) } catch { reason = error.description }
+                errors.append(.init(pointer: "/matchers/\(i)/value", message: "is not a valid regular expression: \(reason)"))
             }
             matchers.append(matcher)
         }

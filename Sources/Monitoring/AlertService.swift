@@ -224,8 +224,9 @@ public struct AlertReceivers: Sendable {
 
     // MARK: Silences
 
-    /// Creates a silence from `{matchers, endsAt | duration, startsAt?, comment}` (201).
-    public func silence(_ json: JSONValue, by principal: Principal) async throws -> SilenceView {
+    /// Creates a silence from `{matchers, endsAt | duration, startsAt?, comment}` (201). Capped by `limits`:
+    /// matchers per silence and their length (422 naming the field), active silences per organization (422).
+    public func silence(_ json: JSONValue, by principal: Principal, limits: SilenceLimits = .standard) async throws -> SilenceView {
         try principal.require(.manageIntegrations)
         guard case .object(let m) = json else { throw PortalError.validation([.init(pointer: "", message: "must be an object")]) }
         var errors: [PortalError.FieldError] = []
@@ -234,7 +235,7 @@ public struct AlertReceivers: Sendable {
         }
         let now = clock.now()
         var matchers: [SilenceMatcher] = []
-        switch SilenceMatcher.parse(m["matchers"] ?? .null) {
+        switch SilenceMatcher.parse(m["matchers"] ?? .null, limits: limits) {
         case .success(let parsed): matchers = parsed
         case .failure(let error): errors += error.fieldErrors
         }
@@ -262,7 +263,15 @@ public struct AlertReceivers: Sendable {
             createdBy: principal.tokenID.uuidString.lowercased(), createdAt: now
         )
         try await database.write { db in
-            try await AlertStore(db).insert(record)
+            let store = AlertStore(db)
+            try await store.lockSilences(organizationID: principal.organizationID)
+            let active = try await store.activeSilenceCount(organizationID: principal.organizationID, at: now)
+            guard active < limits.activeSilences else {
+                throw PortalError.validation([.init(
+                    pointer: "", message: "too many silences: the organization has \(active) active, the most allowed is \(limits.activeSilences); end one (DELETE /portal/alerts/silences/{id}) first"
+                )])
+            }
+            try await store.insert(record)
             try await audit.record(AuditEvent(
                 organizationID: principal.organizationID, type: "alert.silenced", actor: principal.tokenID.uuidString.lowercased(),
                 data: [
@@ -314,7 +323,7 @@ public struct AlertReceivers: Sendable {
                 try await AlertStore(db).silences(organizationID: principal.organizationID, activeAt: now)
             )
         }
-        let matchers = silences.filter { $0.startsAt <= now }.compactMap { try? SilenceMatcher.parse($0.matchers).get() }
+        let matchers = silences.filter { $0.startsAt <= now }.compactMap { try? SilenceMatcher.parse($0.matchers, limits: nil).get() }
         let views = states.map { s in
             AlertView(
                 fingerprint: s.fingerprint, rule: s.rule, state: s.state, labels: s.labels, annotations: s.annotations, value: s.value,

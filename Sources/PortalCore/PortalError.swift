@@ -95,6 +95,9 @@ public struct PortalError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Extension members of the problem document (RFC 9457 section 3.2), such as the id of the running job
     /// behind a 409.
     public var details: [String: JSONValue] = [:]
+    /// What an operator needs and a client must not see (which database could not be reached): shown by
+    /// the CLI, never put in a problem document or `description`.
+    public var operatorContext: String?
 
     public init(_ code: Code, _ message: String, fieldErrors: [FieldError] = []) {
         self.code = code

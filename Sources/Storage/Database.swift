@@ -9,6 +9,7 @@ import PostgresNIO
 public import SQLKit
 import SQLiteKit
 import SQLiteNIO
+import Synchronization
 public import ServiceLifecycle
 
 /// The product's database: read and write transactions over SQLite (embedded default) or PostgreSQL.
@@ -37,6 +38,10 @@ public final class Database: Service, Sendable {
     public let location: DatabaseLocation
     private let backend: Backend
     private let logger: Logger
+    /// How long an operation waits for a PostgreSQL connection before it fails with
+    /// ``PortalError/Code/unavailable`` (the pool itself would wait until its circuit breaker trips, a
+    /// minute, while the server is down or restarting).
+    public static let connectionWait: Duration = .seconds(10)
 
     /// Prepares a database at `url` (see ``DatabaseLocation``); no connection is made until first use.
     public convenience init(url: String, logger: Logger) throws(PortalError) {
@@ -126,8 +131,8 @@ public final class Database: Service, Sendable {
             case .sqlite(_, let readers, _):
                 return try await Self.transaction(pool: readers, begin: "BEGIN", body)
             case .postgres(let client):
-                return try await client.withConnection { connection in
-                    let sql = connection.sql(queryLogLevel: nil)
+                return try await Self.leased(client) { connection in
+                    let sql = OpenConnectionSQL(connection)
                     try await sql.raw("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").run()
                     do {
                         let result = try await body(sql)
@@ -154,8 +159,8 @@ public final class Database: Service, Sendable {
             case .sqlite(let writer, _, _):
                 return try await Self.transaction(pool: writer, begin: "BEGIN IMMEDIATE", body)
             case .postgres(let client):
-                return try await client.withConnection { connection in
-                    let sql = connection.sql(queryLogLevel: nil)
+                return try await Self.leased(client) { connection in
+                    let sql = OpenConnectionSQL(connection)
                     try await sql.raw("BEGIN").run()
                     do {
                         let result = try await body(sql)
@@ -181,8 +186,8 @@ public final class Database: Service, Sendable {
             case .sqlite(_, let readers, _):
                 return try await Self.lend(readers, body)
             case .postgres(let client):
-                return try await client.withConnection { connection in
-                    try await body(connection.sql(queryLogLevel: nil))
+                return try await Self.leased(client) { connection in
+                    try await body(OpenConnectionSQL(connection))
                 }
             }
         } catch {
@@ -211,12 +216,49 @@ public final class Database: Service, Sendable {
             case .sqlite(let writer, _, _):
                 return try await Self.lend(writer, body)
             case .postgres(let client):
-                return try await client.withConnection { connection in
-                    try await body(connection.sql(queryLogLevel: nil))
+                return try await Self.leased(client) { connection in
+                    try await body(OpenConnectionSQL(connection))
                 }
             }
         } catch {
             throw mapError(error)
+        }
+    }
+
+    /// Lends `body` a pooled PostgreSQL connection, waiting at most ``connectionWait`` for one.
+    ///
+    /// The lease is requested in a child task beside a timer: when the timer finds no connection lent
+    /// yet, the lease request is cancelled (PostgresNIO honours that) and the caller gets a 503-mapped
+    /// `unavailable` error instead of waiting for the pool's circuit breaker.
+    private static func leased<T: Sendable>(_ client: PostgresClient, _ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await withoutActuallyEscaping(body) { body in
+            // Safe to send: `body` runs in exactly one child task, once, while this frame only awaits it.
+            let work = UncheckedSendableBox(body)
+            let lent = LeaseFlag()
+            return try await withThrowingTaskGroup(of: T?.self) { group in
+                group.addTask {
+                    try await client.withConnection { connection in
+                        lent.set()
+                        return try await work.value(connection)
+                    }
+                }
+                group.addTask {
+                    try await Task.sleep(for: connectionWait)
+                    guard lent.isSet else {
+                        var error = PortalError(.unavailable, "the database cannot be reached (no connection within \(connectionWait.components.seconds) s); retry shortly")
+                        error.retryAfterSeconds = 5
+                        throw error
+                    }
+                    return nil
+                }
+                while let next = try await group.next() {
+                    if let value = next {
+                        group.cancelAll()
+                        return value
+                    }
+                }
+                throw PortalError(.internal, "the database operation ended without a result")
+            }
         }
     }
 
@@ -283,12 +325,54 @@ public final class Database: Service, Sendable {
         if Self.isUniqueViolation(error) {
             return PortalError(.conflict, "a resource with the same unique key already exists")
         }
+        if Self.isUnreachable(error) {
+            if var error = error as? PortalError {
+                if error.operatorContext == nil { error.operatorContext = location.description }
+                return error
+            }
+            logger.warning("database unreachable", metadata: ["portal.error": "\(String(reflecting: error).prefix(300))"])
+            var unavailable = PortalError(.unavailable, "the database cannot be reached (\(Self.unreachableReason(error))); retry shortly")
+            unavailable.operatorContext = location.description
+            unavailable.retryAfterSeconds = 5
+            return unavailable
+        }
         // Only the drivers' own errors are translated; the caller's errors pass through unchanged.
         guard error is SQLiteError || error is PSQLError || error is DecodingError || error is PostgresDecodingError else {
             return error
         }
         logger.error("database error", metadata: ["portal.error": "\(String(reflecting: error))"])
         return PortalError(.storage, "the database failed to complete the operation")
+    }
+
+    /// Whether `error` says the database server cannot be reached now (refused or lost connections, the
+    /// pool's circuit breaker, a server starting up or shutting down), rather than that a statement failed.
+    public static func isUnreachable(_ error: any Error) -> Bool {
+        if let e = error as? PortalError { return e.code == .unavailable }
+        if let e = error as? PSQLError {
+            switch e.code {
+            case .connectionError, .serverClosedConnection, .uncleanShutdown, .clientClosedConnection, .poolClosed: return true
+            default:
+                // 57P01-57P03: admin shutdown, crash shutdown, cannot connect now; 08xxx: connection exceptions.
+                let state = e.serverInfo?[.sqlState] ?? ""
+                return state.hasPrefix("57P") || state.hasPrefix("08")
+            }
+        }
+        // PostgresNIO's pool errors (its circuit breaker, a closed pool) and NIO's connect errors.
+        let name = String(describing: type(of: error))
+        return name.contains("ConnectionPoolError") || name == "NIOConnectionError" || name == "IOError" || name == "ChannelError"
+    }
+
+    /// Why the database cannot be reached, in words that name no host, user or value.
+    static func unreachableReason(_ error: any Error) -> String {
+        let text = String(reflecting: error)
+        if text.contains("CircuitBreaker") { return "connections kept failing" }
+        if text.contains("Connection refused") || text.contains("errno: 111") { return "connection refused" }
+        if text.contains("57P03") { return "the server is starting up" }
+        if text.contains("57P01") || text.contains("57P02") { return "the server is shutting down" }
+        if text.contains("serverClosedConnection") || text.contains("uncleanShutdown") { return "the server closed the connection" }
+        if text.contains("timed out") || text.contains("Timeout") { return "connection timed out" }
+        if let e = error as? PSQLError, e.code == .poolClosed || e.code == .clientClosedConnection { return "the pool is shut down" }
+        return "connection failed"
     }
 
     /// Whether `error` is a unique-constraint violation on either backend.
@@ -301,4 +385,19 @@ public final class Database: Service, Sendable {
         }
         return false
     }
+}
+
+/// Whether a connection was lent (set once by the lease, read by the timer).
+private final class LeaseFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
+}
+
+/// A non-Sendable closure handed to one child task while its owner awaits that task (see `leased`).
+private struct UncheckedSendableBox<Value>: @unchecked Sendable { // used by one task at a time: see `leased`
+    let value: Value
+
+    init(_ value: Value) { self.value = value }
 }

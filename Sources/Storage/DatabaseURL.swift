@@ -48,3 +48,13 @@ public enum DatabaseLocation: Sendable, Equatable {
         ))
     }
 }
+
+extension DatabaseLocation: CustomStringConvertible {
+    /// The location without its password, for messages: `postgres://user@host:port/db` or `sqlite:///path`.
+    public var description: String {
+        switch self {
+        case .sqlite(let path): "sqlite://\(path)"
+        case .postgres(let pg): "postgres://\(pg.username)@\(pg.host):\(pg.port)/\(pg.database)"
+        }
+    }
+}

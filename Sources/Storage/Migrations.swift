@@ -636,5 +636,37 @@ enum Schema {
                 "CREATE INDEX reports_organization ON reports (organization_id, id)",
             ]
         }),
+        // Issue 16: replays for schemes whose signature covers no timestamp (github, shopify, twilio, hmac,
+        // shared-secret) are found by the body's SHA-256, unique per endpoint. Events already stored get it
+        // too (the earliest of each endpoint and body; later copies were replays and keep none).
+        Migration(version: 12, name: "webhook replay digests", statements: { _ in
+            [
+                "ALTER TABLE webhook_events ADD COLUMN replay_digest TEXT",
+                """
+                UPDATE webhook_events SET replay_digest = body_digest
+                WHERE body_digest IS NOT NULL
+                  AND endpoint_id IN (SELECT id FROM webhook_endpoints WHERE scheme IN ('github', 'shopify', 'twilio', 'hmac', 'shared-secret'))
+                  AND NOT EXISTS (
+                    SELECT 1 FROM webhook_events older
+                    WHERE older.endpoint_id = webhook_events.endpoint_id AND older.body_digest = webhook_events.body_digest
+                      AND (older.created_at < webhook_events.created_at OR (older.created_at = webhook_events.created_at AND older.id < webhook_events.id))
+                  )
+                """,
+                "CREATE UNIQUE INDEX webhook_events_replay ON webhook_events (endpoint_id, replay_digest)",
+            ]
+        }),
+        // Issue 16: keys for keyed hashes that must not change with the master key (the subject lookup), kept
+        // sealed under the platform's data key, so a master-key rotation re-wraps them like every data key.
+        Migration(version: 13, name: "purpose keys", statements: { _ in
+            [
+                """
+                CREATE TABLE purpose_keys (
+                  label TEXT PRIMARY KEY,
+                  sealed TEXT NOT NULL,
+                  created_at {time} NOT NULL
+                )
+                """,
+            ]
+        }),
     ]
 }

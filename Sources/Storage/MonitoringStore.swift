@@ -267,6 +267,20 @@ public struct AlertStore: Sendable {
         }
     }
 
+    /// Serializes silence creation per organization for the rest of the transaction (PostgreSQL: a
+    /// transaction-scoped advisory lock; SQLite's single writer does it already), so a count and the insert
+    /// that follows it are not raced by another request or instance.
+    public func lockSilences(organizationID: UUID) async throws {
+        guard db.backend == .postgres else { return }
+        try await db.raw("SELECT pg_advisory_xact_lock(hashtext(\(bind: "alert_silences:" + organizationID.uuidString.lowercased())))").run()
+    }
+
+    /// How many of the organization's silences have not ended at `now` (started or still to start).
+    public func activeSilenceCount(organizationID: UUID, at now: Date) async throws -> Int {
+        try await db.raw("SELECT COUNT(*) AS n FROM alert_silences WHERE organization_id = \(bind: organizationID) AND ends_at > \(bind: now)")
+            .first()?.decode(column: "n", as: Int.self) ?? 0
+    }
+
     /// Ends a silence now; false when there is no such silence in the organization.
     public func expireSilence(id: UUID, organizationID: UUID, at now: Date) async throws -> Bool {
         try await db.raw("""

@@ -144,13 +144,17 @@ public struct WebhookEventRecord: Sendable, Equatable {
     public var availableAt: Date
     public var leaseOwner: String?
     public var leaseUntil: Date?
+    /// The body's SHA-256 (hex) when the endpoint's scheme signs no timestamp: unique per endpoint, so a
+    /// captured delivery sent again (with any new unsigned id) is declined as a replay. Nil otherwise.
+    public var replayDigest: String?
 
     public init(
         id: UUID, organizationID: UUID, integrationID: UUID, endpointID: UUID, eventType: String, payload: JSONValue, signature: String?,
         status: String = "pending", retryCount: Int = 0, attempts: Int = 0, errorMessage: String? = nil, note: String? = nil,
         processedAt: Date? = nil, createdAt: Date, providerEventID: String?, dedupKey: String, headers: JSONValue, bodyDigest: String,
-        availableAt: Date, leaseOwner: String? = nil, leaseUntil: Date? = nil
+        availableAt: Date, leaseOwner: String? = nil, leaseUntil: Date? = nil, replayDigest: String? = nil
     ) {
+        self.replayDigest = replayDigest
         self.id = id
         self.organizationID = organizationID
         self.integrationID = integrationID
@@ -183,11 +187,11 @@ public struct WebhookEventStore {
 
     static let columns = """
         id, organization_id, integration_id, endpoint_id, event_type, payload, signature, status, retry_count, attempts, error_message, note, \
-        processed_at, created_at, provider_event_id, dedup_key, headers, body_digest, available_at, lease_owner, lease_until
+        processed_at, created_at, provider_event_id, dedup_key, headers, body_digest, available_at, lease_owner, lease_until, replay_digest
         """
 
-    /// Inserts events; one whose (endpoint, dedup key) is already stored is skipped (a replay). Returns the
-    /// ids of the events inserted.
+    /// Inserts events; one whose (endpoint, dedup key) or (endpoint, replay digest) is already stored is
+    /// skipped (a replay). Returns the ids of the events inserted.
     @discardableResult
     public func insert(_ records: [WebhookEventRecord]) async throws -> Set<UUID> {
         var inserted = Set<UUID>()
@@ -197,11 +201,12 @@ public struct WebhookEventStore {
                 (\(bind: r.id), \(bind: r.organizationID), \(bind: r.integrationID), \(bind: r.endpointID), \(bind: String(r.eventType.prefix(100))), \
                 \(bind: db.jsonBind(r.payload)), \(bind: r.signature.map { String($0.prefix(255)) }), \(bind: r.status), \(bind: r.retryCount), \
                 \(bind: r.attempts), \(bind: r.errorMessage), \(bind: r.note), \(bind: r.processedAt), \(bind: r.createdAt), \(bind: r.providerEventID), \
-                \(bind: r.dedupKey), \(bind: db.jsonBind(r.headers)), \(bind: r.bodyDigest), \(bind: r.availableAt), \(bind: r.leaseOwner), \(bind: r.leaseUntil))
+                \(bind: r.dedupKey), \(bind: db.jsonBind(r.headers)), \(bind: r.bodyDigest), \(bind: r.availableAt), \(bind: r.leaseOwner), \(bind: r.leaseUntil), \
+                \(bind: r.replayDigest))
                 """
             }
             for row in try await db.raw("INSERT INTO webhook_events (\(unsafeRaw: Self.columns)) VALUES "
-                + values.joined(separator: ", ") + " ON CONFLICT (endpoint_id, dedup_key) DO NOTHING RETURNING id").all() {
+                + values.joined(separator: ", ") + " ON CONFLICT DO NOTHING RETURNING id").all() {
                 inserted.insert(try row.decode(column: "id", as: UUID.self))
             }
         }
@@ -314,8 +319,18 @@ public struct WebhookEventStore {
             bodyDigest: try row.decode(column: "body_digest", as: String.self),
             availableAt: try row.decode(column: "available_at", as: Date.self),
             leaseOwner: try row.decodeOptional(column: "lease_owner", as: String.self),
-            leaseUntil: try row.decodeOptional(column: "lease_until", as: Date.self)
+            leaseUntil: try row.decodeOptional(column: "lease_until", as: Date.self),
+            replayDigest: try row.decodeOptional(column: "replay_digest", as: String.self)
         )
+    }
+
+    /// The stored event of `endpointID` with this replay digest (the body's SHA-256), if any: its id and
+    /// dedup key (a different key than the new delivery's means a replay under a new id).
+    public func replayed(endpointID: UUID, replayDigest: String) async throws -> (id: UUID, dedupKey: String)? {
+        guard let row = try await db.raw("""
+            SELECT id, dedup_key FROM webhook_events WHERE endpoint_id = \(bind: endpointID) AND replay_digest = \(bind: replayDigest)
+            """).first() else { return nil }
+        return (try row.decode(column: "id", as: UUID.self), try row.decode(column: "dedup_key", as: String.self))
     }
 }
 

@@ -76,8 +76,8 @@ public final class SyncEngine: Service, Sendable {
     }
 
     /// The keyed hash that finds a data subject's key (`subject_keys.lookup`) and suppresses it once erased.
-    public func subjectLookup(organizationID: UUID, subjectID: String) -> String {
-        sealing.lookup(organizationID: organizationID, subjectID: subjectID)
+    public func subjectLookup(organizationID: UUID, subjectID: String) async throws -> String {
+        try await database.write { db in try await sealing.lookup(organizationID: organizationID, subjectID: subjectID, in: db) }
     }
 
     // MARK: Starting and watching jobs

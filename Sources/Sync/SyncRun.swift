@@ -307,7 +307,7 @@ extension SyncEngine {
         var lookups: [String: String] = [:]
         var keys: [String: SymmetricKey] = [:]
         if let sealing = target.sealing {
-            for row in rows { if let subject = row.subject { lookups[row.id] = sealing.lookup(organizationID: target.organizationID, subjectID: subject) } }
+            for row in rows { if let subject = row.subject { lookups[row.id] = try await sealing.lookup(organizationID: target.organizationID, subjectID: subject, in: db) } }
             let erased = try await SubjectKeyStore(db).erased(organizationID: target.organizationID, lookups: Array(Set(lookups.values)))
             let before = rows.count
             rows = rows.filter { row in lookups[row.id].map { !erased.contains($0) } ?? false }

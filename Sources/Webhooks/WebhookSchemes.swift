@@ -46,6 +46,14 @@ public enum WebhookScheme: String, Sendable, CaseIterable, Codable {
         case .github, .shopify, .twilio, .hmac, .sharedSecret: false
         }
     }
+
+    /// Whether a captured delivery can be sent again and verify: the signature covers no timestamp (and
+    /// the id, when there is one, is an unsigned header). The receiver then deduplicates on the body's
+    /// SHA-256 for as long as the event is kept.
+    public var replayable: Bool { !hasTimestamp }
+
+    /// Whether the signature covers the body (a shared secret covers nothing).
+    public var signsBody: Bool { self != .sharedSecret }
 }
 
 /// Options of an endpoint that the schemes read (the seed's `signatureHeader` and `signatureMethod` for
@@ -85,6 +93,10 @@ public struct VerifiedWebhook: Sendable, Equatable {
     public var eventType: String?
     /// The signed timestamp, for schemes that have one.
     public var timestamp: Date?
+    /// Whether the signature covers where `eventID` came from (false: an unsigned header, or a shared secret).
+    public var eventIDSigned = true
+    /// Whether the signature covers where `eventType` came from (false: an unsigned header).
+    public var eventTypeSigned = true
 }
 
 /// Why a delivery was refused: the HTTP status it gets and a reason safe to return and record.
@@ -189,7 +201,8 @@ public enum WebhookVerifier {
     }
 
     static func github(_ r: InboundWebhook, secrets: [String]) throws(WebhookRejection) -> VerifiedWebhook {
-        let verified = VerifiedWebhook(eventID: r.header("X-GitHub-Delivery"), eventType: r.header("X-GitHub-Event"))
+        // Both headers are outside the signature, which covers only the body.
+        let verified = VerifiedWebhook(eventID: r.header("X-GitHub-Delivery"), eventType: r.header("X-GitHub-Event"), eventIDSigned: false, eventTypeSigned: false)
         if let header = r.header("X-Hub-Signature-256") {
             guard header.hasPrefix("sha256="), let signature = Hex.decode(String(header.dropFirst(7))) else {
                 throw WebhookRejection(.malformed, "X-Hub-Signature-256 is sha256=<hex>")
@@ -223,7 +236,9 @@ public enum WebhookVerifier {
         guard let header = r.header("X-Shopify-Hmac-SHA256") else { throw WebhookRejection(.missingSignature, "X-Shopify-Hmac-SHA256 is required") }
         guard let signature = Data(base64Encoded: header).map(Array.init) else { throw WebhookRejection(.malformed, "X-Shopify-Hmac-SHA256 is base64") }
         try match(secrets, [signature]) { Array(HMAC<SHA256>.authenticationCode(for: r.body, using: SymmetricKey(data: Array($0.utf8)))) }
-        return VerifiedWebhook(eventID: r.header("X-Shopify-Webhook-Id") ?? r.header("X-Shopify-Event-Id"), eventType: r.header("X-Shopify-Topic"))
+        return VerifiedWebhook(
+            eventID: r.header("X-Shopify-Webhook-Id") ?? r.header("X-Shopify-Event-Id"), eventType: r.header("X-Shopify-Topic"), eventIDSigned: false, eventTypeSigned: false
+        )
     }
 
     /// Twilio: base64 HMAC-SHA1 of the full URL followed by the form parameters sorted by name, each name
@@ -245,7 +260,7 @@ public enum WebhookVerifier {
         }
         let bytes = Array(content.utf8)
         try match(secrets, [signature]) { Array(HMAC<Insecure.SHA1>.authenticationCode(for: bytes, using: SymmetricKey(data: Array($0.utf8)))) }
-        return VerifiedWebhook(eventID: r.header("I-Twilio-Idempotency-Token"))
+        return VerifiedWebhook(eventID: r.header("I-Twilio-Idempotency-Token"), eventIDSigned: false)
     }
 
     /// SendGrid's signed event webhook: ECDSA P-256 with SHA-256 over timestamp + body; the endpoint's
@@ -303,7 +318,7 @@ public enum WebhookVerifier {
             let key = SymmetricKey(data: Array(secret.utf8))
             return sha1 ? Array(HMAC<Insecure.SHA1>.authenticationCode(for: r.body, using: key)) : Array(HMAC<SHA256>.authenticationCode(for: r.body, using: key))
         }
-        return VerifiedWebhook(eventID: eventID(r, options))
+        return verifiedID(r, options, bodySigned: true)
     }
 
     /// A static secret the provider sends back: in a header (default `Authorization`, optionally as
@@ -319,7 +334,7 @@ public enum WebhookVerifier {
                     throw WebhookRejection(.badSignature, "a notification's clientState does not match")
                 }
             }
-            return VerifiedWebhook(eventID: eventID(r, options))
+            return verifiedID(r, options, bodySigned: false)
         }
         let name = options.signatureHeader ?? "Authorization"
         guard var presented = r.header(name) else { throw WebhookRejection(.missingSignature, "\(name) is required") }
@@ -327,7 +342,7 @@ public enum WebhookVerifier {
         guard secrets.contains(where: { ConstantTime.equals(Array($0.utf8), Array(presented.utf8)) }) else {
             throw WebhookRejection(.badSignature, "\(name) does not carry the endpoint's secret")
         }
-        return VerifiedWebhook(eventID: eventID(r, options))
+        return verifiedID(r, options, bodySigned: false)
     }
 
     // MARK: Helpers
@@ -352,10 +367,17 @@ public enum WebhookVerifier {
         return timestamp
     }
 
-    static func eventID(_ r: InboundWebhook, _ options: SchemeOptions) -> String? {
-        if let name = options.eventIDHeader, let value = r.header(name), !value.isEmpty { return value }
-        if let pointer = options.eventIDPointer { return jsonString(r.body, pointer) ?? jsonNumber(r.body, pointer) }
+    /// The configured event id and whether it came from a header (never signed by these schemes).
+    static func eventIDSource(_ r: InboundWebhook, _ options: SchemeOptions) -> (id: String, fromHeader: Bool)? {
+        if let name = options.eventIDHeader, let value = r.header(name), !value.isEmpty { return (value, true) }
+        if let pointer = options.eventIDPointer, let value = jsonString(r.body, pointer) ?? jsonNumber(r.body, pointer) { return (value, false) }
         return nil
+    }
+
+    /// `hmac` and `shared-secret`: the configured event id, signed only when it is read from a signed body.
+    static func verifiedID(_ r: InboundWebhook, _ options: SchemeOptions, bodySigned: Bool) -> VerifiedWebhook {
+        let source = eventIDSource(r, options)
+        return VerifiedWebhook(eventID: source?.id, eventIDSigned: source.map { !$0.fromHeader && bodySigned } ?? true)
     }
 
     static func jsonValue(_ body: [UInt8], _ pointer: String) -> JSONValue? {

@@ -46,7 +46,11 @@ public final class WebhookService: Sendable {
     /// Receipts and rejections since start (for monitoring).
     public struct Counters: Sendable, Equatable {
         public var received = 0
+        /// Acknowledged and not stored: replays included.
         public var duplicates = 0
+        /// Of the duplicates, those found by the body's digest under a new (unsigned) id or none: a captured
+        /// delivery of a scheme without a signed timestamp sent again.
+        public var replays = 0
         public var rejected: [String: Int] = [:]
     }
 
@@ -341,16 +345,24 @@ public final class WebhookService: Sendable {
             return .json(["challenge": .string(challenge)])
         }
         let eventType = verified.eventType ?? Self.eventType(json) ?? "unknown"
+        // Whether the signature covers where the type came from: an unsigned header (GitHub's, Shopify's)
+        // or a body no signature covers (a shared secret) does not.
+        let typeSigned = verified.eventType != nil ? verified.eventTypeSigned : endpoint.scheme.signsBody
         if !test, !endpoint.record.events.isEmpty, !endpoint.record.events.contains(where: { Self.matches(pattern: $0, eventType) }) {
             return try await reject(WebhookRejection(.filteredEvent, "the endpoint does not take events of type '\(eventType.prefix(100))'"), endpoint: endpoint, request: request, at: now)
         }
         let digest = Hex.encode(SHA256.hash(data: request.body))
         let id = ids.next()
         let dedupKey: String
+        // Without a signed timestamp a captured delivery verifies forever, under any new id: the body's
+        // digest is unique per endpoint (the insert declines a copy, with or without an id).
+        let replayDigest = endpoint.scheme.replayable ? digest : nil
         if let eventID = verified.eventID, !eventID.isEmpty {
             // A replay is found when the event is inserted (the sequencer's batch declines it), not by a
             // read per delivery.
             dedupKey = "id:" + String(eventID.prefix(200))
+        } else if replayDigest != nil {
+            dedupKey = "sha256:\(digest):\(id.uuidString.lowercased())"
         } else {
             // No event id: the same body within the tolerance window is a replay.
             let since = now.addingTimeInterval(-endpoint.options.tolerance)
@@ -375,13 +387,18 @@ public final class WebhookService: Sendable {
             id: id, organizationID: endpoint.record.organizationID, integrationID: endpoint.record.integrationID, endpointID: endpoint.record.id,
             eventType: String(eventType.prefix(100)), payload: [:], signature: Self.signature(request, endpoint).map { String($0.prefix(255)) },
             createdAt: now, providerEventID: verified.eventID.map { String($0.prefix(255)) }, dedupKey: dedupKey, headers: headers, bodyDigest: digest,
-            availableAt: now
+            availableAt: now, replayDigest: replayDigest
         )
         var data: [String: JSONValue] = [
             "endpoint": .string(endpoint.record.name), "scheme": .string(endpoint.scheme.rawValue), "eventId": .string(id.uuidString.lowercased()),
             "eventType": .string(String(eventType.prefix(100))), "bodyDigest": .string(digest),
         ]
-        if let providerID = verified.eventID { data["providerEventId"] = .string(String(providerID.prefix(200))) }
+        if let providerID = verified.eventID {
+            data["providerEventId"] = .string(String(providerID.prefix(200)))
+            data["eventIdSigned"] = verified.eventIDSigned ? 1 : 0
+        }
+        // Ledger entries hold no booleans: 1 signed, 0 not.
+        data["typeSigned"] = typeSigned ? 1 : 0
         let event = AuditEvent(
             organizationID: endpoint.record.organizationID, type: "webhook.received", actor: "provider:\(endpoint.record.name)",
             integrationID: endpoint.record.integrationID, data: .object(data), time: now
@@ -393,14 +410,56 @@ public final class WebhookService: Sendable {
             row.body = nil
         }
         guard try await audit.append([event], with: row) else {
-            counters.withLock { $0.duplicates += 1 }
-            observe(endpoint, .duplicate)
+            try await declined(endpoint, dedupKey: dedupKey, replayDigest: replayDigest, providerEventID: verified.eventID)
             return .json(["received": true, "duplicate": true])
         }
         counters.withLock { $0.received += 1 }
         observe(endpoint, .received)
+        if (verified.eventID != nil && !verified.eventIDSigned) || (verified.eventType != nil && !verified.eventTypeSigned) {
+            var metadata: Logger.Metadata = [
+                "portal.organization": "\(endpoint.slug)", "portal.endpoint": "\(endpoint.record.name)", "portal.scheme": "\(endpoint.scheme.rawValue)",
+                "portal.event": "\(id.uuidString.lowercased())",
+            ]
+            var unsigned: [String] = []
+            if let providerID = verified.eventID, !verified.eventIDSigned {
+                unsigned.append("eventId")
+                metadata["portal.provider_event_id"] = "\(Self.printable(providerID))"
+            }
+            if verified.eventType != nil, !verified.eventTypeSigned {
+                unsigned.append("eventType")
+                metadata["portal.event_type"] = "\(Self.printable(eventType))"
+            }
+            metadata["portal.unsigned"] = "\(unsigned.joined(separator: ","))"
+            logger.info("webhook event stored with an id or type from a header its signature does not cover", metadata: metadata)
+        }
         wakeWorkers()
         return .json(["received": true, "id": .string(id.uuidString.lowercased())])
+    }
+
+    /// Counts and logs a delivery the insert declined: the same event id again (a provider's retry), or,
+    /// for a scheme without a signed timestamp, the same body under a new or no id (a replay).
+    private func declined(_ endpoint: OpenedEndpoint, dedupKey: String, replayDigest: String?, providerEventID: String?) async throws {
+        var original: (id: UUID, dedupKey: String)?
+        if let replayDigest {
+            original = try await database.read { db in try await WebhookEventStore(db).replayed(endpointID: endpoint.record.id, replayDigest: replayDigest) }
+        }
+        counters.withLock {
+            $0.duplicates += 1
+            if let original, original.dedupKey != dedupKey { $0.replays += 1 }
+        }
+        observe(endpoint, .duplicate)
+        guard let original, original.dedupKey != dedupKey, let replayDigest else { return }
+        var metadata: Logger.Metadata = [
+            "portal.organization": "\(endpoint.slug)", "portal.endpoint": "\(endpoint.record.name)", "portal.scheme": "\(endpoint.scheme.rawValue)",
+            "portal.body_digest": "\(replayDigest)", "portal.original_event": "\(original.id.uuidString.lowercased())",
+        ]
+        if let providerEventID { metadata["portal.provider_event_id"] = "\(Self.printable(providerEventID))" }
+        logger.warning("webhook replay acknowledged and not stored: the endpoint received this body before", metadata: metadata)
+    }
+
+    /// An unsigned value for a log line: at most 100 characters, control characters replaced.
+    static func printable(_ text: String) -> String {
+        String(String.UnicodeScalarView(text.unicodeScalars.prefix(100).map { $0.properties.generalCategory == .control ? "?" : $0 }))
     }
 
     private func observe(_ endpoint: OpenedEndpoint, _ status: Activity.WebhookStatus) {

@@ -86,6 +86,10 @@ enum CLI {
     static func run(_ body: () async throws -> Void) async throws {
         do {
             try await body()
+        } catch let error as PortalError where error.code == .unavailable {
+            // Which database, and why: the message names the reason, the context the location.
+            note("error: \(error.operatorContext.map { "\($0): " } ?? "")\(error.message)")
+            throw ExitCode.failure
         } catch let error as PortalError {
             note("error: \(error.message)")
             for field in error.fieldErrors { note("  \(field.pointer): \(field.message)") }

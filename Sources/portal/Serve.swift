@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
+import ServiceLifecycle
+import UnixSignals
 import PortalCore
 import PortalServer
 import Storage
@@ -117,7 +119,15 @@ struct Serve: AsyncParsableCommand {
         })
         try await CLI.run {
             let app = try buildApplication(configuration)
-            try await app.runService()
+            // SIGTERM or SIGINT start a graceful shutdown: requests in flight finish, the loops drain. If that
+            // takes longer than the grace period (a database that is down makes every drain wait), the
+            // services are cancelled, which ends their waits; the process always exits.
+            var group = ServiceGroupConfiguration(
+                services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+            )
+            group.maximumGracefulShutdownDuration = .seconds(30)
+            group.maximumCancellationDuration = .seconds(15)
+            try await ServiceGroup(configuration: group).run()
         }
     }
 }

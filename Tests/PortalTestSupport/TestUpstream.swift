@@ -15,6 +15,8 @@ import Synchronization
 /// - `ANY /key/{expected}`: 200 when `X-API-Key` is `expected`, else 401.
 /// - `GET /slow/{ms}`: 200 after `ms` milliseconds.
 /// - `GET /big/{bytes}`: 200 with that many bytes.
+/// - `GET /html`: 200 `text/html` with a script, and its own lax `Content-Security-Policy`,
+///   `X-Content-Type-Options` and `Cross-Origin-Resource-Policy` (for the proxy to replace).
 /// - `POST /token/{key}`: an OAuth token endpoint that issues `tok-{key}-{n}` for an hour and keeps the
 ///   form and `Authorization` header it was sent (`tokenRequests`), for the test to verify.
 public final class TestUpstream: Sendable {
@@ -59,6 +61,7 @@ public final class TestUpstream: Sendable {
         router.post("/token/{key}", use: state.token)
         router.get("/slow/{ms}", use: state.slow)
         router.get("/big/{bytes}", use: state.big)
+        router.get("/html", use: state.html)
         return try await LoopbackServer.run(router, label: "upstream") { port in
             try await body(TestUpstream(port: port, counter: counter))
         }
@@ -120,6 +123,19 @@ private struct UpstreamState: Sendable {
         ]
         let data = try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])
         return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// An HTML page that would run script if served as is, with the upstream's own lax security headers.
+    @Sendable func html(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        _ = count(request)
+        let headers: HTTPFields = [
+            .contentType: "text/html; charset=utf-8",
+            HTTPFields.Element.Name("Content-Security-Policy")!: "script-src * 'unsafe-inline'",
+            HTTPFields.Element.Name("X-Content-Type-Options")!: "sniff-away",
+            HTTPFields.Element.Name("Cross-Origin-Resource-Policy")!: "cross-origin",
+        ]
+        let page = "<!doctype html><html><body><script>document.title = document.cookie</script></body></html>"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: page)))
     }
 
     @Sendable func status(_ request: Request, _ context: BasicRequestContext) async throws -> Response {

@@ -20,6 +20,8 @@ struct SyncEnvironment: Sendable {
     let vault: CredentialVault
     let engine: SyncEngine
     let admin: Principal
+    /// The master key (base64) the vault was made with, for rotation tests.
+    let masterKey: String
 
     static let entities: JSONValue = [
         "users": ["endpoint": "/cursor/users", "itemsPath": "/data", "updatedSinceParam": "updated_since", "pagination": [
@@ -41,7 +43,8 @@ struct SyncEnvironment: Sendable {
                 let org = Organization(id: IdentifierGenerator.shared.next(), slug: "acme", name: "Acme", createdAt: Date())
                 try await db.write { try await OrganizationStore($0).insert(org) }
                 let sequencer = LedgerSequencer(database: db, logger: quietLogger)
-                let vault = CredentialVault(ring: try MasterKeyRing.load(masterKey: MasterKeyRing.generateBase64(), keyFile: nil))
+                let masterKey = MasterKeyRing.generateBase64()
+                let vault = CredentialVault(ring: try MasterKeyRing.load(masterKey: masterKey, keyFile: nil))
                 let registry = IntegrationRegistry(database: db, vault: vault, audit: sequencer)
                 let gateway = Gateway(
                     database: db, vault: vault, registry: registry, audit: sequencer, logger: quietLogger,
@@ -50,7 +53,8 @@ struct SyncEnvironment: Sendable {
                 let engine = SyncEngine(database: db, gateway: gateway, vault: vault, audit: sequencer, clock: clock, logger: quietLogger, configuration: engineConfiguration)
                 let admin = Principal(tokenID: UUID(), organizationID: org.id, organizationSlug: "acme", role: .admin, owner: "admin@acme")
                 let environment = SyncEnvironment(
-                    db: db, url: test.url, provider: provider, registry: registry, gateway: gateway, sequencer: sequencer, vault: vault, engine: engine, admin: admin
+                    db: db, url: test.url, provider: provider, registry: registry, gateway: gateway, sequencer: sequencer, vault: vault, engine: engine, admin: admin,
+                    masterKey: masterKey
                 )
                 let integration = try await registry.register(try IntegrationInput.parse([
                     "name": "Directory", "type": "identity_provider", "baseUrl": .string(provider.baseURL), "authMethod": "api_key",

@@ -182,11 +182,20 @@ enum IntegrationFields {
 
     static func config(_ r: inout JSONObjectReader) -> JSONValue? {
         guard let value = r.value("config") else { return nil }
-        guard case .object = value else {
+        guard case .object(let members) = value else {
             r.reject("config", "must be an object, not \(value.kindName)")
             return nil
         }
-        return value
+        // Transforms first, so that a pointer over the limits is named even when it also makes the config too big.
+        let before = r.errorList.all.count
+        if let transforms = members["transforms"] {
+            TransformFields.check(transforms, pointer: "\(r.pointer("config"))/transforms", errors: r.errorList)
+        }
+        let size = TransformLimits.jsonSize(value)
+        if size > TransformLimits.maxConfigBytes {
+            r.reject("config", "is \(size) bytes of JSON; a configuration is at most \(TransformLimits.maxConfigBytes) bytes")
+        }
+        return r.errorList.all.count == before ? value : nil
     }
 
     static func credentials(_ value: JSONValue?, pointer: String, errors: ValidationErrors) -> [String: String]? {
@@ -381,5 +390,209 @@ public enum WebhookRetryPolicyFields {
         if let v = p.integer("baseDelay", in: 0...86_400_000) { out["baseDelay"] = .int(v) }
         if let v = p.integer("maxDelay", in: 0...86_400_000) { out["maxDelay"] = .int(v) }
         return .object(out)
+    }
+}
+
+/// The caps on `config.transforms` (issue 16): checked when a configuration is written, and the pointer
+/// depth again by the gateway for configurations stored before the caps.
+public enum TransformLimits {
+    /// Reference tokens in one JSON Pointer (`/a/b/c` has 3).
+    public static let maxPointerTokens = 32
+    /// UTF-8 bytes in one JSON Pointer.
+    public static let maxPointerBytes = 1_024
+    /// Rules in one transforms configuration: header sets and removals, renames, sets, removals and picks.
+    public static let maxRules = 200
+    /// Bytes of `config.transforms` as JSON.
+    public static let maxTransformsBytes = 65_536
+    /// Bytes of a whole integration `config` as JSON.
+    public static let maxConfigBytes = 262_144
+    /// Characters in a header name a transform sets or removes.
+    public static let maxHeaderNameLength = 100
+    /// Characters in a header value a transform sets.
+    public static let maxHeaderValueLength = 4_096
+
+    /// The size of `value` as compact JSON, in bytes.
+    public static func jsonSize(_ value: JSONValue) -> Int {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        return (try? encoder.encode(value))?.count ?? 0
+    }
+
+    /// The number of reference tokens in `pointer`, counting no further than `limit + 1`.
+    public static func tokenCount(_ pointer: String, limit: Int = maxPointerTokens) -> Int {
+        var count = 0
+        for byte in pointer.utf8 where byte == UInt8(ascii: "/") {
+            count += 1
+            if count > limit { break }
+        }
+        return count
+    }
+
+    /// Why `pointer` is not a usable RFC 6901 JSON Pointer within the caps, or nil. Never quotes the pointer.
+    public static func pointerProblem(_ pointer: String) -> String? {
+        let tokens = tokenCount(pointer)
+        if tokens > maxPointerTokens {
+            return "is a JSON Pointer of more than \(maxPointerTokens) tokens; at most \(maxPointerTokens) are allowed"
+        }
+        let bytes = pointer.utf8
+        if bytes.count > maxPointerBytes {
+            return "is a JSON Pointer of \(bytes.count) bytes; at most \(maxPointerBytes) are allowed"
+        }
+        if let first = bytes.first, first != UInt8(ascii: "/") {
+            return "must be a JSON Pointer (RFC 6901): empty or starting with '/'"
+        }
+        var afterTilde = false
+        for byte in bytes {
+            if afterTilde {
+                guard byte == UInt8(ascii: "0") || byte == UInt8(ascii: "1") else {
+                    return "has a '~' not followed by 0 or 1 (write ~0 for '~' and ~1 for '/')"
+                }
+                afterTilde = false
+            } else {
+                afterTilde = byte == UInt8(ascii: "~")
+            }
+        }
+        if afterTilde { return "ends with a '~' (write ~0 for '~' and ~1 for '/')" }
+        return nil
+    }
+}
+
+/// Validation of `config.transforms` (the shape the gateway's `Transforms` reads): known members only,
+/// JSON Pointers within ``TransformLimits``, header names and values fit for HTTP, and bounded size.
+///
+/// Nulls are accepted wherever a member may be absent, so that the same check serves a create body and a
+/// JSON merge patch (where null removes the member).
+enum TransformFields {
+    /// The most problems one check reports, so that a huge configuration cannot make a huge 422.
+    static let maxReported = 50
+
+    /// Adds to `errors` every problem of `value`, the `transforms` member at `pointer`.
+    static func check(_ value: JSONValue, pointer: String, errors: ValidationErrors) {
+        if value == .null { return }
+        var check = Check(errors: errors)
+        var reader = JSONObjectReader(value, pointer: pointer, errors: check.sink)
+        guard case .object = value else { check.flush(); return }
+        for side in ["request", "response"] {
+            if let v = reader.value(side), v != .null { check.side(v, pointer: reader.pointer(side)) }
+        }
+        reader.finish()
+        if check.rules > TransformLimits.maxRules {
+            check.add(pointer, "has \(check.rules) rules; a transforms configuration has at most \(TransformLimits.maxRules)")
+        }
+        let size = TransformLimits.jsonSize(value)
+        if size > TransformLimits.maxTransformsBytes {
+            check.add(pointer, "is \(size) bytes of JSON; transforms are at most \(TransformLimits.maxTransformsBytes) bytes")
+        }
+        check.flush()
+    }
+
+    /// One check's state: the rule count and the problems found, passed on (up to ``maxReported``) by ``flush()``.
+    private struct Check {
+        let errors: ValidationErrors
+        /// Where the nested readers write; copied to `errors` with the cap applied.
+        let sink = ValidationErrors()
+        var rules = 0
+
+        init(errors: ValidationErrors) { self.errors = errors }
+
+        func add(_ pointer: String, _ message: String) { sink.add(pointer, message) }
+
+        /// Copies the problems found to the caller's list, at most ``TransformFields/maxReported`` of them.
+        func flush() {
+            for error in sink.all.prefix(TransformFields.maxReported) { errors.add(error.pointer, error.message) }
+            if sink.all.count > TransformFields.maxReported {
+                errors.add(sink.all[TransformFields.maxReported].pointer, "and \(sink.all.count - TransformFields.maxReported) more problems in the transforms, not listed")
+            }
+        }
+
+        /// `request` or `response`: `{headers: {set, remove}, body: {rename, set, remove, pick}}`.
+        mutating func side(_ value: JSONValue, pointer: String) {
+            var r = JSONObjectReader(value, pointer: pointer, errors: sink)
+            if let headers = r.value("headers"), headers != .null {
+                var h = JSONObjectReader(headers, pointer: r.pointer("headers"), errors: sink)
+                if let set = h.value("set"), set != .null {
+                    members(set, pointer: h.pointer("set")) { name, member, p in
+                        if let problem = Self.headerNameProblem(name) { return (p, problem) }
+                        switch member {
+                        case .null: return nil
+                        case .string(let s) where s.count <= TransformLimits.maxHeaderValueLength:
+                            let control = s.unicodeScalars.contains { $0.properties.generalCategory == .control && $0 != "\t" }
+                            return control ? (p, "must not contain control characters or line breaks") : nil
+                        case .string: return (p, "must be at most \(TransformLimits.maxHeaderValueLength) characters")
+                        default: return (p, "must be a string or null, not \(member.kindName)")
+                        }
+                    }
+                }
+                if let remove = h.value("remove"), remove != .null {
+                    items(remove, pointer: h.pointer("remove")) { Self.headerNameProblem($0) }
+                }
+                h.finish()
+            }
+            if let body = r.value("body"), body != .null {
+                var b = JSONObjectReader(body, pointer: r.pointer("body"), errors: sink)
+                if let rename = b.value("rename"), rename != .null {
+                    members(rename, pointer: b.pointer("rename")) { from, to, p in
+                        if let problem = TransformLimits.pointerProblem(from) { return (p, problem) }
+                        switch to {
+                        case .null: return nil
+                        case .string(let target): return TransformLimits.pointerProblem(target).map { (p, $0) }
+                        default: return (p, "must be a JSON Pointer string or null, not \(to.kindName)")
+                        }
+                    }
+                }
+                if let set = b.value("set"), set != .null {
+                    members(set, pointer: b.pointer("set")) { target, _, p in TransformLimits.pointerProblem(target).map { (p, $0) } }
+                }
+                for key in ["remove", "pick"] {
+                    if let list = b.value(key), list != .null { items(list, pointer: b.pointer(key)) { TransformLimits.pointerProblem($0) } }
+                }
+                b.finish()
+            }
+            r.finish()
+        }
+
+        /// Checks each member of the object `value` (one rule each). A member name too long to quote in a
+        /// pointer is reported against the object itself.
+        private mutating func members(_ value: JSONValue, pointer: String, _ problem: (String, JSONValue, String) -> (String, String)?) {
+            guard case .object(let members) = value else {
+                add(pointer, "must be an object, not \(value.kindName)")
+                return
+            }
+            rules += members.count
+            for (name, member) in members.sorted(by: { $0.key < $1.key }) {
+                let quotable = name.utf8.count <= TransformLimits.maxPointerBytes
+                let p = quotable ? "\(pointer)/\(jsonPointerEscape(name))" : pointer
+                if let (at, message) = problem(name, member, p) {
+                    add(at, quotable ? message : "a member name \(message)")
+                }
+            }
+        }
+
+        /// Checks each item of the array of strings `value` (one rule each).
+        private mutating func items(_ value: JSONValue, pointer: String, _ problem: (String) -> String?) {
+            guard case .array(let items) = value else {
+                add(pointer, "must be an array of strings, not \(value.kindName)")
+                return
+            }
+            rules += items.count
+            for (i, item) in items.enumerated() {
+                guard case .string(let s) = item else {
+                    add("\(pointer)/\(i)", "must be a string, not \(item.kindName)")
+                    continue
+                }
+                if let message = problem(s) { add("\(pointer)/\(i)", message) }
+            }
+        }
+
+        /// Why `name` is not an HTTP header name (an RFC 9110 token of at most 100 characters), or nil.
+        private static func headerNameProblem(_ name: String) -> String? {
+            let token = name.utf8.allSatisfy { byte in
+                (byte >= 0x30 && byte <= 0x39) || ((byte | 0x20) >= 0x61 && (byte | 0x20) <= 0x7A) || "!#$%&'*+-.^_`|~".utf8.contains(byte)
+            }
+            guard !name.isEmpty, name.utf8.count <= TransformLimits.maxHeaderNameLength, token else {
+                return "must be a header name: 1 to \(TransformLimits.maxHeaderNameLength) letters, digits or !#$%&'*+-.^_`|~"
+            }
+            return nil
+        }
     }
 }

@@ -132,6 +132,7 @@ public struct IntegrationRegistry: Sendable {
             }
             var secrets = try await open(record, in: db)
             let before = Self.configurationDigest(record, secrets)
+            let original = record
             if let name = patch.name { record.name = name }
             if let type = patch.type { record.type = type.rawValue }
             if let baseURL = patch.baseURL { record.baseURL = baseURL }
@@ -156,7 +157,15 @@ public struct IntegrationRegistry: Sendable {
                 IntegrationFields.checkRequired(secrets.credentials, for: method, pointer: "/credentials", errors: errors)
                 try errors.throwIfAny()
             }
-            if let config = patch.config { record.config = record.config.merging(patch: config) }
+            if let config = patch.config {
+                record.config = record.config.merging(patch: config)
+                // The patch's own transforms were checked; the merged whole must keep within the limits too.
+                if let transforms = record.config.objectValue?["transforms"] {
+                    let errors = ValidationErrors()
+                    TransformFields.check(transforms, pointer: "/config/transforms", errors: errors)
+                    try errors.throwIfAny()
+                }
+            }
             switch patch.rateLimits {
             case .unchanged: break
             case .set(let limits): record.rateLimits = limits
@@ -188,6 +197,24 @@ public struct IntegrationRegistry: Sendable {
             case .remove: record.processing = nil
             }
             if let status = patch.status { record.status = status.rawValue }
+            // Changing where or how the stored credentials are sent needs them again in the same request:
+            // otherwise a token allowed to edit integrations could point them at a host of its own.
+            let routingBefore = Self.credentialRouting(original), routingAfter = Self.credentialRouting(record)
+            let rerouted = Set(routingBefore.keys).union(routingAfter.keys).filter { routingBefore[$0] != routingAfter[$0] }.sorted()
+            var routingNote: [JSONValue] = []
+            if !rerouted.isEmpty {
+                let resent = Set((patch.credentials ?? [:]).compactMap { key, value in value.flatMap { Masking.isMasked($0) ? nil : key } })
+                let missing = secrets.credentials.keys.filter { !resent.contains($0) }.sorted()
+                guard missing.isEmpty else {
+                    throw PortalError.validation(missing.map { key in .init(
+                        pointer: "/credentials/\(jsonPointerEscape(key))",
+                        message: "must be sent again: this change (\(rerouted.joined(separator: ", "))) moves where or how the stored credentials are sent"
+                    ) })
+                }
+                // Tokens obtained for the old destination are not sent to the new one: authorize again.
+                try await IntegrationTokenStore(db).delete(integrationID: id)
+                routingNote = rerouted.map(JSONValue.string)
+            }
             record.credentials = try await seal(secrets, organizationID: principal.organizationID, integrationID: id, in: db)
             record.updatedAt = now
             do {
@@ -200,7 +227,7 @@ public struct IntegrationRegistry: Sendable {
                 organizationID: principal.organizationID, type: "integration.updated", actor: Self.actor(principal),
                 integrationID: id, data: [
                     "changed": .array(patch.fieldNames.map(JSONValue.string)), "before": .string(before),
-                    "after": .string(Self.configurationDigest(record, secrets)),
+                    "after": .string(Self.configurationDigest(record, secrets)), "credentialRouting": .array(routingNote),
                 ], time: now
             ), in: db)
             return record
@@ -209,6 +236,23 @@ public struct IntegrationRegistry: Sendable {
         // Again after the commit: a call may have cached the old row while the change was in flight.
         opened.forget(id)
         return try await view(of: record)
+    }
+
+    /// What decides where and how an integration's credentials are sent: its base URL and auth method,
+    /// the API key's location, header templates, and the OAuth and JWT endpoints. Keyed by the setting's
+    /// name as a client would write it.
+    static func credentialRouting(_ record: IntegrationRecord) -> [String: JSONValue] {
+        var routing: [String: JSONValue] = ["baseUrl": record.baseURL.map(JSONValue.string) ?? .null, "authMethod": .string(record.authMethod)]
+        let config = record.config.objectValue ?? [:]
+        for key in ["keyLocation", "keyParam", "keyField", "keyHeader", "keyPrefix", "headers"] {
+            if let value = config[key] { routing["config.\(key)"] = value }
+        }
+        for section in ["oauth", "jwt"] {
+            for (key, value) in config[section]?.objectValue ?? [:] where key.hasSuffix("Url") || key == "audience" {
+                routing["config.\(section).\(key)"] = value
+            }
+        }
+        return routing
     }
 
     /// Soft-deletes an integration: status `inactive` and `deletedAt` set, so evidence can keep referring

@@ -18,6 +18,8 @@ public final class CredentialVault: SecretSealer {
     private let clock: any WallClock
     private let ids: IdentifierGenerator
     private let cache = Mutex<[UUID: SymmetricKey]>([:])
+    /// Purpose keys opened from `purpose_keys`, by label.
+    private let purposeKeys = Mutex<[String: SymmetricKey]>([:])
     /// Each organization's newest data key as last read by ``learnNewestKey(organizationID:in:)``, and
     /// when: lets a hot path seal without a query (``sealWithKnownKey(_:organizationID:context:)``).
     private let newest = Mutex<[UUID: (id: UUID, key: SymmetricKey, at: Date)]>([:])
@@ -30,10 +32,32 @@ public final class CredentialVault: SecretSealer {
         self.ids = ids
     }
 
-    /// A key for keyed hashes (such as hashed source addresses), derived from the active master key and
-    /// `label`, so it never leaves the process and differs per purpose.
+    /// A key for keyed hashes whose values may change with the master key (such as source addresses
+    /// hashed within one minute), derived from the active master key and `label`, so it never leaves the
+    /// process and differs per purpose. What must stay findable uses ``purposeKey(_:in:)``.
     public func derivedKey(_ label: String) -> SymmetricKey {
         HKDF<SHA256>.deriveKey(inputKeyMaterial: ring.active.key, info: Data("portal.derived.\(label)".utf8), outputByteCount: 32)
+    }
+
+    /// A key for keyed hashes that must stay the same across master-key rotations (the subject lookup),
+    /// stored sealed in `purpose_keys` under the platform's data key, which rotations re-wrap.
+    ///
+    /// Made on first use, in `db`, which must then be a write transaction. It starts as the key earlier
+    /// releases derived from the active master key (``derivedKey(_:)``), so lookups computed before it was
+    /// stored keep finding their rows; from then on it no longer depends on the master key.
+    public func purposeKey(_ label: String, in db: any SQLDatabase) async throws -> SymmetricKey {
+        if let cached = purposeKeys.withLock({ $0[label] }) { return cached }
+        let store = PurposeKeyStore(db)
+        let context = "purpose-key:\(label)"
+        if try await store.find(label: label) == nil {
+            let initial = derivedKey(label).withUnsafeBytes { Data($0) }
+            let sealed = try await seal(initial, organizationID: Organization.platformID, context: context, in: db)
+            try await store.insertIfAbsent(label: label, sealed: sealed, at: clock.now())
+        }
+        guard let envelope = try await store.find(label: label) else { throw PortalError(.storage, "the purpose key '\(label)' was not stored") }
+        let key = SymmetricKey(data: try await open(envelope, organizationID: Organization.platformID, context: context, in: db))
+        purposeKeys.withLock { $0[label] = key }
+        return key
     }
 
     /// The id of the master key that wraps new data keys.
@@ -181,6 +205,9 @@ public final class CredentialVault: SecretSealer {
     }
 
     private func unwrap(_ record: DataKeyRecord) throws(PortalError) -> SymmetricKey {
+        // Every configured master key with a wrap is tried: one wrap that does not open (a key file whose
+        // ids were reused, a damaged row) must not hide another that does.
+        var failed: [String] = []
         for master in ring.keys {
             guard let wrapped = record.wraps[master.id], let combined = Data(base64Encoded: wrapped) else { continue }
             do {
@@ -188,8 +215,11 @@ public final class CredentialVault: SecretSealer {
                 let raw = try AES.GCM.open(box, using: master.key, authenticating: Self.wrapAAD(record))
                 return SymmetricKey(data: raw)
             } catch {
-                throw PortalError(.crypto, "the wrap of data key \(record.id.uuidString.lowercased()) under master key \(master.id) does not open")
+                failed.append(master.id)
             }
+        }
+        if !failed.isEmpty {
+            throw PortalError(.crypto, "the wraps of data key \(record.id.uuidString.lowercased()) under master keys \(failed.joined(separator: ", ")) do not open")
         }
         throw PortalError(
             .crypto,

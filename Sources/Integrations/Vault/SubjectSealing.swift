@@ -8,23 +8,29 @@ import Storage
 /// Records that describe a person are stored encrypted under that subject's own key (DESIGN 4.1), so that
 /// erasing the subject (deleting its `subject_keys` row) leaves them unreadable.
 ///
-/// A subject is found by `lookup`: HMAC-SHA256, under a key derived from the master key, of the organization
+/// A subject is found by `lookup`: HMAC-SHA256, under the vault's `subject-lookup` purpose key (stored
+/// sealed, so a master-key rotation does not change it), of the organization
 /// and the normalized subject id (trimmed, lowercased). A sealed value is stored as
 /// `{"$subject": lookup, "$sealed": base64(nonce || AES-256-GCM(canonical JSON) || tag)}`, bound by its
 /// associated data to the organization, integration, entity and record.
 public struct SubjectSealing: Sendable {
     public let vault: CredentialVault
-    private let lookupKey: SymmetricKey
 
     public init(vault: CredentialVault) {
         self.vault = vault
-        lookupKey = vault.derivedKey("subject-lookup")
     }
 
-    public func lookup(organizationID: UUID, subjectID: String) -> String {
+    /// The subject's lookup; `db` must be a write transaction the first time the process needs the key
+    /// (on a database that has none yet, it is made then).
+    public func lookup(organizationID: UUID, subjectID: String, in db: any SQLDatabase) async throws -> String {
+        Self.lookup(organizationID: organizationID, subjectID: subjectID, key: try await vault.purposeKey("subject-lookup", in: db))
+    }
+
+    /// The lookup of `subjectID` under `key`.
+    static func lookup(organizationID: UUID, subjectID: String, key: SymmetricKey) -> String {
         let normalized = subjectID.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
         let message = Array("\(organizationID.uuidString.lowercased())\n\(normalized)".utf8)
-        return Hex.encode(HMAC<SHA256>.authenticationCode(for: message, using: lookupKey))
+        return Hex.encode(HMAC<SHA256>.authenticationCode(for: message, using: key))
     }
 
     public static func aad(organizationID: UUID, integrationID: UUID, entity: String, recordID: String) -> [UInt8] {
@@ -91,7 +97,8 @@ public struct SubjectSealing: Sendable {
     /// The commitments of the given subjects, creating their keys and salts when they have none (a write
     /// transaction); erased subjects get none (their lookups are suppressed).
     public func commitments(organizationID: UUID, subjectIDs: [String], in db: any SQLDatabase, at now: Date) async throws -> [String: String] {
-        let lookups = Dictionary(subjectIDs.map { (lookup(organizationID: organizationID, subjectID: $0), $0) }, uniquingKeysWith: { a, _ in a })
+        let key = try await vault.purposeKey("subject-lookup", in: db)
+        let lookups = Dictionary(subjectIDs.map { (Self.lookup(organizationID: organizationID, subjectID: $0, key: key), $0) }, uniquingKeysWith: { a, _ in a })
         let erased = try await SubjectKeyStore(db).erased(organizationID: organizationID, lookups: Array(lookups.keys))
         let live = Set(lookups.keys).subtracting(erased)
         _ = try await keys(organizationID: organizationID, lookups: live, create: true, in: db, at: now)

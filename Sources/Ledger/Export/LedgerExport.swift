@@ -217,30 +217,11 @@ public struct DirectoryLedgerSource: LedgerSource {
 public struct LedgerBundleVerifier: Sendable {
     public init() {}
 
-    /// Unpacks `bundle` (a `.tar.zst`) into a new folder under `scratch` and returns it.
-    public func unpack(bundle: String, into scratch: URL) throws -> URL {
-        guard let handle = FileHandle(forReadingAtPath: bundle) else { throw PortalError(.validationFailed, "cannot read \(bundle)") }
-        defer { try? handle.close() }
+    /// Unpacks `bundle` (a `.tar.zst`) into a new folder under `scratch` and returns it: members are
+    /// streamed to disk, none larger than `limit(path)` bytes (``Tar/extract(bundle:into:limit:)``).
+    public func unpack(bundle: String, into scratch: URL, limit: @escaping (String) -> Int = { _ in Tar.defaultMemberLimit }) throws -> URL {
         let root = scratch.appendingPathComponent("ledger-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        let decompressor = try ZstdDecompressor()
-        var reader = Tar.Reader()
-        while true {
-            let chunk = try handle.read(upToCount: 1 << 20) ?? Data()
-            if chunk.isEmpty { break }
-            try decompressor.decompress(Array(chunk)) { bytes in
-                try reader.feed(bytes) { path, type, content in
-                    let url = root.appendingPathComponent(path)
-                    if type == UInt8(ascii: "5") {
-                        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-                    } else {
-                        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-                        try Data(content).write(to: url)
-                    }
-                }
-            }
-        }
-        guard decompressor.frameComplete, reader.ended else { throw PortalError(.validationFailed, "the bundle is truncated") }
+        try Tar.extract(bundle: bundle, into: root, limit: limit)
         return root
     }
 

@@ -63,7 +63,12 @@ public enum Problem {
         }
         var headers: HTTPFields = [.contentType: "application/problem+json"]
         if error.code == .unauthenticated { headers[.wwwAuthenticate] = "Bearer realm=\"portal\"" }
-        if let seconds = error.retryAfterSeconds { headers[.retryAfter] = String(seconds) }
+        if let seconds = error.retryAfterSeconds {
+            headers[.retryAfter] = String(seconds)
+        } else if status == .serviceUnavailable {
+            // A database that cannot be reached is back within seconds (a restart, a failover), or not soon.
+            headers[.retryAfter] = "5"
+        }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: JSONOutput.encode(JSONValue.object(body)))))
     }
 }

@@ -20,6 +20,16 @@ struct IntegrationRoutes {
         "authorization", "cookie", "set-cookie", "proxy-authorization", "proxy-authenticate", "connection", "keep-alive", "te",
         "trailer", "transfer-encoding", "upgrade", "host", "content-length", "x-request-id",
     ]
+    /// Headers every proxied response carries in place of any the upstream sent (issue 16): the upstream's
+    /// bytes are served from the portal's origin, so they must not run script there, be sniffed into HTML,
+    /// be framed, or be read by other origins.
+    static let proxySecurityHeaders: [(name: HTTPField.Name, value: String)] = [
+        (HTTPField.Name("Content-Security-Policy")!, "sandbox; default-src 'none'; frame-ancestors 'none'"),
+        (HTTPField.Name("X-Content-Type-Options")!, "nosniff"),
+        (HTTPField.Name("Cross-Origin-Resource-Policy")!, "same-origin"),
+    ]
+    /// Upstream response headers replaced by ``proxySecurityHeaders`` (lowercased), the report-only policy included.
+    static let proxyReplaced: Set<String> = Set(proxySecurityHeaders.map { $0.name.canonicalName }).union(["content-security-policy-report-only"])
 
     /// The provider's redirect back after an authorization: open, because the single-use `state` bound to the
     /// organization, integration and requesting token is what authorizes it.
@@ -182,9 +192,12 @@ struct IntegrationRoutes {
                 )
                 var fields = HTTPFields()
                 for header in result.headers {
-                    guard let name = HTTPField.Name(header.name), !Self.notForwarded.contains(name.canonicalName) else { continue }
+                    guard let name = HTTPField.Name(header.name), !Self.notForwarded.contains(name.canonicalName),
+                          !Self.proxyReplaced.contains(name.canonicalName)
+                    else { continue }
                     fields.append(HTTPField(name: name, value: header.value))
                 }
+                for header in Self.proxySecurityHeaders { fields[header.name] = header.value }
                 fields[Self.cacheStatus] = result.cacheStatus
                 return Response(status: .init(code: result.status), headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: result.body)))
             }
