@@ -122,7 +122,8 @@ public enum Outcome: String, Sendable {
         case 429: return "rate_limit"
         case 400, 413, 415, 422: return "data"
         case 400..<500: return "business"
-        default: return "network"
+        // The provider's own failure: it answered, so it is no network error (DNS, connect, timeout).
+        default: return "server"
         }
     }
 }

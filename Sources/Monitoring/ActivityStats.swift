@@ -24,7 +24,9 @@ public enum OutcomeClass: String, Sendable, CaseIterable {
 }
 
 public enum ErrorCategory: String, Sendable, CaseIterable {
-    case authentication, rateLimit = "rate_limit", network, data, business
+    /// The seed's five, and `server`: the provider answered 5xx (its own failure, which is no network
+    /// error: on-call engineers read `network` as DNS, connect and timeouts).
+    case authentication, rateLimit = "rate_limit", network, data, business, server
 
     var index: Int {
         switch self {
@@ -33,6 +35,7 @@ public enum ErrorCategory: String, Sendable, CaseIterable {
         case .network: 2
         case .data: 3
         case .business: 4
+        case .server: 5
         }
     }
 }

@@ -102,7 +102,15 @@ public struct IntegrationStore {
             """).run()
     }
 
-    /// Writes every mutable column of `r` (matched by id and organization); returns false if it is not there.
+    /// Records that a sync of the integration completed at `time` (the seed's `lastSync`). Only syncs write
+    /// it: ``update(_:)`` leaves it alone, so an edit made while a sync ran cannot put an older time back.
+    public func markSynced(id: UUID, organizationID: UUID, at time: Date) async throws {
+        try await db.raw("""
+            UPDATE integrations SET last_sync = \(bind: time) WHERE id = \(bind: id) AND organization_id = \(bind: organizationID)
+            """).run()
+    }
+
+    /// Writes every mutable column of `r` but `last_sync` (matched by id and organization); returns false if it is not there.
     public func update(_ r: IntegrationRecord) async throws -> Bool {
         try await db.raw("""
             UPDATE integrations SET
@@ -110,7 +118,7 @@ public struct IntegrationStore {
               credentials = \(bind: db.jsonBind(r.credentials)), config = \(bind: db.jsonBind(r.config)),
               rate_limits = \(bind: db.jsonBind(r.rateLimits)), webhook_config = \(bind: db.jsonBind(r.webhookConfig)),
               sync_config = \(bind: db.jsonBind(r.syncConfig)), status = \(bind: r.status), error_message = \(bind: r.errorMessage),
-              last_sync = \(bind: r.lastSync), updated_at = \(bind: r.updatedAt), deleted_at = \(bind: r.deletedAt),
+              updated_at = \(bind: r.updatedAt), deleted_at = \(bind: r.deletedAt),
               processing = \(bind: db.jsonBind(r.processing))
             WHERE id = \(bind: r.id) AND organization_id = \(bind: r.organizationID)
             RETURNING id

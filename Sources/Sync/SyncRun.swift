@@ -404,6 +404,7 @@ extension SyncEngine {
             guard try await store.finishJob(jobID: job.id, owner: owner, status: "completed", error: nil, processed: processed, total: processed, counts: c.json, at: now) else {
                 throw LeaseLost()
             }
+            try await IntegrationStore(db).markSynced(id: job.integrationID, organizationID: job.organizationID, at: now)
             var data: [String: JSONValue] = [
                 "jobId": .string(job.id.uuidString.lowercased()), "entity": .string(job.entity), "syncType": .string(job.syncType),
                 "counts": c.json, "recordIdDigest": .string(checkpoint.digest.hex), "recordIdDigestAlgorithm": "sum of SHA-256(record id) mod 2^256",

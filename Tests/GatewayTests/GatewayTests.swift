@@ -198,7 +198,7 @@ struct GatewayTests {
             let failing = try await env.call(id, "/status/502")
             #expect(failing.status == 502 && failing.attempts == 3 && failing.outcome == "server_error")
             let failed = try await env.requestEntries().filter { $0.type == "request.failed" }
-            #expect(failed.contains { $0.data.objectValue?["status"] == 502 && $0.data.objectValue?["errorCategory"] == "network" && $0.data.objectValue?["attempts"] == 3 })
+            #expect(failed.contains { $0.data.objectValue?["status"] == 502 && $0.data.objectValue?["errorCategory"] == "server" && $0.data.objectValue?["attempts"] == 3 })
 
             let limited = try await env.call(id, "/limited/a")
             #expect(limited.status == 200 && limited.attempts == 2)

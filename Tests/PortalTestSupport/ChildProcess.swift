@@ -3,17 +3,22 @@ public import Foundation
 /// Child processes for tests and benchmarks: posix_spawn and waitpid, not Foundation's Process (its
 /// waitUntilExit spun a core for ever here).
 public enum ChildProcess {
-    /// Starts `executable` with its output appended to `output` (discarded when nil); returns its process id.
-    public static func spawn(_ executable: String, _ arguments: [String], output: String? = nil) throws -> pid_t {
+    /// Starts `executable` with its output appended to `output` (discarded when nil), in `directory` (the
+    /// test's own folder, so that files a tool writes to its working directory stay out of the checkout);
+    /// returns its process id.
+    public static func spawn(_ executable: String, _ arguments: [String], output: String? = nil, directory: String? = nil) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 1, output ?? "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        // Glibc's posix_spawn_file_actions_addchdir_np is not visible to Swift: a shell changes directory
+        // and then becomes the program (exec), so the process id is still the program's.
+        let command = directory.map { ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", $0, executable] + arguments } ?? [executable] + arguments
+        let argv = command.map { strdup($0) } + [nil]
         defer { for p in argv { free(p) } }
         var pid: pid_t = 0
-        let result = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+        let result = posix_spawn(&pid, command[0], &actions, nil, argv, environ)
         guard result == 0 else { throw TestSupportError("cannot start \(executable): errno \(result)") }
         return pid
     }

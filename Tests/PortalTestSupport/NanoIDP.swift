@@ -47,7 +47,8 @@ public struct NanoIDP: Sendable {
         try settings.write(toFile: settingsPath, atomically: true, encoding: .utf8)
 
         // posix_spawn and waitpid, not Foundation's Process: its waitUntilExit spun a core for ever here.
-        let pid = try ChildProcess.spawn(executable, ["--config", directory.path, "--host", "127.0.0.1", "--port", String(port)])
+        // In its own folder: nanoidp writes its signing keys (an RSA private key among them) to ./keys.
+        let pid = try ChildProcess.spawn(executable, ["--config", directory.path, "--host", "127.0.0.1", "--port", String(port)], directory: directory.path)
         defer { ChildProcess.stop(pid) }
         let idp = NanoIDP(port: port)
         // Ready when its discovery document answers (Python starts slowly on a busy machine).
@@ -119,7 +120,7 @@ public struct NanoIDP: Sendable {
     }
 
     static func run(_ executable: String, _ arguments: [String]) throws {
-        let pid = try ChildProcess.spawn(executable, arguments)
+        let pid = try ChildProcess.spawn(executable, arguments, directory: FileManager.default.temporaryDirectory.path)
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0, errno == EINTR {}
         guard status == 0 else { throw TestSupportError("nanoidp \(arguments.first ?? "") failed") }

@@ -245,6 +245,20 @@ struct SyncEngineTests {
         }
     }
 
+    @Test("a completed sync sets the integration's lastSync (the seed's field); before it, it is null", arguments: Backend.available)
+    func lastSync(backend: Backend) async throws {
+        try await SyncEnvironment.with(backend) { env, integrationID in
+            env.provider.seed(10)
+            #expect(try await env.registry.get(id: integrationID, organizationID: env.admin.organizationID).lastSync == nil)
+            let job = try #require(try await env.sync(integrationID, "full", ["users"]).first)
+            #expect(job.status == "completed")
+            let after = try await env.registry.get(id: integrationID, organizationID: env.admin.organizationID)
+            let stamp = try #require(after.lastSync)
+            #expect(Timestamp.parse(stamp) != nil, "\(stamp)")
+            #expect(job.completedAt.map { Timestamp.parse($0) == Timestamp.parse(stamp) } ?? false, "lastSync is the job's completion: \(stamp) vs \(String(describing: job.completedAt))")
+        }
+    }
+
     @Test("a page slower than the lease is fetched and counted once: the instance keeps its lease while it works", arguments: Backend.available)
     func slowPages(backend: Backend) async throws {
         try await SyncEnvironment.with(backend, engineConfiguration: .init(leaseSeconds: 1, pollInterval: .milliseconds(50))) { env, integrationID in
