@@ -43,9 +43,8 @@ struct GatewayBenchmark {
             """))
 
         let database = "sqlite://\(work.path)/portal.sqlite"
-        let masterKey = MasterKeyRing.generateBase64()
         children.append(try ChildProcess.spawn(portal, [
-            "serve", "--port", String(portalPort), "--database", database, "--master-key", masterKey,
+            "serve", "--port", String(portalPort), "--database", database, "--master-key-file", try benchKeyFile(work),
             "--outbound-allow", "127.0.0.1", "--log-level", "error",
         ], output: work.appendingPathComponent("portal.log").path))
         let portalURL = "http://127.0.0.1:\(portalPort)"

@@ -112,7 +112,7 @@ struct MonitoringBenchmark {
         setenv("PORTAL_METRICS_TOKEN", metricsToken, 1)
         defer { unsetenv("PORTAL_METRICS_TOKEN") }
         let pid = try ChildProcess.spawn(portal, [
-            "serve", "--port", String(port), "--database", database, "--master-key", MasterKeyRing.generateBase64(), "--outbound-allow", "127.0.0.1", "--log-level", "error",
+            "serve", "--port", String(port), "--database", database, "--master-key-file", try benchKeyFile(work), "--outbound-allow", "127.0.0.1", "--log-level", "error",
         ], output: work.appendingPathComponent("portal.log").path)
         defer { ChildProcess.stop(pid) }
         let url = "http://127.0.0.1:\(port)"
@@ -170,7 +170,7 @@ struct MonitoringBenchmark {
             let port = try NanoIDP.freePort()
             let database = "sqlite://\(work.path)/portal-\(mode).sqlite"
             children.append(try ChildProcess.spawn(portal, [
-                "serve", "--port", String(port), "--database", database, "--master-key", MasterKeyRing.generateBase64(),
+                "serve", "--port", String(port), "--database", database, "--master-key-file", try benchKeyFile(work, name: "master-\(mode).key"),
                 "--outbound-allow", "127.0.0.1", "--log-level", "error", "--monitoring", mode,
             ], output: work.appendingPathComponent("portal-\(mode).log").path))
             let url = "http://127.0.0.1:\(port)"

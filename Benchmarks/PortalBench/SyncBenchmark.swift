@@ -74,7 +74,7 @@ struct SyncBenchmark {
     private func sync(_ curl: String, provider: FakeProvider, databaseURL: String, work: URL, limit: Int?) async throws -> (seconds: Double, peakMiB: Int) {
         let port = try NanoIDP.freePort()
         let pid = try ChildProcess.spawn(portal, [
-            "serve", "--port", String(port), "--database", databaseURL, "--master-key", MasterKeyRing.generateBase64(), "--log-level", "error",
+            "serve", "--port", String(port), "--database", databaseURL, "--master-key-file", try benchKeyFile(work), "--log-level", "error",
             "--outbound-allow", "127.0.0.1",
         ], output: work.appendingPathComponent("portal-sync.log").path)
         defer { ChildProcess.stop(pid) }

@@ -45,7 +45,7 @@ struct WebhookBenchmark {
     private func measure(backend: String, databaseURL: String, work: URL, wrk: String, curl: String, report: Report) async throws {
         let port = try NanoIDP.freePort()
         let pid = try ChildProcess.spawn(portal, [
-            "serve", "--port", String(port), "--database", databaseURL, "--master-key", MasterKeyRing.generateBase64(), "--log-level", "error",
+            "serve", "--port", String(port), "--database", databaseURL, "--master-key-file", try benchKeyFile(work, name: "master-\(backend).key"), "--log-level", "error",
         ], output: work.appendingPathComponent("portal-\(backend).log").path)
         defer { ChildProcess.stop(pid) }
         let base = "http://127.0.0.1:\(port)"

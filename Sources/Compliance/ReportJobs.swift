@@ -21,10 +21,14 @@ public final class ReportJobs: Service, Sendable {
     let mappings: String
     let templates: String
 
+    /// The most report builds an organization may have queued or running (each is built in memory).
+    let maxOpen: Int
+
     public init(
         database: Database, checkpointer: LedgerCheckpointer, sequencer: LedgerSequencer, clock: any WallClock, ids: IdentifierGenerator, logger: Logger,
-        owner: String, reportsDirectory: String
+        owner: String, reportsDirectory: String, maxOpen: Int = Quotas().openReports
     ) {
+        self.maxOpen = maxOpen
         self.database = database
         self.checkpointer = checkpointer
         self.sequencer = sequencer
@@ -95,7 +99,16 @@ public final class ReportJobs: Service, Sendable {
             id: ids.next(), organizationID: principal.organizationID, kind: kind, periodFrom: from, periodTo: to, atSize: at, status: "pending",
             requestedBy: principal.tokenID.uuidString.lowercased(), createdAt: clock.now()
         )
-        try await database.write { db in try await ReportStore(db).insert(record) }
+        let maxOpen = maxOpen
+        try await database.write { db in
+            let open = try await ReportStore(db).countOpen(organizationID: principal.organizationID)
+            guard open < maxOpen else {
+                var full = PortalError(.throttled, "the organization has \(open) report builds queued or running, the most allowed (PORTAL_MAX_OPEN_REPORTS) is \(maxOpen); retry when one is done")
+                full.retryAfterSeconds = 30
+                throw full
+            }
+            try await ReportStore(db).insert(record)
+        }
         return View(record)
     }
 

@@ -167,7 +167,8 @@ public final class Gateway: Service, Sendable {
     let assertions = JWTAssertions()
     let cache: ResponseCache
     private let sleep: @Sendable (Duration) async throws -> Void
-    private let client: Mutex<HTTPClient?> = Mutex(nil)
+    /// The HTTP clients: one by name, and one per vetted (host, address) pair (see ``OutboundClients``).
+    private let clients = OutboundClients(configuration: Gateway.clientConfiguration())
     /// Told of every recorded call and token request (monitoring).
     private let observer: any ActivityObserver
     private let database: Database
@@ -195,39 +196,30 @@ public final class Gateway: Service, Sendable {
         cache = ResponseCache(capacity: configuration.cacheEntries, maxBodyBytes: configuration.maxCachedBodyBytes)
     }
 
-    /// The HTTP client, made on first use: no redirects (a 3xx goes back to the caller, so no redirect
-    /// can lead past the destination policy), TLS 1.2 at least, a bounded pool per host.
-    private var http: HTTPClient {
-        client.withLock { existing in
-            if let existing { return existing }
-            var tls = TLSConfiguration.makeClientConfiguration()
-            tls.minimumTLSVersion = .tlsv12
-            var config = HTTPClient.Configuration(tlsConfiguration: tls, redirectConfiguration: .disallow, timeout: .init(connect: .seconds(10)))
-            config.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 32)
-            // A refused connection fails the attempt at once; the gateway's own retry loop (with its
-            // backoff and the call's timeout) decides what happens next, instead of the pool retrying
-            // silently until the deadline.
-            config.connectionPool.retryConnectionEstablishment = false
-            config.decompression = .disabled
-            let made = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
-            existing = made
-            return made
-        }
+    /// The HTTP clients' configuration (clients are made on first use): no redirects (a 3xx goes back to the
+    /// caller, so no redirect can lead past the destination policy), TLS 1.2 at least, a bounded pool per host.
+    static func clientConfiguration() -> HTTPClient.Configuration {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        var config = HTTPClient.Configuration(tlsConfiguration: tls, redirectConfiguration: .disallow, timeout: .init(connect: .seconds(10)))
+        config.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 32)
+        // A refused connection fails the attempt at once; the gateway's own retry loop (with its
+        // backoff and the call's timeout) decides what happens next, instead of the pool retrying
+        // silently until the deadline.
+        config.connectionPool.retryConnectionEstablishment = false
+        config.decompression = .disabled
+        return config
     }
 
-    /// Waits for shutdown, then closes the HTTP client if one was made.
+    /// Waits for shutdown, then closes the HTTP clients made.
     public func run() async throws {
         try? await gracefulShutdown()
         try await shutdown()
     }
 
-    /// Closes the HTTP client (idempotent).
+    /// Closes the HTTP clients (idempotent).
     public func shutdown() async throws {
-        let made = client.withLock { existing -> HTTPClient? in
-            defer { existing = nil }
-            return existing
-        }
-        try await made?.shutdown()
+        try await clients.shutdown()
     }
 
     /// Runs `request` through integration `integrationID` for `principal` (the seed's executeRequest).
@@ -307,8 +299,9 @@ public final class Gateway: Service, Sendable {
             record.subjects = Array(Set(commitments.values)).sorted()
         }
 
+        let destination: OutboundPolicy.Destination
         do {
-            try await configuration.policy.check(url)
+            destination = try await configuration.policy.check(url)
         } catch {
             record.outcome = .refused
             // A fixed message: the policy's own text may name addresses a DNS answer gave.
@@ -381,7 +374,7 @@ public final class Gateway: Service, Sendable {
             if JWTAssertions.signs(signing) { bearer = try assertions.assertion(for: signing, now: clock.now()) }
             try Authenticator.apply(signing, to: &outbound, now: clock.now(), bearer: bearer)
             do {
-                var response = try await send(outbound, deadline: deadline)
+                var response = try await send(outbound, to: destination, deadline: deadline)
                 // A 401 with an OAuth token: refresh it once (unless another call already did) and retry once.
                 if response.status == 401, usesOAuth, !refreshedAfter401, !transient {
                     refreshedAfter401 = true
@@ -542,7 +535,7 @@ public final class Gateway: Service, Sendable {
     /// Calls an OAuth 2.0 token endpoint (form-encoded POST, client_secret_basic when `basic` is given),
     /// through the same destination policy as every call.
     private func requestToken(_ url: URL, form: [(String, String)], basic: (String, String)?) async throws -> (Int, JSONValue) {
-        try await configuration.policy.check(url)
+        let destination = try await configuration.policy.check(url)
         func encode(_ text: String) -> String { text.addingPercentEncoding(withAllowedCharacters: SigV4.unreserved) ?? text }
         let body = form.map { "\(encode($0.0))=\(encode($0.1))" }.joined(separator: "&")
         var request = OutboundRequest(method: "POST", url: url, body: Array(body.utf8))
@@ -552,7 +545,7 @@ public final class Gateway: Service, Sendable {
             // RFC 6749 2.3.1: the client id and secret are form-encoded before Basic encoding.
             request.setHeader("Authorization", "Basic " + Data("\(encode(id)):\(encode(secret))".utf8).base64EncodedString())
         }
-        let response = try await send(request, deadline: .now + .seconds(15))
+        let response = try await send(request, to: destination, deadline: .now + .seconds(15))
         return (response.status, (try? JSONValue.parse(Data(response.body))) ?? .null)
     }
 
@@ -568,7 +561,10 @@ public final class Gateway: Service, Sendable {
     /// connection serves the call. Issue 5's profile: pinning calls to the caller's event loop made the
     /// pool close and open connections all the time (a third of the CPU), and the streaming body API added
     /// a thread hop per chunk.
-    private func send(_ request: OutboundRequest, deadline: ContinuousClock.Instant) async throws -> UpstreamResponse {
+    ///
+    /// The connection goes to the address the policy vetted (`destination`), never to a fresh DNS answer
+    /// (DNS rebinding); the host name stays the `Host` header, the SNI and the certificate's checked name.
+    private func send(_ request: OutboundRequest, to destination: OutboundPolicy.Destination, deadline: ContinuousClock.Instant) async throws -> UpstreamResponse {
         let remaining = deadline - ContinuousClock.now
         guard remaining > .zero else { throw PortalError(.upstreamTimeout, "the call's timeout passed before the upstream answered") }
         let nanoseconds = Int64(remaining.components.seconds) * 1_000_000_000 + remaining.components.attoseconds / 1_000_000_000
@@ -580,10 +576,12 @@ public final class Gateway: Service, Sendable {
                 url: request.url, method: HTTPMethod(rawValue: request.method), headers: headers,
                 body: request.body.isEmpty ? nil : .bytes(request.body)
             )
-            let response = try await http.execute(
-                request: outgoing, delegate: ResponseAccumulator(request: outgoing, maxBodySize: configuration.maxResponseBytes),
-                eventLoop: .indifferent, deadline: .now() + .nanoseconds(nanoseconds), logger: nil
-            ).futureResult.get()
+            let response = try await clients.with(outgoing, to: destination) { http in
+                try await http.execute(
+                    request: outgoing, delegate: ResponseAccumulator(request: outgoing, maxBodySize: configuration.maxResponseBytes),
+                    eventLoop: .indifferent, deadline: .now() + .nanoseconds(nanoseconds), logger: nil
+                ).futureResult.get()
+            }
             return UpstreamResponse(
                 status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
                 body: response.body.map { Array(buffer: $0) } ?? []
@@ -675,8 +673,8 @@ public final class Gateway: Service, Sendable {
     /// Sends one notification (alert receivers): the destination policy applies, through the shared client,
     /// without a ledger entry of its own (the notifier logs it). Returns the status and up to 64 KiB of body.
     public func deliver(_ request: OutboundRequest, timeout: Duration = .seconds(10)) async throws -> (status: Int, body: [UInt8]) {
-        try await configuration.policy.check(request.url)
-        let response = try await send(request, deadline: ContinuousClock.now + timeout)
+        let destination = try await configuration.policy.check(request.url)
+        let response = try await send(request, to: destination, deadline: ContinuousClock.now + timeout)
         return (response.status, Array(response.body.prefix(64 << 10)))
     }
 

@@ -6,8 +6,9 @@ public import PortalCore
 /// allow-listed (`--outbound-allow` / `PORTAL_OUTBOUND_ALLOW`), which also permits plain HTTP to it.
 ///
 /// Redirects are not followed by the gateway (a 3xx goes back to the caller), so a redirect cannot lead a
-/// call past this check. A DNS answer can still change between the check and the connection, because
-/// async-http-client resolves again and has no resolver hook: the documented residual risk.
+/// call past this check. DNS rebinding: ``check(_:)`` returns the ``Destination`` it vetted, and the gateway
+/// connects to that address (``OutboundClients``), so a DNS answer that changes after the check is never
+/// consulted. Refusals name the host the caller gave, never an address a DNS answer gave.
 public struct OutboundPolicy: Sendable {
     /// One allow-list item: a host name (exact, case-insensitive) or an address range.
     public enum Rule: Sendable, Equatable {
@@ -15,12 +16,32 @@ public struct OutboundPolicy: Sendable {
         case network(IPAddress, prefix: Int)
     }
 
-    public let rules: [Rule]
+    /// Resolves a host name to its addresses (empty when it does not resolve).
+    public typealias Resolver = @Sendable (String) async -> [IPAddress]
 
-    public init(rules: [Rule] = []) { self.rules = rules }
+    /// What ``check(_:)`` vetted: where the call may connect.
+    public struct Destination: Sendable, Equatable {
+        /// The URL's host, lowercased, without IPv6 brackets.
+        public let host: String
+        /// The vetted address to connect to, instead of resolving `host` again; nil when the host is itself an
+        /// address, or a name the allow-list names (the operator trusts it, and it is connected to by name).
+        public let address: IPAddress?
+
+        /// Whether `url` has the host this destination was vetted for.
+        public func covers(_ url: URL) -> Bool { OutboundPolicy.host(of: url) == host }
+    }
+
+    public let rules: [Rule]
+    /// How host names are resolved: getaddrinfo, or a test's own answers.
+    let resolver: Resolver
+
+    public init(rules: [Rule] = [], resolver: @escaping Resolver = OutboundPolicy.systemResolve) {
+        self.rules = rules
+        self.resolver = resolver
+    }
 
     /// Parses a comma-separated list of host names, addresses and CIDR ranges.
-    public init(allowList: String) throws(PortalError) {
+    public init(allowList: String, resolver: @escaping Resolver = OutboundPolicy.systemResolve) throws(PortalError) {
         var rules: [Rule] = []
         for item in allowList.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {
             let parts = item.split(separator: "/", maxSplits: 1).map(String.init)
@@ -39,30 +60,47 @@ public struct OutboundPolicy: Sendable {
             }
         }
         self.rules = rules
+        self.resolver = resolver
     }
 
-    /// Checks a destination before a call: its scheme, and every address its host resolves to. Throws a
-    /// `refused` error naming the reason.
-    public func check(_ url: URL) async throws(PortalError) {
-        guard let scheme = url.scheme?.lowercased(), let host = url.host?.lowercased(), !host.isEmpty else {
+    /// The host of `url` as the policy compares it: lowercased, without IPv6 brackets.
+    static func host(of url: URL) -> String? {
+        guard let host = url.host?.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]")), !host.isEmpty else { return nil }
+        return host
+    }
+
+    /// Checks a destination before a call: its scheme, and every address its host resolves to (resolved
+    /// once). Returns where the call may connect; throws a `refused` error naming the reason, never an
+    /// address a DNS answer gave.
+    @discardableResult
+    public func check(_ url: URL) async throws(PortalError) -> Destination {
+        guard let scheme = url.scheme?.lowercased(), let host = Self.host(of: url) else {
             throw PortalError(.refused, "the destination URL has no scheme or host")
         }
         guard scheme == "https" || scheme == "http" else { throw PortalError(.refused, "only HTTPS destinations are allowed, not \(scheme)") }
-        if rules.contains(.host(host)) { return }
+        if rules.contains(.host(host)) { return Destination(host: host, address: nil) }
+        let literal = IPAddress(host)
         let addresses: [IPAddress]
-        if let literal = IPAddress(host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))) {
+        if let literal {
             addresses = [literal]
         } else {
-            addresses = await Self.resolve(host)
+            addresses = await resolver(host)
             guard !addresses.isEmpty else { throw PortalError(.refused, "the destination host \(host) does not resolve") }
         }
+        let destination = Destination(host: host, address: literal == nil ? addresses[0] : nil)
         let allowed = addresses.allSatisfy { address in rules.contains { rule in rule.matches(address) } }
-        if allowed { return }
-        if let inside = addresses.first(where: \.isInternal) {
-            throw PortalError(.refused, "the destination \(host) resolves to \(inside), an internal address; allow-list it with --outbound-allow to call it")
+        if allowed { return destination }
+        if addresses.contains(where: \.isInternal) {
+            throw literal == nil
+                ? PortalError(.refused, "the destination host \(host) resolves to an internal address; allow-list it with --outbound-allow to call it")
+                : PortalError(.refused, "the destination \(host) is an internal address; allow-list it with --outbound-allow to call it")
         }
         guard scheme == "https" else { throw PortalError(.refused, "plain HTTP is allowed only to allow-listed destinations; use https") }
+        return destination
     }
+
+    /// The host's addresses from getaddrinfo, in its order (RFC 6724), off the cooperative pool.
+    public static let systemResolve: Resolver = { host in await resolve(host) }
 
     /// The host's addresses (getaddrinfo, off the cooperative pool).
     static func resolve(_ host: String) async -> [IPAddress] {
@@ -147,6 +185,13 @@ public struct IPAddress: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Loopback, private, link-local, carrier-grade NAT, unique-local, multicast, unspecified or reserved.
+    ///
+    /// IPv6 is external only inside global unicast `2000::/3` (all IANA hands out) minus Teredo
+    /// `2001::/32`, documentation `2001:db8::/32` and 6to4 `2002::/16` wrapping an internal IPv4 address,
+    /// or in NAT64 `64:ff9b::/96` wrapping an external IPv4 address. Everything else is internal, which
+    /// covers `::/96` (IPv4-compatible, `[::127.0.0.1]`), `::ffff:0:0:0/96` (IPv4-translated), site-local
+    /// `fec0::/10`, link-local, unique-local, multicast and `64:ff9b:1::/48`. IPv4-mapped `::ffff:0:0/96` is
+    /// judged as its IPv4 address.
     public var isInternal: Bool {
         let b = unmapped.bytes
         if b.count == 4 {
@@ -161,15 +206,18 @@ public struct IPAddress: Sendable, Equatable, CustomStringConvertible {
             default: return b[0] >= 224
             }
         }
-        if b.allSatisfy({ $0 == 0 }) { return true }
-        if b[0..<15].allSatisfy({ $0 == 0 }) && b[15] == 1 { return true }
-        if b[0] == 0xFE && b[1] & 0xC0 == 0x80 { return true }
-        if b[0] & 0xFE == 0xFC { return true }
-        if b[0] == 0xFF { return true }
+        guard b.count == 16 else { return true }
         // NAT64 (64:ff9b::/96) embeds an IPv4 address: judge that one.
-        if b[0] == 0x00, b[1] == 0x64, b[2] == 0xFF, b[3] == 0x9B, b[4..<12].allSatisfy({ $0 == 0 }) {
+        if b[0..<4] == [0x00, 0x64, 0xFF, 0x9B], b[4..<12].allSatisfy({ $0 == 0 }) {
             return IPAddress(bytes: Array(b[12...])).isInternal
         }
+        // Outside global unicast 2000::/3: loopback, unspecified, IPv4-compatible, link- and site-local,
+        // unique-local, multicast, local-use NAT64, discard-only and unassigned space.
+        guard b[0] & 0xE0 == 0x20 else { return true }
+        // Teredo (2001::/32) tunnels to an obfuscated IPv4 address; documentation (2001:db8::/32).
+        if b[0..<4] == [0x20, 0x01, 0x00, 0x00] || b[0..<4] == [0x20, 0x01, 0x0D, 0xB8] { return true }
+        // 6to4 (2002::/16) embeds an IPv4 address in its next 32 bits: judge that one.
+        if b[0] == 0x20, b[1] == 0x02 { return IPAddress(bytes: Array(b[2..<6])).isInternal }
         return false
     }
 }

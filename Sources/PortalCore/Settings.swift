@@ -43,6 +43,8 @@ public struct PortalSettings: Sendable, Equatable {
     public var retentionInterval: TimeInterval = 3600
     /// The folder of report templates and control mappings (`templates/`, `mappings/`).
     public var reportsDirectory: String = "reports"
+    /// Per-organization bounds on what requests make the server store or compute.
+    public var quotas = Quotas()
 
     public init() {}
 
@@ -66,6 +68,10 @@ public struct PortalSettings: Sendable, Equatable {
         ("PORTAL_MONITORING", "on or off: feed the metrics collector (default on)"),
         ("PORTAL_RETENTION_INTERVAL", "how often retention periods are applied (default 1h)"),
         ("PORTAL_REPORTS_DIR", "folder of report templates and control mappings (default reports)"),
+        ("PORTAL_MAX_INTEGRATIONS", "integrations (not deleted) per organization (default 500)"),
+        ("PORTAL_MAX_TOKENS", "API tokens in force per organization (default 1000)"),
+        ("PORTAL_MAX_OPEN_REPORTS", "report builds queued or running per organization (default 2)"),
+        ("PORTAL_TOKEN_LIFETIME", "lifetime of a new API token when none is asked for (default 90d; never for none)"),
     ]
 
     /// Settings from `PORTAL_*` variables over the defaults.
@@ -111,6 +117,21 @@ public struct PortalSettings: Sendable, Equatable {
             }
             s.retentionInterval = seconds
         }
+        for (name, keyPath) in [("PORTAL_MAX_INTEGRATIONS", \Quotas.integrations), ("PORTAL_MAX_TOKENS", \Quotas.tokens), ("PORTAL_MAX_OPEN_REPORTS", \Quotas.openReports)] {
+            guard let v = env[name], !v.isEmpty else { continue }
+            guard let n = Int(v), (1...1_000_000).contains(n) else { throw PortalError(.configuration, "\(name) must be an integer from 1 to 1000000") }
+            s.quotas[keyPath: keyPath] = n
+        }
+        if let v = env["PORTAL_TOKEN_LIFETIME"], !v.isEmpty {
+            if v == "never" {
+                s.quotas.tokenLifetime = nil
+            } else {
+                guard let seconds = try? DurationText.seconds(v, field: "PORTAL_TOKEN_LIFETIME"), seconds >= 60 else {
+                    throw PortalError(.configuration, "PORTAL_TOKEN_LIFETIME must be a duration of at least 1m (for example 90d), or never")
+                }
+                s.quotas.tokenLifetime = seconds
+            }
+        }
         if let v = env["PORTAL_MONITORING"], !v.isEmpty {
             guard ["on", "off"].contains(v) else { throw PortalError(.configuration, "PORTAL_MONITORING must be on or off") }
             s.monitoring = v == "on"
@@ -124,4 +145,19 @@ public struct PortalSettings: Sendable, Equatable {
         while url.hasSuffix("/") { url.removeLast() }
         return url
     }
+}
+
+/// Per-organization bounds on what requests make the server store or compute (a full quota is a 422 that
+/// says which bound and how to go on; a report queue that is full is a 429 with `Retry-After`).
+public struct Quotas: Sendable, Equatable {
+    /// Integrations that are not deleted.
+    public var integrations = 500
+    /// API tokens neither revoked nor expired.
+    public var tokens = 1_000
+    /// Report builds queued or running (each is built in memory).
+    public var openReports = 2
+    /// The lifetime of a new API token that asks for none; nil: such tokens do not expire.
+    public var tokenLifetime: TimeInterval? = 90 * 86_400
+
+    public init() {}
 }

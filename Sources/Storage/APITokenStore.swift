@@ -100,6 +100,14 @@ public struct APITokenStore {
         return try await db.raw(query).all().map(Self.decode)
     }
 
+    /// How many of the organization's tokens are in force at `now` (neither revoked nor expired).
+    public func countInForce(organizationID: UUID, now: Date) async throws -> Int {
+        try await db.raw("""
+            SELECT COUNT(*) AS n FROM api_tokens
+            WHERE organization_id = \(bind: organizationID) AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > \(bind: now))
+            """).first()?.decode(column: "n", as: Int.self) ?? 0
+    }
+
     /// Marks a token revoked; returns false when no live token of that organization has this id.
     public func revoke(id: UUID, organizationID: UUID?, at time: Date) async throws -> Bool {
         var query = SQLQueryString("UPDATE api_tokens SET revoked_at = \(bind: time) WHERE id = \(bind: id) AND revoked_at IS NULL")

@@ -102,6 +102,12 @@ public struct IntegrationStore {
             """).run()
     }
 
+    /// How many of the organization's integrations are not deleted.
+    public func countLive(organizationID: UUID) async throws -> Int {
+        try await db.raw("SELECT COUNT(*) AS n FROM integrations WHERE organization_id = \(bind: organizationID) AND deleted_at IS NULL")
+            .first()?.decode(column: "n", as: Int.self) ?? 0
+    }
+
     /// Records that a sync of the integration completed at `time` (the seed's `lastSync`). Only syncs write
     /// it: ``update(_:)`` leaves it alone, so an edit made while a sync ran cannot put an older time back.
     public func markSynced(id: UUID, organizationID: UUID, at time: Date) async throws {

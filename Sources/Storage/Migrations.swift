@@ -668,5 +668,11 @@ enum Schema {
                 """,
             ]
         }),
+        // Issue 16: data keys rotate by count and age. Each key counts the values sealed under it; keys made
+        // before this migration have an unknown count (NULL), which makes them due: every organization gets
+        // a fresh data key on its next write, and the old one stays for reading.
+        Migration(version: 14, name: "data key seal counts", statements: { _ in
+            ["ALTER TABLE data_keys ADD COLUMN sealed_count BIGINT"]
+        }),
     ]
 }

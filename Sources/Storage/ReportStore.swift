@@ -49,6 +49,12 @@ public struct ReportStore: Sendable {
 
     public init(_ db: any SQLDatabase) { self.db = db }
 
+    /// How many of the organization's report builds are queued or running.
+    public func countOpen(organizationID: UUID) async throws -> Int {
+        try await db.raw("SELECT COUNT(*) AS n FROM reports WHERE organization_id = \(bind: organizationID) AND status IN ('pending', 'running')")
+            .first()?.decode(column: "n", as: Int.self) ?? 0
+    }
+
     public func insert(_ r: ReportRecord) async throws {
         try await db.raw("""
             INSERT INTO reports (id, organization_id, kind, period_from, period_to, at_size, status, requested_by, created_at)

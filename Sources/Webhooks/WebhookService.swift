@@ -35,6 +35,8 @@ public final class WebhookService: Sendable {
     let configuration: Configuration
     /// Told of every receipt, rejection and queue outcome (monitoring).
     let observer: any ActivityObserver
+    /// Takes refused deliveries, counted per endpoint, reason and minute; nil: one entry each.
+    let rejections: (any WebhookRejectionRecorder)?
     /// Live receive paths (`slug/name`): an unknown path is a 404 without a database query.
     private let paths = Mutex(PathIndex())
     private let opened = Mutex<[String: (endpoint: OpenedEndpoint, at: Date)]>([:])
@@ -67,9 +69,10 @@ public final class WebhookService: Sendable {
     public init(
         database: Database, vault: CredentialVault, audit: any AuditTrail, registry: IntegrationRegistry, clock: any WallClock = SystemWallClock(),
         ids: IdentifierGenerator = .shared, logger: Logger, publicURL: String, configuration: Configuration = .init(),
-        observer: any ActivityObserver = NoActivityObserver()
+        observer: any ActivityObserver = NoActivityObserver(), rejections: (any WebhookRejectionRecorder)? = nil
     ) {
         self.observer = observer
+        self.rejections = rejections
         self.database = database
         self.vault = vault
         self.audit = audit
@@ -469,7 +472,7 @@ public final class WebhookService: Sendable {
     private func reject(_ rejection: WebhookRejection, endpoint: OpenedEndpoint, request: InboundWebhook, at now: Date) async throws -> Answer {
         counters.withLock { $0.rejected[rejection.kind.rawValue, default: 0] += 1 }
         observe(endpoint, .rejected)
-        try await audit.append([AuditEvent(
+        let event = AuditEvent(
             organizationID: endpoint.record.organizationID, type: "webhook.rejected", actor: "provider:\(endpoint.record.name)",
             integrationID: endpoint.record.integrationID,
             data: [
@@ -477,7 +480,14 @@ public final class WebhookService: Sendable {
                 "status": .int(Int64(rejection.status)), "bodyBytes": .int(Int64(request.body.count)),
             ],
             time: now
-        )])
+        )
+        // Unauthenticated traffic: counted per endpoint, reason and minute when a recorder is given (300
+        // forged deliveries are a few entries, not 300).
+        if let rejections {
+            try await rejections.rejected(event)
+        } else {
+            try await audit.append([event])
+        }
         var answer = Answer.json(["error": .string(rejection.kind.rawValue)], status: rejection.status)
         answer.rejection = rejection
         return answer
@@ -569,6 +579,13 @@ public final class WebhookService: Sendable {
         let headers = signatureHeaders(endpoint).filter { $0.contains("signature") || $0.contains("hmac") }
         return headers.lazy.compactMap { request.header($0) }.first
     }
+}
+
+/// Where the receiver's refusals go instead of one `webhook.rejected` entry each (the portal aggregates
+/// them per endpoint, reason and minute, with a count).
+public protocol WebhookRejectionRecorder: Sendable {
+    /// Records the refused delivery described by `event` (a `webhook.rejected` entry of one delivery).
+    func rejected(_ event: AuditEvent) async throws
 }
 
 /// An event's row, written with its `webhook.received` entry in the sequencer's batch; the raw body is

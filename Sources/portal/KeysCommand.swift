@@ -49,19 +49,35 @@ struct KeysCommand: AsyncParsableCommand {
                 Running instances keep reading with the old key: its wraps stay until 'retire-master'. With
                 --master-key-file, the new key is written at the top of that file (the old keys stay below it).
                 Restart instances with the new key, then run 'portal keys retire-master --key-id OLD'.
+                A chosen new key is read from a file (--new-key-file PATH, or - for standard input), never
+                from the command line.
                 """
         )
 
-        @Option(name: .customLong("new-key"), help: "The new master key in base64; generated when omitted.")
-        var newKey: String?
+        @Option(name: .customLong("new-key-file"), help: "A file holding the new base64 master key (- reads it from standard input); generated when omitted.")
+        var newKeyFile: String?
+
+        /// Refused: only here to answer with the forms to use instead.
+        @Option(name: .customLong("new-key"), help: .hidden)
+        var newKeyInArguments: String?
 
         @OptionGroup var database: DatabaseOptions
         @OptionGroup var keys: MasterKeyOptions
 
+        func validate() throws {
+            if newKeyInArguments != nil {
+                throw ValidationError(KeyInput.refusal(flag: "--new-key", instead: "--new-key-file PATH or --new-key-file - (standard input), or omit it to generate the new key"))
+            }
+            if newKeyFile == "-", keys.readsStandardInput {
+                throw ValidationError("only one key can come from standard input: give the master key or the new key in a file")
+            }
+        }
+
         func run() async throws {
             var settings = try CLI.settings()
             database.apply(to: &settings)
-            keys.apply(to: &settings)
+            try keys.apply(to: &settings)
+            let newKey = try newKeyFile.map { try KeyInput.fileKey($0, option: "--new-key-file") }
             let logger = CLI.quietLogger()
             try await CLI.run {
                 let ring = try MasterKeyRing.load(masterKey: settings.masterKey, keyFile: settings.masterKeyFile)
@@ -84,9 +100,7 @@ struct KeysCommand: AsyncParsableCommand {
                     return count
                 }
                 if settings.masterKey == nil, let file = settings.masterKeyFile {
-                    let existing = (try? String(contentsOfFile: file, encoding: .utf8))?
-                        .split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
-                        .filter { !$0.isEmpty && !$0.hasPrefix("#") } ?? []
+                    let existing = (try? String(contentsOfFile: file, encoding: .utf8)).map(MasterKeyRing.keyLines) ?? []
                     try MasterKeyRing.writeKeyFile(file, keys: [newBase64] + existing.filter { $0 != newBase64 })
                     CLI.note("added the new key at the top of \(file)")
                 } else if newKey == nil {
@@ -113,7 +127,7 @@ struct KeysCommand: AsyncParsableCommand {
         func run() async throws {
             var settings = try CLI.settings()
             database.apply(to: &settings)
-            keys.apply(to: &settings)
+            try keys.apply(to: &settings)
             let logger = CLI.quietLogger()
             let id = keyID
             try await CLI.run {

@@ -20,7 +20,7 @@ struct LedgerOptions: ParsableArguments {
     func settings() throws -> PortalSettings {
         var settings = try CLI.settings()
         database.apply(to: &settings)
-        keys.apply(to: &settings)
+        try keys.apply(to: &settings)
         publicURL.apply(to: &settings)
         if let checkpointDir { settings.checkpointDir = checkpointDir }
         return settings

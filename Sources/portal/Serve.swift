@@ -58,7 +58,7 @@ struct Serve: AsyncParsableCommand {
         if let host { settings.host = host }
         if let port { settings.port = port }
         database.apply(to: &settings)
-        keys.apply(to: &settings)
+        try keys.apply(to: &settings)
         publicURL.apply(to: &settings)
         if let checkpointDir { settings.checkpointDir = checkpointDir }
         if let maxBodyBytes { settings.maxBodyBytes = maxBodyBytes }

@@ -29,7 +29,7 @@ struct TokenCommand: AsyncParsableCommand {
         @Option(help: "The person the token is issued to.")
         var owner: String = "cli"
 
-        @Option(name: .customLong("expires-in"), help: "Lifetime such as 90m, 12h, 30d or 2w; no expiry when omitted.")
+        @Option(name: .customLong("expires-in"), help: "Lifetime such as 90m, 12h, 30d or 2w, or never; PORTAL_TOKEN_LIFETIME (default 90d) when omitted.")
         var expiresIn: String?
 
         @Option(help: "What the token is for.")
@@ -47,7 +47,9 @@ struct TokenCommand: AsyncParsableCommand {
             let clock = SystemWallClock()
             try await CLI.run {
                 try Organization.validateSlug(org)
-                let expiresAt = try expiresIn.map { try clock.now() + DurationText.seconds($0, field: "--expires-in") }
+                let lifetime = try expiresIn.map { text throws -> TimeInterval? in text == "never" ? nil : try DurationText.seconds(text, field: "--expires-in") }
+                    ?? settings.quotas.tokenLifetime
+                let expiresAt = lifetime.map { clock.now() + $0 }
                 try await Database.withDatabase(url: settings.databaseURL, logger: logger) { db in
                     try await Migrator(database: db, logger: logger).migrate()
                     let ledger = LedgerSequencer(database: db, clock: clock, logger: logger)

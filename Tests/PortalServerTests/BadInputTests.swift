@@ -79,13 +79,26 @@ struct BadInputTests {
         }
     }
 
-    @Test("unknown routes and methods get problem bodies too", arguments: [Backend.sqlite])
+    @Test("unknown routes are 404s; a known path with a method it does not have is a 405 with Allow; both problem bodies", arguments: [Backend.sqlite])
     func unknownRoutes(backend: Backend) async throws {
         try await withPortal(backend) { portal in
             expectProblem(try await portal.call(.get, "/nope", token: nil), .notFound)
-            let wrongMethod = try await portal.call(.put, "/healthz", token: nil)
-            #expect([.notFound, .methodNotAllowed].contains(wrongMethod.status))
-            #expect(wrongMethod.headers[.contentType] == "application/problem+json")
+            expectProblem(try await portal.call(.put, "/portal/nope", token: portal.token("acme.admin")), .notFound)
+            let cases: [(HTTPRequest.Method, String, String)] = [
+                (.put, "/healthz", "GET"),
+                (.init("TRACE")!, "/portal/integrations", "GET, POST"),
+                (.delete, "/portal/integrations/test", "POST"),
+                (.options, "/portal/integrations/01938a4e-9d2a-7b3c-8d4e-5f6a7b8c9d0e", "GET, PATCH, DELETE"),
+                (.put, "/portal/integrations/01938a4e-9d2a-7b3c-8d4e-5f6a7b8c9d0e/webhooks/logs", "GET"),
+                (.post, "/ledger/acme/tile/0/x001/002", "GET"),
+                (.init("QUERY")!, "/portal/alerts/silences", "GET, POST"),
+            ]
+            for (method, path, allow) in cases {
+                let response = try await portal.call(method, path, token: nil)
+                let problem = expectProblem(response, .methodNotAllowed)
+                #expect(problem["code"] == "method_not_allowed", "\(method) \(path)")
+                #expect(response.headers[.allow] == allow, "\(method) \(path): \(response.headers[.allow] ?? "no Allow")")
+            }
         }
     }
 }

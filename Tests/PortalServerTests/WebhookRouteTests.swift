@@ -5,6 +5,7 @@ import Hummingbird
 import HummingbirdTesting
 import Ledger
 import PortalCore
+import PortalServer
 import PortalTestSupport
 import SQLKit
 import Storage
@@ -120,9 +121,18 @@ struct WebhookRouteTests {
             let tested = try await portal.call(.post, "/portal/integrations/\(integration)/webhooks/\(endpointID)/test", token: operatorToken)
             #expect(tested.json.objectValue?["success"] == true, "\(tested.body.string)")
 
+            // Rejections are counted per endpoint, reason and minute (issue 16 item 9): after a flush their
+            // counts add up to the four refused deliveries.
+            try await portal.services.authFailures.flush(force: true)
             let types = try await ledgerTypes(portal)
             #expect(types.filter { $0 == "webhook.received" }.count == 5)
-            #expect(types.filter { $0 == "webhook.rejected" }.count == 4)
+            let rejected = try await Database.withDatabase(url: portal.test.url, logger: quietLogger) { db in
+                try await db.read { tx in
+                    try await LedgerStore(tx).entries(portal.acme.id, from: 0, limit: 10_000).map { try LedgerEntry(canonical: $0.bytes) }.filter { $0.type == "webhook.rejected" }
+                }
+            }
+            #expect(rejected.reduce(Int64(0)) { total, entry in if case .int(let n)? = entry.data.objectValue?["count"] { total + n } else { total } } == 4)
+            #expect((2...4).contains(rejected.count))
             #expect(types.contains("webhook.registered") && types.contains("webhook.processed") && types.contains("webhook.failed") && types.contains("webhook.retried"))
 
             // Deleting the endpoint makes its path unknown at once.

@@ -103,4 +103,31 @@ jq -e '.recordsDeleted == 0 and (.recipients | length) == 0' erase.json >/dev/nu
 ! grep -qi "pat@example" subject-entries.txt || fail "a subject id reached the ledger"
 if "$PORTAL_BIN" dsar export --org nosuch --subject x --master-key-file keys/new-only.key >/dev/null 2>err.txt; then fail "dsar export of an unknown organization succeeded"; fi
 ok "dsar export and erase from the CLI, ledgered without the subject's id"
+
+# No key material in the arguments (visible to every user in ps): flags that would take a key are refused
+# with the forms to use instead, without echoing the key; files, standard input and PORTAL_MASTER_KEY work.
+SECRET=$(grep -v '^#' keys/new-only.key)
+for args in "serve --port 0 --master-key $SECRET" "ledger verify --master-key=$SECRET" "keys rotate-master --master-key-file keys/master.key --new-key $SECRET"; do
+  set -f
+  # shellcheck disable=SC2086
+  if "$PORTAL_BIN" $args >out.txt 2>err.txt; then set +f; fail "key material in the arguments was accepted (${args%% --*})"; fi
+  set +f
+  grep -q "is not accepted" err.txt && grep -q -- "-file" err.txt || fail "no clear refusal (${args%% --*}): $(cat err.txt)"
+  ! grep -qF "$SECRET" err.txt out.txt || fail "the refusal repeated the key"
+done
+if "$PORTAL_BIN" keys rotate-master --master-key-stdin --new-key-file - <keys/new-only.key >/dev/null 2>err.txt; then fail "two keys from standard input"; fi
+"$PORTAL_BIN" ledger verify --master-key-stdin <keys/new-only.key >verify.txt 2>&1 || fail "ledger verify --master-key-stdin: $(cat verify.txt)"
+"$PORTAL_BIN" ledger verify --master-key-file - <keys/new-only.key >verify.txt 2>&1 || fail "ledger verify --master-key-file -: $(cat verify.txt)"
+PORTAL_MASTER_KEY=$SECRET "$PORTAL_BIN" ledger verify >verify.txt 2>&1 || fail "ledger verify with PORTAL_MASTER_KEY: $(cat verify.txt)"
+"$PORTAL_BIN" keys generate-master --out keys/chosen.key 2>gen.err
+CHOSEN_ID=$(grep -o 'master key [0-9a-f]\{16\}' gen.err | awk '{print $3}')
+"$PORTAL_BIN" keys rotate-master --master-key-stdin --new-key-file keys/chosen.key <keys/new-only.key >rotate2.out 2>rotate2.err || fail "rotate-master --new-key-file: $(cat rotate2.err)"
+grep -q "under master key $CHOSEN_ID" rotate2.err || fail "rotate-master did not use the chosen key: $(cat rotate2.err)"
+[ ! -s rotate2.out ] || fail "rotate-master printed a key it was given"
+"$PORTAL_BIN" keys generate-master --out keys/third.key 2>/dev/null
+"$PORTAL_BIN" keys rotate-master --master-key-file keys/chosen.key --new-key-file - <keys/third.key 2>rotate3.err || fail "rotate-master --new-key-file -: $(cat rotate3.err)"
+[ "$(grep -vc '^#' keys/chosen.key)" = 2 ] || fail "the key from standard input was not added to the key file"
+grep -v '^#' keys/chosen.key | head -n 1 | cmp -s - <(grep -v '^#' keys/third.key) || fail "the key file does not start with the new key"
+"$PORTAL_BIN" ledger verify --master-key-stdin <keys/third.key >verify.txt 2>&1 || fail "the key read from standard input does not open the ledger keys: $(cat verify.txt)"
+ok "no key material in the arguments: --master-key and --new-key refused; files, standard input and PORTAL_MASTER_KEY work"
 echo "cli.sh ($BACKEND): all checks passed"

@@ -21,10 +21,14 @@ public struct IntegrationRegistry: Sendable {
     /// `outboundCacheSeconds`: how long an opened outbound configuration (credentials in the clear, in
     /// memory only) is reused by the gateway before it is read and unsealed again (default 1 s). Changes
     /// made through this registry take effect at once; changes made by another instance within that time.
+    /// The most integrations (not deleted) an organization may have.
+    let maxIntegrations: Int
+
     public init(
         database: Database, vault: CredentialVault, audit: any AuditTrail, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared,
-        outboundCacheSeconds: TimeInterval = 1
+        outboundCacheSeconds: TimeInterval = 1, maxIntegrations: Int = Quotas().integrations
     ) {
+        self.maxIntegrations = maxIntegrations
         self.database = database
         self.vault = vault
         self.audit = audit
@@ -53,6 +57,12 @@ public struct IntegrationRegistry: Sendable {
         let now = clock.now()
         let id = ids.next()
         let record = try await database.write { db in
+            let live = try await IntegrationStore(db).countLive(organizationID: principal.organizationID)
+            guard live < maxIntegrations else {
+                throw PortalError.validation([.init(
+                    pointer: "", message: "the organization has \(live) integrations, the most allowed (PORTAL_MAX_INTEGRATIONS) is \(maxIntegrations): delete one first"
+                )])
+            }
             let sealed = try await seal(
                 Secrets(credentials: input.credentials, webhookSecret: input.webhookSecret),
                 organizationID: principal.organizationID, integrationID: id, in: db

@@ -56,6 +56,7 @@ public enum ProcessingRecord {
                 if bad.isEmpty { out[key] = .array(list.map(JSONValue.string)) } else { r.reject(key, "must be ISO 3166-1 alpha-2 country codes (such as DE, US)") }
             }
         }
+        rejectNull(&r, "transferMechanism")
         if let mechanism = r.nested("transferMechanism", { t -> JSONValue? in
             guard let type = t.enumeration("type", TransferMechanism.self, required: true) else { return nil }
             var m: [String: JSONValue] = ["type": .string(type.rawValue)]
@@ -74,16 +75,31 @@ public enum ProcessingRecord {
             out["transferMechanism"] = mechanism
         }
         if let retention = r.string("retention", minLength: 1, maxLength: 500) { out["retention"] = .string(retention) }
+        rejectNull(&r, "dpa")
         if let dpa = r.nested("dpa", { d -> JSONValue? in
             var m: [String: JSONValue] = [:]
             if let reference = d.string("reference", required: true, minLength: 1, maxLength: 200) { m["reference"] = .string(reference) }
             if let date = d.string("date", required: true, minLength: 10, maxLength: 10) {
-                if date.range(of: #"^\d{4}-\d{2}-\d{2}$"#, options: .regularExpression) != nil { m["date"] = .string(date) } else { d.reject("date", "must be a date, YYYY-MM-DD") }
+                if isCalendarDay(date) { m["date"] = .string(date) } else { d.reject("date", "must be a date, YYYY-MM-DD") }
             }
             return .object(m)
         }) {
             out["dpa"] = dpa
         }
         return .object(out)
+    }
+
+    /// Records an error when member `key` is JSON null: the record's objects are objects or absent, never null
+    /// (a reader's `nested` would take null for absent and accept a wrongly typed record).
+    static func rejectNull(_ r: inout JSONObjectReader, _ key: String) {
+        if r.has(key), r.value(key) == .null { r.reject(key, "must be an object, not null") }
+    }
+
+    /// Whether `text` is a real calendar day as YYYY-MM-DD: 2026-02-30 does not silently become March 2.
+    static func isCalendarDay(_ text: String) -> Bool {
+        guard text.range(of: #"^\d{4}-\d{2}-\d{2}$"#, options: .regularExpression) != nil,
+              let date = Timestamp.parse(text + "T00:00:00Z")
+        else { return false }
+        return Timestamp.rfc3339(date).hasPrefix(text)
     }
 }

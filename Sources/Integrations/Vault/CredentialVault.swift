@@ -13,23 +13,64 @@ import Synchronization
 /// where `ct` is nonce || ciphertext || tag. The associated data binds the ciphertext to its organization
 /// and to the row it belongs to, so a ciphertext copied into another row or organization fails to open.
 /// Unwrapped data keys are cached in memory; plaintext never reaches storage or logs.
+///
+/// Data keys rotate (``DataKeyRotation``): an organization's newest key seals new values until it is too old
+/// or has sealed too many, then a new key is made. Every key is kept, so values sealed under older keys
+/// open as before and are sealed under the newest key when next written ("lazy re-wrapping"). Each key
+/// counts its seals in `data_keys.sealed_count`, in the transaction that seals (or, for the query-free
+/// path, with the next one).
 public final class CredentialVault: SecretSealer {
     private let ring: MasterKeyRing
     private let clock: any WallClock
     private let ids: IdentifierGenerator
+    private let rotation: DataKeyRotation
     private let cache = Mutex<[UUID: SymmetricKey]>([:])
     /// Purpose keys opened from `purpose_keys`, by label.
     private let purposeKeys = Mutex<[String: SymmetricKey]>([:])
-    /// Each organization's newest data key as last read by ``learnNewestKey(organizationID:in:)``, and
-    /// when: lets a hot path seal without a query (``sealWithKnownKey(_:organizationID:context:)``).
-    private let newest = Mutex<[UUID: (id: UUID, key: SymmetricKey, at: Date)]>([:])
+    /// Newest keys learnt and seals not yet recorded in storage.
+    private let usage = Mutex(Usage())
     /// How long a remembered newest key is used before storage is asked again.
     static let newestKeySeconds: TimeInterval = 60
 
-    public init(ring: MasterKeyRing, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared) {
+    /// An organization's newest data key as last read by ``learnNewestKey(organizationID:in:)``.
+    private struct KnownKey {
+        var id: UUID
+        var key: SymmetricKey
+        var createdAt: Date
+        /// When it was read.
+        var at: Date
+        /// Its seals as far as this process knows them at the read (nil: unknown), plus those made since.
+        var sealed: Int64?
+    }
+
+    /// What this process knows of its data keys' use.
+    private struct Usage {
+        /// Each organization's newest data key, for ``sealWithKnownKey(_:organizationID:context:)``.
+        var newest: [UUID: KnownKey] = [:]
+        /// Seals made by this process that are not yet added to `data_keys.sealed_count`, by data key.
+        var unrecorded: [UUID: (organizationID: UUID, count: Int64)] = [:]
+
+        /// Counts `count` seals under `keyID`: unrecorded when `recorded` is false, and in the learnt newest
+        /// key if it is that key (a learnt key that is not the one storage gave is stale and forgotten).
+        mutating func sealed(_ count: Int64, keyID: UUID, organizationID: UUID, recorded: Bool) {
+            if !recorded { unrecorded[keyID, default: (organizationID, 0)].count += count }
+            if newest[organizationID]?.id == keyID {
+                newest[organizationID]?.sealed? += count
+            } else {
+                newest[organizationID] = nil
+            }
+        }
+    }
+
+    /// A vault with the master keys of `ring`, rotating data keys as `rotation` says.
+    public init(
+        ring: MasterKeyRing, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared,
+        rotation: DataKeyRotation = .standard
+    ) {
         self.ring = ring
         self.clock = clock
         self.ids = ids
+        self.rotation = rotation
     }
 
     /// A key for keyed hashes whose values may change with the master key (such as source addresses
@@ -63,23 +104,12 @@ public final class CredentialVault: SecretSealer {
     /// The id of the master key that wraps new data keys.
     public var activeMasterKeyID: String { ring.active.id }
 
-    /// Encrypts `plaintext` for `organizationID` and the row named by `context`.
+    /// Encrypts `plaintext` for `organizationID` and the row named by `context`, under the organization's
+    /// newest data key (made first when there is none or the newest is due for rotation).
     ///
-    /// Creates the organization's data key on first use, so `db` must be a write transaction then.
+    /// `db` must be a write transaction: the seal is counted there, and a data key may be made.
     public func seal(_ plaintext: Data, organizationID: UUID, context: String, in db: any SQLDatabase) async throws -> JSONValue {
-        let (keyID, key) = try await dataKey(for: organizationID, in: db)
-        do {
-            let box = try AES.GCM.seal(plaintext, using: key, authenticating: Self.aad(organizationID, context))
-            guard let combined = box.combined else { throw PortalError(.crypto, "cannot encrypt the value") }
-            return [
-                "v": 1, "alg": "A256GCM", "kid": .string(keyID.uuidString.lowercased()),
-                "ct": .string(combined.base64EncodedString()),
-            ]
-        } catch let error as PortalError {
-            throw error
-        } catch {
-            throw PortalError(.crypto, "cannot encrypt the value")
-        }
+        try await seal([(plaintext, context)], organizationID: organizationID, in: db)[0]
     }
 
     /// Remembers the organization's newest data key for ``sealWithKnownKey(_:organizationID:context:)``.
@@ -90,31 +120,87 @@ public final class CredentialVault: SecretSealer {
         guard let record = try await DataKeyStore(db).newest(organizationID: organizationID) else { return }
         let key = try cachedKey(record)
         let now = clock.now()
-        newest.withLock { $0[organizationID] = (record.id, key, now) }
+        usage.withLock { usage in
+            let unrecorded = usage.unrecorded[record.id]?.count ?? 0
+            usage.newest[organizationID] = KnownKey(
+                id: record.id, key: key, createdAt: record.createdAt, at: now, sealed: record.sealedCount.map { $0 + unrecorded }
+            )
+        }
     }
 
     /// Encrypts `plaintext` with the organization's data key if ``learnNewestKey(organizationID:in:)`` read
     /// it within the last minute, without a query; nil otherwise (then ``seal(_:organizationID:context:in:)``
     /// is needed). A key made newer meanwhile is picked up within that minute; values sealed under the
     /// previous one stay readable, as every data key is kept.
+    ///
+    /// Also nil when the key is due for rotation, or when this process has made
+    /// ``DataKeyRotation/unrecordedLimit`` seals under it that storage does not count yet: the next
+    /// ``seal(_:organizationID:in:)`` of the organization records them (or rotates the key).
     public func sealWithKnownKey(_ plaintext: Data, organizationID: UUID, context: String) -> JSONValue? {
         let now = clock.now()
-        guard let known = newest.withLock({ $0[organizationID] }), now.timeIntervalSince(known.at) < Self.newestKeySeconds, now >= known.at,
-              let combined = try? AES.GCM.seal(plaintext, using: known.key, authenticating: Self.aad(organizationID, context)).combined
-        else { return nil }
+        let rotation = rotation
+        let known = usage.withLock { usage -> KnownKey? in
+            guard let known = usage.newest[organizationID], now.timeIntervalSince(known.at) < Self.newestKeySeconds, now >= known.at,
+                  rotation.allows(createdAt: known.createdAt, sealed: known.sealed, more: 1, at: now),
+                  usage.unrecorded[known.id]?.count ?? 0 < rotation.unrecordedLimit
+            else { return nil }
+            // Counted before it is made: a seal that then fails is counted, never one that is made uncounted.
+            usage.sealed(1, keyID: known.id, organizationID: organizationID, recorded: false)
+            return known
+        }
+        guard let known, let combined = try? AES.GCM.seal(plaintext, using: known.key, authenticating: Self.aad(organizationID, context)).combined else {
+            return nil
+        }
         return ["v": 1, "alg": "A256GCM", "kid": .string(known.id.uuidString.lowercased()), "ct": .string(combined.base64EncodedString())]
     }
 
     /// Encrypts several values for one organization with one data-key lookup (the webhook receiver seals a
-    /// batch of raw bodies in the sequencer's transaction).
+    /// batch of raw bodies in the sequencer's transaction), under the newest data key, made first when
+    /// there is none or the newest is due for rotation.
+    ///
+    /// `db` must be a write transaction: the seals are counted there (with this process's seals of the
+    /// organization not yet recorded), and a data key may be made.
     public func seal(_ items: [(plaintext: Data, context: String)], organizationID: UUID, in db: any SQLDatabase) async throws -> [JSONValue] {
         guard !items.isEmpty else { return [] }
-        let (keyID, key) = try await dataKey(for: organizationID, in: db)
-        return try items.map { item in
+        let count = Int64(items.count)
+        let (keyID, key) = try await dataKey(for: organizationID, sealing: count, in: db)
+        let sealed = try items.map { item -> JSONValue in
             guard let combined = try? AES.GCM.seal(item.plaintext, using: key, authenticating: Self.aad(organizationID, item.context)).combined else {
                 throw PortalError(.crypto, "cannot encrypt the value")
             }
             return ["v": 1, "alg": "A256GCM", "kid": .string(keyID.uuidString.lowercased()), "ct": .string(combined.base64EncodedString())]
+        }
+        let recorded = try await DataKeyStore(db).addSeals(id: keyID, count: count)
+        usage.withLock { $0.sealed(count, keyID: keyID, organizationID: organizationID, recorded: recorded) }
+        try await recordSeals(organizationID: organizationID, in: db)
+        return sealed
+    }
+
+    /// Adds this process's unrecorded seals under the organization's data keys to their stored counts, in
+    /// `db` (a write transaction). A key whose row another transaction holds keeps its count for next time.
+    private func recordSeals(organizationID: UUID, in db: any SQLDatabase) async throws {
+        let pending = usage.withLock { usage -> [(id: UUID, count: Int64)] in
+            let ids = usage.unrecorded.filter { $0.value.organizationID == organizationID }.map(\.key).sorted { $0.uuidString < $1.uuidString }
+            return ids.compactMap { id in usage.unrecorded.removeValue(forKey: id).map { (id, $0.count) } }
+        }
+        let store = DataKeyStore(db)
+        var index = 0
+        defer {
+            // What was not recorded (a locked row, or an error) stays counted in memory.
+            let rest = pending[index...]
+            if !rest.isEmpty {
+                usage.withLock { usage in
+                    for item in rest { usage.unrecorded[item.id, default: (organizationID, 0)].count += item.count }
+                }
+            }
+        }
+        while index < pending.count {
+            let item = pending[index]
+            // Recorded, or a key that is not stored (nothing to count it in); otherwise kept for next time.
+            var done = try await store.addSeals(id: item.id, count: item.count)
+            if !done { done = !(try await store.exists(id: item.id)) }
+            index += 1
+            if !done { usage.withLock { $0.unrecorded[item.id, default: (organizationID, 0)].count += item.count } }
         }
     }
 
@@ -171,13 +257,19 @@ public final class CredentialVault: SecretSealer {
 
     // MARK: - Data keys
 
-    private func dataKey(for organizationID: UUID, in db: any SQLDatabase) async throws -> (UUID, SymmetricKey) {
+    /// The organization's newest data key if it may seal `count` more values now; else a new one, stored
+    /// in `db` (a write transaction). A due key is kept for reading.
+    private func dataKey(for organizationID: UUID, sealing count: Int64, in db: any SQLDatabase) async throws -> (UUID, SymmetricKey) {
         let store = DataKeyStore(db)
+        let now = clock.now()
         if let record = try await store.newest(organizationID: organizationID) {
-            return (record.id, try cachedKey(record))
+            let unrecorded = usage.withLock { $0.unrecorded[record.id]?.count ?? 0 }
+            if rotation.allows(createdAt: record.createdAt, sealed: record.sealedCount.map { $0 + unrecorded }, more: count, at: now) {
+                return (record.id, try cachedKey(record))
+            }
         }
         let key = SymmetricKey(size: .bits256)
-        var record = DataKeyRecord(id: ids.next(), organizationID: organizationID, createdAt: clock.now(), wraps: [:])
+        var record = DataKeyRecord(id: ids.next(), organizationID: organizationID, createdAt: now, wraps: [:], sealedCount: 0)
         record.wraps[ring.active.id] = try Self.wrap(key, record: record, under: ring.active)
         try await store.insert(record)
         // Cached only after the insert succeeded; a rolled-back transaction at worst leaves an unused key

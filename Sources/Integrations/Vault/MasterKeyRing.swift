@@ -40,7 +40,7 @@ public struct MasterKeyRing: Sendable {
         self.keys = keys
     }
 
-    /// The ring from `PORTAL_MASTER_KEY` (or `--master-key`), else from the key file.
+    /// The ring from `PORTAL_MASTER_KEY` (or a key read from standard input), else from the key file.
     public static func load(masterKey: String?, keyFile: String?) throws(PortalError) -> MasterKeyRing {
         if let masterKey, !masterKey.isEmpty {
             return try MasterKeyRing(keys: [Key(base64: masterKey)])
@@ -60,12 +60,23 @@ public struct MasterKeyRing: Sendable {
             throw PortalError(.configuration, "cannot read the master key file \(path)")
         }
         var keys: [Key] = []
-        for line in text.split(whereSeparator: \.isNewline) {
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
-            if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
-            keys.append(try Key(base64: trimmed))
-        }
+        for line in keyLines(text) { keys.append(try Key(base64: line)) }
         return keys
+    }
+
+    /// The key lines of a key file's text (or of standard input): trimmed, blank lines and `#` comments left out.
+    public static func keyLines(_ text: String) -> [String] {
+        text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && !$0.hasPrefix("#") }
+    }
+
+    /// The one base64 master key in `text` (standard input, a `--new-key-file`), checked; `source` names it in errors.
+    public static func singleKey(in text: String, source: String) throws(PortalError) -> String {
+        let lines = keyLines(text)
+        guard lines.count == 1 else {
+            throw PortalError(.configuration, "\(source) must hold exactly one base64 master key, not \(lines.count)")
+        }
+        _ = try Key(base64: lines[0])
+        return lines[0]
     }
 
     /// Writes a key file (mode 0600) atomically: the given keys, newest first.

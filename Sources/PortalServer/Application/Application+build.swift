@@ -75,7 +75,7 @@ public func buildRouter(services: PortalServices) -> (Router<PortalRequestContex
     let router = Router(context: PortalRequestContext.self)
     router.add(middleware: RequestLogMiddleware())
     router.add(middleware: BodyLimitMiddleware(limit: services.maxBodyBytes))
-    let table = RouteTable(audit: services.ledger)
+    let table = RouteTable(audit: services.ledger, failures: services.authFailures)
     let authentication = AuthenticationMiddleware(authority: services.tokens, failures: services.authFailures)
     let portal = router.group("/portal").add(middleware: authentication)
     let ledger = router.group("/ledger").add(middleware: authentication)
@@ -89,6 +89,8 @@ public func buildRouter(services: PortalServices) -> (Router<PortalRequestContex
     SubjectRoutes(services: services).register(on: portal, table: table)
     WebhookRoutes(services: services).registerReceiver(on: router, table: table)
     LedgerRoutes(services: services).register(on: ledger, table: table)
+    // Added last, so it wraps only the not-found responder: a known path with another method is a 405.
+    router.add(middleware: MethodNotAllowedMiddleware(routes: table.routes))
     return (router, table.routes)
 }
 

@@ -31,6 +31,7 @@ public struct PortalServices: Sendable {
     public let ledger: LedgerSequencer
     public let checkpointer: LedgerCheckpointer
     public let ledgerReader: LedgerReader
+    /// Counts 401s, webhook rejections, expired-token uses and 403s per key and minute (flushes at shutdown).
     public let authFailures: AuthFailureRecorder
     /// Monitoring: the collector every capability reports to, its rollups and windows, alerting.
     public let monitor: IntegrationMonitor
@@ -51,6 +52,8 @@ public struct PortalServices: Sendable {
     public let clock: any WallClock
     public let ids: IdentifierGenerator
     public let maxBodyBytes: Int
+    /// Per-organization bounds (tokens are checked where they are issued).
+    public let quotas: Quotas
     /// The URL the portal is reached at, without a trailing slash (OAuth redirect URIs).
     public let publicURL: String
     public let logger: Logger
@@ -66,6 +69,7 @@ public struct PortalServices: Sendable {
         self.ids = ids
         self.logger = logger
         self.maxBodyBytes = settings.maxBodyBytes
+        quotas = settings.quotas
         publicURL = settings.effectivePublicURL
         vault = CredentialVault(ring: ring, clock: clock, ids: ids)
         ledger = LedgerSequencer(database: database, clock: clock, ids: ids, logger: logger)
@@ -79,9 +83,11 @@ public struct PortalServices: Sendable {
             )
         )
         ledgerReader = LedgerReader(database: database)
-        tokens = APITokenAuthority(database: database, audit: ledger, clock: clock, ids: ids)
-        integrations = IntegrationRegistry(database: database, vault: vault, audit: ledger, clock: clock, ids: ids)
-        authFailures = AuthFailureRecorder(audit: ledger, key: vault.derivedKey("auth-failure-sources"), clock: clock)
+        // Refused and unauthenticated traffic (401s, webhook rejections, expired tokens, 403s) is counted
+        // per key and minute by one recorder, not appended one entry per request.
+        authFailures = AuthFailureRecorder(audit: ledger, key: vault.derivedKey("auth-failure-sources"), clock: clock, logger: logger)
+        tokens = APITokenAuthority(database: database, audit: ledger, clock: clock, ids: ids, failures: authFailures)
+        integrations = IntegrationRegistry(database: database, vault: vault, audit: ledger, clock: clock, ids: ids, maxIntegrations: settings.quotas.integrations)
         catalog = try ProviderCatalog.load(path: settings.catalogPath)
         let instance = ids.next().uuidString.lowercased()
         let collector = MetricsCollector(clock: clock, instanceID: instance)
@@ -91,7 +97,7 @@ public struct PortalServices: Sendable {
         metricsToken = MetricsTokenAuthority(database: database, configured: settings.metricsToken)
         webhooks = WebhookService(
             database: database, vault: vault, audit: ledger, registry: integrations, clock: clock, ids: ids, logger: logger, publicURL: publicURL,
-            configuration: .init(maxBodyBytes: settings.maxBodyBytes), observer: observer
+            configuration: .init(maxBodyBytes: settings.maxBodyBytes), observer: observer, rejections: authFailures
         )
         // user.* and data.sync feed the sync engine's upsert path (issue 7).
         webhookWorkers = WebhookWorkers(service: webhooks, handlers: [SyncWebhookHandler(vault: vault, audit: ledger, ids: ids)])
@@ -110,7 +116,7 @@ public struct PortalServices: Sendable {
         processingRegister = ProcessingRegister(database: database)
         reports = ReportJobs(
             database: database, checkpointer: checkpointer, sequencer: ledger, clock: clock, ids: ids, logger: logger, owner: instance,
-            reportsDirectory: settings.reportsDirectory
+            reportsDirectory: settings.reportsDirectory, maxOpen: settings.quotas.openReports
         )
         retention = Retention(database: database, audit: ledger, clock: clock, logger: logger, interval: .seconds(Int64(settings.retentionInterval)), owner: instance)
         ledgerVerification = LedgerVerificationRun(database: database, checkpointer: checkpointer, sequencer: ledger, clock: clock)

@@ -23,13 +23,16 @@ public struct APITokenAuthority: Sendable {
     private let clock: any WallClock
     private let ids: IdentifierGenerator
     private let cache: TokenCache
+    /// Counts uses of an expired token per token and minute; nil: one entry each.
+    private let failures: AuthFailureRecorder?
 
     public init(
         database: Database, audit: any AuditTrail, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared,
-        cacheSeconds: TimeInterval = 0.1
+        cacheSeconds: TimeInterval = 0.1, failures: AuthFailureRecorder? = nil
     ) {
         self.database = database
         self.audit = audit
+        self.failures = failures
         self.clock = clock
         self.ids = ids
         self.cache = TokenCache(ttl: cacheSeconds)
@@ -119,10 +122,16 @@ public struct APITokenAuthority: Sendable {
             throw PortalError(.unauthenticated, "the bearer token was revoked")
         }
         if let expiresAt = record.expiresAt, expiresAt <= now {
-            try? await audit.append([AuditEvent(
+            let event = AuditEvent(
                 organizationID: record.organizationID, type: "apitoken.used_expired", actor: record.id.uuidString.lowercased(),
                 data: Self.evidence(record), time: now
-            )])
+            )
+            // A client retrying with an expired token: counted per token and minute, not an entry per use.
+            if let failures {
+                try? await failures.refused(event, keyFields: ["tokenId"], address: nil)
+            } else {
+                try? await audit.append([event])
+            }
             throw PortalError(.unauthenticated, "the bearer token expired at \(Timestamp.rfc3339(expiresAt))")
         }
         // Last use is kept to the minute: a write per request would serialize every reader on SQLite.

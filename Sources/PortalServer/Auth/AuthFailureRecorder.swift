@@ -1,71 +1,131 @@
 public import Crypto
 import Foundation
 public import Ledger
-import Logging
+public import Logging
 public import PortalCore
 public import ServiceLifecycle
 import Synchronization
+public import Webhooks
 
-/// Aggregates unauthenticated requests (401s) per minute into `auth.failures` entries of the platform
-/// ledger: count, route templates, and source addresses as keyed hashes (HMAC-SHA256 under a key derived
-/// from the master key), never the addresses themselves.
-public final class AuthFailureRecorder: Service {
-    private struct Minute {
-        var start: Int64
-        var count = 0
-        var routes: Set<String> = []
-        var sources: Set<String> = []
-    }
-
+/// Aggregates unauthenticated and refused traffic per key and minute (issue 16 item 9), so that a flood of
+/// bad requests costs a few ledger entries, not one each:
+///
+/// - 401s on authenticated routes: `auth.failures` in the platform ledger, one per minute (count, route
+///   templates, hashed sources);
+/// - refused webhook deliveries: `webhook.rejected` per endpoint, reason and status;
+/// - uses of an expired API token: `apitoken.used_expired` per token;
+/// - refusals by role (403) and cross-organization 404s: `access.denied` per token, route, method and status.
+///
+/// For the last three, a key's first refusal of a minute is appended at once (count 1), and the others of
+/// that minute in one entry when the minute ends (`count`, `window`, `first`, `last`). Source addresses
+/// are kept as keyed hashes (HMAC-SHA256 under a key derived from the master key), never the addresses.
+/// Pending counts are flushed when their minute ends and on graceful shutdown; memory is bounded by
+/// ``FailureAggregator/Limits``.
+public final class AuthFailureRecorder: Service, WebhookRejectionRecorder {
     private let audit: any AuditTrail
     private let key: SymmetricKey
-    private let clock: any WallClock
-    private let current = Mutex<Minute?>(nil)
+    /// The clock refusals are timed by.
+    public let clock: any WallClock
+    private let logger: Logger?
+    private let interval: Duration
+    private let state: Mutex<FailureAggregator>
+    /// Aggregates whose append failed, retried at the next flush (bounded).
+    private let unwritten = Mutex<[AuditEvent]>([])
 
-    public init(audit: any AuditTrail, key: SymmetricKey, clock: any WallClock) {
+    /// The most aggregates kept for a retry while the ledger cannot be written.
+    static let unwrittenLimit = 10_000
+
+    /// A recorder appending to `audit`, hashing sources under `key`, flushing ended minutes every `interval`.
+    public init(
+        audit: any AuditTrail, key: SymmetricKey, clock: any WallClock, limits: FailureAggregator.Limits = .init(),
+        interval: Duration = .seconds(1), logger: Logger? = nil
+    ) {
         self.audit = audit
         self.key = key
         self.clock = clock
+        self.logger = logger
+        self.interval = interval
+        state = Mutex(FailureAggregator(limits: limits))
+    }
+
+    /// The keyed hash of a source address (16 hex digits).
+    func source(_ address: String?) -> String? {
+        address.map { String(Hex.encode(HMAC<SHA256>.authenticationCode(for: Data($0.utf8), using: key)).prefix(16)) }
     }
 
     /// Counts one 401 on `route` from `address`.
     public func note(route: String, address: String?) {
-        let minute = Int64(clock.now().timeIntervalSince1970 / 60)
-        let source = address.map { Hex.encode(HMAC<SHA256>.authenticationCode(for: Data($0.utf8), using: key)).prefix(16) }.map(String.init)
-        current.withLock { state in
-            if state == nil { state = Minute(start: minute) }
-            state!.count += 1
-            if state!.routes.count < 50 { state!.routes.insert(route) }
-            if let source, state!.sources.count < 200 { state!.sources.insert(source) }
-        }
-    }
-
-    /// Appends the aggregate of every minute that has ended (all of them when `force`).
-    public func flush(force: Bool = false) async throws {
-        let minuteNow = Int64(clock.now().timeIntervalSince1970 / 60)
-        let finished = current.withLock { state -> Minute? in
-            guard let s = state, force || s.start < minuteNow else { return nil }
-            state = nil
-            return s
-        }
-        guard let finished, finished.count > 0 else { return }
-        let start = Date(timeIntervalSince1970: TimeInterval(finished.start * 60))
-        try await audit.append([AuditEvent(
+        let now = clock.now()
+        let event = AuditEvent(
             organizationID: Organization.platformID, type: "auth.failures", actor: AuditEvent.system("auth"),
-            data: [
-                "minute": .string(Timestamp.rfc3339(start)), "count": .int(Int64(finished.count)),
-                "routes": .array(finished.routes.sorted().map(JSONValue.string)),
-                "sources": .array(finished.sources.sorted().map(JSONValue.string)),
-            ],
-            time: start
-        )])
+            data: ["minute": .string(Timestamp.rfc3339(FailureAggregator.start(FailureAggregator.minute(now))))], time: now
+        )
+        var collect = ["routes": route]
+        if let source = source(address) { collect["sources"] = source }
+        _ = state.withLock { $0.note(event, keyFields: [], collect: collect, immediateFirst: false) }
     }
 
+    /// Records the refusal `event`, counted under the values of `keyFields` (and `sum`'s integers added
+    /// up) with the others of its minute; appended at once when it is the key's first of the minute.
+    /// `address` is the peer's, hashed (by default the one ``RequestSource`` carries for this request).
+    public func refused(_ event: AuditEvent, keyFields: [String], sum: [String] = [], address: String? = RequestSource.address) async throws {
+        let collect = source(address).map { ["sources": $0] } ?? [:]
+        let outcome = state.withLock { $0.note(event, keyFields: keyFields, sum: sum, collect: collect, immediateFirst: true) }
+        guard outcome == .first else { return }
+        try await audit.append([FailureAggregator.single(event, collect: collect)])
+    }
+
+    /// A refused webhook delivery: counted per endpoint, reason and status, its body sizes added up.
+    public func rejected(_ event: AuditEvent) async throws {
+        try await refused(event, keyFields: ["endpoint", "reason", "status"], sum: ["bodyBytes"])
+    }
+
+    /// Refusals counted and not yet appended.
+    public var pending: Int { state.withLock { $0.pending } }
+
+    /// Appends the aggregates of every minute that has ended (all of them when `force`); an aggregate the
+    /// ledger refuses is kept and retried at the next flush.
+    public func flush(force: Bool = false) async throws {
+        let minuteNow = FailureAggregator.minute(clock.now())
+        let taken = state.withLock { $0.take(before: force ? nil : minuteNow) }
+        let entries = unwritten.withLock { kept in
+            defer { kept.removeAll() }
+            return kept
+        } + taken
+        guard !entries.isEmpty else { return }
+        do {
+            try await audit.append(entries)
+        } catch {
+            let dropped = unwritten.withLock { kept in
+                kept = entries + kept
+                let excess = max(0, kept.count - Self.unwrittenLimit)
+                kept.removeFirst(excess)
+                return excess
+            }
+            logger?.warning("failure counts not yet appended to the ledger; retried at the next flush", metadata: [
+                "portal.entries": "\(entries.count)", "portal.dropped": "\(dropped)",
+            ])
+            throw error
+        }
+    }
+
+    /// Flushes ended minutes every `interval` until shutdown, then everything still pending.
     public func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(5))
+            do {
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: self.interval) }
+            } catch {
+                break
+            }
             try? await flush()
         }
+        // Graceful shutdown: the minute in progress too (the ledger sequencer stops after this service).
         try? await flush(force: true)
     }
+}
+
+/// The peer address of the request being served, for the refusals recorded while serving it (set by the
+/// route table around open routes, such as the webhook receiver, whose services do not see the request).
+public enum RequestSource {
+    @TaskLocal public static var address: String?
 }

@@ -7,7 +7,9 @@ import Integrations
 import Monitoring
 import Logging
 import PortalCore
+import Storage
 import Sync
+import Webhooks
 
 /// The seed's integration management endpoints under `/portal/integrations`.
 struct IntegrationRoutes {
@@ -46,6 +48,22 @@ struct IntegrationRoutes {
         }
     }
 
+    /// The webhook endpoint a create body's `webhookConfig` describes, validated (422s name
+    /// `/webhookConfig/...`) and checked unused in the organization (409); nil without one.
+    static func webhookEndpoint(_ config: JSONValue?, principal: Principal, services: PortalServices) async throws -> WebhookEndpointInput? {
+        guard let config, config != .null else { return nil }
+        let input: WebhookEndpointInput
+        do {
+            input = try WebhookEndpointInput.parse(config, partial: false)
+        } catch {
+            throw PortalError.validation(error.fieldErrors.map { .init(pointer: "/webhookConfig" + $0.pointer, message: $0.message) })
+        }
+        if let name = input.name, try await services.database.read({ db in try await WebhookEndpointStore(db).find(slug: principal.organizationSlug, name: name) }) != nil {
+            throw PortalError(.conflict, "the organization already has a webhook endpoint named '\(name)'")
+        }
+        return input
+    }
+
     func register(on group: RouterGroup<PortalRequestContext>, table: RouteTable) {
         let registry = services.integrations
         // The provider catalog: presets to create integrations from (`"preset"` in the create body).
@@ -68,9 +86,22 @@ struct IntegrationRoutes {
             return JSONOutput.response(preset.document)
         }
         table.guarded(group, prefix: "/portal", .post, "/integrations", .manageIntegrations) { request, _, principal in
-            var input = try IntegrationInput.parse(try services.catalog.expand(try await request.jsonBody(limit: services.maxBodyBytes)))
+            let body = try services.catalog.expand(try await request.jsonBody(limit: services.maxBodyBytes))
+            var input = try IntegrationInput.parse(body)
             input.syncConfig = try input.syncConfig.map { config throws(PortalError) in try SyncConfiguration.parse(config).json }
+            // The seed's webhookConfig registers the endpoint it describes: read as an endpoint body and checked
+            // free before anything is written, then registered right after the integration.
+            let endpoint = try await Self.webhookEndpoint(body.objectValue?["webhookConfig"], principal: principal, services: services)
             let view = try await registry.register(input, by: principal)
+            if let endpoint, let id = UUID(uuidString: view.id) {
+                do {
+                    _ = try await services.webhooks.register(integrationID: id, input: endpoint, by: principal)
+                } catch {
+                    // Taken meanwhile (a race with another request): the integration does not stay half-made.
+                    try? await registry.delete(id: id, by: principal)
+                    throw error
+                }
+            }
             var response = JSONOutput.response(view, status: .created)
             response.headers[.location] = "/portal/integrations/\(view.id)"
             return response

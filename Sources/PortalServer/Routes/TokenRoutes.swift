@@ -12,9 +12,16 @@ struct TokenRoutes {
     func register(on group: RouterGroup<PortalRequestContext>, table: RouteTable) {
         table.guarded(group, prefix: "/portal", .post, "/tokens", .manageTokens) { request, _, principal in
             let body = try await request.jsonBody(limit: services.maxBodyBytes)
-            let input = try TokenInput.parse(body, now: services.clock.now())
+            let input = try TokenInput.parse(body, now: services.clock.now(), defaultLifetime: services.quotas.tokenLifetime)
+            let quotas = services.quotas
             let issued = try await services.database.write { db in
-                try await services.tokens.issue(
+                let inForce = try await APITokenStore(db).countInForce(organizationID: principal.organizationID, now: services.clock.now())
+                guard inForce < quotas.tokens else {
+                    throw PortalError.validation([.init(
+                        pointer: "", message: "the organization has \(inForce) tokens in force, the most allowed (PORTAL_MAX_TOKENS) is \(quotas.tokens): revoke one first"
+                    )])
+                }
+                return try await services.tokens.issue(
                     organizationID: principal.organizationID, role: input.role, owner: input.owner,
                     description: input.description, expiresAt: input.expiresAt, createdBy: principal.tokenID,
                     actor: principal.tokenID.uuidString.lowercased(), in: db
@@ -73,18 +80,19 @@ struct TokenInput {
     var description: String?
     var expiresAt: Date?
 
-    static func parse(_ body: JSONValue, now: Date) throws(PortalError) -> TokenInput {
+    /// `defaultLifetime` applies when the body names no `expiresIn`; `"expiresIn": "never"` opts out.
+    static func parse(_ body: JSONValue, now: Date, defaultLifetime: TimeInterval?) throws(PortalError) -> TokenInput {
         let errors = ValidationErrors()
         var r = JSONObjectReader(body, errors: errors)
         let role = r.enumeration("role", Role.self, required: true)
         let owner = r.string("owner", required: true, minLength: 1, maxLength: 200)
         let description = r.string("description", maxLength: 500)
-        var expiresAt: Date?
+        var expiresAt = defaultLifetime.map { now + $0 }
         if let text = r.string("expiresIn", minLength: 1, maxLength: 20) {
             do {
-                expiresAt = now + (try DurationText.seconds(text, field: "/expiresIn"))
+                expiresAt = text == "never" ? nil : now + (try DurationText.seconds(text, field: "/expiresIn"))
             } catch {
-                errors.add("/expiresIn", error.fieldErrors.first?.message ?? "is not a duration")
+                errors.add("/expiresIn", error.fieldErrors.first?.message ?? "is not a duration, nor never")
             }
         }
         r.finish()

@@ -1,0 +1,68 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import PortalCore
+import PortalServer
+import PortalTestSupport
+import Testing
+
+/// What schemathesis found against `/openapi.json` (issue 16, item 20), pinned here so it stays fixed without
+/// schemathesis: the document names every error code the API answers with, and a wrongly typed `processing`
+/// is refused naming the field. (The 405 with `Allow` is in ``BadInputTests``.)
+@Suite("API contract")
+struct ContractTests {
+    static let integration = #"{"name":"CRM","type":"enterprise","baseUrl":"https://api.example.com","authMethod":"api_key","credentials":{"apiKey":"k-crm-0123456789"}"#
+
+    /// The create body with `processing` set to `json`.
+    static func create(processing json: String) -> String { integration + #","processing":"# + json + "}" }
+
+    @Test("every error code of the API is in Problem.code's enum, with the status Problem maps it to")
+    func problemCodes() throws {
+        let document = try JSONValue.parse(try OpenAPIDocument.data())
+        let problem = document.objectValue?["components"]?.objectValue?["schemas"]?.objectValue?["Problem"]?.objectValue
+        let documented = Set((problem?["properties"]?.objectValue?["code"]?.objectValue?["enum"]?.arrayValue ?? []).compactMap(\.stringValue))
+        let codes: [PortalError.Code] = [
+            .malformedRequest, .validationFailed, .unauthenticated, .forbidden, .notFound, .conflict, .payloadTooLarge,
+            .unsupportedMediaType, .methodNotAllowed, .configuration, .storage, .crypto, .unavailable, .refused, .throttled,
+            .upstreamFailed, .upstreamTimeout, .internal,
+        ]
+        #expect(documented == Set(codes.map(\.rawValue)), "documented but not a code: \(documented.subtracting(codes.map(\.rawValue))); missing: \(Set(codes.map(\.rawValue)).subtracting(documented))")
+        #expect(Problem.status(for: .refused) == .forbidden && Problem.status(for: .throttled) == .tooManyRequests)
+        #expect(Problem.status(for: .upstreamFailed) == .badGateway && Problem.status(for: .upstreamTimeout) == .gatewayTimeout)
+    }
+
+    @Test("a wrongly typed processing record is a 422 naming the field, on create and on PATCH; nothing is written", arguments: Backend.available)
+    func wronglyTypedProcessing(backend: Backend) async throws {
+        try await withPortal(backend) { portal in
+            let admin = portal.token("acme.admin")
+            let existing = try await portal.createIntegration(name: "Existing")
+            let before = try await portal.rowCounts()
+            let cases: [(String, String)] = [
+                (#""yes""#, "/processing"), ("42", "/processing"), ("[]", "/processing"), ("true", "/processing"),
+                (#"{"dpa":null}"#, "/processing/dpa"), (#"{"transferMechanism":null}"#, "/processing/transferMechanism"),
+                (#"{"purposes":null}"#, "/processing/purposes"), (#"{"recipientRole":7}"#, "/processing/recipientRole"),
+                (#"{"dataSubjectCategories":"customers"}"#, "/processing/dataSubjectCategories"),
+                (#"{"transferMechanism":{"type":"sccs","module":"2"}}"#, "/processing/transferMechanism/module"),
+                (#"{"dpa":{"reference":"DPA-1","date":"2026-02-30"}}"#, "/processing/dpa/date"),
+            ]
+            for (processing, pointer) in cases {
+                let created = try await portal.call(.post, "/portal/integrations", token: admin, json: Self.create(processing: processing))
+                let problem = expectProblem(created, .unprocessableContent)
+                let pointers = (problem["errors"]?.arrayValue ?? []).compactMap { $0.objectValue?["pointer"]?.stringValue }
+                #expect(pointers == [pointer], "create with processing \(processing): \(pointers)")
+
+                let patched = try await portal.call(.patch, "/portal/integrations/\(existing)", token: admin, json: #"{"processing":\#(processing)}"#)
+                let patchProblem = expectProblem(patched, .unprocessableContent)
+                let patchPointers = (patchProblem["errors"]?.arrayValue ?? []).compactMap { $0.objectValue?["pointer"]?.stringValue }
+                #expect(patchPointers == [pointer], "PATCH with processing \(processing): \(patchPointers)")
+            }
+            #expect(try await portal.rowCounts() == before, "a refused body writes nothing")
+
+            // As documented: on create, null is the same as absent (as for rateLimits, webhookConfig, syncConfig).
+            let withNull = try await portal.call(.post, "/portal/integrations", token: admin, json: Self.create(processing: "null"))
+            #expect(withNull.status == .created, "\(withNull.body.string)")
+            #expect(withNull.json.objectValue?["processing"] == nil)
+        }
+    }
+}
