@@ -60,6 +60,7 @@ final class OutboundClients: Sendable {
         var address: String
     }
 
+    /// A pinned client and its use.
     private struct Entry {
         var client: HTTPClient
         /// Calls using the client now; only an unused client is evicted.
@@ -69,6 +70,7 @@ final class OutboundClients: Sendable {
         var made: UInt64
     }
 
+    /// The clients made so far.
     private struct State {
         var byName: HTTPClient?
         var pinned: [Key: Entry] = [:]

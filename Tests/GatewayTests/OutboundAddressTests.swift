@@ -240,6 +240,7 @@ struct SelfSignedCertificate {
 
     init(name: String) throws {
         let key = P256.Signing.PrivateKey()
+        /// One DER element: tag, definite length, content.
         func tlv(_ tag: UInt8, _ content: [UInt8]) -> [UInt8] {
             let n = content.count
             let length: [UInt8] = n < 0x80 ? [UInt8(n)] : n < 0x100 ? [0x81, UInt8(n)] : [0x82, UInt8(n >> 8), UInt8(n & 0xFF)]
@@ -274,7 +275,9 @@ struct RecordingServer {
         var serverNames: [String] { state.withLock { $0.names } }
         var hosts: [String] { state.withLock { $0.hosts } }
         var requests: [String] { state.withLock { $0.requests } }
+        /// Notes a TLS client hello's SNI name.
         func sawName(_ name: String?) { state.withLock { $0.names.append(name ?? "") } }
+        /// Notes a request line and its Host header.
         func saw(request: String, host: String) { state.withLock { $0.requests.append(request); $0.hosts.append(host) } }
     }
 
@@ -317,6 +320,7 @@ struct RecordingServer {
 
         init(log: Log) { self.log = log }
 
+        /// Collects the request head; once complete, notes it and answers.
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             received += String(buffer: unwrapInboundIn(data))
             guard received.contains("\r\n\r\n") else { return }

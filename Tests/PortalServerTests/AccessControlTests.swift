@@ -232,7 +232,7 @@ struct AccessControlTests {
     func roleMatrix(backend: Backend) async throws {
         let routes = try Self.routes.filter(\.authenticated)
         #expect(routes.count >= 10)
-        try await withPortal(backend) { portal in
+        try await withPortal(backend, configure: { $0.quotas.openReports = 1_000 }) { portal in
             for route in routes {
                 for role in Role.allCases {
                     let (uri, json) = try await request(for: route, in: portal)
@@ -254,7 +254,7 @@ struct AccessControlTests {
     @Test("missing, malformed, unknown, expired and revoked tokens get 401 on every authenticated route", arguments: Backend.available)
     func unauthenticated(backend: Backend) async throws {
         let routes = try Self.routes.filter(\.authenticated)
-        try await withPortal(backend) { portal in
+        try await withPortal(backend, configure: { $0.quotas.openReports = 1_000 }) { portal in
             let badTokens: [String?] = [
                 nil, "not-a-token", "ptk_" + String(repeating: "A", count: 43), portal.token("acme.expired"), portal.token("acme.revoked"),
             ]

@@ -65,4 +65,26 @@ struct ContractTests {
             #expect(withNull.json.objectValue?["processing"] == nil)
         }
     }
+
+    @Test("a subject id over the documented 320 characters (code points, as sent) is a 422, however it trims or combines", arguments: [Backend.sqlite])
+    func subjectIDLength(backend: Backend) async throws {
+        try await withPortal(backend) { portal in
+            let admin = portal.token("acme.admin")
+            let encode = { (id: String) in id.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? id }
+            let tooLong = [
+                "cc" + String(repeating: "\u{0B}", count: 319),  // vertical tabs, trimmed by the service
+                "a" + String(repeating: "\u{301}", count: 320),  // combining accents: one grapheme
+                String(repeating: "x", count: 321),
+            ]
+            for id in tooLong {
+                for action in ["export", "erase"] {
+                    let response = try await portal.call(.post, "/portal/subjects/\(encode(id))/\(action)", token: admin)
+                    let problem = expectProblem(response, .unprocessableContent)
+                    #expect(problem["errors"]?.arrayValue?.first?.objectValue?["pointer"] == "id", "\(action): \(response.body.string)")
+                }
+            }
+            let longest = try await portal.call(.post, "/portal/subjects/\(String(repeating: "x", count: 320))/export", token: admin)
+            #expect(longest.status == .ok, "\(longest.body.string)")
+        }
+    }
 }

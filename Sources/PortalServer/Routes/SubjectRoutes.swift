@@ -56,6 +56,11 @@ struct SubjectRoutes {
         guard let raw = context.parameters.get("id"), let id = raw.removingPercentEncoding, !id.isEmpty else {
             throw PortalError(.validationFailed, "the subject id is missing", fieldErrors: [.init(pointer: "id", message: "required")])
         }
+        // The documented maxLength counts code points, as sent: whitespace trimmed later, or characters that
+        // combine into fewer graphemes, must not let a longer id through.
+        guard id.unicodeScalars.count <= 320 else {
+            throw PortalError(.validationFailed, "the subject id must be 1 to 320 characters", fieldErrors: [.init(pointer: "id", message: "1 to 320 characters")])
+        }
         return id
     }
 }
