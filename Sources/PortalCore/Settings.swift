@@ -71,6 +71,7 @@ public struct PortalSettings: Sendable, Equatable {
         ("PORTAL_MAX_INTEGRATIONS", "integrations (not deleted) per organization (default 500)"),
         ("PORTAL_MAX_TOKENS", "API tokens in force per organization (default 1000)"),
         ("PORTAL_MAX_OPEN_REPORTS", "report builds queued or running per organization (default 2)"),
+        ("PORTAL_DATABASE_WAIT", "how long a request waits for a PostgreSQL connection before answering 503 (default 30s)"),
         ("PORTAL_TOKEN_LIFETIME", "lifetime of a new API token when none is asked for (default 90d; never for none)"),
     ]
 
@@ -130,6 +131,12 @@ public struct PortalSettings: Sendable, Equatable {
                     throw PortalError(.configuration, "PORTAL_TOKEN_LIFETIME must be a duration of at least 1m (for example 90d), or never")
                 }
                 s.quotas.tokenLifetime = seconds
+            }
+        }
+        if let v = env["PORTAL_DATABASE_WAIT"], !v.isEmpty {
+            // Read by the database layer itself; checked here so that a bad value stops the start.
+            guard let seconds = try? DurationText.seconds(v, field: "PORTAL_DATABASE_WAIT"), seconds >= 1 else {
+                throw PortalError(.configuration, "PORTAL_DATABASE_WAIT must be a duration of at least 1s (for example 30s)")
             }
         }
         if let v = env["PORTAL_MONITORING"], !v.isEmpty {

@@ -40,8 +40,15 @@ public final class Database: Service, Sendable {
     private let logger: Logger
     /// How long an operation waits for a PostgreSQL connection before it fails with
     /// ``PortalError/Code/unavailable`` (the pool itself would wait until its circuit breaker trips, a
-    /// minute, while the server is down or restarting).
-    public static let connectionWait: Duration = .seconds(10)
+    /// minute, while the server is down or restarting): `PORTAL_DATABASE_WAIT` (a duration such as 30s),
+    /// default 30 s, long enough to ride out a server restart or a short burst that uses every connection
+    /// the server allows, short enough that a client hears 503 with Retry-After rather than nothing.
+    public static let connectionWait: Duration = {
+        guard let text = ProcessInfo.processInfo.environment["PORTAL_DATABASE_WAIT"], !text.isEmpty,
+              let seconds = try? DurationText.seconds(text, field: "PORTAL_DATABASE_WAIT"), seconds >= 1
+        else { return .seconds(30) }
+        return .seconds(seconds)
+    }()
 
     /// Prepares a database at `url` (see ``DatabaseLocation``); no connection is made until first use.
     public convenience init(url: String, logger: Logger) throws(PortalError) {

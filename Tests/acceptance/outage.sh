@@ -25,6 +25,8 @@ as_pg "$BIN/initdb -D $PGDIR/data -U postgres -A trust --no-sync" >/dev/null
 pg start
 psql -h 127.0.0.1 -p "$PGPORT" -U postgres -qc "CREATE DATABASE outage" >/dev/null
 export PORTAL_DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/outage?sslmode=disable"
+# A request waits at most this long for a connection before it is answered 503 (the default is 30 s).
+export PORTAL_DATABASE_WAIT=10s
 
 "$PORTAL_BIN" keys generate-master --out master.key 2>/dev/null
 start_server master.key
