@@ -66,6 +66,42 @@ struct ContractTests {
         }
     }
 
+    @Test("U+0000 in a JSON body, a proxied path, a call's endpoint or a subject id is a 422 naming it on every backend, not a PostgreSQL failure (503)", arguments: Backend.available)
+    func nulInBodies(backend: Backend) async throws {
+        try await withPortal(backend) { portal in
+            let admin = portal.token("acme.admin")
+            // The organization's data key exists before (the first sealing creates it), as in BadInputTests.
+            let integration = try await portal.createIntegration(name: "Proxy")
+            let before = try await portal.rowCounts()
+            let cases: [(String, String, String)] = [
+                ("/portal/tokens", #"{"role":"auditor","owner":"Dana\u0000Ops"}"#, "/owner"),
+                ("/portal/integrations", Self.integration + #","config":{"headers":{"X-A\u0000":"1"}}}"#, "/config/headers/X-A\u{0}"),
+                ("/portal/integrations", Self.create(processing: #"{"securityMeasures":["SSO","\u0000"]}"#), "/processing/securityMeasures/1"),
+                ("/portal/alerts/silences", #"{"matchers":[{"name":"alertname","value":"x\u0000"}],"duration":"1h","comment":"maintenance"}"#, "/matchers/0/value"),
+            ]
+            for (path, body, pointer) in cases {
+                let response = try await portal.call(.post, path, token: admin, json: body)
+                let problem = expectProblem(response, .unprocessableContent)
+                #expect(problem["errors"]?.arrayValue?.first?.objectValue?["pointer"] == .string(pointer), "\(path): \(response.body.string)")
+            }
+            let after = try await portal.rowCounts()
+            #expect(after == before, "a refused body writes nothing: \(after.filter { before[$0.key] != $0.value })")
+
+            // Percent-encoded in a path the API stores (the call record) or looks up (a subject's erasure).
+            let before2 = try await portal.rowCounts()
+            let proxied = try await portal.call(.get, "/portal/integrations/\(integration)/proxy/v1/a%00b", token: admin)
+            #expect(expectProblem(proxied, .unprocessableContent)["errors"]?.arrayValue?.first?.objectValue?["pointer"] == "path")
+            let executed = try await portal.call(.post, "/portal/integrations/\(integration)/requests", token: admin, json: #"{"method":"GET","endpoint":"/v1/a%00b"}"#)
+            #expect(expectProblem(executed, .unprocessableContent)["errors"]?.arrayValue?.first?.objectValue?["pointer"] == "/endpoint")
+            for action in ["export", "erase"] {
+                let subject = try await portal.call(.post, "/portal/subjects/alice%00%40example.com/\(action)", token: admin)
+                #expect(expectProblem(subject, .unprocessableContent)["errors"]?.arrayValue?.first?.objectValue?["pointer"] == "id")
+            }
+            let after2 = try await portal.rowCounts()
+            #expect(after2 == before2, "a refused request writes nothing: \(after2.filter { before2[$0.key] != $0.value })")
+        }
+    }
+
     @Test("a subject id over the documented 320 characters (code points, as sent) is a 422, however it trims or combines", arguments: [Backend.sqlite])
     func subjectIDLength(backend: Backend) async throws {
         try await withPortal(backend) { portal in

@@ -8,17 +8,16 @@
 # receivers and syncs schemathesis creates name hosts it makes up, so every operation, those that call a
 # provider included (requests, proxy, tests, syncs, erasure, alert receivers), is exercised without a call
 # leaving this machine (such a call fails at once: no name resolves, no route leads anywhere).
-if [ -z "${PORTAL_CONTRACT_NETNS:-}" ] && [ "${BACKEND:-sqlite}" = sqlite ] \
-  && command -v unshare >/dev/null && command -v ip >/dev/null && unshare -rn true 2>/dev/null; then
+if [ "${BACKEND:-sqlite}" != sqlite ]; then
+  # The contract is the HTTP layer's, the same on every backend; the Swift suites run every storage path on
+  # PostgreSQL (and a PostgreSQL server outside the namespace below would be out of reach).
+  echo "  ok: SQLite only: the HTTP contract is the same on every backend (the Swift suites cover PostgreSQL's storage)"
+  exit 0
+fi
+if [ -z "${PORTAL_CONTRACT_NETNS:-}" ] && command -v unshare >/dev/null && command -v ip >/dev/null && unshare -rn true 2>/dev/null; then
   exec env PORTAL_CONTRACT_NETNS=1 unshare -rn bash -c 'ip link set lo up && exec bash "$0"' "$0"
 fi
 source "$(dirname "$0")/lib.bash"
-if [ "$BACKEND" != sqlite ]; then
-  # The PostgreSQL server is outside the namespace; the contract is the HTTP layer's, the same on both backends,
-  # and the Swift suites run every storage path on PostgreSQL.
-  ok "SQLite only: the HTTP contract is the same on every backend (the Swift suites cover PostgreSQL's storage)"
-  exit 0
-fi
 if [ -z "${PORTAL_CONTRACT_NETNS:-}" ]; then
   # Without a namespace the server would call whatever hosts the generated integrations name.
   ok "SKIPPED: no network namespace (needs unshare -rn and ip) to keep the server's outbound calls on loopback"

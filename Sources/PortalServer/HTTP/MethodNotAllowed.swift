@@ -40,6 +40,7 @@ struct MethodNotAllowedMiddleware: RouterMiddleware {
         }
     }
 
+    /// Answers 405 when the path is documented without this method; passes anything else on (to the 404).
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let allowed = allowedMethods(for: request.uri.path), !allowed.contains(request.method.rawValue) else {
             return try await next(request, context)

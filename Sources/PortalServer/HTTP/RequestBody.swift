@@ -21,7 +21,35 @@ extension Request {
         } catch {
             throw PortalError(.payloadTooLarge, "the body is larger than \(limit) bytes")
         }
-        return try JSONValue.parse(Data(buffer.readableBytesView))
+        let value = try JSONValue.parse(Data(buffer.readableBytesView))
+        if let pointer = Self.pointerToNUL(in: value, at: "") {
+            // Valid JSON, but PostgreSQL stores no U+0000 in text or jsonb: refused here on every backend alike,
+            // naming the field, instead of failing in the database.
+            throw PortalError.validation([.init(pointer: pointer, message: "must not contain the character U+0000 (NUL)")])
+        }
+        return value
+    }
+
+    /// The JSON Pointer of the first string or member name in `value` that contains U+0000, or nil.
+    static func pointerToNUL(in value: JSONValue, at pointer: String) -> String? {
+        switch value {
+        case .string(let text):
+            return text.unicodeScalars.contains("\u{0}") ? pointer : nil
+        case .array(let items):
+            for (index, item) in items.enumerated() {
+                if let found = pointerToNUL(in: item, at: "\(pointer)/\(index)") { return found }
+            }
+            return nil
+        case .object(let members):
+            for key in members.keys.sorted() {
+                let escaped = key.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1")
+                if key.unicodeScalars.contains("\u{0}") { return "\(pointer)/\(escaped)" }
+                if let member = members[key], let found = pointerToNUL(in: member, at: "\(pointer)/\(escaped)") { return found }
+            }
+            return nil
+        default:
+            return nil
+        }
     }
 
     /// An integer query parameter within `range`, or `defaultValue` when absent; 422 when malformed.

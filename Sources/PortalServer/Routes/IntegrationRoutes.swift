@@ -197,6 +197,10 @@ struct IntegrationRoutes {
         table.guarded(group, prefix: "/portal", .post, "/integrations/{id}/requests", .manageIntegrations) { request, context, principal in
             let id = try context.uuidParameter("id", what: "integration")
             let call = try APIRequest.parse(try await request.jsonBody(limit: services.maxBodyBytes), integrationID: id)
+            // As for the proxy: a percent-encoded NUL in the path would reach the stored call record (a 503 on PostgreSQL).
+            guard call.endpoint.split(separator: "?", maxSplits: 1).first.map(String.init)?.removingPercentEncoding?.unicodeScalars.contains("\u{0}") != true else {
+                throw PortalError.validation([.init(pointer: "/endpoint", message: "must not contain U+0000 (NUL)")])
+            }
             let answer = try await services.gateway.execute(call, integrationID: id, by: principal)
             var response = JSONOutput.response(answer)
             response.headers[Self.cacheStatus] = answer.cacheStatus
@@ -210,6 +214,10 @@ struct IntegrationRoutes {
             ) { request, context, principal in
                 let id = try context.uuidParameter("id", what: "integration")
                 let path = "/" + context.parameters.getCatchAll().joined(separator: "/")
+                // A percent-encoded NUL would reach the stored call record, which PostgreSQL refuses (a 503).
+                guard path.removingPercentEncoding?.unicodeScalars.contains("\u{0}") != true else {
+                    throw PortalError.validation([.init(pointer: "path", message: "must not contain U+0000 (NUL)")])
+                }
                 let body: ByteBuffer
                 do {
                     body = try await request.body.collect(upTo: services.maxBodyBytes)

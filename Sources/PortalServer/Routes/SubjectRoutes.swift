@@ -61,6 +61,10 @@ struct SubjectRoutes {
         guard id.unicodeScalars.count <= 320 else {
             throw PortalError(.validationFailed, "the subject id must be 1 to 320 characters", fieldErrors: [.init(pointer: "id", message: "1 to 320 characters")])
         }
+        // PostgreSQL stores no U+0000: refused on every backend alike, before any lookup or erasure.
+        guard !id.unicodeScalars.contains("\u{0}") else {
+            throw PortalError(.validationFailed, "the subject id must not contain U+0000 (NUL)", fieldErrors: [.init(pointer: "id", message: "must not contain U+0000 (NUL)")])
+        }
         return id
     }
 }
