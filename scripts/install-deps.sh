@@ -7,8 +7,9 @@ set -euo pipefail
 
 want=(libzstd-dev pkg-config curl)
 if [ "${1:-run}" = test ] || [ "${1:-run}" = bench ]; then
-  # prometheus: promtool checks the /metrics exposition and the dashboards' alerting rules.
-  want+=(postgresql jq python3-venv zstd prometheus)
+  # prometheus: promtool checks the /metrics exposition and the dashboards' alerting rules; iproute2: the
+  # contract test's loopback-only network namespace.
+  want+=(postgresql jq python3-venv zstd prometheus iproute2)
 fi
 if [ "${1:-run}" = bench ]; then
   want+=(openssl time nginx wrk)

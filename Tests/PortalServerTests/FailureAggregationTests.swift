@@ -197,10 +197,11 @@ struct FailureAggregationTests {
             try await portal.services.authFailures.flush(force: true)
             let used = try await Self.entries(portal, "apitoken.used_expired")
             #expect(Self.total(used) == 50)
-            // At most the first and the rest of each minute the calls spanned (a busy machine may span several).
+            // A few entries per minute the calls spanned (a busy machine may span several): the first, the rest,
+            // and a remainder when an append is retried or a flush is forced mid-minute; never one per use.
             let windows = Dictionary(grouping: used) { $0.data.objectValue?["window"]?.stringValue ?? "" }
-            #expect(windows.values.allSatisfy { (1...2).contains($0.count) }, "per minute: \(windows.mapValues(\.count))")
-            #expect(used.count < 50, "\(used.count) entries for 50 uses")
+            #expect(windows.values.allSatisfy { (1...4).contains($0.count) }, "per minute: \(windows.mapValues(\.count))")
+            #expect(used.count <= 12, "\(used.count) entries for 50 uses")
             #expect(Set(used.compactMap { $0.data.objectValue?["tokenId"]?.stringValue }).count == 1)
             #expect(used.allSatisfy { $0.data.objectValue?["owner"] == "late" && $0.data.objectValue?["window"] != nil })
             let failures = try await Self.entries(portal, "auth.failures", org: Organization.platformID)
