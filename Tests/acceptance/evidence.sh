@@ -98,7 +98,7 @@ PY
 SIZE=$(jq -r .checkpoint.size a/manifest.json)
 "$PORTAL_BIN" report soc2 --org default --from "$FROM" --to "$TO" --at "$SIZE" --out again.tar.zst $R >/dev/null || fail "report soc2 --at"
 mkdir b && tar --zstd -xf again.tar.zst -C b
-for f in $(cd a && find . -type f ! -name SHA256SUMS.sig | sort); do cmp -s "a/$f" "b/$f" || fail "$f differs when regenerated"; done
+for f in $(cd a && find . -type f ! -name SHA256SUMS.sig | sort); do cmp -s "a/$f" "b/$f" || { diff "a/$f" "b/$f" | head -20 >&2; fail "$f differs when regenerated"; }; done
 ok "regenerated at tree size $SIZE: every file byte-identical but SHA256SUMS.sig"
 
 "$PORTAL_BIN" report verify soc2.tar.zst --vkey "$VKEY" --vkey "$VKEY2" >verify.out || fail "report verify: $(cat verify.out)"

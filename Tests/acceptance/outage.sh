@@ -27,6 +27,8 @@ psql -h 127.0.0.1 -p "$PGPORT" -U postgres -qc "CREATE DATABASE outage" >/dev/nu
 export PORTAL_DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/outage?sslmode=disable"
 # A request waits at most this long for a connection before it is answered 503 (the default is 30 s).
 export PORTAL_DATABASE_WAIT=10s
+# 1,200 creates: past the default bound of 500 integrations per organization.
+export PORTAL_MAX_INTEGRATIONS=5000
 
 "$PORTAL_BIN" keys generate-master --out master.key 2>/dev/null
 start_server master.key
