@@ -121,8 +121,10 @@ struct LedgerRoutes {
         }
         table.guarded(group, prefix: "/ledger", .post, "/{slug}/checkpoints", .readLedger) { _, context, principal in
             let org = try await organization(context, principal)
-            guard let row = try await services.checkpointer.cut(organizationID: org, slug: principal.organizationSlug) else {
-                throw PortalError(.conflict, "the ledger is empty, or another instance is cutting a checkpoint; retry shortly")
+            // Another cutter (the checkpoint service, another instance) holds the ledger's checkpoint lock for
+            // milliseconds: wait for it rather than answer 409.
+            guard let row = try await services.checkpointer.cutWaiting(organizationID: org, slug: principal.organizationSlug) else {
+                throw PortalError(.conflict, "the ledger is empty, or another instance kept cutting a checkpoint; retry shortly")
             }
             return JSONOutput.response(JSONValue.object([
                 "size": .int(row.size), "root": .string(Data(row.root).base64EncodedString()), "note": .string(row.note),
