@@ -28,23 +28,10 @@ struct BundleHardeningTests {
                 let issued = try await portal.call(.post, "/portal/tokens", token: portal.token("acme.admin"), json: #"{"role":"auditor","owner":"\#(hostile.json)"}"#)
                 #expect(issued.status == .created, "\(issued.body.string)")
             }
-            let today = String(Timestamp.rfc3339(Date()).prefix(10))
-            let created = try await portal.call(.post, "/portal/reports", token: portal.token("acme.compliance"), json: #"{"kind":"soc2","from":"\#(today)","to":"\#(today)"}"#)
-            #expect(created.status == .accepted, "\(created.body.string)")
-            let id = try #require(created.json.objectValue?["id"]?.stringValue)
-            var status: JSONValue?
-            _ = try await eventually {
-                status = try await portal.call(.get, "/portal/reports/\(id)", token: portal.token("acme.auditor")).json.objectValue?["status"]
-                return status == "completed" || status == "failed"
-            }
-            #expect(status == "completed")
-
             let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("bundle-hardening-\(UUID().uuidString.prefix(8))")
             try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: scratch) }
-            let file = scratch.appendingPathComponent("soc2.tar.zst")
-            let download = try await portal.call(.get, "/portal/reports/\(id)/download", token: portal.token("acme.auditor"))
-            try Data(download.body.readableBytesView).write(to: file)
+            let file = try await portal.todaysSOC2Bundle(into: scratch)
             let verified = try EvidenceVerifier().verify(bundle: file.path, keys: try await portal.services.checkpointer.verifierKeys(slug: "acme"))
             #expect(verified.passed, "\(verified.problems)")
 

@@ -273,22 +273,10 @@ struct FailureAggregationTests {
             try await Self.concurrently(30) { i in _ = try await Self.forged(portal, path, i) }
             try await portal.services.authFailures.flush(force: true)
             let rejected = try await Self.entries(portal, "webhook.rejected")
-            let today = String(Timestamp.rfc3339(Date()).prefix(10))
-            let created = try await portal.call(.post, "/portal/reports", token: portal.token("acme.compliance"), json: #"{"kind":"soc2","from":"\#(today)","to":"\#(today)"}"#)
-            #expect(created.status == .accepted, "\(created.body.string)")
-            let id = try #require(created.json.objectValue?["id"]?.stringValue)
-            var status: JSONValue?
-            _ = try await eventually {
-                status = try await portal.call(.get, "/portal/reports/\(id)", token: portal.token("acme.auditor")).json.objectValue?["status"]
-                return status == "completed" || status == "failed"
-            }
-            #expect(status == "completed")
             let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("failure-population-\(UUID().uuidString.prefix(8))")
             try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: scratch) }
-            let file = scratch.appendingPathComponent("soc2.tar.zst")
-            let download = try await portal.call(.get, "/portal/reports/\(id)/download", token: portal.token("acme.auditor"))
-            try Data(download.body.readableBytesView).write(to: file)
+            let file = try await portal.todaysSOC2Bundle(into: scratch)
             let root = try LedgerBundleVerifier().unpack(bundle: file.path, into: scratch)
             let rows = (try JSONValue.parse(Data(contentsOf: root.appendingPathComponent("populations/cc6.6.json"))).arrayValue ?? [])
                 .compactMap(\.objectValue).filter { $0["type"] == "webhook.rejected" }

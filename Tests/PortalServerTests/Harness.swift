@@ -50,6 +50,25 @@ struct Portal: Sendable {
         return try #require(response.json.objectValue?["id"]?.stringValue)
     }
 
+    /// Requests today's SOC 2 bundle as acme's compliance officer, waits until it is built, and writes the
+    /// downloaded `.tar.zst` into `folder`; returns its path.
+    func todaysSOC2Bundle(into folder: URL) async throws -> URL {
+        let today = String(Timestamp.rfc3339(Date()).prefix(10))
+        let created = try await call(.post, "/portal/reports", token: token("acme.compliance"), json: #"{"kind":"soc2","from":"\#(today)","to":"\#(today)"}"#)
+        #expect(created.status == .accepted, "\(created.body.string)")
+        let id = try #require(created.json.objectValue?["id"]?.stringValue)
+        var status: JSONValue?
+        _ = try await eventually {
+            status = try await call(.get, "/portal/reports/\(id)", token: token("acme.auditor")).json.objectValue?["status"]
+            return status == "completed" || status == "failed"
+        }
+        #expect(status == "completed")
+        let file = folder.appendingPathComponent("soc2.tar.zst")
+        let download = try await call(.get, "/portal/reports/\(id)/download", token: token("acme.auditor"))
+        try Data(download.body.readableBytesView).write(to: file)
+        return file
+    }
+
     /// Row counts of the tables a request could write, read directly from the database.
     func rowCounts() async throws -> [String: Int] {
         try await Database.withDatabase(url: test.url, logger: quietLogger) { db in
