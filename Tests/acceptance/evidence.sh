@@ -98,7 +98,12 @@ PY
 SIZE=$(jq -r .checkpoint.size a/manifest.json)
 "$PORTAL_BIN" report soc2 --org default --from "$FROM" --to "$TO" --at "$SIZE" --out again.tar.zst $R >/dev/null || fail "report soc2 --at"
 mkdir b && tar --zstd -xf again.tar.zst -C b
-for f in $(cd a && find . -type f ! -name SHA256SUMS.sig | sort); do cmp -s "a/$f" "b/$f" || { diff "a/$f" "b/$f" | head -20 >&2; fail "$f differs when regenerated"; }; done
+# Every member compared (SHA256SUMS last, since it only repeats a difference), each difference shown.
+differing=""
+for f in $(cd a && find . -type f ! -name 'SHA256SUMS*' | sort) ./SHA256SUMS; do
+  cmp -s "a/$f" "b/$f" || { echo "--- $f" >&2; diff "a/$f" "b/$f" | head -20 >&2; differing="$differing $f"; }
+done
+[ -z "$differing" ] || fail "regenerated at size $SIZE, these differ:$differing"
 ok "regenerated at tree size $SIZE: every file byte-identical but SHA256SUMS.sig"
 
 "$PORTAL_BIN" report verify soc2.tar.zst --vkey "$VKEY" --vkey "$VKEY2" >verify.out || fail "report verify: $(cat verify.out)"
