@@ -98,6 +98,8 @@ public struct APIResponse: Sendable, Encodable {
     public var outcome: String
     /// `HIT`, `MISS` or `BYPASS`.
     public var cacheStatus: String
+    /// The call's record: its `integration_requests` row id and the `callId` of its ledger entry.
+    public var callId: String?
 }
 
 /// The outcome classes and error categories of DESIGN section 7.
@@ -246,7 +248,7 @@ public final class Gateway: Service, Sendable {
             status: result.status,
             headers: Dictionary(result.headers.map { ($0.name.lowercased(), $0.value) }, uniquingKeysWith: { "\($0), \($1)" }),
             body: Self.body(result.body), timestamp: Timestamp.rfc3339(clock.now()), duration: result.durationMs,
-            attempts: result.attempts, outcome: result.outcome.rawValue, cacheStatus: result.cacheStatus
+            attempts: result.attempts, outcome: result.outcome.rawValue, cacheStatus: result.cacheStatus, callId: result.callID?.uuidString.lowercased()
         )
     }
 
@@ -288,7 +290,7 @@ public final class Gateway: Service, Sendable {
         }
         let storeBodies = config["storeBodies"] == .bool(true)
         var record = CallRecord(
-            integration: integration, method: call.method, template: template, url: url, actor: actor,
+            id: ids.next(), integration: integration, method: call.method, template: template, url: url, actor: actor,
             requestDigest: body.isEmpty ? nil : Hex.encode(SHA256.hash(data: body)), storedRequest: storeBodies ? call.storedBody : nil
         )
         if !transient, !call.dataSubjects.isEmpty {
@@ -307,7 +309,7 @@ public final class Gateway: Service, Sendable {
             // A fixed message: the policy's own text may name addresses a DNS answer gave.
             record.error = "the outbound policy refused the destination"
             if !transient { try await self.record(record, started: started) }
-            throw error
+            throw Self.naming(error, record, transient: transient)
         }
         if !transient, let wait = limiter.acquire(integrationID: integration.id, endpoint: template, limits: RateLimits(integration.rateLimits), now: clock.now()) {
             record.outcome = .throttled
@@ -315,7 +317,7 @@ public final class Gateway: Service, Sendable {
             if !transient { try await self.record(record, started: started) }
             var error = PortalError(.throttled, "the rate limit of this integration is reached; retry after \(Int(wait.rounded(.up))) s")
             error.retryAfterSeconds = max(1, Int(wait.rounded(.up)))
-            throw error
+            throw Self.naming(error, record, transient: transient)
         }
 
         // The cache, for GETs of the endpoints config.cache names.
@@ -330,7 +332,10 @@ public final class Gateway: Service, Sendable {
             record.cache = "HIT"
             record.responseDigest = hit.body.isEmpty ? nil : Hex.encode(SHA256.hash(data: hit.body))
             if !transient { try await self.record(record, started: started) }
-            return GatewayResult(status: hit.status, headers: hit.headers, body: hit.body, attempts: 0, outcome: .success, cacheStatus: "HIT", durationMs: Self.milliseconds(since: started))
+            return GatewayResult(
+                status: hit.status, headers: hit.headers, body: hit.body, attempts: 0, outcome: .success, cacheStatus: "HIT", durationMs: Self.milliseconds(since: started),
+                callID: transient ? nil : record.id
+            )
         }
         record.cache = cacheable ? "MISS" : "BYPASS"
 
@@ -350,7 +355,7 @@ public final class Gateway: Service, Sendable {
                 // A fixed message: a token endpoint's answer is not ours to store or show.
                 record.error = "the OAuth access token could not be obtained (\(error.code))"
                 if !transient { try await self.record(record, started: started) }
-                throw error
+                throw Self.naming(error, record, transient: transient)
             }
         }
 
@@ -414,7 +419,7 @@ public final class Gateway: Service, Sendable {
                 if !transient { try await self.record(record, started: started) }
                 return GatewayResult(
                     status: response.status, headers: headers, body: response.body, attempts: record.attempts,
-                    outcome: record.outcome, cacheStatus: record.cache, durationMs: Self.milliseconds(since: started)
+                    outcome: record.outcome, cacheStatus: record.cache, durationMs: Self.milliseconds(since: started), callID: transient ? nil : record.id
                 )
             } catch let error as PortalError where error.code == .upstreamFailed || error.code == .upstreamTimeout {
                 lastError = error
@@ -431,7 +436,15 @@ public final class Gateway: Service, Sendable {
         record.status = nil
         record.error = failure.message
         if !transient { try await self.record(record, started: started) }
-        throw failure
+        throw Self.naming(failure, record, transient: transient)
+    }
+
+    /// A refusal or failure that was recorded, naming its record (`callId` in the problem document), so the
+    /// client can cite the call the ledger holds; a test of an unsaved configuration is recorded nowhere.
+    static func naming(_ error: any Error, _ record: CallRecord, transient: Bool) -> any Error {
+        guard !transient, var error = error as? PortalError else { return error }
+        error.details["callId"] = .string(record.id.uuidString.lowercased())
+        return error
     }
 
     /// What `GET /portal/integrations/{id}/oauth/authorize` answers.
@@ -630,7 +643,7 @@ public final class Gateway: Service, Sendable {
             "method": .string(call.method), "endpoint": .string(call.template), "host": .string(call.url.host ?? ""),
             "pathDigest": .string(Hex.encode(SHA256.hash(data: Array((call.url.path + (call.url.query.map { "?" + $0 } ?? "")).utf8)))),
             "outcome": .string(call.outcome.rawValue), "attempts": .int(Int64(call.attempts)), "durationMicros": .int(micros),
-            "cache": .string(call.cache),
+            "cache": .string(call.cache), "callId": .string(call.id.uuidString.lowercased()),
         ]
         if let status = call.status { data["status"] = .int(Int64(status)) }
         let category = call.outcome == .success ? nil : call.category ?? (call.outcome == .throttled ? "rate_limit" : call.outcome == .refused ? "business" : Outcome.category(status: call.status))
@@ -640,7 +653,7 @@ public final class Gateway: Service, Sendable {
         if let digest = call.responseDigest { data["responseBodyDigest"] = .string(digest) }
         let integration = call.integration
         let row = IntegrationRequestRecord(
-            id: ids.next(), organizationID: integration.organizationID, integrationID: integration.id, method: call.method,
+            id: call.id, organizationID: integration.organizationID, integrationID: integration.id, method: call.method,
             endpoint: call.template, requestBody: call.storedRequest.map { Self.redact($0, secrets: Authenticator.secrets(of: integration)) },
             responseStatus: call.status, responseBody: call.storedResponse, durationMs: Int(micros / 1000),
             errorMessage: call.error ?? (call.outcome == .success ? nil : "HTTP \(call.status ?? 0)"), createdAt: now
@@ -774,10 +787,15 @@ public struct GatewayResult: Sendable {
     public var outcome: Outcome
     public var cacheStatus: String
     public var durationMs: Int
+    /// The call's record (`integration_requests` row and ledger entry `callId`); nil for a test of an unsaved
+    /// configuration, which is recorded nowhere.
+    public var callID: UUID?
 }
 
 /// What the gateway learned about one call, for its row and ledger entry.
 struct CallRecord {
+    /// The call's `integration_requests` row id, also in its ledger entry (`callId`) and its answer.
+    var id: UUID
     var integration: OutboundIntegration
     var method: String
     var template: String
@@ -801,7 +819,8 @@ struct CallRecord {
     var quotaRemaining: Int?
     var quotaLimit: Int?
 
-    init(integration: OutboundIntegration, method: String, template: String, url: URL, actor: String, requestDigest: String?, storedRequest: JSONValue?) {
+    init(id: UUID, integration: OutboundIntegration, method: String, template: String, url: URL, actor: String, requestDigest: String?, storedRequest: JSONValue?) {
+        self.id = id
         self.integration = integration
         self.method = method
         self.template = template

@@ -230,9 +230,12 @@ final class OAuthTokens: Sendable {
             return .success(try await save(integration, answer: body, grant: grant, previousRefreshToken: refreshToken, scope: settings.scope, actor: AuditEvent.system("gateway"), db: db))
         case .success(let (status, body)):
             let code = body.objectValue?["error"]?.stringValue.map { " (\($0))" } ?? ""
-            return try await fail(integration, settings: settings, row: row, reason: "the token endpoint answered HTTP \(status)\(code)", db: db)
+            // A 5xx or 429 is the provider's outage, not a refusal of these credentials.
+            return try await fail(
+                integration, settings: settings, row: row, reason: "the token endpoint answered HTTP \(status)\(code)", transient: status >= 500 || status == 429, db: db
+            )
         case .failure(let error):
-            return try await fail(integration, settings: settings, row: row, reason: "the token endpoint could not be reached: \(error.message)", db: db)
+            return try await fail(integration, settings: settings, row: row, reason: "the token endpoint could not be reached: \(error.message)", transient: true, db: db)
         }
     }
 
@@ -386,11 +389,17 @@ final class OAuthTokens: Sendable {
     }
 
     /// Records a failed grant (backoff, `token.refresh_failed`, status `error` once exhausted) and throws.
-    private func fail(_ integration: OutboundIntegration, settings: OAuthSettings, row: IntegrationTokenRecord?, reason: String, db: (any SQLDatabase)?) async throws -> Result<String, PortalError> {
+    ///
+    /// A `transient` failure (the endpoint unreachable, a 5xx or a 429) backs off like any other but never
+    /// exhausts the integration: an identity provider's outage of a minute must not leave every OAuth
+    /// integration in `error` until an administrator notices. Only refusals count towards `maxRefreshFailures`.
+    private func fail(
+        _ integration: OutboundIntegration, settings: OAuthSettings, row: IntegrationTokenRecord?, reason: String, transient: Bool = false, db: (any SQLDatabase)?
+    ) async throws -> Result<String, PortalError> {
         let now = clock.now()
         let failures = (row?.refreshFailures ?? 0) + 1
         let next = now.addingTimeInterval(min(300, pow(2, Double(failures - 1))))
-        let exhausted = failures >= settings.maxFailures
+        let exhausted = !transient && failures >= settings.maxFailures
         try await write(db) { tx in
             try await IntegrationTokenStore(tx).upsert(IntegrationTokenRecord(
                 integrationID: integration.id, organizationID: integration.organizationID, sealed: row?.sealed ?? [:],
@@ -399,7 +408,7 @@ final class OAuthTokens: Sendable {
             ))
             try await audit.record(AuditEvent(
                 organizationID: integration.organizationID, type: "token.refresh_failed", actor: AuditEvent.system("gateway"),
-                integrationID: integration.id, data: ["reason": .string(reason), "failures": .int(Int64(failures)), "exhausted": exhausted ? 1 : 0], time: now
+                integrationID: integration.id, data: ["reason": .string(reason), "failures": .int(Int64(failures)), "exhausted": exhausted ? 1 : 0, "transient": transient ? 1 : 0], time: now
             ), in: tx)
             if exhausted {
                 try await tx.raw("""

@@ -263,7 +263,12 @@ struct GatewayTests {
             #expect(timeout?.code == .upstreamTimeout)
             let big = await #expect(throws: PortalError.self) { try await env.call(id, "/big/5000") }
             #expect(big?.code == .upstreamFailed && big?.message.contains("larger") == true)
-            #expect(try await env.call(id, "/big/500").status == 200)
+            // A call's answer names its record: the row's id and the entry's callId.
+            let answered = try await env.call(id, "/big/500")
+            #expect(answered.status == 200)
+            let callID = try #require(answered.callId)
+            #expect(try await env.rows(id).contains { $0.id.uuidString.lowercased() == callID })
+            #expect(try await env.requestEntries().filter { $0.data.objectValue?["callId"]?.stringValue == callID }.count == 1)
 
             let closed = try await env.integration("api_key", credentials: ["apiKey": "k-closed-123456"], config: ["retry": ["maxAttempts": 2, "baseDelay": 1]], baseURL: "http://127.0.0.1:1")
             let unreachable = await #expect(throws: PortalError.self) { try await env.call(closed, "/anything") }
@@ -272,6 +277,9 @@ struct GatewayTests {
             #expect(rows.count == 1 && rows[0].responseStatus == nil && rows[0].errorMessage != nil)
             let entry = try #require(try await env.requestEntries().last)
             #expect(entry.type == "request.failed" && entry.data.objectValue?["outcome"] == "network_error" && entry.data.objectValue?["attempts"] == 2)
+            // So does a recorded failure's problem.
+            #expect(unreachable?.details["callId"]?.stringValue == rows[0].id.uuidString.lowercased())
+            #expect(entry.data.objectValue?["callId"]?.stringValue == rows[0].id.uuidString.lowercased())
         }
     }
 
@@ -505,6 +513,32 @@ struct OAuthGatewayTests {
                 let refused = await #expect(throws: PortalError.self) { try await env.call(id, "/echo/f") }
                 #expect(refused?.code == .refused)
             }
+        }
+    }
+}
+
+extension OAuthGatewayTests {
+    @Test("an unreachable token endpoint backs off and keeps trying, but never puts the integration in error", arguments: [Backend.sqlite])
+    func outageIsNotExhaustion(backend: Backend) async throws {
+        let clock = ManualWallClock(Date())
+        try await GatewayEnvironment.with(backend, clock: clock) { env in
+            // A loopback port nothing listens on: the identity provider is down.
+            let closed = try NanoIDP.freePort()
+            let id = try await env.integration(
+                "oauth2", credentials: ["clientId": "portal-client", "clientSecret": "portal-secret-123456"],
+                config: ["oauth": ["tokenUrl": .string("http://127.0.0.1:\(closed)/token"), "maxRefreshFailures": 2]],
+                rateLimits: ["requestsPerSecond": 1000, "burst": 1000]
+            )
+            for _ in 0..<4 {
+                let failed = await #expect(throws: PortalError.self) { try await env.call(id, "/echo/o") }
+                #expect(failed?.code == .upstreamFailed, "\(failed?.message ?? "")")
+                clock.advance(by: 400)
+            }
+            let failures = try await tokenEvents(env).filter { $0.type == "token.refresh_failed" }
+            #expect(failures.count == 4)
+            #expect(failures.allSatisfy { $0.data.objectValue?["exhausted"] == 0 && $0.data.objectValue?["transient"] == 1 })
+            let status = try await env.registry.status(id: id, organizationID: env.admin.organizationID)
+            #expect(status.status == "active", "\(status)")
         }
     }
 }

@@ -16,6 +16,8 @@ struct IntegrationRoutes {
     let services: PortalServices
 
     static let cacheStatus = HTTPField.Name("X-Cache-Status")!
+    /// The proxied call's record: its `integration_requests` row id and its ledger entry's `callId`.
+    static let callID = HTTPField.Name("X-Call-Id")!
     /// Request and response headers the proxy never passes on: hop-by-hop ones, the caller's credentials
     /// (its portal token and cookies), and those the HTTP layers set themselves.
     static let notForwarded: Set<String> = [
@@ -238,6 +240,7 @@ struct IntegrationRoutes {
                 }
                 for header in Self.proxySecurityHeaders { fields[header.name] = header.value }
                 fields[Self.cacheStatus] = result.cacheStatus
+                if let callID = result.callID { fields[Self.callID] = callID.uuidString.lowercased() }
                 return Response(status: .init(code: result.status), headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: result.body)))
             }
         }
