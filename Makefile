@@ -5,7 +5,7 @@ VENV := .venv
 PORTAL := .build/debug/portal
 KEY_FILE := var/master.key
 
-.PHONY: run test bench build build-tests deps test-deps venv clean-var
+.PHONY: run test soak bench build build-tests deps test-deps venv clean-var
 
 run: deps build $(KEY_FILE)
 	$(PORTAL) serve --master-key-file $(KEY_FILE) $(ARGS)
@@ -60,6 +60,15 @@ bench:
 	swift build -c release --product portal-bench
 	mkdir -p var/bench
 	PG_FSYNC=on PORT=55433 scripts/with-postgres.sh .build/release/portal-bench --portal .build/release/portal --markdown var/bench/latest.md $(ARGS)
+
+# The soak (Tests/soak/soak.py): a release build driven with every capability at once while faults are
+# injected, invariants checked during and after; SOAK_MINUTES (default 10) per backend, SOAK_BACKEND sqlite,
+# postgres or both (the default). Report: stdout and var/soak/latest.md; exit 1 when an invariant breaks.
+SOAK_MINUTES ?= 10
+SOAK_BACKEND ?= both
+soak: test-deps venv
+	swift build -c release --product portal
+	.venv/bin/python Tests/soak/soak.py --minutes $(SOAK_MINUTES) --backend $(SOAK_BACKEND) --portal .build/release/portal
 
 clean-var:
 	rm -rf var

@@ -29,5 +29,10 @@ for backend in sqlite ${PORTAL_TEST_POSTGRES_URL:+postgres}; do
     if BACKEND=$backend bash "$script"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $script ($backend)"; fi
   done
 done
+# The soak harness (`make soak`) for one minute per backend on the debug build: every capability at once,
+# faults injected, every invariant checked (Tests/soak/soak.py; the report goes to var/soak/make-test.md).
+echo "== soak (one minute per backend)"
+if .venv/bin/python Tests/soak/soak.py --minutes 1 --backend "$([ -n "${PORTAL_TEST_POSTGRES_URL:-}" ] && echo both || echo sqlite)" \
+  --portal .build/debug/portal --out var/soak/make-test.md; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: soak"; fi
 echo "acceptance: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -398,7 +398,8 @@ final class OAuthTokens: Sendable {
     ) async throws -> Result<String, PortalError> {
         let now = clock.now()
         let failures = (row?.refreshFailures ?? 0) + 1
-        let next = now.addingTimeInterval(min(300, pow(2, Double(failures - 1))))
+        // An outage is retried at least every 30 s, so calls resume soon after the provider is back.
+        let next = now.addingTimeInterval(min(transient ? 30 : 300, pow(2, Double(min(failures, 20) - 1))))
         let exhausted = !transient && failures >= settings.maxFailures
         try await write(db) { tx in
             try await IntegrationTokenStore(tx).upsert(IntegrationTokenRecord(

@@ -328,9 +328,15 @@ public final class WebhookService: Sendable {
     }
 
     func receive(slug: String, name: String, _ request: InboundWebhook, test: Bool) async throws -> Answer {
-        guard knows(slug: slug, name: name), let endpoint = try await endpoint(slug: slug, name: name) else {
+        // A path this instance does not know may have been registered on another instance since the last
+        // refresh: the database is asked (each path at most once a second, and a bounded number of unknown
+        // paths a second, so made-up paths cannot turn into a query each).
+        let path = "\(slug)/\(name)"
+        let known = knows(slug: slug, name: name)
+        guard known || paths.withLock({ $0.shouldAsk(path, now: clock.now()) }), let endpoint = try await endpoint(slug: slug, name: name) else {
             throw PortalError.notFound("webhook endpoint")
         }
+        if !known { paths.withLock { $0.add(path) } }
         let now = clock.now()
         if let answer = Self.handshake(request, endpoint: endpoint) { return answer }
         guard request.body.count <= configuration.maxBodyBytes else {
@@ -622,6 +628,25 @@ struct PathIndex {
     private var epoch = 0
     private var applied = 0
     private var changes: [String: (added: Bool, epoch: Int)] = [:]
+    /// Unknown paths looked up in the database, and when; and this second's lookups.
+    private var asked: [String: Date] = [:]
+    private var second: Int64 = 0
+    private var askedThisSecond = 0
+    /// Unknown paths looked up in the database per second, at most.
+    static let lookupsPerSecond = 20
+
+    /// Whether to look `path` (unknown here) up in the database now: not if it was looked up less than a
+    /// second ago, nor past this second's budget.
+    mutating func shouldAsk(_ path: String, now: Date) -> Bool {
+        let current = Int64(now.timeIntervalSince1970.rounded(.down))
+        if current != second { (second, askedThisSecond) = (current, 0) }
+        if let last = asked[path], now >= last, now.timeIntervalSince(last) < 1 { return false }
+        guard askedThisSecond < Self.lookupsPerSecond else { return false }
+        askedThisSecond += 1
+        if asked.count >= 10_000 { asked.removeAll() }
+        asked[path] = now
+        return true
+    }
 
     mutating func add(_ path: String) {
         live.insert(path)

@@ -8,7 +8,7 @@ import PortalTestSupport
 import SQLKit
 import Storage
 import Testing
-import Webhooks
+@testable import Webhooks
 
 /// An organization with an integration, a webhook service logging into a capture, and a running sequencer;
 /// endpoints are registered by each test.
@@ -21,6 +21,7 @@ struct ReplayFixture: Sendable {
     let admin: Principal
     let integrationID: UUID
     let logs: LogCapture
+    let vault: CredentialVault
 
     static func with(_ backend: Backend, _ body: @Sendable (ReplayFixture) async throws -> Void) async throws {
         try await TestDatabase.with(backend) { _, db in
@@ -41,7 +42,7 @@ struct ReplayFixture: Sendable {
                 ]), by: admin)
                 try await body(ReplayFixture(
                     db: db, org: org, sequencer: sequencer, service: service, registry: registry, admin: admin,
-                    integrationID: try #require(UUID(uuidString: integration.id)), logs: logs
+                    integrationID: try #require(UUID(uuidString: integration.id)), logs: logs, vault: vault
                 ))
                 group.cancelAll()
             }
@@ -215,5 +216,54 @@ struct WebhookReplayTests {
             #expect(f.service.counts.replays == 0 && f.service.counts.duplicates == 2)
             #expect(f.logLines(Self.replayLog).isEmpty && f.logLines("portal.unsigned").isEmpty)
         }
+    }
+}
+
+/// Two instances on one database: an endpoint registered through one receives through the other at once,
+/// not after the other's next refresh of its paths (the soak found 404s for the first seconds).
+@Suite("Webhook paths across instances")
+struct WebhookPathTests {
+    @Test("an endpoint registered on one instance is received by another before its next path refresh", arguments: Backend.available)
+    func registeredElsewhere(backend: Backend) async throws {
+        try await ReplayFixture.with(backend) { f in
+            // The second instance reads its paths now, before the endpoint exists (as at its start).
+            let other = WebhookService(database: f.db, vault: f.vault, audit: f.sequencer, registry: f.registry, logger: quietLogger, publicURL: "https://portal.example.test")
+            try await other.refreshPaths()
+            #expect(!other.knows(slug: "acme", name: "late"))
+            let endpoint = try await f.register("late", scheme: .github, secret: "github-late-secret-0123")
+            let body = Array(#"{"action":"opened","id":1}"#.utf8)
+            let headers = try #require(WebhookSigner.headers(
+                scheme: .github, secret: "github-late-secret-0123", options: SchemeOptions(), method: "POST", url: endpoint.url, body: body, eventID: "d-late-1", now: Date()
+            ))
+            let answer = try await other.receive(
+                slug: "acme", name: "late", InboundWebhook(method: "POST", url: endpoint.url, headers: headers + [("Content-Type", "application/json")], body: body)
+            )
+            #expect(answer.status == 200, "\(String(decoding: answer.body, as: UTF8.self))")
+            #expect(other.knows(slug: "acme", name: "late"))
+            // A made-up path is still a 404.
+            await #expect(throws: PortalError.self) {
+                _ = try await other.receive(slug: "acme", name: "made-up", InboundWebhook(method: "POST", url: endpoint.url, headers: headers, body: body))
+            }
+        }
+    }
+
+    @Test("unknown paths are looked up at most once a second each, and at most 20 a second in all")
+    func lookupBudget() {
+        var index = PathIndex()
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        var answers: [Bool] = []
+        answers.append(index.shouldAsk("acme/a", now: start))
+        answers.append(index.shouldAsk("acme/a", now: start + 0.5))
+        answers.append(index.shouldAsk("acme/a", now: start + 1.0))
+        #expect(answers == [true, false, true])
+        // 19 more in that second are allowed (20 in all), the 21st is not.
+        var allowed = 0
+        for n in 0..<19 where index.shouldAsk("acme/x\(n)", now: start + 1.2) { allowed += 1 }
+        #expect(allowed == 19)
+        let over = index.shouldAsk("acme/y", now: start + 1.9)
+        #expect(!over)
+        // The next second has a budget of its own.
+        let next = index.shouldAsk("acme/y", now: start + 2.0)
+        #expect(next)
     }
 }

@@ -352,6 +352,7 @@ class Soak:
             "PORTAL_DATABASE_URL": self.database_url, "PORTAL_OUTBOUND_ALLOW": "127.0.0.1", "PORTAL_PUBLIC_URL": "https://portal.soak.test",
             "PORTAL_METRICS_TOKEN": METRICS_TOKEN, "PORTAL_ALERT_RULES": self.rules_path, "PORTAL_DATABASE_WAIT": "10s",
             "PORTAL_MAX_INTEGRATIONS": "100", "PORTAL_MAX_TOKENS": "100000", "PORTAL_MAX_OPEN_REPORTS": "4", "PORTAL_LOG_LEVEL": "warning",
+            "PORTAL_REPORTS_DIR": os.path.join(ROOT, "reports"),
         })
         return env
 
@@ -461,24 +462,32 @@ class Soak:
         if body["method"] == "POST":
             body["body"] = {"email": subject}
         r = self.call("gateway.requests", "POST", "/portal/integrations/%s/requests" % self.api, session, self.admin, json=body)
-        if r is not None:
-            with self.lock:
-                self.gateway_answered.append((path, r.status_code, "requests"))
+        self.answered(r, path, "requests")
 
     def gateway_proxy(self, session):
         path = "/soakp/%s" % uuid.uuid4().hex
         r = self.call("gateway.proxy", "GET", "/portal/integrations/%s/proxy%s" % (self.api, path), session, self.admin)
-        if r is not None:
-            with self.lock:
-                self.gateway_answered.append((path, r.status_code, "proxy"))
+        self.answered(r, path, "proxy")
 
     def gateway_oauth(self, session):
         path = "/soako/%s" % uuid.uuid4().hex
         r = self.call("gateway.oauth", "POST", "/portal/integrations/%s/requests" % self.oauth, session, self.admin,
                       json={"method": "GET", "endpoint": path, "timeout": 4000})
-        if r is not None:
-            with self.lock:
-                self.gateway_answered.append((path, r.status_code, "oauth"))
+        self.answered(r, path, "oauth")
+
+    def answered(self, r, path, kind):
+        """Keeps what the client was told: the status and the call's record id (the answer's `callId`, the
+        proxy's X-Call-Id header, or a recorded refusal's problem member)."""
+        if r is None:
+            return
+        call_id = r.headers.get("X-Call-Id")
+        if not call_id:
+            try:
+                call_id = r.json().get("callId")
+            except ValueError:
+                call_id = None
+        with self.lock:
+            self.gateway_answered.append((path, r.status_code, kind, call_id))
 
     def webhook(self, session):
         import stripe
@@ -865,17 +874,16 @@ class Soak:
         # The outbox drained: no change waits for its entry.
         outbox = int(self.sql("SELECT COUNT(*) FROM audit_outbox")[0][0])
         self.invariant("ledger: the outbox is drained at the end").check(outbox == 0, "%d events still in audit_outbox" % outbox)
-        # Gateway calls: each integration_requests row has its request.* entry and each entry its row.
+        # Gateway calls: each integration_requests row has exactly one request.* entry (its callId) and each
+        # entry its row.
         inv = self.invariant("ledger: no entry without its change, no change without its entry")
-        rows = {}
-        for (endpoint,) in self.sql("SELECT endpoint FROM integration_requests"):
-            rows[endpoint] = rows.get(endpoint, 0) + 1
+        rows = {r[0].lower() for r in self.sql("SELECT id FROM integration_requests")}
         logged = {}
         for e in by_type.get("request.completed", []) + by_type.get("request.failed", []):
-            p = e["data"].get("endpoint")
-            logged[p] = logged.get(p, 0) + 1
-        for p in set(rows) | set(logged):
-            inv.check(rows.get(p, 0) == logged.get(p, 0), "%s: %d rows, %d entries" % (p, rows.get(p, 0), logged.get(p, 0)))
+            c = e["data"].get("callId")
+            logged[c] = logged.get(c, 0) + 1
+        for c in rows | set(logged):
+            inv.check(c in rows and logged.get(c, 0) == 1, "call %s: %s row, %d entries" % (c, "a" if c in rows else "no", logged.get(c, 0)))
         # Webhooks: each stored event has one webhook.received entry, and a processed one a webhook.processed entry.
         received = {}
         for e in by_type.get("webhook.received", []):
@@ -898,17 +906,20 @@ class Soak:
             sid = (stored_id or "").lower()
             inv.check(self.stored_webhooks.get(sid) == "processed" and processed.get(sid, 0) == 1 and received.get(sid, 0) == 1,
                       "%s (%s): status %s, %d processed entries" % (provider_id, sid, self.stored_webhooks.get(sid), processed.get(sid, 0)))
-        self.rows_by_endpoint = rows
-        self.logged_by_endpoint = logged
+        self.call_rows = rows
+        self.call_entries = logged
 
     def check_answers(self):
-        # Every gateway call answered to its client (other than the portal's own 503) has its row and its entry.
+        # Every gateway call answered to its client has its row and its entry, named in the answer; only the
+        # portal's refusals before a call is made (a database outage's 503, a validation error) name none.
         inv = self.invariant("gateway: every call answered has its integration_requests row and its ledger entry")
-        for path, status, kind in self.gateway_answered:
-            if status in (503, 401, 403, 429) or status >= 500 and status not in (502, 504):
+        for path, status, kind, call_id in self.gateway_answered:
+            if call_id is None:
+                inv.check(status in (503, 400, 401, 403, 404, 422), "%s %s answered %d without a callId" % (kind, path, status))
                 continue
-            inv.check(self.rows_by_endpoint.get(path, 0) == 1 and self.logged_by_endpoint.get(path, 0) == 1,
-                      "%s %s answered %d: %d rows, %d entries" % (kind, path, status, self.rows_by_endpoint.get(path, 0), self.logged_by_endpoint.get(path, 0)))
+            c = call_id.lower()
+            inv.check(c in self.call_rows and self.call_entries.get(c, 0) == 1,
+                      "%s %s answered %d: call %s has %s row and %d entries" % (kind, path, status, c, "a" if c in self.call_rows else "no", self.call_entries.get(c, 0)))
         # No 5xx outside a fault's window; in one, the portal's own are 503 with Retry-After; no hang.
         inv = self.invariant("answers: no 5xx outside a fault, only 503 + Retry-After in one (upstream errors passed through aside)")
         hangs = self.invariant("answers: no request hangs past its deadline")
