@@ -290,6 +290,9 @@ public final class SyncEngine: Service, Sendable {
                 do {
                     let plan = try await database.read { db in try await Self.plan(integrationID: job.integrationID, organizationID: job.organizationID, in: db) }
                     launch(job, plan: plan)
+                } catch let error as PortalError where error.code == .unavailable {
+                    // Not the job's fault: it is taken over again once this lease runs out.
+                    logger.warning("a sync job waits for the database", metadata: ["portal.job": "\(job.id)", "portal.reason": "\(error.message)"])
                 } catch {
                     await fail(job, counts: Counts(job.counts), processed: job.recordsProcessed, message: "cannot resume: \((error as? PortalError)?.message ?? "\(error)")")
                 }

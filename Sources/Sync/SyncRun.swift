@@ -144,6 +144,12 @@ extension SyncEngine {
         } catch is LeaseLost {
             logger.warning("a sync job's lease passed to another instance; this one stops", metadata: ["portal.job": "\(job.id)"])
             return
+        } catch let error as PortalError where error.code == .unavailable {
+            // The database is unreachable (a restart, a failover): the page in flight was not committed, and
+            // the job is not failed for it. It stays running; once its lease runs out an instance resumes it
+            // from its last committed page, counting nothing twice.
+            logger.warning("a sync job waits for the database; it resumes from its last committed page", metadata: ["portal.job": "\(job.id)", "portal.reason": "\(error.message)"])
+            return
         } catch {
             if Task.isCancelled { return }
             await fail(job, counts: counts, processed: processed, message: (error as? PortalError)?.message ?? "\(type(of: error))")

@@ -327,16 +327,22 @@ public final class WebhookService: Sendable {
         try await receive(slug: slug, name: name, request, test: false)
     }
 
-    func receive(slug: String, name: String, _ request: InboundWebhook, test: Bool) async throws -> Answer {
-        // A path this instance does not know may have been registered on another instance since the last
-        // refresh: the database is asked (each path at most once a second, and a bounded number of unknown
-        // paths a second, so made-up paths cannot turn into a query each).
+    /// Whether `slug/name` is a live endpoint. A path this instance does not know may have been registered
+    /// on another instance since its last refresh: the database is asked, each unknown path at most once a
+    /// second and at most ``PathIndex/lookupsPerSecond`` of them a second, so made-up paths cannot turn into
+    /// a query each; a path found is known from then on.
+    public func resolves(slug: String, name: String) async throws -> Bool {
+        if knows(slug: slug, name: name) { return true }
         let path = "\(slug)/\(name)"
-        let known = knows(slug: slug, name: name)
-        guard known || paths.withLock({ $0.shouldAsk(path, now: clock.now()) }), let endpoint = try await endpoint(slug: slug, name: name) else {
+        guard paths.withLock({ $0.shouldAsk(path, now: clock.now()) }), try await endpoint(slug: slug, name: name) != nil else { return false }
+        paths.withLock { $0.add(path) }
+        return true
+    }
+
+    func receive(slug: String, name: String, _ request: InboundWebhook, test: Bool) async throws -> Answer {
+        guard try await resolves(slug: slug, name: name), let endpoint = try await endpoint(slug: slug, name: name) else {
             throw PortalError.notFound("webhook endpoint")
         }
-        if !known { paths.withLock { $0.add(path) } }
         let now = clock.now()
         if let answer = Self.handshake(request, endpoint: endpoint) { return answer }
         guard request.body.count <= configuration.maxBodyBytes else {

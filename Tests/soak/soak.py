@@ -825,9 +825,9 @@ class Soak:
         else:
             self.note("SoakErrorRate's resolution not checked: the run ended %.0f s after the last upstream fault, inside the rule's 5-minute window" % (self.phases.now() - last_fault))
 
-        # RSS after the first two minutes (or a quarter of a shorter run) against the end.
+        # RSS after the first two minutes (or half of a shorter run) against the end.
         inv = self.invariant("memory: resident set at the end within 1.2x of its value after the warm-up")
-        warm = min(120.0, self.seconds / 4)
+        warm = min(120.0, self.seconds / 2)
         for name, samples in self.rss.items():
             base = [kib for t, kib in samples if t >= warm]
             if len(base) >= 2:

@@ -85,7 +85,8 @@ struct WebhookRoutes {
         }
     }
 
-    /// The receiver. Unknown paths are 404 before anything is read; the body is read up to the limit.
+    /// The receiver. Unknown paths are 404 before the body is read (at most a bounded number of database lookups
+    /// a second for paths another instance may have registered); the body is read up to the limit.
     func registerReceiver(on router: Router<PortalRequestContext>, table: RouteTable) {
         let webhooks = services.webhooks
         let publicURL = services.publicURL
@@ -94,7 +95,7 @@ struct WebhookRoutes {
             table.open(router, method, "/webhooks/{slug}/{name}") { request, context in
                 let slug = context.parameters.get("slug") ?? ""
                 let name = context.parameters.get("name") ?? ""
-                guard webhooks.knows(slug: slug, name: name) else { throw PortalError.notFound("webhook endpoint") }
+                guard try await webhooks.resolves(slug: slug, name: name) else { throw PortalError.notFound("webhook endpoint") }
                 let body: ByteBuffer
                 do {
                     body = try await request.body.collect(upTo: limit)
