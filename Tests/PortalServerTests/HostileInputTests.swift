@@ -96,6 +96,13 @@ struct HostileInputTests {
                 try await portal.call(.patch, "/portal/integrations/\(id)", token: admin, json: #"{"credentials":{"clientSecret":"secret-123456\n"}}"#),
                 .unprocessableContent
             )
+            // A rotation is held to the same rule, and names the field.
+            let rotated = expectProblem(
+                try await portal.call(.post, "/portal/integrations/\(id)/credentials/rotate", token: admin, json: #"{"credentials":{"apiKey":"k-rotated-1234567890\n"},"overlapSeconds":60}"#),
+                .unprocessableContent
+            )
+            #expect(rotated["errors"]?.arrayValues.compactMap { $0.objectValue?["pointer"]?.stringValue } == ["/credentials/apiKey"], "\(rotated)")
+            #expect(!rotated.description.contains("k-rotated-1234567890"), "the value is not echoed")
             // A PEM private key is multi-line by nature.
             let pem = "-----BEGIN PRIVATE KEY-----\\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\\n-----END PRIVATE KEY-----\\n"
             let jwt = #"{"name":"JWT","type":"analytics","baseUrl":"https://api.example.com","authMethod":"jwt","credentials":{"privateKey":"\#(pem)","keyId":"k1"},"config":{"jwt":{"algorithm":"ES256","issuer":"me"}}}"#

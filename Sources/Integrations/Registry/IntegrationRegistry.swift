@@ -394,6 +394,11 @@ public struct IntegrationRegistry: Sendable {
         guard !credentials.isEmpty, !credentials.values.contains(where: { $0.isEmpty || Masking.isMasked($0) }) else {
             throw PortalError.validation([.init(pointer: "/credentials", message: "give the new values (not masked, not empty)")])
         }
+        // As at creation: a value sent in a header must be one line (a pasted key's trailing newline).
+        let refused = credentials.sorted { $0.key < $1.key }.compactMap { key, value in
+            IntegrationFields.controlCharacterProblem(value, name: key).map { PortalError.FieldError(pointer: "/credentials/\(key)", message: $0) }
+        }
+        guard refused.isEmpty else { throw PortalError.validation(refused) }
         let now = clock.now()
         let record = try await database.write { db in
             let store = IntegrationStore(db)
