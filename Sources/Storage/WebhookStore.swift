@@ -326,6 +326,13 @@ public struct WebhookEventStore {
 
     /// The stored event of `endpointID` with this replay digest (the body's SHA-256), if any: its id and
     /// dedup key (a different key than the new delivery's means a replay under a new id).
+    /// The stored event a delivery with `dedupKey` duplicates, if any.
+    public func duplicated(endpointID: UUID, dedupKey: String) async throws -> UUID? {
+        try await db.raw("""
+            SELECT id FROM webhook_events WHERE endpoint_id = \(bind: endpointID) AND dedup_key = \(bind: dedupKey)
+            """).first()?.decode(column: "id", as: UUID.self)
+    }
+
     public func replayed(endpointID: UUID, replayDigest: String) async throws -> (id: UUID, dedupKey: String)? {
         guard let row = try await db.raw("""
             SELECT id, dedup_key FROM webhook_events WHERE endpoint_id = \(bind: endpointID) AND replay_digest = \(bind: replayDigest)

@@ -425,8 +425,12 @@ public final class WebhookService: Sendable {
             row.body = nil
         }
         guard try await audit.append([event], with: row) else {
-            try await declined(endpoint, dedupKey: dedupKey, replayDigest: replayDigest, providerEventID: verified.eventID)
-            return .json(["received": true, "duplicate": true])
+            // The acknowledgement names the event already stored, so a provider's retry of a delivery whose
+            // first answer it never got maps to the same event.
+            let original = try await declined(endpoint, dedupKey: dedupKey, replayDigest: replayDigest, providerEventID: verified.eventID)
+            var answer: [String: JSONValue] = ["received": true, "duplicate": true]
+            if let original { answer["id"] = .string(original.uuidString.lowercased()) }
+            return .json(.object(answer))
         }
         counters.withLock { $0.received += 1 }
         observe(endpoint, .received)
@@ -453,23 +457,29 @@ public final class WebhookService: Sendable {
 
     /// Counts and logs a delivery the insert declined: the same event id again (a provider's retry), or,
     /// for a scheme without a signed timestamp, the same body under a new or no id (a replay).
-    private func declined(_ endpoint: OpenedEndpoint, dedupKey: String, replayDigest: String?, providerEventID: String?) async throws {
+    /// Counts and logs a declined delivery; returns the stored event it duplicates (when still stored).
+    private func declined(_ endpoint: OpenedEndpoint, dedupKey: String, replayDigest: String?, providerEventID: String?) async throws -> UUID? {
         var original: (id: UUID, dedupKey: String)?
         if let replayDigest {
             original = try await database.read { db in try await WebhookEventStore(db).replayed(endpointID: endpoint.record.id, replayDigest: replayDigest) }
+        }
+        var duplicated = original?.id
+        if duplicated == nil {
+            duplicated = try await database.read { db in try await WebhookEventStore(db).duplicated(endpointID: endpoint.record.id, dedupKey: dedupKey) }
         }
         counters.withLock {
             $0.duplicates += 1
             if let original, original.dedupKey != dedupKey { $0.replays += 1 }
         }
         observe(endpoint, .duplicate)
-        guard let original, original.dedupKey != dedupKey, let replayDigest else { return }
+        guard let original, original.dedupKey != dedupKey, let replayDigest else { return duplicated }
         var metadata: Logger.Metadata = [
             "portal.organization": "\(endpoint.slug)", "portal.endpoint": "\(endpoint.record.name)", "portal.scheme": "\(endpoint.scheme.rawValue)",
             "portal.body_digest": "\(replayDigest)", "portal.original_event": "\(original.id.uuidString.lowercased())",
         ]
         if let providerEventID { metadata["portal.provider_event_id"] = "\(Self.printable(providerEventID))" }
         logger.warning("webhook replay acknowledged and not stored: the endpoint received this body before", metadata: metadata)
+        return duplicated
     }
 
     /// An unsigned value for a log line: at most 100 characters, control characters replaced.

@@ -111,6 +111,9 @@ struct WebhookQueueTests {
                 let mine = answers.filter { $0.0 == "e-\(event)" }.map(\.1)
                 #expect(mine.filter { $0.objectValue?["duplicate"] == nil }.count == 1, "e-\(event): exactly one delivery is stored")
                 #expect(mine.filter { $0.objectValue?["duplicate"] == true }.count == 19)
+                // Every acknowledgement, the duplicates' too, names the one stored event.
+                let named = Set(mine.compactMap { $0.objectValue?["id"]?.stringValue })
+                #expect(named.count == 1 && mine.allSatisfy { $0.objectValue?["id"] != nil }, "e-\(event): \(named)")
             }
             let stored = try await f.db.read { tx in
                 try await tx.raw("SELECT COUNT(*) AS n FROM webhook_events").first()?.decode(column: "n", as: Int.self)
