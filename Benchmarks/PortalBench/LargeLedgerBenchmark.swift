@@ -6,10 +6,11 @@ import PortalServer
 import PortalTestSupport
 import Storage
 
-/// The auditor's side on one large SQLite ledger: proof latency, verification throughput against
+/// The auditor's side on one large ledger (SQLite or PostgreSQL): proof latency, verification throughput against
 /// `openssl dgst -sha256` over the same canonical bytes, and export plus offline verification (time and
 /// peak memory of the `portal` processes) at two sizes, to show memory does not grow with the ledger.
 struct LargeLedgerBenchmark {
+    var backend: Backend = .sqlite
     var portal: String
     var entries: Int
     var smallEntries: Int
@@ -24,7 +25,7 @@ struct LargeLedgerBenchmark {
         let keyFile = work.appendingPathComponent("master.key").path
         try MasterKeyRing.writeKeyFile(keyFile, keys: [MasterKeyRing.generateBase64()])
 
-        try await TestDatabase.with(.sqlite, logger: benchLogger) { test, db in
+        try await TestDatabase.with(backend, logger: benchLogger) { test, db in
             var settings = PortalSettings()
             settings.databaseURL = test.url
             settings.masterKeyFile = keyFile
@@ -35,7 +36,7 @@ struct LargeLedgerBenchmark {
             if keep != nil { try vkeys.joined(separator: "\n").write(to: work.appendingPathComponent("vkeys"), atomically: true, encoding: .utf8) }
             let cli = CLI(portal: portal, databaseURL: test.url, keyFile: keyFile, vkeys: vkeys)
 
-            print("\n== Export and offline verification (SQLite; the portal CLI's processes, peak RSS from GNU time)")
+            print("\n== Export and offline verification (\(backend); the portal CLI's processes, peak RSS from GNU time)")
             let grownSmall = try await timed { try await ledger.grow(to: smallEntries) }.seconds
             print("  built \(smallEntries) entries in \(String(format: "%.1f", grownSmall)) s (\(rate(smallEntries, grownSmall)), batches of 4096)")
             guard let smallCheckpoint = try await services.checkpointer.cut(organizationID: organizationID, slug: "bench") else {
@@ -67,7 +68,12 @@ struct LargeLedgerBenchmark {
                 )
             }
 
-            print("\n== Proof latency on the \(formatted(Double(entries)))-entry ledger (SQLite, LedgerReader: tiles cached in memory, misses read without a transaction)")
+            let bytes = try await db.bytesOnDisk()
+            report.add(
+                "database size per entry, \(backend), \(formatted(Double(entries))) entries (entries, tiles, checkpoints, indexes)",
+                String(format: "%.0f bytes (%@ in all)", Double(bytes) / Double(entries), mebibytes(Int(bytes / 1024)))
+            )
+            print("\n== Proof latency on the \(formatted(Double(entries)))-entry ledger (\(backend), LedgerReader: tiles cached in memory, misses read without a transaction)")
             try await proofLatency(db: db, organizationID: organizationID, small: smallCheckpoint, large: largeCheckpoint, report: report)
 
             print("\n== Verification throughput, one core (exported folder on disk) vs openssl dgst -sha256 over the same canonical bytes")
@@ -108,9 +114,9 @@ struct LargeLedgerBenchmark {
         for (name, values) in [("inclusion", inclusion), ("consistency", consistency)] {
             let p = Percentiles(values)
             report.add(
-                "\(name) proof latency, \(formatted(Double(size))) entries (\(values.count) samples)",
+                "\(name) proof latency, \(backend), \(formatted(Double(size))) entries (\(values.count) samples)",
                 "p50 \(milliseconds(p.p50)), p99 \(milliseconds(p.p99)), max \(milliseconds(p.max))",
-                target: "p99 < 1 ms", met: p.p99 < 0.001
+                target: backend == .sqlite ? "p99 < 1 ms" : "p99 < 2 ms", met: p.p99 < (backend == .sqlite ? 0.001 : 0.002)
             )
         }
     }

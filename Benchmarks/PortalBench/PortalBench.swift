@@ -59,6 +59,9 @@ struct PortalBench: AsyncParsableCommand {
     @Option(help: "Keep the large ledger's bundles, verifier keys and unpacked folder in this folder (for profiling).")
     var keep: String?
 
+    @Option(help: "Backends of the large-ledger benchmark, comma-separated: sqlite, postgres (PostgreSQL needs PORTAL_TEST_POSTGRES_URL).")
+    var largeBackends: String = "sqlite"
+
     func run() async throws {
         let portalPath = URL(fileURLWithPath: portal).standardizedFileURL.path
         guard FileManager.default.isExecutableFile(atPath: portalPath) else {
@@ -90,8 +93,13 @@ struct PortalBench: AsyncParsableCommand {
             print("verified \(entries) entries ten times: \(rate(entries * 10, elapsed))")
         }
         if only == nil || only == "large" {
-            let large = LargeLedgerBenchmark(portal: portalPath, entries: entries, smallEntries: smallEntries, samples: samples, keep: keep)
-            try await large.run(report: report)
+            for name in largeBackends.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+                guard let backend = Backend(rawValue: name), Backend.available.contains(backend) else {
+                    throw ValidationError("--large-backends: \(name) is not an available backend (sqlite; postgres with PORTAL_TEST_POSTGRES_URL)")
+                }
+                let large = LargeLedgerBenchmark(backend: backend, portal: portalPath, entries: entries, smallEntries: smallEntries, samples: samples, keep: keep)
+                try await large.run(report: report)
+            }
         }
 
         if only == nil || only == "gateway" {
