@@ -841,6 +841,13 @@ class Soak:
             if len(base) >= 2:
                 inv.check(base[-1] <= 1.2 * base[0], "%s: %d KiB after %.0f s, %d KiB at the end" % (name, base[0], warm, base[-1]))
                 self.note("RSS %s: %.1f MiB after %.0f s, %.1f MiB at the end (x%.2f)" % (name, base[0] / 1024, warm, base[-1] / 1024, base[-1] / base[0]))
+            # The curve, one sample a minute: growth that levels off is a cache or the allocator filling, a line is a leak.
+            curve, minute = [], -1
+            for t, kib in samples:
+                if int(t // 60) != minute:
+                    minute = int(t // 60)
+                    curve.append("%d:%.1f" % (minute, kib / 1024))
+            self.note("RSS %s by minute (MiB): %s" % (name, " ".join(curve)))
 
         # The servers stop cleanly (SIGTERM); the rest is read from the database itself.
         for i in self.instances:
