@@ -34,11 +34,11 @@ struct GatewayBenchmark {
         let proxyPort = try NanoIDP.freePort()
         let portalPort = try NanoIDP.freePort()
         let body = #"{"id":"usr_0123456789","email":"user@example.test","name":"Fixed Response","active":true}"#
-        children.append(try startNginx(nginx, work: work, name: "upstream", server: """
+        children.append(try Self.startNginx(nginx, work: work, name: "upstream", server: """
             server { listen 127.0.0.1:\(upstreamPort); location / { default_type application/json; return 200 '\(body)'; } }
             """))
         // nginx's default proxy settings (as the issue measured it): HTTP/1.0 to the upstream, a connection per request.
-        children.append(try startNginx(nginx, work: work, name: "proxy", server: """
+        children.append(try Self.startNginx(nginx, work: work, name: "proxy", server: """
             server { listen 127.0.0.1:\(proxyPort); location / { proxy_pass http://127.0.0.1:\(upstreamPort); } }
             """))
 
@@ -129,7 +129,7 @@ struct GatewayBenchmark {
     }
 
     /// Starts an nginx with one worker and `server` (and any `upstream`) blocks in its http block.
-    func startNginx(_ nginx: String, work: URL, name: String, server: String) throws -> pid_t {
+    static func startNginx(_ nginx: String, work: URL, name: String, server: String) throws -> pid_t {
         let prefix = work.appendingPathComponent(name)
         try FileManager.default.createDirectory(at: prefix, withIntermediateDirectories: true)
         let config = """

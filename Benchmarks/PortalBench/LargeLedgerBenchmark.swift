@@ -17,6 +17,10 @@ struct LargeLedgerBenchmark {
     var samples: Int
     /// Keep the bundles, keys and unpacked folder here (for profiling) instead of a temporary folder.
     var keep: String?
+    /// The parts to run: export (with offline verification), soc2, size, proofs, verify (throughput).
+    var parts: Set<String> = LargeLedgerBenchmark.allParts
+
+    static let allParts: Set<String> = ["export", "soc2", "size", "proofs", "verify"]
 
     func run(report: Report) async throws {
         let work = keep.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory.appendingPathComponent("portal-bench-\(UUID().uuidString.prefix(8))")
@@ -42,8 +46,8 @@ struct LargeLedgerBenchmark {
             guard let smallCheckpoint = try await services.checkpointer.cut(organizationID: organizationID, slug: "bench") else {
                 throw BenchError.failed("no checkpoint was cut")
             }
-            let small = try cli.exportAndVerify(entries: smallEntries, bundle: work.appendingPathComponent("small.tar.zst").path)
-            let smallReport = try cli.soc2(at: smallCheckpoint.size, bundle: work.appendingPathComponent("small-soc2.tar.zst").path)
+            let small = parts.contains("export") || parts.contains("verify") ? try cli.exportAndVerify(entries: smallEntries, bundle: work.appendingPathComponent("small.tar.zst").path) : nil
+            let smallReport = parts.contains("soc2") ? try cli.soc2(at: smallCheckpoint.size, bundle: work.appendingPathComponent("small-soc2.tar.zst").path) : nil
 
             let grownLarge = try await timed { try await ledger.grow(to: entries) }.seconds
             print("  built \(entries - smallEntries) more entries in \(String(format: "%.1f", grownLarge)) s (\(rate(entries - smallEntries, grownLarge)))")
@@ -51,33 +55,42 @@ struct LargeLedgerBenchmark {
                 throw BenchError.failed("no checkpoint was cut")
             }
             let largeBundle = work.appendingPathComponent("large.tar.zst").path
-            let large = try cli.exportAndVerify(entries: entries, bundle: largeBundle)
-            let largeReport = try cli.soc2(at: largeCheckpoint.size, bundle: work.appendingPathComponent("large-soc2.tar.zst").path)
-            let reportGrowth = Double(largeReport.maxRSSKiB) / Double(smallReport.maxRSSKiB)
-            report.add(
-                "SOC 2 bundle of a period of \(formatted(Double(entries))) entries: time, peak RSS", String(format: "%.1f s, %@", largeReport.seconds, mebibytes(largeReport.maxRSSKiB)),
-                baseline: "\(formatted(Double(smallEntries))) entries: \(String(format: "%.1f s, %@", smallReport.seconds, mebibytes(smallReport.maxRSSKiB)))",
-                ratio: reportGrowth, target: "peak RSS flat (ratio ≤ 1.25 for 10× the entries)", met: reportGrowth <= 1.25
-            )
-            for (name, s, l) in [("export", small.export, large.export), ("offline verify", small.verify, large.verify)] {
-                let growth = Double(l.maxRSSKiB) / Double(s.maxRSSKiB)
+            let large = small != nil ? try cli.exportAndVerify(entries: entries, bundle: largeBundle) : nil
+            if let smallReport {
+                let largeReport = try cli.soc2(at: largeCheckpoint.size, bundle: work.appendingPathComponent("large-soc2.tar.zst").path)
+                let reportGrowth = Double(largeReport.maxRSSKiB) / Double(smallReport.maxRSSKiB)
                 report.add(
-                    "\(name) of \(formatted(Double(entries))) entries: time, peak RSS", String(format: "%.1f s, %@", l.seconds, mebibytes(l.maxRSSKiB)),
-                    baseline: "\(formatted(Double(smallEntries))) entries: \(String(format: "%.1f s, %@", s.seconds, mebibytes(s.maxRSSKiB)))",
-                    ratio: growth, target: "peak RSS flat (ratio ≤ 1.25 for 10× the entries)", met: growth <= 1.25
+                    "SOC 2 bundle of a period of \(formatted(Double(entries))) entries: time, peak RSS", String(format: "%.1f s, %@", largeReport.seconds, mebibytes(largeReport.maxRSSKiB)),
+                    baseline: "\(formatted(Double(smallEntries))) entries: \(String(format: "%.1f s, %@", smallReport.seconds, mebibytes(smallReport.maxRSSKiB)))",
+                    ratio: reportGrowth, target: "peak RSS flat (ratio ≤ 1.25 for 10× the entries)", met: reportGrowth <= 1.25
                 )
             }
+            if let small, let large {
+                for (name, s, l) in [("export", small.export, large.export), ("offline verify", small.verify, large.verify)] {
+                    let growth = Double(l.maxRSSKiB) / Double(s.maxRSSKiB)
+                    report.add(
+                        "\(name) of \(formatted(Double(entries))) entries: time, peak RSS", String(format: "%.1f s, %@", l.seconds, mebibytes(l.maxRSSKiB)),
+                        baseline: "\(formatted(Double(smallEntries))) entries: \(String(format: "%.1f s, %@", s.seconds, mebibytes(s.maxRSSKiB)))",
+                        ratio: growth, target: "peak RSS flat (ratio ≤ 1.25 for 10× the entries)", met: growth <= 1.25
+                    )
+                }
+            }
 
-            let bytes = try await db.bytesOnDisk()
-            report.add(
-                "database size per entry, \(backend), \(formatted(Double(entries))) entries (entries, tiles, checkpoints, indexes)",
-                String(format: "%.0f bytes (%@ in all)", Double(bytes) / Double(entries), mebibytes(Int(bytes / 1024)))
-            )
-            print("\n== Proof latency on the \(formatted(Double(entries)))-entry ledger (\(backend), LedgerReader: tiles cached in memory, misses read without a transaction)")
-            try await proofLatency(db: db, organizationID: organizationID, small: smallCheckpoint, large: largeCheckpoint, report: report)
-
-            print("\n== Verification throughput, one core (exported folder on disk) vs openssl dgst -sha256 over the same canonical bytes")
-            try await verificationThroughput(bundle: largeBundle, work: work, checkpoint: largeCheckpoint, report: report)
+            if parts.contains("size") {
+                let bytes = try await db.bytesOnDisk()
+                report.add(
+                    "database size per entry, \(backend), \(formatted(Double(entries))) entries (entries, tiles, checkpoints, indexes)",
+                    String(format: "%.0f bytes (%@ in all)", Double(bytes) / Double(entries), mebibytes(Int(bytes / 1024)))
+                )
+            }
+            if parts.contains("proofs") {
+                print("\n== Proof latency on the \(formatted(Double(entries)))-entry ledger (\(backend), LedgerReader: tiles cached in memory, misses read without a transaction)")
+                try await proofLatency(db: db, organizationID: organizationID, small: smallCheckpoint, large: largeCheckpoint, report: report)
+            }
+            if parts.contains("verify"), large != nil {
+                print("\n== Verification throughput, one core (exported folder on disk) vs openssl dgst -sha256 over the same canonical bytes")
+                try await verificationThroughput(bundle: largeBundle, work: work, checkpoint: largeCheckpoint, report: report)
+            }
         }
     }
 

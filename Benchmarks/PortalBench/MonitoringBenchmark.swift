@@ -161,8 +161,7 @@ struct MonitoringBenchmark {
         defer { for pid in children { ChildProcess.stop(pid) } }
         let upstreamPort = try NanoIDP.freePort()
         let body = #"{"id":"usr_0123456789","email":"user@example.test"}"#
-        let helper = GatewayBenchmark(portal: portal, duration: duration, connections: connections, rounds: rounds)
-        children.append(try helper.startNginx(nginx, work: work, name: "upstream", server: """
+        children.append(try GatewayBenchmark.startNginx(nginx, work: work, name: "upstream", server: """
             server { listen 127.0.0.1:\(upstreamPort); location / { default_type application/json; return 200 '\(body)'; } }
             """))
         var targets: [(name: String, url: String, auth: [String])] = []

@@ -50,7 +50,7 @@ struct PortalBench: AsyncParsableCommand {
     @Option(help: "wrk connections in the gateway and webhook benchmarks.")
     var gatewayConnections: Int = 32
 
-    @Option(help: "Run only one part: append, large, gateway, webhooks, sync or monitoring (for profiling).")
+    @Option(help: "Run only one part: append, large, gateway, webhooks, sync, monitoring or scaleout (for profiling).")
     var only: String?
 
     @Option(help: "Records in the sync benchmark's full sync.")
@@ -61,6 +61,9 @@ struct PortalBench: AsyncParsableCommand {
 
     @Option(help: "Backends of the large-ledger benchmark, comma-separated: sqlite, postgres (PostgreSQL needs PORTAL_TEST_POSTGRES_URL).")
     var largeBackends: String = "sqlite"
+
+    @Option(help: "Parts of the large-ledger benchmark, comma-separated: export, soc2, size, proofs, verify (default: all).")
+    var largeParts: String?
 
     func run() async throws {
         let portalPath = URL(fileURLWithPath: portal).standardizedFileURL.path
@@ -97,7 +100,13 @@ struct PortalBench: AsyncParsableCommand {
                 guard let backend = Backend(rawValue: name), Backend.available.contains(backend) else {
                     throw ValidationError("--large-backends: \(name) is not an available backend (sqlite; postgres with PORTAL_TEST_POSTGRES_URL)")
                 }
-                let large = LargeLedgerBenchmark(backend: backend, portal: portalPath, entries: entries, smallEntries: smallEntries, samples: samples, keep: keep)
+                var large = LargeLedgerBenchmark(backend: backend, portal: portalPath, entries: entries, smallEntries: smallEntries, samples: samples, keep: keep)
+                if let largeParts {
+                    large.parts = Set(largeParts.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+                    guard large.parts.isSubset(of: LargeLedgerBenchmark.allParts) else {
+                        throw ValidationError("--large-parts: one of \(LargeLedgerBenchmark.allParts.sorted().joined(separator: ", "))")
+                    }
+                }
                 try await large.run(report: report)
             }
         }
@@ -118,6 +127,10 @@ struct PortalBench: AsyncParsableCommand {
 
         if only == nil || only == "monitoring" {
             try await MonitoringBenchmark(portal: portalPath, duration: gatewaySeconds, connections: gatewayConnections, rounds: min(rounds, 3)).run(report: report)
+        }
+
+        if only == nil || only == "scaleout" {
+            try await ScaleOutBenchmark(portal: portalPath, duration: gatewaySeconds, connections: gatewayConnections, rounds: min(rounds, 3)).run(report: report)
         }
 
         print("\n== Summary (\(String(format: "%.0f", seconds(since: started))) s)\n")

@@ -62,19 +62,7 @@ struct WebhookBenchmark {
         let body = #"{"type":"contact.updated","data":{"id":"c-1","email":"ada@example.test","plan":"enterprise","seats":42}}"#
         let signature = "sha256=" + Hex.encode(HMAC<SHA256>.authenticationCode(for: Array(body.utf8), using: SymmetricKey(data: Array("bench-webhook-secret".utf8))))
         let script = work.appendingPathComponent("post-\(backend).lua").path
-        try """
-            wrk.method = "POST"
-            wrk.body = '\(body)'
-            wrk.headers["Content-Type"] = "application/json"
-            wrk.headers["X-Bench-Signature"] = "\(signature)"
-            local counter = 0
-            local prefix = tostring(math.random(1, 1000000000))
-            request = function()
-              counter = counter + 1
-              wrk.headers["X-Event-Id"] = "bench-" .. prefix .. "-" .. counter
-              return wrk.format(nil, nil, nil, nil)
-            end
-            """.write(toFile: script, atomically: true, encoding: .utf8)
+        try Wrk.writeWebhookScript(script, body: body, signatureHeader: "X-Bench-Signature", signature: signature, tag: backend)
         let probe = try runChecked([curl, "-sS", "-X", "POST", "\(base)/webhooks/bench/bench", "-H", "X-Bench-Signature: \(signature)", "-H", "X-Event-Id: probe", "--data-binary", body])
         guard probe.output.contains("\"received\":true") else { throw BenchError.failed("the receiver answered \(probe.output)") }
         let ingestURL = "\(base)/webhooks/bench/bench"

@@ -1,4 +1,5 @@
 import Foundation
+import PortalTestSupport
 
 /// One wrk run's figures.
 struct WrkRun {
@@ -22,9 +23,32 @@ enum Wrk {
 
     /// One wrk run: one thread, `connections` connections, latency percentiles.
     static func run(_ wrk: String, _ url: String, connections: Int, seconds: Int, headers: [String], script: String? = nil) throws -> WrkRun {
-        let run = try runChecked([wrk, "-t1", "-c\(connections)", "-d\(max(1, seconds))s", "--latency", "--timeout", "5s"] + (script.map { ["-s", $0] } ?? []) + headers + [url])
+        try parse(runChecked(arguments(wrk, url, connections: connections, seconds: seconds, headers: headers, script: script)).output)
+    }
+
+    /// Several wrk runs at once (each its own process), for load spread over several servers.
+    static func runTogether(_ wrk: String, _ runs: [(url: String, connections: Int, headers: [String], script: String?)], seconds: Int, work: URL) throws -> [WrkRun] {
+        let started = try runs.enumerated().map { index, run -> (pid_t, String) in
+            let output = work.appendingPathComponent("wrk-\(index)-\(UUID().uuidString.prefix(8)).out").path
+            let command = arguments(wrk, run.url, connections: run.connections, seconds: seconds, headers: run.headers, script: run.script)
+            return (try ChildProcess.spawn(command[0], Array(command.dropFirst()), output: output), output)
+        }
+        return try started.map { pid, output in
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+            defer { try? FileManager.default.removeItem(atPath: output) }
+            return try parse((try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
+        }
+    }
+
+    private static func arguments(_ wrk: String, _ url: String, connections: Int, seconds: Int, headers: [String], script: String?) -> [String] {
+        [wrk, "-t1", "-c\(connections)", "-d\(max(1, seconds))s", "--latency", "--timeout", "5s"] + (script.map { ["-s", $0] } ?? []) + headers + [url]
+    }
+
+    /// wrk's summary: rate, request count, p50 and p99, answers other than 2xx/3xx.
+    static func parse(_ output: String) throws -> WrkRun {
         var result = WrkRun(requestsPerSecond: 0, requests: 0, p50: 0, p99: 0, non2xx: 0)
-        for line in run.output.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+        for line in output.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) {
             let fields = line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
             if line.hasPrefix("Requests/sec:"), fields.count >= 2 { result.requestsPerSecond = Double(fields[1]) ?? 0 }
             if line.hasPrefix("50%"), fields.count >= 2 { result.p50 = Self.seconds(fields[1]) }
@@ -33,8 +57,27 @@ enum Wrk {
             if line.hasPrefix("Non-2xx or 3xx responses:"), let count = Int(fields.last ?? "") { result.non2xx = count }
             if line.hasPrefix("Socket errors:") { print("  wrk: \(line)") }
         }
-        guard result.requestsPerSecond > 0 else { throw BenchError.failed("wrk printed no rate:\n\(run.output)") }
+        guard result.requestsPerSecond > 0 else { throw BenchError.failed("wrk printed no rate:\n\(output)") }
         return result
+    }
+
+    /// Writes a wrk script that POSTs one signed `body` with a new event id (header `X-Event-Id`) per request.
+    /// The ids start with `tag` and the run's start time: LuaJIT's `math.random` is not seeded, so it repeats
+    /// from run to run, and a repeated id is a duplicate (acknowledged without being stored), not an ingest.
+    static func writeWebhookScript(_ path: String, body: String, signatureHeader: String, signature: String, tag: String) throws {
+        try """
+            wrk.method = "POST"
+            wrk.body = '\(body)'
+            wrk.headers["Content-Type"] = "application/json"
+            wrk.headers["\(signatureHeader)"] = "\(signature)"
+            local counter = 0
+            local prefix = "\(tag)-" .. tostring(os.time())
+            request = function()
+              counter = counter + 1
+              wrk.headers["X-Event-Id"] = prefix .. "-" .. counter
+              return wrk.format(nil, nil, nil, nil)
+            end
+            """.write(toFile: path, atomically: true, encoding: .utf8)
     }
 
     /// wrk's durations ("812.00us", "1.23ms", "2.00s") in seconds.

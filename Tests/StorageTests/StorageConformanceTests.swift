@@ -271,6 +271,55 @@ struct MultiInstanceStorageTests {
         await test.drop()
         #expect(count == 100)
     }
+    @Test("a fixed pool (portal serve) opens every connection at the start and keeps it", .enabled(if: Backend.available.contains(.postgres)))
+    func fixedPool() async throws {
+        // No idle-timeout timer is armed for a connection the pool keeps: the timers a busy on-demand pool
+        // arms and cancels on every release held about 400 bytes each until their deadline (Database.PoolPolicy).
+        let test = try await TestDatabase.create(.postgres)
+        let db = try Database(url: test.url, pool: .fixed, logger: quietLogger)
+        let open: @Sendable () async throws -> Int = {
+            try await db.read { sql in
+                try await sql.raw("SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = current_database()").first()?.decode(column: "n", as: Int.self) ?? 0
+            }
+        }
+        let counts = try await withThrowingTaskGroup(of: (Bool, Int)?.self) { group in
+            group.addTask { try await db.run(); return nil }
+            group.addTask {
+                let opened = try await eventually { try await open() >= Database.maximumConnections }
+                for _ in 0..<200 { _ = try await db.read { try await $0.raw("SELECT 1 AS one").first() } }
+                return (opened, try await open())
+            }
+            defer { group.cancelAll() }
+            while let next = try await group.next() { if let next { return next } }
+            return (false, 0)
+        }
+        await test.drop()
+        #expect(counts.0, "the pool did not open its \(Database.maximumConnections) connections")
+        #expect(counts.1 >= Database.maximumConnections)
+    }
+
+    @Test("TimerSleep runs out after its duration, and ends at once when cancelled", .timeLimit(.minutes(1)))
+    func timerSleep() async throws {
+        let start = ContinuousClock.now
+        try await TimerSleep.sleep(for: .milliseconds(50))
+        #expect(ContinuousClock.now - start >= .milliseconds(50))
+        let outcome = await withTaskGroup(of: String.self) { group in
+            group.addTask {
+                do {
+                    try await TimerSleep.sleep(for: .seconds(3600))
+                    return "ran out"
+                } catch is CancellationError {
+                    return "cancelled"
+                } catch {
+                    return "\(error)"
+                }
+            }
+            group.cancelAll()
+            return await group.next() ?? "none"
+        }
+        #expect(outcome == "cancelled")
+    }
+
     @Test("a time written reads back to the same microsecond", arguments: Backend.available)
     func timesRoundTrip(backend: Backend) async throws {
         // PostgresNIO's own Date encoding truncated a product of doubles: about one whole-microsecond time in
