@@ -11,9 +11,6 @@ public struct PortalSettings: Sendable, Equatable {
     public var port: Int = 8080
     /// `sqlite:///absolute/path`, `sqlite://relative/path` or `postgres://user:password@host:port/db`.
     public var databaseURL: String = "sqlite://var/portal.sqlite"
-    /// Keep every PostgreSQL connection of the pool open (`portal serve`), rather than opening them on
-    /// demand and closing idle ones (commands and tests). See `Database.PoolPolicy`.
-    public var fixedDatabasePool: Bool = false
     /// Base64 of the 32-byte master key; takes precedence over the key file.
     public var masterKey: String?
     /// A file holding master keys, one base64 key per line; the first wraps new data keys.

@@ -50,33 +50,28 @@ public final class Database: Service, Sendable {
         return .seconds(seconds)
     }()
 
-    /// How a PostgreSQL pool keeps its connections.
-    ///
-    /// PostgresNIO arms a keep-alive timer, and an idle-timeout timer for a connection above the pool's
-    /// minimum, each time a connection goes back to the pool, and cancels them when it is lent again. A
-    /// cancelled timer (a `Task.sleep`) keeps its memory until its deadline: measured on a release
-    /// `portal serve` under wrk, about 400 bytes per timer, so with the defaults (30 s keep-alive, 60 s
-    /// idle timeout) 80,000 requests left 130 MiB resident. A long-running server therefore keeps every
-    /// connection open (no idle timers) and checks idle connections every 5 s (a shorter keep-alive both
-    /// finds a dead connection sooner and bounds what its cancelled timers hold: a few MiB at thousands
-    /// of requests a second).
-    public enum PoolPolicy: Sendable {
-        /// Connections opened as needed and closed after a minute idle: for commands and tests.
-        case onDemand
-        /// Every connection opened at the start and kept, idle ones checked every 5 s: for `portal serve`.
-        case fixed
-    }
-
-    /// Connections of a PostgreSQL pool.
+    /// Connections of a PostgreSQL pool, at most.
     public static let maximumConnections = 16
 
+    /// How long a PostgreSQL connection may stay idle before the pool closes it.
+    ///
+    /// PostgresNIO arms an idle-timeout timer (and a keep-alive timer, when configured) each time a
+    /// connection goes back to the pool, and cancels it when the connection is lent again. A cancelled
+    /// timer (a `Task.sleep`) keeps about 400 bytes until its deadline, so what those timers hold is this
+    /// long's worth of releases: with PostgresNIO's defaults (60 s idle, 30 s keep-alive) a release
+    /// `portal serve` grew from 52 to 181 MiB over 80,000 requests. Ten seconds and no keep-alive (an
+    /// idle connection is closed before a keep-alive would matter) bound it to a few MiB. A minimum of
+    /// kept connections is not used: PostgresNIO 1.33 traps (`createNewDemandConnectionIfPossible`) when
+    /// a lease arrives while the server has closed connections below the minimum, as after a restart.
+    public static let idleConnectionTimeout: Duration = .seconds(10)
+
     /// Prepares a database at `url` (see ``DatabaseLocation``); no connection is made until first use.
-    public convenience init(url: String, pool: PoolPolicy = .onDemand, logger: Logger) throws(PortalError) {
-        try self.init(location: DatabaseLocation(url: url), pool: pool, logger: logger)
+    public convenience init(url: String, logger: Logger) throws(PortalError) {
+        try self.init(location: DatabaseLocation(url: url), logger: logger)
     }
 
     /// Prepares a database at `location`; no connection is made until first use.
-    public init(location: DatabaseLocation, pool: PoolPolicy = .onDemand, logger: Logger) throws(PortalError) {
+    public init(location: DatabaseLocation, logger: Logger) throws(PortalError) {
         self.location = location
         self.logger = logger
         switch location {
@@ -109,10 +104,8 @@ public final class Database: Service, Sendable {
                 database: pg.database, tls: tls
             )
             configuration.options.maximumConnections = Self.maximumConnections
-            if case .fixed = pool {
-                configuration.options.minimumConnections = Self.maximumConnections
-                configuration.options.keepAliveBehavior = .init(frequency: .seconds(5))
-            }
+            configuration.options.connectionIdleTimeout = Self.idleConnectionTimeout
+            configuration.options.keepAliveBehavior = nil
             dialect = .postgres
             backend = .postgres(PostgresClient(configuration: configuration, backgroundLogger: logger))
         }

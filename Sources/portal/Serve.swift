@@ -82,8 +82,6 @@ struct Serve: AsyncParsableCommand {
             settings.monitoring = monitoring == "on"
         }
         if let logLevel { settings.logLevel = logLevel }
-        // A long-running server keeps its PostgreSQL connections (see Database.PoolPolicy).
-        settings.fixedDatabasePool = true
         if let logFormat { settings.logFormat = logFormat }
         guard let level = Logger.Level(rawValue: settings.logLevel) else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")

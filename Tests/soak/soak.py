@@ -727,6 +727,19 @@ class Soak:
     def rss_loop(self):
         while not self.stop.wait(5):
             self.sample_rss()
+            self.check_alive()
+
+    def check_alive(self):
+        """An instance that exits by itself (a crash, a trap) is a violation at once, with the end of its log."""
+        for i in self.instances:
+            p = i["process"]
+            if i.get("up") is False or p.alive() or getattr(p, "reported", False):
+                continue
+            p.reported = True
+            log = p.output() + open(os.path.join(self.work, p.name + ".log"), errors="replace").read()
+            crash = next((line for line in log.splitlines() if "crashed" in line or "Fatal error" in line), "no crash report")
+            self.invariant("processes: no instance exits by itself").check(False, "%s exited %s at %.0f s: %s" % (p.name, p.popen.returncode, self.phases.now(), crash[:300]))
+            self.note("%s exited by itself at %.0f s (status %s): %s" % (p.name, self.phases.now(), p.popen.returncode, crash[:300]))
 
     def sample_rss(self):
         for i in self.instances:
@@ -1007,7 +1020,14 @@ class Soak:
             self.pg.close(keep)
 
 
+def stopped(signum, frame):
+    """SIGTERM or SIGINT: stop at once, killing every child process and the soak's PostgreSQL cluster."""
+    sys.exit(128 + signum)
+
+
 def main():
+    signal.signal(signal.SIGTERM, stopped)
+    signal.signal(signal.SIGINT, stopped)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=float(os.environ.get("SOAK_MINUTES", "10")))
     parser.add_argument("--backend", default=os.environ.get("SOAK_BACKEND", "both"), choices=["sqlite", "postgres", "both"])
@@ -1033,6 +1053,8 @@ def main():
             sections.append(text)
             print(text, flush=True)
             passed = False
+            if isinstance(error, (KeyboardInterrupt, SystemExit)) and getattr(error, "code", 1) in (130, 143):
+                raise
             continue
         soak.close(keep=not ok)
         sections.append(text)

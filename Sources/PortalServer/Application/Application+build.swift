@@ -37,7 +37,7 @@ public struct ServerConfiguration: Sendable {
 /// middleware. The one place the application is assembled, used by `portal serve` and by the tests.
 public func buildApplication(_ configuration: ServerConfiguration) throws -> some ApplicationProtocol {
     let logger = configuration.logger
-    let database = try Database(url: configuration.settings.databaseURL, pool: configuration.settings.fixedDatabasePool ? .fixed : .onDemand, logger: logger)
+    let database = try Database(url: configuration.settings.databaseURL, logger: logger)
     let services = try PortalServices(
         settings: configuration.settings, database: database, clock: configuration.clock, logger: logger
     )
