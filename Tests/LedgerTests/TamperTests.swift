@@ -154,3 +154,31 @@ struct TamperTests {
         try await LedgerStore(tx).setHead(org, LedgerHead(size: edge.size, root: try edge.root(), lastHash: rows.last!.hash), at: Date())
     }
 }
+
+/// A database that cannot be reached mid-verification yields no verdict: the verification throws, so that
+/// neither `portal ledger verify` nor the ledger watch reports (or records) tampering that did not happen.
+@Suite("Verification without a verdict")
+struct VerificationOutageTests {
+    /// A source whose entries cannot be read, as a database restarting under the verifier.
+    struct Unreachable: LedgerSource {
+        let code: PortalError.Code
+        func entries(from: Int64, limit: Int) async throws -> [LedgerEntryRow] { throw PortalError(code, "the database cannot be reached") }
+        func tile(level: Int, index: Int64) async throws -> [UInt8]? { nil }
+        func entryPage(from: Int64, limit: Int) async throws -> EntryPage { throw PortalError(code, "the database cannot be reached") }
+        func currentSize() async throws -> Int64? { 600 }
+    }
+
+    @Test("an unreachable or failing database is thrown, not reported as a failure", arguments: [PortalError.Code.unavailable, .storage])
+    func outage(code: PortalError.Code) async throws {
+        await #expect(throws: PortalError.self) {
+            _ = try await LedgerVerifier().verify(source: Unreachable(code: code), slug: "acme", size: 600, head: nil, checkpoints: [])
+        }
+    }
+
+    @Test("a source's own unreadable content is still a failure at its sequence number")
+    func contentProblem() async throws {
+        let result = try await LedgerVerifier().verify(source: Unreachable(code: .validationFailed), slug: "acme", size: 600, head: nil, checkpoints: [])
+        #expect(result.failure?.seq == 0)
+        #expect(result.failure?.message.contains("cannot be read") == true)
+    }
+}

@@ -258,9 +258,11 @@ class Phases:
                 if w[0] == name and w[2] is None:
                     w[2] = self.now() + grace
 
-    def in_fault(self, at, kinds=None):
+    def in_fault(self, at, kinds=None, until=None):
+        """Whether `at` (or any moment up to `until`, for an operation that lasted) falls in a fault's window."""
+        end = at if until is None else until
         with self.lock:
-            return any(w[1] <= at <= (w[2] if w[2] is not None else math.inf) and (kinds is None or w[0] in kinds) for w in self.windows)
+            return any(w[1] <= end and at <= (w[2] if w[2] is not None else math.inf) and (kinds is None or w[0] in kinds) for w in self.windows)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -585,11 +587,15 @@ class Soak:
             t0 = time.monotonic()
             r = subprocess.run([self.portal_bin, "ledger", "verify", "--org", SLUG, "--master-key-file", self.key], capture_output=True, text=True, env=env, timeout=600)
             seconds = time.monotonic() - t0
-            with self.records_lock:
-                self.records.append(Record("ledger.verify", self.phases.name(started), started, seconds, 200 if r.returncode == 0 else 500))
             text = (r.stdout + r.stderr).strip()
-            unreachable = r.returncode != 0 and self.phases.in_fault(started, {"postgres restart"}) and "verif" not in text.split("\n")[-1].lower()
-            if not unreachable:
+            # No verdict (the database could not be reached: "error: ... cannot be reached ...; retry shortly")
+            # is the CLI's 503; a verdict of failure ("FAILED <org> at seq N") is never excused.
+            last = text.split("\n")[-1] if text else ""
+            no_verdict = r.returncode != 0 and last.startswith("error:") and "cannot be reached" in last
+            with self.records_lock:
+                self.records.append(Record("ledger.verify", self.phases.name(started), started, seconds,
+                                           200 if r.returncode == 0 else (503 if no_verdict else 500), retry_after=no_verdict))
+            if not (no_verdict and self.phases.in_fault(started, {"postgres restart"}, until=started + seconds)):
                 inv.check(r.returncode == 0, text[-400:])
             self.stop.wait(1)
 
@@ -959,7 +965,7 @@ class Soak:
                 inv.check(self.phases.in_fault(r.started, {"upstream 5xx"}), "%s passed an upstream %d at %.0f s" % (r.op, r.status, r.started))
                 continue
             gateway_upstream = r.op.startswith("gateway.") and r.status in (502, 504) and self.phases.in_fault(r.started, {"upstream 5xx", "upstream slow", "upstream black hole", "upstream 429", "oauth down"})
-            portal_503 = r.status == 503 and r.retry_after and self.phases.in_fault(r.started)
+            portal_503 = r.status == 503 and r.retry_after and self.phases.in_fault(r.started, until=r.started + max(r.seconds, 0))
             inv.check(gateway_upstream or portal_503, "%s answered %d at %.0f s (%s)%s" % (r.op, r.status, r.started, r.phase, "" if r.retry_after else " without Retry-After"))
 
     # ---- the report
