@@ -291,6 +291,7 @@ class Soak:
         self.checkpoints = []
         self.alerts_seen = {}  # alertname -> [first firing run-second, last firing run-second]
         self.rss = {}  # instance name -> [(run second, KiB)]
+        self.killed = []  # process names SIGKILLed by the fault
         self.lock = threading.Lock()
 
     # ---- helpers
@@ -737,14 +738,18 @@ class Soak:
 
     def check_alive(self):
         """An instance that exits by itself (a crash, a trap) is a violation at once, with the end of its log."""
+        inv = self.invariant("processes: no instance exits by itself")
         for i in self.instances:
             p = i["process"]
-            if i.get("up") is False or p.alive() or getattr(p, "reported", False):
+            if i.get("up") is False or getattr(p, "reported", False):
+                continue
+            if p.alive():
+                inv.check(True, "")
                 continue
             p.reported = True
             log = p.output() + open(os.path.join(self.work, p.name + ".log"), errors="replace").read()
             crash = next((line for line in log.splitlines() if "crashed" in line or "Fatal error" in line), "no crash report")
-            self.invariant("processes: no instance exits by itself").check(False, "%s exited %s at %.0f s: %s" % (p.name, p.popen.returncode, self.phases.now(), crash[:300]))
+            inv.check(False, "%s exited %s at %.0f s: %s" % (p.name, p.popen.returncode, self.phases.now(), crash[:300]))
             self.note("%s exited by itself at %.0f s (status %s): %s" % (p.name, self.phases.now(), p.popen.returncode, crash[:300]))
 
     def sample_rss(self):
@@ -779,6 +784,7 @@ class Soak:
                 victim = self.instances[-1]
                 self.phases.open_window(name)
                 victim["up"] = False
+                self.killed.append(victim["process"].name)
                 victim["process"].send(signal.SIGKILL)
                 victim["process"].popen.wait()
                 self.note("SIGKILL of %s at %.0f s" % (victim["name"], self.phases.now()))
@@ -855,9 +861,14 @@ class Soak:
         # RSS after the first two minutes (or half of a shorter run) against the end.
         inv = self.invariant("memory: resident set at the end within 1.2x of its value after the warm-up")
         warm = min(120.0, self.seconds / 2)
+        killed = set(self.killed)
         for name, samples in self.rss.items():
             base = [kib for t, kib in samples if t >= warm]
-            if len(base) >= 2:
+            if name in killed:
+                # Killed by the SIGKILL fault: its last sample is the moment of the fault, not the end of the
+                # run; its replacement is measured from its own start.
+                self.note("RSS %s (killed by the fault, not judged): %s" % (name, " ".join("%.0f s %.1f MiB" % (t, k / 1024) for t, k in samples[-1:])))
+            elif len(base) >= 2:
                 inv.check(base[-1] <= 1.2 * base[0], "%s: %d KiB after %.0f s, %d KiB at the end" % (name, base[0], warm, base[-1]))
                 self.note("RSS %s: %.1f MiB after %.0f s, %.1f MiB at the end (x%.2f)" % (name, base[0] / 1024, warm, base[-1] / 1024, base[-1] / base[0]))
             # The curve, one sample a minute: growth that levels off is a cache or the allocator filling, a line is a leak.
