@@ -334,7 +334,15 @@ public final class WebhookService: Sendable {
     public func resolves(slug: String, name: String) async throws -> Bool {
         if knows(slug: slug, name: name) { return true }
         let path = "\(slug)/\(name)"
-        guard paths.withLock({ $0.shouldAsk(path, now: clock.now()) }), try await endpoint(slug: slug, name: name) != nil else { return false }
+        let now = clock.now()
+        guard paths.withLock({ $0.shouldAsk(path, now: now) }) else { return false }
+        // Only a lookup that found nothing makes the next second's deliveries 404 without asking: a delivery
+        // beside one whose lookup is still running asks too, and a lookup that failed (the database
+        // restarting) is thrown (503) and remembered for nothing.
+        guard try await endpoint(slug: slug, name: name) != nil else {
+            paths.withLock { $0.notFound(path, now: now) }
+            return false
+        }
         paths.withLock { $0.add(path) }
         return true
     }
@@ -651,17 +659,21 @@ struct PathIndex {
     /// Unknown paths looked up in the database per second, at most.
     static let lookupsPerSecond = 20
 
-    /// Whether to look `path` (unknown here) up in the database now: not if it was looked up less than a
-    /// second ago, nor past this second's budget.
+    /// Whether to look `path` (unknown here) up in the database now: not if a lookup found nothing less
+    /// than a second ago, nor past this second's budget.
     mutating func shouldAsk(_ path: String, now: Date) -> Bool {
         let current = Int64(now.timeIntervalSince1970.rounded(.down))
         if current != second { (second, askedThisSecond) = (current, 0) }
         if let last = asked[path], now >= last, now.timeIntervalSince(last) < 1 { return false }
         guard askedThisSecond < Self.lookupsPerSecond else { return false }
         askedThisSecond += 1
+        return true
+    }
+
+    /// A lookup of `path` found no endpoint at `now`.
+    mutating func notFound(_ path: String, now: Date) {
         if asked.count >= 10_000 { asked.removeAll() }
         asked[path] = now
-        return true
     }
 
     mutating func add(_ path: String) {
