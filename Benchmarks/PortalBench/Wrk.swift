@@ -1,4 +1,6 @@
+import Crypto
 import Foundation
+import Ledger
 import PortalTestSupport
 
 /// One wrk run's figures.
@@ -61,21 +63,41 @@ enum Wrk {
         return result
     }
 
-    /// Writes a wrk script that POSTs one signed `body` with a new event id (header `X-Event-Id`) per request.
-    /// The ids start with `tag` and the run's start time: LuaJIT's `math.random` is not seeded, so it repeats
-    /// from run to run, and a repeated id is a duplicate (acknowledged without being stored), not an ingest.
-    static func writeWebhookScript(_ path: String, body: String, signatureHeader: String, signature: String, tag: String) throws {
+    /// Writes `count` distinct signed deliveries (`hmac` scheme: `sha256=` and the hex HMAC-SHA256 of the body
+    /// under `secret`) to `path + ".lines"` and a wrk script at `path` that sends each once, in order, with
+    /// event id `<tag>-<n>`. Every body differs (its data id carries `tag` and n): a scheme without a signed
+    /// timestamp declines a body it has seen as a replay, whatever the event id, so a benchmark sending
+    /// one body again and again measures duplicate declines, not ingest. Past `count` requests the
+    /// deliveries repeat (and are declined): size `count` above what one run can send.
+    static func writeWebhookScript(_ path: String, signatureHeader: String, secret: String, tag: String, count: Int) throws {
+        let key = SymmetricKey(data: Array(secret.utf8))
+        var lines = ""
+        lines.reserveCapacity(count * 160)
+        for n in 1...count {
+            let body = #"{"type":"contact.updated","data":{"id":"c-\#(tag)-\#(n)","email":"ada@example.test","plan":"enterprise","seats":42}}"#
+            lines += "sha256=" + Hex.encode(HMAC<SHA256>.authenticationCode(for: Array(body.utf8), using: key)) + "\t" + body + "\n"
+        }
+        try lines.write(toFile: path + ".lines", atomically: true, encoding: .utf8)
         try """
             wrk.method = "POST"
-            wrk.body = '\(body)'
             wrk.headers["Content-Type"] = "application/json"
-            wrk.headers["\(signatureHeader)"] = "\(signature)"
-            local counter = 0
-            local prefix = "\(tag)-" .. tostring(os.time())
+            local signatures, bodies = {}, {}
+            for line in io.lines("\(path).lines") do
+              local tab = line:find("\t", 1, true)
+              signatures[#signatures + 1] = line:sub(1, tab - 1)
+              bodies[#bodies + 1] = line:sub(tab + 1)
+            end
+            -- The request wrk may send before calling request(): the first delivery.
+            wrk.body = bodies[1]
+            wrk.headers["\(signatureHeader)"] = signatures[1]
+            wrk.headers["X-Event-Id"] = "\(tag)-1"
+            local n = 0
             request = function()
-              counter = counter + 1
-              wrk.headers["X-Event-Id"] = prefix .. "-" .. counter
-              return wrk.format(nil, nil, nil, nil)
+              n = n + 1
+              local i = (n - 1) % #bodies + 1
+              wrk.headers["\(signatureHeader)"] = signatures[i]
+              wrk.headers["X-Event-Id"] = "\(tag)-" .. i
+              return wrk.format(nil, nil, nil, bodies[i])
             end
             """.write(toFile: path, atomically: true, encoding: .utf8)
     }
