@@ -118,3 +118,31 @@ PY
   [ -s "$WORK/upstream.port" ] || fail "the stand-in provider did not start"
   UPSTREAM="http://127.0.0.1:$(cat "$WORK/upstream.port")"
 }
+
+# A fake identity provider (Tests/acceptance/tools/fake_provider.py) with $1 users in cursor pages of 100:
+# sets PROVIDER (its URL) and PROVIDER_PID. The caller's EXIT trap kills it.
+start_provider() {
+  local py="$ROOT/.venv/bin/python"
+  [ -x "$py" ] || py=python3
+  "$py" "$ROOT/Tests/acceptance/tools/fake_provider.py" --users "$1" --delay-ms 40 >provider.out 2>provider.log &
+  PROVIDER_PID=$!
+  disown "$PROVIDER_PID"
+  wait_until 180 test -s provider.out || fail "the provider did not start"
+  PROVIDER="http://127.0.0.1:$(head -n 1 provider.out)"
+}
+
+# An identity-provider integration reading $PROVIDER's users, and a full sync of it started with token $1:
+# sets SYNC_ID (the integration) and JOB; job prints the job.
+start_directory_sync() {
+  local r
+  r=$(api POST /portal/integrations "$1" "{\"name\":\"Directory\",\"type\":\"identity_provider\",\"baseUrl\":\"$PROVIDER\",\"authMethod\":\"api_key\",
+    \"credentials\":{\"apiKey\":\"k-0123456789\"},\"syncConfig\":{\"entities\":{\"users\":{\"endpoint\":\"/users\",\"itemsPath\":\"/data\",
+    \"pagination\":{\"style\":\"cursor\",\"cursorParam\":\"after\",\"nextCursorPath\":\"/meta/next\",\"pageSizeParam\":\"limit\",\"pageSize\":100}}}}}")
+  [ "$(status_of "$r")" = 201 ] || fail "create the sync's integration: $r"
+  SYNC_ID=$(body_of "$r" | jq -r .id)
+  r=$(api POST "/portal/integrations/$SYNC_ID/sync" "$1" '{"syncType":"full"}')
+  [ "$(status_of "$r")" = 202 ] || fail "start sync: $r"
+  JOB=$(body_of "$r" | jq -r '.jobs[0].id')
+  SYNC_TOKEN=$1
+}
+job() { curl -sS -H "Authorization: Bearer $SYNC_TOKEN" "$PORTAL/portal/integrations/$SYNC_ID/sync/jobs/$JOB"; }

@@ -84,23 +84,9 @@ ok "$(wc -l <acked.txt) acknowledged creates all chained; the ledger verifies"
 
 # 1b. A sync through an immediate restart: the page in flight is not committed, the job is not failed for it,
 # and once its lease (30 s) runs out it resumes from its last committed page, counting nothing twice.
-PY="$ROOT/.venv/bin/python"
-[ -x "$PY" ] || PY=python3
-"$PY" "$ROOT/Tests/acceptance/tools/fake_provider.py" --users 3000 --delay-ms 40 >provider.out 2>provider.log &
-PROVIDER_PID=$!
-disown "$PROVIDER_PID"
-trap 'kill -KILL "$PROVIDER_PID" 2>/dev/null || true; outage_cleanup' EXIT
-wait_until 180 test -s provider.out || fail "the provider did not start"
-PROVIDER="http://127.0.0.1:$(head -n 1 provider.out)"
-r=$(api POST /portal/integrations "$ADMIN" "{\"name\":\"Directory\",\"type\":\"identity_provider\",\"baseUrl\":\"$PROVIDER\",\"authMethod\":\"api_key\",
-  \"credentials\":{\"apiKey\":\"k-0123456789\"},\"syncConfig\":{\"entities\":{\"users\":{\"endpoint\":\"/users\",\"itemsPath\":\"/data\",
-  \"pagination\":{\"style\":\"cursor\",\"cursorParam\":\"after\",\"nextCursorPath\":\"/meta/next\",\"pageSizeParam\":\"limit\",\"pageSize\":100}}}}}")
-[ "$(status_of "$r")" = 201 ] || fail "create the sync's integration: $r"
-SYNC_ID=$(body_of "$r" | jq -r .id)
-r=$(api POST "/portal/integrations/$SYNC_ID/sync" "$ADMIN" '{"syncType":"full"}')
-[ "$(status_of "$r")" = 202 ] || fail "start sync: $r"
-JOB=$(body_of "$r" | jq -r '.jobs[0].id')
-job() { curl -sS -H "Authorization: Bearer $ADMIN" "$PORTAL/portal/integrations/$SYNC_ID/sync/jobs/$JOB"; }
+trap 'kill -KILL "${PROVIDER_PID:-}" 2>/dev/null || true; outage_cleanup' EXIT
+start_provider 3000
+start_directory_sync "$ADMIN"
 midway() { processed=$(job | jq .recordsProcessed 2>/dev/null); [ "${processed:-0}" -ge 500 ]; }
 WAIT_EVERY=0.05 wait_until 180 midway || true
 [ "${processed:-0}" -ge 500 ] && [ "$processed" -lt 3000 ] || fail "the job was not mid-way ($processed records) when the database was to restart"

@@ -5,30 +5,16 @@
 # asked again for at most the page that was in flight, and the ledger verifies.
 source "$(dirname "$0")/lib.bash"
 cd "$WORK"
-PY="$ROOT/.venv/bin/python"
-[ -x "$PY" ] || PY=python3
-
-"$PY" "$ROOT/Tests/acceptance/tools/fake_provider.py" --users 3000 --delay-ms 40 >provider.out 2>provider.log &
-PROVIDER_PID=$!
-disown "$PROVIDER_PID"
-trap 'kill -KILL "$PROVIDER_PID" 2>/dev/null || true; cleanup' EXIT
-wait_until 180 test -s provider.out || fail "the provider did not start"
-PROVIDER="http://127.0.0.1:$(head -n 1 provider.out)"
+trap 'kill -KILL "${PROVIDER_PID:-}" 2>/dev/null || true; cleanup' EXIT
+start_provider 3000
 curl -fsS "$PROVIDER/stats" >/dev/null || fail "the fake provider did not start"
 
 export PORTAL_OUTBOUND_ALLOW=127.0.0.1
 "$PORTAL_BIN" keys generate-master --out master.key 2>/dev/null
 start_server master.key
 ADMIN=$(grep -o 'ptk_[A-Za-z0-9_-]\{43\}' "$WORK/server.out" | head -n 1)
-r=$(api POST /portal/integrations "$ADMIN" "{\"name\":\"Directory\",\"type\":\"identity_provider\",\"baseUrl\":\"$PROVIDER\",\"authMethod\":\"api_key\",
-  \"credentials\":{\"apiKey\":\"k-0123456789\"},\"syncConfig\":{\"entities\":{\"users\":{\"endpoint\":\"/users\",\"itemsPath\":\"/data\",
-  \"pagination\":{\"style\":\"cursor\",\"cursorParam\":\"after\",\"nextCursorPath\":\"/meta/next\",\"pageSizeParam\":\"limit\",\"pageSize\":100}}}}}")
-[ "$(status_of "$r")" = 201 ] || fail "create integration: $r"
-ID=$(body_of "$r" | jq -r .id)
-r=$(api POST "/portal/integrations/$ID/sync" "$ADMIN" '{"syncType":"full"}')
-[ "$(status_of "$r")" = 202 ] || fail "start sync: $r"
-JOB=$(body_of "$r" | jq -r '.jobs[0].id')
-job() { curl -sS -H "Authorization: Bearer $ADMIN" "$PORTAL/portal/integrations/$ID/sync/jobs/$JOB"; }
+start_directory_sync "$ADMIN"
+ID=$SYNC_ID
 
 # SIGKILL once some pages are committed.
 midway() { processed=$(job | jq .recordsProcessed); [ "$processed" -ge 500 ]; }
