@@ -146,3 +146,19 @@ start_directory_sync() {
   SYNC_TOKEN=$1
 }
 job() { curl -sS -H "Authorization: Bearer $SYNC_TOKEN" "$PORTAL/portal/integrations/$SYNC_ID/sync/jobs/$JOB"; }
+
+# After an interruption ($1 names it), the sync of start_directory_sync ends completed with its 3,000 users
+# each counted once, the provider served every page and at most one twice (the one in flight): sets REPEATS.
+expect_sync_resumed() {
+  local J STATS
+  ended() { local status; status=$(job | jq -r .status 2>/dev/null); [ -n "$status" ] && [ "$status" != running ]; }
+  wait_until 300 ended || true
+  J=$(job)
+  [ "$(jq -r .status <<<"$J")" = completed ] || fail "the job did not complete after $1: $J"
+  [ "$(jq .recordsProcessed <<<"$J")" = 3000 ] && [ "$(jq .counts.fetched <<<"$J")" = 3000 ] && [ "$(jq .counts.created <<<"$J")" = 3000 ] \
+    || fail "pages counted twice or skipped across $1: $J"
+  STATS=$(curl -fsS "$PROVIDER/stats")
+  [ "$(jq '.pages | length' <<<"$STATS")" = 30 ] || fail "the provider did not serve every page: $STATS"
+  REPEATS=$(jq '[.pages[] | select(. > 1)] | length' <<<"$STATS")
+  [ "$REPEATS" -le 1 ] || fail "the provider served $REPEATS pages more than once: $STATS"
+}

@@ -91,16 +91,7 @@ midway() { processed=$(job | jq .recordsProcessed 2>/dev/null); [ "${processed:-
 WAIT_EVERY=0.05 wait_until 180 midway || true
 [ "${processed:-0}" -ge 500 ] && [ "$processed" -lt 3000 ] || fail "the job was not mid-way ($processed records) when the database was to restart"
 pg "-m immediate restart"
-ended() { status=$(job | jq -r .status 2>/dev/null); [ -n "$status" ] && [ "$status" != running ]; }
-wait_until 300 ended || true
-J=$(job)
-[ "$(jq -r .status <<<"$J")" = completed ] || fail "the job did not complete after the restart: $J"
-[ "$(jq .recordsProcessed <<<"$J")" = 3000 ] && [ "$(jq .counts.fetched <<<"$J")" = 3000 ] && [ "$(jq .counts.created <<<"$J")" = 3000 ] \
-  || fail "pages counted twice or skipped across the restart: $J"
-STATS=$(curl -fsS "$PROVIDER/stats")
-[ "$(jq '.pages | length' <<<"$STATS")" = 30 ] || fail "the provider did not serve every page: $STATS"
-REPEATS=$(jq '[.pages[] | select(. > 1)] | length' <<<"$STATS")
-[ "$REPEATS" -le 1 ] || fail "the provider served $REPEATS pages more than once: $STATS"
+expect_sync_resumed "an immediate restart"
 kill -KILL "$PROVIDER_PID" 2>/dev/null || true
 ok "a sync through an immediate restart after $processed records: completed with 3000 records, each page counted once ($REPEATS asked for again)"
 

@@ -25,16 +25,7 @@ ok "SIGKILL after $processed of 3000 records"
 
 # Restarted, the server resumes the job (on PostgreSQL once its 30 s lease has run out).
 start_server master.key
-ended() { status=$(job | jq -r .status); [ "$status" != running ]; }
-wait_until 300 ended || true
-J=$(job)
-[ "$(jq -r .status <<<"$J")" = completed ] || fail "the resumed job did not complete: $J"
-[ "$(jq .recordsProcessed <<<"$J")" = 3000 ] && [ "$(jq .counts.fetched <<<"$J")" = 3000 ] && [ "$(jq .counts.created <<<"$J")" = 3000 ] \
-  || fail "pages counted twice or skipped: $J"
-STATS=$(curl -fsS "$PROVIDER/stats")
-REPEATS=$(jq '[.pages[] | select(. > 1)] | length' <<<"$STATS")
-[ "$REPEATS" -le 1 ] || fail "the provider served $REPEATS pages more than once: $STATS"
-[ "$(jq '.pages | length' <<<"$STATS")" = 30 ] || fail "the provider did not serve every page: $STATS"
+expect_sync_resumed "a SIGKILL"
 # Every user is stored, once.
 ids=$( cursor=""; for _ in $(seq 1 40); do
     page=$(curl -sS -H "Authorization: Bearer $ADMIN" "$PORTAL/portal/integrations/$ID/records/users?limit=1000${cursor:+&cursor=$cursor}")
