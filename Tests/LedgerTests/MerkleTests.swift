@@ -103,6 +103,29 @@ struct MerkleTests {
         #expect(stored[[0, 273]]?.count == 70_000 % 256)
     }
 
+    @Test("a tile's nodes are the roots of its complete groups of 2^k hashes, and nothing past its count")
+    func tileNodes() throws {
+        let hashes: [Hash] = (0..<256).map { Merkle.leafHash([UInt8(truncatingIfNeeded: $0), 7]) }
+        for count in [0, 1, 2, 3, 127, 128, 200, 255, 256] {
+            let nodes = TileNodes(hashes: Array(hashes.prefix(count)))
+            #expect(nodes.count == count)
+            for height in 0...8 {
+                let group = 1 << height
+                for index in 0..<(count / group) {
+                    #expect(nodes.node(height: height, index: index) == Merkle.root(of: Array(hashes[index * group..<(index + 1) * group])), "count \(count), height \(height), index \(index)")
+                }
+                // A group the tile does not hold whole has no node.
+                #expect(nodes.node(height: height, index: count / group) == nil)
+            }
+            #expect(nodes.node(height: 9, index: 0) == nil)
+            #expect(nodes.node(height: 0, index: -1) == nil)
+        }
+        // Bytes and hashes give the same nodes; a trailing partial hash is ignored.
+        let bytes = Array(hashes.prefix(5).joined()) + [1, 2, 3]
+        #expect(TileNodes(tileBytes: bytes).node(height: 2, index: 0) == TileNodes(hashes: Array(hashes.prefix(5))).node(height: 2, index: 0))
+        #expect(TileNodes(tileBytes: bytes).count == 5)
+    }
+
     @Test("a compact range gives the root at every size")
     func compactRange() {
         let all = Self.leaves(600)

@@ -91,20 +91,89 @@ public enum Tiles {
     }
 }
 
+/// Every perfect subtree's hash within one tile: the stored hashes (height 0) and, for each height
+/// 1...8, the hash of each complete group of `2^height` of them. Built once when a tile is read (at most
+/// 255 hashes, allocation-free), so a proof looks its nodes up instead of hashing up to 255 per node.
+/// One contiguous buffer: 16 KiB for a full tile.
+public struct TileNodes: Sendable {
+    /// The hashes the tile holds (a partial tile holds fewer than 256).
+    public let count: Int
+    private let bytes: [UInt8]
+
+    /// A tile's stored bytes: `count` hashes of 32 bytes (a trailing partial hash is ignored).
+    public init(tileBytes: some Collection<UInt8>) {
+        let count = min(tileBytes.count / 32, Tiles.width)
+        var bytes = [UInt8](repeating: 0, count: 32 * Self.rowStart(count: count, height: Tiles.height + 1))
+        bytes.withUnsafeMutableBytes { buffer in
+            let base = buffer.baseAddress!
+            let copied: Void? = tileBytes.withContiguousStorageIfAvailable { source in
+                base.copyMemory(from: source.baseAddress!, byteCount: count * 32)
+            }
+            if copied == nil {
+                for (i, byte) in tileBytes.prefix(count * 32).enumerated() { base.storeBytes(of: byte, toByteOffset: i, as: UInt8.self) }
+            }
+            for height in 1...Tiles.height {
+                let below = base + 32 * Self.rowStart(count: count, height: height - 1)
+                let row = base + 32 * Self.rowStart(count: count, height: height)
+                for j in 0..<(count >> height) {
+                    Merkle.nodeHash(below + 64 * j, below + 64 * j + 32, into: row + 32 * j)
+                }
+            }
+        }
+        self.count = count
+        self.bytes = bytes
+    }
+
+    /// The nodes of a tile's stored hashes.
+    public init(hashes: [Hash]) {
+        self.init(tileBytes: hashes.joined())
+    }
+
+    private init(placeholderCount count: Int) {
+        self.count = count
+        bytes = [UInt8](repeating: 0, count: 32 * Self.rowStart(count: count, height: Tiles.height + 1))
+    }
+
+    /// A full tile of zero hashes: stands in for every tile when only the set of tiles a computation reads
+    /// matters (that set never depends on hash values).
+    public static let placeholder = TileNodes(placeholderCount: Tiles.width)
+
+    /// The hash of the `index`-th group of `2^height` stored hashes, or nil when the tile does not hold
+    /// that whole group.
+    public func node(height: Int, index: Int) -> Hash? {
+        guard (0...Tiles.height).contains(height), index >= 0, index < count >> height else { return nil }
+        let start = 32 * (Self.rowStart(count: count, height: height) + index)
+        return Array(bytes[start..<start + 32])
+    }
+
+    /// Nodes stored before row `height`: rows hold `count >> h` nodes each.
+    private static func rowStart(count: Int, height: Int) -> Int {
+        var start = 0
+        for h in 0..<height { start += count >> h }
+        return start
+    }
+}
+
 /// Computes Merkle hashes of a tiled tree from its tiles, fetched through `tile(level, index)`.
 ///
 /// A node at height `h` lies in the level-`h/8` tiles: it is the hash of `2^(h%8)` consecutive hashes of
-/// one tile. Proofs therefore read O(log n) tiles and never rebuild the tree.
+/// one tile, looked up in the tile's ``TileNodes``. Proofs therefore read O(log n) tiles, never rebuild the
+/// tree, and hash only the O(log n) nodes that are not perfect subtrees.
 public struct TileHashes {
-    private let tile: (Int, Int64) throws -> [Hash]
-    private var cache: [Int64: [Hash]] = [:]
+    private let tile: (Int, Int64) throws -> TileNodes
+    private var cache: [Int64: TileNodes] = [:]
+
+    /// `nodes(level, index)` returns the nodes of that tile as stored (partial or full).
+    public init(nodes: @escaping (Int, Int64) throws -> TileNodes) {
+        self.tile = nodes
+    }
 
     /// `tile(level, index)` returns the stored hashes of that tile (partial or full).
     public init(tile: @escaping (Int, Int64) throws -> [Hash]) {
-        self.tile = tile
+        self.tile = { level, index in TileNodes(hashes: try tile(level, index)) }
     }
 
-    private mutating func hashes(level: Int, index: Int64) throws -> [Hash] {
+    private mutating func nodes(level: Int, index: Int64) throws -> TileNodes {
         let key = Int64(level) << 56 | index
         if let cached = cache[key] { return cached }
         let value = try tile(level, index)
@@ -119,12 +188,11 @@ public struct TileHashes {
         let first = index << Int64(k)
         let tileIndex = first / Int64(Tiles.width)
         let offset = Int(first % Int64(Tiles.width))
-        let stored = try hashes(level: level, index: tileIndex)
-        let count = 1 << k
-        guard stored.count >= offset + count else {
-            throw PortalError(.storage, "ledger tile \(level)/\(tileIndex) has \(stored.count) hashes, \(offset + count) needed")
+        let stored = try nodes(level: level, index: tileIndex)
+        guard let hash = stored.node(height: k, index: offset >> k) else {
+            throw PortalError(.storage, "ledger tile \(level)/\(tileIndex) has \(stored.count) hashes, \(offset + (1 << k)) needed")
         }
-        return Merkle.root(of: Array(stored[offset..<offset + count]))
+        return hash
     }
 
     /// The Merkle Tree Hash of leaves [start, end), for a range that RFC 9162's recursive split produces.

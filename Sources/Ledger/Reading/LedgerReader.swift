@@ -10,7 +10,7 @@ public struct LedgerReader: Sendable {
     private let database: Database
     private let cache: TileCache
 
-    /// `cachedTiles` bounds the tiles kept in memory for proofs (each at most 256 hashes, 8 KiB).
+    /// `cachedTiles` bounds the tiles kept in memory for proofs (each at most 256 hashes and their 255 interior nodes, 16 KiB).
     public init(database: Database, cachedTiles: Int = 2_048) {
         self.database = database
         cache = TileCache(capacity: cachedTiles)
@@ -71,12 +71,12 @@ public struct LedgerReader: Sendable {
     /// (it grew since), never different: if the computation needs more of it, the tiles are read afresh.
     private func proof(_ org: UUID, _ compute: ((Int64, Int64) throws -> Hash) throws -> [Hash]) async throws -> [Hash] {
         var needed: Set<TileCache.Key> = []
-        var probe = TileHashes { level, index in
+        var probe = TileHashes(nodes: { level, index in
             needed.insert(TileCache.Key(organizationID: org, level: level, index: index))
-            return [Hash](repeating: [UInt8](repeating: 0, count: 32), count: Tiles.width)
-        }
+            return .placeholder
+        })
         _ = try compute { try probe.subtree($0, $1) }
-        var tiles: [TileCache.Key: [Hash]] = [:]
+        var tiles: [TileCache.Key: TileNodes] = [:]
         for key in needed { tiles[key] = cache.get(key) }
         let missing = needed.filter { tiles[$0] == nil }
         if !missing.isEmpty {
@@ -92,28 +92,29 @@ public struct LedgerReader: Sendable {
         return try Self.run(compute, org: org, tiles: fetched)
     }
 
-    private static func run(_ compute: ((Int64, Int64) throws -> Hash) throws -> [Hash], org: UUID, tiles: [TileCache.Key: [Hash]]) throws -> [Hash] {
-        var reader = TileHashes { level, index in tiles[TileCache.Key(organizationID: org, level: level, index: index)] ?? [] }
+    private static func run(_ compute: ((Int64, Int64) throws -> Hash) throws -> [Hash], org: UUID, tiles: [TileCache.Key: TileNodes]) throws -> [Hash] {
+        var reader = TileHashes(nodes: { level, index in tiles[TileCache.Key(organizationID: org, level: level, index: index)] ?? TileNodes(hashes: []) })
         return try compute { try reader.subtree($0, $1) }
     }
 
     /// Reads tiles without a transaction: each is a prefix of what it will ever be, so tiles read a moment
     /// apart still agree for any size the caller may ask about (at most the head when it asked).
-    private func fetch(_ keys: Set<TileCache.Key>) async throws -> [TileCache.Key: [Hash]] {
+    private func fetch(_ keys: Set<TileCache.Key>) async throws -> [TileCache.Key: TileNodes] {
         try await database.readStatements { db in
-            var tiles: [TileCache.Key: [Hash]] = [:]
+            var tiles: [TileCache.Key: TileNodes] = [:]
             for key in keys {
                 guard let bytes = try await LedgerStore(db).tile(key.organizationID, level: key.level, index: key.index) else {
                     throw PortalError(.storage, "ledger tile \(key.level)/\(key.index) is missing")
                 }
-                tiles[key] = LedgerTiles.split(bytes)
+                tiles[key] = TileNodes(tileBytes: bytes)
             }
             return tiles
         }
     }
 }
 
-/// Hash tiles read for proofs, kept in memory. A stored tile only ever grows at its end (the ledger is
+/// Hash tiles read for proofs, kept in memory with their interior nodes (``TileNodes``, 16 KiB for a full
+/// tile: 32 MiB for the default 2,048). A stored tile only ever grows at its end (the ledger is
 /// append-only), so a cached copy is a valid prefix for ever: it serves any proof that needs no more of
 /// it. Bounded; the oldest insertion is evicted first.
 final class TileCache: Sendable {
@@ -124,7 +125,7 @@ final class TileCache: Sendable {
     }
 
     private struct State {
-        var tiles: [Key: [Hash]] = [:]
+        var tiles: [Key: TileNodes] = [:]
         var order: [Key] = []
         var next = 0
     }
@@ -134,10 +135,10 @@ final class TileCache: Sendable {
 
     init(capacity: Int) { self.capacity = capacity }
 
-    func get(_ key: Key) -> [Hash]? { state.withLock { $0.tiles[key] } }
+    func get(_ key: Key) -> TileNodes? { state.withLock { $0.tiles[key] } }
 
     /// Keeps `hashes` unless a longer copy of the tile is already cached.
-    func put(_ key: Key, _ hashes: [Hash]) {
+    func put(_ key: Key, _ hashes: TileNodes) {
         guard capacity > 0 else { return }
         state.withLock { s in
             if let cached = s.tiles[key] {
