@@ -10,6 +10,9 @@ export PORTAL_DATABASE_WAIT=${PORTAL_DATABASE_WAIT:-5m}
 echo "== swift test (SQLite${PORTAL_TEST_POSTGRES_URL:+ and PostgreSQL})"
 swift test --skip-build
 
+echo "== SQL ownership (no SQL and no SQLKit outside Storage)"
+scripts/check-sql-ownership.sh
+
 echo "== OpenAPI document"
 .venv/bin/python -c "
 import json

@@ -4,7 +4,6 @@ import Integrations
 public import Ledger
 import Mustache
 public import PortalCore
-import SQLKit
 public import Storage
 
 /// A framework's evidence mapping (`reports/mappings/<kind>.yaml`): criteria, each the ledger event types
@@ -89,11 +88,8 @@ public struct EvidenceBundler: Sendable {
         let from = Timestamp.rfc3339(start)
         let until = Timestamp.rfc3339(end)
         var ledgerCounts: [String: Int] = [:]
-        var next: Int64 = 0
-        while next < checkpoint.size {
-            let page = try await database.read { db in try await LedgerStore(db).entries(organizationID, from: next, limit: 2_000) }
-            guard let last = page.last else { break }
-            for row in page where row.seq < checkpoint.size {
+        for try await page in LedgerReader(database: database, cachedTiles: 0).pages(organizationID, below: checkpoint.size) {
+            for row in page {
                 // The fields only: the canonical form is the verifier's business (and re-encoding each entry
                 // to check it doubled the cost of a bundle).
                 let entry = try Self.fields(row.bytes)
@@ -104,8 +100,7 @@ public struct EvidenceBundler: Sendable {
                     try writers[criterion.id]!.append(entry, hash: row.hash)
                 }
             }
-            next = last.seq + 1
-            progress(min(next, checkpoint.size))
+            progress(min((page.last?.seq ?? 0) + 1, checkpoint.size))
         }
         var files: [(path: String, url: URL)] = []
         var criteria: [JSONValue] = []

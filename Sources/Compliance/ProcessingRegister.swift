@@ -1,7 +1,6 @@
 public import Foundation
 import Ledger
 public import PortalCore
-import SQLKit
 public import Storage
 
 /// The GDPR Art. 30 record of processing for a period (issue 9): what each integration declares
@@ -49,17 +48,10 @@ public struct ProcessingRegister: Sendable {
     /// The register for [start, end), from the ledger's entries below `atSize` (the whole ledger when nil).
     public func register(organizationID: UUID, slug: String, start: Date, end: Date, atSize: Int64? = nil) async throws -> JSONValue {
         let (integrations, size) = try await database.read { db in
-            let rows = try await db.raw("""
-                SELECT id, name, type, base_url, processing, created_at, deleted_at FROM integrations
-                WHERE organization_id = \(bind: organizationID) AND created_at < \(bind: end) ORDER BY name, id
-                """).all().compactMap { row -> (id: String, name: String, type: String, baseURL: String?, processing: JSONValue?, deletedAt: Date?)? in
-                let deleted = try row.decodeOptional(column: "deleted_at", as: Date.self)
-                if let deleted, deleted < start { return nil }
-                return (
-                    try row.decode(column: "id", as: UUID.self).uuidString.lowercased(), try row.decode(column: "name", as: String.self),
-                    try row.decode(column: "type", as: String.self), try row.decodeOptional(column: "base_url", as: String.self),
-                    try row.decodeJSON(column: "processing", backend: db.backend), deleted
-                )
+            let rows = try await IntegrationStore(db).all(organizationID: organizationID, includeDeleted: true).compactMap { r -> (id: String, name: String, type: String, baseURL: String?, processing: JSONValue?, deletedAt: Date?)? in
+                guard r.createdAt < end else { return nil }
+                if let deleted = r.deletedAt, deleted < start { return nil }
+                return (r.id.uuidString.lowercased(), r.name, r.type, r.baseURL, r.processing, r.deletedAt)
             }
             let head = try await LedgerStore(db).head(organizationID)?.size ?? 0
             return (rows, min(head, atSize ?? head))
@@ -68,12 +60,9 @@ public struct ProcessingRegister: Sendable {
         let from = Timestamp.rfc3339(start)
         let until = Timestamp.rfc3339(end)
         var observed: [String: Observed] = [:]
-        var next: Int64 = 0
         let marker = Array("\"type\":\"request.".utf8)
-        while next < size {
-            let page = try await database.read { db in try await LedgerStore(db).entries(organizationID, from: next, limit: 2_000) }
-            guard let last = page.last else { break }
-            for row in page where row.seq < size && SubjectRequests.contains(row.bytes, marker) {
+        for try await page in LedgerReader(database: database, cachedTiles: 0).pages(organizationID, below: size) {
+            for row in page where SubjectRequests.contains(row.bytes, marker) {
                 guard let entry = try? LedgerEntry(canonical: row.bytes), entry.time >= from, entry.time < until, let integration = entry.integration else { continue }
                 let data = entry.data.objectValue ?? [:]
                 var o = observed[integration] ?? Observed()
@@ -85,7 +74,6 @@ public struct ProcessingRegister: Sendable {
                 o.last = entry.time
                 observed[integration] = o
             }
-            next = last.seq + 1
         }
 
         var records: [JSONValue] = []

@@ -3,7 +3,6 @@ public import Ledger
 public import Logging
 public import PortalCore
 public import ServiceLifecycle
-import SQLKit
 public import Storage
 
 /// Evidence bundles requested over the API (`POST /portal/reports`): stored as `reports` rows, built by this

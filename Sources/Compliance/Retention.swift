@@ -3,7 +3,6 @@ public import Ledger
 public import Logging
 public import PortalCore
 public import ServiceLifecycle
-import SQLKit
 public import Storage
 
 /// Retention (issue 9): each organization's periods for request logs, stored bodies and webhook bodies
@@ -152,7 +151,7 @@ public final class Retention: Service, Sendable {
     /// the deletion); returns the total.
     private func repeatBatches(
         _ organizationID: UUID, _ table: String, _ action: String, days: Int, now: Date,
-        _ step: @escaping @Sendable (any SQLDatabase, Date) async throws -> Int
+        _ step: @escaping @Sendable (Transaction, Date) async throws -> Int
     ) async throws -> Int {
         let before = now.addingTimeInterval(-Double(days) * 86_400)
         var total = 0

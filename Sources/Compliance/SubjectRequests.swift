@@ -4,7 +4,6 @@ public import Integrations
 public import Ledger
 public import Logging
 public import PortalCore
-import SQLKit
 public import Storage
 import Webhooks
 
@@ -76,9 +75,7 @@ public struct SubjectRequests: Sendable {
                 if let deleted = row.deletedAt { m["deletedAt"] = .string(Timestamp.rfc3339(deleted)) }
                 return .object(m)
             }
-            let names = try await db.raw("SELECT id, name FROM integrations WHERE organization_id = \(bind: org)").all().map {
-                (try $0.decode(column: "id", as: UUID.self).uuidString.lowercased(), try $0.decode(column: "name", as: String.self))
-            }
+            let names = try await IntegrationStore(db).all(organizationID: org, includeDeleted: true).map { ($0.id.uuidString.lowercased(), $0.name) }
             return (opened, Dictionary(names, uniquingKeysWith: { a, _ in a }))
         }
         var disclosures: [JSONValue] = []
@@ -102,10 +99,8 @@ public struct SubjectRequests: Sendable {
     /// the subject's data, oldest first.
     func disclosures(organizationID: UUID, commitment: String, names: [String: String]) async throws -> [JSONValue] {
         var out: [JSONValue] = []
-        var from: Int64 = 0
         let needle = Array(commitment.utf8)
-        while true {
-            let page = try await database.read { db in try await LedgerStore(db).entries(organizationID, from: from, limit: 2_000) }
+        for try await page in LedgerReader(database: database, cachedTiles: 0).pages(organizationID) {
             for row in page where row.bytes.count >= needle.count && Self.contains(row.bytes, needle) {
                 guard let entry = try? LedgerEntry(canonical: row.bytes), entry.data.objectValue?["subjects"]?.arrayValue?.contains(.string(commitment)) == true else { continue }
                 let data = entry.data.objectValue ?? [:]
@@ -116,8 +111,6 @@ public struct SubjectRequests: Sendable {
                     "host": data["host"] ?? .null, "endpoint": data["endpoint"] ?? .null, "method": data["method"] ?? .null, "outcome": data["outcome"] ?? .null,
                 ])
             }
-            guard page.count == 2_000, let last = page.last else { break }
-            from = last.seq + 1
         }
         return out
     }
@@ -206,13 +199,9 @@ public struct SubjectRequests: Sendable {
     /// (`{"method": "DELETE", "endpoint": "/users/{subjectId}"}`) to delete the subject, through the gateway.
     func askRecipients(subjectID: String, principal: Principal) async throws -> [Erasure.Recipient] {
         let targets = try await database.read { db in
-            try await db.raw("""
-                SELECT id, name, config FROM integrations WHERE organization_id = \(bind: principal.organizationID) AND deleted_at IS NULL ORDER BY name, id
-                """).all().compactMap { row -> (UUID, String, String, String)? in
-                guard let deletion = try row.decodeJSON(column: "config", backend: db.backend)?.objectValue?["subjectDeletion"]?.objectValue,
-                      let endpoint = deletion["endpoint"]?.stringValue, endpoint.contains("{subjectId}")
-                else { return nil }
-                return (try row.decode(column: "id", as: UUID.self), try row.decode(column: "name", as: String.self), deletion["method"]?.stringValue ?? "DELETE", endpoint)
+            try await IntegrationStore(db).all(organizationID: principal.organizationID, includeDeleted: false).compactMap { integration -> (UUID, String, String, String)? in
+                guard let deletion = IntegrationConfiguration.stored(integration.config).subjectDeletion else { return nil }
+                return (integration.id, integration.name, deletion.method, deletion.endpoint)
             }
         }
         var out: [Erasure.Recipient] = []

@@ -12,7 +12,7 @@ public enum Authenticator {
     /// `bearer`: the OAuth 2.0 access token obtained for this attempt (oauth2 only).
     public static func apply(_ integration: OutboundIntegration, to request: inout OutboundRequest, now: Date, bearer: String? = nil) throws(PortalError) {
         let credentials = integration.credentials
-        let config = integration.config.objectValue ?? [:]
+        let config = integration.configuration
         func credential(_ name: String) throws(PortalError) -> String {
             guard let value = credentials[name], !value.isEmpty else {
                 throw PortalError(.configuration, "the integration's credentials lack '\(name)' for \(integration.authMethod.rawValue)")
@@ -22,11 +22,11 @@ public enum Authenticator {
         switch integration.authMethod {
         case .apiKey:
             let key = try credential("apiKey")
-            switch config["keyLocation"]?.stringValue ?? "header" {
-            case "query":
-                try request.setQueryItem(config["keyParam"]?.stringValue ?? "api_key", key)
-            case "body":
-                let field = config["keyField"]?.stringValue ?? "api_key"
+            switch config.apiKey.location {
+            case .query:
+                try request.setQueryItem(config.apiKey.parameter, key)
+            case .body:
+                let field = config.apiKey.field
                 var object: [String: JSONValue] = [:]
                 if !request.body.isEmpty {
                     guard case .object(let existing)? = try? JSONValue.parse(Data(request.body)) else {
@@ -37,28 +37,26 @@ public enum Authenticator {
                 object[field] = .string(key)
                 request.body = Array(JSONValue.encodeText(.object(object)).utf8)
                 request.setHeader("Content-Type", "application/json")
-            default:
-                let header = config["keyHeader"]?.stringValue ?? "X-API-Key"
-                let prefix = config["keyPrefix"]?.stringValue.map { $0 + " " } ?? ""
-                request.setHeader(header, prefix + key)
+            case .header:
+                let prefix = config.apiKey.prefix.map { $0 + " " } ?? ""
+                request.setHeader(config.apiKey.header, prefix + key)
             }
         case .basicAuth:
             let pair = try credential("username") + ":" + credential("password")
             request.setHeader("Authorization", "Basic " + Data(pair.utf8).base64EncodedString())
         case .custom:
-            guard case .object(let templates)? = config["headers"], !templates.isEmpty else {
+            guard !config.headers.isEmpty else {
                 throw PortalError(.configuration, "a custom integration names its headers in config.headers, e.g. {\"Authorization\": \"Token {{apiKey}}\"}")
             }
-            for (name, template) in templates.sorted(by: { $0.key < $1.key }) {
-                guard let text = template.stringValue else { throw PortalError(.configuration, "config.headers.\(name) is not a string") }
-                request.setHeader(name, try render(text, credentials: credentials))
+            for (name, template) in config.headers.sorted(by: { $0.key < $1.key }) {
+                request.setHeader(name, try render(template, credentials: credentials))
             }
         case .awsSigV4:
             try SigV4.sign(
                 &request,
                 credentials: .init(accessKeyID: credential("accessKeyId"), secretAccessKey: credential("secretAccessKey"), sessionToken: credentials["sessionToken"]),
-                region: config["region"]?.stringValue ?? "us-east-1",
-                service: config["service"]?.stringValue ?? "s3",
+                region: config.sigV4.region,
+                service: config.sigV4.service,
                 date: now
             )
         case .jwt:

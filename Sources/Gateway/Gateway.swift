@@ -8,7 +8,6 @@ import NIOCore
 import NIOHTTP1
 import NIOSSL
 public import PortalCore
-import SQLKit
 public import ServiceLifecycle
 public import Storage
 import Synchronization
@@ -100,34 +99,6 @@ public struct APIResponse: Sendable, Encodable {
     public var cacheStatus: String
     /// The call's record: its `integration_requests` row id and the `callId` of its ledger entry.
     public var callId: String?
-}
-
-/// The outcome classes and error categories of DESIGN section 7.
-public enum Outcome: String, Sendable {
-    case success, clientError = "client_error", rateLimited = "rate_limited", serverError = "server_error"
-    case networkError = "network_error", throttled, refused
-
-    static func of(status: Int) -> Outcome {
-        switch status {
-        case 200..<400: .success
-        case 429: .rateLimited
-        case 400..<500: .clientError
-        default: .serverError
-        }
-    }
-
-    static func category(status: Int?) -> String? {
-        guard let status else { return "network" }
-        switch status {
-        case 200..<400: return nil
-        case 401, 403: return "authentication"
-        case 429: return "rate_limit"
-        case 400, 413, 415, 422: return "data"
-        case 400..<500: return "business"
-        // The provider's own failure: it answered, so it is no network error (DNS, connect, timeout).
-        default: return "server"
-        }
-    }
 }
 
 /// The gateway (issue 5): `executeRequest(integrationId, APIRequest) -> APIResponse` through validate ->
@@ -264,7 +235,7 @@ public final class Gateway: Service, Sendable {
     /// kept nowhere: no rate limit, cache, stored token or record.
     private func run(_ call: GatewayCall, through integration: OutboundIntegration, by principal: Principal, transient: Bool) async throws -> GatewayResult {
         let started = ContinuousClock.now
-        let config = integration.config.objectValue ?? [:]
+        let config = integration.configuration
         let actor = principal.tokenID.uuidString.lowercased()
 
         // Validate, and build the URL.
@@ -276,19 +247,18 @@ public final class Gateway: Service, Sendable {
         }
         // Transforms stored before their limits existed may not be applied as written: the call is refused
         // with the reason rather than sent with a rule silently left out.
-        let transforms = try Transforms.checked(config: config["transforms"])
+        let transforms = try Transforms.checked(config: config.transforms)
         let body = transforms.request.body(call.body) ?? call.body
         let callHeaders = transforms.request.headers(call.headers)
         guard body.count <= configuration.maxRequestBytes else {
             throw PortalError(.payloadTooLarge, "the request body is larger than \(configuration.maxRequestBytes) bytes")
         }
         let (url, path) = try Self.url(base: integration.baseURL, endpoint: call.endpoint)
-        let templates = config["endpoints"]?.arrayStrings ?? []
-        let template = EndpointTemplate.of(path: path, configured: templates)
-        if let allowed = config["allowedPaths"]?.arrayStrings, !allowed.contains(where: { EndpointTemplate.of(path: path, configured: [$0]) == $0 }) {
+        let template = EndpointTemplate.of(path: path, configured: config.endpoints)
+        if let allowed = config.allowedPaths, !allowed.contains(where: { EndpointTemplate.of(path: path, configured: [$0]) == $0 }) {
             throw PortalError(.refused, "the integration does not allow calls to \(template)")
         }
-        let storeBodies = config["storeBodies"] == .bool(true)
+        let storeBodies = config.storeBodies
         var record = CallRecord(
             id: ids.next(), integration: integration, method: call.method, template: template, url: url, actor: actor,
             requestDigest: body.isEmpty ? nil : Hex.encode(SHA256.hash(data: body)), storedRequest: storeBodies ? call.storedBody : nil
@@ -321,7 +291,7 @@ public final class Gateway: Service, Sendable {
         }
 
         // The cache, for GETs of the endpoints config.cache names.
-        let cachePolicy = ResponseCache.Policy(config: config["cache"])
+        let cachePolicy = ResponseCache.Policy(config.cache)
         let cacheable = !transient && call.method == "GET" && cachePolicy.covers(template) && !Self.noStore(call.headers)
         // Hashing the credential identity costs a SHA-256 per call: only where the cache applies.
         let cacheKey = cacheable ? ResponseCache.key(method: call.method, url: url, integration: integration) : ""
@@ -340,7 +310,7 @@ public final class Gateway: Service, Sendable {
         record.cache = cacheable ? "MISS" : "BYPASS"
 
         // An OAuth 2.0 access token, obtained or refreshed (once for all concurrent calls) when due.
-        let usesOAuth = integration.authMethod == .oauth2 && config["oauth"] != nil
+        let usesOAuth = integration.authMethod == .oauth2 && config.oauth != nil
         let endpoint: OAuthTokens.TokenEndpoint = { [self] url, form, basic in try await requestToken(url, form: form, basic: basic) }
         var bearer: String?
         var refreshedAfter401 = false
@@ -360,10 +330,10 @@ public final class Gateway: Service, Sendable {
         }
 
         // The retry loop: authentication inside it, so signatures are fresh on every attempt.
-        let backoff = Backoff(config: config["retry"])
+        let backoff = Backoff(config.retry)
         let idempotent = ["GET", "PUT", "DELETE"].contains(call.method)
             || call.headers.contains { $0.name.lowercased() == "idempotency-key" }
-            || config["retry"]?.objectValue?["retryNonIdempotent"] == .bool(true)
+            || config.retry.retryNonIdempotent
         let timeout = call.timeoutMs.map { Duration.milliseconds($0) } ?? configuration.defaultTimeout
         let deadline = ContinuousClock.now + timeout
         var lastError: PortalError?
@@ -409,7 +379,7 @@ public final class Gateway: Service, Sendable {
                         continue
                     }
                 }
-                record.outcome = Outcome.of(status: response.status)
+                record.outcome = CallOutcome.of(status: response.status)
                 if let transformed = transforms.response.body(response.body) { response.body = transformed }
                 if storeBodies { record.storedResponse = Self.redact(Self.body(response.body), secrets: Authenticator.secrets(of: integration)) }
                 let headers = transforms.response.headers(response.headers.filter { !Self.hopByHop.contains($0.name.lowercased()) })
@@ -461,7 +431,7 @@ public final class Gateway: Service, Sendable {
         try principal.require(.manageIntegrations)
         let integration = try await registry.outbound(id: integrationID, organizationID: principal.organizationID)
         guard integration.authMethod == .oauth2 else { throw PortalError(.conflict, "only oauth2 integrations authorize") }
-        let redirect = integration.config.objectValue?["oauth"]?.objectValue?["redirectUri"]?.stringValue ?? defaultRedirectURI
+        let redirect = integration.configuration.oauth?.redirectURI ?? defaultRedirectURI
         let started = try await oauth.authorize(integration, tokenID: principal.tokenID, redirectURI: redirect)
         return AuthorizationStart(authorizationUrl: started.url, state: started.state, expiresAt: Timestamp.rfc3339(started.expiresAt))
     }
@@ -487,13 +457,6 @@ public final class Gateway: Service, Sendable {
     /// Rotates an integration's credentials (see ``IntegrationRegistry/rotateCredentials(id:credentials:overlap:by:)``).
     public func rotateCredentials(integrationID: UUID, credentials: [String: String], overlap: TimeInterval, by principal: Principal) async throws -> IntegrationView {
         try await registry.rotateCredentials(id: integrationID, credentials: credentials, overlap: overlap, by: principal)
-    }
-
-    /// The seed's TestResult.
-    public struct TestResult: Sendable, Encodable {
-        public var success: Bool
-        public var message: String
-        public var details: JSONValue
     }
 
     /// Tests a saved integration: one `GET` (or `config.testMethod` `POST`) of `config.testEndpoint` (default `/`) through the whole
@@ -523,10 +486,9 @@ public final class Gateway: Service, Sendable {
     }
 
     private func probe(_ integration: OutboundIntegration, by principal: Principal, transient: Bool) async -> TestResult {
-        let endpoint = integration.config.objectValue?["testEndpoint"]?.stringValue ?? "/"
+        let endpoint = integration.configuration.testEndpoint
         // Some providers (Dropbox) have only POST endpoints.
-        let method = integration.config.objectValue?["testMethod"]?.stringValue == "POST" ? "POST" : "GET"
-        let call = GatewayCall(method: method, endpoint: endpoint, headers: [("Accept", "application/json")], body: [])
+        let call = GatewayCall(method: integration.configuration.testMethod, endpoint: endpoint, headers: [("Accept", "application/json")], body: [])
         do {
             let result = try await run(call, through: integration, by: principal, transient: transient)
             let success = (200..<400).contains(result.status)
@@ -646,7 +608,7 @@ public final class Gateway: Service, Sendable {
             "cache": .string(call.cache), "callId": .string(call.id.uuidString.lowercased()),
         ]
         if let status = call.status { data["status"] = .int(Int64(status)) }
-        let category = call.outcome == .success ? nil : call.category ?? (call.outcome == .throttled ? "rate_limit" : call.outcome == .refused ? "business" : Outcome.category(status: call.status))
+        let category = call.outcome == .success ? nil : call.category ?? (call.outcome == .throttled ? "rate_limit" : call.outcome == .refused ? "business" : CallOutcome.category(status: call.status))
         if let category { data["errorCategory"] = .string(category) }
         if let digest = call.requestDigest { data["requestBodyDigest"] = .string(digest) }
         if !call.subjects.isEmpty { data["subjects"] = .array(call.subjects.map(JSONValue.string)) }
@@ -695,7 +657,7 @@ public final class Gateway: Service, Sendable {
     struct RequestRow: CompanionRow {
         var record: IntegrationRequestRecord
 
-        static func insert(_ rows: [RequestRow], in db: any SQLDatabase) async throws -> Set<Int> {
+        static func insert(_ rows: [RequestRow], in db: Transaction) async throws -> Set<Int> {
             try await IntegrationRequestStore(db).insert(rows.map(\.record))
             return []
         }
@@ -784,7 +746,7 @@ public struct GatewayResult: Sendable {
     public var headers: [(name: String, value: String)]
     public var body: [UInt8]
     public var attempts: Int
-    public var outcome: Outcome
+    public var outcome: CallOutcome
     public var cacheStatus: String
     public var durationMs: Int
     /// The call's record (`integration_requests` row and ledger entry `callId`); nil for a test of an unsaved
@@ -805,7 +767,7 @@ struct CallRecord {
     var storedRequest: JSONValue?
     var attempts = 0
     var status: Int?
-    var outcome: Outcome = .networkError
+    var outcome: CallOutcome = .networkError
     var error: String?
     var responseDigest: String?
     var storedResponse: JSONValue?

@@ -31,17 +31,17 @@ final class JWTAssertions: Sendable {
     /// Signs an assertion. `defaults` are claims used where `config.jwt` names none (or, when `fixed`,
     /// always: a client assertion's `iss`, `sub` and `aud` are prescribed).
     static func sign(_ integration: OutboundIntegration, now: Date, defaults: [String: JSONValue] = [:], fixed: Bool = false) throws(PortalError) -> (String, Date) {
-        let config = integration.config.objectValue?["jwt"]?.objectValue ?? [:]
+        let config = integration.configuration.jwt ?? IntegrationConfiguration.JWT()
         let secret = integration.credentials["secret"]
-        let algorithm = config["algorithm"]?.stringValue ?? (secret != nil && integration.credentials["privateKey"] == nil ? "HS256" : "RS256")
-        let lifetime: Int64 = if case .int(let seconds)? = config["expiresIn"], seconds > 0 { seconds } else { 300 }
+        let algorithm = config.algorithm?.rawValue ?? (secret != nil && integration.credentials["privateKey"] == nil ? "HS256" : "RS256")
+        let lifetime = Int64(config.expiresIn)
         let issued = Int64(now.timeIntervalSince1970)
         var header: [String: JSONValue] = ["alg": .string(algorithm), "typ": "JWT"]
-        if let kid = config["keyId"]?.stringValue { header["kid"] = .string(kid) }
-        var claims = config["claims"]?.objectValue ?? [:]
-        for (claim, field) in [("iss", "issuer"), ("sub", "subject"), ("aud", "audience")] {
-            if let value = config[field] { claims[claim] = value }
-        }
+        if let kid = config.keyID { header["kid"] = .string(kid) }
+        var claims = config.claims
+        if let issuer = config.issuer { claims["iss"] = .string(issuer) }
+        if let subject = config.subject { claims["sub"] = .string(subject) }
+        if let audience = config.audience { claims["aud"] = audience }
         for (claim, value) in defaults where value != .null && (fixed || claims[claim] == nil) { claims[claim] = value }
         claims["iat"] = .int(issued)
         claims["exp"] = .int(issued + lifetime)

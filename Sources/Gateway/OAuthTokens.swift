@@ -3,7 +3,6 @@ import Foundation
 import Integrations
 import Ledger
 import PortalCore
-import SQLKit
 import Storage
 import Synchronization
 
@@ -26,28 +25,19 @@ struct OAuthSettings {
     var authorizationParams: [(String, String)]
 
     init(_ integration: OutboundIntegration) throws(PortalError) {
-        let m = integration.config.objectValue?["oauth"]?.objectValue ?? [:]
-        guard let text = m["tokenUrl"]?.stringValue, let url = URL(string: text), url.host != nil else {
+        // Checked member by member when written (IntegrationConfiguration); a stored row from before the
+        // check without a usable token URL is refused here.
+        guard let oauth = integration.configuration.oauth, let url = URL(string: oauth.tokenURL), url.host != nil else {
             throw PortalError(.configuration, "an oauth2 integration names its token endpoint in config.oauth.tokenUrl")
         }
         tokenURL = url
-        func strings(_ key: String) -> [(String, String)] {
-            (m[key]?.objectValue ?? [:]).compactMap { name, value in value.stringValue.map { (name, $0) } }.sorted { $0.0 < $1.0 }
-        }
-        tokenParams = strings("tokenParams")
-        authorizationParams = strings("authorizationParams")
-        let grant = m["grantType"]?.stringValue ?? "client_credentials"
-        grantType = grant == "jwt_bearer" ? Self.jwtBearer : grant
-        if case .array(let scopes)? = m["scopes"] { scope = scopes.compactMap(\.stringValue).joined(separator: " ") } else { scope = m["scope"]?.stringValue }
-        clientAuth = m["clientAuth"]?.stringValue ?? "basic"
-        if case .int(let early)? = m["refreshEarlySeconds"] { refreshEarly = TimeInterval(early) } else { refreshEarly = 300 }
-        if case .int(let n)? = m["maxRefreshFailures"], n > 0 { maxFailures = Int(n) } else { maxFailures = 3 }
-        guard ["client_credentials", "refresh_token", "authorization_code", Self.jwtBearer].contains(grantType) else {
-            throw PortalError(.configuration, "config.oauth.grantType must be client_credentials, authorization_code, refresh_token or jwt_bearer")
-        }
-        guard ["basic", "post", "private_key_jwt"].contains(clientAuth) else {
-            throw PortalError(.configuration, "config.oauth.clientAuth must be basic, post or private_key_jwt")
-        }
+        tokenParams = oauth.tokenParameters
+        authorizationParams = oauth.authorizationParameters
+        grantType = oauth.grantType == .jwtBearer ? Self.jwtBearer : oauth.grantType.rawValue
+        scope = oauth.scopes.isEmpty ? nil : oauth.scopes.joined(separator: " ")
+        clientAuth = oauth.clientAuth.rawValue
+        refreshEarly = TimeInterval(oauth.refreshEarlySeconds)
+        maxFailures = oauth.maxRefreshFailures
     }
 
     /// The JWT-bearer authorization grant (RFC 7523 section 2.1).
@@ -196,7 +186,7 @@ final class OAuthTokens: Sendable {
         }
     }
 
-    private func open(_ row: IntegrationTokenRecord?, db: any SQLDatabase) async throws -> OAuthTokenValues {
+    private func open(_ row: IntegrationTokenRecord?, db: Transaction) async throws -> OAuthTokenValues {
         guard let row, case .object(let fields) = row.sealed, !fields.isEmpty else { return OAuthTokenValues() }
         let plaintext = try await vault.open(row.sealed, organizationID: row.organizationID, context: Self.context(row.integrationID), in: db)
         return (try? JSONDecoder().decode(OAuthTokenValues.self, from: plaintext)) ?? OAuthTokenValues()
@@ -204,7 +194,7 @@ final class OAuthTokens: Sendable {
 
     /// Runs the grant and stores the result; in `db` (PostgreSQL, row locked) or in a new write transaction.
     private func refresh(
-        _ integration: OutboundIntegration, settings: OAuthSettings, row: IntegrationTokenRecord?, values: OAuthTokenValues, db: (any SQLDatabase)?,
+        _ integration: OutboundIntegration, settings: OAuthSettings, row: IntegrationTokenRecord?, values: OAuthTokenValues, db: Transaction?,
         endpoint: TokenEndpoint
     ) async throws -> Result<String, PortalError> {
         let now = clock.now()
@@ -243,7 +233,7 @@ final class OAuthTokens: Sendable {
     /// the access token.
     private func save(
         _ integration: OutboundIntegration, answer body: JSONValue, grant: String, previousRefreshToken: String?, scope defaultScope: String?,
-        actor: String, db: (any SQLDatabase)?
+        actor: String, db: Transaction?
     ) async throws -> String {
         let now = clock.now()
         let fields = body.objectValue ?? [:]
@@ -283,7 +273,7 @@ final class OAuthTokens: Sendable {
         }
         guard row != nil else { return }
         let settings = try? OAuthSettings(integration)
-        let revocationURL = integration.config.objectValue?["oauth"]?.objectValue?["revocationUrl"]?.stringValue.flatMap(URL.init(string:))
+        let revocationURL = integration.configuration.oauth?.revocationURL.flatMap(URL.init(string:))
         var accepted = 0
         var attempted = 0
         if let revocationURL, let settings, let clientID = integration.credentials["clientId"] {
@@ -320,8 +310,7 @@ final class OAuthTokens: Sendable {
     /// Starts an authorization-code flow: a single-use `state` (10 minutes) bound to the organization, the
     /// integration, the requesting token and a PKCE S256 verifier (sealed), and the provider URL to open.
     func authorize(_ integration: OutboundIntegration, tokenID: UUID, redirectURI: String) async throws -> Authorization {
-        let oauth = integration.config.objectValue?["oauth"]?.objectValue ?? [:]
-        guard let base = oauth["authorizationUrl"]?.stringValue, var components = URLComponents(string: base), components.host != nil else {
+        guard let base = integration.configuration.oauth?.authorizationURL, var components = URLComponents(string: base), components.host != nil else {
             throw PortalError(.validationFailed, "the integration names no config.oauth.authorizationUrl")
         }
         guard let clientID = integration.credentials["clientId"] else { throw PortalError(.configuration, "an oauth2 integration needs credentials.clientId") }
@@ -394,7 +383,7 @@ final class OAuthTokens: Sendable {
     /// exhausts the integration: an identity provider's outage of a minute must not leave every OAuth
     /// integration in `error` until an administrator notices. Only refusals count towards `maxRefreshFailures`.
     private func fail(
-        _ integration: OutboundIntegration, settings: OAuthSettings, row: IntegrationTokenRecord?, reason: String, transient: Bool = false, db: (any SQLDatabase)?
+        _ integration: OutboundIntegration, settings: OAuthSettings, row: IntegrationTokenRecord?, reason: String, transient: Bool = false, db: Transaction?
     ) async throws -> Result<String, PortalError> {
         let now = clock.now()
         let failures = (row?.refreshFailures ?? 0) + 1
@@ -412,10 +401,9 @@ final class OAuthTokens: Sendable {
                 integrationID: integration.id, data: ["reason": .string(reason), "failures": .int(Int64(failures)), "exhausted": exhausted ? 1 : 0, "transient": transient ? 1 : 0], time: now
             ), in: tx)
             if exhausted {
-                try await tx.raw("""
-                    UPDATE integrations SET status = 'error', error_message = \(bind: "token refresh failed \(failures) times: \(reason)"), updated_at = \(bind: now)
-                    WHERE id = \(bind: integration.id) AND organization_id = \(bind: integration.organizationID)
-                    """).run()
+                try await IntegrationStore(tx).markFailed(
+                    id: integration.id, organizationID: integration.organizationID, message: "token refresh failed \(failures) times: \(reason)", at: now
+                )
             }
         }
         audit.wake()
@@ -424,7 +412,7 @@ final class OAuthTokens: Sendable {
         return .failure(PortalError(.upstreamFailed, "could not obtain an access token: \(reason)"))
     }
 
-    private func write(_ db: (any SQLDatabase)?, _ body: @Sendable (any SQLDatabase) async throws -> Void) async throws {
+    private func write(_ db: Transaction?, _ body: @Sendable (Transaction) async throws -> Void) async throws {
         if let db { try await body(db) } else { try await database.write { tx in try await body(tx) } }
     }
 }

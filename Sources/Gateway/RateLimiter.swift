@@ -1,4 +1,5 @@
 public import Foundation
+public import Integrations
 public import PortalCore
 import Synchronization
 
@@ -150,14 +151,9 @@ public struct Backoff: Sendable, Equatable {
         self.maxDelay = maxDelay
     }
 
-    /// From the integration's `config.retry`.
-    public init(config: JSONValue?) {
-        let m = config?.objectValue ?? [:]
-        func int(_ key: String, _ fallback: Int) -> Int {
-            if case .int(let i)? = m[key] { return Int(i) }
-            return fallback
-        }
-        self.init(maxAttempts: max(1, min(10, int("maxAttempts", 3))), baseDelay: max(0, int("baseDelay", 200)), maxDelay: max(0, int("maxDelay", 5_000)))
+    /// From the integration's `config.retry` (checked when written: 1 to 10 attempts).
+    public init(_ retry: IntegrationConfiguration.Retry) {
+        self.init(maxAttempts: max(1, min(10, retry.maxAttempts)), baseDelay: max(0, retry.baseDelay), maxDelay: max(0, retry.maxDelay))
     }
 
     /// The delay before retry number `attempt` (1 for the first retry), `unit` in [0, 1) from the caller's

@@ -23,11 +23,10 @@ final class ResponseCache: Sendable {
         var endpoints: [String]
         var all: Bool
 
-        init(config: JSONValue?) {
-            let m = config?.objectValue ?? [:]
-            if case .int(let seconds)? = m["ttlSeconds"], seconds > 0 { ttl = TimeInterval(seconds) } else { ttl = 0 }
-            endpoints = m["endpoints"]?.arrayStrings ?? []
-            all = m["endpoints"] == nil && ttl > 0
+        init(_ cache: IntegrationConfiguration.Cache?) {
+            ttl = TimeInterval(cache?.ttlSeconds ?? 0)
+            endpoints = cache?.endpoints ?? []
+            all = cache?.endpoints == nil && ttl > 0
         }
 
         func covers(_ template: String) -> Bool {

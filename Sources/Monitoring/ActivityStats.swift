@@ -1,28 +1,6 @@
 import Foundation
 public import PortalCore
 
-/// The outcome classes and error categories of DESIGN section 7, in a fixed order (array slots).
-public enum OutcomeClass: String, Sendable, CaseIterable {
-    case success, clientError = "client_error", rateLimited = "rate_limited", serverError = "server_error"
-    case networkError = "network_error", throttled, refused
-
-    /// Whether the portal refused the call itself (not an upstream call).
-    public var isRefusedLocally: Bool { self == .throttled || self == .refused }
-
-    /// The slot in count arrays (the order of `allCases`, without allocating it).
-    var index: Int {
-        switch self {
-        case .success: 0
-        case .clientError: 1
-        case .rateLimited: 2
-        case .serverError: 3
-        case .networkError: 4
-        case .throttled: 5
-        case .refused: 6
-        }
-    }
-}
-
 public enum ErrorCategory: String, Sendable, CaseIterable {
     /// The seed's five, and `server`: the provider answered 5xx (its own failure, which is no network
     /// error: on-call engineers read `network` as DNS, connect and timeouts).
@@ -71,7 +49,7 @@ extension Activity.SyncOperation {
 /// merged from them): counts by outcome, category, webhook status and sync operation, token refreshes, and
 /// the latency sketch of its upstream calls. Merging two is exact.
 public struct ActivityStats: Sendable, Equatable {
-    public var outcomes = [UInt64](repeating: 0, count: OutcomeClass.allCases.count)
+    public var outcomes = [UInt64](repeating: 0, count: CallOutcome.allCases.count)
     public var categories = [UInt64](repeating: 0, count: ErrorCategory.allCases.count)
     public var webhooks = [UInt64](repeating: 0, count: Activity.WebhookStatus.allCases.count)
     public var sync = [UInt64](repeating: 0, count: Activity.SyncOperation.allCases.count)
@@ -83,14 +61,14 @@ public struct ActivityStats: Sendable, Equatable {
 
     public init() {}
 
-    public subscript(outcome: OutcomeClass) -> UInt64 { outcomes[outcome.index] }
+    public subscript(outcome: CallOutcome) -> UInt64 { outcomes[outcome.index] }
     public subscript(category: ErrorCategory) -> UInt64 { categories[category.index] }
     public subscript(webhook: Activity.WebhookStatus) -> UInt64 { webhooks[webhook.index] }
     public subscript(sync operation: Activity.SyncOperation) -> UInt64 { sync[operation.index] }
 
     /// Upstream calls: every outcome but the portal's own refusals.
     public var upstreamCalls: UInt64 {
-        outcomes.reduce(0, +) - outcomes[OutcomeClass.throttled.index] - outcomes[OutcomeClass.refused.index]
+        outcomes.reduce(0, +) - outcomes[CallOutcome.throttled.index] - outcomes[CallOutcome.refused.index]
     }
 
     public var successfulCalls: UInt64 { self[.success] }
@@ -100,10 +78,10 @@ public struct ActivityStats: Sendable, Equatable {
     }
 
     mutating func record(_ call: Activity.Call, sketch: Bool = true) {
-        record(call, outcome: OutcomeClass(rawValue: call.outcome) ?? .networkError, category: call.category.flatMap(ErrorCategory.init(rawValue:)), sketch: sketch)
+        record(call, outcome: CallOutcome(rawValue: call.outcome) ?? .networkError, category: call.category.flatMap(ErrorCategory.init(rawValue:)), sketch: sketch)
     }
 
-    mutating func record(_ call: Activity.Call, outcome: OutcomeClass, category: ErrorCategory?, sketch: Bool = true) {
+    mutating func record(_ call: Activity.Call, outcome: CallOutcome, category: ErrorCategory?, sketch: Bool = true) {
         outcomes[outcome.index] += 1
         if outcome != .success, let category { categories[category.index] += 1 }
         if !outcome.isRefusedLocally {

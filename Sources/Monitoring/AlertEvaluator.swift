@@ -4,7 +4,6 @@ public import Ledger
 public import Logging
 public import PortalCore
 public import ServiceLifecycle
-import SQLKit
 public import Storage
 import Synchronization
 
@@ -82,7 +81,7 @@ public final class AlertEvaluator: Service, Sendable {
             let store = AlertStore(db)
             // Pending alerts whose condition cleared are forgotten (as Prometheus does).
             for old in previous where old.state == "pending" && !keep.contains(old.fingerprint) {
-                try await db.raw("DELETE FROM alert_states WHERE organization_id = \(bind: organizationID) AND fingerprint = \(bind: old.fingerprint)").run()
+                try await store.delete(organizationID: organizationID, fingerprint: old.fingerprint)
             }
             try await store.upsert(step.instances.map { Self.record($0, organizationID: organizationID) })
             try await store.pruneResolved(before: now.addingTimeInterval(-7 * 86_400))
@@ -105,9 +104,7 @@ public final class AlertEvaluator: Service, Sendable {
 
     func samples(organizationID: UUID, slug: String, now: Date) async throws -> [String: [AlertSample]] {
         let (integrations, scrape, verification) = try await database.read { db in
-            let integrations = try await db.raw("""
-                SELECT id, name, status FROM integrations WHERE organization_id = \(bind: organizationID) AND deleted_at IS NULL
-                """).all().map { (id: try $0.decode(column: "id", as: UUID.self), name: try $0.decode(column: "name", as: String.self), status: try $0.decode(column: "status", as: String.self)) }
+            let integrations = try await IntegrationStore(db).all(organizationID: organizationID, includeDeleted: false)
             return (integrations, try await ScrapeState.read(organizationID: organizationID, in: db), try await LedgerVerificationStore(db).latest(organizationID: organizationID)[organizationID])
         }
         var windows: [MetricsWindow: [UUID: ActivityStats]] = [:]

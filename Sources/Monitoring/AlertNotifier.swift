@@ -3,7 +3,6 @@ public import Gateway
 import Integrations
 public import Logging
 public import PortalCore
-import SQLKit
 public import Storage
 import Webhooks
 

@@ -2,7 +2,6 @@ public import Foundation
 public import Integrations
 public import Ledger
 public import PortalCore
-import SQLKit
 public import Storage
 
 /// A receiver as the API shows it: its secrets masked.

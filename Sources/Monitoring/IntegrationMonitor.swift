@@ -231,7 +231,7 @@ public final class IntegrationMonitor: Service, Sendable {
             averageResponseTime: total == 0 ? nil : ms(Double(stats.durationMicros) / Double(total)),
             p50ResponseTime: ms(stats.latency.quantile(0.5)), p95ResponseTime: ms(stats.latency.quantile(0.95)), p99ResponseTime: ms(stats.latency.quantile(0.99)),
             lastError: live?.lastError.map { .init(timestamp: Timestamp.rfc3339($0.timestamp), message: $0.message, endpoint: $0.endpoint) },
-            byOutcome: Dictionary(uniqueKeysWithValues: OutcomeClass.allCases.map { ($0.rawValue, stats[$0]) }),
+            byOutcome: Dictionary(uniqueKeysWithValues: CallOutcome.allCases.map { ($0.rawValue, stats[$0]) }),
             byCategory: Dictionary(uniqueKeysWithValues: ErrorCategory.allCases.map { ($0.rawValue, stats[$0]) }),
             webhooks: Dictionary(uniqueKeysWithValues: Activity.WebhookStatus.allCases.map { ($0.rawValue, stats[$0]) }),
             sync: Dictionary(uniqueKeysWithValues: Activity.SyncOperation.allCases.map { ($0.rawValue, stats[sync: $0]) }),

@@ -3,7 +3,6 @@ public import Ledger
 public import Logging
 public import PortalCore
 public import ServiceLifecycle
-import SQLKit
 public import Storage
 
 /// Verifies ledgers and records the result three ways: a `ledger.verified` entry (in the ledger verified
@@ -86,7 +85,7 @@ public final class LedgerWatch: Service, Sendable {
     @discardableResult
     public func verifyAll() async throws -> [String: Bool] {
         let ledgers = try await database.read { db in
-            try await db.raw("SELECT id, slug FROM organizations ORDER BY slug").all().map { (try $0.decode(column: "id", as: UUID.self), try $0.decode(column: "slug", as: String.self)) }
+            try await OrganizationStore(db).ledgerOwners()
         }
         var results: [String: Bool] = [:]
         for (id, slug) in ledgers {

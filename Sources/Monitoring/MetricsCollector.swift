@@ -86,7 +86,7 @@ public final class MetricsCollector: ActivityObserver, Sendable {
         switch activity {
         case .call(let call):
             // Parsed once, outside the lock.
-            let outcome = OutcomeClass(rawValue: call.outcome) ?? .networkError
+            let outcome = CallOutcome(rawValue: call.outcome) ?? .networkError
             let category = call.category.flatMap(ErrorCategory.init(rawValue:))
             let seconds = Double(call.durationMicros) / 1_000_000
             let bucket = Self.histogramBounds.firstIndex { seconds <= $0 } ?? Self.histogramBounds.count

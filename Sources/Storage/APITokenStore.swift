@@ -1,6 +1,6 @@
 public import Foundation
 public import PortalCore
-public import SQLKit
+import SQLKit
 
 /// A stored API token: never the token itself, only its SHA-256.
 public struct APITokenRecord: Sendable, Equatable {
@@ -44,7 +44,12 @@ public struct APITokenStore {
         id, organization_id, token_hash, role, owner, description, created_by, created_at, expires_at, revoked_at, last_used_at
         """
 
-    public init(_ db: any SQLDatabase) { self.db = db }
+    public init(_ transaction: Transaction) { db = transaction.sql }
+
+    /// Whether any token was ever issued (revoked and expired ones included).
+    public func any() async throws -> Bool {
+        try await db.raw("SELECT id FROM api_tokens LIMIT 1").first() != nil
+    }
 
     public func insert(_ token: APITokenRecord) async throws {
         try await db.raw("""

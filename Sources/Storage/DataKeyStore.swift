@@ -1,5 +1,5 @@
 public import Foundation
-public import SQLKit
+import SQLKit
 
 /// A per-organization data key as stored: only ever wrapped, once per master key that can unwrap it.
 public struct DataKeyRecord: Sendable, Equatable {
@@ -25,7 +25,7 @@ public struct DataKeyRecord: Sendable, Equatable {
 public struct DataKeyStore {
     private let db: any SQLDatabase
 
-    public init(_ db: any SQLDatabase) { self.db = db }
+    public init(_ transaction: Transaction) { db = transaction.sql }
 
     /// Inserts a data key with its wraps.
     public func insert(_ key: DataKeyRecord) async throws {

@@ -6,7 +6,7 @@ import NIOSSL
 public import PortalCore
 import PostgresKit
 import PostgresNIO
-public import SQLKit
+import SQLKit
 import SQLiteKit
 import SQLiteNIO
 import Synchronization
@@ -149,7 +149,7 @@ public final class Database: Service, Sendable {
     }
 
     /// Runs `body` in a read-only transaction, which sees one consistent snapshot.
-    public func read<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
+    public func read<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T {
         do {
             switch backend {
             case .sqlite(_, let readers, _):
@@ -159,7 +159,7 @@ public final class Database: Service, Sendable {
                     let sql = OpenConnectionSQL(connection)
                     try await sql.raw("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").run()
                     do {
-                        let result = try await body(sql)
+                        let result = try await body(Transaction(sql))
                         try await sql.raw("COMMIT").run()
                         return result
                     } catch {
@@ -177,7 +177,7 @@ public final class Database: Service, Sendable {
     ///
     /// On SQLite the transaction starts with `BEGIN IMMEDIATE`, so it holds the file's write lock from the
     /// start and never fails half-way with `SQLITE_BUSY`.
-    public func write<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
+    public func write<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T {
         do {
             switch backend {
             case .sqlite(let writer, _, _):
@@ -187,7 +187,7 @@ public final class Database: Service, Sendable {
                     let sql = OpenConnectionSQL(connection)
                     try await sql.raw("BEGIN").run()
                     do {
-                        let result = try await body(sql)
+                        let result = try await body(Transaction(sql))
                         try await sql.raw("COMMIT").run()
                         return result
                     } catch {
@@ -204,14 +204,14 @@ public final class Database: Service, Sendable {
     /// Runs `body` with a read connection in autocommit mode: each statement sees its own snapshot, and
     /// the transaction round trips are saved. Only for reads whose statements need no common snapshot,
     /// such as ledger tiles for a proof (append-only rows whose prefixes never change).
-    public func readStatements<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
+    public func readStatements<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T {
         do {
             switch backend {
             case .sqlite(_, let readers, _):
                 return try await Self.lend(readers, body)
             case .postgres(let client):
                 return try await Self.leased(client) { connection in
-                    try await body(OpenConnectionSQL(connection))
+                    try await body(Transaction(OpenConnectionSQL(connection)))
                 }
             }
         } catch {
@@ -220,10 +220,10 @@ public final class Database: Service, Sendable {
     }
 
     /// Lends one of `pool`'s SQLite connections to `body` in autocommit mode.
-    private static func lend<T: Sendable>(_ pool: SQLiteConnectionPool, _ body: (any SQLDatabase) async throws -> T) async throws -> T {
+    private static func lend<T: Sendable>(_ pool: SQLiteConnectionPool, _ body: (Transaction) async throws -> T) async throws -> T {
         let connection = try await pool.acquire()
         do {
-            let result = try await body(connection.sql(queryLogLevel: nil))
+            let result = try await body(Transaction(connection.sql(queryLogLevel: nil)))
             await pool.release(connection)
             return result
         } catch {
@@ -234,14 +234,14 @@ public final class Database: Service, Sendable {
 
     /// Lends a connection outside any transaction, for the few statements that cannot run in one
     /// (PostgreSQL's `CREATE DATABASE`, SQLite's `VACUUM`). Everything else uses ``read(_:)`` or ``write(_:)``.
-    public func withoutTransaction<T: Sendable>(_ body: (any SQLDatabase) async throws -> T) async throws -> T {
+    public func withoutTransaction<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T {
         do {
             switch backend {
             case .sqlite(let writer, _, _):
                 return try await Self.lend(writer, body)
             case .postgres(let client):
                 return try await Self.leased(client) { connection in
-                    try await body(OpenConnectionSQL(connection))
+                    try await body(Transaction(OpenConnectionSQL(connection)))
                 }
             }
         } catch {
@@ -310,7 +310,7 @@ public final class Database: Service, Sendable {
     }
 
     private static func transaction<T: Sendable>(
-        pool: SQLiteConnectionPool, begin: String, _ body: (any SQLDatabase) async throws -> T
+        pool: SQLiteConnectionPool, begin: String, _ body: (Transaction) async throws -> T
     ) async throws -> T {
         let connection = try await pool.acquire()
         let sql = connection.sql(queryLogLevel: nil)
@@ -321,7 +321,7 @@ public final class Database: Service, Sendable {
             throw error
         }
         do {
-            let result = try await body(sql)
+            let result = try await body(Transaction(sql))
             try await control("COMMIT", on: connection)
             await pool.release(connection)
             return result

@@ -1,6 +1,6 @@
 public import Foundation
 public import PortalCore
-public import SQLKit
+import SQLKit
 
 /// One outbound call through the gateway: a row of `integration_requests` (the seed's columns).
 public struct IntegrationRequestRecord: Sendable, Equatable {
@@ -41,7 +41,7 @@ public struct IntegrationRequestRecord: Sendable, Equatable {
 public struct IntegrationRequestStore {
     private let db: any SQLDatabase
 
-    public init(_ db: any SQLDatabase) { self.db = db }
+    public init(_ transaction: Transaction) { db = transaction.sql }
 
     public func insert(_ r: IntegrationRequestRecord) async throws {
         try await insert([r])

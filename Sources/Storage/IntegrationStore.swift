@@ -1,6 +1,6 @@
 public import Foundation
 public import PortalCore
-public import SQLKit
+import SQLKit
 
 /// An integration as stored. Credentials are only ever the vault's encrypted envelope.
 public struct IntegrationRecord: Sendable, Equatable {
@@ -88,7 +88,7 @@ public struct IntegrationStore {
         sync_config, status, error_message, last_sync, created_by, created_at, updated_at, deleted_at, processing
         """
 
-    public init(_ db: any SQLDatabase) { self.db = db }
+    public init(_ transaction: Transaction) { db = transaction.sql }
 
     /// Inserts a new integration; a live integration with the same name in the organization is a `conflict`.
     public func insert(_ r: IntegrationRecord) async throws {
@@ -110,6 +110,15 @@ public struct IntegrationStore {
 
     /// Records that a sync of the integration completed at `time` (the seed's `lastSync`). Only syncs write
     /// it: ``update(_:)`` leaves it alone, so an edit made while a sync ran cannot put an older time back.
+    /// Puts a live integration in the `error` status with its reason (its OAuth token could not be
+    /// refreshed, for one); it makes no call until an administrator fixes and reactivates it.
+    public func markFailed(id: UUID, organizationID: UUID, message: String, at time: Date) async throws {
+        try await db.raw("""
+            UPDATE integrations SET status = 'error', error_message = \(bind: message), updated_at = \(bind: time)
+            WHERE id = \(bind: id) AND organization_id = \(bind: organizationID)
+            """).run()
+    }
+
     public func markSynced(id: UUID, organizationID: UUID, at time: Date) async throws {
         try await db.raw("""
             UPDATE integrations SET last_sync = \(bind: time) WHERE id = \(bind: id) AND organization_id = \(bind: organizationID)
@@ -154,6 +163,15 @@ public struct IntegrationStore {
         query = query + " ORDER BY id DESC LIMIT \(bind: limit)"
         let backend = db.backend
         return try await db.raw(query).all().map { try Self.decode($0, backend) }
+    }
+
+    /// Every integration of the organization, by name: the one list that monitoring, alerting, the
+    /// processing register and data-subject requests read.
+    public func all(organizationID: UUID, includeDeleted: Bool) async throws -> [IntegrationRecord] {
+        var query = SQLQueryString("SELECT \(unsafeRaw: Self.columns) FROM integrations WHERE organization_id = \(bind: organizationID)")
+        if !includeDeleted { query = query + " AND deleted_at IS NULL" }
+        let backend = db.backend
+        return try await db.raw(query + " ORDER BY name, id").all().map { try Self.decode($0, backend) }
     }
 
     /// Request statistics for each of `ids` (absent ids had no requests).

@@ -1,6 +1,6 @@
 public import Foundation
 public import PortalCore
-public import SQLKit
+import SQLKit
 
 /// An integration's OAuth 2.0 tokens: the values sealed by the vault, the rest in the clear.
 public struct IntegrationTokenRecord: Sendable, Equatable {
@@ -36,7 +36,7 @@ public struct IntegrationTokenRecord: Sendable, Equatable {
 public struct IntegrationTokenStore {
     private let db: any SQLDatabase
 
-    public init(_ db: any SQLDatabase) { self.db = db }
+    public init(_ transaction: Transaction) { db = transaction.sql }
 
     /// The row, locked for this transaction on PostgreSQL when `lock` is set (an advisory lock on the
     /// integration, then `FOR UPDATE`).
@@ -45,7 +45,7 @@ public struct IntegrationTokenStore {
         if lock && backend == .postgres {
             // A transaction-scoped advisory lock on the integration makes instances take turns even before
             // the first token row exists (FOR UPDATE alone locks nothing then).
-            try await db.raw("SELECT pg_advisory_xact_lock(7461842, hashtext(\(bind: integrationID.uuidString.lowercased())))").run()
+            try await AdvisoryLock.integrationToken(integrationID).take(on: db)
         }
         let suffix = lock && backend == .postgres ? " FOR UPDATE" : ""
         guard let row = try await db.raw("""

@@ -1,6 +1,6 @@
 public import Foundation
 public import PortalCore
-public import SQLKit
+import SQLKit
 
 /// The stored head of one ledger: its size, Merkle root and last entry hash.
 public struct LedgerHead: Sendable, Equatable {
@@ -76,7 +76,7 @@ public struct SigningKeyRow: Sendable {
 public struct LedgerStore {
     private let db: any SQLDatabase
 
-    public init(_ db: any SQLDatabase) { self.db = db }
+    public init(_ transaction: Transaction) { db = transaction.sql }
 
     // MARK: Heads
 
@@ -278,14 +278,11 @@ public struct LedgerStore {
     /// Takes the per-organization ledger lock for this transaction (PostgreSQL; SQLite's write lock
     /// already serializes writers).
     public func lock(_ org: UUID) async throws {
-        guard db.backend == .postgres else { return }
-        try await db.raw("SELECT pg_advisory_xact_lock(7461839, hashtext(\(bind: org.uuidString.lowercased())))").run()
+        try await AdvisoryLock.ledger(org).take(on: db)
     }
 
     /// Tries the per-organization checkpoint lock for this transaction; false if another instance holds it.
     public func tryCheckpointLock(_ org: UUID) async throws -> Bool {
-        guard db.backend == .postgres else { return true }
-        let row = try await db.raw("SELECT pg_try_advisory_xact_lock(7461840, hashtext(\(bind: org.uuidString.lowercased()))) AS ok").first()
-        return try row?.decode(column: "ok", as: Bool.self) ?? false
+        try await AdvisoryLock.checkpoint(org).tryTake(on: db)
     }
 }

@@ -39,9 +39,7 @@ public struct Migrator: Sendable {
     public func migrate() async throws -> [Int] {
         let dialect = database.dialect
         try await database.write { db in
-            if dialect == .postgres {
-                try await db.raw("SELECT pg_advisory_xact_lock(7461839201)").run()
-            }
+            try await AdvisoryLock.migrations.take(in: db)
             try await db.raw(SQLQueryString(Schema.expand("""
                 CREATE TABLE IF NOT EXISTS schema_migrations (
                   version INTEGER PRIMARY KEY,
@@ -53,9 +51,7 @@ public struct Migrator: Sendable {
         var applied: [Int] = []
         for migration in Schema.migrations.sorted(by: { $0.version < $1.version }) {
             let didApply = try await database.write { db -> Bool in
-                if dialect == .postgres {
-                    try await db.raw("SELECT pg_advisory_xact_lock(7461839201)").run()
-                }
+                try await AdvisoryLock.migrations.take(in: db)
                 let existing = try await db.raw(
                     "SELECT version FROM schema_migrations WHERE version = \(bind: migration.version)"
                 ).first()
@@ -63,7 +59,7 @@ public struct Migrator: Sendable {
                 for statement in migration.statements(dialect) {
                     try await db.raw(SQLQueryString(Schema.expand(statement, for: dialect))).run()
                 }
-                try await migration.seed?(db)
+                try await migration.seed?(db.sql)
                 try await db.raw("""
                     INSERT INTO schema_migrations (version, name, applied_at)
                     VALUES (\(bind: migration.version), \(bind: migration.name), \(bind: Date()))

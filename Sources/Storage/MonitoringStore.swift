@@ -1,6 +1,6 @@
 public import Foundation
 public import PortalCore
-public import SQLKit
+import SQLKit
 
 /// One stored rollup: an integration's activity over a minute (resolution 60) or an hour (3600), as
 /// counted by one service instance.
@@ -28,7 +28,7 @@ public struct MetricRollupRow: Sendable {
 public struct MetricRollupStore: Sendable {
     let db: any SQLDatabase
 
-    public init(_ db: any SQLDatabase) { self.db = db }
+    public init(_ transaction: Transaction) { db = transaction.sql }
 
     /// Writes rows, replacing a row of the same bucket and instance (an instance rewrites its hour as it
     /// fills).
@@ -65,7 +65,7 @@ public struct MetricRollupStore: Sendable {
 public struct ServiceLeaseStore: Sendable {
     let db: any SQLDatabase
 
-    public init(_ db: any SQLDatabase) { self.db = db }
+    public init(_ transaction: Transaction) { db = transaction.sql }
 
     /// Takes or renews the lease `name` for `owner` until `until`, unless another owner holds it past `now`.
     public func claim(_ name: String, owner: String, until: Date, now: Date) async throws -> Bool {
@@ -193,7 +193,7 @@ public struct AlertNotificationRecord: Sendable, Equatable {
 public struct AlertStore: Sendable {
     let db: any SQLDatabase
 
-    public init(_ db: any SQLDatabase) { self.db = db }
+    public init(_ transaction: Transaction) { db = transaction.sql }
 
     // MARK: States
 
@@ -222,6 +222,11 @@ public struct AlertStore: Sendable {
     }
 
     /// Forgets resolved alerts resolved before `cutoff`.
+    /// Forgets one alert's state (a pending alert whose condition cleared).
+    public func delete(organizationID: UUID, fingerprint: String) async throws {
+        try await db.raw("DELETE FROM alert_states WHERE organization_id = \(bind: organizationID) AND fingerprint = \(bind: fingerprint)").run()
+    }
+
     public func pruneResolved(before cutoff: Date) async throws {
         try await db.raw("DELETE FROM alert_states WHERE state = 'resolved' AND resolved_at < \(bind: cutoff)").run()
     }
@@ -271,8 +276,7 @@ public struct AlertStore: Sendable {
     /// transaction-scoped advisory lock; SQLite's single writer does it already), so a count and the insert
     /// that follows it are not raced by another request or instance.
     public func lockSilences(organizationID: UUID) async throws {
-        guard db.backend == .postgres else { return }
-        try await db.raw("SELECT pg_advisory_xact_lock(hashtext(\(bind: "alert_silences:" + organizationID.uuidString.lowercased())))").run()
+        try await AdvisoryLock.alertSilences(organizationID).take(on: db)
     }
 
     /// How many of the organization's silences have not ended at `now` (started or still to start).
@@ -343,7 +347,7 @@ public struct AlertStore: Sendable {
 public struct LedgerVerificationStore: Sendable {
     let db: any SQLDatabase
 
-    public init(_ db: any SQLDatabase) { self.db = db }
+    public init(_ transaction: Transaction) { db = transaction.sql }
 
     public func save(organizationID: UUID, passed: Bool, size: Int64, message: String?, at: Date) async throws {
         try await db.raw("""

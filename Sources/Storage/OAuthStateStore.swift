@@ -1,6 +1,6 @@
 public import Foundation
 public import PortalCore
-public import SQLKit
+import SQLKit
 
 /// A pending OAuth 2.0 authorization: the `state` (stored as its SHA-256) bound to an organization, an
 /// integration, the API token that asked, and the sealed PKCE verifier.
@@ -28,7 +28,7 @@ public struct OAuthStateRecord: Sendable, Equatable {
 public struct OAuthStateStore {
     private let db: any SQLDatabase
 
-    public init(_ db: any SQLDatabase) { self.db = db }
+    public init(_ transaction: Transaction) { db = transaction.sql }
 
     public func insert(_ r: OAuthStateRecord) async throws {
         try await db.raw("""

@@ -1,13 +1,13 @@
 public import Foundation
 public import PortalCore
-public import SQLKit
+import SQLKit
 
 /// Organizations: the tenants every other row belongs to.
 public struct OrganizationStore {
     private let db: any SQLDatabase
 
     /// A store over one transaction's connection.
-    public init(_ db: any SQLDatabase) { self.db = db }
+    public init(_ transaction: Transaction) { db = transaction.sql }
 
     /// Inserts a new organization; a taken slug is a `conflict`.
     public func insert(_ organization: Organization) async throws {
@@ -34,6 +34,13 @@ public struct OrganizationStore {
     public func list() async throws -> [Organization] {
         try await db.raw("SELECT id, slug, name, created_at FROM organizations WHERE id <> \(bind: Organization.platformID) ORDER BY id")
             .all().map(Self.decode)
+    }
+
+    /// Every ledger's owner by slug: the tenant organizations and the platform's own row (`_platform`).
+    public func ledgerOwners() async throws -> [(id: UUID, slug: String)] {
+        try await db.raw("SELECT id, slug FROM organizations ORDER BY slug").all().map {
+            (try $0.decode(column: "id", as: UUID.self), try $0.decode(column: "slug", as: String.self))
+        }
     }
 
     /// The organization with `slug`, created with `name` if it does not exist yet.

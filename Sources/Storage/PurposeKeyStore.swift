@@ -1,13 +1,13 @@
 public import Foundation
 public import PortalCore
-public import SQLKit
+import SQLKit
 
 /// The `purpose_keys` table: keys for keyed hashes that must outlive master-key rotations (the subject
 /// lookup), each stored sealed by the vault under the platform's data key.
 public struct PurposeKeyStore {
     private let db: any SQLDatabase
 
-    public init(_ db: any SQLDatabase) { self.db = db }
+    public init(_ transaction: Transaction) { db = transaction.sql }
 
     /// The sealed key of `label` (the vault's envelope), if one was stored.
     public func find(label: String) async throws -> JSONValue? {

@@ -1,6 +1,6 @@
 public import Foundation
 import PortalCore
-public import SQLKit
+import SQLKit
 
 /// A row of `reports`: an evidence bundle requested over the API, and its state.
 public struct ReportRecord: Sendable, Equatable {
@@ -47,7 +47,7 @@ public struct ReportStore: Sendable {
     let db: any SQLDatabase
     static let columns = "id, organization_id, kind, period_from, period_to, at_size, status, requested_by, error, checkpoint_size, manifest_digest, bundle_bytes, created_at, completed_at"
 
-    public init(_ db: any SQLDatabase) { self.db = db }
+    public init(_ transaction: Transaction) { db = transaction.sql }
 
     /// How many of the organization's report builds are queued or running.
     public func countOpen(organizationID: UUID) async throws -> Int {

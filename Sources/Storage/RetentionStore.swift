@@ -1,6 +1,6 @@
 public import Foundation
 import PortalCore
-public import SQLKit
+import SQLKit
 
 /// How long an organization keeps what is not evidence (ledger entries are never deleted). Nil keeps for ever.
 public struct RetentionPolicy: Sendable, Equatable, Codable {
@@ -25,7 +25,7 @@ public struct RetentionPolicy: Sendable, Equatable, Codable {
 public struct RetentionStore: Sendable {
     let db: any SQLDatabase
 
-    public init(_ db: any SQLDatabase) { self.db = db }
+    public init(_ transaction: Transaction) { db = transaction.sql }
 
     public func policy(organizationID: UUID) async throws -> (policy: RetentionPolicy, updatedBy: String?, updatedAt: Date?) {
         guard let row = try await db.raw("SELECT * FROM retention_policies WHERE organization_id = \(bind: organizationID)").first() else {

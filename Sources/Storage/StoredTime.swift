@@ -1,8 +1,8 @@
-public import Foundation
+package import Foundation
 import NIOCore
 import PostgresNIO
 import SQLiteNIO
-public import SQLKit
+package import SQLKit
 
 /// A time bound as a statement parameter, exact to the microsecond on both backends.
 ///
@@ -45,12 +45,12 @@ extension StoredTime: SQLiteDataConvertible {
 
 extension SQLQueryString {
     /// Binds a time exactly (see ``StoredTime``); chosen over sql-kit's generic `bind:` for every `Date`.
-    public mutating func appendInterpolation(bind value: Date) {
+    package mutating func appendInterpolation(bind value: Date) {
         appendInterpolation(bind: StoredTime(value))
     }
 
     /// Binds an optional time exactly, or NULL.
-    public mutating func appendInterpolation(bind value: Date?) {
+    package mutating func appendInterpolation(bind value: Date?) {
         appendInterpolation(bind: value.map(StoredTime.init))
     }
 }

@@ -1,6 +1,6 @@
 public import Foundation
 public import PortalCore
-public import SQLKit
+import SQLKit
 
 /// A data subject's row of `subject_keys`: the salt of its ledger commitments and its sealed encryption key.
 public struct SubjectKeyRecord: Sendable, Equatable {
@@ -25,7 +25,7 @@ public struct SubjectKeyRecord: Sendable, Equatable {
 public struct SubjectKeyStore {
     private let db: any SQLDatabase
 
-    public init(_ db: any SQLDatabase) { self.db = db }
+    public init(_ transaction: Transaction) { db = transaction.sql }
 
     /// The rows of the given lookups that exist.
     public func find(organizationID: UUID, lookups: [String]) async throws -> [String: SubjectKeyRecord] {
@@ -87,7 +87,7 @@ public struct SubjectKeyStore {
 public struct SubjectDataStore: Sendable {
     private let db: any SQLDatabase
 
-    public init(_ db: any SQLDatabase) { self.db = db }
+    public init(_ transaction: Transaction) { db = transaction.sql }
 
     /// `column ->> '$subject'` on either dialect.
     private func subjectOf(_ column: String) -> SQLQueryString {

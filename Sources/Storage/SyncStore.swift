@@ -1,6 +1,6 @@
 public import Foundation
 public import PortalCore
-public import SQLKit
+import SQLKit
 
 /// A sync job: a row of `sync_jobs` (the seed's columns, plus entity, counts, checkpoint and lease).
 public struct SyncJobRecord: Sendable, Equatable {
@@ -108,7 +108,7 @@ public struct SyncConflictRecord: Sendable, Equatable {
 public struct SyncStore {
     private let db: any SQLDatabase
 
-    public init(_ db: any SQLDatabase) { self.db = db }
+    public init(_ transaction: Transaction) { db = transaction.sql }
 
     static let jobColumns = """
         id, organization_id, integration_id, entity, sync_type, status, records_processed, records_total, error_message, counts, checkpoint, \
@@ -116,6 +116,12 @@ public struct SyncStore {
         """
 
     // MARK: Jobs
+
+    /// Ends the leases of running jobs not owned by `owner` (a single-process SQLite deployment at start:
+    /// they are a stopped predecessor's, resumed now rather than when their leases run out).
+    public func expireLeases(notOwnedBy owner: String) async throws {
+        try await db.raw("UPDATE sync_jobs SET lease_until = NULL WHERE status = 'running' AND lease_owner <> \(bind: owner)").run()
+    }
 
     /// The running job of an integration's entity, if any.
     public func runningJob(integrationID: UUID, entity: String) async throws -> SyncJobRecord? {

@@ -1,6 +1,6 @@
 public import Foundation
 public import PortalCore
-public import SQLKit
+import SQLKit
 
 /// A registered webhook receiver: a row of `webhook_endpoints`. Served at `/webhooks/{org slug}/{name}`.
 public struct WebhookEndpointRecord: Sendable, Equatable {
@@ -43,7 +43,7 @@ public struct WebhookEndpointRecord: Sendable, Equatable {
 public struct WebhookEndpointStore {
     private let db: any SQLDatabase
 
-    public init(_ db: any SQLDatabase) { self.db = db }
+    public init(_ transaction: Transaction) { db = transaction.sql }
 
     static let columns = "id, organization_id, integration_id, name, scheme, events, config, sealed_secret, created_by, created_at, updated_at, deleted_at"
 
@@ -183,12 +183,26 @@ public struct WebhookEventRecord: Sendable, Equatable {
 public struct WebhookEventStore {
     private let db: any SQLDatabase
 
-    public init(_ db: any SQLDatabase) { self.db = db }
+    public init(_ transaction: Transaction) { db = transaction.sql }
 
     static let columns = """
         id, organization_id, integration_id, endpoint_id, event_type, payload, signature, status, retry_count, attempts, error_message, note, \
         processed_at, created_at, provider_event_id, dedup_key, headers, body_digest, available_at, lease_owner, lease_until, replay_digest
         """
+
+    /// Releases every event's lease (a single-process SQLite deployment at start: leases left are a
+    /// crashed predecessor's).
+    public func releaseAllLeases() async throws {
+        try await db.raw("UPDATE webhook_events SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL").run()
+    }
+
+    /// Whether the endpoint stored a delivery with this body digest since `since` (a replay of a body
+    /// without an event id).
+    public func hasBody(endpointID: UUID, digest: String, since: Date) async throws -> Bool {
+        try await db.raw("""
+            SELECT 1 AS found FROM webhook_events WHERE endpoint_id = \(bind: endpointID) AND body_digest = \(bind: digest) AND created_at >= \(bind: since)
+            """).first() != nil
+    }
 
     /// Inserts events; one whose (endpoint, dedup key) or (endpoint, replay digest) is already stored is
     /// skipped (a replay). Returns the ids of the events inserted.
@@ -345,7 +359,7 @@ public struct WebhookEventStore {
 public struct SyncRecordStore {
     private let db: any SQLDatabase
 
-    public init(_ db: any SQLDatabase) { self.db = db }
+    public init(_ transaction: Transaction) { db = transaction.sql }
 
     /// Inserts or replaces the record's data; `source` says what wrote it (`webhook`, `sync`).
     public func upsert(

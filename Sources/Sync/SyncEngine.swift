@@ -5,7 +5,6 @@ public import Gateway
 public import Ledger
 public import Logging
 public import PortalCore
-import SQLKit
 public import ServiceLifecycle
 public import Storage
 import Synchronization
@@ -255,7 +254,7 @@ public final class SyncEngine: Service, Sendable {
         // resumed now rather than when their leases run out.
         if database.dialect == .sqlite {
             _ = try? await database.write { db in
-                try await db.raw("UPDATE sync_jobs SET lease_until = NULL WHERE status = 'running' AND lease_owner <> \(bind: self.owner)").run()
+                try await SyncStore(db).expireLeases(notOwnedBy: self.owner)
             }
         }
         await withDiscardingTaskGroup { group in
@@ -324,7 +323,7 @@ public final class SyncEngine: Service, Sendable {
         var slug: String
     }
 
-    static func plan(integrationID: UUID, organizationID: UUID, in db: any SQLDatabase) async throws -> Plan {
+    static func plan(integrationID: UUID, organizationID: UUID, in db: Transaction) async throws -> Plan {
         guard let integration = try await IntegrationStore(db).find(id: integrationID, organizationID: organizationID), integration.deletedAt == nil else {
             throw PortalError.notFound("integration")
         }

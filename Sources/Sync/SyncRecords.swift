@@ -3,7 +3,6 @@ public import Foundation
 import Integrations
 import Ledger
 public import PortalCore
-import SQLKit
 import Storage
 
 /// A synced record as the API shows it.

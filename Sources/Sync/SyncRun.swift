@@ -5,7 +5,6 @@ import Gateway
 import Ledger
 import Logging
 import PortalCore
-import SQLKit
 import Storage
 
 extension SyncEngine {
@@ -304,7 +303,7 @@ extension SyncEngine {
     /// (filed for review when it says so, and recorded as `sync.conflict`). Returns the unchanged ids.
     static func upsert(
         _ input: [(id: String, record: JSONValue, subject: String?)], target: UpsertTarget, policy: ConflictPolicy, counts c: inout Counts,
-        ids: IdentifierGenerator, audit: any AuditTrail, in db: any SQLDatabase, at now: Date
+        ids: IdentifierGenerator, audit: any AuditTrail, in db: Transaction, at now: Date
     ) async throws -> [String] {
         let store = SyncStore(db)
         var rows = input

@@ -3,8 +3,7 @@ import Foundation
 public import Integrations
 public import Ledger
 public import PortalCore
-public import SQLKit
-import Storage
+public import Storage
 public import Webhooks
 
 /// Real-time sync (issue 7): webhook events feed the same upsert path as a sync job, inside the worker's
@@ -30,7 +29,7 @@ public struct SyncWebhookHandler: WebhookEventHandler {
 
     public var eventTypes: [String] { ["user.created", "user.updated", "user.deleted", "data.sync"] }
 
-    public func handle(_ event: ReceivedWebhookEvent, in db: any SQLDatabase) async throws -> String? {
+    public func handle(_ event: ReceivedWebhookEvent, in db: Transaction) async throws -> String? {
         let body = event.payload.objectValue ?? [:]
         let configuration = try await IntegrationStore(db).find(id: event.integrationID, organizationID: event.organizationID)?.syncConfig
             .flatMap { try? SyncConfiguration.parse($0) }

@@ -2,7 +2,6 @@ public import Foundation
 import Integrations
 import Ledger
 public import PortalCore
-import SQLKit
 import Storage
 
 /// One event in the seed's webhook logs: never the body.

@@ -4,7 +4,6 @@ public import Integrations
 public import Ledger
 public import Logging
 public import PortalCore
-import SQLKit
 public import Storage
 import Synchronization
 
@@ -225,7 +224,7 @@ public final class WebhookService: Sendable {
         return record
     }
 
-    func openSecrets(_ record: WebhookEndpointRecord, in db: any SQLDatabase) async throws -> EndpointSecrets {
+    func openSecrets(_ record: WebhookEndpointRecord, in db: Transaction) async throws -> EndpointSecrets {
         let plaintext = try await vault.open(record.sealedSecret, organizationID: record.organizationID, context: Self.secretContext(record.id), in: db)
         guard let secrets = try? JSONDecoder().decode(EndpointSecrets.self, from: plaintext) else { throw PortalError(.crypto, "the endpoint's secret does not decode") }
         return secrets
@@ -273,13 +272,6 @@ public final class WebhookService: Sendable {
         static func json(_ value: JSONValue, status: Int = 200) -> Answer {
             Answer(status: status, contentType: "application/json", body: Array(JSONValue.encodeText(value).utf8))
         }
-    }
-
-    /// The seed's TestResult.
-    public struct TestResult: Sendable, Encodable {
-        public var success: Bool
-        public var message: String
-        public var details: JSONValue
     }
 
     /// Runs a sample event, signed with the endpoint's current secret as its provider would, through the
@@ -390,9 +382,7 @@ public final class WebhookService: Sendable {
             // No event id: the same body within the tolerance window is a replay.
             let since = now.addingTimeInterval(-endpoint.options.tolerance)
             let seen = try await database.read { db in
-                try await db.raw("""
-                    SELECT 1 AS found FROM webhook_events WHERE endpoint_id = \(bind: endpoint.record.id) AND body_digest = \(bind: digest) AND created_at >= \(bind: since)
-                    """).first() != nil
+                try await WebhookEventStore(db).hasBody(endpointID: endpoint.record.id, digest: digest, since: since)
             }
             if seen {
                 counters.withLock { $0.duplicates += 1 }
@@ -629,7 +619,7 @@ struct WebhookEventRow: CompanionRow {
 
     /// Seals the bodies and inserts the events; a replay (its endpoint and dedup key already stored, by an
     /// earlier batch, another instance or an earlier row of this batch) is declined.
-    static func insert(_ rows: [WebhookEventRow], in db: any SQLDatabase) async throws -> Set<Int> {
+    static func insert(_ rows: [WebhookEventRow], in db: Transaction) async throws -> Set<Int> {
         var records = rows.map(\.record)
         // Most bodies were sealed by the receiver already (outside the batch's transaction).
         let unsealed = rows.indices.filter { rows[$0].body != nil }

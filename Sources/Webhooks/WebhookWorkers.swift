@@ -3,9 +3,8 @@ import Integrations
 import Ledger
 import Logging
 public import PortalCore
-public import SQLKit
 public import ServiceLifecycle
-import Storage
+public import Storage
 
 /// A received event as handlers see it: the body opened and parsed.
 public struct ReceivedWebhookEvent: Sendable {
@@ -39,7 +38,7 @@ public struct ReceivedWebhookEvent: Sendable {
 public protocol WebhookEventHandler: Sendable {
     /// Types taken: exact names, or a prefix pattern such as `user.*`.
     var eventTypes: [String] { get }
-    func handle(_ event: ReceivedWebhookEvent, in db: any SQLDatabase) async throws -> String?
+    func handle(_ event: ReceivedWebhookEvent, in db: Transaction) async throws -> String?
 }
 
 /// Drains the webhook queue (issue 6): leases due events (`FOR UPDATE SKIP LOCKED` on PostgreSQL), runs the
@@ -85,7 +84,7 @@ public final class WebhookWorkers: Service, Sendable {
         // One server process serves a SQLite database: leases left in it are a crashed predecessor's.
         if service.database.dialect == .sqlite {
             _ = try? await service.database.write { db in
-                try await db.raw("UPDATE webhook_events SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL").run()
+                try await WebhookEventStore(db).releaseAllLeases()
             }
         }
         await withTaskGroup(of: Void.self) { group in
@@ -166,7 +165,7 @@ public final class WebhookWorkers: Service, Sendable {
             let held = try await store.held(ids: leased.map(\.id), owner: owner)
             var processed: [String: [WebhookEventRecord]] = [:]
             var failed: [(WebhookEventRecord, message: String, final: Bool)] = []
-            for (index, record) in leased.enumerated() where held.contains(record.id) {
+            for record in leased where held.contains(record.id) {
                 guard let handler = handled[record.id] else {
                     let note = record.eventType == "data.sync"
                         ? "no handler is registered for data.sync" : "warning: no handler for event type '\(record.eventType.prefix(100))'; recorded only"
@@ -188,16 +187,11 @@ public final class WebhookWorkers: Service, Sendable {
                     id: record.id, organizationID: record.organizationID, integrationID: record.integrationID, endpointID: record.endpointID,
                     eventType: record.eventType, providerEventID: record.providerEventID, payload: payload, receivedAt: record.createdAt
                 )
-                let savepoint = "webhook_event_\(index)"
-                try await db.raw("SAVEPOINT \(unsafeRaw: savepoint)").run()
                 do {
-                    let note = try await handler.handle(event, in: db) ?? "processed"
-                    try await db.raw("RELEASE SAVEPOINT \(unsafeRaw: savepoint)").run()
+                    // The handler's writes are undone when it throws; the attempt is recorded as failed.
+                    let note = try await db.savepoint { try await handler.handle(event, in: $0) } ?? "processed"
                     processed[String(note.prefix(500)), default: []].append(record)
                 } catch {
-                    // The handler's writes are undone; the attempt is recorded as failed.
-                    try await db.raw("ROLLBACK TO SAVEPOINT \(unsafeRaw: savepoint)").run()
-                    try await db.raw("RELEASE SAVEPOINT \(unsafeRaw: savepoint)").run()
                     failed.append((record, (error as? PortalError)?.message ?? "\(type(of: error))", false))
                 }
             }
@@ -243,7 +237,7 @@ public final class WebhookWorkers: Service, Sendable {
     /// time, or `failed` (the dead letter) once the retries are spent or the failure is final. Returns its
     /// `webhook.failed` event.
     private static func fail(
-        _ record: WebhookEventRecord, message: String, final: Bool, owner: String, service: WebhookService, in db: any SQLDatabase, at now: Date
+        _ record: WebhookEventRecord, message: String, final: Bool, owner: String, service: WebhookService, in db: Transaction, at now: Date
     ) async throws -> AuditEvent {
         let policy = RetryPolicy(try await WebhookEndpointStore(db).find(id: record.endpointID, organizationID: record.organizationID)?.config.objectValue?["retryPolicy"])
         let retries = record.retryCount + 1

@@ -652,9 +652,11 @@ struct JWTAssertionTests {
             // Neither the key nor an assertion is stored.
             let stored = try await env.storedText()
             #expect(!stored.contains(assertion) && !stored.contains("tok-jb-1") && !stored.contains(String(key.pemRepresentation.split(separator: "\n")[1])))
-            let password = try await env.integration("oauth2", credentials: ["clientId": "c"], config: ["oauth": ["tokenUrl": .string(tokenURL), "grantType": "password"]])
-            let refused = await #expect(throws: PortalError.self) { try await env.call(password, "/echo/pw") }
-            #expect(refused?.message.contains("grantType") == true)
+            // An unknown grant is refused when the integration is written, naming the field.
+            let refused = await #expect(throws: PortalError.self) {
+                try await env.integration("oauth2", credentials: ["clientId": "c"], config: ["oauth": ["tokenUrl": .string(tokenURL), "grantType": "password"]])
+            }
+            #expect(refused?.fieldErrors.contains { $0.pointer == "/config/oauth/grantType" } == true)
         }
     }
 }

@@ -94,4 +94,60 @@ struct IntegrationInputTests {
         #expect(throws: PortalError.self) { try IntegrationPatch.parse(["id": "x"]) }
         #expect(throws: PortalError.self) { try IntegrationPatch.parse(["credentials": ["a": 1]]) }
     }
+
+    @Test("config is read member by member: a typo, a wrong type or a bad value is a 422 naming it, never a silent default")
+    func typedConfiguration() throws {
+        let body = Self.seedExample.merging(patch: ["authMethod": "aws_sigv4", "credentials": ["accessKeyId": "A", "secretAccessKey": "S"]])
+        var errors = pointers(body.merging(patch: ["config": ["regoin": "eu-west-1", "service": "s3"]]))
+        #expect(errors == ["/config/regoin": "is not a known field"])
+        errors = pointers(body.merging(patch: ["config": [
+            "region": "EU West", "keyLocation": "cookie", "keyHeader": "X Key", "storeBodies": "yes", "testMethod": "DELETE",
+            "retry": ["maxAttempts": 50, "tries": 2], "cache": ["ttlSeconds": -1], "endpoints": ["users/{id}"],
+            "oauth": ["tokenUrl": "ftp://x", "grantType": "password", "scopes": ["a"], "scope": "a"],
+            "jwt": ["algorithm": "none", "audience": 5], "subjectDeletion": ["endpoint": "/users/me"],
+            "headers": ["X-Account": 7],
+        ]]))
+        for pointer in [
+            "/config/region", "/config/keyLocation", "/config/keyHeader", "/config/storeBodies", "/config/testMethod",
+            "/config/retry/maxAttempts", "/config/retry/tries", "/config/cache/ttlSeconds", "/config/endpoints/0",
+            "/config/oauth/tokenUrl", "/config/oauth/grantType", "/config/oauth/scope", "/config/jwt/algorithm", "/config/jwt/audience",
+            "/config/subjectDeletion/endpoint", "/config/headers/X-Account",
+        ] {
+            #expect(errors[pointer] != nil, "\(pointer) is named")
+        }
+        #expect(errors.count == 16, "\(errors)")
+        // The seed's OAuth names at the top level, and a credential in config, are told where they belong.
+        errors = pointers(body.merging(patch: ["config": ["scope": "api", "clientSecret": "s"]]))
+        #expect(errors["/config/scope"] == "belongs in config.oauth, as config.oauth.scopes")
+        #expect(errors["/config/clientSecret"]?.contains("send it in credentials") == true)
+
+        let configuration = try IntegrationConfiguration.parse([
+            "region": "eu-west-1", "service": "execute-api", "keyLocation": "query", "keyParam": "key",
+            "oauth": ["tokenUrl": "https://login.example/token", "grantType": "jwt_bearer", "scopes": ["a", "b"], "tokenParams": ["audience": "x"]],
+            "jwt": ["algorithm": "ES256", "audience": ["x", "y"], "expiresIn": 60], "retry": ["maxAttempts": 5, "retryNonIdempotent": true],
+            "cache": ["ttlSeconds": 30], "testEndpoint": "/me", "testMethod": "POST", "subjectDeletion": ["method": "post", "endpoint": "/users/{subjectId}"],
+        ])
+        #expect(configuration.sigV4 == .init(region: "eu-west-1", service: "execute-api"))
+        #expect(configuration.apiKey.location == .query && configuration.apiKey.parameter == "key" && configuration.apiKey.header == "X-API-Key")
+        #expect(configuration.oauth?.grantType == .jwtBearer && configuration.oauth?.scopes == ["a", "b"] && configuration.oauth?.clientAuth == .basic)
+        #expect(configuration.oauth?.tokenParameters.map { "\($0.0)=\($0.1)" } == ["audience=x"])
+        #expect(configuration.jwt?.algorithm == .es256 && configuration.jwt?.expiresIn == 60 && configuration.jwt?.audience == ["x", "y"])
+        #expect(configuration.retry == .init(maxAttempts: 5, baseDelay: 200, maxDelay: 5_000, retryNonIdempotent: true))
+        #expect(configuration.cache == .init(ttlSeconds: 30, endpoints: nil))
+        #expect(configuration.testEndpoint == "/me" && configuration.testMethod == "POST")
+        #expect(configuration.subjectDeletion == .init(method: "POST", endpoint: "/users/{subjectId}"))
+        // Defaults where nothing is said.
+        let empty = try IntegrationConfiguration.parse([:])
+        #expect(empty == IntegrationConfiguration())
+        #expect(empty.sigV4.region == "us-east-1" && empty.retry.maxAttempts == 3 && empty.testEndpoint == "/")
+    }
+
+    @Test("a stored configuration from before the check is read leniently: unknown members ignored, bad ones take their defaults")
+    func storedConfiguration() {
+        let stored = IntegrationConfiguration.stored(["regoin": "x", "region": "eu-west-2", "retry": ["maxAttempts": 99], "keyLocation": "cookie"])
+        #expect(stored.sigV4.region == "eu-west-2")
+        #expect(stored.retry.maxAttempts == 3)
+        #expect(stored.apiKey.location == .header)
+        #expect(IntegrationConfiguration.stored(.string("not an object")) == IntegrationConfiguration())
+    }
 }

@@ -12,11 +12,11 @@ import Testing
 struct TestSealer: SecretSealer {
     let key = SymmetricKey(size: .bits256)
 
-    func seal(_ plaintext: Data, organizationID: UUID, context: String, in db: any SQLDatabase) async throws -> JSONValue {
+    func seal(_ plaintext: Data, organizationID: UUID, context: String, in db: Transaction) async throws -> JSONValue {
         ["ct": .string(try AES.GCM.seal(plaintext, using: key, authenticating: Data(context.utf8)).combined!.base64EncodedString())]
     }
 
-    func open(_ envelope: JSONValue, organizationID: UUID, context: String, in db: any SQLDatabase) async throws -> Data {
+    func open(_ envelope: JSONValue, organizationID: UUID, context: String, in db: Transaction) async throws -> Data {
         try AES.GCM.open(AES.GCM.SealedBox(combined: Data(base64Encoded: envelope.objectValue?["ct"]?.stringValue ?? "")!), using: key, authenticating: Data(context.utf8))
     }
 }

@@ -10,7 +10,7 @@ import Testing
 @Suite("Tamper detection")
 struct TamperTests {
     /// A ledger of 600 entries with checkpoints at 250 and 600 (published), then `tamper`, then verify.
-    func tampered(_ backend: Backend, _ tamper: @escaping (TestLedger, any SQLDatabase) async throws -> Void) async throws -> LedgerVerification {
+    func tampered(_ backend: Backend, _ tamper: @escaping (TestLedger, Transaction) async throws -> Void) async throws -> LedgerVerification {
         var outcome: LedgerVerification?
         try await TestLedger.with(backend) { ledger in
             try await ledger.sequencer.append((0..<250).map { ledger.event($0) })
@@ -25,12 +25,12 @@ struct TamperTests {
         return try #require(outcome)
     }
 
-    static func entry(_ tx: any SQLDatabase, _ org: UUID, _ seq: Int64) async throws -> [UInt8] {
+    static func entry(_ tx: Transaction, _ org: UUID, _ seq: Int64) async throws -> [UInt8] {
         Array(try await tx.raw("SELECT entry FROM ledger_entries WHERE organization_id = \(bind: org) AND seq = \(bind: seq)")
             .first()!.decode(column: "entry", as: Data.self))
     }
 
-    static func setEntry(_ tx: any SQLDatabase, _ org: UUID, _ seq: Int64, bytes: [UInt8], hash: [UInt8]? = nil) async throws {
+    static func setEntry(_ tx: Transaction, _ org: UUID, _ seq: Int64, bytes: [UInt8], hash: [UInt8]? = nil) async throws {
         try await tx.raw("""
             UPDATE ledger_entries SET entry = \(bind: Data(bytes)), hash = \(bind: Data(hash ?? Merkle.leafHash(bytes)))
             WHERE organization_id = \(bind: org) AND seq = \(bind: seq)
@@ -140,7 +140,7 @@ struct TamperTests {
     }
 
     /// Rewrites entries from the first row's seq on, the tiles and the head, consistently with `rows`.
-    static func rebuild(_ tx: any SQLDatabase, _ org: UUID, _ rows: [LedgerEntryRow]) async throws {
+    static func rebuild(_ tx: Transaction, _ org: UUID, _ rows: [LedgerEntryRow]) async throws {
         try await tx.raw("DELETE FROM ledger_entries WHERE organization_id = \(bind: org)").run()
         try await tx.raw("DELETE FROM ledger_tiles WHERE organization_id = \(bind: org)").run()
         var edge = TileEdge(size: 0, tiles: [])

@@ -298,8 +298,8 @@ final class FlakyTrail: AuditTrail {
         set { state.withLock { $0.failing = newValue } }
     }
 
-    func record(_ event: AuditEvent, in db: any SQLDatabase) async throws { try await append([event]) }
-    func record(_ events: [AuditEvent], in db: any SQLDatabase) async throws { try await append(events) }
+    func record(_ event: AuditEvent, in db: Transaction) async throws { try await append([event]) }
+    func record(_ events: [AuditEvent], in db: Transaction) async throws { try await append(events) }
     func append(_ events: [AuditEvent]) async throws {
         try state.withLock { state in
             if state.failing { throw PortalError(.unavailable, "the ledger is down") }

@@ -15,7 +15,7 @@ struct IntegrationAPITests {
             let created = try await portal.call(.post, "/portal/integrations", token: admin, json: """
                 {"name":"Salesforce CRM","type":"enterprise","baseUrl":"https://api.salesforce.com","authMethod":"oauth2",
                  "credentials":{"clientId":"3MVG9-client-id-42","clientSecret":"s3cr3t-value-9876"},
-                 "config":{"scope":"api refresh_token"},"rateLimits":{"requestsPerSecond":5,"burst":10},
+                 "config":{"oauth":{"tokenUrl":"https://login.salesforce.com/services/oauth2/token","scopes":["api","refresh_token"]}},"rateLimits":{"requestsPerSecond":5,"burst":10},
                  "webhookConfig":{"endpoint":"/webhooks/salesforce","events":["user.created","user.updated"],"secret":"webhook-secret-value"}}
                 """)
             #expect(created.status == .created)

@@ -15,7 +15,7 @@ final class CountingHandler: WebhookEventHandler {
     let seen = Mutex<[UUID: Int]>([:])
     var eventTypes: [String] { ["user.created"] }
 
-    func handle(_ event: ReceivedWebhookEvent, in db: any SQLDatabase) async throws -> String? {
+    func handle(_ event: ReceivedWebhookEvent, in db: Transaction) async throws -> String? {
         seen.withLock { $0[event.id, default: 0] += 1 }
         return "counted"
     }
@@ -25,7 +25,7 @@ final class CountingHandler: WebhookEventHandler {
 struct WritesThenFailsHandler: WebhookEventHandler {
     var eventTypes: [String] { ["user.created"] }
 
-    func handle(_ event: ReceivedWebhookEvent, in db: any SQLDatabase) async throws -> String? {
+    func handle(_ event: ReceivedWebhookEvent, in db: Transaction) async throws -> String? {
         let user = event.payload.objectValue?["data"] ?? [:]
         let id = user.objectValue?["id"]?.stringValue ?? "?"
         try await SyncRecordStore(db).upsert(

@@ -18,7 +18,7 @@ ID=$(body_of "$r" | jq -r .id)
 api POST "/portal/integrations/$ID/requests" "$ADMIN" '{"method":"POST","endpoint":"/contacts","body":{"email":"a@example.test"},"dataSubjects":["a@example.test"]}' >/dev/null
 api POST "/portal/integrations/$ID/requests" "$ADMIN" '{"method":"POST","endpoint":"/contacts","body":{"email":"b@example.test"},"dataSubjects":["b@example.test"]}' >/dev/null
 api POST "/portal/integrations/$ID/requests" "$ADMIN" '{"method":"GET","endpoint":"/status"}' >/dev/null
-api PATCH "/portal/integrations/$ID" "$ADMIN" '{"config":{"timeoutNote":"changed"}}' >/dev/null
+api PATCH "/portal/integrations/$ID" "$ADMIN" '{"config":{"testEndpoint":"/changed"}}' >/dev/null
 api POST "/portal/subjects/a%40example.test/export" "$ADMIN" >/dev/null
 api PUT /portal/retention "$ADMIN" '{"requestLogsDays":400,"storedBodiesDays":30,"webhookPayloadsDays":30}' >/dev/null
 stop_server TERM

@@ -33,7 +33,7 @@ for i in 1 2 3 4 5; do "$PORTAL_BIN" token create --org default --role auditor -
 wait $CREATOR
 [ "$(wc -l <ids.txt)" = 140 ] || fail "not every create succeeded"
 for id in $(head -n 120 ids.txt); do
-  r=$(api PATCH "/portal/integrations/$id" "$ADMIN" '{"config":{"tier":"gold"}}'); [ "$(status_of "$r")" = 200 ] || fail "patch: $r"
+  r=$(api PATCH "/portal/integrations/$id" "$ADMIN" '{"config":{"testEndpoint":"/gold"}}'); [ "$(status_of "$r")" = 200 ] || fail "patch: $r"
 done
 r=$(api DELETE "/portal/integrations/$(head -n 1 ids.txt)" "$ADMIN"); [ "$(status_of "$r")" = 204 ] || fail "delete"
 AUDITOR=$(api POST /portal/tokens "$ADMIN" '{"role":"auditor","owner":"eve@example.com"}' | sed '$d' | jq -r .token)

@@ -33,7 +33,7 @@ public struct IntegrationInput: Sendable {
             IntegrationFields.checkRequired(given, for: authMethod, pointer: r.pointer("credentials"), errors: errors)
         }
         if credentials == nil { credentials = [:] }
-        let config = IntegrationFields.config(&r)
+        let config = IntegrationFields.config(&r, whole: true)
         let rateLimits = r.nested("rateLimits") { IntegrationFields.rateLimits(&$0) }
         let webhook = r.nested("webhookConfig") { IntegrationFields.webhookConfig(&$0, requireSecret: true) }
         let syncConfig = r.nested("syncConfig") { IntegrationFields.syncConfig(&$0) }
@@ -107,7 +107,7 @@ public struct IntegrationPatch: Sendable {
         if let value = r.value("credentials") {
             patch.credentials = IntegrationFields.credentialPatch(value, pointer: r.pointer("credentials"), errors: errors)
         }
-        patch.config = IntegrationFields.config(&r)
+        patch.config = IntegrationFields.config(&r, whole: false)
         if let value = r.value("rateLimits") {
             if value == .null {
                 patch.rateLimits = .remove
@@ -180,7 +180,9 @@ enum IntegrationFields {
         return value
     }
 
-    static func config(_ r: inout JSONObjectReader) -> JSONValue? {
+    /// `config` as given: the whole configuration (`whole`, checked member by member against
+    /// ``IntegrationConfiguration``), or a merge patch (whose result the registry checks once merged).
+    static func config(_ r: inout JSONObjectReader, whole: Bool) -> JSONValue? {
         guard let value = r.value("config") else { return nil }
         guard case .object(let members) = value else {
             r.reject("config", "must be an object, not \(value.kindName)")
@@ -194,6 +196,10 @@ enum IntegrationFields {
         let size = TransformLimits.jsonSize(value)
         if size > TransformLimits.maxConfigBytes {
             r.reject("config", "is \(size) bytes of JSON; a configuration is at most \(TransformLimits.maxConfigBytes) bytes")
+        } else if whole {
+            var members = JSONObjectReader(value, pointer: r.pointer("config"), errors: r.errorList)
+            _ = IntegrationConfiguration.read(&members)
+            members.finish()
         }
         return r.errorList.all.count == before ? value : nil
     }

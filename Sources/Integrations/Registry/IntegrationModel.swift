@@ -80,7 +80,11 @@ public struct OutboundIntegration: Sendable {
     public var authMethod: AuthMethod
     /// Secret values: never returned, logged or recorded.
     public var credentials: [String: String]
-    public var config: JSONValue
+    public var config: JSONValue {
+        didSet { configuration = .stored(config) }
+    }
+    /// `config`, typed (read once, when the integration is opened).
+    public private(set) var configuration: IntegrationConfiguration
     public var rateLimits: JSONValue
     public var status: String
     /// The credentials before a rotation, while its overlap window lasts: tried once when the new ones
@@ -100,6 +104,7 @@ public struct OutboundIntegration: Sendable {
         self.authMethod = authMethod
         self.credentials = credentials
         self.config = config
+        configuration = .stored(config)
         self.rateLimits = rateLimits
         self.status = status
     }

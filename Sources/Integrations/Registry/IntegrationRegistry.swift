@@ -1,6 +1,5 @@
 public import Foundation
 public import PortalCore
-import SQLKit
 public import Storage
 public import Ledger
 import Synchronization
@@ -169,12 +168,16 @@ public struct IntegrationRegistry: Sendable {
             }
             if let config = patch.config {
                 record.config = record.config.merging(patch: config)
-                // The patch's own transforms were checked; the merged whole must keep within the limits too.
+                // The patch's own transforms were checked; the merged whole must keep within the limits too,
+                // and be a configuration member by member.
+                let errors = ValidationErrors()
                 if let transforms = record.config.objectValue?["transforms"] {
-                    let errors = ValidationErrors()
                     TransformFields.check(transforms, pointer: "/config/transforms", errors: errors)
-                    try errors.throwIfAny()
                 }
+                var members = JSONObjectReader(record.config, pointer: "/config", errors: errors)
+                _ = IntegrationConfiguration.read(&members)
+                members.finish()
+                try errors.throwIfAny()
             }
             switch patch.rateLimits {
             case .unchanged: break
@@ -459,7 +462,7 @@ public struct IntegrationRegistry: Sendable {
         return outbound
     }
 
-    private func seal(_ secrets: Secrets, organizationID: UUID, integrationID: UUID, in db: any SQLDatabase) async throws -> JSONValue {
+    private func seal(_ secrets: Secrets, organizationID: UUID, integrationID: UUID, in db: Transaction) async throws -> JSONValue {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         return try await vault.seal(
@@ -468,7 +471,7 @@ public struct IntegrationRegistry: Sendable {
         )
     }
 
-    private func open(_ record: IntegrationRecord, in db: any SQLDatabase) async throws -> Secrets {
+    private func open(_ record: IntegrationRecord, in db: Transaction) async throws -> Secrets {
         let plaintext = try await vault.open(
             record.credentials, organizationID: record.organizationID,
             context: "integration:\(record.id.uuidString.lowercased())", in: db

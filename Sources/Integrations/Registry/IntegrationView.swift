@@ -76,14 +76,4 @@ public struct IntegrationStatusView: Sendable, Encodable {
     public var checkedAt: String
 }
 
-/// One page of a list, newest first.
-public struct Page<Item: Sendable & Encodable>: Sendable, Encodable {
-    public var items: [Item]
-    /// Pass as `cursor` to get the next page; absent on the last page.
-    public var nextCursor: String?
 
-    public init(items: [Item], nextCursor: String?) {
-        self.items = items
-        self.nextCursor = nextCursor
-    }
-}

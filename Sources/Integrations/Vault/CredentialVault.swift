@@ -1,8 +1,7 @@
 public import Crypto
 public import Foundation
 public import PortalCore
-public import SQLKit
-import Storage
+public import Storage
 public import Ledger
 import Synchronization
 
@@ -86,7 +85,7 @@ public final class CredentialVault: SecretSealer {
     /// Made on first use, in `db`, which must then be a write transaction. It starts as the key earlier
     /// releases derived from the active master key (``derivedKey(_:)``), so lookups computed before it was
     /// stored keep finding their rows; from then on it no longer depends on the master key.
-    public func purposeKey(_ label: String, in db: any SQLDatabase) async throws -> SymmetricKey {
+    public func purposeKey(_ label: String, in db: Transaction) async throws -> SymmetricKey {
         if let cached = purposeKeys.withLock({ $0[label] }) { return cached }
         let store = PurposeKeyStore(db)
         let context = "purpose-key:\(label)"
@@ -108,7 +107,7 @@ public final class CredentialVault: SecretSealer {
     /// newest data key (made first when there is none or the newest is due for rotation).
     ///
     /// `db` must be a write transaction: the seal is counted there, and a data key may be made.
-    public func seal(_ plaintext: Data, organizationID: UUID, context: String, in db: any SQLDatabase) async throws -> JSONValue {
+    public func seal(_ plaintext: Data, organizationID: UUID, context: String, in db: Transaction) async throws -> JSONValue {
         try await seal([(plaintext, context)], organizationID: organizationID, in: db)[0]
     }
 
@@ -116,7 +115,7 @@ public final class CredentialVault: SecretSealer {
     ///
     /// `db` must be a read transaction: it sees committed keys only, whereas a write transaction could
     /// show a key it created itself and may still roll back (values sealed under it would be lost).
-    public func learnNewestKey(organizationID: UUID, in db: any SQLDatabase) async throws {
+    public func learnNewestKey(organizationID: UUID, in db: Transaction) async throws {
         guard let record = try await DataKeyStore(db).newest(organizationID: organizationID) else { return }
         let key = try cachedKey(record)
         let now = clock.now()
@@ -160,7 +159,7 @@ public final class CredentialVault: SecretSealer {
     ///
     /// `db` must be a write transaction: the seals are counted there (with this process's seals of the
     /// organization not yet recorded), and a data key may be made.
-    public func seal(_ items: [(plaintext: Data, context: String)], organizationID: UUID, in db: any SQLDatabase) async throws -> [JSONValue] {
+    public func seal(_ items: [(plaintext: Data, context: String)], organizationID: UUID, in db: Transaction) async throws -> [JSONValue] {
         guard !items.isEmpty else { return [] }
         let count = Int64(items.count)
         let (keyID, key) = try await dataKey(for: organizationID, sealing: count, in: db)
@@ -178,7 +177,7 @@ public final class CredentialVault: SecretSealer {
 
     /// Adds this process's unrecorded seals under the organization's data keys to their stored counts, in
     /// `db` (a write transaction). A key whose row another transaction holds keeps its count for next time.
-    private func recordSeals(organizationID: UUID, in db: any SQLDatabase) async throws {
+    private func recordSeals(organizationID: UUID, in db: Transaction) async throws {
         let pending = usage.withLock { usage -> [(id: UUID, count: Int64)] in
             let ids = usage.unrecorded.filter { $0.value.organizationID == organizationID }.map(\.key).sorted { $0.uuidString < $1.uuidString }
             return ids.compactMap { id in usage.unrecorded.removeValue(forKey: id).map { (id, $0.count) } }
@@ -205,7 +204,7 @@ public final class CredentialVault: SecretSealer {
     }
 
     /// Decrypts a value sealed by ``seal(_:organizationID:context:in:)`` for the same organization and row.
-    public func open(_ envelope: JSONValue, organizationID: UUID, context: String, in db: any SQLDatabase) async throws -> Data {
+    public func open(_ envelope: JSONValue, organizationID: UUID, context: String, in db: Transaction) async throws -> Data {
         guard case .object(let fields) = envelope,
               fields["v"] == 1, fields["alg"] == "A256GCM",
               let kid = fields["kid"]?.stringValue, let keyID = UUID(uuidString: kid),
@@ -224,7 +223,7 @@ public final class CredentialVault: SecretSealer {
 
     /// Wraps every data key under `newKey` as well, keeping the existing wraps so that running instances
     /// that only know the old master key keep reading. Returns the number of data keys re-wrapped.
-    public func rewrapAll(under newKey: MasterKeyRing.Key, in db: any SQLDatabase) async throws -> Int {
+    public func rewrapAll(under newKey: MasterKeyRing.Key, in db: Transaction) async throws -> Int {
         let store = DataKeyStore(db)
         var count = 0
         for id in try await store.allIDs() {
@@ -241,7 +240,7 @@ public final class CredentialVault: SecretSealer {
 
     /// Deletes the wraps under master key `masterKeyID`, refusing if a data key would be left with no
     /// other wrap (it would become unreadable). Returns the number of wraps removed.
-    public func retire(masterKeyID: String, in db: any SQLDatabase) async throws -> Int {
+    public func retire(masterKeyID: String, in db: Transaction) async throws -> Int {
         let store = DataKeyStore(db)
         for id in try await store.allIDs() {
             guard let record = try await store.find(id: id) else { continue }
@@ -259,7 +258,7 @@ public final class CredentialVault: SecretSealer {
 
     /// The organization's newest data key if it may seal `count` more values now; else a new one, stored
     /// in `db` (a write transaction). A due key is kept for reading.
-    private func dataKey(for organizationID: UUID, sealing count: Int64, in db: any SQLDatabase) async throws -> (UUID, SymmetricKey) {
+    private func dataKey(for organizationID: UUID, sealing count: Int64, in db: Transaction) async throws -> (UUID, SymmetricKey) {
         let store = DataKeyStore(db)
         let now = clock.now()
         if let record = try await store.newest(organizationID: organizationID) {
@@ -286,7 +285,7 @@ public final class CredentialVault: SecretSealer {
         return key
     }
 
-    private func unwrap(keyID: UUID, organizationID: UUID, in db: any SQLDatabase) async throws -> SymmetricKey {
+    private func unwrap(keyID: UUID, organizationID: UUID, in db: Transaction) async throws -> SymmetricKey {
         if let cached = cache.withLock({ $0[keyID] }) { return cached }
         guard let record = try await DataKeyStore(db).find(id: keyID), record.organizationID == organizationID else {
             throw PortalError(.crypto, "the data key of a stored secret is missing")

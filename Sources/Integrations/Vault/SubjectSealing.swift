@@ -2,8 +2,7 @@ public import Crypto
 public import Foundation
 import Ledger
 public import PortalCore
-public import SQLKit
-import Storage
+public import Storage
 
 /// Records that describe a person are stored encrypted under that subject's own key (DESIGN 4.1), so that
 /// erasing the subject (deleting its `subject_keys` row) leaves them unreadable.
@@ -22,7 +21,7 @@ public struct SubjectSealing: Sendable {
 
     /// The subject's lookup; `db` must be a write transaction the first time the process needs the key
     /// (on a database that has none yet, it is made then).
-    public func lookup(organizationID: UUID, subjectID: String, in db: any SQLDatabase) async throws -> String {
+    public func lookup(organizationID: UUID, subjectID: String, in db: Transaction) async throws -> String {
         Self.lookup(organizationID: organizationID, subjectID: subjectID, key: try await vault.purposeKey("subject-lookup", in: db))
     }
 
@@ -44,7 +43,7 @@ public struct SubjectSealing: Sendable {
     }
 
     /// The subjects' keys, created for those that have none when `create` (a write transaction).
-    public func keys(organizationID: UUID, lookups: Set<String>, create: Bool, in db: any SQLDatabase, at now: Date) async throws -> [String: SymmetricKey] {
+    public func keys(organizationID: UUID, lookups: Set<String>, create: Bool, in db: Transaction, at now: Date) async throws -> [String: SymmetricKey] {
         guard !lookups.isEmpty else { return [:] }
         let store = SubjectKeyStore(db)
         var rows = try await store.find(organizationID: organizationID, lookups: Array(lookups))
@@ -96,7 +95,7 @@ public struct SubjectSealing: Sendable {
 
     /// The commitments of the given subjects, creating their keys and salts when they have none (a write
     /// transaction); erased subjects get none (their lookups are suppressed).
-    public func commitments(organizationID: UUID, subjectIDs: [String], in db: any SQLDatabase, at now: Date) async throws -> [String: String] {
+    public func commitments(organizationID: UUID, subjectIDs: [String], in db: Transaction, at now: Date) async throws -> [String: String] {
         let key = try await vault.purposeKey("subject-lookup", in: db)
         let lookups = Dictionary(subjectIDs.map { (Self.lookup(organizationID: organizationID, subjectID: $0, key: key), $0) }, uniquingKeysWith: { a, _ in a })
         let erased = try await SubjectKeyStore(db).erased(organizationID: organizationID, lookups: Array(lookups.keys))

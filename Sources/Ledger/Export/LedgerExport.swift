@@ -1,6 +1,5 @@
 public import Foundation
 public import PortalCore
-import SQLKit
 public import Storage
 
 /// Writes a ledger as a `.tar.zst` of a C2SP tlog-tiles folder (DESIGN section 4.2; issue "offline"):

@@ -1,6 +1,5 @@
 public import Foundation
 import PortalCore
-import SQLKit
 import Synchronization
 public import Storage
 
@@ -53,6 +52,14 @@ public struct LedgerReader: Sendable {
     /// Entries with `seq >= from`.
     public func entries(_ org: UUID, from: Int64, limit: Int) async throws -> [LedgerEntryRow] {
         try await database.read { db in try await LedgerStore(db).entries(org, from: from, limit: limit) }
+    }
+
+    /// Every entry of `org` below `size` (to the end of the ledger when nil), oldest first, in pages of at
+    /// most `pageSize`: the one way reports, registers and data-subject exports read the ledger. Each page
+    /// is its own read transaction (entries are append-only, so pages read apart agree), and only one page
+    /// is held at a time, so memory does not grow with the ledger.
+    public func pages(_ org: UUID, below size: Int64? = nil, pageSize: Int = 2_000) -> LedgerPages {
+        LedgerPages(database: database, organizationID: org, size: size, pageSize: max(1, pageSize))
     }
 
     /// The inclusion proof of `seq` in the tree of `size`.
@@ -154,5 +161,40 @@ final class TileCache: Sendable {
             }
             s.tiles[key] = hashes
         }
+    }
+}
+
+/// The pages of ``LedgerReader/pages(_:below:pageSize:)``: `for try await page in reader.pages(org)`.
+public struct LedgerPages: AsyncSequence, Sendable {
+    public typealias Element = [LedgerEntryRow]
+
+    let database: Database
+    let organizationID: UUID
+    let size: Int64?
+    let pageSize: Int
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let pages: LedgerPages
+        var next: Int64 = 0
+        var done = false
+
+        public mutating func next() async throws -> [LedgerEntryRow]? {
+            guard !done else { return nil }
+            if let size = pages.size, next >= size { return nil }
+            let (org, from, limit) = (pages.organizationID, next, pages.pageSize)
+            var page = try await pages.database.read { db in try await LedgerStore(db).entries(org, from: from, limit: limit) }
+            if let size = pages.size { page.removeAll { $0.seq >= size } }
+            guard let last = page.last else {
+                done = true
+                return nil
+            }
+            next = last.seq + 1
+            if page.count < limit { done = true }
+            return page
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(pages: self)
     }
 }

@@ -1,6 +1,5 @@
 public import Foundation
 public import PortalCore
-import SQLKit
 public import Storage
 
 /// The outcome of verifying one ledger.

@@ -1,6 +1,6 @@
 public import Foundation
 public import PortalCore
-public import SQLKit
+public import Storage
 
 /// Something that happened and must be in the ledger: the `type`, `actor` and `data` of a ledger entry
 /// (DESIGN section 4.1), before the ledger gives it a sequence number and chains it.
@@ -67,17 +67,17 @@ public protocol CompanionRow: Sendable {
     /// Writes rows of this type from several calls at once; returns the positions in `rows` of those it
     /// declined (a replay of a row already stored, say): their calls' events are not appended, and
     /// ``AuditTrail/append(_:with:)`` returns false to them.
-    static func insert(_ rows: [Self], in db: any SQLDatabase) async throws -> Set<Int>
+    static func insert(_ rows: [Self], in db: Transaction) async throws -> Set<Int>
 }
 
 /// How every capability records evidence (DESIGN section 2): the one protocol the ledger implements.
 public protocol AuditTrail: Sendable {
     /// Queues `event` in the caller's write transaction (the transactional outbox): it commits, or rolls
     /// back, with the state change it describes, and the sequencer chains it within milliseconds.
-    func record(_ event: AuditEvent, in db: any SQLDatabase) async throws
+    func record(_ event: AuditEvent, in db: Transaction) async throws
 
     /// Queues several events in the caller's write transaction, with one statement.
-    func record(_ events: [AuditEvent], in db: any SQLDatabase) async throws
+    func record(_ events: [AuditEvent], in db: Transaction) async throws
 
     /// Appends events that accompany no other state change; returns once they are durable in the chain.
     func append(_ events: [AuditEvent]) async throws
@@ -97,6 +97,6 @@ public protocol AuditTrail: Sendable {
 
 /// Seals and opens secrets (the credential vault); the ledger uses it for its signing keys.
 public protocol SecretSealer: Sendable {
-    func seal(_ plaintext: Data, organizationID: UUID, context: String, in db: any SQLDatabase) async throws -> JSONValue
-    func open(_ envelope: JSONValue, organizationID: UUID, context: String, in db: any SQLDatabase) async throws -> Data
+    func seal(_ plaintext: Data, organizationID: UUID, context: String, in db: Transaction) async throws -> JSONValue
+    func open(_ envelope: JSONValue, organizationID: UUID, context: String, in db: Transaction) async throws -> Data
 }

@@ -2,7 +2,6 @@ import Crypto
 public import Foundation
 public import Logging
 public import PortalCore
-import SQLKit
 public import ServiceLifecycle
 public import Storage
 import Synchronization
@@ -27,7 +26,7 @@ public struct LedgerKeys: Sendable {
     public static func loadOrCreate(database: Database, sealer: any SecretSealer, ids: IdentifierGenerator, clock: any WallClock) async throws -> LedgerKeys {
         try await database.write { db in
             let store = LedgerStore(db)
-            if db.backend == .postgres { try await db.raw("SELECT pg_advisory_xact_lock(7461841)").run() }
+            try await AdvisoryLock.signingKeys.take(in: db)
             if let row = try await store.signingKeys().first(where: \.active) {
                 return try await open(row, sealer: sealer, db: db)
             }
@@ -47,7 +46,7 @@ public struct LedgerKeys: Sendable {
         }
     }
 
-    private static func open(_ row: SigningKeyRow, sealer: any SecretSealer, db: any SQLDatabase) async throws -> LedgerKeys {
+    private static func open(_ row: SigningKeyRow, sealer: any SecretSealer, db: Transaction) async throws -> LedgerKeys {
         let plaintext = try await sealer.open(row.sealedPrivate, organizationID: Organization.platformID, context: "signing-key:\(row.id.uuidString.lowercased())", in: db)
         guard let fields = try? JSONDecoder().decode([String: String].self, from: plaintext),
               let ed = fields["ed25519"].flatMap({ Data(base64Encoded: $0) }), let seed = fields["mldsa65Seed"].flatMap({ Data(base64Encoded: $0) })

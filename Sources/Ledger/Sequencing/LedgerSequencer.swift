@@ -1,7 +1,6 @@
 import Foundation
 public import Logging
 public import PortalCore
-public import SQLKit
 public import ServiceLifecycle
 public import Storage
 import Synchronization
@@ -75,12 +74,12 @@ public final class LedgerSequencer: AuditTrail, Service {
 
     // MARK: AuditTrail
 
-    public func record(_ event: AuditEvent, in db: any SQLDatabase) async throws {
+    public func record(_ event: AuditEvent, in db: Transaction) async throws {
         try event.validate()
         try await LedgerStore(db).enqueue(id: ids.next(), organizationID: event.organizationID, event: event.outboxJSON, at: clock.now())
     }
 
-    public func record(_ events: [AuditEvent], in db: any SQLDatabase) async throws {
+    public func record(_ events: [AuditEvent], in db: Transaction) async throws {
         for event in events { _ = try event.validate() }
         try await LedgerStore(db).enqueue(events.map { (ids.next(), $0.organizationID, $0.outboxJSON) }, at: clock.now())
     }
@@ -235,7 +234,7 @@ public final class LedgerSequencer: AuditTrail, Service {
 
     /// Writes the batch's companion rows, one `insert` per row type (issue 5's profile: a statement per
     /// call serialized the batch); returns the positions in `rows` of the declined ones.
-    static func insertCompanions(_ rows: [any CompanionRow], in db: any SQLDatabase) async throws -> Set<Int> {
+    static func insertCompanions(_ rows: [any CompanionRow], in db: Transaction) async throws -> Set<Int> {
         var groups: [ObjectIdentifier: [Int]] = [:]
         var order: [ObjectIdentifier] = []
         for (index, row) in rows.enumerated() {
@@ -252,7 +251,7 @@ public final class LedgerSequencer: AuditTrail, Service {
         return declined
     }
 
-    private static func insertGroup<Row: CompanionRow>(_ first: Row, _ group: [any CompanionRow], in db: any SQLDatabase) async throws -> Set<Int> {
+    private static func insertGroup<Row: CompanionRow>(_ first: Row, _ group: [any CompanionRow], in db: Transaction) async throws -> Set<Int> {
         try await Row.insert(group.map { $0 as! Row }, in: db)
     }
 
@@ -260,7 +259,7 @@ public final class LedgerSequencer: AuditTrail, Service {
 
     /// Appends `events` to one organization's ledger inside the caller's write transaction; returns the new
     /// edge (cached only once the transaction commits).
-    private func append(_ events: [(event: AuditEvent, data: [UInt8])], to organizationID: UUID, store: LedgerStore, db: any SQLDatabase, at now: Date) async throws -> LedgerEdge {
+    private func append(_ events: [(event: AuditEvent, data: [UInt8])], to organizationID: UUID, store: LedgerStore, db: Transaction, at now: Date) async throws -> LedgerEdge {
         try await store.lock(organizationID)
         let head = try await store.head(organizationID) ?? LedgerHead(size: 0, root: Merkle.emptyRoot, lastHash: [UInt8](repeating: 0, count: 32))
         var state: LedgerEdge

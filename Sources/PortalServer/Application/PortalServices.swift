@@ -6,7 +6,6 @@ public import Ledger
 public import Logging
 public import Monitoring
 public import PortalCore
-import SQLKit
 public import Storage
 public import ServiceLifecycle
 public import Sync
@@ -140,7 +139,7 @@ public enum Bootstrap {
     /// instances starting together issue one token.
     public static func firstAdminToken(services: PortalServices) async throws -> String? {
         let token = try await services.database.write { db -> String? in
-            if try await db.raw("SELECT id FROM api_tokens LIMIT 1").first() != nil { return nil }
+            if try await APITokenStore(db).any() { return nil }
             let (organization, _) = try await OrganizationStore(db).findOrCreate(
                 slug: defaultSlug, name: "Default organization", id: services.ids.next(), at: services.clock.now()
             )

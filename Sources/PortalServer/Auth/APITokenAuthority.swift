@@ -3,7 +3,6 @@ public import Foundation
 public import Ledger
 import Logging
 public import PortalCore
-public import SQLKit
 public import Storage
 import Synchronization
 
@@ -61,7 +60,7 @@ public struct APITokenAuthority: Sendable {
     /// `system:<service>`.
     public func issue(
         organizationID: UUID, role: Role, owner: String, description: String? = nil, expiresAt: Date? = nil,
-        createdBy: UUID? = nil, actor: String, in db: any SQLDatabase
+        createdBy: UUID? = nil, actor: String, in db: Transaction
     ) async throws -> (record: APITokenRecord, token: String) {
         let token = Self.generate()
         let record = APITokenRecord(
@@ -77,7 +76,7 @@ public struct APITokenAuthority: Sendable {
 
     /// Revokes a token inside the caller's transaction, with its `apitoken.revoked` entry; false when no
     /// live token of the organization (any, when nil) has this id.
-    public func revoke(id: UUID, organizationID: UUID?, actor: String, in db: any SQLDatabase) async throws -> Bool {
+    public func revoke(id: UUID, organizationID: UUID?, actor: String, in db: Transaction) async throws -> Bool {
         let store = APITokenStore(db)
         let now = clock.now()
         guard try await store.revoke(id: id, organizationID: organizationID, at: now), let record = try await store.find(id: id) else {

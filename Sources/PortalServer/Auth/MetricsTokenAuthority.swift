@@ -1,7 +1,6 @@
 import Crypto
 public import Foundation
 import PortalCore
-import SQLKit
 public import Storage
 import Synchronization
 
@@ -25,13 +24,12 @@ public final class MetricsTokenAuthority: Sendable {
     public func ensure(at now: Date) async throws -> String? {
         guard configuredDigest == nil else { return nil }
         return try await database.write { db -> String? in
-            if try await db.raw("SELECT name FROM platform_secrets WHERE name = \(bind: Self.secretName)").first() != nil { return nil }
+            let store = PlatformSecretStore(db)
+            if try await store.digest(name: Self.secretName) != nil { return nil }
             var bytes = [UInt8](repeating: 0, count: 32)
             for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }
             let token = "pmt_" + Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
-            try await db.raw("""
-                INSERT INTO platform_secrets (name, digest, created_at) VALUES (\(bind: Self.secretName), \(bind: Data(SHA256.hash(data: Array(token.utf8)))), \(bind: now))
-                """).run()
+            try await store.insert(name: Self.secretName, digest: Array(SHA256.hash(data: Array(token.utf8))), at: now)
             return token
         }
     }
@@ -42,9 +40,7 @@ public final class MetricsTokenAuthority: Sendable {
         if let configuredDigest { return ConstantTime.equals(digest, configuredDigest) }
         var expected = stored.withLock { $0 }
         if expected == nil {
-            expected = try await database.read { db in
-                try await db.raw("SELECT digest FROM platform_secrets WHERE name = \(bind: Self.secretName)").first()?.decode(column: "digest", as: Data.self)
-            }.map { Array($0) }
+            expected = try await database.read { db in try await PlatformSecretStore(db).digest(name: Self.secretName) }
             if let expected { stored.withLock { $0 = expected } }
         }
         guard let expected else { return false }

@@ -4,7 +4,6 @@ import Hummingbird
 import Integrations
 import Monitoring
 import PortalCore
-import SQLKit
 import Storage
 
 /// Metrics (JSON windows and Prometheus exposition), alerts, silences, receivers and the notification log.
@@ -28,9 +27,7 @@ struct MonitoringRoutes {
         table.guarded(group, prefix: "/portal", .get, "/metrics/summary", .readIntegrations) { request, _, principal in
             let window = try Self.window(request)
             let integrations = try await services.database.read { db in
-                try await db.raw("""
-                    SELECT id, name, status FROM integrations WHERE organization_id = \(bind: principal.organizationID) AND deleted_at IS NULL ORDER BY name, id
-                    """).all().map { (id: try $0.decode(column: "id", as: UUID.self), name: try $0.decode(column: "name", as: String.self), status: try $0.decode(column: "status", as: String.self)) }
+                try await IntegrationStore(db).all(organizationID: principal.organizationID, includeDeleted: false)
             }
             let reports = try await monitor.summary(organizationID: principal.organizationID, integrations: integrations.map { ($0.id, $0.status) }, window: window)
             let names = Dictionary(uniqueKeysWithValues: integrations.map { ($0.id.uuidString.lowercased(), $0.name) })

@@ -90,8 +90,4 @@ extension SyncRoutes {
     }
 }
 
-/// A page of a listing with a cursor.
-struct Page<Item: Encodable & Sendable>: Encodable, Sendable {
-    var items: [Item]
-    var nextCursor: String?
-}
+

@@ -1,0 +1,342 @@
+import Foundation
+public import PortalCore
+
+/// An integration's `config`, read and checked: every member that the gateway, the authenticators, the
+/// OAuth flows, the catalog and data-subject requests read, typed. ``parse(_:pointer:)`` names every
+/// unknown member, wrong type and bad value in one 422 (a typo such as `regoin` is refused, never silently
+/// replaced by the default region); ``stored(_:)`` reads a stored configuration leniently, with the
+/// defaults where a member is missing, for rows written before the check.
+public struct IntegrationConfiguration: Sendable, Equatable {
+    /// Where an `api_key` integration sends its key.
+    public enum KeyLocation: String, CaseIterable, Sendable {
+        case header, query, body
+    }
+
+    public struct APIKey: Sendable, Equatable {
+        public var location: KeyLocation = .header
+        /// The header for `location` header (default `X-API-Key`), with an optional `prefix` (`Bearer`).
+        public var header = "X-API-Key"
+        public var prefix: String?
+        /// The query parameter for `location` query.
+        public var parameter = "api_key"
+        /// The JSON body member for `location` body.
+        public var field = "api_key"
+    }
+
+    /// The AWS scope of an `aws_sigv4` integration.
+    public struct SigV4Scope: Sendable, Equatable {
+        public var region = "us-east-1"
+        public var service = "s3"
+
+        public init(region: String = "us-east-1", service: String = "s3") {
+            self.region = region
+            self.service = service
+        }
+    }
+
+    public enum GrantType: String, CaseIterable, Sendable {
+        case clientCredentials = "client_credentials"
+        case authorizationCode = "authorization_code"
+        case refreshToken = "refresh_token"
+        case jwtBearer = "jwt_bearer"
+    }
+
+    public enum ClientAuth: String, CaseIterable, Sendable {
+        case basic, post
+        case privateKeyJWT = "private_key_jwt"
+    }
+
+    /// `config.oauth`.
+    public struct OAuth: Sendable, Equatable {
+        public var tokenURL: String
+        public var authorizationURL: String?
+        public var revocationURL: String?
+        public var redirectURI: String?
+        /// Space-joined into the `scope` parameter (`scopes`, or one `scope` string).
+        public var scopes: [String] = []
+        public var grantType: GrantType = .clientCredentials
+        public var clientAuth: ClientAuth = .basic
+        public var tokenParameters: [(String, String)] = []
+        public var authorizationParameters: [(String, String)] = []
+        public var refreshEarlySeconds = 300
+        public var maxRefreshFailures = 3
+
+        public static func == (a: OAuth, b: OAuth) -> Bool {
+            a.tokenURL == b.tokenURL && a.authorizationURL == b.authorizationURL && a.revocationURL == b.revocationURL
+                && a.redirectURI == b.redirectURI && a.scopes == b.scopes && a.grantType == b.grantType && a.clientAuth == b.clientAuth
+                && a.tokenParameters.elementsEqual(b.tokenParameters, by: ==) && a.authorizationParameters.elementsEqual(b.authorizationParameters, by: ==)
+                && a.refreshEarlySeconds == b.refreshEarlySeconds && a.maxRefreshFailures == b.maxRefreshFailures
+        }
+    }
+
+    public enum JWTAlgorithm: String, CaseIterable, Sendable {
+        case rs256 = "RS256", es256 = "ES256", edDSA = "EdDSA", hs256 = "HS256"
+    }
+
+    /// `config.jwt`: the assertions the portal signs.
+    public struct JWT: Sendable, Equatable {
+        /// Nil: HS256 with a `secret` credential, RS256 otherwise.
+        public var algorithm: JWTAlgorithm?
+        public var issuer: String?
+        public var subject: String?
+        /// A string or an array of strings.
+        public var audience: JSONValue?
+        public var expiresIn = 300
+        public var keyID: String?
+        public var claims: [String: JSONValue] = [:]
+
+        public init() {}
+    }
+
+    /// `config.cache`: responses of GET calls kept for `ttlSeconds`, for the endpoint templates listed (all
+    /// when `endpoints` is absent).
+    public struct Cache: Sendable, Equatable {
+        public var ttlSeconds = 0
+        public var endpoints: [String]?
+
+        public init(ttlSeconds: Int = 0, endpoints: [String]? = nil) {
+            self.ttlSeconds = ttlSeconds
+            self.endpoints = endpoints
+        }
+    }
+
+    /// `config.retry`: attempts and exponential backoff with full jitter, in milliseconds.
+    public struct Retry: Sendable, Equatable {
+        public var maxAttempts = 3
+        public var baseDelay = 200
+        public var maxDelay = 5_000
+        public var retryNonIdempotent = false
+
+        public init(maxAttempts: Int = 3, baseDelay: Int = 200, maxDelay: Int = 5_000, retryNonIdempotent: Bool = false) {
+            self.maxAttempts = maxAttempts
+            self.baseDelay = baseDelay
+            self.maxDelay = maxDelay
+            self.retryNonIdempotent = retryNonIdempotent
+        }
+    }
+
+    /// `config.subjectDeletion`: how to ask the integration to delete a data subject.
+    public struct SubjectDeletion: Sendable, Equatable {
+        public var method = "DELETE"
+        /// A path with `{subjectId}`.
+        public var endpoint: String
+
+        public init(method: String = "DELETE", endpoint: String) {
+            self.method = method
+            self.endpoint = endpoint
+        }
+    }
+
+    public var apiKey = APIKey()
+    /// The `custom` auth method's header templates (`{{field}}` replaced by that credential).
+    public var headers: [String: String] = [:]
+    public var sigV4 = SigV4Scope()
+    public var oauth: OAuth?
+    public var jwt: JWT?
+    /// Checked by ``TransformFields``; applied by the gateway.
+    public var transforms: JSONValue?
+    /// Endpoint templates (`/v1/users/{id}`) the paths are recorded under.
+    public var endpoints: [String] = []
+    /// When set, the only templates a call may use.
+    public var allowedPaths: [String]?
+    /// Whether request and response bodies are kept with each request row.
+    public var storeBodies = false
+    public var cache: Cache?
+    public var retry = Retry()
+    public var testEndpoint = "/"
+    /// `GET` or `POST`.
+    public var testMethod = "GET"
+    public var subjectDeletion: SubjectDeletion?
+    /// The catalog preset the integration was made from.
+    public var preset: String?
+
+    public init() {}
+
+    /// Reads a `config` object; every problem is reported with its pointer (a 422).
+    public static func parse(_ value: JSONValue, pointer: String = "/config") throws(PortalError) -> IntegrationConfiguration {
+        let errors = ValidationErrors()
+        var r = JSONObjectReader(value, pointer: pointer, errors: errors)
+        let configuration = read(&r)
+        r.finish()
+        try errors.throwIfAny()
+        return configuration
+    }
+
+    /// A stored configuration, read leniently: members that are missing, unknown or invalid (rows written
+    /// before the check) take their defaults. New and changed configurations always pass ``parse(_:pointer:)``.
+    public static func stored(_ value: JSONValue) -> IntegrationConfiguration {
+        var r = JSONObjectReader(value, pointer: "/config", errors: ValidationErrors())
+        return read(&r)
+    }
+
+    /// Reads the members of a `config` object into `r`'s error list.
+    public static func read(_ r: inout JSONObjectReader) -> IntegrationConfiguration {
+        var c = IntegrationConfiguration()
+        c.apiKey.location = r.enumeration("keyLocation", KeyLocation.self) ?? .header
+        if let header = headerName(&r, "keyHeader") { c.apiKey.header = header }
+        c.apiKey.prefix = r.string("keyPrefix", maxLength: 100)
+        if let parameter = r.string("keyParam", minLength: 1, maxLength: 100) { c.apiKey.parameter = parameter }
+        if let field = r.string("keyField", minLength: 1, maxLength: 100) { c.apiKey.field = field }
+        if let templates = r.object("headers") {
+            if templates.count > 50 { r.reject("headers", "has \(templates.count) headers; at most 50") }
+            for (name, value) in templates.sorted(by: { $0.key < $1.key }) {
+                let pointer = r.pointer("headers") + "/" + jsonPointerEscape(name)
+                guard isToken(name), name.count <= 100 else {
+                    r.errorList.add(pointer, "is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~, at most 100)")
+                    continue
+                }
+                guard case .string(let template) = value, template.count <= 2_000 else {
+                    r.errorList.add(pointer, "must be a string of at most 2000 characters")
+                    continue
+                }
+                c.headers[name] = template
+            }
+        }
+        if let region = awsName(&r, "region") { c.sigV4.region = region }
+        if let service = awsName(&r, "service") { c.sigV4.service = service }
+        c.oauth = r.nested("oauth") { readOAuth(&$0) }
+        c.jwt = r.nested("jwt") { readJWT(&$0) }
+        c.transforms = r.value("transforms")
+        c.endpoints = paths(&r, "endpoints") ?? []
+        c.allowedPaths = paths(&r, "allowedPaths")
+        c.storeBodies = r.bool("storeBodies") ?? false
+        c.cache = r.nested("cache") { s in
+            Cache(ttlSeconds: Int(s.integer("ttlSeconds", in: 0...86_400) ?? 0), endpoints: paths(&s, "endpoints"))
+        }
+        if let retry = r.nested("retry", { s in
+            Retry(
+                maxAttempts: Int(s.integer("maxAttempts", in: 1...10) ?? 3), baseDelay: Int(s.integer("baseDelay", in: 0...60_000) ?? 200),
+                maxDelay: Int(s.integer("maxDelay", in: 0...300_000) ?? 5_000), retryNonIdempotent: s.bool("retryNonIdempotent") ?? false
+            )
+        }) { c.retry = retry }
+        // A path under the base URL, or a suffix of it (Firebase's `.json`).
+        if let test = r.string("testEndpoint", minLength: 1, maxLength: 2_000) { c.testEndpoint = test }
+        if let method = r.string("testMethod") {
+            if ["GET", "POST"].contains(method) { c.testMethod = method } else { r.reject("testMethod", "must be GET or POST") }
+        }
+        c.subjectDeletion = r.nested("subjectDeletion") { s in
+            let method = s.string("method")?.uppercased() ?? "DELETE"
+            if !["DELETE", "POST", "PUT", "PATCH"].contains(method) { s.reject("method", "must be DELETE, POST, PUT or PATCH") }
+            guard let endpoint = s.string("endpoint", required: true, minLength: 1, maxLength: 2_000) else { return nil }
+            guard endpoint.contains("{subjectId}") else {
+                s.reject("endpoint", "must contain {subjectId}")
+                return nil
+            }
+            return SubjectDeletion(method: method, endpoint: endpoint)
+        }
+        c.preset = r.string("preset", minLength: 1, maxLength: 100)
+        // Names of the seed's OAuth example, where a reader of the seed would put them: say where they go.
+        for (key, oauthKey) in [("scope", "scopes"), ("scopes", "scopes"), ("authUrl", "authorizationUrl"), ("authorizationUrl", "authorizationUrl"), ("tokenUrl", "tokenUrl"), ("redirectUri", "redirectUri")]
+        where r.has(key) {
+            _ = r.value(key)
+            r.reject(key, "belongs in config.oauth, as config.oauth.\(oauthKey)")
+        }
+        for key in ["clientId", "clientSecret", "apiKey", "password", "privateKey"] where r.has(key) {
+            _ = r.value(key)
+            r.reject(key, "is a credential: send it in credentials, where it is encrypted, never in config")
+        }
+        return c
+    }
+
+    private static func readOAuth(_ s: inout JSONObjectReader) -> OAuth? {
+        let token = url(&s, "tokenUrl", required: true)
+        var o = OAuth(tokenURL: token ?? "")
+        o.authorizationURL = url(&s, "authorizationUrl")
+        o.revocationURL = url(&s, "revocationUrl")
+        o.redirectURI = url(&s, "redirectUri")
+        if let scopes = s.strings("scopes", maxLength: 200) {
+            o.scopes = scopes
+            if s.has("scope") { s.reject("scope", "give scopes or scope, not both") }
+        } else if let scope = s.string("scope", maxLength: 2_000) {
+            o.scopes = scope.split(separator: " ").map(String.init)
+        }
+        o.grantType = s.enumeration("grantType", GrantType.self) ?? .clientCredentials
+        o.clientAuth = s.enumeration("clientAuth", ClientAuth.self) ?? .basic
+        o.tokenParameters = parameters(&s, "tokenParams")
+        o.authorizationParameters = parameters(&s, "authorizationParams")
+        o.refreshEarlySeconds = Int(s.integer("refreshEarlySeconds", in: 0...86_400) ?? 300)
+        o.maxRefreshFailures = Int(s.integer("maxRefreshFailures", in: 1...100) ?? 3)
+        return token == nil ? nil : o
+    }
+
+    private static func readJWT(_ s: inout JSONObjectReader) -> JWT? {
+        var j = JWT()
+        j.algorithm = s.enumeration("algorithm", JWTAlgorithm.self)
+        j.issuer = s.string("issuer", minLength: 1, maxLength: 2_000)
+        j.subject = s.string("subject", minLength: 1, maxLength: 2_000)
+        if let audience = s.value("audience") {
+            switch audience {
+            case .string(let a) where !a.isEmpty && a.count <= 2_000: j.audience = audience
+            case .array(let items) where !items.isEmpty && items.allSatisfy({ ($0.stringValue?.isEmpty == false) }): j.audience = audience
+            default: s.reject("audience", "must be a non-empty string or an array of them")
+            }
+        }
+        j.expiresIn = Int(s.integer("expiresIn", in: 1...86_400) ?? 300)
+        j.keyID = s.string("keyId", minLength: 1, maxLength: 200)
+        j.claims = s.object("claims") ?? [:]
+        return j
+    }
+
+    /// An absolute http(s) URL with a host.
+    private static func url(_ s: inout JSONObjectReader, _ key: String, required: Bool = false) -> String? {
+        guard let text = s.string(key, required: required, minLength: 1, maxLength: 2_000) else { return nil }
+        guard let components = URLComponents(string: text), ["http", "https"].contains(components.scheme?.lowercased() ?? ""),
+              let host = components.host, !host.isEmpty
+        else {
+            s.reject(key, "must be an absolute http or https URL")
+            return nil
+        }
+        return text
+    }
+
+    /// An object of string values, sorted by name (token request fields, authorization URL parameters).
+    private static func parameters(_ s: inout JSONObjectReader, _ key: String) -> [(String, String)] {
+        guard let members = s.object(key) else { return [] }
+        if members.count > 20 { s.reject(key, "has \(members.count) parameters; at most 20") }
+        var out: [(String, String)] = []
+        for (name, value) in members.sorted(by: { $0.key < $1.key }) {
+            guard !name.isEmpty, name.count <= 100, case .string(let text) = value, text.count <= 2_000 else {
+                s.errorList.add(s.pointer(key) + "/" + jsonPointerEscape(name), "must be a string of at most 2000 characters under a name of 1 to 100")
+                continue
+            }
+            out.append((name, text))
+        }
+        return out
+    }
+
+    /// A list of paths, each starting with `/`.
+    private static func paths(_ s: inout JSONObjectReader, _ key: String) -> [String]? {
+        guard let list = s.strings(key, maxLength: 2_000) else { return nil }
+        if list.count > 500 { s.reject(key, "has \(list.count) paths; at most 500") }
+        for (i, path) in list.enumerated() where !path.hasPrefix("/") {
+            s.errorList.add("\(s.pointer(key))/\(i)", "must be a path starting with /")
+        }
+        return list
+    }
+
+    private static func headerName(_ s: inout JSONObjectReader, _ key: String) -> String? {
+        guard let name = s.string(key, minLength: 1, maxLength: 100) else { return nil }
+        guard isToken(name) else {
+            s.reject(key, "is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)")
+            return nil
+        }
+        return name
+    }
+
+    /// An AWS region or service name: lowercase letters, digits and hyphens.
+    private static func awsName(_ s: inout JSONObjectReader, _ key: String) -> String? {
+        guard let name = s.string(key, minLength: 1, maxLength: 64) else { return nil }
+        guard name.utf8.allSatisfy({ (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) || $0 == 0x2D }) else {
+            s.reject(key, "must be lowercase letters, digits and hyphens (such as eu-west-1 or s3)")
+            return nil
+        }
+        return name
+    }
+
+    /// An RFC 9110 token.
+    private static func isToken(_ text: String) -> Bool {
+        !text.isEmpty && text.utf8.allSatisfy { byte in
+            (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || Array("!#$%&'*+-.^_`|~".utf8).contains(byte)
+        }
+    }
+}
