@@ -117,13 +117,14 @@ struct Serve: AsyncParsableCommand {
 
                 """.utf8))
         })
+        MemoryReturn.configure()
         try await CLI.run {
             let app = try buildApplication(configuration)
             // SIGTERM or SIGINT start a graceful shutdown: requests in flight finish, the loops drain. If that
             // takes longer than the grace period (a database that is down makes every drain wait), the
             // services are cancelled, which ends their waits; the process always exits.
             var group = ServiceGroupConfiguration(
-                services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
+                services: [.init(service: app), .init(service: MemoryReturn())], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger
             )
             group.maximumGracefulShutdownDuration = .seconds(30)
             group.maximumCancellationDuration = .seconds(15)
