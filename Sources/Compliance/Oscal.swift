@@ -3,7 +3,7 @@ import Foundation
 import Ledger
 import PortalCore
 
-/// OSCAL 1.1.2 documents of an evidence bundle (issue 9): a catalog of the mapping's criteria, the
+/// OSCAL 1.1.2 documents of an evidence bundle: a catalog of the mapping's criteria, the
 /// assessment plan that reviews them, and the assessment results with one finding per criterion and its
 /// observation linking the population files (back-matter resources carrying their SHA-256). Every uuid is
 /// derived from the bundle's identity and every time is the checkpoint's, so regenerating gives the same bytes.

@@ -3,7 +3,7 @@ import Ledger
 public import PortalCore
 public import Storage
 
-/// The GDPR Art. 30 record of processing for a period (issue 9): what each integration declares
+/// The GDPR Art. 30 record of processing for a period: what each integration declares
 /// (``ProcessingRecord`` metadata) beside what the ledger shows it actually received (calls, destination
 /// hosts, calls that named data subjects), with undeclared recipients, hosts other than the declared base
 /// URL, and transfers outside the EEA without a mechanism flagged. The recipients by role (Art. 28) and the

@@ -5,7 +5,7 @@ public import PortalCore
 public import ServiceLifecycle
 public import Storage
 
-/// Retention (issue 9): each organization's periods for request logs, stored bodies and webhook bodies
+/// Retention: each organization's periods for request logs, stored bodies and webhook bodies
 /// (`GET`/`PUT /portal/retention`, changes ledgered as `retention.updated`), and the service that applies
 /// them (once an hour by default, one instance at a time), appending `retention.applied` with what it removed.
 /// Ledger entries are never deleted.

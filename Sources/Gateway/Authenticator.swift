@@ -5,7 +5,7 @@ import Ledger
 public import PortalCore
 import Storage
 
-/// Signs an outbound request with an integration's credentials, by its `authMethod` (issue 5): runs inside
+/// Signs an outbound request with an integration's credentials, by its `authMethod`: runs inside
 /// the retry loop, after transforms, so time-bound signatures (SigV4 dates) are fresh on every attempt.
 public enum Authenticator {
     /// Applies `integration`'s authentication to `request` at `now`.

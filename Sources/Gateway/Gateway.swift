@@ -101,7 +101,7 @@ public struct APIResponse: Sendable, Encodable {
     public var callId: String?
 }
 
-/// The gateway (issue 5): `executeRequest(integrationId, APIRequest) -> APIResponse` through validate ->
+/// The gateway: `executeRequest(integrationId, APIRequest) -> APIResponse` through validate ->
 /// rate limit -> [retry: authenticate -> send] -> record. Every call, refused ones included, leaves one
 /// `integration_requests` row and one `request.completed` or `request.failed` ledger entry, written in
 /// the same batch transaction (DESIGN 4.1); no credential value reaches either.

@@ -7,7 +7,7 @@ import PortalCore
 import Storage
 import Synchronization
 
-/// Bearer assertions the portal signs for `jwt` integrations (issue 5): HS256 with `credentials.secret`,
+/// Bearer assertions the portal signs for `jwt` integrations: HS256 with `credentials.secret`,
 /// RS256, ES256 or EdDSA with `credentials.privateKey` (PEM; PKCS#8 for Ed25519), claims from `config.jwt`
 /// (`issuer`, `subject`, `audience`, `expiresIn` seconds (default 300), `keyId`, `claims`), plus `iat`,
 /// `exp` and a random `jti`. Cached per integration and credentials until 30 seconds before expiry.

@@ -50,7 +50,7 @@ struct OAuthTokenValues: Codable, Equatable {
     var refreshToken: String?
 }
 
-/// Obtains, stores and refreshes an integration's OAuth 2.0 access token (issue 5): client credentials, or
+/// Obtains, stores and refreshes an integration's OAuth 2.0 access token: client credentials, or
 /// the refresh-token grant when a refresh token is held; refreshed `refreshEarly` before expiry; one refresh
 /// at a time per integration across the process (a keyed lock, so 100 concurrent calls refresh once) and,
 /// on PostgreSQL, across instances (the token row is locked `FOR UPDATE` and re-read before refreshing).

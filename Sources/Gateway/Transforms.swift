@@ -3,7 +3,7 @@ import Integrations
 import PortalCore
 import Storage
 
-/// Declarative request and response transforms (`config.transforms`, issue 5):
+/// Declarative request and response transforms (`config.transforms`):
 ///
 /// `{"request": {"headers": {"set": {"X-Client": "portal"}, "remove": ["X-Debug"]},
 ///               "body": {"rename": {"/name": "/fullName"}, "set": {"/source": "portal"}, "remove": ["/internal"]}},

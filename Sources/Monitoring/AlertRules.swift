@@ -4,7 +4,7 @@ import Integrations
 import Ledger
 public import PortalCore
 
-/// One alert rule (issue 8), Prometheus-style: a kind with its parameters, `for` (pending before firing),
+/// One alert rule, Prometheus-style: a kind with its parameters, `for` (pending before firing),
 /// `keepFiringFor`, `repeatInterval`, and labels and annotations (templates over `$labels` and `$value`).
 public struct AlertRule: Sendable, Equatable {
     public enum Kind: String, Sendable, CaseIterable {

@@ -2,7 +2,7 @@ public import Foundation
 public import PortalCore
 import Synchronization
 
-/// The seed's `MetricsCollector` (issue 8): every gateway call, webhook and sync reports here
+/// The seed's `MetricsCollector`: every gateway call, webhook and sync reports here
 /// (``ActivityObserver``), and the collector keeps, per integration:
 ///
 /// - per-minute slots for the last hour (``ActivityStats``: counts and a latency sketch), which the flusher

@@ -1,6 +1,6 @@
 public import Foundation
 
-/// What a capability saw happen, reported to monitoring as it happens (issue 8). Outcome classes and error
+/// What a capability saw happen, reported to monitoring as it happens. Outcome classes and error
 /// categories are DESIGN section 7's; every value here is bounded (no raw paths, bodies or subject data).
 public enum Activity: Sendable {
     /// One call through the gateway (refused and throttled ones included).

@@ -1,7 +1,7 @@
 /// A JSON text (RFC 8259) parsed straight into ``JSONValue``.
 ///
 /// `JSONDecoder` into `JSONValue` tries each kind in turn and throws for every miss (five thrown errors for
-/// an object), which made parsing the largest cost of the webhook ingest path (issue 6's profile). This
+/// an object), which made parsing the largest cost of the webhook ingest path (the profile in docs/performance.md). This
 /// parser reads the bytes once. It accepts what `JSONDecoder` accepts: any value at the top level,
 /// surrounding whitespace, UTF-8 text; it refuses what RFC 8259 refuses (leading zeros, a lone `-`, bare
 /// control characters in strings, unpaired surrogates in `\u` escapes, invalid UTF-8, trailing bytes) and

@@ -117,7 +117,7 @@ public struct LedgerStore {
     }
 
     /// Inserts entries with multi-row statements: one round trip per 128 entries rather than per entry,
-    /// which is most of the sequencer's cost per entry (issue 4's profile).
+    /// which is most of the sequencer's cost per entry (the profile in docs/performance.md).
     public func insertEntries(_ org: UUID, _ entries: [LedgerEntryRow]) async throws {
         for start in stride(from: 0, to: entries.count, by: 128) {
             let values = entries[start..<min(start + 128, entries.count)].map { entry -> SQLQueryString in

@@ -9,7 +9,7 @@ import SQLKit
 ///
 /// PostgresNIO hands a query to its channel without a write promise: on a connection the server has just
 /// closed (`pg_ctl restart -m immediate`), the write fails silently and the query's future never completes,
-/// so a request waited for ever (issue 16). Here each statement is started on the connection's event loop
+/// so a request waited for ever. Here each statement is started on the connection's event loop
 /// after checking that the channel is still active; the channel's state changes only on that loop, so the
 /// query either reaches a live channel (whose handler fails it if the connection dies later) or fails
 /// with ``PortalError/Code/unavailable`` now.

@@ -8,7 +8,7 @@ import NIOPosix
 /// allocated: measured with heaptrack on a release `portal serve` on this toolchain (Swift 6.3.1, Linux),
 /// 80,155 cancelled 10 s sleeps still held 24 MiB twenty seconds after their deadlines (about 300 bytes
 /// each), so a deadline raced against every database operation grew the server by about 2 KiB a request
-/// for as long as it ran (issue 17's soak: resident memory 1.2-1.4 times its value after warm-up).
+/// for as long as it ran (the soak: resident memory 1.2-1.4 times its value after warm-up).
 public enum TimerSleep {
     /// Returns after `duration`, or throws `CancellationError` as soon as the task is cancelled.
     public static func sleep(for duration: Duration) async throws {

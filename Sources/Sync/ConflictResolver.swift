@@ -119,7 +119,7 @@ public struct ConflictOutcome: Sendable, Equatable {
     public var needsReview: Bool { !flagged.isEmpty }
 }
 
-/// Resolves a conflict: a record changed at the source and locally since the last sync (issue 7). Pure: the
+/// Resolves a conflict: a record changed at the source and locally since the last sync. Pure: the
 /// sync engine supplies the three versions and stores the outcome.
 public enum ConflictResolver {
     /// `source` is the provider's record now, `destination` the portal's copy (with its local edits), `base`

@@ -1,7 +1,7 @@
 import Foundation
 public import PortalCore
 
-/// An integration's `syncConfig` (issue 7), read and checked: what to pull per entity, how often, and how
+/// An integration's `syncConfig`, read and checked: what to pull per entity, how often, and how
 /// conflicts are resolved.
 public struct SyncConfiguration: Sendable, Equatable {
     public var entities: [String: SyncEntity]

@@ -9,7 +9,7 @@ public import ServiceLifecycle
 public import Storage
 import Synchronization
 
-/// The seed's `syncData` (issue 7): jobs that pull an entity's list through the gateway page by page, upsert
+/// The seed's `syncData`: jobs that pull an entity's list through the gateway page by page, upsert
 /// the records, resolve conflicts with the integration's policy, and record `sync.*` evidence.
 ///
 /// Each page is one transaction: its records, its conflicts and the job's checkpoint (the next page, the

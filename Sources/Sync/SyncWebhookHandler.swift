@@ -6,7 +6,7 @@ public import PortalCore
 public import Storage
 public import Webhooks
 
-/// Real-time sync (issue 7): webhook events feed the same upsert path as a sync job, inside the worker's
+/// Real-time sync: webhook events feed the same upsert path as a sync job, inside the worker's
 /// transaction (so each event's writes happen once, with its `webhook.processed` entry).
 ///
 /// - `user.created` / `user.updated`: the user (`data.object`, `data`, `user`, or the body) into entity

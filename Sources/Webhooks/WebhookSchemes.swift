@@ -25,7 +25,7 @@ public struct InboundWebhook: Sendable {
     }
 }
 
-/// The signature schemes of issue 6 (formats: `../shared/vectors/webhooks.json`), plus `shared-secret` for
+/// The signature schemes (formats: `../shared/vectors/webhooks.json`), plus `shared-secret` for
 /// providers that send a static secret (Okta event hooks, Auth0 log streams, Microsoft Graph `clientState`).
 public enum WebhookScheme: String, Sendable, CaseIterable, Codable {
     case standardWebhooks = "standard-webhooks"

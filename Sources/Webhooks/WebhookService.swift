@@ -7,7 +7,7 @@ public import PortalCore
 public import Storage
 import Synchronization
 
-/// The seed's `WebhookService` (issue 6): endpoints registered per integration, deliveries verified against
+/// The seed's `WebhookService`: endpoints registered per integration, deliveries verified against
 /// the raw bytes, stored durably (sealed) with their `webhook.received` entry before the 2xx, replays
 /// acknowledged once, and a queue that `WebhookWorkers` drains through the registered handlers.
 public final class WebhookService: Sendable {

@@ -41,7 +41,7 @@ public protocol WebhookEventHandler: Sendable {
     func handle(_ event: ReceivedWebhookEvent, in db: Transaction) async throws -> String?
 }
 
-/// Drains the webhook queue (issue 6): leases due events (`FOR UPDATE SKIP LOCKED` on PostgreSQL), runs the
+/// Drains the webhook queue: leases due events (`FOR UPDATE SKIP LOCKED` on PostgreSQL), runs the
 /// handler for each inside the transaction that records its outcome, and retries failures with the
 /// endpoint's policy until they are dead-lettered (`failed`). A crashed worker's leases expire and the
 /// events are taken again. Also reloads the receiver's live paths every few seconds.
@@ -131,7 +131,7 @@ public final class WebhookWorkers: Service, Sendable {
     /// crash still counts the attempt); then the whole batch is settled in one transaction: the leases
     /// still held are locked, each handler runs under a savepoint (a failing one rolls back only its own
     /// writes), and the outcomes and their ledger events are written with a statement per group rather than
-    /// per event (issue 6's profile: the workers' statements held SQLite's single writer from the receiver).
+    /// per event (the profile in docs/performance.md: the workers' statements held SQLite's single writer from the receiver).
     @discardableResult
     public func drain() async throws -> Int {
         let service = service

@@ -5,7 +5,7 @@ import ServiceLifecycle
 
 /// Gives memory the server has freed back to the system (glibc only; a no-op elsewhere).
 ///
-/// Measured in the PostgreSQL soak (issue 17): an instance's resident set grew about 3 MiB a minute while
+/// Measured in the PostgreSQL soak: an instance's resident set grew about 3 MiB a minute while
 /// heaptrack, attached to it, counted at most 12 MiB of live heap allocated in four minutes and 0.7 MiB never
 /// freed. The growth was freed memory kept by glibc's allocator: the largest allocations are the PostgreSQL
 /// connections' read and bind buffers (7.6 MiB at peak), sized to the largest result, such as a page of

@@ -2,7 +2,7 @@ import Foundation
 public import PortalCore
 import Yams
 
-/// The provider catalog (issue 5): presets for the seed's named providers and categories, read from
+/// The provider catalog: presets for the seed's named providers and categories, read from
 /// `catalog.yaml` (a resource of this module, or a file named by `--catalog` / `PORTAL_CATALOG`).
 ///
 /// A preset carries everything but the credentials and a few parameters (a tenant domain, a bucket):

@@ -399,7 +399,7 @@ public enum WebhookRetryPolicyFields {
     }
 }
 
-/// The caps on `config.transforms` (issue 16): checked when a configuration is written, and the pointer
+/// The caps on `config.transforms`: checked when a configuration is written, and the pointer
 /// depth again by the gateway for configurations stored before the caps.
 public enum TransformLimits {
     /// Reference tokens in one JSON Pointer (`/a/b/c` has 3).

@@ -1,7 +1,7 @@
 import Foundation
 import PortalCore
 
-/// GDPR Art. 30 processing metadata of an integration (issue 9): why and how personal data goes to the
+/// GDPR Art. 30 processing metadata of an integration: why and how personal data goes to the
 /// provider. Every member is optional so a record can be completed over time; what is given is checked.
 ///
 /// ```json

@@ -11,7 +11,7 @@ struct ScannedEntry {
 
 /// Checks that bytes are exactly the canonical form of a version 1 ledger entry (RFC 8785 over the
 /// ledger's JSON subset, DESIGN section 4.1) in one pass, without building any value: the verifier's hot
-/// path, where parsing and re-encoding each entry cost fifty times the hashing (issue 4's profile).
+/// path, where parsing and re-encoding each entry cost fifty times the hashing (the profile in docs/performance.md).
 ///
 /// It accepts exactly what `LedgerEntry(canonical:)` accepts: the top-level members in canonical order
 /// (`actor`, `data`, `integration` optional, `org`, `prev`, `seq`, `time`, `type`, `v`), nested keys

@@ -58,7 +58,7 @@ public struct LedgerEntry: Sendable, Equatable {
 
     /// The canonical bytes of an entry whose `data` is already canonical (`dataBytes`): the members are
     /// written in their fixed canonical order around it, so the sequencer encodes `data` once per event,
-    /// when it is validated, instead of twice (issue 4's profile). Equal to ``canonicalBytes()``.
+    /// when it is validated, instead of twice (the profile in docs/performance.md). Equal to ``canonicalBytes()``.
     static func compose(
         seq: Int64, time: String, org: String, type: String, actor: String, integration: String?, dataBytes: [UInt8], prev: String
     ) -> [UInt8] {

@@ -198,7 +198,7 @@ public struct DirectoryLedgerSource: LedgerSource {
     }
 
     /// An entry bundle (full or partial) mapped into memory rather than copied: reading it with `read(2)`
-    /// spent a tenth of the verifier's time in the kernel's copy (issue 4's profile).
+    /// spent a tenth of the verifier's time in the kernel's copy (the profile in docs/performance.md).
     private func mapBundle(index: Int64) -> Data? {
         file("tile/entries/", index: index).flatMap(Self.map)
     }

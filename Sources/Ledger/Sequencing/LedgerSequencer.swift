@@ -49,7 +49,7 @@ public final class LedgerSequencer: AuditTrail, Service {
     private let edges = Mutex<[UUID: LedgerEdge]>([:])
     private let counters = Mutex(Statistics())
     /// Whether the outbox may hold rows: set by ``wake()``, the poll and a full outbox batch. Batches of
-    /// in-memory events alone skip the outbox query (issue 4's profile: a statement per batch).
+    /// in-memory events alone skip the outbox query (the profile in docs/performance.md: a statement per batch).
     private let outboxPending = Atomic<Bool>(true)
 
     /// What the sequencer has done since it started: for benchmarks and monitoring.
@@ -232,7 +232,7 @@ public final class LedgerSequencer: AuditTrail, Service {
         }
     }
 
-    /// Writes the batch's companion rows, one `insert` per row type (issue 5's profile: a statement per
+    /// Writes the batch's companion rows, one `insert` per row type (the profile in docs/performance.md: a statement per
     /// call serialized the batch); returns the positions in `rows` of the declined ones.
     static func insertCompanions(_ rows: [any CompanionRow], in db: Transaction) async throws -> Set<Int> {
         var groups: [ObjectIdentifier: [Int]] = [:]

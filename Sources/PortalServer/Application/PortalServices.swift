@@ -98,7 +98,7 @@ public struct PortalServices: Sendable {
             database: database, vault: vault, audit: ledger, registry: integrations, clock: clock, ids: ids, logger: logger, publicURL: publicURL,
             configuration: .init(maxBodyBytes: settings.maxBodyBytes), observer: observer, rejections: authFailures
         )
-        // user.* and data.sync feed the sync engine's upsert path (issue 7).
+        // user.* and data.sync feed the sync engine's upsert path.
         webhookWorkers = WebhookWorkers(service: webhooks, handlers: [SyncWebhookHandler(vault: vault, audit: ledger, ids: ids)])
         gateway = Gateway(
             database: database, vault: vault, registry: integrations, audit: ledger, clock: clock, ids: ids, logger: logger,

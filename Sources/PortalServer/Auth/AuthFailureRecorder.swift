@@ -7,7 +7,7 @@ public import ServiceLifecycle
 import Synchronization
 public import Webhooks
 
-/// Aggregates unauthenticated and refused traffic per key and minute (issue 16 item 9), so that a flood of
+/// Aggregates unauthenticated and refused traffic per key and minute, so that a flood of
 /// bad requests costs a few ledger entries, not one each:
 ///
 /// - 401s on authenticated routes: `auth.failures` in the platform ledger, one per minute (count, route

@@ -24,7 +24,7 @@ struct IntegrationRoutes {
         "authorization", "cookie", "set-cookie", "proxy-authorization", "proxy-authenticate", "connection", "keep-alive", "te",
         "trailer", "transfer-encoding", "upgrade", "host", "content-length", "x-request-id",
     ]
-    /// Headers every proxied response carries in place of any the upstream sent (issue 16): the upstream's
+    /// Headers every proxied response carries in place of any the upstream sent: the upstream's
     /// bytes are served from the portal's origin, so they must not run script there, be sniffed into HTML,
     /// be framed, or be read by other origins.
     static let proxySecurityHeaders: [(name: HTTPField.Name, value: String)] = [
