@@ -2,11 +2,24 @@ public import Foundation
 
 /// RFC 3339 UTC timestamps, the one format of times in the API and the ledger.
 public enum Timestamp {
+    /// 0000-01-01T00:00:00.000000Z and 9999-12-31T23:59:59.999999Z, in microseconds since 1970.
+    static let earliestMicros: Int64 = -62_167_219_200_000_000
+    static let latestMicros: Int64 = 253_402_300_799_999_999
+
+    /// The longest lifetime a token, a silence or any other expiry taken from a request may have: 10 years.
+    public static let maxLifetime: TimeInterval = 10 * 366 * 86_400
+
     /// `2026-11-25T16:30:00.123456Z`: UTC, always six fractional digits.
+    ///
+    /// Total: a time outside the four-digit years RFC 3339 can write (0000 to 9999), or not finite, is written
+    /// as the nearest end of that range, never a trap (a duration of 84,382,554 weeks from a request once
+    /// crashed the server here).
     public static func rfc3339(_ date: Date) -> String {
         // Rounded, not truncated: a stored time is whole microseconds, and a REAL read back from SQLite may
         // land a hair below it.
-        let micros = Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
+        let scaled = (date.timeIntervalSince1970 * 1_000_000).rounded()
+        let micros: Int64 = scaled.isNaN ? Self.earliestMicros : scaled >= Double(Self.latestMicros) ? Self.latestMicros
+            : scaled <= Double(Self.earliestMicros) ? Self.earliestMicros : Int64(scaled)
         let seconds = micros >= 0 ? micros / 1_000_000 : (micros - 999_999) / 1_000_000
         let fraction = micros - seconds * 1_000_000
         var time = time_t(seconds)

@@ -47,8 +47,12 @@ struct TokenCommand: AsyncParsableCommand {
             let clock = SystemWallClock()
             try await CLI.run {
                 try Organization.validateSlug(org)
-                let lifetime = try expiresIn.map { text throws -> TimeInterval? in text == "never" ? nil : try DurationText.seconds(text, field: "--expires-in") }
-                    ?? settings.quotas.tokenLifetime
+                let lifetime = try expiresIn.map { text throws -> TimeInterval? in
+                    guard text != "never" else { return nil }
+                    let seconds = try DurationText.seconds(text, field: "--expires-in")
+                    guard seconds <= Timestamp.maxLifetime else { throw ValidationError("--expires-in must be at most 10 years (3660d), or never") }
+                    return seconds
+                } ?? settings.quotas.tokenLifetime
                 let expiresAt = lifetime.map { clock.now() + $0 }
                 try await Database.withDatabase(url: settings.databaseURL, logger: logger) { db in
                     try await Migrator(database: db, logger: logger).migrate()

@@ -28,7 +28,7 @@ export PORTAL
 bash -euo pipefail "$WORK/tour.sh" >"$WORK/tour.out" 2>&1 || { cat "$WORK/tour.out"; fail "a tour command failed"; }
 out=$(cat "$WORK/tour.out")
 for expected in '{"status":"ok"}' '"role": "admin"' 'created integration ' '"clientSecret": "••••0042"' \
-                '"apiVersion": "v59.0"' '"code": "validation_failed"' '"pointer": "/color"' '403' '204' '"status": "inactive"'; do
+                '"testEndpoint": "/services/data/v59.0/limits"' '"code": "validation_failed"' '"pointer": "/color"' '403' '204' '"status": "inactive"'; do
   grep -qF "$expected" <<<"$out" || { echo "$out"; fail "the tour output lacks $expected"; }
 done
 grep -q 'ptk_' <<<"$out" || fail "portal token create printed no token"

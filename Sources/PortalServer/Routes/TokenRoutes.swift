@@ -89,8 +89,14 @@ struct TokenInput {
         let description = r.string("description", maxLength: 500)
         var expiresAt = defaultLifetime.map { now + $0 }
         if let text = r.string("expiresIn", minLength: 1, maxLength: 20) {
-            do {
-                expiresAt = text == "never" ? nil : now + (try DurationText.seconds(text, field: "/expiresIn"))
+            do throws(PortalError) {
+                if text == "never" {
+                    expiresAt = nil
+                } else {
+                    let seconds = try DurationText.seconds(text, field: "/expiresIn")
+                    if seconds > Timestamp.maxLifetime { throw PortalError.validation([.init(pointer: "/expiresIn", message: "must be at most 10 years (3660d), or never")]) }
+                    expiresAt = now + seconds
+                }
             } catch {
                 errors.add("/expiresIn", error.fieldErrors.first?.message ?? "is not a duration, nor never")
             }
