@@ -371,7 +371,10 @@ struct OAuthGatewayTests {
     }
 
     func tokenEvents(_ env: GatewayEnvironment) async throws -> [LedgerEntry] {
-        try await env.db.read { tx in
+        // Token events go through the outbox (recorded in the token's transaction) and are chained a moment
+        // later: drain it first, or a busy machine reads the ledger before they are in it.
+        try await env.sequencer.drainAll()
+        return try await env.db.read { tx in
             try await LedgerStore(tx).entries(env.admin.organizationID, from: 0, limit: 10_000).map { try LedgerEntry(canonical: $0.bytes) }
         }.filter { $0.type.hasPrefix("token.") }
     }

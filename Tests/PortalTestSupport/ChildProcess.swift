@@ -23,6 +23,12 @@ public enum ChildProcess {
         return pid
     }
 
+    /// Whether the child has exited; reaps it if so (do not `stop` it afterwards).
+    public static func hasExited(_ pid: pid_t) -> Bool {
+        var status: Int32 = 0
+        return waitpid(pid, &status, WNOHANG) == pid
+    }
+
     /// SIGTERM, up to two seconds for it to exit, then SIGKILL; always reaped.
     public static func stop(_ pid: pid_t) {
         kill(pid, SIGTERM)

@@ -32,11 +32,15 @@ public struct NanoIDP: Sendable {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nanoidp-\(UUID().uuidString.prefix(8))")
         defer { try? FileManager.default.removeItem(at: directory) }
         try run(executable, ["init", directory.path])
-        let port = try freePort()
         let settingsPath = directory.appendingPathComponent("settings.yaml").path
-        var settings = try String(contentsOfFile: settingsPath, encoding: .utf8)
-        settings = settings.replacingOccurrences(of: "port: 8000", with: "port: \(port)")
-        settings = settings.replacingOccurrences(of: "issuer: \"http://localhost:8000\"", with: "issuer: \"http://127.0.0.1:\(port)\"")
+        let template = try String(contentsOfFile: settingsPath, encoding: .utf8)
+        // A free port can be taken by another test before nanoidp binds it: nanoidp then exits, and it is
+        // started again on another port (three tries) rather than waited for until the timeout.
+        for attempt in 1...3 {
+            let port = try freePort()
+            var settings = template
+            settings = settings.replacingOccurrences(of: "port: 8000", with: "port: \(port)")
+            settings = settings.replacingOccurrences(of: "issuer: \"http://localhost:8000\"", with: "issuer: \"http://127.0.0.1:\(port)\"")
         settings = settings.replacingOccurrences(of: "client_id: \"demo-client\"", with: "client_id: \"\(clientID)\"")
         settings = settings.replacingOccurrences(of: "client_secret: \"demo-secret\"", with: """
             client_secret: "\(clientSecret)"
@@ -44,21 +48,34 @@ public struct NanoIDP: Sendable {
                   client_secret: "\(postClientSecret)"
                   token_endpoint_auth_method: "client_secret_post"
             """)
-        try settings.write(toFile: settingsPath, atomically: true, encoding: .utf8)
+            try settings.write(toFile: settingsPath, atomically: true, encoding: .utf8)
 
-        // posix_spawn and waitpid, not Foundation's Process: its waitUntilExit spun a core for ever here.
-        // In its own folder: nanoidp writes its signing keys (an RSA private key among them) to ./keys.
-        let pid = try ChildProcess.spawn(executable, ["--config", directory.path, "--host", "127.0.0.1", "--port", String(port)], directory: directory.path)
-        defer { ChildProcess.stop(pid) }
-        let idp = NanoIDP(port: port)
-        // Ready when its discovery document answers (Python starts slowly on a busy machine).
-        let ready = try await eventually(every: .milliseconds(100)) {
-            let probe = HTTPClientRequest(url: idp.baseURL + "/.well-known/openid-configuration")
-            let response = try? await HTTPClient.shared.execute(probe, timeout: .seconds(5))
-            return response?.status == .ok
+            // posix_spawn and waitpid, not Foundation's Process: its waitUntilExit spun a core for ever here.
+            // In its own folder: nanoidp writes its signing keys (an RSA private key among them) to ./keys.
+            let log = directory.appendingPathComponent("nanoidp.log").path
+            let pid = try ChildProcess.spawn(executable, ["--config", directory.path, "--host", "127.0.0.1", "--port", String(port)], output: log, directory: directory.path)
+            let idp = NanoIDP(port: port)
+            // Ready when its discovery document answers (Python starts slowly on a busy machine).
+            var exited = false
+            let ready = try await eventually(every: .milliseconds(100)) {
+                if ChildProcess.hasExited(pid) {
+                    exited = true
+                    return true
+                }
+                let probe = HTTPClientRequest(url: idp.baseURL + "/.well-known/openid-configuration")
+                let response = try? await HTTPClient.shared.execute(probe, timeout: .seconds(5))
+                return response?.status == .ok
+            }
+            if exited {
+                if attempt < 3 { continue }
+                let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+                throw TestSupportError("nanoidp exited at start three times; last on port \(port): \(output.suffix(500))")
+            }
+            defer { ChildProcess.stop(pid) }
+            guard ready else { throw TestSupportError("nanoidp did not start on port \(port)") }
+            return try await body(idp)
         }
-        guard ready else { throw TestSupportError("nanoidp did not start on port \(port)") }
-        return try await body(idp)
+        throw TestSupportError("nanoidp did not start")
     }
 
     /// A refresh token for the configured test user (resource-owner password grant), for refresh tests.
