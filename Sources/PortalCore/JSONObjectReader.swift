@@ -184,6 +184,20 @@ public struct JSONObjectReader {
     }
 }
 
+extension JSONObjectReader {
+    /// Reads a whole document (or a member at `pointer`) with `read`, reports the members nobody read as
+    /// unknown, and throws one 422 listing every problem.
+    public static func parse<T>(_ value: JSONValue, pointer: String, _ read: (inout JSONObjectReader) -> T?) throws(PortalError) -> T {
+        let errors = ValidationErrors()
+        var r = JSONObjectReader(value, pointer: pointer, errors: errors)
+        let result = read(&r)
+        r.finish()
+        try errors.throwIfAny()
+        guard let result else { throw PortalError(.internal, "validation passed without a value") }
+        return result
+    }
+}
+
 /// The errors collected while reading one document.
 public final class ValidationErrors {
     public private(set) var all: [PortalError.FieldError] = []

@@ -6,7 +6,7 @@ public enum Timestamp {
     static let earliestMicros: Int64 = -62_167_219_200_000_000
     static let latestMicros: Int64 = 253_402_300_799_999_999
 
-    /// The longest lifetime a token, a silence or any other expiry taken from a request may have: 10 years.
+    /// The longest lifetime a token taken from a request may have: 10 years.
     public static let maxLifetime: TimeInterval = 10 * 366 * 86_400
 
     /// `2026-11-25T16:30:00.123456Z`: UTC, always six fractional digits.

@@ -18,13 +18,7 @@ public struct SyncConfiguration: Sendable, Equatable {
 
     /// Reads a `syncConfig` object; every problem is reported with its pointer (a 422).
     public static func parse(_ value: JSONValue, pointer: String = "/syncConfig") throws(PortalError) -> SyncConfiguration {
-        let errors = ValidationErrors()
-        var r = JSONObjectReader(value, pointer: pointer, errors: errors)
-        let configuration = read(&r)
-        r.finish()
-        try errors.throwIfAny()
-        guard let configuration else { throw PortalError(.internal, "validation passed without a configuration") }
-        return configuration
+        try JSONObjectReader.parse(value, pointer: pointer, read)
     }
 
     /// Reads the members of a `syncConfig` object into `r`'s error list.

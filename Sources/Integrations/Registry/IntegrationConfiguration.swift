@@ -154,12 +154,14 @@ public struct IntegrationConfiguration: Sendable, Equatable {
 
     /// Reads a `config` object; every problem is reported with its pointer (a 422).
     public static func parse(_ value: JSONValue, pointer: String = "/config") throws(PortalError) -> IntegrationConfiguration {
-        let errors = ValidationErrors()
+        try JSONObjectReader.parse(value, pointer: pointer, read)
+    }
+
+    /// Checks a `config` object into `errors` (beside the rest of a request's problems).
+    static func check(_ value: JSONValue, pointer: String, errors: ValidationErrors) {
         var r = JSONObjectReader(value, pointer: pointer, errors: errors)
-        let configuration = read(&r)
+        _ = read(&r)
         r.finish()
-        try errors.throwIfAny()
-        return configuration
     }
 
     /// A stored configuration, read leniently: members that are missing, unknown or invalid (rows written

@@ -197,9 +197,7 @@ enum IntegrationFields {
         if size > TransformLimits.maxConfigBytes {
             r.reject("config", "is \(size) bytes of JSON; a configuration is at most \(TransformLimits.maxConfigBytes) bytes")
         } else if whole {
-            var members = JSONObjectReader(value, pointer: r.pointer("config"), errors: r.errorList)
-            _ = IntegrationConfiguration.read(&members)
-            members.finish()
+            IntegrationConfiguration.check(value, pointer: r.pointer("config"), errors: r.errorList)
         }
         return r.errorList.all.count == before ? value : nil
     }

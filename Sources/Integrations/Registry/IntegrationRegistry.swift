@@ -174,9 +174,7 @@ public struct IntegrationRegistry: Sendable {
                 if let transforms = record.config.objectValue?["transforms"] {
                     TransformFields.check(transforms, pointer: "/config/transforms", errors: errors)
                 }
-                var members = JSONObjectReader(record.config, pointer: "/config", errors: errors)
-                _ = IntegrationConfiguration.read(&members)
-                members.finish()
+                IntegrationConfiguration.check(record.config, pointer: "/config", errors: errors)
                 try errors.throwIfAny()
             }
             switch patch.rateLimits {
