@@ -13,6 +13,9 @@ swift test --skip-build
 echo "== SQL ownership (no SQL and no SQLKit outside Storage)"
 scripts/check-sql-ownership.sh
 
+echo "== module graph (docs/architecture.md against Package.swift and the imports)"
+python3 scripts/check-architecture.py --self-test
+
 echo "== OpenAPI document"
 .venv/bin/python -c "
 import json

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import PortalCore
 import Ledger
 import PortalTestSupport
 

@@ -1,11 +1,9 @@
 import Foundation
-public import Gateway
 public import Integrations
 public import Ledger
 public import Logging
 public import PortalCore
 public import Storage
-import Webhooks
 
 /// Data-subject requests (GDPR Art. 15, 17, 19, 20): what the portal holds about a person, exported; and
 /// erasure, which deletes it, destroys the subject's salt and key, asks the recipients that declare a
@@ -17,12 +15,12 @@ public struct SubjectRequests: Sendable {
     let database: Database
     let vault: CredentialVault
     let sealing: SubjectSealing
-    let gateway: Gateway
+    let gateway: any OutboundTransport
     let audit: LedgerSequencer
     let clock: any WallClock
     let logger: Logger
 
-    public init(database: Database, vault: CredentialVault, gateway: Gateway, audit: LedgerSequencer, clock: any WallClock, logger: Logger) {
+    public init(database: Database, vault: CredentialVault, gateway: any OutboundTransport, audit: LedgerSequencer, clock: any WallClock, logger: Logger) {
         self.database = database
         self.vault = vault
         sealing = SubjectSealing(vault: vault)
@@ -234,7 +232,7 @@ public struct SubjectRequests: Sendable {
             var hits: [UUID] = []
             try await database.read { db in
                 for (id, payload) in page where payload.objectValue?["$erased"] == nil {
-                    guard let body = try? await vault.open(payload, organizationID: organizationID, context: WebhookService.bodyContext(id), in: db) else { continue }
+                    guard let body = try? await vault.open(payload, organizationID: organizationID, context: VaultContext.webhookEvent(id), in: db) else { continue }
                     if String(decoding: body, as: UTF8.self).lowercased().contains(needle) { hits.append(id) }
                 }
             }

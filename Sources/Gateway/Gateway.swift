@@ -105,7 +105,7 @@ public struct APIResponse: Sendable, Encodable {
 /// rate limit -> [retry: authenticate -> send] -> record. Every call, refused ones included, leaves one
 /// `integration_requests` row and one `request.completed` or `request.failed` ledger entry, written in
 /// the same batch transaction (DESIGN 4.1); no credential value reaches either.
-public final class Gateway: Service, Sendable {
+public final class Gateway: Service, OutboundTransport, Sendable {
     public struct Configuration: Sendable {
         public var policy: OutboundPolicy
         /// Largest request body sent, and largest response body read, in bytes.
@@ -647,7 +647,7 @@ public final class Gateway: Service, Sendable {
 
     /// Sends one notification (alert receivers): the destination policy applies, through the shared client,
     /// without a ledger entry of its own (the notifier logs it). Returns the status and up to 64 KiB of body.
-    public func deliver(_ request: OutboundRequest, timeout: Duration = .seconds(10)) async throws -> (status: Int, body: [UInt8]) {
+    public func deliver(_ request: OutboundRequest, timeout: Duration)  async throws -> (status: Int, body: [UInt8]) {
         let destination = try await configuration.policy.check(request.url)
         let response = try await send(request, to: destination, deadline: ContinuousClock.now + timeout)
         return (response.status, Array(response.body.prefix(64 << 10)))
@@ -710,48 +710,6 @@ public final class Gateway: Service, Sendable {
         let d = start.duration(to: .now)
         return Int(d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000)
     }
-}
-
-/// One call for ``Gateway/perform(_:integrationID:by:)``: raw bytes, as the proxy forwards them.
-public struct GatewayCall: Sendable {
-    public var method: String
-    /// Path below the base URL, with its query.
-    public var endpoint: String
-    public var headers: [(name: String, value: String)]
-    public var body: [UInt8]
-    public var timeoutMs: Int?
-    /// The body as JSON, kept in `integration_requests` when the integration asks for bodies.
-    public var storedBody: JSONValue?
-    /// Data subjects the call discloses (their commitments go into the call's ledger entry).
-    public var dataSubjects: [String]
-
-    public init(
-        method: String, endpoint: String, headers: [(name: String, value: String)], body: [UInt8], timeoutMs: Int? = nil, storedBody: JSONValue? = nil,
-        dataSubjects: [String] = []
-    ) {
-        self.dataSubjects = dataSubjects
-        self.method = method
-        self.endpoint = endpoint
-        self.headers = headers
-        self.body = body
-        self.timeoutMs = timeoutMs
-        self.storedBody = storedBody
-    }
-}
-
-/// The upstream's answer (or the cache's), with what the gateway did.
-public struct GatewayResult: Sendable {
-    public var status: Int
-    /// Without hop-by-hop headers.
-    public var headers: [(name: String, value: String)]
-    public var body: [UInt8]
-    public var attempts: Int
-    public var outcome: CallOutcome
-    public var cacheStatus: String
-    public var durationMs: Int
-    /// The call's record (`integration_requests` row and ledger entry `callId`); nil for a test of an unsaved
-    /// configuration, which is recorded nowhere.
-    public var callID: UUID?
 }
 
 /// What the gateway learned about one call, for its row and ledger entry.

@@ -321,7 +321,7 @@ final class OAuthTokens: Sendable {
         let now = clock.now()
         let expires = now.addingTimeInterval(600)
         try await database.write { db in
-            let sealed = try await vault.seal(Data(verifier.utf8), organizationID: integration.organizationID, context: "oauth-state:\(integration.id.uuidString.lowercased())", in: db)
+            let sealed = try await vault.seal(Data(verifier.utf8), organizationID: integration.organizationID, context: VaultContext.oauthState(integration.id), in: db)
             try await OAuthStateStore(db).insert(OAuthStateRecord(
                 stateHash: Hex.encode(SHA256.hash(data: Array(state.utf8))), organizationID: integration.organizationID,
                 integrationID: integration.id, tokenID: tokenID, sealedVerifier: sealed, redirectURI: redirectURI, expiresAt: expires
@@ -350,7 +350,7 @@ final class OAuthTokens: Sendable {
         let integration = try await load(pending.integrationID, pending.organizationID)
         let settings = try OAuthSettings(integration)
         let verifier = try await database.read { db in
-            String(decoding: try await vault.open(pending.sealedVerifier, organizationID: pending.organizationID, context: "oauth-state:\(pending.integrationID.uuidString.lowercased())", in: db), as: UTF8.self)
+            String(decoding: try await vault.open(pending.sealedVerifier, organizationID: pending.organizationID, context: VaultContext.oauthState(pending.integrationID), in: db), as: UTF8.self)
         }
         guard let clientID = integration.credentials["clientId"] else { throw PortalError(.configuration, "an oauth2 integration needs credentials.clientId") }
         var form: [(String, String)] = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", pending.redirectURI), ("code_verifier", verifier)]

@@ -1,10 +1,8 @@
 public import Foundation
-public import Gateway
 import Integrations
 public import Logging
 public import PortalCore
 public import Storage
-import Webhooks
 
 /// A receiver as the notifier uses it: its kind, settings and opened secrets.
 public struct AlertReceiver: Sendable {
@@ -57,7 +55,7 @@ public struct AlertGroup: Sendable {
 /// applies), signed with Standard Webhooks when the receiver has a secret, retried with backoff, and
 /// logged in `alert_notifications`.
 public struct AlertNotifier: Sendable {
-    let gateway: Gateway
+    let gateway: any OutboundTransport
     let database: Database
     let clock: any WallClock
     let ids: IdentifierGenerator
@@ -68,7 +66,7 @@ public struct AlertNotifier: Sendable {
     let sleep: @Sendable (Duration) async throws -> Void
 
     public init(
-        gateway: Gateway, database: Database, clock: any WallClock, ids: IdentifierGenerator, logger: Logger, externalURL: String, attempts: Int = 3,
+        gateway: any OutboundTransport, database: Database, clock: any WallClock, ids: IdentifierGenerator, logger: Logger, externalURL: String, attempts: Int = 3,
         sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
     ) {
         self.gateway = gateway
@@ -145,16 +143,10 @@ public struct AlertNotifier: Sendable {
         }
         guard let url = URL(string: target), url.host != nil else { throw PortalError(.configuration, "the receiver's URL is not an absolute URL") }
         let bytes = Array(body.sortedText.utf8)
-        if let secret = receiver.signingSecret, let signed = standardWebhooksHeaders(secret: secret, id: "msg_" + id.uuidString.lowercased(), body: bytes, now: now) {
+        if let secret = receiver.signingSecret, let signed = StandardWebhooks.headers(secret: secret, id: "msg_" + id.uuidString.lowercased(), body: bytes, now: now) {
             headers += signed
         }
         return OutboundRequest(method: "POST", url: url, headers: headers, body: bytes)
-    }
-
-    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, and `webhook-signature: v1,<base64 HMAC-SHA256>`
-    /// over `id.timestamp.body` with the base64 key after `whsec_` (the same signer the endpoint test uses).
-    static func standardWebhooksHeaders(secret: String, id: String, body: [UInt8], now: Date) -> [(name: String, value: String)]? {
-        WebhookSigner.headers(scheme: .standardWebhooks, secret: secret, options: SchemeOptions(), method: "POST", url: "", body: body, eventID: id, now: now)
     }
 
     static func generatorURL(_ alert: AlertInstance, externalURL: String) -> String {

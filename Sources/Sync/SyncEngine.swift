@@ -1,7 +1,6 @@
 import Crypto
 public import Integrations
 public import Foundation
-public import Gateway
 public import Ledger
 public import Logging
 public import PortalCore
@@ -35,7 +34,7 @@ public final class SyncEngine: Service, Sendable {
     }
 
     let database: Database
-    let gateway: Gateway
+    let gateway: any OutboundTransport
     let sealing: SubjectSealing
     let audit: any AuditTrail
     let clock: any WallClock
@@ -58,7 +57,7 @@ public final class SyncEngine: Service, Sendable {
     }
 
     public init(
-        database: Database, gateway: Gateway, vault: CredentialVault, audit: any AuditTrail, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared,
+        database: Database, gateway: any OutboundTransport, vault: CredentialVault, audit: any AuditTrail, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared,
         logger: Logger, configuration: Configuration = .init(), observer: any ActivityObserver = NoActivityObserver()
     ) {
         self.observer = observer

@@ -1,7 +1,6 @@
 import Crypto
 import Foundation
 import Integrations
-import Gateway
 import Ledger
 import Logging
 import PortalCore

@@ -4,7 +4,6 @@ public import Integrations
 public import Ledger
 public import PortalCore
 public import Storage
-public import Webhooks
 
 /// Real-time sync: webhook events feed the same upsert path as a sync job, inside the worker's
 /// transaction (so each event's writes happen once, with its `webhook.processed` entry).

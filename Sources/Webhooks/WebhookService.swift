@@ -84,9 +84,6 @@ public final class WebhookService: Sendable {
         (queued, queuedContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
-    static func secretContext(_ id: UUID) -> String { "webhook-endpoint:\(id.uuidString.lowercased())" }
-    public static func bodyContext(_ id: UUID) -> String { "webhook-event:\(id.uuidString.lowercased())" }
-
     // MARK: Endpoints
 
     /// Registers an endpoint on an integration of the caller's organization (201).
@@ -99,7 +96,7 @@ public final class WebhookService: Sendable {
         let now = clock.now()
         let id = ids.next()
         let record = try await database.write { db in
-            let sealed = try await vault.seal(try JSONEncoder().encode(EndpointSecrets(current: secret)), organizationID: principal.organizationID, context: Self.secretContext(id), in: db)
+            let sealed = try await vault.seal(try JSONEncoder().encode(EndpointSecrets(current: secret)), organizationID: principal.organizationID, context: VaultContext.webhookEndpoint(id), in: db)
             let record = WebhookEndpointRecord(
                 id: id, organizationID: principal.organizationID, integrationID: integrationID, name: name, scheme: scheme.rawValue,
                 events: input.events ?? [], config: .object(input.config), sealedSecret: sealed, createdBy: principal.tokenID, createdAt: now, updatedAt: now
@@ -161,7 +158,7 @@ public final class WebhookService: Sendable {
                     secrets.previousUntil = nil
                 }
                 secrets.current = secret
-                record.sealedSecret = try await vault.seal(try JSONEncoder().encode(secrets), organizationID: principal.organizationID, context: Self.secretContext(record.id), in: db)
+                record.sealedSecret = try await vault.seal(try JSONEncoder().encode(secrets), organizationID: principal.organizationID, context: VaultContext.webhookEndpoint(record.id), in: db)
             }
             record.updatedAt = now
             do {
@@ -225,7 +222,7 @@ public final class WebhookService: Sendable {
     }
 
     func openSecrets(_ record: WebhookEndpointRecord, in db: Transaction) async throws -> EndpointSecrets {
-        let plaintext = try await vault.open(record.sealedSecret, organizationID: record.organizationID, context: Self.secretContext(record.id), in: db)
+        let plaintext = try await vault.open(record.sealedSecret, organizationID: record.organizationID, context: VaultContext.webhookEndpoint(record.id), in: db)
         guard let secrets = try? JSONDecoder().decode(EndpointSecrets.self, from: plaintext) else { throw PortalError(.crypto, "the endpoint's secret does not decode") }
         return secrets
     }
@@ -418,7 +415,7 @@ public final class WebhookService: Sendable {
         )
         // Sealing here, in parallel with other deliveries, keeps the work out of the sequencer's transaction.
         var row = WebhookEventRow(record: record, body: request.body, vault: vault)
-        if let sealed = vault.sealWithKnownKey(Data(request.body), organizationID: record.organizationID, context: Self.bodyContext(id)) {
+        if let sealed = vault.sealWithKnownKey(Data(request.body), organizationID: record.organizationID, context: VaultContext.webhookEvent(id)) {
             row.record.payload = sealed
             row.body = nil
         }
@@ -626,7 +623,7 @@ struct WebhookEventRow: CompanionRow {
         for (organizationID, positions) in Dictionary(grouping: unsealed, by: { rows[$0].record.organizationID }) {
             let vault = rows[positions[0]].vault
             let sealed = try await vault.seal(
-                positions.map { (Data(rows[$0].body ?? []), WebhookService.bodyContext(rows[$0].record.id)) }, organizationID: organizationID, in: db
+                positions.map { (Data(rows[$0].body ?? []), VaultContext.webhookEvent(rows[$0].record.id)) }, organizationID: organizationID, in: db
             )
             for (position, payload) in zip(positions, sealed) { records[position].payload = payload }
         }

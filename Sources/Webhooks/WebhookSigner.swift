@@ -1,6 +1,6 @@
 public import Foundation
 import Crypto
-import Ledger
+import Integrations
 import PortalCore
 
 /// Signs a delivery the way each provider does, for the endpoint test route (`POST .../webhooks/{id}/test`):
@@ -17,9 +17,7 @@ public enum WebhookSigner {
         func hmac256(_ key: [UInt8], _ content: [UInt8]) -> [UInt8] { Array(HMAC<SHA256>.authenticationCode(for: content, using: SymmetricKey(data: key))) }
         switch scheme {
         case .standardWebhooks:
-            guard !secret.hasPrefix("whpk_"), let key = Data(base64Encoded: secret.hasPrefix("whsec_") ? String(secret.dropFirst(6)) : secret) else { return nil }
-            let mac = hmac256(Array(key), Array("\(eventID).\(stamp).".utf8) + body)
-            return [("webhook-id", eventID), ("webhook-timestamp", stamp), ("webhook-signature", "v1," + Data(mac).base64EncodedString())]
+            return StandardWebhooks.headers(secret: secret, id: eventID, body: body, now: now)
         case .stripe:
             return [("Stripe-Signature", "t=\(stamp),v1=" + Hex.encode(hmac256(Array(secret.utf8), Array("\(stamp).".utf8) + body)))]
         case .github:

@@ -1,45 +1,10 @@
 public import Foundation
-import Integrations
+public import Integrations
 import Ledger
 import Logging
-public import PortalCore
+import PortalCore
 public import ServiceLifecycle
-public import Storage
-
-/// A received event as handlers see it: the body opened and parsed.
-public struct ReceivedWebhookEvent: Sendable {
-    public var id: UUID
-    public var organizationID: UUID
-    public var integrationID: UUID
-    public var endpointID: UUID
-    public var eventType: String
-    public var providerEventID: String?
-    /// The body as JSON (a string when it is not JSON, such as a form post).
-    public var payload: JSONValue
-    public var receivedAt: Date
-
-    public init(
-        id: UUID, organizationID: UUID, integrationID: UUID, endpointID: UUID, eventType: String, providerEventID: String?, payload: JSONValue, receivedAt: Date
-    ) {
-        self.id = id
-        self.organizationID = organizationID
-        self.integrationID = integrationID
-        self.endpointID = endpointID
-        self.eventType = eventType
-        self.providerEventID = providerEventID
-        self.payload = payload
-        self.receivedAt = receivedAt
-    }
-}
-
-/// Handles events of some types (DESIGN section 2). `handle` runs inside the transaction that marks the
-/// event processed and appends `webhook.processed`, so its writes happen exactly once with them; it
-/// returns a note for the event's log, or throws to fail the attempt (retried by the endpoint's policy).
-public protocol WebhookEventHandler: Sendable {
-    /// Types taken: exact names, or a prefix pattern such as `user.*`.
-    var eventTypes: [String] { get }
-    func handle(_ event: ReceivedWebhookEvent, in db: Transaction) async throws -> String?
-}
+import Storage
 
 /// Drains the webhook queue: leases due events (`FOR UPDATE SKIP LOCKED` on PostgreSQL), runs the
 /// handler for each inside the transaction that records its outcome, and retries failures with the
@@ -151,7 +116,7 @@ public final class WebhookWorkers: Service, Sendable {
             var opened: [UUID: Result<JSONValue, Unreadable>] = [:]
             for record in leased where handled[record.id] != nil {
                 do {
-                    let body = try await service.vault.open(record.payload, organizationID: record.organizationID, context: WebhookService.bodyContext(record.id), in: db)
+                    let body = try await service.vault.open(record.payload, organizationID: record.organizationID, context: VaultContext.webhookEvent(record.id), in: db)
                     opened[record.id] = .success((try? JSONValue.parse(body)) ?? .string(String(decoding: body, as: UTF8.self)))
                 } catch {
                     opened[record.id] = .failure(Unreadable(message: "the stored body cannot be opened: \(error)"))

@@ -465,14 +465,14 @@ public struct IntegrationRegistry: Sendable {
         encoder.outputFormatting = .sortedKeys
         return try await vault.seal(
             try encoder.encode(secrets), organizationID: organizationID,
-            context: "integration:\(integrationID.uuidString.lowercased())", in: db
+            context: VaultContext.integration(integrationID), in: db
         )
     }
 
     private func open(_ record: IntegrationRecord, in db: Transaction) async throws -> Secrets {
         let plaintext = try await vault.open(
             record.credentials, organizationID: record.organizationID,
-            context: "integration:\(record.id.uuidString.lowercased())", in: db
+            context: VaultContext.integration(record.id), in: db
         )
         do {
             return try JSONDecoder().decode(Secrets.self, from: plaintext)

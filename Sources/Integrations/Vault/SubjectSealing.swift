@@ -51,7 +51,7 @@ public struct SubjectSealing: Sendable {
         if create, !missing.isEmpty {
             let fresh = missing.sorted().map { lookup in (lookup, SymmetricKey(size: .bits256)) }
             let sealed = try await vault.seal(
-                fresh.map { ($0.1.withUnsafeBytes { Data($0) }, "subject-key:\($0.0)") }, organizationID: organizationID, in: db
+                fresh.map { ($0.1.withUnsafeBytes { Data($0) }, VaultContext.subjectKey($0.0)) }, organizationID: organizationID, in: db
             )
             try await store.insert(zip(fresh, sealed).map { pair, sealedKey in
                 var salt = [UInt8](repeating: 0, count: 32)
@@ -63,7 +63,7 @@ public struct SubjectSealing: Sendable {
         }
         var keys: [String: SymmetricKey] = [:]
         for (lookup, row) in rows {
-            let raw = try await vault.open(row.sealedKey, organizationID: organizationID, context: "subject-key:\(lookup)", in: db)
+            let raw = try await vault.open(row.sealedKey, organizationID: organizationID, context: VaultContext.subjectKey(lookup), in: db)
             keys[lookup] = SymmetricKey(data: raw)
         }
         return keys

@@ -37,7 +37,7 @@ public struct LedgerKeys: Sendable {
             let ml = try MLDSA65.PrivateKey(seedRepresentation: seed, publicKey: nil)
             let id = ids.next()
             let secret = try JSONEncoder().encode(["ed25519": ed.rawRepresentation.base64EncodedString(), "mldsa65Seed": Data(seed).base64EncodedString()])
-            let sealed = try await sealer.seal(secret, organizationID: Organization.platformID, context: "signing-key:\(id.uuidString.lowercased())", in: db)
+            let sealed = try await sealer.seal(secret, organizationID: Organization.platformID, context: VaultContext.signingKey(id), in: db)
             try await store.insertSigningKey(SigningKeyRow(
                 id: id, ed25519Public: Array(ed.publicKey.rawRepresentation), mldsa65Public: Array(ml.publicKey.rawRepresentation),
                 sealedPrivate: sealed, active: true, createdAt: clock.now()
@@ -47,7 +47,7 @@ public struct LedgerKeys: Sendable {
     }
 
     private static func open(_ row: SigningKeyRow, sealer: any SecretSealer, db: Transaction) async throws -> LedgerKeys {
-        let plaintext = try await sealer.open(row.sealedPrivate, organizationID: Organization.platformID, context: "signing-key:\(row.id.uuidString.lowercased())", in: db)
+        let plaintext = try await sealer.open(row.sealedPrivate, organizationID: Organization.platformID, context: VaultContext.signingKey(row.id), in: db)
         guard let fields = try? JSONDecoder().decode([String: String].self, from: plaintext),
               let ed = fields["ed25519"].flatMap({ Data(base64Encoded: $0) }), let seed = fields["mldsa65Seed"].flatMap({ Data(base64Encoded: $0) })
         else {
