@@ -313,6 +313,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The pure parts of evidence building: mappings, the event catalogue, manifests and archives.
+        .testTarget(
+            name: "ComplianceTests",
+            dependencies: ["PortalCore", "Ledger", "Compliance"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "PortalServerTests",
             dependencies: [

@@ -147,7 +147,7 @@ struct PortalBench: AsyncParsableCommand {
 /// A realistic entry: one gateway call as the gateway records it.
 func sampleEvent(organizationID: UUID, integrationID: UUID, n: Int) -> AuditEvent {
     AuditEvent(
-        organizationID: organizationID, type: "request.completed", actor: "tok_0192f0c4-7b1e-7cc2-9a51-3f0e8d6b2a41",
+        organizationID: organizationID, type: .requestCompleted, actor: "tok_0192f0c4-7b1e-7cc2-9a51-3f0e8d6b2a41",
         integrationID: integrationID,
         data: [
             "method": "GET", "endpoint": "/v1/users/{id}", "host": "api.example.test", "status": 200, "outcome": "success",

@@ -37,6 +37,10 @@ public struct EvidenceMapping: Sendable, Equatable {
             guard let m = item.objectValue, let id = m["id"]?.stringValue, let title = m["title"]?.stringValue,
                   let types = m["eventTypes"]?.arrayValue?.compactMap(\.stringValue), !types.isEmpty
             else { throw PortalError(.configuration, "\(path): criteria[\(i)] needs an id, a title and eventTypes") }
+            // A misspelt type would silently make an empty population, reported as "nothing happened".
+            if let unknown = types.first(where: { !AuditEventType.isKnown($0) }) {
+                throw PortalError(.configuration, "\(path): criterion \(id) names \(unknown), which is not a ledger event type (docs/design.md section 4.1)")
+            }
             criteria.append(Criterion(
                 id: id, title: title, description: m["description"]?.stringValue ?? "", eventTypes: types,
                 fields: m["fields"]?.arrayValue?.compactMap(\.stringValue) ?? [], requireField: m["requireField"]?.stringValue

@@ -67,7 +67,7 @@ public struct ProcessingRegister: Sendable {
                 let data = entry.data.objectValue ?? [:]
                 var o = observed[integration] ?? Observed()
                 o.calls += 1
-                if entry.type == "request.failed" { o.failed += 1 }
+                if entry.type == AuditEventType.requestFailed.rawValue { o.failed += 1 }
                 if case .array(let subjects)? = data["subjects"], !subjects.isEmpty { o.withSubjects += 1 }
                 if let host = data["host"]?.stringValue, !host.isEmpty { o.hosts.insert(host) }
                 o.first = o.first ?? entry.time

@@ -181,7 +181,7 @@ public final class ReportJobs: Service, Sendable {
                 try await ReportStore(db).complete(id: job.id, owner: owner, bundle: bundle, checkpointSize: result.checkpointSize, manifestDigest: result.manifestDigest, at: done)
             }) else { return true }
             try await sequencer.appendNow([AuditEvent(
-                organizationID: job.organizationID, type: "report.exported", actor: job.requestedBy,
+                organizationID: job.organizationID, type: .reportExported, actor: job.requestedBy,
                 data: [
                     "kind": .string(job.kind), "from": .string(Timestamp.rfc3339(period.start)), "to": .string(Timestamp.rfc3339(period.end)),
                     "manifestDigest": .string(result.manifestDigest), "checkpointSize": .int(result.checkpointSize), "reportId": .string(job.id.uuidString.lowercased()),

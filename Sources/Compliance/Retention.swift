@@ -92,7 +92,7 @@ public final class Retention: Service, Sendable {
             try await RetentionStore(db).save(policy, organizationID: principal.organizationID, by: actor, at: now)
             func days(_ v: Int?) -> JSONValue { v.map { .int(Int64($0)) } ?? "keep" }
             try await audit.record(AuditEvent(
-                organizationID: principal.organizationID, type: "retention.updated", actor: actor,
+                organizationID: principal.organizationID, type: .retentionUpdated, actor: actor,
                 data: ["requestLogsDays": days(policy.requestLogsDays), "storedBodiesDays": days(policy.storedBodiesDays), "webhookPayloadsDays": days(policy.webhookPayloadsDays)],
                 time: now
             ), in: db)
@@ -160,7 +160,7 @@ public final class Retention: Service, Sendable {
                 let n = try await step(db, before)
                 if n > 0 {
                     try await audit.record(AuditEvent(
-                        organizationID: organizationID, type: "retention.applied", actor: AuditEvent.system("retention"),
+                        organizationID: organizationID, type: .retentionApplied, actor: AuditEvent.system("retention"),
                         data: ["table": .string(table), "action": .string(action), "cutoff": .string(Timestamp.rfc3339(before)), "rows": .int(Int64(n)), "days": .int(Int64(days))],
                         time: now
                     ), in: db)

@@ -58,7 +58,7 @@ public struct SubjectRequests: Sendable {
         let erased = try await database.read { db in try await SubjectKeyStore(db).erased(organizationID: org, lookups: [lookup]).contains(lookup) }
         let actor = given ?? principal.tokenID.uuidString.lowercased()
         try await audit.appendNow([AuditEvent(
-            organizationID: org, type: "subject.request_received", actor: actor,
+            organizationID: org, type: .subjectRequestReceived, actor: actor,
             data: ["kind": "access", "commitment": .string(commitment ?? ""), "known": commitment != nil ? 1 : 0], time: clock.now()
         )])
         let (records, names) = try await database.read { db in
@@ -82,7 +82,7 @@ public struct SubjectRequests: Sendable {
         for d in disclosures { if let name = d.objectValue?["recipient"]?.stringValue { recipients[name, default: 0] += 1 } }
         let now = clock.now()
         try await audit.appendNow([AuditEvent(
-            organizationID: org, type: "subject.exported", actor: actor,
+            organizationID: org, type: .subjectExported, actor: actor,
             data: ["commitment": .string(commitment ?? ""), "records": .int(Int64(records.count)), "disclosures": .int(Int64(disclosures.count))], time: now
         )])
         return [
@@ -161,7 +161,7 @@ public struct SubjectRequests: Sendable {
         let lookup = try await database.write { [sealing] db in try await sealing.lookup(organizationID: org, subjectID: subjectID, in: db) }
         let commitment = try await commitment(organizationID: org, subjectID: subjectID, lookup: lookup)
         try await audit.appendNow([AuditEvent(
-            organizationID: org, type: "subject.request_received", actor: actor,
+            organizationID: org, type: .subjectRequestReceived, actor: actor,
             data: ["kind": "erasure", "commitment": .string(commitment ?? ""), "known": commitment != nil ? 1 : 0], time: clock.now()
         )])
 
@@ -182,7 +182,7 @@ public struct SubjectRequests: Sendable {
             webhookPayloadsErased: webhookErased, keyDestroyed: destroyed, recipients: recipients, erasedAt: Timestamp.rfc3339(now)
         )
         try await audit.appendNow([AuditEvent(
-            organizationID: org, type: "subject.erased", actor: actor,
+            organizationID: org, type: .subjectErased, actor: actor,
             data: [
                 "commitment": .string(commitment ?? ""), "recordsDeleted": .int(Int64(deleted.records)), "conflictsDeleted": .int(Int64(deleted.conflicts)),
                 "requestBodiesCleared": .int(Int64(cleared)), "webhookPayloadsErased": .int(Int64(webhookErased)), "keyDestroyed": destroyed ? 1 : 0,

@@ -466,7 +466,7 @@ public final class Gateway: Service, OutboundTransport, Sendable {
         let integration = try await registry.outbound(id: integrationID, organizationID: principal.organizationID)
         let result = await probe(integration, by: principal, transient: false)
         try await audit.append([AuditEvent(
-            organizationID: principal.organizationID, type: "integration.tested", actor: principal.tokenID.uuidString.lowercased(),
+            organizationID: principal.organizationID, type: .integrationTested, actor: principal.tokenID.uuidString.lowercased(),
             integrationID: integration.id, data: ["success": result.success ? 1 : 0, "outcome": result.details.objectValue?["outcome"] ?? "refused"],
             time: clock.now()
         )])
@@ -621,7 +621,7 @@ public final class Gateway: Service, OutboundTransport, Sendable {
             errorMessage: call.error ?? (call.outcome == .success ? nil : "HTTP \(call.status ?? 0)"), createdAt: now
         )
         let event = AuditEvent(
-            organizationID: integration.organizationID, type: call.outcome == .success ? "request.completed" : "request.failed",
+            organizationID: integration.organizationID, type: call.outcome == .success ? .requestCompleted : .requestFailed,
             actor: call.actor, integrationID: integration.id, data: .object(data), time: now
         )
         try await audit.append([event], with: RequestRow(record: row))

@@ -241,7 +241,7 @@ final class OAuthTokens: Sendable {
         let expires: Date? = if case .int(let seconds)? = fields["expires_in"] { now.addingTimeInterval(TimeInterval(seconds)) } else { nil }
         let values = OAuthTokenValues(accessToken: access, refreshToken: fields["refresh_token"]?.stringValue ?? previousRefreshToken)
         let scope = fields["scope"]?.stringValue ?? defaultScope
-        let event = grant == "refresh_token" ? "token.refreshed" : "token.issued"
+        let event: AuditEventType = grant == "refresh_token" ? .tokenRefreshed : .tokenIssued
         try await write(db) { tx in
             let sealed = try await vault.seal(try JSONEncoder().encode(values), organizationID: integration.organizationID, context: Self.context(integration.id), in: tx)
             try await IntegrationTokenStore(tx).upsert(IntegrationTokenRecord(
@@ -292,7 +292,7 @@ final class OAuthTokens: Sendable {
             var data: [String: JSONValue] = ["attempted": .int(Int64(attempted)), "revoked": .int(Int64(accepted))]
             if revocationURL == nil { data["reason"] = "the provider has no revocation endpoint configured; the tokens were discarded" }
             try await audit.record(AuditEvent(
-                organizationID: integration.organizationID, type: "token.revoked", actor: actor, integrationID: integration.id, data: .object(data), time: now
+                organizationID: integration.organizationID, type: .tokenRevoked, actor: actor, integrationID: integration.id, data: .object(data), time: now
             ), in: db)
         }
         audit.wake()
@@ -397,7 +397,7 @@ final class OAuthTokens: Sendable {
                 refreshFailures: failures, nextAttemptAt: next, updatedAt: now
             ))
             try await audit.record(AuditEvent(
-                organizationID: integration.organizationID, type: "token.refresh_failed", actor: AuditEvent.system("gateway"),
+                organizationID: integration.organizationID, type: .tokenRefreshFailed, actor: AuditEvent.system("gateway"),
                 integrationID: integration.id, data: ["reason": .string(reason), "failures": .int(Int64(failures)), "exhausted": exhausted ? 1 : 0, "transient": transient ? 1 : 0], time: now
             ), in: tx)
             if exhausted {

@@ -65,7 +65,7 @@ public final class AlertEvaluator: Service, Sendable {
         let matchers = silences.filter { $0.startsAt <= now }.compactMap { try? SilenceMatcher.parse($0.matchers, limits: nil).get() }
         let step = AlertEngine.step(rules: rules.rules, samples: samples, previous: previous.map(Self.instance), silences: matchers, now: now)
         var events: [AuditEvent] = []
-        for (type, list) in [("alert.firing", step.fired), ("alert.resolved", step.resolved)] {
+        for (type, list) in [(AuditEventType.alertFiring, step.fired), (.alertResolved, step.resolved)] {
             for alert in list {
                 var data: [String: JSONValue] = [
                     "rule": .string(alert.rule), "fingerprint": .string(alert.fingerprint), "labels": AlertNotifier.labelsOf(alert.labels),

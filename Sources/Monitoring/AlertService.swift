@@ -103,7 +103,7 @@ public struct AlertReceivers: Sendable {
                 throw PortalError(.conflict, "the organization already has a receiver named '\(input.name)'")
             }
             try await audit.record(AuditEvent(
-                organizationID: principal.organizationID, type: "alert.receiver_added", actor: principal.tokenID.uuidString.lowercased(),
+                organizationID: principal.organizationID, type: .alertReceiverAdded, actor: principal.tokenID.uuidString.lowercased(),
                 data: ["receiverId": .string(id.uuidString.lowercased()), "name": .string(input.name), "kind": .string(input.kind.rawValue), "signed": input.signingSecret != nil ? 1 : 0],
                 time: now
             ), in: db)
@@ -127,7 +127,7 @@ public struct AlertReceivers: Sendable {
         try await database.write { db in
             guard try await AlertStore(db).deleteReceiver(id: id, organizationID: principal.organizationID) else { throw PortalError.notFound("receiver") }
             try await audit.record(AuditEvent(
-                organizationID: principal.organizationID, type: "alert.receiver_removed", actor: principal.tokenID.uuidString.lowercased(),
+                organizationID: principal.organizationID, type: .alertReceiverRemoved, actor: principal.tokenID.uuidString.lowercased(),
                 data: ["receiverId": .string(id.uuidString.lowercased())], time: now
             ), in: db)
         }
@@ -272,7 +272,7 @@ public struct AlertReceivers: Sendable {
             }
             try await store.insert(record)
             try await audit.record(AuditEvent(
-                organizationID: principal.organizationID, type: "alert.silenced", actor: principal.tokenID.uuidString.lowercased(),
+                organizationID: principal.organizationID, type: .alertSilenced, actor: principal.tokenID.uuidString.lowercased(),
                 data: [
                     "silenceId": .string(record.id.uuidString.lowercased()), "matchers": .string(matcherJSON.sortedText),
                     "startsAt": .string(Timestamp.rfc3339(startsAt)), "endsAt": .string(Timestamp.rfc3339(endsAt)),
@@ -296,7 +296,7 @@ public struct AlertReceivers: Sendable {
         try await database.write { db in
             guard try await AlertStore(db).expireSilence(id: silenceID, organizationID: principal.organizationID, at: now) else { throw PortalError.notFound("silence") }
             try await audit.record(AuditEvent(
-                organizationID: principal.organizationID, type: "alert.unsilenced", actor: principal.tokenID.uuidString.lowercased(),
+                organizationID: principal.organizationID, type: .alertUnsilenced, actor: principal.tokenID.uuidString.lowercased(),
                 data: ["silenceId": .string(silenceID.uuidString.lowercased())], time: now
             ), in: db)
         }

@@ -35,12 +35,12 @@ public struct LedgerVerificationRun: Sendable {
         let root = Data(result.root).base64EncodedString()
         if let failure = result.failure {
             try await sequencer.appendNow([AuditEvent(
-                organizationID: Organization.platformID, type: "ledger.verified", actor: actor,
+                organizationID: Organization.platformID, type: .ledgerVerified, actor: actor,
                 data: ["ledger": .string(slug), "result": "failed", "seq": .int(failure.seq), "reason": .string(failure.message)], time: now
             )])
         } else {
             try await sequencer.appendNow([AuditEvent(
-                organizationID: organizationID, type: "ledger.verified", actor: actor,
+                organizationID: organizationID, type: .ledgerVerified, actor: actor,
                 data: ["size": .int(result.size), "root": .string(root), "result": "ok", "checkpoints": .int(Int64(result.checkpointsChecked))], time: now
             )])
         }

@@ -144,7 +144,7 @@ public final class SyncEngine: Service, Sendable {
                 var data: [String: JSONValue] = ["jobId": .string(job.id.uuidString.lowercased()), "entity": .string(name), "syncType": .string(request.syncType)]
                 if let since { data["since"] = .string(since) }
                 try await audit.record(AuditEvent(
-                    organizationID: organizationID, type: "sync.started", actor: actor, integrationID: integrationID, data: .object(data), time: now
+                    organizationID: organizationID, type: .syncStarted, actor: actor, integrationID: integrationID, data: .object(data), time: now
                 ), in: db)
                 jobs.append(job)
             }
@@ -179,7 +179,7 @@ public final class SyncEngine: Service, Sendable {
             _ = try await Self.plan(integrationID: integrationID, organizationID: principal.organizationID, in: db)
             try await SyncStore(db).setPaused(integrationID: integrationID, organizationID: principal.organizationID, paused: paused, at: now)
             try await audit.record(AuditEvent(
-                organizationID: principal.organizationID, type: "sync.schedule", actor: principal.tokenID.uuidString.lowercased(), integrationID: integrationID,
+                organizationID: principal.organizationID, type: .syncSchedule, actor: principal.tokenID.uuidString.lowercased(), integrationID: integrationID,
                 data: ["paused": paused ? 1 : 0], time: now
             ), in: db)
         }

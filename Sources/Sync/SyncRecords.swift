@@ -145,7 +145,7 @@ extension SyncEngine {
             let stored = try lookup.flatMap { l in try keys[l].map { try SubjectSealing.seal(data, lookup: l, key: $0, aad: aad) } } ?? data
             _ = try await store.editLocal(integrationID: integrationID, organizationID: principal.organizationID, entity: entity, recordID: recordID, data: stored, at: now)
             try await audit.record(AuditEvent(
-                organizationID: principal.organizationID, type: "record.updated", actor: principal.tokenID.uuidString.lowercased(), integrationID: integrationID,
+                organizationID: principal.organizationID, type: .recordUpdated, actor: principal.tokenID.uuidString.lowercased(), integrationID: integrationID,
                 data: [
                     "entity": .string(entity), "recordIdDigest": .string(Hex.encode(SHA256.hash(data: Array(recordID.utf8)))),
                     "fields": .array(members.keys.sorted().map(JSONValue.string)),
@@ -233,7 +233,7 @@ extension SyncEngine {
                 integrationID: integrationID, entity: conflict.entity, recordID: conflict.recordID, data: sealedData, locallyModified: choice == "source" ? nil : now, at: now
             )
             try await audit.record(AuditEvent(
-                organizationID: principal.organizationID, type: "sync.conflict", actor: actor, integrationID: integrationID,
+                organizationID: principal.organizationID, type: .syncConflict, actor: actor, integrationID: integrationID,
                 data: [
                     "conflictId": .string(conflictID.uuidString.lowercased()), "entity": .string(conflict.entity),
                     "recordIdDigest": .string(Hex.encode(SHA256.hash(data: Array(conflict.recordID.utf8)))), "resolution": .string(choice ?? "value"),

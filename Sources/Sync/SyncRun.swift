@@ -372,7 +372,7 @@ extension SyncEngine {
             if let job = target.jobID { data["jobId"] = .string(job.uuidString.lowercased()) }
             if let event = target.sourceEventID { data["webhookEventId"] = .string(event) }
             try await audit.record(AuditEvent(
-                organizationID: target.organizationID, type: "sync.conflict", actor: AuditEvent.system("sync"), integrationID: target.integrationID,
+                organizationID: target.organizationID, type: .syncConflict, actor: AuditEvent.system("sync"), integrationID: target.integrationID,
                 data: .object(data), time: now
             ), in: db)
         }
@@ -415,7 +415,7 @@ extension SyncEngine {
             ]
             if let mark { data["highWater"] = .string(mark) }
             try await audit.record(AuditEvent(
-                organizationID: job.organizationID, type: "sync.completed", actor: AuditEvent.system("sync"), integrationID: job.integrationID,
+                organizationID: job.organizationID, type: .syncCompleted, actor: AuditEvent.system("sync"), integrationID: job.integrationID,
                 data: .object(data), time: now
             ), in: db)
             return c
@@ -436,7 +436,7 @@ extension SyncEngine {
                     jobID: job.id, owner: self.owner, status: status, error: message, processed: processed, total: nil, counts: counts.json, at: now
                 ) else { return }
                 try await self.audit.record(AuditEvent(
-                    organizationID: job.organizationID, type: "sync.failed", actor: AuditEvent.system("sync"), integrationID: job.integrationID,
+                    organizationID: job.organizationID, type: .syncFailed, actor: AuditEvent.system("sync"), integrationID: job.integrationID,
                     data: [
                         "jobId": .string(job.id.uuidString.lowercased()), "entity": .string(job.entity), "syncType": .string(job.syncType), "status": .string(status),
                         "error": .string(String((message ?? status).prefix(300))), "counts": counts.json, "recordIdDigest": .string(checkpoint.digest.hex),

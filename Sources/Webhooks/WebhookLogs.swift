@@ -88,7 +88,7 @@ extension WebhookService {
                 throw PortalError(.conflict, "only failed events are retried; this one is \(record.status)")
             }
             try await audit.record(AuditEvent(
-                organizationID: principal.organizationID, type: "webhook.retried", actor: principal.tokenID.uuidString.lowercased(), integrationID: record.integrationID,
+                organizationID: principal.organizationID, type: .webhookRetried, actor: principal.tokenID.uuidString.lowercased(), integrationID: record.integrationID,
                 data: ["eventIds": [.string(eventID.uuidString.lowercased())]], time: now
             ), in: db)
             return try await store.find(id: eventID, organizationID: principal.organizationID) ?? record
@@ -109,7 +109,7 @@ extension WebhookService {
             let requeued = Set(try await store.requeue(ids: ids, organizationID: principal.organizationID, at: now))
             if !requeued.isEmpty {
                 try await audit.record(AuditEvent(
-                    organizationID: principal.organizationID, type: "webhook.retried", actor: principal.tokenID.uuidString.lowercased(), integrationID: integrationID,
+                    organizationID: principal.organizationID, type: .webhookRetried, actor: principal.tokenID.uuidString.lowercased(), integrationID: integrationID,
                     data: ["eventIds": .array(requeued.map { .string($0.uuidString.lowercased()) }.sorted { $0.stringValue ?? "" < $1.stringValue ?? "" })],
                     time: now
                 ), in: db)

@@ -107,7 +107,7 @@ public final class WebhookService: Sendable {
                 throw PortalError(.conflict, "the organization already has a webhook endpoint named '\(name)'")
             }
             try await audit.record(AuditEvent(
-                organizationID: principal.organizationID, type: "webhook.registered", actor: principal.tokenID.uuidString.lowercased(), integrationID: integrationID,
+                organizationID: principal.organizationID, type: .webhookRegistered, actor: principal.tokenID.uuidString.lowercased(), integrationID: integrationID,
                 data: ["endpointId": .string(id.uuidString.lowercased()), "endpoint": .string(name), "scheme": .string(scheme.rawValue)], time: now
             ), in: db)
             return record
@@ -172,7 +172,7 @@ public final class WebhookService: Sendable {
                 if let until = secrets.previousUntil { data["overlapUntil"] = .string(Timestamp.rfc3339(until)) }
             }
             try await audit.record(AuditEvent(
-                organizationID: principal.organizationID, type: "webhook.updated", actor: principal.tokenID.uuidString.lowercased(), integrationID: integrationID,
+                organizationID: principal.organizationID, type: .webhookUpdated, actor: principal.tokenID.uuidString.lowercased(), integrationID: integrationID,
                 data: .object(data), time: now
             ), in: db)
             return (record, secrets, oldName)
@@ -197,7 +197,7 @@ public final class WebhookService: Sendable {
             record.updatedAt = now
             try await WebhookEndpointStore(db).update(record)
             try await audit.record(AuditEvent(
-                organizationID: principal.organizationID, type: "webhook.deleted", actor: principal.tokenID.uuidString.lowercased(), integrationID: integrationID,
+                organizationID: principal.organizationID, type: .webhookDeleted, actor: principal.tokenID.uuidString.lowercased(), integrationID: integrationID,
                 data: ["endpointId": .string(record.id.uuidString.lowercased()), "endpoint": .string(record.name)], time: now
             ), in: db)
             return record
@@ -410,7 +410,7 @@ public final class WebhookService: Sendable {
         // Ledger entries hold no booleans: 1 signed, 0 not.
         data["typeSigned"] = typeSigned ? 1 : 0
         let event = AuditEvent(
-            organizationID: endpoint.record.organizationID, type: "webhook.received", actor: "provider:\(endpoint.record.name)",
+            organizationID: endpoint.record.organizationID, type: .webhookReceived, actor: "provider:\(endpoint.record.name)",
             integrationID: endpoint.record.integrationID, data: .object(data), time: now
         )
         // Sealing here, in parallel with other deliveries, keeps the work out of the sequencer's transaction.
@@ -490,7 +490,7 @@ public final class WebhookService: Sendable {
         counters.withLock { $0.rejected[rejection.kind.rawValue, default: 0] += 1 }
         observe(endpoint, .rejected)
         let event = AuditEvent(
-            organizationID: endpoint.record.organizationID, type: "webhook.rejected", actor: "provider:\(endpoint.record.name)",
+            organizationID: endpoint.record.organizationID, type: .webhookRejected, actor: "provider:\(endpoint.record.name)",
             integrationID: endpoint.record.integrationID,
             data: [
                 "endpoint": .string(endpoint.record.name), "scheme": .string(endpoint.scheme.rawValue), "reason": .string(rejection.kind.rawValue),

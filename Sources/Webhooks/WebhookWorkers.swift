@@ -166,7 +166,7 @@ public final class WebhookWorkers: Service, Sendable {
                 try await store.finishProcessed(ids: records.map(\.id), owner: owner, note: note, at: finished)
                 events += records.map { record in
                     AuditEvent(
-                        organizationID: record.organizationID, type: "webhook.processed", actor: AuditEvent.system("webhook-worker"), integrationID: record.integrationID,
+                        organizationID: record.organizationID, type: .webhookProcessed, actor: AuditEvent.system("webhook-worker"), integrationID: record.integrationID,
                         data: [
                             "eventId": .string(record.id.uuidString.lowercased()), "eventType": .string(record.eventType), "attempts": .int(Int64(record.attempts)),
                             "note": .string(String(note.prefix(200))), "worker": .string(owner),
@@ -183,7 +183,7 @@ public final class WebhookWorkers: Service, Sendable {
         }
         for event in settled {
             guard let integrationID = event.integrationID else { continue }
-            let status: Activity.WebhookStatus = event.type == "webhook.processed" ? .processed : event.data.objectValue?["final"] == .int(1) ? .deadLettered : .failed
+            let status: Activity.WebhookStatus = event.type == AuditEventType.webhookProcessed.rawValue ? .processed : event.data.objectValue?["final"] == .int(1) ? .deadLettered : .failed
             service.observer.observe(.webhook(organizationID: event.organizationID, integrationID: integrationID, status: status))
         }
         if lost > 0 {
@@ -218,7 +218,7 @@ public final class WebhookWorkers: Service, Sendable {
         ]
         if !dead { data["nextAttemptAt"] = .string(Timestamp.rfc3339(next)) }
         return AuditEvent(
-            organizationID: record.organizationID, type: "webhook.failed", actor: AuditEvent.system("webhook-worker"), integrationID: record.integrationID,
+            organizationID: record.organizationID, type: .webhookFailed, actor: AuditEvent.system("webhook-worker"), integrationID: record.integrationID,
             data: .object(data), time: now
         )
     }

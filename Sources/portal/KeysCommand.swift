@@ -90,7 +90,7 @@ struct KeysCommand: AsyncParsableCommand {
                     let count = try await db.write { tx in
                         let count = try await vault.rewrapAll(under: new, in: tx)
                         try await ledger.record(AuditEvent(
-                            organizationID: Organization.platformID, type: "key.rotated", actor: CLI.actor,
+                            organizationID: Organization.platformID, type: .keyRotated, actor: CLI.actor,
                             data: ["key": "master", "previousKeyId": .string(ring.active.id), "newKeyId": .string(new.id), "dataKeysRewrapped": .int(Int64(count))],
                             time: Date()
                         ), in: tx)
@@ -138,7 +138,7 @@ struct KeysCommand: AsyncParsableCommand {
                     let removed = try await db.write { tx in
                         let removed = try await CredentialVault(ring: ring).retire(masterKeyID: id, in: tx)
                         try await ledger.record(AuditEvent(
-                            organizationID: Organization.platformID, type: "key.rotated", actor: CLI.actor,
+                            organizationID: Organization.platformID, type: .keyRotated, actor: CLI.actor,
                             data: ["key": "master", "retiredKeyId": .string(id), "wrapsRemoved": .int(Int64(removed))],
                             time: Date()
                         ), in: tx)

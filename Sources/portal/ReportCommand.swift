@@ -87,7 +87,7 @@ struct ReportCommand: AsyncParsableCommand {
                     try SealedBundle.seal(input: path, publicKey: sealKey, output: finalPath)
                 }
                 try await services.ledger.appendNow([AuditEvent(
-                    organizationID: ledger.id, type: "report.exported", actor: CLI.actor,
+                    organizationID: ledger.id, type: .reportExported, actor: CLI.actor,
                     data: [
                         "kind": .string(kind), "from": .string(Timestamp.rfc3339(period.start)), "to": .string(Timestamp.rfc3339(period.end)),
                         "manifestDigest": .string(result.manifestDigest), "checkpointSize": .int(result.checkpointSize),

@@ -32,7 +32,7 @@ struct TestLedger {
     let publishDirectory: String
 
     func event(_ i: Int, type: String = "test.event") -> AuditEvent {
-        AuditEvent(organizationID: org.id, type: type, actor: "system:test", data: ["i": .int(Int64(i)), "note": .string("entry \(i)")], time: Date())
+        AuditEvent(organizationID: org.id, rawType: type, actor: "system:test", data: ["i": .int(Int64(i)), "note": .string("entry \(i)")], time: Date())
     }
 
     func verify(published: Bool = false) async throws -> LedgerVerification {

@@ -27,7 +27,7 @@ struct FailureAggregationTests {
 
     static func rejection(_ endpoint: String, _ reason: String, at time: Date, bytes: Int64 = 10, org: UUID = org) -> AuditEvent {
         AuditEvent(
-            organizationID: org, type: "webhook.rejected", actor: "provider:\(endpoint)",
+            organizationID: org, type: .webhookRejected, actor: "provider:\(endpoint)",
             data: ["endpoint": .string(endpoint), "scheme": "hmac", "reason": .string(reason), "status": 401, "bodyBytes": .int(bytes)], time: time
         )
     }

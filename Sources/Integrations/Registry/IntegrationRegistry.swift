@@ -80,7 +80,7 @@ public struct IntegrationRegistry: Sendable {
             }
             let secrets = Secrets(credentials: input.credentials, webhookSecret: input.webhookSecret)
             try await audit.record(AuditEvent(
-                organizationID: principal.organizationID, type: "integration.created", actor: Self.actor(principal),
+                organizationID: principal.organizationID, type: .integrationCreated, actor: Self.actor(principal),
                 integrationID: id, data: [
                     "name": .string(input.name), "integrationType": .string(input.type.rawValue),
                     "authMethod": .string(input.authMethod.rawValue), "after": .string(Self.configurationDigest(record, secrets)),
@@ -235,7 +235,7 @@ public struct IntegrationRegistry: Sendable {
                 throw PortalError(.conflict, "an integration named '\(record.name)' already exists")
             }
             try await audit.record(AuditEvent(
-                organizationID: principal.organizationID, type: "integration.updated", actor: Self.actor(principal),
+                organizationID: principal.organizationID, type: .integrationUpdated, actor: Self.actor(principal),
                 integrationID: id, data: [
                     "changed": .array(patch.fieldNames.map(JSONValue.string)), "before": .string(before),
                     "after": .string(Self.configurationDigest(record, secrets)), "credentialRouting": .array(routingNote),
@@ -285,7 +285,7 @@ public struct IntegrationRegistry: Sendable {
             _ = try await store.update(record)
             opened.forget(record.id)
             try await audit.record(AuditEvent(
-                organizationID: principal.organizationID, type: "integration.deleted", actor: Self.actor(principal),
+                organizationID: principal.organizationID, type: .integrationDeleted, actor: Self.actor(principal),
                 integrationID: id, data: ["before": .string(before), "after": .string(Self.configurationDigest(record, secrets))], time: now
             ), in: db)
         }
@@ -422,7 +422,7 @@ public struct IntegrationRegistry: Sendable {
             ]
             if let until = secrets.previousUntil { data["overlapUntil"] = .string(Timestamp.rfc3339(until)) }
             try await audit.record(AuditEvent(
-                organizationID: principal.organizationID, type: "credential.rotated", actor: Self.actor(principal), integrationID: id, data: .object(data), time: now
+                organizationID: principal.organizationID, type: .credentialRotated, actor: Self.actor(principal), integrationID: id, data: .object(data), time: now
             ), in: db)
             return record
         }

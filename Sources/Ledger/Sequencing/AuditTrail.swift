@@ -6,7 +6,8 @@ public import Storage
 /// (DESIGN section 4.1), before the ledger gives it a sequence number and chains it.
 public struct AuditEvent: Sendable, Equatable {
     public var organizationID: UUID
-    public var type: String
+    /// An ``AuditEventType``'s raw value.
+    public private(set) var type: String
     /// An API token id, or `system:<service>`.
     public var actor: String
     public var integrationID: UUID?
@@ -14,7 +15,13 @@ public struct AuditEvent: Sendable, Equatable {
     public var data: JSONValue
     public var time: Date
 
-    public init(organizationID: UUID, type: String, actor: String, integrationID: UUID? = nil, data: JSONValue, time: Date) {
+    public init(organizationID: UUID, type: AuditEventType, actor: String, integrationID: UUID? = nil, data: JSONValue, time: Date) {
+        self.init(organizationID: organizationID, rawType: type.rawValue, actor: actor, integrationID: integrationID, data: data, time: time)
+    }
+
+    /// An event whose type was already written once (read back from the outbox, or copied from another
+    /// event): a type from the catalogue as text.
+    package init(organizationID: UUID, rawType type: String, actor: String, integrationID: UUID? = nil, data: JSONValue, time: Date) {
         self.organizationID = organizationID
         self.type = type
         self.actor = actor

@@ -306,7 +306,7 @@ public final class LedgerSequencer: AuditTrail, Service {
             throw PortalError(.storage, "an outbox row is not an audit event")
         }
         return AuditEvent(
-            organizationID: row.organizationID, type: type, actor: actor,
+            organizationID: row.organizationID, rawType: type, actor: actor,
             integrationID: m["integration"]?.stringValue.flatMap(UUID.init(uuidString:)), data: data, time: time
         )
     }

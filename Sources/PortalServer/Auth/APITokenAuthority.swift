@@ -69,7 +69,7 @@ public struct APITokenAuthority: Sendable {
         )
         try await APITokenStore(db).insert(record)
         try await audit.record(AuditEvent(
-            organizationID: organizationID, type: "apitoken.created", actor: actor, data: Self.evidence(record), time: record.createdAt
+            organizationID: organizationID, type: .apitokenCreated, actor: actor, data: Self.evidence(record), time: record.createdAt
         ), in: db)
         return (record, token)
     }
@@ -84,7 +84,7 @@ public struct APITokenAuthority: Sendable {
         }
         cache.forget(tokenID: id)
         try await audit.record(AuditEvent(
-            organizationID: record.organizationID, type: "apitoken.revoked", actor: actor, data: Self.evidence(record), time: now
+            organizationID: record.organizationID, type: .apitokenRevoked, actor: actor, data: Self.evidence(record), time: now
         ), in: db)
         return true
     }
@@ -122,7 +122,7 @@ public struct APITokenAuthority: Sendable {
         }
         if let expiresAt = record.expiresAt, expiresAt <= now {
             let event = AuditEvent(
-                organizationID: record.organizationID, type: "apitoken.used_expired", actor: record.id.uuidString.lowercased(),
+                organizationID: record.organizationID, type: .apitokenUsedExpired, actor: record.id.uuidString.lowercased(),
                 data: Self.evidence(record), time: now
             )
             // A client retrying with an expired token: counted per token and minute, not an entry per use.

@@ -57,7 +57,7 @@ public final class AuthFailureRecorder: Service, WebhookRejectionRecorder {
     public func note(route: String, address: String?) {
         let now = clock.now()
         let event = AuditEvent(
-            organizationID: Organization.platformID, type: "auth.failures", actor: AuditEvent.system("auth"),
+            organizationID: Organization.platformID, type: .authFailures, actor: AuditEvent.system("auth"),
             data: ["minute": .string(Timestamp.rfc3339(FailureAggregator.start(FailureAggregator.minute(now))))], time: now
         )
         var collect = ["routes": route]

@@ -114,7 +114,7 @@ public struct FailureAggregator: Sendable {
                 // Only the key members, each `overflow`: the other members were the first key's.
                 let members = Dictionary(keyFields.map { ($0, JSONValue.string("overflow")) }, uniquingKeysWith: { a, _ in a })
                 let prototype = AuditEvent(
-                    organizationID: event.organizationID, type: event.type, actor: AuditEvent.system("auth"), data: .object(members), time: event.time
+                    organizationID: event.organizationID, rawType: event.type, actor: AuditEvent.system("auth"), data: .object(members), time: event.time
                 )
                 minutes[minute, default: [:]][overflow] = Bucket(event: prototype, sumFields: sum)
             }

@@ -62,7 +62,7 @@ final class RouteTable {
                 return try await handler(request, context, principal)
             } catch let error as PortalError where error.code == .forbidden || (error.code == .notFound && error.acrossOrganizations) {
                 let event = AuditEvent(
-                    organizationID: principal.organizationID, type: "access.denied", actor: principal.tokenID.uuidString.lowercased(),
+                    organizationID: principal.organizationID, type: .accessDenied, actor: principal.tokenID.uuidString.lowercased(),
                     data: [
                         "route": .string(template), "method": .string(method.rawValue),
                         "status": .int(error.code == .forbidden ? 403 : 404), "tokenId": .string(principal.tokenID.uuidString.lowercased()),
