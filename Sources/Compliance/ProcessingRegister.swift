@@ -51,7 +51,7 @@ public struct ProcessingRegister: Sendable {
             let rows = try await IntegrationStore(db).all(organizationID: organizationID, includeDeleted: true).compactMap { r -> (id: String, name: String, type: String, baseURL: String?, processing: JSONValue?, deletedAt: Date?)? in
                 guard r.createdAt < end else { return nil }
                 if let deleted = r.deletedAt, deleted < start { return nil }
-                return (r.id.uuidString.lowercased(), r.name, r.type, r.baseURL, r.processing, r.deletedAt)
+                return (r.id.uuidString.lowercased(), r.name, r.type.rawValue, r.baseURL, r.processing, r.deletedAt)
             }
             let head = try await LedgerStore(db).head(organizationID)?.size ?? 0
             return (rows, min(head, atSize ?? head))

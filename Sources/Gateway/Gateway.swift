@@ -239,7 +239,7 @@ public final class Gateway: Service, OutboundTransport, Sendable {
         let actor = principal.tokenID.uuidString.lowercased()
 
         // Validate, and build the URL.
-        guard integration.status == IntegrationStatus.active.rawValue else {
+        guard integration.status == .active else {
             throw PortalError(.refused, "the integration is \(integration.status); only active integrations make calls")
         }
         guard APIRequest.methods.contains(call.method) else {
@@ -480,7 +480,7 @@ public final class Gateway: Service, OutboundTransport, Sendable {
         let integration = OutboundIntegration(
             id: UUID(), organizationID: principal.organizationID, name: input.name, baseURL: input.baseURL, authMethod: input.authMethod,
             credentials: input.credentials, config: input.config, rateLimits: input.rateLimits ?? IntegrationRegistry.defaultRateLimits,
-            status: IntegrationStatus.active.rawValue
+            status: .active
         )
         return await probe(integration, by: principal, transient: true)
     }

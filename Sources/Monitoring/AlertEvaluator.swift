@@ -125,7 +125,7 @@ public final class AlertEvaluator: Service, Sendable {
                 switch rule.kind {
                 case .integrationFailure:
                     let failures = monitor.collector.live(integration.id)?.consecutiveFailures ?? 0
-                    if failures >= rule.consecutiveFailures || integration.status == "error" {
+                    if failures >= rule.consecutiveFailures || integration.status == .error {
                         samples.append(AlertSample(labels: labels, value: Double(failures)))
                     }
                 case .errorRate:

@@ -204,20 +204,20 @@ public final class IntegrationMonitor: Service, Sendable {
     }
 
     /// The report of one integration over `window`; `status` is its lifecycle status (`error` is failing).
-    public func report(integrationID: UUID, organizationID: UUID, status: String, window: MetricsWindow) async throws -> IntegrationMetricsReport {
+    public func report(integrationID: UUID, organizationID: UUID, status: IntegrationStatus, window: MetricsWindow) async throws -> IntegrationMetricsReport {
         let stats = try await self.stats(organizationID: organizationID, integrationID: integrationID, window: window)[integrationID] ?? ActivityStats()
         let recent = window == .fiveMinutes ? stats : (try await self.stats(organizationID: organizationID, integrationID: integrationID, window: .fiveMinutes)[integrationID] ?? ActivityStats())
         return report(integrationID: integrationID, stats: stats, recent: recent, status: status, window: window)
     }
 
     /// Reports of every integration given (id and lifecycle status) over `window`, with two queries.
-    public func summary(organizationID: UUID, integrations: [(id: UUID, status: String)], window: MetricsWindow) async throws -> [IntegrationMetricsReport] {
+    public func summary(organizationID: UUID, integrations: [(id: UUID, status: IntegrationStatus)], window: MetricsWindow) async throws -> [IntegrationMetricsReport] {
         let all = try await stats(organizationID: organizationID, window: window)
         let recent = window == .fiveMinutes ? all : try await stats(organizationID: organizationID, window: .fiveMinutes)
         return integrations.map { report(integrationID: $0.id, stats: all[$0.id] ?? ActivityStats(), recent: recent[$0.id] ?? ActivityStats(), status: $0.status, window: window) }
     }
 
-    func report(integrationID: UUID, stats: ActivityStats, recent: ActivityStats, status: String, window: MetricsWindow) -> IntegrationMetricsReport {
+    func report(integrationID: UUID, stats: ActivityStats, recent: ActivityStats, status: IntegrationStatus, window: MetricsWindow) -> IntegrationMetricsReport {
         let now = clock.now()
         let total = stats.upstreamCalls
         let ok = stats.successfulCalls
@@ -249,10 +249,10 @@ public final class IntegrationMonitor: Service, Sendable {
     /// calls failed in a row, or at least half of the last 5 minutes' calls failed (of 5 or more);
     /// `degraded` when 10% or more failed, the 5-minute p95 is above 2 s, or under 10% of the provider's
     /// quota is left; `idle` without calls in the last 5 minutes; else `healthy`.
-    public static func health(recent: ActivityStats, consecutiveFailures: Int, quota: Double?, status: String) -> Health {
+    public static func health(recent: ActivityStats, consecutiveFailures: Int, quota: Double?, status: IntegrationStatus) -> Health {
         let calls = recent.upstreamCalls
         let errorRate = calls == 0 ? 0 : 1 - Double(recent.successfulCalls) / Double(calls)
-        if status == "error" || consecutiveFailures >= 5 || (calls >= 5 && errorRate >= 0.5) { return .failing }
+        if status == .error || consecutiveFailures >= 5 || (calls >= 5 && errorRate >= 0.5) { return .failing }
         if (calls >= 5 && errorRate >= 0.1) || (recent.latency.quantile(0.95) ?? 0) > 2_000_000 || (quota ?? 1) < 0.1 { return .degraded }
         return calls == 0 ? .idle : .healthy
     }

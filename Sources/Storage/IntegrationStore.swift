@@ -7,11 +7,9 @@ public struct IntegrationRecord: Sendable, Equatable {
     public var id: UUID
     public var organizationID: UUID
     public var name: String
-    /// One of the seed's `IntegrationType` raw values.
-    public var type: String
+    public var type: IntegrationType
     public var baseURL: String?
-    /// One of the seed's `AuthMethod` raw values, or `aws_sigv4`.
-    public var authMethod: String
+    public var authMethod: AuthMethod
     /// The encrypted credential envelope (never plaintext).
     public var credentials: JSONValue
     public var config: JSONValue
@@ -20,8 +18,7 @@ public struct IntegrationRecord: Sendable, Equatable {
     public var syncConfig: JSONValue?
     /// GDPR Art. 30 processing metadata, as given (checked by the registry).
     public var processing: JSONValue?
-    /// `active`, `inactive`, `error` or `pending`.
-    public var status: String
+    public var status: IntegrationStatus
     public var errorMessage: String?
     public var lastSync: Date?
     public var createdBy: UUID?
@@ -30,9 +27,9 @@ public struct IntegrationRecord: Sendable, Equatable {
     public var deletedAt: Date?
 
     public init(
-        id: UUID, organizationID: UUID, name: String, type: String, baseURL: String?, authMethod: String,
+        id: UUID, organizationID: UUID, name: String, type: IntegrationType, baseURL: String?, authMethod: AuthMethod,
         credentials: JSONValue, config: JSONValue, rateLimits: JSONValue?, webhookConfig: JSONValue?,
-        syncConfig: JSONValue?, status: String, errorMessage: String? = nil, lastSync: Date? = nil,
+        syncConfig: JSONValue?, status: IntegrationStatus, errorMessage: String? = nil, lastSync: Date? = nil,
         createdBy: UUID?, createdAt: Date, updatedAt: Date, deletedAt: Date? = nil, processing: JSONValue? = nil
     ) {
         self.processing = processing
@@ -94,10 +91,10 @@ public struct IntegrationStore {
     public func insert(_ r: IntegrationRecord) async throws {
         try await db.raw("""
             INSERT INTO integrations (\(unsafeRaw: Self.columns))
-            VALUES (\(bind: r.id), \(bind: r.organizationID), \(bind: r.name), \(bind: r.type), \(bind: r.baseURL),
-                    \(bind: r.authMethod), \(bind: db.jsonBind(r.credentials)), \(bind: db.jsonBind(r.config)),
+            VALUES (\(bind: r.id), \(bind: r.organizationID), \(bind: r.name), \(bind: r.type.rawValue), \(bind: r.baseURL),
+                    \(bind: r.authMethod.rawValue), \(bind: db.jsonBind(r.credentials)), \(bind: db.jsonBind(r.config)),
                     \(bind: db.jsonBind(r.rateLimits)), \(bind: db.jsonBind(r.webhookConfig)), \(bind: db.jsonBind(r.syncConfig)),
-                    \(bind: r.status), \(bind: r.errorMessage), \(bind: r.lastSync), \(bind: r.createdBy),
+                    \(bind: r.status.rawValue), \(bind: r.errorMessage), \(bind: r.lastSync), \(bind: r.createdBy),
                     \(bind: r.createdAt), \(bind: r.updatedAt), \(bind: r.deletedAt), \(bind: db.jsonBind(r.processing)))
             """).run()
     }
@@ -129,10 +126,10 @@ public struct IntegrationStore {
     public func update(_ r: IntegrationRecord) async throws -> Bool {
         try await db.raw("""
             UPDATE integrations SET
-              name = \(bind: r.name), type = \(bind: r.type), base_url = \(bind: r.baseURL), auth_method = \(bind: r.authMethod),
+              name = \(bind: r.name), type = \(bind: r.type.rawValue), base_url = \(bind: r.baseURL), auth_method = \(bind: r.authMethod.rawValue),
               credentials = \(bind: db.jsonBind(r.credentials)), config = \(bind: db.jsonBind(r.config)),
               rate_limits = \(bind: db.jsonBind(r.rateLimits)), webhook_config = \(bind: db.jsonBind(r.webhookConfig)),
-              sync_config = \(bind: db.jsonBind(r.syncConfig)), status = \(bind: r.status), error_message = \(bind: r.errorMessage),
+              sync_config = \(bind: db.jsonBind(r.syncConfig)), status = \(bind: r.status.rawValue), error_message = \(bind: r.errorMessage),
               updated_at = \(bind: r.updatedAt), deleted_at = \(bind: r.deletedAt),
               processing = \(bind: db.jsonBind(r.processing))
             WHERE id = \(bind: r.id) AND organization_id = \(bind: r.organizationID)
@@ -215,15 +212,15 @@ public struct IntegrationStore {
             id: try row.decode(column: "id", as: UUID.self),
             organizationID: try row.decode(column: "organization_id", as: UUID.self),
             name: try row.decode(column: "name", as: String.self),
-            type: try row.decode(column: "type", as: String.self),
+            type: try row.decodeCase(column: "type", as: IntegrationType.self),
             baseURL: try row.decodeOptional(column: "base_url", as: String.self),
-            authMethod: try row.decode(column: "auth_method", as: String.self),
+            authMethod: try row.decodeCase(column: "auth_method", as: AuthMethod.self),
             credentials: try row.decodeJSON(column: "credentials", backend: backend) ?? .null,
             config: try row.decodeJSON(column: "config", backend: backend) ?? [:],
             rateLimits: try row.decodeJSON(column: "rate_limits", backend: backend),
             webhookConfig: try row.decodeJSON(column: "webhook_config", backend: backend),
             syncConfig: try row.decodeJSON(column: "sync_config", backend: backend),
-            status: try row.decode(column: "status", as: String.self),
+            status: try row.decodeCase(column: "status", as: IntegrationStatus.self),
             errorMessage: try row.decodeOptional(column: "error_message", as: String.self),
             lastSync: try row.decodeOptional(column: "last_sync", as: Date.self),
             createdBy: try row.decodeOptional(column: "created_by", as: UUID.self),

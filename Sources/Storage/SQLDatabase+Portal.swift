@@ -37,6 +37,14 @@ extension SQLRow {
     package func decodeOptional<T: Decodable>(column: String, as type: T.Type) throws -> T? {
         try decodeNil(column: column) ? nil : try decode(column: column, as: T.self)
     }
+
+    /// Reads a text column holding one of an enum's raw values; any other text is a storage error naming
+    /// the column and the value (a row written by a newer version, or by hand), never a silent default.
+    package func decodeCase<T: RawRepresentable>(column: String, as type: T.Type) throws -> T where T.RawValue == String {
+        let text = try decode(column: column, as: String.self)
+        guard let value = T(rawValue: text) else { throw PortalError(.storage, "the column \(column) holds \(text.prefix(64)), which this version does not know") }
+        return value
+    }
 }
 
 extension JSONValue {

@@ -510,7 +510,7 @@ struct OAuthGatewayTests {
                 let failures = try await tokenEvents(env).filter { $0.type == "token.refresh_failed" }
                 #expect(failures.count == 2 && failures.last?.data.objectValue?["exhausted"] == 1)
                 let status = try await env.registry.status(id: id, organizationID: env.admin.organizationID)
-                #expect(status.status == "error" && status.errorMessage?.contains("token refresh failed") == true)
+                #expect(status.status == .error && status.errorMessage?.contains("token refresh failed") == true)
                 #expect(env.upstream.calls("/echo/f") == 0)
                 // An integration in error makes no calls.
                 let refused = await #expect(throws: PortalError.self) { try await env.call(id, "/echo/f") }
@@ -541,7 +541,7 @@ extension OAuthGatewayTests {
             #expect(failures.count == 4)
             #expect(failures.allSatisfy { $0.data.objectValue?["exhausted"] == 0 && $0.data.objectValue?["transient"] == 1 })
             let status = try await env.registry.status(id: id, organizationID: env.admin.organizationID)
-            #expect(status.status == "active", "\(status)")
+            #expect(status.status == .active, "\(status)")
         }
     }
 }

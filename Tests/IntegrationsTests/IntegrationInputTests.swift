@@ -1,6 +1,7 @@
 import Foundation
 import Integrations
 import PortalCore
+import Storage
 import Testing
 
 @Suite("Integration configuration validation")

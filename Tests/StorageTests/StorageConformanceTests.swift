@@ -25,9 +25,9 @@ struct StorageConformanceTests {
 
     func integration(_ org: UUID, name: String, config: JSONValue = [:]) -> IntegrationRecord {
         IntegrationRecord(
-            id: ids.next(), organizationID: org, name: name, type: "enterprise", baseURL: "https://api.example.com",
-            authMethod: "api_key", credentials: ["v": 1, "ct": "c2VhbGVk"], config: config, rateLimits: nil,
-            webhookConfig: nil, syncConfig: nil, status: "active", createdBy: nil, createdAt: now, updatedAt: now
+            id: ids.next(), organizationID: org, name: name, type: .enterprise, baseURL: "https://api.example.com",
+            authMethod: .apiKey, credentials: ["v": 1, "ct": "c2VhbGVk"], config: config, rateLimits: nil,
+            webhookConfig: nil, syncConfig: nil, status: .active, createdBy: nil, createdAt: now, updatedAt: now
         )
     }
 
@@ -173,7 +173,7 @@ struct StorageConformanceTests {
 
             var deleted = crm
             deleted.deletedAt = now + 1
-            deleted.status = "inactive"
+            deleted.status = .inactive
             #expect(try await db.write { try await IntegrationStore($0).update(deleted) })
             var wrongOrg = deleted
             wrongOrg.organizationID = b.id

@@ -1,5 +1,6 @@
 import Foundation
 public import PortalCore
+public import Storage
 import Yams
 
 /// The provider catalog: presets for the seed's named providers and categories, read from

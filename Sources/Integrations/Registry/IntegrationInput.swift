@@ -1,5 +1,6 @@
 import Foundation
 public import PortalCore
+public import Storage
 
 /// A validated integration configuration: the seed's `IntegrationConfig`.
 ///

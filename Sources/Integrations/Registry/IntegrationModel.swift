@@ -1,25 +1,8 @@
 public import Foundation
 public import PortalCore
+public import Storage
 
-/// The seed's `IntegrationType`.
-public enum IntegrationType: String, Sendable, CaseIterable, Codable {
-    case identityProvider = "identity_provider"
-    case cloudStorage = "cloud_storage"
-    case analytics
-    case communication
-    case security
-    case enterprise
-}
-
-/// The seed's `AuthMethod`, plus AWS Signature Version 4.
-public enum AuthMethod: String, Sendable, CaseIterable, Codable {
-    case apiKey = "api_key"
-    case oauth2
-    case jwt
-    case basicAuth = "basic_auth"
-    case custom
-    case awsSigV4 = "aws_sigv4"
-
+extension AuthMethod {
     /// Credential fields this method cannot work without; `anyOf` lists alternatives of which one is needed.
     var requiredCredentials: (all: [String], anyOf: [String]) {
         switch self {
@@ -31,18 +14,6 @@ public enum AuthMethod: String, Sendable, CaseIterable, Codable {
         case .custom: ([], [])
         }
     }
-}
-
-/// The seed's integration status lifecycle.
-public enum IntegrationStatus: String, Sendable, CaseIterable, Codable {
-    /// Usable.
-    case active
-    /// Disabled or deleted.
-    case inactive
-    /// Authentication exhausted or failures persist.
-    case error
-    /// Created but not usable yet (awaiting approval).
-    case pending
 }
 
 /// The statuses a client may set directly with PATCH (the others are set by the service).
@@ -86,7 +57,7 @@ public struct OutboundIntegration: Sendable {
     /// `config`, typed (read once, when the integration is opened).
     public private(set) var configuration: IntegrationConfiguration
     public var rateLimits: JSONValue
-    public var status: String
+    public var status: IntegrationStatus
     /// The credentials before a rotation, while its overlap window lasts: tried once when the new ones
     /// are refused (401 or 403).
     public var previousCredentials: [String: String]?
@@ -95,7 +66,7 @@ public struct OutboundIntegration: Sendable {
 
     public init(
         id: UUID, organizationID: UUID, name: String, baseURL: String, authMethod: AuthMethod, credentials: [String: String],
-        config: JSONValue, rateLimits: JSONValue, status: String
+        config: JSONValue, rateLimits: JSONValue, status: IntegrationStatus
     ) {
         self.id = id
         self.organizationID = organizationID

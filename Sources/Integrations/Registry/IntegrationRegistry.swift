@@ -67,10 +67,10 @@ public struct IntegrationRegistry: Sendable {
                 organizationID: principal.organizationID, integrationID: id, in: db
             )
             let record = IntegrationRecord(
-                id: id, organizationID: principal.organizationID, name: input.name, type: input.type.rawValue,
-                baseURL: input.baseURL, authMethod: input.authMethod.rawValue, credentials: sealed,
+                id: id, organizationID: principal.organizationID, name: input.name, type: input.type,
+                baseURL: input.baseURL, authMethod: input.authMethod, credentials: sealed,
                 config: input.config, rateLimits: input.rateLimits, webhookConfig: input.webhookConfig,
-                syncConfig: input.syncConfig, status: IntegrationStatus.active.rawValue,
+                syncConfig: input.syncConfig, status: .active,
                 createdBy: principal.tokenID, createdAt: now, updatedAt: now, processing: input.processing
             )
             do {
@@ -143,9 +143,9 @@ public struct IntegrationRegistry: Sendable {
             let before = Self.configurationDigest(record, secrets)
             let original = record
             if let name = patch.name { record.name = name }
-            if let type = patch.type { record.type = type.rawValue }
+            if let type = patch.type { record.type = type }
             if let baseURL = patch.baseURL { record.baseURL = baseURL }
-            if let authMethod = patch.authMethod { record.authMethod = authMethod.rawValue }
+            if let authMethod = patch.authMethod { record.authMethod = authMethod }
             if let changes = patch.credentials {
                 for (key, value) in changes {
                     switch value {
@@ -161,11 +161,9 @@ public struct IntegrationRegistry: Sendable {
                     }
                 }
             }
-            if let method = AuthMethod(rawValue: record.authMethod) {
-                let errors = ValidationErrors()
-                IntegrationFields.checkRequired(secrets.credentials, for: method, pointer: "/credentials", errors: errors)
-                try errors.throwIfAny()
-            }
+            let errors = ValidationErrors()
+            IntegrationFields.checkRequired(secrets.credentials, for: record.authMethod, pointer: "/credentials", errors: errors)
+            try errors.throwIfAny()
             if let config = patch.config {
                 record.config = record.config.merging(patch: config)
                 // The patch's own transforms were checked; the merged whole must keep within the limits too,
@@ -207,7 +205,7 @@ public struct IntegrationRegistry: Sendable {
             case .set(let processing): record.processing = processing
             case .remove: record.processing = nil
             }
-            if let status = patch.status { record.status = status.rawValue }
+            if let status = patch.status { record.status = status }
             // Changing where or how the stored credentials are sent needs them again in the same request:
             // otherwise a token allowed to edit integrations could point them at a host of its own.
             let routingBefore = Self.credentialRouting(original), routingAfter = Self.credentialRouting(record)
@@ -253,7 +251,7 @@ public struct IntegrationRegistry: Sendable {
     /// the API key's location, header templates, and the OAuth and JWT endpoints. Keyed by the setting's
     /// name as a client would write it.
     static func credentialRouting(_ record: IntegrationRecord) -> [String: JSONValue] {
-        var routing: [String: JSONValue] = ["baseUrl": record.baseURL.map(JSONValue.string) ?? .null, "authMethod": .string(record.authMethod)]
+        var routing: [String: JSONValue] = ["baseUrl": record.baseURL.map(JSONValue.string) ?? .null, "authMethod": .string(record.authMethod.rawValue)]
         let config = record.config.objectValue ?? [:]
         for key in ["keyLocation", "keyParam", "keyField", "keyHeader", "keyPrefix", "headers"] {
             if let value = config[key] { routing["config.\(key)"] = value }
@@ -279,7 +277,7 @@ public struct IntegrationRegistry: Sendable {
             guard record.deletedAt == nil else { return }
             let secrets = try await open(record, in: db)
             let before = Self.configurationDigest(record, secrets)
-            record.status = IntegrationStatus.inactive.rawValue
+            record.status = .inactive
             record.deletedAt = now
             record.updatedAt = now
             _ = try await store.update(record)
@@ -304,7 +302,7 @@ public struct IntegrationRegistry: Sendable {
         guard let record else { throw try await notFound(id, organizationID) }
         return IntegrationStatusView(
             id: record.id.uuidString.lowercased(), name: record.name, status: record.status,
-            usable: record.status == IntegrationStatus.active.rawValue && record.deletedAt == nil,
+            usable: record.status == .active && record.deletedAt == nil,
             errorMessage: record.errorMessage, lastSync: record.lastSync.map(Timestamp.rfc3339),
             deletedAt: record.deletedAt.map(Timestamp.rfc3339),
             metrics: Self.metrics(stats[record.id]), checkedAt: Timestamp.rfc3339(clock.now())
@@ -319,9 +317,9 @@ public struct IntegrationRegistry: Sendable {
     /// SHA-256 (hex) of the canonical configuration: every field but secrets, whose names only are in it.
     static func configurationDigest(_ r: IntegrationRecord, _ secrets: Secrets) -> String {
         var members: [String: JSONValue] = [
-            "name": .string(r.name), "type": .string(r.type), "baseUrl": r.baseURL.map(JSONValue.string) ?? .null,
-            "authMethod": .string(r.authMethod), "config": r.config, "rateLimits": r.rateLimits ?? .null,
-            "webhookConfig": r.webhookConfig ?? .null, "syncConfig": r.syncConfig ?? .null, "status": .string(r.status),
+            "name": .string(r.name), "type": .string(r.type.rawValue), "baseUrl": r.baseURL.map(JSONValue.string) ?? .null,
+            "authMethod": .string(r.authMethod.rawValue), "config": r.config, "rateLimits": r.rateLimits ?? .null,
+            "webhookConfig": r.webhookConfig ?? .null, "syncConfig": r.syncConfig ?? .null, "status": .string(r.status.rawValue),
             "credentialFields": .array(secrets.credentials.keys.sorted().map(JSONValue.string)),
             "webhookSecretSet": .bool(secrets.webhookSecret != nil), "deleted": .bool(r.deletedAt != nil),
         ]
@@ -441,9 +439,7 @@ public struct IntegrationRegistry: Sendable {
             guard let record = try await IntegrationStore(db).find(id: id, organizationID: organizationID), record.deletedAt == nil else {
                 throw PortalError.notFound("integration")
             }
-            guard let authMethod = AuthMethod(rawValue: record.authMethod) else {
-                throw PortalError(.internal, "the integration's auth method '\(record.authMethod)' is unknown")
-            }
+            let authMethod = record.authMethod
             let secrets = try await open(record, in: db)
             var outbound = OutboundIntegration(
                 id: record.id, organizationID: record.organizationID, name: record.name, baseURL: record.baseURL ?? "",

@@ -1,12 +1,13 @@
 public import PortalCore
+public import Storage
 
 /// An integration as the API returns it: the seed's `Integration` with every secret masked.
 public struct IntegrationView: Sendable, Encodable {
     public var id: String
     public var name: String
-    public var type: String
+    public var type: IntegrationType
     public var baseUrl: String?
-    public var authMethod: String
+    public var authMethod: AuthMethod
     /// Every credential field, masked.
     public var credentials: [String: String]
     public var config: JSONValue
@@ -18,7 +19,7 @@ public struct IntegrationView: Sendable, Encodable {
     /// GDPR Art. 30 processing metadata (purposes and lawful bases, categories, recipient role, locations,
     /// transfer mechanism, retention, DPA, security measures).
     public var processing: JSONValue?
-    public var status: String
+    public var status: IntegrationStatus
     public var errorMessage: String?
     public var lastSync: String?
     public var createdAt: String
@@ -66,7 +67,7 @@ public struct IntegrationMetricsView: Sendable, Encodable, Equatable {
 public struct IntegrationStatusView: Sendable, Encodable {
     public var id: String
     public var name: String
-    public var status: String
+    public var status: IntegrationStatus
     /// Whether the integration is usable now: active and not deleted.
     public var usable: Bool
     public var errorMessage: String?
