@@ -129,29 +129,32 @@ public final class Gateway: Service, OutboundTransport, Sendable {
         }
     }
 
-    private let registry: IntegrationRegistry
-    private let oauth: OAuthTokens
-    private let audit: any AuditTrail
-    private let clock: any WallClock
-    private let ids: IdentifierGenerator
-    private let logger: Logger
-    private let configuration: Configuration
+    let registry: IntegrationRegistry
+    let oauth: OAuthTokens
+    let audit: any AuditTrail
+    let clock: any WallClock
+    let ids: IdentifierGenerator
+    let logger: Logger
+    let configuration: Configuration
     public let limiter = RateLimiter()
     let assertions = JWTAssertions()
     let cache: ResponseCache
-    private let sleep: @Sendable (Duration) async throws -> Void
+    let sleep: @Sendable (Duration) async throws -> Void
+    /// A uniform value in [0, 1) for the backoff's jitter.
+    let random: @Sendable () -> Double
     /// The HTTP clients: one by name, and one per vetted (host, address) pair (see ``OutboundClients``).
-    private let clients = OutboundClients(configuration: Gateway.clientConfiguration())
+    let clients = OutboundClients(configuration: Gateway.clientConfiguration())
     /// Told of every recorded call and token request (monitoring).
-    private let observer: any ActivityObserver
-    private let database: Database
+    let observer: any ActivityObserver
+    let database: Database
     /// Commitments of the data subjects a call names.
-    private let subjects: SubjectSealing
+    let subjects: SubjectSealing
 
     public init(
         database: Database, vault: CredentialVault, registry: IntegrationRegistry, audit: any AuditTrail, clock: any WallClock = SystemWallClock(),
         ids: IdentifierGenerator = .shared, logger: Logger, configuration: Configuration = .init(), observer: any ActivityObserver = NoActivityObserver(),
-        sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
+        sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
+        random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
     ) {
         self.registry = registry
         self.observer = observer
@@ -166,22 +169,8 @@ public final class Gateway: Service, OutboundTransport, Sendable {
         self.logger = logger
         self.configuration = configuration
         self.sleep = sleep
+        self.random = random
         cache = ResponseCache(capacity: configuration.cacheEntries, maxBodyBytes: configuration.maxCachedBodyBytes)
-    }
-
-    /// The HTTP clients' configuration (clients are made on first use): no redirects (a 3xx goes back to the
-    /// caller, so no redirect can lead past the destination policy), TLS 1.2 at least, a bounded pool per host.
-    static func clientConfiguration() -> HTTPClient.Configuration {
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.minimumTLSVersion = .tlsv12
-        var config = HTTPClient.Configuration(tlsConfiguration: tls, redirectConfiguration: .disallow, timeout: .init(connect: .seconds(10)))
-        config.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 32)
-        // A refused connection fails the attempt at once; the gateway's own retry loop (with its
-        // backoff and the call's timeout) decides what happens next, instead of the pool retrying
-        // silently until the deadline.
-        config.connectionPool.retryConnectionEstablishment = false
-        config.decompression = .disabled
-        return config
     }
 
     /// Waits for shutdown, then closes the HTTP clients made.
@@ -233,36 +222,17 @@ public final class Gateway: Service, OutboundTransport, Sendable {
 
     /// The pipeline. `transient`: an unsaved configuration under test, whose credentials are used once and
     /// kept nowhere: no rate limit, cache, stored token or record.
+    ///
+    /// The steps: the plan (pure: ``CallPlan``), the destination policy, the rate limit, the cache, the OAuth
+    /// token, then the attempts (``attempt(_:integration:destination:bearer:record:started:transient:)``, whose
+    /// decisions are ``RetryPolicy``'s) through the transport (``send(_:to:deadline:)``), and the recorder
+    /// (``record(_:started:)``). Every refusal after the plan is recorded before it is thrown.
     private func run(_ call: GatewayCall, through integration: OutboundIntegration, by principal: Principal, transient: Bool) async throws -> GatewayResult {
         let started = ContinuousClock.now
-        let config = integration.configuration
-        let actor = principal.tokenID.uuidString.lowercased()
-
-        // Validate, and build the URL.
-        guard integration.status == .active else {
-            throw PortalError(.refused, "the integration is \(integration.status); only active integrations make calls")
-        }
-        guard APIRequest.methods.contains(call.method) else {
-            throw PortalError(.methodNotAllowed, "the gateway sends GET, POST, PUT, DELETE and PATCH, not \(call.method)")
-        }
-        // Transforms stored before their limits existed may not be applied as written: the call is refused
-        // with the reason rather than sent with a rule silently left out.
-        let transforms = try Transforms.checked(config: config.transforms)
-        let body = transforms.request.body(call.body) ?? call.body
-        let callHeaders = transforms.request.headers(call.headers)
-        guard body.count <= configuration.maxRequestBytes else {
-            throw PortalError(.payloadTooLarge, "the request body is larger than \(configuration.maxRequestBytes) bytes")
-        }
-        let (url, path) = try Self.url(base: integration.baseURL, endpoint: call.endpoint)
-        let template = EndpointTemplate.of(path: path, configured: config.endpoints)
-        if let allowed = config.allowedPaths, !allowed.contains(where: { EndpointTemplate.of(path: path, configured: [$0]) == $0 }) {
-            throw PortalError(.refused, "the integration does not allow calls to \(template)")
-        }
-        let storeBodies = config.storeBodies
-        var record = CallRecord(
-            id: ids.next(), integration: integration, method: call.method, template: template, url: url, actor: actor,
-            requestDigest: body.isEmpty ? nil : Hex.encode(SHA256.hash(data: body)), storedRequest: storeBodies ? call.storedBody : nil
+        let plan = try CallPlan.make(
+            call, for: integration, maxRequestBytes: configuration.maxRequestBytes, defaultTimeout: configuration.defaultTimeout, transient: transient
         )
+        var record = CallRecord(id: ids.next(), integration: integration, plan: plan, actor: principal.tokenID.uuidString.lowercased())
         if !transient, !call.dataSubjects.isEmpty {
             // Commitments, not ids, go into the entry (DESIGN 4.1); the subject's salt is made on first use.
             let commitments = try await database.write { [subjects] db in
@@ -273,29 +243,22 @@ public final class Gateway: Service, OutboundTransport, Sendable {
 
         let destination: OutboundPolicy.Destination
         do {
-            destination = try await configuration.policy.check(url)
+            destination = try await configuration.policy.check(plan.url)
         } catch {
-            record.outcome = .refused
             // A fixed message: the policy's own text may name addresses a DNS answer gave.
-            record.error = "the outbound policy refused the destination"
-            if !transient { try await self.record(record, started: started) }
-            throw Self.naming(error, record, transient: transient)
+            throw try await refuse(record, outcome: .refused, message: "the outbound policy refused the destination", error, started: started, transient: transient)
         }
-        if !transient, let wait = limiter.acquire(integrationID: integration.id, endpoint: template, limits: RateLimits(integration.rateLimits), now: clock.now()) {
-            record.outcome = .throttled
-            record.error = "the portal's rate limit for this integration is reached"
-            if !transient { try await self.record(record, started: started) }
-            var error = PortalError(.throttled, "the rate limit of this integration is reached; retry after \(Int(wait.rounded(.up))) s")
-            error.retryAfterSeconds = max(1, Int(wait.rounded(.up)))
-            throw Self.naming(error, record, transient: transient)
+        if !transient, let wait = limiter.acquire(integrationID: integration.id, endpoint: plan.template, limits: RateLimits(integration.rateLimits), now: clock.now()) {
+            let seconds = max(1, Int(min(wait, RateLimiter.maxHoldOff).rounded(.up)))
+            var error = PortalError(.throttled, "the rate limit of this integration is reached; retry after \(seconds) s")
+            error.retryAfterSeconds = seconds
+            throw try await refuse(record, outcome: .throttled, message: "the portal's rate limit for this integration is reached", error, started: started, transient: transient)
         }
 
         // The cache, for GETs of the endpoints config.cache names.
-        let cachePolicy = ResponseCache.Policy(config.cache)
-        let cacheable = !transient && call.method == "GET" && cachePolicy.covers(template) && !Self.noStore(call.headers)
         // Hashing the credential identity costs a SHA-256 per call: only where the cache applies.
-        let cacheKey = cacheable ? ResponseCache.key(method: call.method, url: url, integration: integration) : ""
-        if cacheable, let hit = cache.get(cacheKey, now: clock.now()) {
+        let cacheKey = plan.cacheable ? ResponseCache.key(method: plan.method, url: plan.url, integration: integration) : ""
+        if plan.cacheable, let hit = cache.get(cacheKey, now: clock.now()) {
             record.attempts = 0
             record.status = hit.status
             record.outcome = .success
@@ -307,114 +270,102 @@ public final class Gateway: Service, OutboundTransport, Sendable {
                 callID: transient ? nil : record.id
             )
         }
-        record.cache = cacheable ? "MISS" : "BYPASS"
+        record.cache = plan.cacheable ? "MISS" : "BYPASS"
 
         // An OAuth 2.0 access token, obtained or refreshed (once for all concurrent calls) when due.
-        let usesOAuth = integration.authMethod == .oauth2 && config.oauth != nil
-        let endpoint: OAuthTokens.TokenEndpoint = { [self] url, form, basic in try await requestToken(url, form: form, basic: basic) }
         var bearer: String?
-        var refreshedAfter401 = false
-        if usesOAuth {
+        if plan.usesOAuth {
             do {
                 bearer = transient
-                    ? try await oauth.transientToken(for: integration, endpoint: endpoint)
-                    : try await oauth.accessToken(for: integration, endpoint: endpoint)
+                    ? try await oauth.transientToken(for: integration, endpoint: tokenEndpoint)
+                    : try await oauth.accessToken(for: integration, endpoint: tokenEndpoint)
             } catch let error as PortalError {
-                record.outcome = .networkError
                 record.category = "authentication"
                 // A fixed message: a token endpoint's answer is not ours to store or show.
-                record.error = "the OAuth access token could not be obtained (\(error.code))"
-                if !transient { try await self.record(record, started: started) }
-                throw Self.naming(error, record, transient: transient)
+                throw try await refuse(
+                    record, outcome: .networkError, message: "the OAuth access token could not be obtained (\(error.code))", error, started: started, transient: transient
+                )
             }
         }
 
-        // The retry loop: authentication inside it, so signatures are fresh on every attempt.
-        let backoff = Backoff(config.retry)
-        let idempotent = ["GET", "PUT", "DELETE"].contains(call.method)
-            || call.headers.contains { $0.name.lowercased() == "idempotency-key" }
-            || config.retry.retryNonIdempotent
-        let timeout = call.timeoutMs.map { Duration.milliseconds($0) } ?? configuration.defaultTimeout
-        let deadline = ContinuousClock.now + timeout
-        var lastError: PortalError?
+        var response = try await attempt(plan, integration: integration, destination: destination, bearer: bearer, record: &record, started: started, transient: transient)
+        record.outcome = CallOutcome.of(status: response.status)
+        if let transformed = plan.transforms.response.body(response.body) { response.body = transformed }
+        if plan.storeBodies { record.storedResponse = Self.redact(Self.body(response.body), secrets: Authenticator.secrets(of: integration)) }
+        let headers = plan.transforms.response.headers(response.headers.filter { !Self.hopByHop.contains($0.name.lowercased()) })
+        if plan.cacheable, response.status == 200, !Self.noStore(response.headers) {
+            cache.put(cacheKey, .init(status: response.status, headers: headers, body: response.body, expires: clock.now().addingTimeInterval(plan.cachePolicy.ttl)))
+        }
+        if !transient { try await self.record(record, started: started) }
+        return GatewayResult(
+            status: response.status, headers: headers, body: response.body, attempts: record.attempts,
+            outcome: record.outcome, cacheStatus: record.cache, durationMs: Self.milliseconds(since: started), callID: transient ? nil : record.id
+        )
+    }
+
+    /// The attempts: authentication inside the loop, so signatures and assertions are fresh on every one;
+    /// what follows each answer or failure is ``RetryPolicy``'s decision. Returns the answer to give; a call
+    /// that never got one is recorded and thrown (`upstreamFailed` or `upstreamTimeout`).
+    private func attempt(
+        _ plan: CallPlan, integration: OutboundIntegration, destination: OutboundPolicy.Destination, bearer initialBearer: String?,
+        record: inout CallRecord, started: ContinuousClock.Instant, transient: Bool
+    ) async throws -> UpstreamResponse {
+        var policy = RetryPolicy(
+            backoff: Backoff(plan.retry), idempotent: plan.idempotent, deadline: ContinuousClock.now + plan.timeout,
+            refreshableToken: plan.usesOAuth && !transient, usesOAuth: plan.usesOAuth, hasPreviousCredentials: integration.previousCredentials != nil
+        )
+        var bearer = initialBearer
         // The credentials this attempt signs with (the previous ones after a refusal during a rotation's overlap).
         var signing = integration
         while true {
-            record.attempts += 1
-            var outbound = OutboundRequest(method: call.method, url: url, body: body)
-            for (name, value) in callHeaders where !Self.hopByHop.contains(name.lowercased()) {
-                outbound.headers.append((name, value))
-            }
+            policy.attemptStarted()
+            record.attempts = policy.attempts
+            var outbound = OutboundRequest(method: plan.method, url: plan.url, headers: plan.headers, body: plan.body)
             // A signed JWT assertion is made (or reused while valid) inside the loop: each attempt is in date.
             if JWTAssertions.signs(signing) { bearer = try assertions.assertion(for: signing, now: clock.now()) }
             try Authenticator.apply(signing, to: &outbound, now: clock.now(), bearer: bearer)
+            let response: UpstreamResponse
             do {
-                var response = try await send(outbound, to: destination, deadline: deadline)
-                // A 401 with an OAuth token: refresh it once (unless another call already did) and retry once.
-                if response.status == 401, usesOAuth, !refreshedAfter401, !transient {
-                    refreshedAfter401 = true
-                    bearer = try await oauth.accessToken(for: integration, rejected: bearer, endpoint: endpoint)
-                    continue
-                }
-                // Refused with rotated credentials during the overlap window: try the previous ones once.
-                if response.status == 401 || response.status == 403, let previous = signing.previousCredentials, !usesOAuth {
-                    signing.credentials = previous
-                    signing.previousCredentials = nil
-                    continue
-                }
-                record.status = response.status
-                (record.quotaRemaining, record.quotaLimit) = Self.quota(response.headers)
-                record.responseDigest = response.body.isEmpty ? nil : Hex.encode(SHA256.hash(data: response.body))
-                if let until = RateLimiter.holdOff(status: response.status, headers: response.headers, now: clock.now()) {
-                    limiter.block(integrationID: integration.id, until: until)
-                }
-                let retryable = response.status == 429 || response.status >= 500
-                if retryable, idempotent, record.attempts < backoff.maxAttempts {
-                    var delay = backoff.delay(attempt: record.attempts, unit: Double.random(in: 0..<1))
-                    if let after = response.header("Retry-After").flatMap({ RateLimiter.retryAfterSeconds($0, now: clock.now()) }) {
-                        delay = max(delay, .milliseconds(Int64(after * 1000)))
-                    }
-                    if ContinuousClock.now + delay < deadline {
-                        try await sleep(delay)
-                        continue
-                    }
-                }
-                record.outcome = CallOutcome.of(status: response.status)
-                if let transformed = transforms.response.body(response.body) { response.body = transformed }
-                if storeBodies { record.storedResponse = Self.redact(Self.body(response.body), secrets: Authenticator.secrets(of: integration)) }
-                let headers = transforms.response.headers(response.headers.filter { !Self.hopByHop.contains($0.name.lowercased()) })
-                if cacheable, response.status == 200, !Self.noStore(response.headers) {
-                    cache.put(cacheKey, .init(status: response.status, headers: headers, body: response.body, expires: clock.now().addingTimeInterval(cachePolicy.ttl)))
-                }
-                if !transient { try await self.record(record, started: started) }
-                return GatewayResult(
-                    status: response.status, headers: headers, body: response.body, attempts: record.attempts,
-                    outcome: record.outcome, cacheStatus: record.cache, durationMs: Self.milliseconds(since: started), callID: transient ? nil : record.id
-                )
+                response = try await send(outbound, to: destination, deadline: policy.deadline)
             } catch let error as PortalError where error.code == .upstreamFailed || error.code == .upstreamTimeout {
-                lastError = error
-                let delay = backoff.delay(attempt: record.attempts, unit: Double.random(in: 0..<1))
-                if idempotent, error.code == .upstreamFailed, record.attempts < backoff.maxAttempts, ContinuousClock.now + delay < deadline {
+                if case .retry(let delay) = policy.after(failure: error.code, now: .now, unit: random()) {
                     try await sleep(delay)
                     continue
                 }
+                record.status = nil
+                throw try await refuse(record, outcome: .networkError, message: error.message, error, started: started, transient: transient)
+            }
+            let retryAfter = response.status == 429 || response.status >= 500
+                ? response.header("Retry-After").flatMap { RateLimiter.retryAfterSeconds($0, now: clock.now()) } : nil
+            let next = policy.after(status: response.status, retryAfter: retryAfter, now: .now, unit: random())
+            switch next {
+            case .refreshToken:
+                bearer = try await oauth.accessToken(for: integration, rejected: bearer, endpoint: tokenEndpoint)
+                continue
+            case .previousCredentials:
+                signing.credentials = signing.previousCredentials ?? signing.credentials
+                signing.previousCredentials = nil
+                continue
+            case .retry, .finish:
                 break
             }
+            record.status = response.status
+            (record.quotaRemaining, record.quotaLimit) = Self.quota(response.headers)
+            record.responseDigest = response.body.isEmpty ? nil : Hex.encode(SHA256.hash(data: response.body))
+            if let until = RateLimiter.holdOff(status: response.status, headers: response.headers, now: clock.now()) {
+                limiter.block(integrationID: integration.id, until: until)
+            }
+            if case .retry(let delay) = next {
+                try await sleep(delay)
+                continue
+            }
+            return response
         }
-        let failure = lastError ?? PortalError(.upstreamFailed, "the upstream call failed")
-        record.outcome = .networkError
-        record.status = nil
-        record.error = failure.message
-        if !transient { try await self.record(record, started: started) }
-        throw Self.naming(failure, record, transient: transient)
     }
 
-    /// A refusal or failure that was recorded, naming its record (`callId` in the problem document), so the
-    /// client can cite the call the ledger holds; a test of an unsaved configuration is recorded nowhere.
-    static func naming(_ error: any Error, _ record: CallRecord, transient: Bool) -> any Error {
-        guard !transient, var error = error as? PortalError else { return error }
-        error.details["callId"] = .string(record.id.uuidString.lowercased())
-        return error
+    /// The token endpoint the OAuth flows call, through the same destination policy and transport.
+    private var tokenEndpoint: OAuthTokens.TokenEndpoint {
+        { [self] url, form, basic in try await requestToken(url, form: form, basic: basic) }
     }
 
     /// What `GET /portal/integrations/{id}/oauth/authorize` answers.
@@ -438,10 +389,9 @@ public final class Gateway: Service, OutboundTransport, Sendable {
 
     /// Completes the flow from the provider's redirect (`code` and `state`); the state is what authorizes it.
     public func completeAuthorization(state: String, code: String) async throws -> (organizationID: UUID, integrationID: UUID) {
-        let endpoint: OAuthTokens.TokenEndpoint = { [self] url, form, basic in try await requestToken(url, form: form, basic: basic) }
         let registry = registry
         return try await oauth.complete(
-            state: state, code: code, load: { id, organization in try await registry.outbound(id: id, organizationID: organization) }, endpoint: endpoint
+            state: state, code: code, load: { id, organization in try await registry.outbound(id: id, organizationID: organization) }, endpoint: tokenEndpoint
         )
     }
 
@@ -450,8 +400,7 @@ public final class Gateway: Service, OutboundTransport, Sendable {
         try principal.require(.manageIntegrations)
         let integration = try await registry.outbound(id: integrationID, organizationID: principal.organizationID)
         guard integration.authMethod == .oauth2 else { return }
-        let endpoint: OAuthTokens.TokenEndpoint = { [self] url, form, basic in try await requestToken(url, form: form, basic: basic) }
-        try await oauth.revoke(integration, actor: principal.tokenID.uuidString.lowercased(), endpoint: endpoint)
+        try await oauth.revoke(integration, actor: principal.tokenID.uuidString.lowercased(), endpoint: tokenEndpoint)
     }
 
     /// Rotates an integration's credentials (see ``IntegrationRegistry/rotateCredentials(id:credentials:overlap:by:)``).
@@ -529,140 +478,6 @@ public final class Gateway: Service, OutboundTransport, Sendable {
         headers.contains { $0.name.lowercased() == "cache-control" && $0.value.lowercased().contains("no-store") }
     }
 
-    /// Sends one attempt; network failures and timeouts become `upstreamFailed` / `upstreamTimeout`.
-    ///
-    /// The response is collected by async-http-client's accumulating delegate (bounded by the response
-    /// size limit) on the connection's event loop, with no event-loop preference, so any idle pooled
-    /// connection serves the call. Issue 5's profile: pinning calls to the caller's event loop made the
-    /// pool close and open connections all the time (a third of the CPU), and the streaming body API added
-    /// a thread hop per chunk.
-    ///
-    /// The connection goes to the address the policy vetted (`destination`), never to a fresh DNS answer
-    /// (DNS rebinding); the host name stays the `Host` header, the SNI and the certificate's checked name.
-    private func send(_ request: OutboundRequest, to destination: OutboundPolicy.Destination, deadline: ContinuousClock.Instant) async throws -> UpstreamResponse {
-        let remaining = deadline - ContinuousClock.now
-        guard remaining > .zero else { throw PortalError(.upstreamTimeout, "the call's timeout passed before the upstream answered") }
-        let nanoseconds = Int64(remaining.components.seconds) * 1_000_000_000 + remaining.components.attoseconds / 1_000_000_000
-        do {
-            var headers = HTTPHeaders()
-            headers.reserveCapacity(request.headers.count)
-            for (name, value) in request.headers { headers.add(name: name, value: value) }
-            let outgoing = try HTTPClient.Request(
-                url: request.url, method: HTTPMethod(rawValue: request.method), headers: headers,
-                body: request.body.isEmpty ? nil : .bytes(request.body)
-            )
-            let response = try await clients.with(outgoing, to: destination) { http in
-                try await http.execute(
-                    request: outgoing, delegate: ResponseAccumulator(request: outgoing, maxBodySize: configuration.maxResponseBytes),
-                    eventLoop: .indifferent, deadline: .now() + .nanoseconds(nanoseconds), logger: nil
-                ).futureResult.get()
-            }
-            return UpstreamResponse(
-                status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
-                body: response.body.map { Array(buffer: $0) } ?? []
-            )
-        } catch is ResponseAccumulator.ResponseTooBigError {
-            throw PortalError(.upstreamFailed, "the upstream's response is larger than \(configuration.maxResponseBytes) bytes")
-        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
-            throw PortalError(.upstreamTimeout, "the upstream did not answer within the call's timeout")
-        } catch let error as PortalError {
-            throw error
-        } catch {
-            logger.debug("upstream call failed", metadata: ["portal.error_type": "\(type(of: error))"])
-            throw PortalError(.upstreamFailed, "the upstream could not be reached (\(Self.describe(error)))")
-        }
-    }
-
-    /// A fixed, secret-free description of a client error. Never the error's own text: the HTTP client's
-    /// errors quote header values (an API key among them) and DNS answers, and this message is stored in
-    /// `integration_requests` and shown to auditors as `lastError`.
-    static func describe(_ error: any Error) -> String {
-        if let error = error as? HTTPClientError {
-            switch error {
-            case .connectTimeout: return "connect timeout"
-            case .remoteConnectionClosed: return "connection closed by the upstream"
-            default: break
-            }
-            // The case's name only: the text after it (header values, hosts) is never used.
-            let name = String(describing: error).prefix { $0 != "(" }.lowercased()
-            if name.contains("invalidheaderfield") { return "a header name or value is not allowed in HTTP" }
-            if name.contains("tls") || name.contains("ssl") { return "TLS failure" }
-            return "HTTP client failure"
-        }
-        let name = String(describing: type(of: error))
-        if name.contains("SSL") || name.contains("TLS") { return "TLS failure" }
-        if name.contains("Connection") || name.contains("IOError") || name.contains("ChannelError") { return "connection failed" }
-        if name.contains("Resolution") || name.contains("DNS") { return "name resolution failed" }
-        return "network failure"
-    }
-
-    /// Writes the call's row and ledger entry in one batch transaction, and waits until both are durable.
-    private func record(_ call: CallRecord, started: ContinuousClock.Instant) async throws {
-        let now = clock.now()
-        let duration = started.duration(to: .now)
-        let micros = Int64(duration.components.seconds) * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
-        var data: [String: JSONValue] = [
-            "method": .string(call.method), "endpoint": .string(call.template), "host": .string(call.url.host ?? ""),
-            "pathDigest": .string(Hex.encode(SHA256.hash(data: Array((call.url.path + (call.url.query.map { "?" + $0 } ?? "")).utf8)))),
-            "outcome": .string(call.outcome.rawValue), "attempts": .int(Int64(call.attempts)), "durationMicros": .int(micros),
-            "cache": .string(call.cache), "callId": .string(call.id.uuidString.lowercased()),
-        ]
-        if let status = call.status { data["status"] = .int(Int64(status)) }
-        let category = call.outcome == .success ? nil : call.category ?? (call.outcome == .throttled ? "rate_limit" : call.outcome == .refused ? "business" : CallOutcome.category(status: call.status))
-        if let category { data["errorCategory"] = .string(category) }
-        if let digest = call.requestDigest { data["requestBodyDigest"] = .string(digest) }
-        if !call.subjects.isEmpty { data["subjects"] = .array(call.subjects.map(JSONValue.string)) }
-        if let digest = call.responseDigest { data["responseBodyDigest"] = .string(digest) }
-        let integration = call.integration
-        let row = IntegrationRequestRecord(
-            id: call.id, organizationID: integration.organizationID, integrationID: integration.id, method: call.method,
-            endpoint: call.template, requestBody: call.storedRequest.map { Self.redact($0, secrets: Authenticator.secrets(of: integration)) },
-            responseStatus: call.status, responseBody: call.storedResponse, durationMs: Int(micros / 1000),
-            errorMessage: call.error ?? (call.outcome == .success ? nil : "HTTP \(call.status ?? 0)"), createdAt: now
-        )
-        let event = AuditEvent(
-            organizationID: integration.organizationID, type: call.outcome == .success ? .requestCompleted : .requestFailed,
-            actor: call.actor, integrationID: integration.id, data: .object(data), time: now
-        )
-        try await audit.append([event], with: RequestRow(record: row))
-        observer.observe(.call(.init(
-            organizationID: integration.organizationID, integrationID: integration.id, endpoint: call.template, outcome: call.outcome.rawValue,
-            category: category, durationMicros: micros, at: now, error: row.errorMessage, quotaRemaining: call.quotaRemaining, quotaLimit: call.quotaLimit
-        )))
-    }
-
-    /// The provider's remaining quota and limit from its rate-limit headers (`X-RateLimit-*` or the IETF
-    /// draft's `RateLimit-*`), when it sent both.
-    static func quota(_ headers: [(name: String, value: String)]) -> (Int?, Int?) {
-        func value(_ names: [String]) -> Int? {
-            for (name, value) in headers where names.contains(name.lowercased()) {
-                if let n = Int(value.split(separator: ",").first?.trimmingCharacters(in: .whitespaces) ?? "") { return n }
-            }
-            return nil
-        }
-        let remaining = value(["x-ratelimit-remaining", "ratelimit-remaining"])
-        let limit = value(["x-ratelimit-limit", "ratelimit-limit"])
-        return remaining != nil && limit != nil ? (remaining, limit) : (nil, nil)
-    }
-
-    /// Sends one notification (alert receivers): the destination policy applies, through the shared client,
-    /// without a ledger entry of its own (the notifier logs it). Returns the status and up to 64 KiB of body.
-    public func deliver(_ request: OutboundRequest, timeout: Duration)  async throws -> (status: Int, body: [UInt8]) {
-        let destination = try await configuration.policy.check(request.url)
-        let response = try await send(request, to: destination, deadline: ContinuousClock.now + timeout)
-        return (response.status, Array(response.body.prefix(64 << 10)))
-    }
-
-    /// A call's `integration_requests` row, written with its ledger entry in the sequencer's batch.
-    struct RequestRow: CompanionRow {
-        var record: IntegrationRequestRecord
-
-        static func insert(_ rows: [RequestRow], in db: Transaction) async throws -> Set<Int> {
-            try await IntegrationRequestStore(db).insert(rows.map(\.record))
-            return []
-        }
-    }
-
     static let hopByHop: Set<String> = [
         "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length",
     ]
@@ -686,79 +501,9 @@ public final class Gateway: Service, OutboundTransport, Sendable {
         return (url, relative.path)
     }
 
-    /// A response body as JSON when it parses, else as text (binary as base64).
-    static func body(_ bytes: [UInt8]) -> JSONValue {
-        guard !bytes.isEmpty else { return .null }
-        if let json = try? JSONValue.parse(Data(bytes)) { return json }
-        if let text = String(validating: bytes, as: UTF8.self) { return .string(text) }
-        return ["base64": .string(Data(bytes).base64EncodedString())]
-    }
-
-    /// `value` with every occurrence of a secret replaced by `••••`.
-    static func redact(_ value: JSONValue, secrets: [String]) -> JSONValue {
-        switch value {
-        case .string(var s):
-            for secret in secrets where s.contains(secret) { s = s.replacingOccurrences(of: secret, with: "••••") }
-            return .string(s)
-        case .array(let items): return .array(items.map { redact($0, secrets: secrets) })
-        case .object(let members): return .object(members.mapValues { redact($0, secrets: secrets) })
-        default: return value
-        }
-    }
-
     static func milliseconds(since start: ContinuousClock.Instant) -> Int {
         let d = start.duration(to: .now)
         return Int(d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000)
-    }
-}
-
-/// What the gateway learned about one call, for its row and ledger entry.
-struct CallRecord {
-    /// The call's `integration_requests` row id, also in its ledger entry (`callId`) and its answer.
-    var id: UUID
-    var integration: OutboundIntegration
-    var method: String
-    var template: String
-    var url: URL
-    var actor: String
-    var requestDigest: String?
-    var storedRequest: JSONValue?
-    var attempts = 0
-    var status: Int?
-    var outcome: CallOutcome = .networkError
-    var error: String?
-    var responseDigest: String?
-    var storedResponse: JSONValue?
-    /// `HIT`, `MISS` or `BYPASS`.
-    var cache = "BYPASS"
-    /// The error category when the status does not tell it (a failed token request: `authentication`).
-    var category: String?
-    /// Commitments of the data subjects the call discloses.
-    var subjects: [String] = []
-    /// The provider's rate-limit headers, when it sent them.
-    var quotaRemaining: Int?
-    var quotaLimit: Int?
-
-    init(id: UUID, integration: OutboundIntegration, method: String, template: String, url: URL, actor: String, requestDigest: String?, storedRequest: JSONValue?) {
-        self.id = id
-        self.integration = integration
-        self.method = method
-        self.template = template
-        self.url = url
-        self.actor = actor
-        self.requestDigest = requestDigest
-        self.storedRequest = storedRequest
-    }
-}
-
-/// One upstream answer.
-struct UpstreamResponse {
-    var status: Int
-    var headers: [(name: String, value: String)]
-    var body: [UInt8]
-
-    func header(_ name: String) -> String? {
-        headers.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
     }
 }
 

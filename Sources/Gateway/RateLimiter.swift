@@ -95,6 +95,10 @@ public final class RateLimiter: Sendable {
     }
 
     /// Reads the provider's rate-limit answer: the time to hold off until, if it asked for one.
+    /// A provider's answer of "not before" is at most a day away: `Retry-After: inf` or `1e300` (an upstream's
+    /// text) would otherwise hold the integration forever and overflow the whole seconds every refusal names.
+    public static let maxHoldOff: TimeInterval = 86_400
+
     public static func holdOff(status: Int, headers: [(name: String, value: String)], now: Date) -> Date? {
         func header(_ name: String) -> String? {
             headers.first { Self.sameASCIIName($0.name, name) }?.value.trimmingCharacters(in: .whitespaces)
@@ -103,10 +107,10 @@ public final class RateLimiter: Sendable {
             return now.addingTimeInterval(delay)
         }
         if status == 429 { return now.addingTimeInterval(1) }
-        if header("X-RateLimit-Remaining") == "0", let reset = header("X-RateLimit-Reset").flatMap(Double.init) {
+        if header("X-RateLimit-Remaining") == "0", let reset = header("X-RateLimit-Reset").flatMap(Double.init), reset.isFinite {
             // Either seconds from now or an epoch time, as providers differ.
             let until = reset > 1_000_000_000 ? Date(timeIntervalSince1970: reset) : now.addingTimeInterval(reset)
-            return until > now ? until : nil
+            return until > now ? min(until, now.addingTimeInterval(maxHoldOff)) : nil
         }
         return nil
     }
@@ -126,15 +130,16 @@ public final class RateLimiter: Sendable {
         }
     }
 
-    /// `Retry-After` as seconds from now: delta-seconds or an HTTP date.
+    /// `Retry-After` as seconds from now: delta-seconds or an HTTP date, at most ``maxHoldOff``; nil when it is
+    /// neither (or not a finite, non-negative number).
     public static func retryAfterSeconds(_ value: String, now: Date) -> TimeInterval? {
-        if let seconds = Double(value), seconds >= 0 { return seconds }
+        if let seconds = Double(value) { return seconds.isFinite && seconds >= 0 ? min(seconds, maxHoldOff) : nil }
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "GMT")
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
         guard let date = formatter.date(from: value) else { return nil }
-        return max(0, date.timeIntervalSince(now))
+        return min(max(0, date.timeIntervalSince(now)), maxHoldOff)
     }
 }
 
