@@ -316,7 +316,7 @@ let package = Package(
         // The pure parts of evidence building: mappings, the event catalogue, manifests and archives.
         .testTarget(
             name: "ComplianceTests",
-            dependencies: ["PortalCore", "Ledger", "Compliance"],
+            dependencies: ["PortalCore", "Storage", "Ledger", "Compliance"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -75,108 +75,194 @@ public struct EvidenceBundler: Sendable {
     }
 
     /// Builds the bundle of `kind` (`soc2` or `gdpr`) for the period from `checkpoint`, writing the
-    /// compressed archive through `write`.
+    /// compressed archive through `write`. Three steps: the scan of the ledger into populations
+    /// (``scan(_:organizationID:below:period:into:progress:)``), the documents about them (criteria,
+    /// inventory or register, OSCAL, consistency proofs, manifest, summary: pure but for the register and
+    /// proofs read from storage), and the signed archive (``sign(_:slug:in:)``, ``archive(_:write:)``).
     public func build(
         kind: String, organizationID: UUID, slug: String, start: Date, end: Date, checkpoint: LedgerCheckpointRow,
         mappings: String, templates: String, progress: (Int64) -> Void = { _ in }, write: ([UInt8]) throws -> Void
     ) async throws -> Result {
         let mapping = try EvidenceMapping.load(kind: kind, directory: mappings)
-        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("portal-evidence-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: scratch.appendingPathComponent("populations"), withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: scratch) }
+        let scratch = Scratch(url: FileManager.default.temporaryDirectory.appendingPathComponent("portal-evidence-\(UUID().uuidString)"))
+        try FileManager.default.createDirectory(at: scratch.url.appendingPathComponent("populations"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: scratch.url.appendingPathComponent("oscal"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch.url) }
+        let period = Period(start: start, end: end)
 
-        // One pass over the ledger below the checkpoint: each entry of the period goes to the populations of
-        // the criteria that take its type; the ledger's own counts by type are kept beside.
+        // 1. The scan: the populations and the ledger's own counts.
+        let populations = try await scan(mapping, organizationID: organizationID, below: checkpoint.size, period: period, into: scratch.url, progress: progress)
+        var files = populations.files
+
+        // 2. The documents.
+        let criteria = Self.criteriaDocuments(mapping, populations)
+        let registerJSON = try await register.register(organizationID: organizationID, slug: slug, start: start, end: end, atSize: checkpoint.size)
+        let inventory = Self.inventory(kind: kind, register: registerJSON)
+        files.append(try scratch.write(inventory.document, to: inventory.path))
+        let identity = "\(slug)/\(kind)/\(period.from)/\(period.until)/\(checkpoint.size)"
+        for (path, document) in OscalDocuments.documents(
+            identity: identity, framework: mapping.framework, organization: slug, from: period.from, until: period.until,
+            at: Timestamp.rfc3339(checkpoint.createdAt), populations: try populations.oscal(mapping)
+        ) {
+            files.append(try scratch.write(document, to: path))
+        }
+        let exceptions = inventory.exceptions + Self.reconciliationExceptions(criteria)
+        files.append(try scratch.write(try await consistency(organizationID, checkpoint: checkpoint), to: "consistency.json"))
+        let keys = try await checkpointer.verifierKeys(slug: slug)
+        let manifest = Self.manifest(
+            kind: kind, framework: mapping.framework, slug: slug, period: period, checkpoint: checkpoint, keys: keys.map(\.text), criteria: criteria, exceptions: exceptions
+        )
+        let manifestFile = try scratch.write(manifest, to: "manifest.json")
+        files.insert(manifestFile, at: 0)
+        files.append(try scratch.write(text: try Self.summary(manifest: manifest, templates: templates), to: "summary.html"))
+
+        // 3. The signed archive.
+        files += try await sign(files, slug: slug, in: scratch)
+        try Self.archive(files, write: write)
+        return Result(
+            manifestDigest: try Self.sha256(manifestFile.url), checkpointSize: checkpoint.size, rows: populations.rows, files: files.map(\.path).sorted()
+        )
+    }
+
+    /// The period as entries print their times: `from` inclusive, `until` exclusive.
+    struct Period {
+        var start: Date
+        var end: Date
+        var from: String { Timestamp.rfc3339(start) }
+        var until: String { Timestamp.rfc3339(end) }
+        /// The calendar days covered, for people: the last one is the day before `end`.
+        var inclusiveDates: String { "\(from.prefix(10)) to \(Timestamp.rfc3339(end.addingTimeInterval(-86_400)).prefix(10))" }
+    }
+
+    /// One file of the bundle: its path in the archive and where it is while the bundle is built.
+    struct File {
+        var path: String
+        var url: URL
+    }
+
+    /// The folder a bundle is built in.
+    struct Scratch {
+        var url: URL
+
+        /// Writes `document` as sorted JSON and a newline (byte-identical when regenerated).
+        func write(_ document: JSONValue, to path: String) throws -> File {
+            try write(text: document.sortedText + "\n", to: path)
+        }
+
+        func write(text: String, to path: String) throws -> File {
+            let file = File(path: path, url: url.appendingPathComponent(path))
+            try Data(text.utf8).write(to: file.url)
+            return file
+        }
+    }
+
+    /// What the scan found: each criterion's population (written to files) and the ledger's count of it.
+    struct Populations {
+        var writers: [String: PopulationWriter]
+        var ledgerCounts: [String: Int]
+        var order: [EvidenceMapping.Criterion]
+
+        var rows: [String: Int] { writers.mapValues(\.rows) }
+
+        var files: [File] {
+            order.flatMap { c -> [File] in
+                guard let writer = writers[c.id] else { return [] }
+                return [File(path: "populations/\(c.fileStem).csv", url: writer.csvURL), File(path: "populations/\(c.fileStem).json", url: writer.jsonURL)]
+            }
+        }
+
+        /// The OSCAL view: each population linked by its files' hashes.
+        func oscal(_ mapping: EvidenceMapping) throws -> [OscalDocuments.Population] {
+            try mapping.criteria.compactMap { criterion in
+                guard let writer = writers[criterion.id] else { return nil }
+                return .init(
+                    criterion: criterion, rows: writer.rows, ledgerCount: ledgerCounts[criterion.id] ?? 0,
+                    files: [
+                        ("populations/\(criterion.fileStem).csv", "text/csv", try EvidenceBundler.sha256(writer.csvURL)),
+                        ("populations/\(criterion.fileStem).json", "application/json", try EvidenceBundler.sha256(writer.jsonURL)),
+                    ]
+                )
+            }
+        }
+    }
+
+    /// The criteria an entry belongs to: those that take its type and, when they require a field, find it.
+    static func criteria(of entry: EntryFields, in mapping: EvidenceMapping) -> [EvidenceMapping.Criterion] {
+        mapping.criteria.filter { criterion in
+            criterion.eventTypes.contains(entry.type) && (criterion.requireField.map { present(entry.data, $0) } ?? true)
+        }
+    }
+
+    /// One pass over the ledger below the checkpoint: each entry of the period goes to the populations of the
+    /// criteria that take it; the ledger's own counts by criterion are kept beside, for reconciliation.
+    func scan(
+        _ mapping: EvidenceMapping, organizationID: UUID, below size: Int64, period: Period, into scratch: URL, progress: (Int64) -> Void
+    ) async throws -> Populations {
         var writers: [String: PopulationWriter] = [:]
         for c in mapping.criteria { writers[c.id] = try PopulationWriter(directory: scratch.appendingPathComponent("populations"), criterion: c) }
-        let from = Timestamp.rfc3339(start)
-        let until = Timestamp.rfc3339(end)
+        let from = period.from, until = period.until
         var ledgerCounts: [String: Int] = [:]
-        for try await page in LedgerReader(database: database, cachedTiles: 0).pages(organizationID, below: checkpoint.size) {
+        for try await page in LedgerReader(database: database, cachedTiles: 0).pages(organizationID, below: size) {
             for row in page {
                 // The fields only: the canonical form is the verifier's business (and re-encoding each entry
                 // to check it doubled the cost of a bundle).
                 let entry = try Self.fields(row.bytes)
                 guard entry.time >= from, entry.time < until else { continue }
-                for criterion in mapping.criteria where criterion.eventTypes.contains(entry.type) {
-                    if let required = criterion.requireField, !Self.present(entry.data, required) { continue }
+                for criterion in Self.criteria(of: entry, in: mapping) {
                     ledgerCounts[criterion.id, default: 0] += 1
-                    try writers[criterion.id]!.append(entry, hash: row.hash)
+                    try writers[criterion.id]?.append(entry, hash: row.hash)
                 }
             }
-            progress(min((page.last?.seq ?? 0) + 1, checkpoint.size))
+            progress(min((page.last?.seq ?? 0) + 1, size))
         }
-        var files: [(path: String, url: URL)] = []
-        var criteria: [JSONValue] = []
-        var rows: [String: Int] = [:]
-        for criterion in mapping.criteria {
-            let writer = writers[criterion.id]!
-            try writer.close()
-            rows[criterion.id] = writer.rows
-            files.append(("populations/\(criterion.fileStem).csv", writer.csvURL))
-            files.append(("populations/\(criterion.fileStem).json", writer.jsonURL))
-            let ledger = ledgerCounts[criterion.id] ?? 0
-            criteria.append([
+        for writer in writers.values { try writer.close() }
+        return Populations(writers: writers, ledgerCounts: ledgerCounts, order: mapping.criteria)
+    }
+
+    /// The manifest's `criteria`: each criterion's query, population and whether it reconciles with the
+    /// ledger's count.
+    static func criteriaDocuments(_ mapping: EvidenceMapping, _ populations: Populations) -> [JSONValue] {
+        mapping.criteria.map { criterion in
+            let rows = populations.writers[criterion.id]?.rows ?? 0
+            let ledger = populations.ledgerCounts[criterion.id] ?? 0
+            return [
                 "id": .string(criterion.id), "title": .string(criterion.title), "description": .string(criterion.description),
                 "query": [
                     "source": "ledger entries of the organization with seq below the checkpoint's size and time in the period",
                     "eventTypes": .array(criterion.eventTypes.map(JSONValue.string)), "fields": .array(criterion.fields.map(JSONValue.string)),
                     "requireField": criterion.requireField.map(JSONValue.string) ?? .null,
                 ],
-                "population": ["rows": .int(Int64(writer.rows)), "csv": .string("populations/\(criterion.fileStem).csv"), "json": .string("populations/\(criterion.fileStem).json")],
-                "ledgerCount": .int(Int64(ledger)), "reconciled": .bool(ledger == writer.rows),
+                "population": ["rows": .int(Int64(rows)), "csv": .string("populations/\(criterion.fileStem).csv"), "json": .string("populations/\(criterion.fileStem).json")],
+                "ledgerCount": .int(Int64(ledger)), "reconciled": .bool(ledger == rows),
+            ]
+        }
+    }
+
+    /// A criterion whose population differs from the ledger's count is an exception of the bundle.
+    static func reconciliationExceptions(_ criteria: [JSONValue]) -> [JSONValue] {
+        criteria.filter { $0.objectValue?["reconciled"] == false }.map { ["criterion": $0.objectValue?["id"] ?? .null, "flag": "population_not_reconciled"] }
+    }
+
+    /// GDPR: the record of processing as it is. SOC 2 (CC9.2): the vendor inventory (integrations live in
+    /// the period) against the destinations the ledger saw; a destination that is no integration's base URL
+    /// host is an exception.
+    static func inventory(kind: String, register: JSONValue) -> (path: String, document: JSONValue, exceptions: [JSONValue]) {
+        let m = register.objectValue ?? [:]
+        if kind == "gdpr" { return ("processing-register.json", register, m["exceptions"]?.arrayValue ?? []) }
+        let records = (m["records"]?.arrayValue ?? []).compactMap(\.objectValue).map { r -> JSONValue in
+            .object([
+                "integrationId": r["integrationId"] ?? .null, "name": r["name"] ?? .null, "type": r["type"] ?? .null,
+                "baseUrlHost": r["baseUrlHost"] ?? .null, "deleted": r["deleted"] ?? .null,
+                "calls": r["observed"]?.objectValue?["calls"] ?? 0, "destinationHosts": r["observed"]?.objectValue?["destinationHosts"] ?? [],
             ])
         }
-        var exceptions: [JSONValue] = []
-        let registerJSON = try await register.register(organizationID: organizationID, slug: slug, start: start, end: end, atSize: checkpoint.size)
-        if kind == "gdpr" {
-            let url = scratch.appendingPathComponent("processing-register.json")
-            try Data((registerJSON.sortedText + "\n").utf8).write(to: url)
-            files.append(("processing-register.json", url))
-            exceptions = registerJSON.objectValue?["exceptions"]?.arrayValue ?? []
-        } else {
-            // CC9.2: the vendor inventory (integrations live in the period) against the destinations the
-            // ledger saw; a destination that is no integration's base URL host is an exception.
-            let records = (registerJSON.objectValue?["records"]?.arrayValue ?? []).compactMap(\.objectValue).map { r -> JSONValue in
-                .object([
-                    "integrationId": r["integrationId"] ?? .null, "name": r["name"] ?? .null, "type": r["type"] ?? .null,
-                    "baseUrlHost": r["baseUrlHost"] ?? .null, "deleted": r["deleted"] ?? .null,
-                    "calls": r["observed"]?.objectValue?["calls"] ?? 0, "destinationHosts": r["observed"]?.objectValue?["destinationHosts"] ?? [],
-                ])
-            }
-            exceptions = (registerJSON.objectValue?["exceptions"]?.arrayValue ?? []).filter { $0.objectValue?["flag"] == "undeclared_destination_host" }
-            let inventory: JSONValue = ["period": registerJSON.objectValue?["period"] ?? .null, "vendors": .array(records), "exceptions": .array(exceptions)]
-            let url = scratch.appendingPathComponent("vendor-inventory.json")
-            try Data((inventory.sortedText + "\n").utf8).write(to: url)
-            files.append(("vendor-inventory.json", url))
-        }
-        // OSCAL: the catalog of the criteria, the plan, and the results linking each population by hash.
-        var populations: [OscalDocuments.Population] = []
-        for criterion in mapping.criteria {
-            let writer = writers[criterion.id]!
-            populations.append(.init(
-                criterion: criterion, rows: writer.rows, ledgerCount: ledgerCounts[criterion.id] ?? 0,
-                files: [
-                    ("populations/\(criterion.fileStem).csv", "text/csv", try Self.sha256(writer.csvURL)),
-                    ("populations/\(criterion.fileStem).json", "application/json", try Self.sha256(writer.jsonURL)),
-                ]
-            ))
-        }
-        try FileManager.default.createDirectory(at: scratch.appendingPathComponent("oscal"), withIntermediateDirectories: true)
-        let at = Timestamp.rfc3339(checkpoint.createdAt)
-        let identity = "\(slug)/\(kind)/\(from)/\(until)/\(checkpoint.size)"
-        for (path, document) in OscalDocuments.documents(
-            identity: identity, framework: mapping.framework, organization: slug, from: from, until: until, at: at, populations: populations
-        ) {
-            let url = scratch.appendingPathComponent(path)
-            try Data((document.sortedText + "\n").utf8).write(to: url)
-            files.append((path, url))
-        }
-        for c in criteria where c.objectValue?["reconciled"] == false {
-            exceptions.append(["criterion": c.objectValue?["id"] ?? .null, "flag": "population_not_reconciled"])
-        }
-        // Consistency proofs from every kept checkpoint below the cited one, so an auditor holding any of them
-        // checks offline (`report verify --since`) that the cited tree extends it; the cited one is kept.
+        let exceptions = (m["exceptions"]?.arrayValue ?? []).filter { $0.objectValue?["flag"] == "undeclared_destination_host" }
+        return ("vendor-inventory.json", ["period": m["period"] ?? .null, "vendors": .array(records), "exceptions": .array(exceptions)], exceptions)
+    }
+
+    /// Consistency proofs from every kept checkpoint below the cited one, so an auditor holding any of them
+    /// checks offline (`report verify --since`) that the cited tree extends it; the cited one is kept.
+    func consistency(_ organizationID: UUID, checkpoint: LedgerCheckpointRow) async throws -> JSONValue {
         let kept = try await database.read { db in try await LedgerStore(db).checkpoints(organizationID) }
             .filter { $0.size < checkpoint.size && $0.keepReason != nil && $0.size > 0 }
             .sorted { $0.size < $1.size }
@@ -187,58 +273,49 @@ public struct EvidenceBundler: Sendable {
             proofs.append(["from": .int(old.size), "root": .string(Data(old.root).base64EncodedString()), "proof": .array(proof.map { .string(Data($0).base64EncodedString()) })])
         }
         try await database.write { db in try await LedgerStore(db).keepCheckpoint(organizationID, size: checkpoint.size, reason: "cited") }
-        let consistency: JSONValue = ["size": .int(checkpoint.size), "root": .string(Data(checkpoint.root).base64EncodedString()), "proofs": .array(proofs)]
-        let consistencyURL = scratch.appendingPathComponent("consistency.json")
-        try Data((consistency.sortedText + "\n").utf8).write(to: consistencyURL)
-        files.append(("consistency.json", consistencyURL))
+        return ["size": .int(checkpoint.size), "root": .string(Data(checkpoint.root).base64EncodedString()), "proofs": .array(proofs)]
+    }
 
-        let keys = try await checkpointer.verifierKeys(slug: slug)
-        let manifest: JSONValue = [
-            "kind": .string(kind), "framework": .string(mapping.framework), "organization": .string(slug),
-            "period": ["from": .string(from), "to": .string(until), "inclusiveDates": .string("\(from.prefix(10)) to \(Timestamp.rfc3339(end.addingTimeInterval(-86_400)).prefix(10))")],
-            "generator": .string(Self.generator),
+    /// The manifest (DESIGN 4.5): what the bundle is, the checkpoint it cites, the keys that sign it, the
+    /// criteria and the exceptions.
+    static func manifest(
+        kind: String, framework: String, slug: String, period: Period, checkpoint: LedgerCheckpointRow, keys: [String], criteria: [JSONValue], exceptions: [JSONValue]
+    ) -> JSONValue {
+        [
+            "kind": .string(kind), "framework": .string(framework), "organization": .string(slug),
+            "period": ["from": .string(period.from), "to": .string(period.until), "inclusiveDates": .string(period.inclusiveDates)],
+            "generator": .string(generator),
             "checkpoint": ["size": .int(checkpoint.size), "root": .string(Data(checkpoint.root).base64EncodedString()), "note": .string(checkpoint.note)],
-            "signingKeys": .array(keys.map { .string($0.text) }),
+            "signingKeys": .array(keys.map(JSONValue.string)),
             "criteria": .array(criteria), "exceptions": .array(exceptions),
         ]
-        let manifestBytes = Array((manifest.sortedText + "\n").utf8)
-        let manifestURL = scratch.appendingPathComponent("manifest.json")
-        try Data(manifestBytes).write(to: manifestURL)
-        files.insert(("manifest.json", manifestURL), at: 0)
+    }
 
-        let html = try Self.summary(manifest: manifest, templates: templates)
-        let htmlURL = scratch.appendingPathComponent("summary.html")
-        try Data(html.utf8).write(to: htmlURL)
-        files.append(("summary.html", htmlURL))
+    /// `SHA256SUMS` over every file, in path order, as `sha256sum` prints it.
+    static func sums(_ files: [File]) throws -> String {
+        try files.sorted { $0.path < $1.path }.map { "\(try sha256($0.url))  \($0.path)\n" }.joined()
+    }
 
-        // SHA256SUMS over every file, and its signature as a signed note by the ledger's keys.
-        var sums = ""
-        for file in files.sorted(by: { $0.path < $1.path }) { sums += "\(try Self.sha256(file.url))  \(file.path)\n" }
-        let sumsURL = scratch.appendingPathComponent("SHA256SUMS")
-        try Data(sums.utf8).write(to: sumsURL)
+    /// `SHA256SUMS` and its signature, a signed note by the ledger's keys.
+    func sign(_ files: [File], slug: String, in scratch: Scratch) async throws -> [File] {
+        let sums = try Self.sums(files)
         let note = try SignedNote.sign(sums, with: try await checkpointer.signingKeys().signers(name: checkpointer.origin(slug: slug)))
-        let signature = String(note.dropFirst(sums.count + 1))
-        let sigURL = scratch.appendingPathComponent("SHA256SUMS.sig")
-        try Data(signature.utf8).write(to: sigURL)
-        files.append(("SHA256SUMS", sumsURL))
-        files.append(("SHA256SUMS.sig", sigURL))
+        return [try scratch.write(text: sums, to: "SHA256SUMS"), try scratch.write(text: String(note.dropFirst(sums.count + 1)), to: "SHA256SUMS.sig")]
+    }
 
-        // The archive: fixed metadata, files in a fixed order, streamed through zstd.
+    /// The archive: fixed metadata, files in path order, streamed through zstd (a population of a long
+    /// period is far larger than what should be held in memory).
+    static func archive(_ files: [File], write: ([UInt8]) throws -> Void) throws {
         let compressor = try ZstdCompressor()
         try compressor.compress(try Tar.directory("oscal"), into: write)
         try compressor.compress(try Tar.directory("populations"), into: write)
         for file in files.sorted(by: { $0.path < $1.path }) {
-            // Streamed: a population of a long period is far larger than what should be held in memory.
             let size = (try FileManager.default.attributesOfItem(atPath: file.url.path)[.size] as? NSNumber)?.intValue ?? 0
             try compressor.compress(try Tar.fileHeader(file.path, size: size), into: write)
-            try Self.chunks(of: file.url) { chunk in try compressor.compress(chunk, into: write) }
+            try chunks(of: file.url) { chunk in try compressor.compress(chunk, into: write) }
             try compressor.compress(Tar.padding(size), into: write)
         }
         try compressor.compress(Tar.end, end: true, into: write)
-        return Result(
-            manifestDigest: Hex.encode(SHA256.hash(data: manifestBytes)), checkpointSize: checkpoint.size, rows: rows,
-            files: files.map(\.path).sorted()
-        )
     }
 
     /// The members of a stored entry a population needs.

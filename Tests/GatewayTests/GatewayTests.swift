@@ -210,6 +210,20 @@ struct GatewayTests {
             let held = await #expect(throws: PortalError.self) { try await env.call(other, "/echo/held") }
             #expect(held?.code == .throttled)
             #expect(env.upstream.calls("/echo/held") == 0)
+            // A hostile or broken upstream's Retry-After (too large for whole seconds, or infinite) holds the
+            // integration at most a day, and the refusal names a whole number of seconds: no trap.
+            let hostile = try await env.integration("api_key", credentials: ["apiKey": "k-hostile-123456"])
+            #expect(try await env.call(hostile, "/status/429?retryAfter=1e300", method: "POST").status == 429)
+            let refused = await #expect(throws: PortalError.self) { try await env.call(hostile, "/echo/after-huge") }
+            #expect(refused?.code == .throttled && refused?.retryAfterSeconds == 86_400)
+            let infinite = try await env.integration("api_key", credentials: ["apiKey": "k-infinite-123456"])
+            #expect(try await env.call(infinite, "/status/429?retryAfter=inf", method: "POST").status == 429)
+            // Unreadable, so the 429's default pause of a second applies (the call may come after it).
+            do {
+                _ = try await env.call(infinite, "/echo/after-inf")
+            } catch let error as PortalError {
+                #expect(error.code == .throttled && (error.retryAfterSeconds ?? 0) <= 1)
+            }
         }
     }
 
