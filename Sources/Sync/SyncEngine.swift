@@ -50,6 +50,9 @@ public final class SyncEngine: Service, Sendable {
     private let submit: AsyncStream<Submission>.Continuation
     /// The jobs submitted in this process and not ended yet.
     private let active = Mutex<Set<UUID>>([])
+    /// Completed passes of the poll loop (abandoned jobs, then due schedules): a test that expects nothing
+    /// to start waits for two more passes instead of for some time.
+    private let passes = Atomic<Int>(0)
 
     struct Submission: Sendable {
         var job: SyncJobRecord
@@ -261,6 +264,7 @@ public final class SyncEngine: Service, Sendable {
                 while !Task.isCancelled {
                     await self.resumeAbandoned()
                     await self.runDueSchedules()
+                    self.passes.add(1, ordering: .releasing)
                     do { try await Task.sleep(for: self.configuration.pollInterval) } catch { return }
                 }
             }
@@ -305,6 +309,9 @@ public final class SyncEngine: Service, Sendable {
         _ = active.withLock { $0.insert(job.id) }
         submit.yield(Submission(job: job, plan: plan))
     }
+
+    /// The poll loop's completed passes (see ``passes``).
+    public var completedPasses: Int { passes.load(ordering: .acquiring) }
 
     /// Waits until the jobs submitted in this process have ended (tests); `run()` must be running.
     public func waitForJobs() async {

@@ -295,12 +295,17 @@ struct SyncEngineTests {
             // Due at once: one job per entity, incremental from nothing.
             var all = try await settle(3)
             #expect(all.count == 3 && all.allSatisfy { $0.status == "completed" && $0.syncType == "incremental" })
-            try await Task.sleep(for: .milliseconds(300))
+            // Two full passes of the scheduler after the jobs ended: had one been due, it would have started.
+            func twoPasses() async throws {
+                let seen = env.engine.completedPasses
+                #expect(try await eventually { env.engine.completedPasses >= seen + 2 }, "the scheduler runs")
+            }
+            try await twoPasses()
             #expect(try await jobs().count == 3, "not due again before the interval")
             let paused = try await env.engine.setPaused(integrationID: integrationID, paused: true, by: env.admin)
             #expect(paused.paused && paused.intervalSeconds == 3600)
             clock.advance(by: 3601)
-            try await Task.sleep(for: .milliseconds(300))
+            try await twoPasses()
             #expect(try await jobs().count == 3, "paused: nothing starts")
             _ = try await env.engine.setPaused(integrationID: integrationID, paused: false, by: env.admin)
             all = try await settle(6)
