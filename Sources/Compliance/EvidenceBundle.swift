@@ -1,31 +1,31 @@
 import Crypto
-public import Foundation
+package import Foundation
 import Integrations
-public import Ledger
+package import Ledger
 import Mustache
-public import PortalCore
-public import Storage
+package import PortalCore
+package import Storage
 
 /// A framework's evidence mapping (`reports/mappings/<kind>.yaml`): criteria, each the ledger event types
 /// that form its population and the entry fields that become columns.
-public struct EvidenceMapping: Sendable, Equatable {
-    public struct Criterion: Sendable, Equatable {
-        public var id: String
-        public var title: String
-        public var description: String
-        public var eventTypes: [String]
-        public var fields: [String]
+package struct EvidenceMapping: Sendable, Equatable {
+    package struct Criterion: Sendable, Equatable {
+        package var id: String
+        package var title: String
+        package var description: String
+        package var eventTypes: [String]
+        package var fields: [String]
         /// Only entries whose `data` has this field (non-empty) count.
-        public var requireField: String?
+        package var requireField: String?
 
         /// The file-name form of the id (`CC6.1` -> `cc6.1`, `Art15-22` -> `art15-22`).
-        public var fileStem: String { id.lowercased().replacingOccurrences(of: "(", with: "-").replacingOccurrences(of: ")", with: "") }
+        package var fileStem: String { id.lowercased().replacingOccurrences(of: "(", with: "-").replacingOccurrences(of: ")", with: "") }
     }
 
-    public var framework: String
-    public var criteria: [Criterion]
+    package var framework: String
+    package var criteria: [Criterion]
 
-    public static func load(kind: String, directory: String) throws(PortalError) -> EvidenceMapping {
+    package static func load(kind: String, directory: String) throws(PortalError) -> EvidenceMapping {
         let path = URL(fileURLWithPath: directory).appendingPathComponent("\(kind).yaml").path
         guard let data = FileManager.default.contents(atPath: path) else { throw PortalError(.configuration, "no mapping at \(path)") }
         let root = try YAMLDocument.parse(String(decoding: data, as: UTF8.self), source: path)
@@ -54,24 +54,24 @@ public struct EvidenceMapping: Sendable, Equatable {
 /// checkpoint's size, reconciled with the ledger's counts, with a manifest, an HTML summary, `SHA256SUMS`
 /// and its signature by the organization's ledger keys, in a `.tar.zst` whose every file but the signature
 /// is byte-identical when regenerated. Rows are streamed to files, so memory does not grow with the period.
-public struct EvidenceBundler: Sendable {
-    public static let generator = "portal evidence 1"
+package struct EvidenceBundler: Sendable {
+    package static let generator = "portal evidence 1"
     let database: Database
     let checkpointer: LedgerCheckpointer
     let register: ProcessingRegister
 
-    public init(database: Database, checkpointer: LedgerCheckpointer) {
+    package init(database: Database, checkpointer: LedgerCheckpointer) {
         self.database = database
         self.checkpointer = checkpointer
         register = ProcessingRegister(database: database)
     }
 
     /// What a build produced.
-    public struct Result: Sendable {
-        public var manifestDigest: String
-        public var checkpointSize: Int64
-        public var rows: [String: Int]
-        public var files: [String]
+    package struct Result: Sendable {
+        package var manifestDigest: String
+        package var checkpointSize: Int64
+        package var rows: [String: Int]
+        package var files: [String]
     }
 
     /// Builds the bundle of `kind` (`soc2` or `gdpr`) for the period from `checkpoint`, writing the
@@ -79,7 +79,7 @@ public struct EvidenceBundler: Sendable {
     /// (``scan(_:organizationID:below:period:into:progress:)``), the documents about them (criteria,
     /// inventory or register, OSCAL, consistency proofs, manifest, summary: pure but for the register and
     /// proofs read from storage), and the signed archive (``sign(_:slug:in:)``, ``archive(_:write:)``).
-    public func build(
+    package func build(
         kind: String, organizationID: UUID, slug: String, start: Date, end: Date, checkpoint: LedgerCheckpointRow,
         mappings: String, templates: String, progress: (Int64) -> Void = { _ in }, write: ([UInt8]) throws -> Void
     ) async throws -> Result {
@@ -501,18 +501,18 @@ final class PopulationWriter {
 /// Checks an evidence bundle offline (`portal report verify`): the signature of `SHA256SUMS` by every given
 /// verifier key, every file's SHA-256, no file missing or unlisted, and the cited checkpoint's signatures.
 /// Returns the problems found, each naming its file (empty when the bundle verifies).
-public struct EvidenceVerifier: Sendable {
-    public init() {}
+package struct EvidenceVerifier: Sendable {
+    package init() {}
 
-    public struct Report: Sendable {
-        public var problems: [String]
-        public var manifest: JSONValue?
-        public var files: Int
-        public var passed: Bool { problems.isEmpty }
+    package struct Report: Sendable {
+        package var problems: [String]
+        package var manifest: JSONValue?
+        package var files: Int
+        package var passed: Bool { problems.isEmpty }
     }
 
     /// `since`: a checkpoint note the auditor holds (signed by `keys`), which the cited checkpoint must extend.
-    public func verify(bundle: String, keys: [SignedNote.VerifierKey], since: String? = nil) throws -> Report {
+    package func verify(bundle: String, keys: [SignedNote.VerifierKey], since: String? = nil) throws -> Report {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("portal-evidence-verify-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: scratch) }
         let root = try LedgerBundleVerifier().unpack(bundle: bundle, into: scratch, limit: Self.memberLimit)
@@ -558,7 +558,7 @@ public struct EvidenceVerifier: Sendable {
 
     /// Whether the live ledger (of the manifest's organization in `database`) extends the bundle's cited
     /// checkpoint: a consistency proof from it to the current head, checked here.
-    public static func consistency(manifest: JSONValue?, database: Database) async throws -> [String] {
+    package static func consistency(manifest: JSONValue?, database: Database) async throws -> [String] {
         guard let cited = cited(manifest), let slug = manifest?.objectValue?["organization"]?.stringValue else { return ["manifest.json: no checkpoint cited"] }
         guard let org = try await database.read({ db in try await OrganizationStore(db).find(slug: slug) }) else { return ["--database: no organization '\(slug)'"] }
         let reader = LedgerReader(database: database)
@@ -571,7 +571,7 @@ public struct EvidenceVerifier: Sendable {
         return []
     }
 
-    public func verify(folder root: URL, keys: [SignedNote.VerifierKey]) throws -> Report {
+    package func verify(folder root: URL, keys: [SignedNote.VerifierKey]) throws -> Report {
         var problems: [String] = []
         guard let sums = try? String(contentsOf: root.appendingPathComponent("SHA256SUMS"), encoding: .utf8) else {
             return Report(problems: ["SHA256SUMS: missing"], manifest: nil, files: 0)

@@ -1,17 +1,17 @@
-public import Foundation
+package import Foundation
 import Ledger
-public import PortalCore
-public import Storage
+package import PortalCore
+package import Storage
 
 /// The GDPR Art. 30 record of processing for a period: what each integration declares
 /// (``ProcessingRecord`` metadata) beside what the ledger shows it actually received (calls, destination
 /// hosts, calls that named data subjects), with undeclared recipients, hosts other than the declared base
 /// URL, and transfers outside the EEA without a mechanism flagged. The recipients by role (Art. 28) and the
 /// transfer register (Art. 44-49) are views of the same rows.
-public struct ProcessingRegister: Sendable {
+package struct ProcessingRegister: Sendable {
     let database: Database
 
-    public init(database: Database) { self.database = database }
+    package init(database: Database) { self.database = database }
 
     /// EEA member states (ISO 3166-1 alpha-2): transfers elsewhere need a mechanism.
     static let eea: Set<String> = [
@@ -20,7 +20,7 @@ public struct ProcessingRegister: Sendable {
     ]
 
     /// Inclusive UTC dates (DESIGN 4.5): `from` 2026-07-01 and `to` 2026-09-30 cover [07-01T00:00Z, 10-01T00:00Z).
-    public static func period(from: String, to: String) throws(PortalError) -> (start: Date, end: Date) {
+    package static func period(from: String, to: String) throws(PortalError) -> (start: Date, end: Date) {
         func day(_ text: String, _ pointer: String) throws(PortalError) -> Date {
             // A real calendar day: 2026-02-30 does not silently become March 2.
             guard text.range(of: #"^\d{4}-\d{2}-\d{2}$"#, options: .regularExpression) != nil, let date = Timestamp.parse(text + "T00:00:00Z"),
@@ -46,7 +46,7 @@ public struct ProcessingRegister: Sendable {
     }
 
     /// The register for [start, end), from the ledger's entries below `atSize` (the whole ledger when nil).
-    public func register(organizationID: UUID, slug: String, start: Date, end: Date, atSize: Int64? = nil) async throws -> JSONValue {
+    package func register(organizationID: UUID, slug: String, start: Date, end: Date, atSize: Int64? = nil) async throws -> JSONValue {
         let (integrations, size) = try await database.read { db in
             let rows = try await IntegrationStore(db).all(organizationID: organizationID, includeDeleted: true).compactMap { r -> (id: String, name: String, type: String, baseURL: String?, processing: JSONValue?, deletedAt: Date?)? in
                 guard r.createdAt < end else { return nil }

@@ -1,15 +1,15 @@
-public import Foundation
-public import Ledger
-public import Logging
-public import PortalCore
-public import ServiceLifecycle
-public import Storage
+package import Foundation
+package import Ledger
+package import Logging
+package import PortalCore
+import ServiceLifecycle
+package import Storage
 
 /// Evidence bundles requested over the API (`POST /portal/reports`): stored as `reports` rows, built by this
 /// service one at a time per instance (a lease on the row, so another instance takes over a build whose
 /// instance died), the finished bundle kept in the row for `GET /portal/reports/{id}/download`. A request is
 /// picked up within half a second.
-public final class ReportJobs: Service, Sendable {
+package final class ReportJobs: Service, Sendable {
     let database: Database
     let checkpointer: LedgerCheckpointer
     let sequencer: LedgerSequencer
@@ -23,7 +23,7 @@ public final class ReportJobs: Service, Sendable {
     /// The most report builds an organization may have queued or running (each is built in memory).
     let maxOpen: Int
 
-    public init(
+    package init(
         database: Database, checkpointer: LedgerCheckpointer, sequencer: LedgerSequencer, clock: any WallClock, ids: IdentifierGenerator, logger: Logger,
         owner: String, reportsDirectory: String, maxOpen: Int = Quotas().openReports
     ) {
@@ -40,21 +40,21 @@ public final class ReportJobs: Service, Sendable {
     }
 
     /// A report as the API shows it.
-    public struct View: Sendable, Encodable {
-        public var id: String
-        public var kind: String
-        public var from: String
-        public var to: String
-        public var at: Int64?
-        public var status: String
-        public var error: String?
-        public var checkpointSize: Int64?
-        public var manifestDigest: String?
-        public var bytes: Int64?
-        public var requestedBy: String
-        public var createdAt: String
-        public var completedAt: String?
-        public var download: String?
+    package struct View: Sendable, Encodable {
+        package var id: String
+        package var kind: String
+        package var from: String
+        package var to: String
+        package var at: Int64?
+        package var status: String
+        package var error: String?
+        package var checkpointSize: Int64?
+        package var manifestDigest: String?
+        package var bytes: Int64?
+        package var requestedBy: String
+        package var createdAt: String
+        package var completedAt: String?
+        package var download: String?
 
         init(_ r: ReportRecord) {
             id = r.id.uuidString.lowercased()
@@ -75,7 +75,7 @@ public final class ReportJobs: Service, Sendable {
     }
 
     /// Requests a bundle from `{kind, from, to, at?}` (202); it is built in the background.
-    public func request(_ json: JSONValue, by principal: Principal) async throws -> View {
+    package func request(_ json: JSONValue, by principal: Principal) async throws -> View {
         try principal.require(.manageReports)
         guard case .object(let m) = json else { throw PortalError.validation([.init(pointer: "", message: "must be an object")]) }
         var errors: [PortalError.FieldError] = []
@@ -111,7 +111,7 @@ public final class ReportJobs: Service, Sendable {
         return View(record)
     }
 
-    public func report(id: UUID, by principal: Principal) async throws -> View {
+    package func report(id: UUID, by principal: Principal) async throws -> View {
         try principal.require(.readReports)
         guard let record = try await database.read({ db in try await ReportStore(db).find(id: id, organizationID: principal.organizationID) }) else {
             throw PortalError.notFound("report")
@@ -119,12 +119,12 @@ public final class ReportJobs: Service, Sendable {
         return View(record)
     }
 
-    public func list(by principal: Principal, limit: Int) async throws -> [View] {
+    package func list(by principal: Principal, limit: Int) async throws -> [View] {
         try principal.require(.readReports)
         return try await database.read { db in try await ReportStore(db).list(organizationID: principal.organizationID, limit: limit) }.map(View.init)
     }
 
-    public func download(id: UUID, by principal: Principal) async throws -> (data: Data, name: String) {
+    package func download(id: UUID, by principal: Principal) async throws -> (data: Data, name: String) {
         let view = try await report(id: id, by: principal)
         guard view.status == "completed", let data = try await database.read({ db in try await ReportStore(db).bundle(id: id, organizationID: principal.organizationID) }) else {
             throw PortalError(.conflict, "the report is \(view.status); it can be downloaded once completed")
@@ -134,7 +134,7 @@ public final class ReportJobs: Service, Sendable {
 
     // MARK: The builder
 
-    public func run() async throws {
+    package func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             var built = false
             do {
@@ -154,7 +154,7 @@ public final class ReportJobs: Service, Sendable {
 
     /// Builds the next pending report, if any; returns whether there was one.
     @discardableResult
-    public func buildNext() async throws -> Bool {
+    package func buildNext() async throws -> Bool {
         let now = clock.now()
         guard let job = try await database.write({ db in try await ReportStore(db).claim(owner: owner, until: now.addingTimeInterval(600), now: now) }) else { return false }
         do {

@@ -1,15 +1,15 @@
-public import Foundation
-public import Ledger
-public import Logging
-public import PortalCore
-public import ServiceLifecycle
-public import Storage
+package import Foundation
+package import Ledger
+package import Logging
+package import PortalCore
+import ServiceLifecycle
+package import Storage
 
 /// Retention: each organization's periods for request logs, stored bodies and webhook bodies
 /// (`GET`/`PUT /portal/retention`, changes ledgered as `retention.updated`), and the service that applies
 /// them (once an hour by default, one instance at a time), appending `retention.applied` with what it removed.
 /// Ledger entries are never deleted.
-public final class Retention: Service, Sendable {
+package final class Retention: Service, Sendable {
     let database: Database
     let audit: any AuditTrail
     let clock: any WallClock
@@ -19,7 +19,7 @@ public final class Retention: Service, Sendable {
     /// Rows per statement, so a large backlog never holds the writer long.
     let batch: Int
 
-    public init(database: Database, audit: any AuditTrail, clock: any WallClock, logger: Logger, interval: Duration = .seconds(3600), owner: String, batch: Int = 5_000) {
+    package init(database: Database, audit: any AuditTrail, clock: any WallClock, logger: Logger, interval: Duration = .seconds(3600), owner: String, batch: Int = 5_000) {
         self.database = database
         self.audit = audit
         self.clock = clock
@@ -29,25 +29,25 @@ public final class Retention: Service, Sendable {
         self.batch = batch
     }
 
-    public func run() async throws {
+    package func run() async throws {
         await LeasedLoop(name: "retention", owner: owner, database: database, clock: clock, logger: logger)
             .run(every: interval, first: min(interval, .seconds(120))) { try await self.applyAll() }
     }
 
     // MARK: Policy
 
-    public struct PolicyView: Sendable, Encodable {
-        public var requestLogsDays: Int?
-        public var storedBodiesDays: Int?
-        public var webhookPayloadsDays: Int?
+    package struct PolicyView: Sendable, Encodable {
+        package var requestLogsDays: Int?
+        package var storedBodiesDays: Int?
+        package var webhookPayloadsDays: Int?
         /// Whether these are the defaults (no policy set).
-        public var isDefault: Bool
-        public var updatedBy: String?
-        public var updatedAt: String?
+        package var isDefault: Bool
+        package var updatedBy: String?
+        package var updatedAt: String?
 
         enum CodingKeys: String, CodingKey { case requestLogsDays, storedBodiesDays, webhookPayloadsDays, isDefault, updatedBy, updatedAt }
 
-        public func encode(to encoder: any Encoder) throws {
+        package func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(requestLogsDays, forKey: .requestLogsDays)
             try c.encode(storedBodiesDays, forKey: .storedBodiesDays)
@@ -58,7 +58,7 @@ public final class Retention: Service, Sendable {
         }
     }
 
-    public func policy(by principal: Principal) async throws -> PolicyView {
+    package func policy(by principal: Principal) async throws -> PolicyView {
         try principal.require(.readIntegrations)
         let (policy, by, at) = try await database.read { db in try await RetentionStore(db).policy(organizationID: principal.organizationID) }
         return PolicyView(
@@ -69,7 +69,7 @@ public final class Retention: Service, Sendable {
 
     /// Sets the organization's periods from `{requestLogsDays, storedBodiesDays, webhookPayloadsDays}` (each
     /// 1 to 3650, or null to keep for ever; all three required).
-    public func setPolicy(_ json: JSONValue, by principal: Principal) async throws -> PolicyView {
+    package func setPolicy(_ json: JSONValue, by principal: Principal) async throws -> PolicyView {
         try principal.require(.manageReports)
         guard case .object(let m) = json else { throw PortalError.validation([.init(pointer: "", message: "must be an object")]) }
         var errors: [PortalError.FieldError] = []
@@ -104,24 +104,24 @@ public final class Retention: Service, Sendable {
     // MARK: Applying
 
     /// What one run removed in one organization.
-    public struct Applied: Sendable, Equatable {
-        public var requestLogsDeleted = 0
-        public var bodiesCleared = 0
-        public var webhookPayloadsExpired = 0
+    package struct Applied: Sendable, Equatable {
+        package var requestLogsDeleted = 0
+        package var bodiesCleared = 0
+        package var webhookPayloadsExpired = 0
 
-        public init() {}
+        package init() {}
     }
 
     /// Applies every organization's policy at the clock's time; returns what was removed, by slug.
     @discardableResult
-    public func applyAll() async throws -> [String: Applied] {
+    package func applyAll() async throws -> [String: Applied] {
         let organizations = try await database.read { db in try await OrganizationStore(db).list() }.map { ($0.id, $0.slug) }
         var out: [String: Applied] = [:]
         for (id, slug) in organizations { out[slug] = try await apply(organizationID: id) }
         return out
     }
 
-    public func apply(organizationID: UUID) async throws -> Applied {
+    package func apply(organizationID: UUID) async throws -> Applied {
         let now = clock.now()
         let policy = try await database.read { db in try await RetentionStore(db).policy(organizationID: organizationID).policy }
         let batch = batch

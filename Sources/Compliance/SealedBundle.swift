@@ -9,14 +9,14 @@ import PortalCore
 /// chunks of at most 1 MiB of plaintext, each its ciphertext length (4 bytes) and ciphertext, sealed in order
 /// by one HPKE context (so chunks cannot be reordered), the last with the associated data `final` (so a
 /// truncated file does not open).
-public enum SealedBundle {
+package enum SealedBundle {
     static let magic = Array("PORTAL-SEALED-BUNDLE-1\n".utf8)
     static let suite = HPKE.Ciphersuite.XWingMLKEM768X25519_SHA256_AES_GCM_256
     static let info = Data("portal evidence bundle".utf8)
     static let chunk = 1 << 20
 
     /// A new auditor key pair: (private seed, public key), both base64 for key files.
-    public static func makeKeyPair() throws -> (privateKey: String, publicKey: String) {
+    package static func makeKeyPair() throws -> (privateKey: String, publicKey: String) {
         let key = try XWingMLKEM768X25519.PrivateKey()
         return (key.seedRepresentation.base64EncodedString(), key.publicKey.rawRepresentation.base64EncodedString())
     }
@@ -36,7 +36,7 @@ public enum SealedBundle {
     }
 
     /// Seals `input` (a file) to `publicKey` (base64), writing to `output`.
-    public static func seal(input: String, publicKey text: String, output: String) throws {
+    package static func seal(input: String, publicKey text: String, output: String) throws {
         var sender = try HPKE.Sender(recipientKey: try publicKey(text), ciphersuite: suite, info: info)
         guard let reader = FileHandle(forReadingAtPath: input), FileManager.default.createFile(atPath: output, contents: nil), let writer = FileHandle(forWritingAtPath: output) else {
             throw PortalError(.configuration, "cannot read \(input) or write \(output)")
@@ -60,7 +60,7 @@ public enum SealedBundle {
     }
 
     /// Opens a sealed bundle with the private key (base64 seed), writing the bundle to `output`.
-    public static func open(input: String, privateKey text: String, output: String) throws {
+    package static func open(input: String, privateKey text: String, output: String) throws {
         guard let data = FileManager.default.contents(atPath: input) else { throw PortalError(.configuration, "cannot read \(input)") }
         let bytes = Array(data)
         guard bytes.starts(with: magic) else { throw PortalError(.validationFailed, "\(input) is not a sealed bundle") }

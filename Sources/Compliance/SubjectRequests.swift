@@ -1,9 +1,9 @@
 import Foundation
-public import Integrations
-public import Ledger
-public import Logging
-public import PortalCore
-public import Storage
+package import Integrations
+package import Ledger
+package import Logging
+package import PortalCore
+package import Storage
 
 /// Data-subject requests (GDPR Art. 15, 17, 19, 20): what the portal holds about a person, exported; and
 /// erasure, which deletes it, destroys the subject's salt and key, asks the recipients that declare a
@@ -11,7 +11,7 @@ public import Storage
 ///
 /// A subject is named by its id as the integrations know it (an email, a user id); it is found by its
 /// lookup (a keyed hash) and appears in the ledger only as its commitment, HMAC-SHA256 under its random salt.
-public struct SubjectRequests: Sendable {
+package struct SubjectRequests: Sendable {
     let database: Database
     let vault: CredentialVault
     let sealing: SubjectSealing
@@ -20,7 +20,7 @@ public struct SubjectRequests: Sendable {
     let clock: any WallClock
     let logger: Logger
 
-    public init(database: Database, vault: CredentialVault, gateway: any OutboundTransport, audit: LedgerSequencer, clock: any WallClock, logger: Logger) {
+    package init(database: Database, vault: CredentialVault, gateway: any OutboundTransport, audit: LedgerSequencer, clock: any WallClock, logger: Logger) {
         self.database = database
         self.vault = vault
         sealing = SubjectSealing(vault: vault)
@@ -49,7 +49,7 @@ public struct SubjectRequests: Sendable {
     /// Everything held about the subject, in JSON: its synced records (opened), and the dated disclosures to
     /// third parties the ledger records under its commitment. Appends `subject.request_received` and
     /// `subject.exported`.
-    public func export(subjectID raw: String, by principal: Principal, actor given: String? = nil) async throws -> JSONValue {
+    package func export(subjectID raw: String, by principal: Principal, actor given: String? = nil) async throws -> JSONValue {
         try principal.require(.manageReports)
         let subjectID = try Self.checked(raw)
         let org = principal.organizationID
@@ -128,24 +128,24 @@ public struct SubjectRequests: Sendable {
     // MARK: Erasure (Art. 17 and 19)
 
     /// What an erasure did.
-    public struct Erasure: Sendable, Encodable {
-        public var commitment: String?
-        public var recordsDeleted: Int
-        public var conflictsDeleted: Int
-        public var requestBodiesCleared: Int
-        public var webhookPayloadsErased: Int
-        public var keyDestroyed: Bool
-        public var recipients: [Recipient]
-        public var erasedAt: String
+    package struct Erasure: Sendable, Encodable {
+        package var commitment: String?
+        package var recordsDeleted: Int
+        package var conflictsDeleted: Int
+        package var requestBodiesCleared: Int
+        package var webhookPayloadsErased: Int
+        package var keyDestroyed: Bool
+        package var recipients: [Recipient]
+        package var erasedAt: String
 
         /// One recipient asked to delete (Art. 17(2)), and what it answered.
-        public struct Recipient: Sendable, Encodable {
-            public var integrationId: String
-            public var name: String
+        package struct Recipient: Sendable, Encodable {
+            package var integrationId: String
+            package var name: String
             /// `deleted` (2xx), `not_found` (404: nothing held), `failed`, or `refused` (by the portal).
-            public var outcome: String
-            public var status: Int?
-            public var detail: String?
+            package var outcome: String
+            package var status: Int?
+            package var detail: String?
         }
     }
 
@@ -153,7 +153,7 @@ public struct SubjectRequests: Sendable {
     /// that mention it cleared, its salt and key destroyed (what remains sealed for it is unreadable and its
     /// ledger commitments unlinkable), and each integration with a `subjectDeletion` endpoint asked to delete.
     /// Appends `subject.request_received` and `subject.erased`, neither with personal data.
-    public func erase(subjectID raw: String, by principal: Principal, actor given: String? = nil) async throws -> Erasure {
+    package func erase(subjectID raw: String, by principal: Principal, actor given: String? = nil) async throws -> Erasure {
         try principal.require(.manageReports)
         let subjectID = try Self.checked(raw)
         let org = principal.organizationID

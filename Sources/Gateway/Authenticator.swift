@@ -1,16 +1,16 @@
 import Crypto
-public import Foundation
-public import Integrations
+package import Foundation
+package import Integrations
 import Ledger
-public import PortalCore
+package import PortalCore
 import Storage
 
 /// Signs an outbound request with an integration's credentials, by its `authMethod`: runs inside
 /// the retry loop, after transforms, so time-bound signatures (SigV4 dates) are fresh on every attempt.
-public enum Authenticator {
+package enum Authenticator {
     /// Applies `integration`'s authentication to `request` at `now`.
     /// `bearer`: the OAuth 2.0 access token obtained for this attempt (oauth2 only).
-    public static func apply(_ integration: OutboundIntegration, to request: inout OutboundRequest, now: Date, bearer: String? = nil) throws(PortalError) {
+    package static func apply(_ integration: OutboundIntegration, to request: inout OutboundRequest, now: Date, bearer: String? = nil) throws(PortalError) {
         let credentials = integration.credentials
         let config = integration.configuration
         func credential(_ name: String) throws(PortalError) -> String {
@@ -99,13 +99,13 @@ public enum Authenticator {
 }
 
 /// AWS Signature Version 4 (header form), checked against the AWS test suite's vectors.
-public enum SigV4 {
-    public struct Credentials: Sendable {
-        public var accessKeyID: String
-        public var secretAccessKey: String
-        public var sessionToken: String?
+package enum SigV4 {
+    package struct Credentials: Sendable {
+        package var accessKeyID: String
+        package var secretAccessKey: String
+        package var sessionToken: String?
 
-        public init(accessKeyID: String, secretAccessKey: String, sessionToken: String?) {
+        package init(accessKeyID: String, secretAccessKey: String, sessionToken: String?) {
             self.accessKeyID = accessKeyID
             self.secretAccessKey = secretAccessKey
             self.sessionToken = sessionToken
@@ -114,7 +114,7 @@ public enum SigV4 {
 
     /// Adds `X-Amz-Date` (and for S3 `X-Amz-Content-Sha256`, with a session token `X-Amz-Security-Token`)
     /// and the `Authorization` header, signing every header of the request and the `Host`.
-    public static func sign(_ request: inout OutboundRequest, credentials: Credentials, region: String, service: String, date: Date) throws(PortalError) {
+    package static func sign(_ request: inout OutboundRequest, credentials: Credentials, region: String, service: String, date: Date) throws(PortalError) {
         guard let host = request.url.host else { throw PortalError(.validationFailed, "the request URL has no host") }
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")

@@ -1,32 +1,32 @@
 import AsyncHTTPClient
 import Crypto
-public import Foundation
-public import Integrations
-public import Ledger
-public import Logging
+package import Foundation
+package import Integrations
+package import Ledger
+package import Logging
 import NIOCore
 import NIOHTTP1
 import NIOSSL
-public import PortalCore
-public import ServiceLifecycle
-public import Storage
+package import PortalCore
+import ServiceLifecycle
+package import Storage
 import Synchronization
 
 /// The seed's `APIRequest`: a call to make through an integration.
-public struct APIRequest: Sendable {
-    public var method: String
+package struct APIRequest: Sendable {
+    package var method: String
     /// The path below the integration's base URL, optionally with a query (`/v1/users?limit=10`).
-    public var endpoint: String
-    public var headers: [String: String]
-    public var body: JSONValue?
-    public var params: [String: String]
+    package var endpoint: String
+    package var headers: [String: String]
+    package var body: JSONValue?
+    package var params: [String: String]
     /// Milliseconds; the seed's `timeout` (default 30 s).
-    public var timeoutMs: Int?
+    package var timeoutMs: Int?
     /// The data subjects whose personal data the call discloses to the provider (ids such as emails): the
     /// call's ledger entry carries their commitments, which a data-subject export finds (GDPR Art. 15).
-    public var dataSubjects: [String]
+    package var dataSubjects: [String]
 
-    public init(
+    package init(
         method: String, endpoint: String, headers: [String: String] = [:], body: JSONValue? = nil, params: [String: String] = [:], timeoutMs: Int? = nil,
         dataSubjects: [String] = []
     ) {
@@ -39,10 +39,10 @@ public struct APIRequest: Sendable {
         self.timeoutMs = timeoutMs
     }
 
-    public static let methods: Set<String> = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+    package static let methods: Set<String> = ["GET", "POST", "PUT", "DELETE", "PATCH"]
 
     /// Parses the seed's JSON shape; `integrationId`, when given, must be `expected`.
-    public static func parse(_ json: JSONValue, integrationID expected: UUID) throws(PortalError) -> APIRequest {
+    package static func parse(_ json: JSONValue, integrationID expected: UUID) throws(PortalError) -> APIRequest {
         var errors: [PortalError.FieldError] = []
         guard case .object(let m) = json else { throw PortalError(.validationFailed, "the request is a JSON object", fieldErrors: [.init(pointer: "", message: "must be an object")]) }
         let known: Set<String> = ["integrationId", "method", "endpoint", "headers", "body", "params", "timeout", "dataSubjects"]
@@ -85,38 +85,38 @@ public struct APIRequest: Sendable {
 }
 
 /// The seed's `APIResponse`, plus what the gateway did.
-public struct APIResponse: Sendable, Encodable {
-    public var status: Int
-    public var headers: [String: String]
+package struct APIResponse: Sendable, Encodable {
+    package var status: Int
+    package var headers: [String: String]
     /// The response parsed as JSON when it is JSON, else its text.
-    public var body: JSONValue
-    public var timestamp: String
+    package var body: JSONValue
+    package var timestamp: String
     /// Milliseconds, all attempts included.
-    public var duration: Int
-    public var attempts: Int
-    public var outcome: String
+    package var duration: Int
+    package var attempts: Int
+    package var outcome: String
     /// `HIT`, `MISS` or `BYPASS`.
-    public var cacheStatus: String
+    package var cacheStatus: String
     /// The call's record: its `integration_requests` row id and the `callId` of its ledger entry.
-    public var callId: String?
+    package var callId: String?
 }
 
 /// The gateway: `executeRequest(integrationId, APIRequest) -> APIResponse` through validate ->
 /// rate limit -> [retry: authenticate -> send] -> record. Every call, refused ones included, leaves one
 /// `integration_requests` row and one `request.completed` or `request.failed` ledger entry, written in
 /// the same batch transaction (DESIGN 4.1); no credential value reaches either.
-public final class Gateway: Service, OutboundTransport, Sendable {
-    public struct Configuration: Sendable {
-        public var policy: OutboundPolicy
+package final class Gateway: Service, OutboundTransport, Sendable {
+    package struct Configuration: Sendable {
+        package var policy: OutboundPolicy
         /// Largest request body sent, and largest response body read, in bytes.
-        public var maxRequestBytes: Int
-        public var maxResponseBytes: Int
-        public var defaultTimeout: Duration
+        package var maxRequestBytes: Int
+        package var maxResponseBytes: Int
+        package var defaultTimeout: Duration
         /// Responses the cache keeps at most, and the largest body it keeps.
-        public var cacheEntries: Int
-        public var maxCachedBodyBytes: Int
+        package var cacheEntries: Int
+        package var maxCachedBodyBytes: Int
 
-        public init(
+        package init(
             policy: OutboundPolicy = OutboundPolicy(), maxRequestBytes: Int = 1 << 20, maxResponseBytes: Int = 10 << 20,
             defaultTimeout: Duration = .seconds(30), cacheEntries: Int = 1_000, maxCachedBodyBytes: Int = 256 << 10
         ) {
@@ -136,7 +136,7 @@ public final class Gateway: Service, OutboundTransport, Sendable {
     let ids: IdentifierGenerator
     let logger: Logger
     let configuration: Configuration
-    public let limiter = RateLimiter()
+    package let limiter = RateLimiter()
     let assertions = JWTAssertions()
     let cache: ResponseCache
     let sleep: @Sendable (Duration) async throws -> Void
@@ -150,7 +150,7 @@ public final class Gateway: Service, OutboundTransport, Sendable {
     /// Commitments of the data subjects a call names.
     let subjects: SubjectSealing
 
-    public init(
+    package init(
         database: Database, vault: CredentialVault, registry: IntegrationRegistry, audit: any AuditTrail, clock: any WallClock = SystemWallClock(),
         ids: IdentifierGenerator = .shared, logger: Logger, configuration: Configuration = .init(), observer: any ActivityObserver = NoActivityObserver(),
         sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
@@ -174,18 +174,18 @@ public final class Gateway: Service, OutboundTransport, Sendable {
     }
 
     /// Waits for shutdown, then closes the HTTP clients made.
-    public func run() async throws {
+    package func run() async throws {
         try? await gracefulShutdown()
         try await shutdown()
     }
 
     /// Closes the HTTP clients (idempotent).
-    public func shutdown() async throws {
+    package func shutdown() async throws {
         try await clients.shutdown()
     }
 
     /// Runs `request` through integration `integrationID` for `principal` (the seed's executeRequest).
-    public func execute(_ request: APIRequest, integrationID: UUID, by principal: Principal) async throws -> APIResponse {
+    package func execute(_ request: APIRequest, integrationID: UUID, by principal: Principal) async throws -> APIResponse {
         var endpoint = request.endpoint
         if !request.params.isEmpty {
             var components = URLComponents(string: endpoint) ?? URLComponents()
@@ -214,7 +214,7 @@ public final class Gateway: Service, OutboundTransport, Sendable {
 
     /// The pipeline for any call (`execute` and the transparent proxy): validate -> destination policy ->
     /// rate limit -> cache lookup -> [retry: authenticate -> send] -> cache store -> record.
-    public func perform(_ call: GatewayCall, integrationID: UUID, by principal: Principal) async throws -> GatewayResult {
+    package func perform(_ call: GatewayCall, integrationID: UUID, by principal: Principal) async throws -> GatewayResult {
         try principal.require(.manageIntegrations)
         let integration = try await registry.outbound(id: integrationID, organizationID: principal.organizationID)
         return try await run(call, through: integration, by: principal, transient: false)
@@ -369,16 +369,16 @@ public final class Gateway: Service, OutboundTransport, Sendable {
     }
 
     /// What `GET /portal/integrations/{id}/oauth/authorize` answers.
-    public struct AuthorizationStart: Sendable, Encodable {
+    package struct AuthorizationStart: Sendable, Encodable {
         /// The provider URL to open in a browser.
-        public var authorizationUrl: String
-        public var state: String
-        public var expiresAt: String
+        package var authorizationUrl: String
+        package var state: String
+        package var expiresAt: String
     }
 
     /// Starts the authorization-code flow with PKCE for an oauth2 integration; the provider redirects to
     /// `redirectURI` (the portal's `/portal/oauth/callback` unless `config.oauth.redirectUri` says otherwise).
-    public func authorize(integrationID: UUID, by principal: Principal, defaultRedirectURI: String) async throws -> AuthorizationStart {
+    package func authorize(integrationID: UUID, by principal: Principal, defaultRedirectURI: String) async throws -> AuthorizationStart {
         try principal.require(.manageIntegrations)
         let integration = try await registry.outbound(id: integrationID, organizationID: principal.organizationID)
         guard integration.authMethod == .oauth2 else { throw PortalError(.conflict, "only oauth2 integrations authorize") }
@@ -388,7 +388,7 @@ public final class Gateway: Service, OutboundTransport, Sendable {
     }
 
     /// Completes the flow from the provider's redirect (`code` and `state`); the state is what authorizes it.
-    public func completeAuthorization(state: String, code: String) async throws -> (organizationID: UUID, integrationID: UUID) {
+    package func completeAuthorization(state: String, code: String) async throws -> (organizationID: UUID, integrationID: UUID) {
         let registry = registry
         return try await oauth.complete(
             state: state, code: code, load: { id, organization in try await registry.outbound(id: id, organizationID: organization) }, endpoint: tokenEndpoint
@@ -396,7 +396,7 @@ public final class Gateway: Service, OutboundTransport, Sendable {
     }
 
     /// Revokes and forgets an oauth2 integration's tokens before it is deleted (nothing to do for others).
-    public func revokeTokens(integrationID: UUID, by principal: Principal) async throws {
+    package func revokeTokens(integrationID: UUID, by principal: Principal) async throws {
         try principal.require(.manageIntegrations)
         let integration = try await registry.outbound(id: integrationID, organizationID: principal.organizationID)
         guard integration.authMethod == .oauth2 else { return }
@@ -404,13 +404,13 @@ public final class Gateway: Service, OutboundTransport, Sendable {
     }
 
     /// Rotates an integration's credentials (see ``IntegrationRegistry/rotateCredentials(id:credentials:overlap:by:)``).
-    public func rotateCredentials(integrationID: UUID, credentials: [String: String], overlap: TimeInterval, by principal: Principal) async throws -> IntegrationView {
+    package func rotateCredentials(integrationID: UUID, credentials: [String: String], overlap: TimeInterval, by principal: Principal) async throws -> IntegrationView {
         try await registry.rotateCredentials(id: integrationID, credentials: credentials, overlap: overlap, by: principal)
     }
 
     /// Tests a saved integration: one `GET` (or `config.testMethod` `POST`) of `config.testEndpoint` (default `/`) through the whole
     /// pipeline (so it is recorded like any call), then an `integration.tested` entry with the outcome.
-    public func test(integrationID: UUID, by principal: Principal) async throws -> TestResult {
+    package func test(integrationID: UUID, by principal: Principal) async throws -> TestResult {
         try principal.require(.manageIntegrations)
         let integration = try await registry.outbound(id: integrationID, organizationID: principal.organizationID)
         let result = await probe(integration, by: principal, transient: false)
@@ -424,7 +424,7 @@ public final class Gateway: Service, OutboundTransport, Sendable {
 
     /// Tests an unsaved configuration (the seed's onConfigTest): its credentials are used for this one call
     /// and stored nowhere; nothing is recorded.
-    public func test(unsaved input: IntegrationInput, by principal: Principal) async throws -> TestResult {
+    package func test(unsaved input: IntegrationInput, by principal: Principal) async throws -> TestResult {
         try principal.require(.manageIntegrations)
         let integration = OutboundIntegration(
             id: UUID(), organizationID: principal.organizationID, name: input.name, baseURL: input.baseURL, authMethod: input.authMethod,

@@ -1,5 +1,5 @@
-public import Foundation
-public import PortalCore
+package import Foundation
+package import PortalCore
 
 /// Where the gateway may call (DESIGN section 6): HTTPS only, and never a private, loopback, link-local or
 /// otherwise internal address, checked after resolving the host, unless the host or its address is
@@ -9,39 +9,39 @@ public import PortalCore
 /// call past this check. DNS rebinding: ``check(_:)`` returns the ``Destination`` it vetted, and the gateway
 /// connects to that address (``OutboundClients``), so a DNS answer that changes after the check is never
 /// consulted. Refusals name the host the caller gave, never an address a DNS answer gave.
-public struct OutboundPolicy: Sendable {
+package struct OutboundPolicy: Sendable {
     /// One allow-list item: a host name (exact, case-insensitive) or an address range.
-    public enum Rule: Sendable, Equatable {
+    package enum Rule: Sendable, Equatable {
         case host(String)
         case network(IPAddress, prefix: Int)
     }
 
     /// Resolves a host name to its addresses (empty when it does not resolve).
-    public typealias Resolver = @Sendable (String) async -> [IPAddress]
+    package typealias Resolver = @Sendable (String) async -> [IPAddress]
 
     /// What ``check(_:)`` vetted: where the call may connect.
-    public struct Destination: Sendable, Equatable {
+    package struct Destination: Sendable, Equatable {
         /// The URL's host, lowercased, without IPv6 brackets.
-        public let host: String
+        package let host: String
         /// The vetted address to connect to, instead of resolving `host` again; nil when the host is itself an
         /// address, or a name the allow-list names (the operator trusts it, and it is connected to by name).
-        public let address: IPAddress?
+        package let address: IPAddress?
 
         /// Whether `url` has the host this destination was vetted for.
-        public func covers(_ url: URL) -> Bool { OutboundPolicy.host(of: url) == host }
+        package func covers(_ url: URL) -> Bool { OutboundPolicy.host(of: url) == host }
     }
 
-    public let rules: [Rule]
+    package let rules: [Rule]
     /// How host names are resolved: getaddrinfo, or a test's own answers.
     let resolver: Resolver
 
-    public init(rules: [Rule] = [], resolver: @escaping Resolver = OutboundPolicy.systemResolve) {
+    package init(rules: [Rule] = [], resolver: @escaping Resolver = OutboundPolicy.systemResolve) {
         self.rules = rules
         self.resolver = resolver
     }
 
     /// Parses a comma-separated list of host names, addresses and CIDR ranges.
-    public init(allowList: String, resolver: @escaping Resolver = OutboundPolicy.systemResolve) throws(PortalError) {
+    package init(allowList: String, resolver: @escaping Resolver = OutboundPolicy.systemResolve) throws(PortalError) {
         var rules: [Rule] = []
         for item in allowList.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {
             let parts = item.split(separator: "/", maxSplits: 1).map(String.init)
@@ -73,7 +73,7 @@ public struct OutboundPolicy: Sendable {
     /// once). Returns where the call may connect; throws a `refused` error naming the reason, never an
     /// address a DNS answer gave.
     @discardableResult
-    public func check(_ url: URL) async throws(PortalError) -> Destination {
+    package func check(_ url: URL) async throws(PortalError) -> Destination {
         guard let scheme = url.scheme?.lowercased(), let host = Self.host(of: url) else {
             throw PortalError(.refused, "the destination URL has no scheme or host")
         }
@@ -100,7 +100,7 @@ public struct OutboundPolicy: Sendable {
     }
 
     /// The host's addresses from getaddrinfo, in its order (RFC 6724), off the cooperative pool.
-    public static let systemResolve: Resolver = { host in await resolve(host) }
+    package static let systemResolve: Resolver = { host in await resolve(host) }
 
     /// The host's addresses (getaddrinfo, off the cooperative pool).
     static func resolve(_ host: String) async -> [IPAddress] {
@@ -151,13 +151,13 @@ extension OutboundPolicy.Rule {
 }
 
 /// An IPv4 (4 bytes) or IPv6 (16 bytes) address.
-public struct IPAddress: Sendable, Equatable, CustomStringConvertible {
-    public let bytes: [UInt8]
+package struct IPAddress: Sendable, Equatable, CustomStringConvertible {
+    package let bytes: [UInt8]
 
-    public init(bytes: [UInt8]) { self.bytes = bytes }
+    package init(bytes: [UInt8]) { self.bytes = bytes }
 
     /// Parses dotted IPv4 or textual IPv6.
-    public init?(_ text: String) {
+    package init?(_ text: String) {
         var v4 = in_addr()
         var v6 = in6_addr()
         if inet_pton(AF_INET, text, &v4) == 1 {
@@ -169,7 +169,7 @@ public struct IPAddress: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    public var description: String {
+    package var description: String {
         var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
         let family = bytes.count == 4 ? AF_INET : AF_INET6
         _ = bytes.withUnsafeBytes { inet_ntop(family, $0.baseAddress, &buffer, socklen_t(buffer.count)) }
@@ -192,7 +192,7 @@ public struct IPAddress: Sendable, Equatable, CustomStringConvertible {
     /// covers `::/96` (IPv4-compatible, `[::127.0.0.1]`), `::ffff:0:0:0/96` (IPv4-translated), site-local
     /// `fec0::/10`, link-local, unique-local, multicast and `64:ff9b:1::/48`. IPv4-mapped `::ffff:0:0/96` is
     /// judged as its IPv4 address.
-    public var isInternal: Bool {
+    package var isInternal: Bool {
         let b = unmapped.bytes
         if b.count == 4 {
             switch (b[0], b[1]) {

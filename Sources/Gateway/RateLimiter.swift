@@ -1,22 +1,22 @@
-public import Foundation
-public import Integrations
-public import PortalCore
+package import Foundation
+package import Integrations
+package import PortalCore
 import Synchronization
 
 /// The seed's `RateLimitConfig` as DESIGN section 7 shapes it: per second and per minute, a burst, and
 /// overrides per endpoint template.
-public struct RateLimits: Sendable, Equatable {
-    public struct Limit: Sendable, Equatable {
-        public var perSecond: Double?
-        public var perMinute: Double?
-        public var burst: Double?
+package struct RateLimits: Sendable, Equatable {
+    package struct Limit: Sendable, Equatable {
+        package var perSecond: Double?
+        package var perMinute: Double?
+        package var burst: Double?
     }
 
-    public var integration: Limit
-    public var endpoints: [String: Limit]
+    package var integration: Limit
+    package var endpoints: [String: Limit]
 
     /// Parses `rateLimits`; absent fields fall back to 10 per second with a burst of 20.
-    public init(_ json: JSONValue) {
+    package init(_ json: JSONValue) {
         func limit(_ value: JSONValue?) -> Limit {
             let m = value?.objectValue ?? [:]
             func number(_ key: String) -> Double? {
@@ -39,7 +39,7 @@ public struct RateLimits: Sendable, Equatable {
 /// Token buckets per integration and per endpoint template, plus what the provider said about its own
 /// limits (429 with `Retry-After`, `X-RateLimit-Remaining: 0` with `X-RateLimit-Reset`). In memory, per
 /// instance: with several instances each enforces the configured rate on its own share of the calls.
-public final class RateLimiter: Sendable {
+package final class RateLimiter: Sendable {
     private struct Bucket {
         var tokens: Double
         var updated: Date
@@ -53,10 +53,10 @@ public final class RateLimiter: Sendable {
 
     private let state = Mutex(State())
 
-    public init() {}
+    package init() {}
 
     /// Takes one token from every bucket that applies, or none and the seconds until the call could pass.
-    public func acquire(integrationID: UUID, endpoint: String, limits: RateLimits, now: Date) -> TimeInterval? {
+    package func acquire(integrationID: UUID, endpoint: String, limits: RateLimits, now: Date) -> TimeInterval? {
         state.withLock { s -> TimeInterval? in
             if let until = s.blockedUntil[integrationID] {
                 if until > now { return until.timeIntervalSince(now) }
@@ -88,7 +88,7 @@ public final class RateLimiter: Sendable {
     }
 
     /// Holds calls to an integration until `until` (the provider's `Retry-After` or reset time).
-    public func block(integrationID: UUID, until: Date) {
+    package func block(integrationID: UUID, until: Date) {
         state.withLock { s in
             s.blockedUntil[integrationID] = max(until, s.blockedUntil[integrationID] ?? until)
         }
@@ -97,9 +97,9 @@ public final class RateLimiter: Sendable {
     /// Reads the provider's rate-limit answer: the time to hold off until, if it asked for one.
     /// A provider's answer of "not before" is at most a day away: `Retry-After: inf` or `1e300` (an upstream's
     /// text) would otherwise hold the integration forever and overflow the whole seconds every refusal names.
-    public static let maxHoldOff: TimeInterval = 86_400
+    package static let maxHoldOff: TimeInterval = 86_400
 
-    public static func holdOff(status: Int, headers: [(name: String, value: String)], now: Date) -> Date? {
+    package static func holdOff(status: Int, headers: [(name: String, value: String)], now: Date) -> Date? {
         func header(_ name: String) -> String? {
             headers.first { Self.sameASCIIName($0.name, name) }?.value.trimmingCharacters(in: .whitespaces)
         }
@@ -132,7 +132,7 @@ public final class RateLimiter: Sendable {
 
     /// `Retry-After` as seconds from now: delta-seconds or an HTTP date, at most ``maxHoldOff``; nil when it is
     /// neither (or not a finite, non-negative number).
-    public static func retryAfterSeconds(_ value: String, now: Date) -> TimeInterval? {
+    package static func retryAfterSeconds(_ value: String, now: Date) -> TimeInterval? {
         if let seconds = Double(value) { return seconds.isFinite && seconds >= 0 ? min(seconds, maxHoldOff) : nil }
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
@@ -144,26 +144,26 @@ public final class RateLimiter: Sendable {
 }
 
 /// `min(maxDelay, baseDelay * 2^(attempt-1))` with full jitter (the seed's RetryManager).
-public struct Backoff: Sendable, Equatable {
-    public var maxAttempts: Int
+package struct Backoff: Sendable, Equatable {
+    package var maxAttempts: Int
     /// Milliseconds.
-    public var baseDelay: Int
-    public var maxDelay: Int
+    package var baseDelay: Int
+    package var maxDelay: Int
 
-    public init(maxAttempts: Int = 3, baseDelay: Int = 200, maxDelay: Int = 5_000) {
+    package init(maxAttempts: Int = 3, baseDelay: Int = 200, maxDelay: Int = 5_000) {
         self.maxAttempts = maxAttempts
         self.baseDelay = baseDelay
         self.maxDelay = maxDelay
     }
 
     /// From the integration's `config.retry` (checked when written: 1 to 10 attempts).
-    public init(_ retry: IntegrationConfiguration.Retry) {
+    package init(_ retry: IntegrationConfiguration.Retry) {
         self.init(maxAttempts: max(1, min(10, retry.maxAttempts)), baseDelay: max(0, retry.baseDelay), maxDelay: max(0, retry.maxDelay))
     }
 
     /// The delay before retry number `attempt` (1 for the first retry), `unit` in [0, 1) from the caller's
     /// random source.
-    public func delay(attempt: Int, unit: Double) -> Duration {
+    package func delay(attempt: Int, unit: Double) -> Duration {
         let ceiling = min(Double(maxDelay), Double(baseDelay) * pow(2, Double(max(0, attempt - 1))))
         return .milliseconds(Int64(ceiling * unit))
     }
@@ -171,8 +171,8 @@ public struct Backoff: Sendable, Equatable {
 
 /// The path as recorded: the template configured for it, else identifier-like segments (numbers, UUIDs,
 /// emails, long tokens) replaced by `{id}` (DESIGN 4.1: no raw personal data in entries).
-public enum EndpointTemplate {
-    public static func of(path: String, configured: [String]) -> String {
+package enum EndpointTemplate {
+    package static func of(path: String, configured: [String]) -> String {
         let segments = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         for template in configured {
             let parts = template.split(separator: "/", omittingEmptySubsequences: false).map(String.init)

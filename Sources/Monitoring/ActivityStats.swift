@@ -1,7 +1,7 @@
 import Foundation
-public import PortalCore
+package import PortalCore
 
-public enum ErrorCategory: String, Sendable, CaseIterable {
+package enum ErrorCategory: String, Sendable, CaseIterable {
     /// The seed's five, and `server`: the provider answered 5xx (its own failure, which is no network
     /// error: on-call engineers read `network` as DNS, connect and timeouts).
     case authentication, rateLimit = "rate_limit", network, data, business, server
@@ -48,32 +48,32 @@ extension Activity.SyncOperation {
 /// What happened to one integration during a span of time (a minute slot, an hour's rollup, or a window
 /// merged from them): counts by outcome, category, webhook status and sync operation, token refreshes, and
 /// the latency sketch of its upstream calls. Merging two is exact.
-public struct ActivityStats: Sendable, Equatable {
-    public var outcomes = [UInt64](repeating: 0, count: CallOutcome.allCases.count)
-    public var categories = [UInt64](repeating: 0, count: ErrorCategory.allCases.count)
-    public var webhooks = [UInt64](repeating: 0, count: Activity.WebhookStatus.allCases.count)
-    public var sync = [UInt64](repeating: 0, count: Activity.SyncOperation.allCases.count)
-    public var tokenRefreshes: UInt64 = 0
-    public var tokenRefreshFailures: UInt64 = 0
+package struct ActivityStats: Sendable, Equatable {
+    package var outcomes = [UInt64](repeating: 0, count: CallOutcome.allCases.count)
+    package var categories = [UInt64](repeating: 0, count: ErrorCategory.allCases.count)
+    package var webhooks = [UInt64](repeating: 0, count: Activity.WebhookStatus.allCases.count)
+    package var sync = [UInt64](repeating: 0, count: Activity.SyncOperation.allCases.count)
+    package var tokenRefreshes: UInt64 = 0
+    package var tokenRefreshFailures: UInt64 = 0
     /// Sum of upstream call durations, in microseconds.
-    public var durationMicros: UInt64 = 0
-    public var latency = LatencySketch()
+    package var durationMicros: UInt64 = 0
+    package var latency = LatencySketch()
 
-    public init() {}
+    package init() {}
 
-    public subscript(outcome: CallOutcome) -> UInt64 { outcomes[outcome.index] }
-    public subscript(category: ErrorCategory) -> UInt64 { categories[category.index] }
-    public subscript(webhook: Activity.WebhookStatus) -> UInt64 { webhooks[webhook.index] }
-    public subscript(sync operation: Activity.SyncOperation) -> UInt64 { sync[operation.index] }
+    package subscript(outcome: CallOutcome) -> UInt64 { outcomes[outcome.index] }
+    package subscript(category: ErrorCategory) -> UInt64 { categories[category.index] }
+    package subscript(webhook: Activity.WebhookStatus) -> UInt64 { webhooks[webhook.index] }
+    package subscript(sync operation: Activity.SyncOperation) -> UInt64 { sync[operation.index] }
 
     /// Upstream calls: every outcome but the portal's own refusals.
-    public var upstreamCalls: UInt64 {
+    package var upstreamCalls: UInt64 {
         outcomes.reduce(0, +) - outcomes[CallOutcome.throttled.index] - outcomes[CallOutcome.refused.index]
     }
 
-    public var successfulCalls: UInt64 { self[.success] }
+    package var successfulCalls: UInt64 { self[.success] }
 
-    public var isEmpty: Bool {
+    package var isEmpty: Bool {
         outcomes.allSatisfy { $0 == 0 } && webhooks.allSatisfy { $0 == 0 } && sync.allSatisfy { $0 == 0 } && tokenRefreshes == 0
     }
 
@@ -103,7 +103,7 @@ public struct ActivityStats: Sendable, Equatable {
         if !success { tokenRefreshFailures += 1 }
     }
 
-    public mutating func merge(_ other: ActivityStats) {
+    package mutating func merge(_ other: ActivityStats) {
         for i in outcomes.indices { outcomes[i] += other.outcomes[i] }
         for i in categories.indices { categories[i] += other.categories[i] }
         for i in webhooks.indices { webhooks[i] += other.webhooks[i] }
@@ -118,7 +118,7 @@ public struct ActivityStats: Sendable, Equatable {
 
     /// Version 1: a version byte, then varints: each count array (length-prefixed, so later versions can
     /// add outcomes or statuses), token counts, duration sum, then the sketch. Base64 in `metric_rollups`.
-    public func encoded() -> String {
+    package func encoded() -> String {
         var out: [UInt8] = [1]
         for array in [outcomes, categories, webhooks, sync] {
             Varint.write(UInt64(array.count), into: &out)
@@ -131,7 +131,7 @@ public struct ActivityStats: Sendable, Equatable {
         return Data(out).base64EncodedString()
     }
 
-    public static func decode(_ text: String) -> ActivityStats? {
+    package static func decode(_ text: String) -> ActivityStats? {
         guard let data = Data(base64Encoded: text), data.first == 1 else { return nil }
         var reader = Varint.Reader(Array(data))
         reader.position = 1

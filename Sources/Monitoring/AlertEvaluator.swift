@@ -1,10 +1,10 @@
-public import Foundation
+package import Foundation
 import Integrations
-public import Ledger
-public import Logging
-public import PortalCore
-public import ServiceLifecycle
-public import Storage
+package import Ledger
+package import Logging
+package import PortalCore
+import ServiceLifecycle
+package import Storage
 import Synchronization
 
 /// Evaluates the alert rules on an interval (the rule file's `evaluationInterval`), one instance at a time
@@ -12,8 +12,8 @@ import Synchronization
 /// organization, runs ``AlertEngine/step(rules:samples:previous:silences:now:)``, stores the states in
 /// `alert_states` with `alert.firing` / `alert.resolved` in the same transaction (SOC 2 CC7.2 evidence),
 /// then notifies the organization's receivers.
-public final class AlertEvaluator: Service, Sendable {
-    public let rules: AlertRuleSet
+package final class AlertEvaluator: Service, Sendable {
+    package let rules: AlertRuleSet
     let database: Database
     let monitor: IntegrationMonitor
     let notifier: AlertNotifier
@@ -25,7 +25,7 @@ public final class AlertEvaluator: Service, Sendable {
     /// Each integration's 7-day p95 (latency baselines), kept for 10 minutes.
     private let baselines = BaselineCache()
 
-    public init(
+    package init(
         rules: AlertRuleSet, database: Database, monitor: IntegrationMonitor, notifier: AlertNotifier, receivers: AlertReceivers, audit: any AuditTrail,
         clock: any WallClock, logger: Logger, owner: String
     ) {
@@ -40,7 +40,7 @@ public final class AlertEvaluator: Service, Sendable {
         self.owner = owner
     }
 
-    public func run() async throws {
+    package func run() async throws {
         let interval = Duration.milliseconds(Int64(rules.evaluationIntervalSeconds * 1000))
         await LeasedLoop(name: "alert-evaluator", owner: owner, database: database, clock: clock, logger: logger)
             .run(every: interval, first: interval) { try await self.evaluateAll() }
@@ -48,7 +48,7 @@ public final class AlertEvaluator: Service, Sendable {
 
     /// Evaluates every organization once; returns each organization's step (by slug).
     @discardableResult
-    public func evaluateAll() async throws -> [String: AlertStep] {
+    package func evaluateAll() async throws -> [String: AlertStep] {
         let organizations = try await database.read { db in try await OrganizationStore(db).list() }.map { ($0.id, $0.slug) }
         var steps: [String: AlertStep] = [:]
         for (id, slug) in organizations { steps[slug] = try await evaluate(organizationID: id, slug: slug) }
@@ -56,7 +56,7 @@ public final class AlertEvaluator: Service, Sendable {
     }
 
     /// One organization's evaluation.
-    public func evaluate(organizationID: UUID, slug: String) async throws -> AlertStep {
+    package func evaluate(organizationID: UUID, slug: String) async throws -> AlertStep {
         let now = clock.now()
         let samples = try await samples(organizationID: organizationID, slug: slug, now: now)
         let (previous, silences) = try await database.read { db in

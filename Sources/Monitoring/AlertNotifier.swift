@@ -1,30 +1,30 @@
-public import Foundation
+package import Foundation
 import Integrations
-public import Logging
-public import PortalCore
-public import Storage
+package import Logging
+package import PortalCore
+package import Storage
 
 /// A receiver as the notifier uses it: its kind, settings and opened secrets.
-public struct AlertReceiver: Sendable {
-    public enum Kind: String, Sendable, CaseIterable {
+package struct AlertReceiver: Sendable {
+    package enum Kind: String, Sendable, CaseIterable {
         case webhook, slack, teams, sendgrid
     }
 
-    public var id: UUID
-    public var organizationID: UUID
-    public var name: String
-    public var kind: Kind
+    package var id: UUID
+    package var organizationID: UUID
+    package var name: String
+    package var kind: Kind
     /// webhook, slack, teams: where to post. sendgrid: the API's base URL (default https://api.sendgrid.com).
-    public var url: String
+    package var url: String
     /// webhook: a Standard Webhooks secret (`whsec_...`): when set, each delivery is signed.
-    public var signingSecret: String?
+    package var signingSecret: String?
     /// sendgrid: the API key.
-    public var apiKey: String?
+    package var apiKey: String?
     /// sendgrid: recipients and sender.
-    public var to: [String]
-    public var from: String?
+    package var to: [String]
+    package var from: String?
 
-    public init(id: UUID, organizationID: UUID, name: String, kind: Kind, url: String, signingSecret: String? = nil, apiKey: String? = nil, to: [String] = [], from: String? = nil) {
+    package init(id: UUID, organizationID: UUID, name: String, kind: Kind, url: String, signingSecret: String? = nil, apiKey: String? = nil, to: [String] = [], from: String? = nil) {
         self.id = id
         self.organizationID = organizationID
         self.name = name
@@ -38,13 +38,13 @@ public struct AlertReceiver: Sendable {
 }
 
 /// A group of alerts notified together: one rule's alerts that fired (or resolved) in one evaluation.
-public struct AlertGroup: Sendable {
+package struct AlertGroup: Sendable {
     /// `firing` or `resolved`.
-    public var status: String
-    public var alerts: [AlertInstance]
-    public var organizationSlug: String
+    package var status: String
+    package var alerts: [AlertInstance]
+    package var organizationSlug: String
 
-    public init(status: String, alerts: [AlertInstance], organizationSlug: String) {
+    package init(status: String, alerts: [AlertInstance], organizationSlug: String) {
         self.status = status
         self.alerts = alerts
         self.organizationSlug = organizationSlug
@@ -54,7 +54,7 @@ public struct AlertGroup: Sendable {
 /// Builds each receiver kind's message and sends it through the gateway's client (the destination policy
 /// applies), signed with Standard Webhooks when the receiver has a secret, retried with backoff, and
 /// logged in `alert_notifications`.
-public struct AlertNotifier: Sendable {
+package struct AlertNotifier: Sendable {
     let gateway: any OutboundTransport
     let database: Database
     let clock: any WallClock
@@ -65,7 +65,7 @@ public struct AlertNotifier: Sendable {
     let attempts: Int
     let sleep: @Sendable (Duration) async throws -> Void
 
-    public init(
+    package init(
         gateway: any OutboundTransport, database: Database, clock: any WallClock, ids: IdentifierGenerator, logger: Logger, externalURL: String, attempts: Int = 3,
         sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
     ) {
@@ -81,7 +81,7 @@ public struct AlertNotifier: Sendable {
 
     /// Sends `group` to `receiver` and logs the outcome; never throws (a failed notification is logged).
     @discardableResult
-    public func send(_ group: AlertGroup, to receiver: AlertReceiver) async -> AlertNotificationRecord {
+    package func send(_ group: AlertGroup, to receiver: AlertReceiver) async -> AlertNotificationRecord {
         var status: Int?
         var error: String?
         var made = 0
@@ -128,7 +128,7 @@ public struct AlertNotifier: Sendable {
     // MARK: Messages
 
     /// The HTTP request that notifies `receiver` of `group`.
-    public static func request(_ group: AlertGroup, receiver: AlertReceiver, externalURL: String, now: Date, id: UUID) throws(PortalError) -> OutboundRequest {
+    package static func request(_ group: AlertGroup, receiver: AlertReceiver, externalURL: String, now: Date, id: UUID) throws(PortalError) -> OutboundRequest {
         let body: JSONValue
         var headers: [(name: String, value: String)] = [("Content-Type", "application/json")]
         var target = receiver.url
@@ -164,7 +164,7 @@ public struct AlertNotifier: Sendable {
     }
 
     /// Alertmanager's webhook payload, version 4.
-    public static func alertmanagerPayload(_ group: AlertGroup, receiver: String, externalURL: String) -> JSONValue {
+    package static func alertmanagerPayload(_ group: AlertGroup, receiver: String, externalURL: String) -> JSONValue {
         let alerts: [JSONValue] = group.alerts.map { a in
             [
                 "status": .string(a.state == .resolved ? "resolved" : "firing"), "labels": labelsOf(a.labels), "annotations": labelsOf(a.annotations),
@@ -196,7 +196,7 @@ public struct AlertNotifier: Sendable {
     }
 
     /// A Slack incoming-webhook message: `text` (the fallback) and Block Kit `blocks`.
-    public static func slackPayload(_ group: AlertGroup, externalURL: String) -> JSONValue {
+    package static func slackPayload(_ group: AlertGroup, externalURL: String) -> JSONValue {
         let title = title(group)
         var blocks: [JSONValue] = [["type": "header", "text": ["type": "plain_text", "text": .string(String(title.prefix(150)))]]]
         for (alert, line) in zip(group.alerts.prefix(20), lines(group)) {
@@ -207,7 +207,7 @@ public struct AlertNotifier: Sendable {
     }
 
     /// A Microsoft Teams workflow message carrying an Adaptive Card.
-    public static func teamsPayload(_ group: AlertGroup, externalURL: String) -> JSONValue {
+    package static func teamsPayload(_ group: AlertGroup, externalURL: String) -> JSONValue {
         var body: [JSONValue] = [[
             "type": "TextBlock", "text": .string(title(group)), "weight": "Bolder", "size": "Medium", "wrap": true,
             "color": .string(group.status == "resolved" ? "Good" : "Attention"),
@@ -224,7 +224,7 @@ public struct AlertNotifier: Sendable {
     }
 
     /// A SendGrid v3 mail/send request.
-    public static func sendgridPayload(_ group: AlertGroup, receiver: AlertReceiver, externalURL: String) -> JSONValue {
+    package static func sendgridPayload(_ group: AlertGroup, receiver: AlertReceiver, externalURL: String) -> JSONValue {
         let text = (lines(group) + ["", "\(externalURL)/portal/alerts"]).joined(separator: "\n")
         let html = "<h2>\(escape(title(group)))</h2><ul>" + lines(group).map { "<li>\(escape($0))</li>" }.joined() + "</ul><p><a href=\"\(escape(externalURL))/portal/alerts\">Open in the portal</a></p>"
         return [

@@ -1,46 +1,46 @@
-public import Foundation
+package import Foundation
 import Crypto
 import Integrations
 import Ledger
-public import PortalCore
+package import PortalCore
 
 /// One alert rule, Prometheus-style: a kind with its parameters, `for` (pending before firing),
 /// `keepFiringFor`, `repeatInterval`, and labels and annotations (templates over `$labels` and `$value`).
-public struct AlertRule: Sendable, Equatable {
-    public enum Kind: String, Sendable, CaseIterable {
+package struct AlertRule: Sendable, Equatable {
+    package enum Kind: String, Sendable, CaseIterable {
         case integrationFailure = "integration_failure", errorRate = "error_rate", latencyDegradation = "latency_degradation"
         case quotaExhaustion = "quota_exhaustion", webhookBacklog = "webhook_backlog", deadLetters = "dead_letters"
         case tokenRefreshFailure = "token_refresh_failure", ledgerVerificationFailure = "ledger_verification_failure"
     }
 
-    public var name: String
-    public var kind: Kind
+    package var name: String
+    package var kind: Kind
     /// Seconds the condition must hold before the alert fires.
-    public var forSeconds: TimeInterval
+    package var forSeconds: TimeInterval
     /// Seconds a firing alert keeps firing after its condition cleared.
-    public var keepFiringForSeconds: TimeInterval
+    package var keepFiringForSeconds: TimeInterval
     /// Seconds between notifications of an alert that keeps firing.
-    public var repeatIntervalSeconds: TimeInterval
-    public var labels: [String: String]
-    public var annotations: [String: String]
+    package var repeatIntervalSeconds: TimeInterval
+    package var labels: [String: String]
+    package var annotations: [String: String]
     /// The window the kind looks at (error_rate, latency_degradation, quota_exhaustion, token_refresh_failure).
-    public var window: MetricsWindow
+    package var window: MetricsWindow
     /// error_rate: the ratio above which it fires; latency_degradation: p95 seconds; dead_letters: the count
     /// above which it fires; quota_exhaustion: the remaining fraction under which it fires.
-    public var threshold: Double
+    package var threshold: Double
     /// Fewest upstream calls in the window before error_rate or latency_degradation judge.
-    public var minRequests: Int
+    package var minRequests: Int
     /// integration_failure: failed calls in a row.
-    public var consecutiveFailures: Int
+    package var consecutiveFailures: Int
     /// latency_degradation: fire above this multiple of the integration's own 7-day p95 (0: off).
-    public var baselineFactor: Double
+    package var baselineFactor: Double
     /// quota_exhaustion: also fire on this many 429s (`rate_limited` outcomes) in the window (0: off).
-    public var rateLimitedCalls: Int
+    package var rateLimitedCalls: Int
     /// webhook_backlog: oldest waiting event's age (seconds) and queue depth above which it fires.
-    public var maxAgeSeconds: Double
-    public var maxDepth: Int
+    package var maxAgeSeconds: Double
+    package var maxDepth: Int
 
-    public init(name: String, kind: Kind) {
+    package init(name: String, kind: Kind) {
         self.name = name
         self.kind = kind
         forSeconds = 0
@@ -61,16 +61,16 @@ public struct AlertRule: Sendable, Equatable {
 
 /// A rule file: `evaluationInterval` and `rules`. The default (`Resources/alert-rules.yml`, the same rules
 /// as `dashboards/prometheus/rules.yml`) is replaced by the file at `PORTAL_ALERT_RULES` when set.
-public struct AlertRuleSet: Sendable, Equatable {
-    public var evaluationIntervalSeconds: TimeInterval
-    public var rules: [AlertRule]
+package struct AlertRuleSet: Sendable, Equatable {
+    package var evaluationIntervalSeconds: TimeInterval
+    package var rules: [AlertRule]
 
-    public init(evaluationIntervalSeconds: TimeInterval = 30, rules: [AlertRule]) {
+    package init(evaluationIntervalSeconds: TimeInterval = 30, rules: [AlertRule]) {
         self.evaluationIntervalSeconds = evaluationIntervalSeconds
         self.rules = rules
     }
 
-    public static func load(path: String?) throws(PortalError) -> AlertRuleSet {
+    package static func load(path: String?) throws(PortalError) -> AlertRuleSet {
         if let path, !path.isEmpty {
             guard let data = FileManager.default.contents(atPath: path) else { throw PortalError(.configuration, "cannot read the alert rules at \(path)") }
             return try AlertRuleSet(yaml: String(decoding: data, as: UTF8.self), source: path)
@@ -82,7 +82,7 @@ public struct AlertRuleSet: Sendable, Equatable {
     }
 
     /// Parses and checks a rule file; every problem is named with its rule and field.
-    public init(yaml: String, source: String) throws(PortalError) {
+    package init(yaml: String, source: String) throws(PortalError) {
         let root = try YAMLDocument.parse(yaml, source: source)
         guard case .object(let top) = root, case .array(let entries)? = top["rules"] else {
             throw PortalError(.configuration, "\(source) must have a rules list")
@@ -173,11 +173,11 @@ public struct AlertRuleSet: Sendable, Equatable {
 // MARK: - Evaluation (pure)
 
 /// What one rule sees breaching now: one alert per label set, with its value.
-public struct AlertSample: Sendable, Equatable {
-    public var labels: [String: String]
-    public var value: Double
+package struct AlertSample: Sendable, Equatable {
+    package var labels: [String: String]
+    package var value: Double
 
-    public init(labels: [String: String], value: Double) {
+    package init(labels: [String: String], value: Double) {
         self.labels = labels
         self.value = value
     }
@@ -185,32 +185,32 @@ public struct AlertSample: Sendable, Equatable {
 
 /// The caps on silences: active silences per organization, matchers per silence, and the length of a
 /// matcher's name and value (so the work of matching stays small for every organization).
-public struct SilenceLimits: Sendable, Equatable {
-    public var activeSilences: Int
-    public var matchersPerSilence: Int
+package struct SilenceLimits: Sendable, Equatable {
+    package var activeSilences: Int
+    package var matchersPerSilence: Int
     /// In Unicode scalars.
-    public var valueLength: Int
+    package var valueLength: Int
 
-    public init(activeSilences: Int = 100, matchersPerSilence: Int = 16, valueLength: Int = 256) {
+    package init(activeSilences: Int = 100, matchersPerSilence: Int = 16, valueLength: Int = 256) {
         self.activeSilences = activeSilences
         self.matchersPerSilence = matchersPerSilence
         self.valueLength = valueLength
     }
 
-    public static let standard = SilenceLimits()
+    package static let standard = SilenceLimits()
 }
 
 /// A silence: label matchers (Alertmanager's: equal, not equal, regex, negated regex) and an end. A regex is
 /// compiled once, when the matcher is made, to a ``LabelPattern`` (linear-time, anchored at both ends).
-public struct SilenceMatcher: Sendable, Equatable {
-    public var name: String
-    public var value: String { didSet { compile() } }
-    public var isRegex: Bool { didSet { compile() } }
-    public var isEqual: Bool
+package struct SilenceMatcher: Sendable, Equatable {
+    package var name: String
+    package var value: String { didSet { compile() } }
+    package var isRegex: Bool { didSet { compile() } }
+    package var isEqual: Bool
     /// The compiled regex (nil: not a regex, or one outside the supported syntax, which matches no value).
-    public private(set) var pattern: LabelPattern?
+    package private(set) var pattern: LabelPattern?
 
-    public init(name: String, value: String, isRegex: Bool = false, isEqual: Bool = true) {
+    package init(name: String, value: String, isRegex: Bool = false, isEqual: Bool = true) {
         self.name = name
         self.value = value
         self.isRegex = isRegex
@@ -221,7 +221,7 @@ public struct SilenceMatcher: Sendable, Equatable {
     private mutating func compile() { pattern = isRegex ? try? LabelPattern(value) : nil }
 
     /// Whether the labels match; a missing label is the empty value, as in Alertmanager.
-    public func matches(_ labels: [String: String]) -> Bool {
+    package func matches(_ labels: [String: String]) -> Bool {
         let actual = labels[name] ?? ""
         let hit = isRegex ? pattern?.matches(actual) ?? false : actual == value
         return hit == isEqual
@@ -230,7 +230,7 @@ public struct SilenceMatcher: Sendable, Equatable {
     /// Reads `[{name, value, isRegex?, isEqual?}]`; the failure names every problem. With `limits` (a new
     /// silence) the counts and lengths are capped and regexes must compile; without (a stored one) a regex
     /// that does not compile matches no value.
-    public static func parse(_ json: JSONValue, limits: SilenceLimits? = .standard) -> Result<[SilenceMatcher], PortalError> {
+    package static func parse(_ json: JSONValue, limits: SilenceLimits? = .standard) -> Result<[SilenceMatcher], PortalError> {
         guard case .array(let items) = json, !items.isEmpty else {
             return .failure(.validation([.init(pointer: "/matchers", message: "must be a non-empty list of {name, value, isRegex, isEqual}")]))
         }
@@ -276,27 +276,27 @@ public struct SilenceMatcher: Sendable, Equatable {
 }
 
 /// The live state of one alert instance, as the evaluator keeps it (and `alert_states` stores it).
-public struct AlertInstance: Sendable, Equatable {
-    public enum State: String, Sendable {
+package struct AlertInstance: Sendable, Equatable {
+    package enum State: String, Sendable {
         case pending, firing, resolved
     }
 
-    public var fingerprint: String
-    public var rule: String
-    public var labels: [String: String]
-    public var annotations: [String: String]
-    public var state: State
-    public var value: Double
+    package var fingerprint: String
+    package var rule: String
+    package var labels: [String: String]
+    package var annotations: [String: String]
+    package var state: State
+    package var value: Double
     /// When the condition started holding.
-    public var activeAt: Date
-    public var firedAt: Date?
-    public var resolvedAt: Date?
+    package var activeAt: Date
+    package var firedAt: Date?
+    package var resolvedAt: Date?
     /// Last evaluation the condition held.
-    public var lastSeenAt: Date
+    package var lastSeenAt: Date
     /// Last notification of this firing (nil: none sent yet).
-    public var lastNotifiedAt: Date?
+    package var lastNotifiedAt: Date?
 
-    public init(
+    package init(
         fingerprint: String, rule: String, labels: [String: String], annotations: [String: String], state: State, value: Double, activeAt: Date,
         firedAt: Date? = nil, resolvedAt: Date? = nil, lastSeenAt: Date, lastNotifiedAt: Date? = nil
     ) {
@@ -315,38 +315,38 @@ public struct AlertInstance: Sendable, Equatable {
 }
 
 /// One evaluation's result: the new states, the transitions to record, and the notifications to send.
-public struct AlertStep: Sendable, Equatable {
+package struct AlertStep: Sendable, Equatable {
     /// Every instance still tracked (pending, firing, or resolved now).
-    public var instances: [AlertInstance]
+    package var instances: [AlertInstance]
     /// Became firing now (record `alert.firing`).
-    public var fired: [AlertInstance]
+    package var fired: [AlertInstance]
     /// Resolved now (record `alert.resolved`).
-    public var resolved: [AlertInstance]
+    package var resolved: [AlertInstance]
     /// To notify: firing (first time or repeat) and resolved, silenced ones left out.
-    public var notify: [AlertInstance]
+    package var notify: [AlertInstance]
     /// Left out of `notify` by a silence.
-    public var silenced: [AlertInstance]
+    package var silenced: [AlertInstance]
 }
 
 /// Prometheus' alerting semantics, as a pure function of the previous states, what breaches now, the
 /// silences and the time (the evaluator's injected clock).
-public enum AlertEngine {
+package enum AlertEngine {
     /// Alertmanager-style fingerprint: the first 16 hex digits of SHA-256 over the sorted labels.
-    public static func fingerprint(_ labels: [String: String]) -> String {
+    package static func fingerprint(_ labels: [String: String]) -> String {
         var text = ""
         for key in labels.keys.sorted() { text += "\(key)\u{ff}\(labels[key]!)\u{ff}" }
         return String(Hex.encode(SHA256.hash(data: Array(text.utf8))).prefix(16))
     }
 
     /// The labels of an alert of `rule` for `sample`: the sample's, the rule's, then alertname and kind.
-    public static func labels(_ rule: AlertRule, _ sample: AlertSample) -> [String: String] {
+    package static func labels(_ rule: AlertRule, _ sample: AlertSample) -> [String: String] {
         var labels = sample.labels.merging(rule.labels) { _, ruleLabel in ruleLabel }
         labels["alertname"] = rule.name
         labels["kind"] = rule.kind.rawValue
         return labels
     }
 
-    public static func step(
+    package static func step(
         rules: [AlertRule], samples: [String: [AlertSample]], previous: [AlertInstance], silences: [[SilenceMatcher]], now: Date
     ) -> AlertStep {
         var byFingerprint = Dictionary(previous.filter { $0.state != .resolved }.map { ($0.fingerprint, $0) }, uniquingKeysWith: { a, _ in a })
@@ -415,8 +415,8 @@ public enum AlertEngine {
 
 /// The annotation templates: `{{ $labels.name }}`, `{{ $value }}` and `{{ $value | humanize }}`,
 /// `humanizePercentage` or `humanizeDuration` (Prometheus' functions, for the values they apply to).
-public enum AlertTemplate {
-    public static func render(_ template: String, labels: [String: String], value: Double) -> String {
+package enum AlertTemplate {
+    package static func render(_ template: String, labels: [String: String], value: Double) -> String {
         var out = ""
         var rest = Substring(template)
         while let open = rest.range(of: "{{") {

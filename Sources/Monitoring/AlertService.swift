@@ -1,72 +1,72 @@
-public import Foundation
-public import Integrations
-public import Ledger
-public import PortalCore
-public import Storage
+package import Foundation
+package import Integrations
+package import Ledger
+package import PortalCore
+package import Storage
 
 /// A receiver as the API shows it: its secrets masked.
-public struct AlertReceiverView: Sendable, Encodable {
-    public var id: String
-    public var name: String
-    public var kind: String
+package struct AlertReceiverView: Sendable, Encodable {
+    package var id: String
+    package var name: String
+    package var kind: String
     /// Masked: Slack and Teams URLs are secrets in themselves.
-    public var url: String?
+    package var url: String?
     /// Whether deliveries are signed (Standard Webhooks).
-    public var signed: Bool
-    public var apiKey: String?
-    public var to: [String]?
-    public var from: String?
-    public var createdAt: String
+    package var signed: Bool
+    package var apiKey: String?
+    package var to: [String]?
+    package var from: String?
+    package var createdAt: String
 }
 
 /// An alert as `GET /portal/alerts` shows it.
-public struct AlertView: Sendable, Encodable {
-    public var fingerprint: String
-    public var rule: String
-    public var state: String
-    public var labels: [String: String]
-    public var annotations: [String: String]
-    public var value: Double?
-    public var activeAt: String
-    public var firedAt: String?
-    public var resolvedAt: String?
-    public var lastNotifiedAt: String?
+package struct AlertView: Sendable, Encodable {
+    package var fingerprint: String
+    package var rule: String
+    package var state: String
+    package var labels: [String: String]
+    package var annotations: [String: String]
+    package var value: Double?
+    package var activeAt: String
+    package var firedAt: String?
+    package var resolvedAt: String?
+    package var lastNotifiedAt: String?
     /// Whether an active silence matches it (its notifications are held back).
-    public var silenced: Bool
+    package var silenced: Bool
 }
 
-public struct SilenceView: Sendable, Encodable {
-    public var id: String
-    public var matchers: JSONValue
-    public var startsAt: String
-    public var endsAt: String
-    public var comment: String
-    public var createdBy: String
-    public var createdAt: String
+package struct SilenceView: Sendable, Encodable {
+    package var id: String
+    package var matchers: JSONValue
+    package var startsAt: String
+    package var endsAt: String
+    package var comment: String
+    package var createdBy: String
+    package var createdAt: String
 }
 
-public struct AlertNotificationView: Sendable, Encodable {
-    public var id: String
-    public var receiverId: String
-    public var fingerprints: [String]
-    public var status: String
-    public var attempts: Int
-    public var delivered: Bool
-    public var httpStatus: Int?
-    public var error: String?
-    public var createdAt: String
+package struct AlertNotificationView: Sendable, Encodable {
+    package var id: String
+    package var receiverId: String
+    package var fingerprints: [String]
+    package var status: String
+    package var attempts: Int
+    package var delivered: Bool
+    package var httpStatus: Int?
+    package var error: String?
+    package var createdAt: String
 }
 
 /// Receivers per organization (secrets sealed by the vault), silences, and the alert listings. Every
 /// change is ledgered: `alert.receiver_added`, `alert.receiver_removed`, `alert.silenced`, `alert.unsilenced`.
-public struct AlertReceivers: Sendable {
+package struct AlertReceivers: Sendable {
     let database: Database
     let vault: CredentialVault
     let audit: any AuditTrail
     let clock: any WallClock
     let ids: IdentifierGenerator
 
-    public init(database: Database, vault: CredentialVault, audit: any AuditTrail, clock: any WallClock, ids: IdentifierGenerator) {
+    package init(database: Database, vault: CredentialVault, audit: any AuditTrail, clock: any WallClock, ids: IdentifierGenerator) {
         self.database = database
         self.vault = vault
         self.audit = audit
@@ -79,7 +79,7 @@ public struct AlertReceivers: Sendable {
     // MARK: Receivers
 
     /// Creates a receiver from `{name, kind, url, secret, apiKey, to, from}` (201).
-    public func create(_ json: JSONValue, by principal: Principal) async throws -> AlertReceiverView {
+    package func create(_ json: JSONValue, by principal: Principal) async throws -> AlertReceiverView {
         try principal.require(.manageIntegrations)
         let input = try Self.parse(json)
         let id = ids.next()
@@ -113,7 +113,7 @@ public struct AlertReceivers: Sendable {
         return Self.view(record, receiver: input)
     }
 
-    public func list(by principal: Principal) async throws -> [AlertReceiverView] {
+    package func list(by principal: Principal) async throws -> [AlertReceiverView] {
         try principal.require(.readIntegrations)
         let records = try await database.read { db in try await AlertStore(db).receivers(organizationID: principal.organizationID) }
         var views: [AlertReceiverView] = []
@@ -121,7 +121,7 @@ public struct AlertReceivers: Sendable {
         return views
     }
 
-    public func delete(id: UUID, by principal: Principal) async throws {
+    package func delete(id: UUID, by principal: Principal) async throws {
         try principal.require(.manageIntegrations)
         let now = clock.now()
         try await database.write { db in
@@ -135,7 +135,7 @@ public struct AlertReceivers: Sendable {
     }
 
     /// The organization's receivers with their secrets opened (for the notifier only).
-    public func opened(organizationID: UUID) async throws -> [AlertReceiver] {
+    package func opened(organizationID: UUID) async throws -> [AlertReceiver] {
         let records = try await database.read { db in try await AlertStore(db).receivers(organizationID: organizationID) }
         var out: [AlertReceiver] = []
         for record in records { out.append(try await open(record)) }
@@ -225,7 +225,7 @@ public struct AlertReceivers: Sendable {
 
     /// Creates a silence from `{matchers, endsAt | duration, startsAt?, comment}` (201). Capped by `limits`:
     /// matchers per silence and their length (422 naming the field), active silences per organization (422).
-    public func silence(_ json: JSONValue, by principal: Principal, limits: SilenceLimits = .standard) async throws -> SilenceView {
+    package func silence(_ json: JSONValue, by principal: Principal, limits: SilenceLimits = .standard) async throws -> SilenceView {
         try principal.require(.manageIntegrations)
         guard case .object(let m) = json else { throw PortalError.validation([.init(pointer: "", message: "must be an object")]) }
         var errors: [PortalError.FieldError] = []
@@ -284,13 +284,13 @@ public struct AlertReceivers: Sendable {
         return Self.view(record)
     }
 
-    public func silences(by principal: Principal) async throws -> [SilenceView] {
+    package func silences(by principal: Principal) async throws -> [SilenceView] {
         try principal.require(.readIntegrations)
         return try await database.read { db in try await AlertStore(db).silences(organizationID: principal.organizationID, activeAt: clock.now()) }.map(Self.view)
     }
 
     /// Ends a silence now.
-    public func expire(silenceID: UUID, by principal: Principal) async throws {
+    package func expire(silenceID: UUID, by principal: Principal) async throws {
         try principal.require(.manageIntegrations)
         let now = clock.now()
         try await database.write { db in
@@ -313,7 +313,7 @@ public struct AlertReceivers: Sendable {
     // MARK: Listing
 
     /// Active alerts (pending and firing) and those resolved in the last `recentHours` hours.
-    public func alerts(by principal: Principal, recentHours: Int = 24) async throws -> (active: [AlertView], recent: [AlertView]) {
+    package func alerts(by principal: Principal, recentHours: Int = 24) async throws -> (active: [AlertView], recent: [AlertView]) {
         try principal.require(.readIntegrations)
         let now = clock.now()
         let (states, silences) = try await database.read { db in
@@ -333,7 +333,7 @@ public struct AlertReceivers: Sendable {
         return (views.filter { $0.state != "resolved" }, views.filter { $0.state == "resolved" })
     }
 
-    public func notifications(by principal: Principal, limit: Int) async throws -> [AlertNotificationView] {
+    package func notifications(by principal: Principal, limit: Int) async throws -> [AlertNotificationView] {
         try principal.require(.readIntegrations)
         return try await database.read { db in try await AlertStore(db).notifications(organizationID: principal.organizationID, limit: limit) }.map { n in
             AlertNotificationView(

@@ -1,14 +1,14 @@
-public import Foundation
-public import Logging
-public import PortalCore
-public import ServiceLifecycle
-public import Storage
+package import Foundation
+package import Logging
+package import PortalCore
+import ServiceLifecycle
+package import Storage
 
 /// The windows the metrics API answers.
-public enum MetricsWindow: String, Sendable, CaseIterable {
+package enum MetricsWindow: String, Sendable, CaseIterable {
     case fiveMinutes = "5m", oneHour = "1h", oneDay = "24h", sevenDays = "7d", thirtyDays = "30d"
 
-    public var minutes: Int64 {
+    package var minutes: Int64 {
         switch self {
         case .fiveMinutes: 5
         case .oneHour: 60
@@ -21,42 +21,42 @@ public enum MetricsWindow: String, Sendable, CaseIterable {
 
 /// An integration's activity over a window, in the seed's `IntegrationMetrics` terms plus quantiles and
 /// counts by outcome class and error category (DESIGN section 7: durations in milliseconds, rates 0...1).
-public struct IntegrationMetricsReport: Sendable, Encodable {
-    public var integrationId: String
-    public var window: String
-    public var from: String
-    public var to: String
+package struct IntegrationMetricsReport: Sendable, Encodable {
+    package var integrationId: String
+    package var window: String
+    package var from: String
+    package var to: String
     /// Upstream calls (the portal's own refusals, `throttled` and `refused`, are in `byOutcome` only).
-    public var totalRequests: UInt64
-    public var successfulRequests: UInt64
-    public var failedRequests: UInt64
-    public var successRate: Double?
-    public var errorRate: Double?
-    public var averageResponseTime: Double?
-    public var p50ResponseTime: Double?
-    public var p95ResponseTime: Double?
-    public var p99ResponseTime: Double?
-    public var lastError: LastErrorView?
-    public var byOutcome: [String: UInt64]
-    public var byCategory: [String: UInt64]
-    public var webhooks: [String: UInt64]
-    public var sync: [String: UInt64]
-    public var tokenRefreshes: TokenRefreshes
+    package var totalRequests: UInt64
+    package var successfulRequests: UInt64
+    package var failedRequests: UInt64
+    package var successRate: Double?
+    package var errorRate: Double?
+    package var averageResponseTime: Double?
+    package var p50ResponseTime: Double?
+    package var p95ResponseTime: Double?
+    package var p99ResponseTime: Double?
+    package var lastError: LastErrorView?
+    package var byOutcome: [String: UInt64]
+    package var byCategory: [String: UInt64]
+    package var webhooks: [String: UInt64]
+    package var sync: [String: UInt64]
+    package var tokenRefreshes: TokenRefreshes
     /// `healthy`, `degraded`, `failing` or `idle` (see ``IntegrationMonitor/health(stats5m:live:status:)``).
-    public var health: String
-    public var consecutiveFailures: Int
+    package var health: String
+    package var consecutiveFailures: Int
     /// The provider's remaining quota as a fraction of its limit, when its headers said.
-    public var quotaRemaining: Double?
+    package var quotaRemaining: Double?
 
-    public struct LastErrorView: Sendable, Encodable, Equatable {
-        public var timestamp: String
-        public var message: String
-        public var endpoint: String
+    package struct LastErrorView: Sendable, Encodable, Equatable {
+        package var timestamp: String
+        package var message: String
+        package var endpoint: String
     }
 
-    public struct TokenRefreshes: Sendable, Encodable {
-        public var total: UInt64
-        public var failed: UInt64
+    package struct TokenRefreshes: Sendable, Encodable {
+        package var total: UInt64
+        package var failed: UInt64
     }
 
     enum CodingKeys: String, CodingKey {
@@ -66,7 +66,7 @@ public struct IntegrationMetricsReport: Sendable, Encodable {
     }
 
     // Absent values are JSON null, so every field is always there.
-    public func encode(to encoder: any Encoder) throws {
+    package func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(integrationId, forKey: .integrationId)
         try c.encode(window, forKey: .window)
@@ -99,15 +99,15 @@ public struct IntegrationMetricsReport: Sendable, Encodable {
 /// Windows of up to an hour merge minute rows; longer ones merge whole hours (the first hour of the window
 /// counts entirely, so a 24 h window spans up to 25 h) plus the current hour's minutes. Minute rows are
 /// kept 3 hours, hour rows 36 days.
-public final class IntegrationMonitor: Service, Sendable {
-    public let collector: MetricsCollector
+package final class IntegrationMonitor: Service, Sendable {
+    package let collector: MetricsCollector
     let database: Database
     let clock: any WallClock
     let logger: Logger
     /// Seconds between flushes (60 in production; tests flush by hand).
     let flushInterval: Duration
 
-    public init(collector: MetricsCollector, database: Database, clock: any WallClock, logger: Logger, flushInterval: Duration = .seconds(60)) {
+    package init(collector: MetricsCollector, database: Database, clock: any WallClock, logger: Logger, flushInterval: Duration = .seconds(60)) {
         self.collector = collector
         self.database = database
         self.clock = clock
@@ -115,7 +115,7 @@ public final class IntegrationMonitor: Service, Sendable {
         self.flushInterval = flushInterval
     }
 
-    public func run() async throws {
+    package func run() async throws {
         var lastPrune = Int64.min
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             // Just past the next minute boundary, so the minute that ended is complete.
@@ -143,7 +143,7 @@ public final class IntegrationMonitor: Service, Sendable {
     }
 
     /// Writes every completed minute not yet written (and their hours).
-    public func flush(through before: Int64? = nil) async throws {
+    package func flush(through before: Int64? = nil) async throws {
         let pending = collector.pendingFlush(before: before)
         guard !pending.rows.isEmpty else { return }
         let rows = pending.rows.map {
@@ -156,7 +156,7 @@ public final class IntegrationMonitor: Service, Sendable {
         collector.markFlushed(pending)
     }
 
-    public func prune() async throws {
+    package func prune() async throws {
         let now = Int64(clock.now().timeIntervalSince1970)
         try await database.write { db in
             try await MetricRollupStore(db).prune(resolution: 60, before: now - 3 * 3600)
@@ -167,7 +167,7 @@ public final class IntegrationMonitor: Service, Sendable {
     // MARK: Windows
 
     /// Every integration of an organization (or one) over `window`, merged across instances.
-    public func stats(organizationID: UUID, integrationID: UUID? = nil, window: MetricsWindow) async throws -> [UUID: ActivityStats] {
+    package func stats(organizationID: UUID, integrationID: UUID? = nil, window: MetricsWindow) async throws -> [UUID: ActivityStats] {
         let current = MetricsCollector.minute(clock.now())
         let windowStart = current - window.minutes + 1
         let currentHour = current - current % 60
@@ -204,14 +204,14 @@ public final class IntegrationMonitor: Service, Sendable {
     }
 
     /// The report of one integration over `window`; `status` is its lifecycle status (`error` is failing).
-    public func report(integrationID: UUID, organizationID: UUID, status: IntegrationStatus, window: MetricsWindow) async throws -> IntegrationMetricsReport {
+    package func report(integrationID: UUID, organizationID: UUID, status: IntegrationStatus, window: MetricsWindow) async throws -> IntegrationMetricsReport {
         let stats = try await self.stats(organizationID: organizationID, integrationID: integrationID, window: window)[integrationID] ?? ActivityStats()
         let recent = window == .fiveMinutes ? stats : (try await self.stats(organizationID: organizationID, integrationID: integrationID, window: .fiveMinutes)[integrationID] ?? ActivityStats())
         return report(integrationID: integrationID, stats: stats, recent: recent, status: status, window: window)
     }
 
     /// Reports of every integration given (id and lifecycle status) over `window`, with two queries.
-    public func summary(organizationID: UUID, integrations: [(id: UUID, status: IntegrationStatus)], window: MetricsWindow) async throws -> [IntegrationMetricsReport] {
+    package func summary(organizationID: UUID, integrations: [(id: UUID, status: IntegrationStatus)], window: MetricsWindow) async throws -> [IntegrationMetricsReport] {
         let all = try await stats(organizationID: organizationID, window: window)
         let recent = window == .fiveMinutes ? all : try await stats(organizationID: organizationID, window: .fiveMinutes)
         return integrations.map { report(integrationID: $0.id, stats: all[$0.id] ?? ActivityStats(), recent: recent[$0.id] ?? ActivityStats(), status: $0.status, window: window) }
@@ -241,7 +241,7 @@ public final class IntegrationMonitor: Service, Sendable {
         )
     }
 
-    public enum Health: String, Sendable {
+    package enum Health: String, Sendable {
         case healthy, degraded, failing, idle
     }
 
@@ -249,7 +249,7 @@ public final class IntegrationMonitor: Service, Sendable {
     /// calls failed in a row, or at least half of the last 5 minutes' calls failed (of 5 or more);
     /// `degraded` when 10% or more failed, the 5-minute p95 is above 2 s, or under 10% of the provider's
     /// quota is left; `idle` without calls in the last 5 minutes; else `healthy`.
-    public static func health(recent: ActivityStats, consecutiveFailures: Int, quota: Double?, status: IntegrationStatus) -> Health {
+    package static func health(recent: ActivityStats, consecutiveFailures: Int, quota: Double?, status: IntegrationStatus) -> Health {
         let calls = recent.upstreamCalls
         let errorRate = calls == 0 ? 0 : 1 - Double(recent.successfulCalls) / Double(calls)
         if status == .error || consecutiveFailures >= 5 || (calls >= 5 && errorRate >= 0.5) { return .failing }

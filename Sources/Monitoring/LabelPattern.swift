@@ -7,28 +7,28 @@
 /// `(?:...)`, `(?P<name>...)`), flags `i`, `s`, `m`, `U` (`(?i)`, `(?i:...)`), anchors `^ $ \A \z \b \B`,
 /// escapes (`\n \t \x41 \x{263a} \Q...\E`, escaped punctuation). Refused, as RE2 refuses them: backreferences,
 /// lookaround, Unicode property classes (`\p{...}`), nested repetition (`a**`).
-public struct LabelPattern: Sendable, Equatable {
+package struct LabelPattern: Sendable, Equatable {
     /// The most NFA instructions a pattern may compile to (bounds the work per character of a value).
-    public static let maxInstructions = 2048
+    package static let maxInstructions = 2048
     /// The largest count in a `{n,m}` repetition.
-    public static let maxRepeat = 100
+    package static let maxRepeat = 100
 
     /// Why a pattern is refused: what, and at which character (from 0).
-    public struct SyntaxError: Error, Sendable, Equatable, CustomStringConvertible {
-        public var message: String
-        public var offset: Int
+    package struct SyntaxError: Error, Sendable, Equatable, CustomStringConvertible {
+        package var message: String
+        package var offset: Int
 
-        public var description: String { "\(message) (at character \(offset + 1))" }
+        package var description: String { "\(message) (at character \(offset + 1))" }
     }
 
     /// The pattern as written.
-    public let source: String
+    package let source: String
     let program: [Instruction]
     /// The pattern itself when it has no metacharacters: matched by comparing scalars.
     let literal: [Unicode.Scalar]?
 
     /// Compiles `source`; throws for syntax outside the supported subset or a program over the size limit.
-    public init(_ source: String) throws(SyntaxError) {
+    package init(_ source: String) throws(SyntaxError) {
         self.source = source
         var parser = PatternParser(Array(source.unicodeScalars))
         let node = try parser.parse()
@@ -44,14 +44,14 @@ public struct LabelPattern: Sendable, Equatable {
     }
 
     /// The number of NFA instructions (the work per character is at most a small multiple of it).
-    public var instructionCount: Int { program.count }
+    package var instructionCount: Int { program.count }
 
     /// Whether the whole of `value` matches.
-    public func matches(_ value: String) -> Bool { evaluate(value).matched }
+    package func matches(_ value: String) -> Bool { evaluate(value).matched }
 
     /// Whether the whole of `value` matches, and the steps the simulation took: at most
     /// `(3 × instructionCount + 1) × (scalars + 1)`, whatever the pattern.
-    public func evaluate(_ value: String) -> (matched: Bool, steps: Int) {
+    package func evaluate(_ value: String) -> (matched: Bool, steps: Int) {
         if let literal {
             return (value.unicodeScalars.elementsEqual(literal), value.unicodeScalars.count)
         }

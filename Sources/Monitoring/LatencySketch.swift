@@ -11,20 +11,20 @@ import Foundation
 /// accuracy, and 512 buckets span a factor of about 10,000 between the fastest and slowest value kept at
 /// full accuracy (1 ms to 10 s, say). Sketches merge exactly: merging the sketches of two sets is the
 /// sketch of their union.
-public struct LatencySketch: Sendable, Equatable {
-    public static let relativeAccuracy = 0.009
+package struct LatencySketch: Sendable, Equatable {
+    package static let relativeAccuracy = 0.009
     static let gamma = (1 + relativeAccuracy) / (1 - relativeAccuracy)
     static let logGamma = log(gamma)
-    public static let maxBuckets = 512
+    package static let maxBuckets = 512
 
     /// Index of `counts[0]`.
     private(set) var offset: Int32 = 0
     private(set) var counts: [UInt32] = []
-    public private(set) var count: UInt64 = 0
+    package private(set) var count: UInt64 = 0
 
-    public init() {}
+    package init() {}
 
-    public var isEmpty: Bool { count == 0 }
+    package var isEmpty: Bool { count == 0 }
 
     /// The bucket of `micros` (values below 1 µs count as 1 µs).
     static func index(_ micros: Double) -> Int32 {
@@ -36,7 +36,7 @@ public struct LatencySketch: Sendable, Equatable {
         2 * pow(gamma, Double(index)) / (gamma + 1)
     }
 
-    public mutating func add(micros: Double, count n: UInt32 = 1) {
+    package mutating func add(micros: Double, count n: UInt32 = 1) {
         add(index: Self.index(micros), count: n)
     }
 
@@ -79,7 +79,7 @@ public struct LatencySketch: Sendable, Equatable {
         offset += Int32(excess)
     }
 
-    public mutating func merge(_ other: LatencySketch) {
+    package mutating func merge(_ other: LatencySketch) {
         guard !other.counts.isEmpty else { return }
         if counts.isEmpty {
             self = other
@@ -98,7 +98,7 @@ public struct LatencySketch: Sendable, Equatable {
 
     /// The value at quantile `q` (0...1) by the nearest-rank definition (the ⌈q·n⌉-th smallest), in
     /// microseconds; nil when empty.
-    public func quantile(_ q: Double) -> Double? {
+    package func quantile(_ q: Double) -> Double? {
         guard count > 0 else { return nil }
         let rank = max(1, UInt64((q * Double(count)).rounded(.up)))
         var seen: UInt64 = 0
@@ -110,7 +110,7 @@ public struct LatencySketch: Sendable, Equatable {
     }
 
     /// Bytes held by the buckets.
-    public var bucketBytes: Int { counts.capacity * MemoryLayout<UInt32>.size }
+    package var bucketBytes: Int { counts.capacity * MemoryLayout<UInt32>.size }
 
     // MARK: Encoding
 

@@ -1,21 +1,21 @@
-public import Foundation
-public import Ledger
-public import Logging
-public import PortalCore
-public import ServiceLifecycle
-public import Storage
+package import Foundation
+package import Ledger
+package import Logging
+package import PortalCore
+import ServiceLifecycle
+package import Storage
 
 /// Verifies ledgers and records the result three ways: a `ledger.verified` entry (in the ledger verified
 /// when it passed, in the platform ledger when it failed, since a broken chain is no place for its own
 /// verdict), the `ledger_verifications` row the metrics and the `ledger_verification_failure` rule read, and
 /// the return value. `portal ledger verify` and the periodic ``LedgerWatch`` both go through here.
-public struct LedgerVerificationRun: Sendable {
+package struct LedgerVerificationRun: Sendable {
     let database: Database
     let checkpointer: LedgerCheckpointer
     let sequencer: LedgerSequencer
     let clock: any WallClock
 
-    public init(database: Database, checkpointer: LedgerCheckpointer, sequencer: LedgerSequencer, clock: any WallClock) {
+    package init(database: Database, checkpointer: LedgerCheckpointer, sequencer: LedgerSequencer, clock: any WallClock) {
         self.database = database
         self.checkpointer = checkpointer
         self.sequencer = sequencer
@@ -23,7 +23,7 @@ public struct LedgerVerificationRun: Sendable {
     }
 
     /// Verifies one ledger with `keys` (the ledger's own verifier keys when empty).
-    public func verify(
+    package func verify(
         organizationID: UUID, slug: String, keys given: [SignedNote.VerifierKey] = [], publishedDirectory: String?, actor: String,
         progress: (Int64) -> Void = { _ in }
     ) async throws -> LedgerVerification {
@@ -57,7 +57,7 @@ public struct LedgerVerificationRun: Sendable {
 /// Verifies every organization's ledger on an interval (`PORTAL_LEDGER_VERIFY_INTERVAL`, default 1 h; the
 /// first run a minute after start), one instance at a time (a `service_leases` lease), so a tampered or
 /// broken chain raises `ledger_verification_failure` without anyone running the CLI.
-public final class LedgerWatch: Service, Sendable {
+package final class LedgerWatch: Service, Sendable {
     let run: LedgerVerificationRun
     let database: Database
     let clock: any WallClock
@@ -66,7 +66,7 @@ public final class LedgerWatch: Service, Sendable {
     let publishedDirectory: String?
     let owner: String
 
-    public init(run: LedgerVerificationRun, database: Database, clock: any WallClock, logger: Logger, interval: Duration, publishedDirectory: String?, owner: String) {
+    package init(run: LedgerVerificationRun, database: Database, clock: any WallClock, logger: Logger, interval: Duration, publishedDirectory: String?, owner: String) {
         self.run = run
         self.database = database
         self.clock = clock
@@ -76,14 +76,14 @@ public final class LedgerWatch: Service, Sendable {
         self.owner = owner
     }
 
-    public func run() async throws {
+    package func run() async throws {
         await LeasedLoop(name: "ledger-watch", owner: owner, database: database, clock: clock, logger: logger)
             .run(every: interval, first: min(interval, .seconds(60))) { try await self.verifyAll() }
     }
 
     /// Verifies every ledger (organizations and the platform's).
     @discardableResult
-    public func verifyAll() async throws -> [String: Bool] {
+    package func verifyAll() async throws -> [String: Bool] {
         let ledgers = try await database.read { db in
             try await OrganizationStore(db).ledgerOwners()
         }

@@ -1,5 +1,5 @@
-public import Foundation
-public import PortalCore
+package import Foundation
+package import PortalCore
 import Synchronization
 
 /// The seed's `MetricsCollector`: every gateway call, webhook and sync reports here
@@ -13,14 +13,14 @@ import Synchronization
 ///
 /// Recording takes one lock of one of 16 shards (by integration) and touches a few counters: no I/O, no
 /// allocation once the minute's slot exists.
-public final class MetricsCollector: ActivityObserver, Sendable {
+package final class MetricsCollector: ActivityObserver, Sendable {
     /// Histogram bucket bounds (seconds), around the default latency alert's 2 s threshold.
-    public static let histogramBounds: [Double] = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+    package static let histogramBounds: [Double] = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
     static let slotCount = 60
 
     let clock: any WallClock
     /// Identifies this process's rollup rows (instances sharing a database each write their own).
-    public let instanceID: String
+    package let instanceID: String
     private let shards: [Shard]
 
     final class Shard: Sendable {
@@ -63,13 +63,13 @@ public final class MetricsCollector: ActivityObserver, Sendable {
     }
 
     /// The seed's `lastError`.
-    public struct LastError: Sendable, Equatable {
-        public var timestamp: Date
-        public var message: String
-        public var endpoint: String
+    package struct LastError: Sendable, Equatable {
+        package var timestamp: Date
+        package var message: String
+        package var endpoint: String
     }
 
-    public init(clock: any WallClock = SystemWallClock(), instanceID: String = UUID().uuidString.lowercased()) {
+    package init(clock: any WallClock = SystemWallClock(), instanceID: String = UUID().uuidString.lowercased()) {
         self.clock = clock
         self.instanceID = instanceID
         shards = (0..<16).map { _ in Shard() }
@@ -81,7 +81,7 @@ public final class MetricsCollector: ActivityObserver, Sendable {
 
     // MARK: Recording
 
-    public func observe(_ activity: Activity) {
+    package func observe(_ activity: Activity) {
         let minute = Self.minute(clock.now())
         switch activity {
         case .call(let call):
@@ -131,28 +131,28 @@ public final class MetricsCollector: ActivityObserver, Sendable {
     }
 
     /// Forgets an integration (deleted): its series leave the exposition.
-    public func forget(_ id: UUID) {
+    package func forget(_ id: UUID) {
         _ = shard(id).states.withLock { $0.removeValue(forKey: id) }
     }
 
     // MARK: Reading
 
     /// What the exposition and the health check read of one integration.
-    public struct Snapshot: Sendable {
-        public var organizationID: UUID
-        public var totals: ActivityStats
+    package struct Snapshot: Sendable {
+        package var organizationID: UUID
+        package var totals: ActivityStats
         /// Cumulative histogram counts, one per bound and +Inf last (not yet cumulative: per bucket).
-        public var buckets: [UInt64]
-        public var consecutiveFailures: Int
-        public var lastError: LastError?
-        public var quota: Double?
+        package var buckets: [UInt64]
+        package var consecutiveFailures: Int
+        package var lastError: LastError?
+        package var quota: Double?
         /// This instance's last 5 minutes and last hour.
-        public var last5m: ActivityStats
-        public var last1h: ActivityStats
+        package var last5m: ActivityStats
+        package var last1h: ActivityStats
     }
 
     /// Snapshots of every integration seen (of one organization when given).
-    public func snapshots(organizationID: UUID? = nil) -> [UUID: Snapshot] {
+    package func snapshots(organizationID: UUID? = nil) -> [UUID: Snapshot] {
         let now = Self.minute(clock.now())
         var out: [UUID: Snapshot] = [:]
         for shard in shards {
@@ -175,7 +175,7 @@ public final class MetricsCollector: ActivityObserver, Sendable {
     }
 
     /// The integration's live facts (consecutive failures, last error, quota), or nil when not seen.
-    public func live(_ id: UUID) -> (consecutiveFailures: Int, lastError: LastError?, quota: Double?)? {
+    package func live(_ id: UUID) -> (consecutiveFailures: Int, lastError: LastError?, quota: Double?)? {
         shard(id).states.withLock { states in
             states[id].map { ($0.consecutiveFailures, $0.lastError, $0.quota) }
         }
@@ -210,21 +210,21 @@ public final class MetricsCollector: ActivityObserver, Sendable {
 
     /// The rows that persist every completed minute not yet persisted (minutes before `before`), and the
     /// hours they belong to; ``markFlushed(_:)`` records that they were written.
-    public struct Flush: Sendable {
-        public var rows: [MetricRollupRowValue]
+    package struct Flush: Sendable {
+        package var rows: [MetricRollupRowValue]
         var marks: [UUID: (through: Int64, hour: (start: Int64, stats: ActivityStats)?)]
     }
 
     /// A rollup row before it becomes a `MetricRollupRow` (Storage's type).
-    public struct MetricRollupRowValue: Sendable {
-        public var organizationID: UUID
-        public var integrationID: UUID
-        public var resolution: Int
-        public var bucketStart: Int64
-        public var stats: ActivityStats
+    package struct MetricRollupRowValue: Sendable {
+        package var organizationID: UUID
+        package var integrationID: UUID
+        package var resolution: Int
+        package var bucketStart: Int64
+        package var stats: ActivityStats
     }
 
-    public func pendingFlush(before minute: Int64? = nil) -> Flush {
+    package func pendingFlush(before minute: Int64? = nil) -> Flush {
         let current = minute ?? Self.minute(clock.now())
         var flush = Flush(rows: [], marks: [:])
         for shard in shards {
@@ -255,7 +255,7 @@ public final class MetricsCollector: ActivityObserver, Sendable {
     }
 
     /// Records that `flush` was written.
-    public func markFlushed(_ flush: Flush) {
+    package func markFlushed(_ flush: Flush) {
         for (id, mark) in flush.marks {
             shard(id).states.withLock { states in
                 guard states[id] != nil, states[id]!.flushedThrough < mark.through else { return }
@@ -268,7 +268,7 @@ public final class MetricsCollector: ActivityObserver, Sendable {
     // MARK: Size
 
     /// Integrations tracked, and an estimate of the bytes their state holds.
-    public func footprint() -> (integrations: Int, bytes: Int) {
+    package func footprint() -> (integrations: Int, bytes: Int) {
         var count = 0
         var bytes = 0
         for shard in shards {

@@ -1,23 +1,23 @@
-public import Foundation
+package import Foundation
 import PortalCore
-public import Storage
+package import Storage
 
 /// Prometheus text exposition format 0.0.4, written directly (see docs/decisions.md: the series are
 /// derived per scrape from the collector and the database and filtered per organization, which
 /// swift-prometheus's process-global, push-style registry cannot do without keeping a second copy of every
 /// series). Families come in a fixed order and series sorted, so two scrapes of the same state are equal.
-public struct PrometheusText: Sendable {
-    public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+package struct PrometheusText: Sendable {
+    package static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 
-    public private(set) var text = ""
+    package private(set) var text = ""
 
-    public init() {}
+    package init() {}
 
-    public mutating func family(_ name: String, _ type: String, _ help: String) {
+    package mutating func family(_ name: String, _ type: String, _ help: String) {
         text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
     }
 
-    public mutating func sample(_ name: String, _ labels: [(String, String)], _ value: Double) {
+    package mutating func sample(_ name: String, _ labels: [(String, String)], _ value: Double) {
         text += name
         if !labels.isEmpty {
             text += "{"
@@ -51,8 +51,8 @@ public struct PrometheusText: Sendable {
 /// Writes the portal's metric families from a scrape's state, the collector's snapshots, the ledger
 /// verifications seen, and the alert rule names. Only bounded label values: organization slug, integration
 /// id, outcome class, error category, status, operation, window, rule name.
-public enum PortalExposition {
-    public static func render(
+package enum PortalExposition {
+    package static func render(
         state: ScrapeState, snapshots: [UUID: MetricsCollector.Snapshot], verifications: [UUID: LedgerVerificationStatus], ruleNames: [String], now: Date
     ) -> String {
         var out = PrometheusText()
@@ -138,13 +138,13 @@ public enum PortalExposition {
 }
 
 /// The last verification of one ledger.
-public struct LedgerVerificationStatus: Sendable, Equatable {
-    public var passed: Bool
-    public var at: Date
-    public var size: Int64
-    public var message: String?
+package struct LedgerVerificationStatus: Sendable, Equatable {
+    package var passed: Bool
+    package var at: Date
+    package var size: Int64
+    package var message: String?
 
-    public init(passed: Bool, at: Date, size: Int64, message: String?) {
+    package init(passed: Bool, at: Date, size: Int64, message: String?) {
         self.passed = passed
         self.at = at
         self.size = size

@@ -1,11 +1,11 @@
 /// The outcome classes of an outbound call (DESIGN section 7): what the gateway records, monitoring
 /// counts and alerts on. One enum for all of them, in a fixed order (monitoring's count arrays use it).
-public enum CallOutcome: String, Sendable, CaseIterable {
+package enum CallOutcome: String, Sendable, CaseIterable {
     case success, clientError = "client_error", rateLimited = "rate_limited", serverError = "server_error"
     case networkError = "network_error", throttled, refused
 
     /// The class of an upstream answer's status.
-    public static func of(status: Int) -> CallOutcome {
+    package static func of(status: Int) -> CallOutcome {
         switch status {
         case 200..<400: .success
         case 429: .rateLimited
@@ -16,7 +16,7 @@ public enum CallOutcome: String, Sendable, CaseIterable {
 
     /// The error category (DESIGN section 7) of an upstream answer's status, or of no answer at all (nil:
     /// `network`); nil for a success.
-    public static func category(status: Int?) -> String? {
+    package static func category(status: Int?) -> String? {
         guard let status else { return "network" }
         switch status {
         case 200..<400: return nil
@@ -30,7 +30,7 @@ public enum CallOutcome: String, Sendable, CaseIterable {
     }
 
     /// Whether the portal refused the call itself (not an upstream call).
-    public var isRefusedLocally: Bool { self == .throttled || self == .refused }
+    package var isRefusedLocally: Bool { self == .throttled || self == .refused }
 
     /// The slot in count arrays (the order of `allCases`, without allocating it).
     package var index: Int {

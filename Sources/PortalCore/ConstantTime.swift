@@ -1,7 +1,7 @@
 /// Comparisons whose time does not depend on where the inputs differ, for tokens and signatures.
-public enum ConstantTime {
+package enum ConstantTime {
     /// Whether `a` and `b` are equal, in time that depends only on their lengths.
-    public static func equals(_ a: some Collection<UInt8>, _ b: some Collection<UInt8>) -> Bool {
+    package static func equals(_ a: some Collection<UInt8>, _ b: some Collection<UInt8>) -> Bool {
         guard a.count == b.count else { return false }
         // Contiguous inputs (arrays, strings' UTF-8) compare through buffers: the generic zip was a
         // visible cost on every authenticated request.

@@ -1,4 +1,4 @@
-public import Foundation
+package import Foundation
 import Synchronization
 
 /// Generates UUIDv7 identifiers (RFC 9562): a 48-bit Unix millisecond timestamp, then a 12-bit counter
@@ -7,7 +7,7 @@ import Synchronization
 /// Ordering by id is ordering by creation time, which gives newest-first cursor pagination on both
 /// backends without comparing floating-point timestamps. Within one process ids are strictly increasing
 /// (the counter in `rand_a` breaks ties inside one millisecond).
-public final class IdentifierGenerator: Sendable {
+package final class IdentifierGenerator: Sendable {
     private struct State {
         var lastMillis: UInt64 = 0
         var counter: UInt16 = 0
@@ -16,15 +16,15 @@ public final class IdentifierGenerator: Sendable {
     private let state = Mutex(State())
     private let clock: any WallClock
 
-    public init(clock: any WallClock = SystemWallClock()) {
+    package init(clock: any WallClock = SystemWallClock()) {
         self.clock = clock
     }
 
     /// A shared generator on the system clock.
-    public static let shared = IdentifierGenerator()
+    package static let shared = IdentifierGenerator()
 
     /// A new, time-ordered identifier.
-    public func next() -> UUID {
+    package func next() -> UUID {
         let wall = UInt64(max(0, clock.now().timeIntervalSince1970 * 1000))
         let (millis, counter) = state.withLock { s -> (UInt64, UInt16) in
             if wall > s.lastMillis {

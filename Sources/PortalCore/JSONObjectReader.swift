@@ -5,15 +5,15 @@ import Foundation
 ///
 /// Each accessor marks its key as known; ``finish()`` reports the keys nobody asked for as unknown fields.
 /// The reader is shared by nested objects through ``ValidationErrors``, so one 422 lists everything.
-public struct JSONObjectReader {
+package struct JSONObjectReader {
     /// The pointer of this object inside the document.
-    public let pointer: String
+    package let pointer: String
     private let members: [String: JSONValue]
     private var known: Set<String> = []
     private let errors: ValidationErrors
 
     /// Starts reading `value`, which must be an object; otherwise records an error and reads nothing.
-    public init(_ value: JSONValue, pointer: String = "", errors: ValidationErrors) {
+    package init(_ value: JSONValue, pointer: String = "", errors: ValidationErrors) {
         self.pointer = pointer
         self.errors = errors
         if case .object(let members) = value {
@@ -25,20 +25,20 @@ public struct JSONObjectReader {
     }
 
     /// The error list this reader writes to, for readers of nested values.
-    public var errorList: ValidationErrors { errors }
+    package var errorList: ValidationErrors { errors }
 
     /// The pointer of member `key`.
-    public func pointer(_ key: String) -> String { "\(pointer)/\(jsonPointerEscape(key))" }
+    package func pointer(_ key: String) -> String { "\(pointer)/\(jsonPointerEscape(key))" }
 
     /// Every member, for objects whose member names are data (such as a field mapping); read each through
     /// ``value(_:required:)`` so that ``finish()`` counts it as known.
-    public var rawMembers: [String: JSONValue] { members }
+    package var rawMembers: [String: JSONValue] { members }
 
     /// Whether the object has member `key` (null counts as present).
-    public func has(_ key: String) -> Bool { members[key] != nil }
+    package func has(_ key: String) -> Bool { members[key] != nil }
 
     /// The raw value of `key`, marking it known.
-    public mutating func value(_ key: String, required: Bool = false) -> JSONValue? {
+    package mutating func value(_ key: String, required: Bool = false) -> JSONValue? {
         known.insert(key)
         guard let v = members[key] else {
             if required { errors.add(pointer(key), "is required") }
@@ -48,7 +48,7 @@ public struct JSONObjectReader {
     }
 
     /// A string member, checked for length.
-    public mutating func string(
+    package mutating func string(
         _ key: String, required: Bool = false, minLength: Int = 0, maxLength: Int = 10_000
     ) -> String? {
         guard let v = value(key, required: required) else { return nil }
@@ -68,7 +68,7 @@ public struct JSONObjectReader {
     }
 
     /// A string member that must be one of `E`'s raw values.
-    public mutating func enumeration<E: RawRepresentable & CaseIterable>(
+    package mutating func enumeration<E: RawRepresentable & CaseIterable>(
         _ key: String, _ type: E.Type, required: Bool = false
     ) -> E? where E.RawValue == String {
         guard let s = string(key, required: required) else { return nil }
@@ -81,7 +81,7 @@ public struct JSONObjectReader {
     }
 
     /// An integer member within `range`.
-    public mutating func integer(
+    package mutating func integer(
         _ key: String, required: Bool = false, in range: ClosedRange<Int64> = Int64.min...Int64.max
     ) -> Int64? {
         guard let v = value(key, required: required) else { return nil }
@@ -101,7 +101,7 @@ public struct JSONObjectReader {
     }
 
     /// A number member within `range`.
-    public mutating func number(
+    package mutating func number(
         _ key: String, required: Bool = false, in range: ClosedRange<Double> = -Double.greatestFiniteMagnitude...Double.greatestFiniteMagnitude
     ) -> Double? {
         guard let v = value(key, required: required) else { return nil }
@@ -121,7 +121,7 @@ public struct JSONObjectReader {
     }
 
     /// A boolean member.
-    public mutating func bool(_ key: String, required: Bool = false) -> Bool? {
+    package mutating func bool(_ key: String, required: Bool = false) -> Bool? {
         guard let v = value(key, required: required) else { return nil }
         guard case .bool(let b) = v else {
             errors.add(pointer(key), "must be a boolean, not \(v.kindName)")
@@ -131,7 +131,7 @@ public struct JSONObjectReader {
     }
 
     /// An object member, returned as-is (its members are not checked).
-    public mutating func object(_ key: String, required: Bool = false) -> [String: JSONValue]? {
+    package mutating func object(_ key: String, required: Bool = false) -> [String: JSONValue]? {
         guard let v = value(key, required: required) else { return nil }
         guard case .object(let o) = v else {
             errors.add(pointer(key), "must be an object, not \(v.kindName)")
@@ -141,7 +141,7 @@ public struct JSONObjectReader {
     }
 
     /// An array of strings.
-    public mutating func strings(_ key: String, required: Bool = false, maxLength: Int = 1_000) -> [String]? {
+    package mutating func strings(_ key: String, required: Bool = false, maxLength: Int = 1_000) -> [String]? {
         guard let v = value(key, required: required) else { return nil }
         guard case .array(let items) = v else {
             errors.add(pointer(key), "must be an array, not \(v.kindName)")
@@ -159,7 +159,7 @@ public struct JSONObjectReader {
     }
 
     /// A nested object read with its own reader (sharing this reader's error list).
-    public mutating func nested<T>(
+    package mutating func nested<T>(
         _ key: String, required: Bool = false, _ read: (inout JSONObjectReader) -> T?
     ) -> T? {
         guard let v = value(key, required: required) else { return nil }
@@ -172,12 +172,12 @@ public struct JSONObjectReader {
     }
 
     /// Records an error against member `key`.
-    public func reject(_ key: String, _ message: String) {
+    package func reject(_ key: String, _ message: String) {
         errors.add(pointer(key), message)
     }
 
     /// Reports every member nobody read as an unknown field.
-    public func finish() {
+    package func finish() {
         for key in members.keys.sorted() where !known.contains(key) {
             errors.add(pointer(key), "is not a known field")
         }
@@ -187,7 +187,7 @@ public struct JSONObjectReader {
 extension JSONObjectReader {
     /// Reads a whole document (or a member at `pointer`) with `read`, reports the members nobody read as
     /// unknown, and throws one 422 listing every problem.
-    public static func parse<T>(_ value: JSONValue, pointer: String, _ read: (inout JSONObjectReader) -> T?) throws(PortalError) -> T {
+    package static func parse<T>(_ value: JSONValue, pointer: String, _ read: (inout JSONObjectReader) -> T?) throws(PortalError) -> T {
         let errors = ValidationErrors()
         var r = JSONObjectReader(value, pointer: pointer, errors: errors)
         let result = read(&r)
@@ -199,18 +199,18 @@ extension JSONObjectReader {
 }
 
 /// The errors collected while reading one document.
-public final class ValidationErrors {
-    public private(set) var all: [PortalError.FieldError] = []
+package final class ValidationErrors {
+    package private(set) var all: [PortalError.FieldError] = []
 
-    public init() {}
+    package init() {}
 
     /// Records that the field at `pointer` is invalid.
-    public func add(_ pointer: String, _ message: String) {
+    package func add(_ pointer: String, _ message: String) {
         all.append(.init(pointer: pointer, message: message))
     }
 
     /// Throws a 422 listing every error, if there is any.
-    public func throwIfAny() throws(PortalError) {
+    package func throwIfAny() throws(PortalError) {
         if !all.isEmpty { throw PortalError.validation(all) }
     }
 }

@@ -263,7 +263,7 @@ extension JSONValue {
     /// Compact JSON text with members sorted by name: byte for byte what `JSONEncoder` with `.sortedKeys` and
     /// `.withoutEscapingSlashes` writes (numbers as Swift prints them, a trailing `.0` dropped; control
     /// characters as `\uXXXX` except the named escapes), without its per-value containers.
-    public var sortedText: String {
+    package var sortedText: String {
         var out: [UInt8] = []
         out.reserveCapacity(128)
         write(into: &out)

@@ -1,11 +1,11 @@
-public import Foundation
+package import Foundation
 
 /// Any JSON document, kept exactly as sent: numbers stay integers where they were integers.
 ///
 /// Request bodies are decoded into this first, then checked field by field by ``JSONObjectReader``, so a
 /// wrong type, a missing or unknown field and an unknown enum value each become a 422 naming the field,
 /// which `JSONDecoder` into a struct cannot report precisely.
-public enum JSONValue: Sendable, Hashable {
+package enum JSONValue: Sendable, Hashable {
     case null
     case bool(Bool)
     case int(Int64)
@@ -15,25 +15,25 @@ public enum JSONValue: Sendable, Hashable {
     case object([String: JSONValue])
 
     /// The object's members, or nil for any other kind.
-    public var objectValue: [String: JSONValue]? {
+    package var objectValue: [String: JSONValue]? {
         if case .object(let o) = self { return o }
         return nil
     }
 
     /// The array's items, or nil for any other kind.
-    public var arrayValue: [JSONValue]? {
+    package var arrayValue: [JSONValue]? {
         if case .array(let a) = self { return a }
         return nil
     }
 
     /// The string, or nil for any other kind.
-    public var stringValue: String? {
+    package var stringValue: String? {
         if case .string(let s) = self { return s }
         return nil
     }
 
     /// A short name of this value's JSON type, for error messages.
-    public var kindName: String {
+    package var kindName: String {
         switch self {
         case .null: "null"
         case .bool: "boolean"
@@ -46,7 +46,7 @@ public enum JSONValue: Sendable, Hashable {
 
     /// Parses a JSON text; throws ``PortalError/Code/malformedRequest`` when it is not JSON.
     /// A member name repeated within one object is a 422 (``PortalError/Code/validationFailed``) naming it.
-    public static func parse(_ data: Data) throws(PortalError) -> JSONValue {
+    package static func parse(_ data: Data) throws(PortalError) -> JSONValue {
         let parsed = data.withUnsafeBytes { raw -> Result<JSONValue, JSONParser.Failure> in
             Result { () throws(JSONParser.Failure) -> JSONValue in try JSONParser.parse(raw.bindMemory(to: UInt8.self)) }
         }
@@ -55,7 +55,7 @@ public enum JSONValue: Sendable, Hashable {
 
     /// Parses JSON bytes; throws ``PortalError/Code/malformedRequest`` when they are not JSON, and
     /// ``PortalError/Code/validationFailed`` naming the member when a member name repeats in one object.
-    public static func parse(_ bytes: some Collection<UInt8>) throws(PortalError) -> JSONValue {
+    package static func parse(_ bytes: some Collection<UInt8>) throws(PortalError) -> JSONValue {
         let parse = { (buffer: UnsafeBufferPointer<UInt8>) -> Result<JSONValue, JSONParser.Failure> in
             Result { () throws(JSONParser.Failure) -> JSONValue in try JSONParser.parse(buffer) }
         }
@@ -74,7 +74,7 @@ public enum JSONValue: Sendable, Hashable {
     }
 
     /// Applies an RFC 7396 JSON merge patch to this value.
-    public func merging(patch: JSONValue) -> JSONValue {
+    package func merging(patch: JSONValue) -> JSONValue {
         guard case .object(let patchMembers) = patch else { return patch }
         var result = objectValue ?? [:]
         for (key, value) in patchMembers {
@@ -89,7 +89,7 @@ public enum JSONValue: Sendable, Hashable {
 }
 
 extension JSONValue: Codable {
-    public init(from decoder: any Decoder) throws {
+    package init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         if container.decodeNil() {
             self = .null
@@ -108,7 +108,7 @@ extension JSONValue: Codable {
         }
     }
 
-    public func encode(to encoder: any Encoder) throws {
+    package func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         switch self {
         case .null: try container.encodeNil()
@@ -125,17 +125,17 @@ extension JSONValue: Codable {
 extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral,
     ExpressibleByDictionaryLiteral, ExpressibleByArrayLiteral, ExpressibleByNilLiteral
 {
-    public init(stringLiteral value: String) { self = .string(value) }
-    public init(integerLiteral value: Int64) { self = .int(value) }
-    public init(booleanLiteral value: Bool) { self = .bool(value) }
-    public init(dictionaryLiteral elements: (String, JSONValue)...) {
+    package init(stringLiteral value: String) { self = .string(value) }
+    package init(integerLiteral value: Int64) { self = .int(value) }
+    package init(booleanLiteral value: Bool) { self = .bool(value) }
+    package init(dictionaryLiteral elements: (String, JSONValue)...) {
         self = .object(Dictionary(elements, uniquingKeysWith: { _, last in last }))
     }
-    public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
-    public init(nilLiteral: ()) { self = .null }
+    package init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
+    package init(nilLiteral: ()) { self = .null }
 }
 
 /// Escapes one reference token of a JSON Pointer (RFC 6901).
-public func jsonPointerEscape(_ token: String) -> String {
+package func jsonPointerEscape(_ token: String) -> String {
     token.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1")
 }

@@ -1,9 +1,9 @@
-public import Foundation
+package import Foundation
 
 /// The outbound side as the other capabilities see it (syncs fetch pages, data-subject erasure calls the
 /// provider, alert notifications are delivered): implemented by `Gateway`, injected by `PortalServer`, so
 /// that no capability imports another.
-public protocol OutboundTransport: Sendable {
+package protocol OutboundTransport: Sendable {
     /// One call to an integration's API through the whole pipeline: policy, rate limit, cache, auth,
     /// retries, transforms, and its `integration_requests` row and ledger entry.
     func perform(_ call: GatewayCall, integrationID: UUID, by principal: Principal) async throws -> GatewayResult
@@ -14,45 +14,45 @@ public protocol OutboundTransport: Sendable {
 
 extension OutboundTransport {
     /// ``deliver(_:timeout:)`` with ten seconds.
-    public func deliver(_ request: OutboundRequest) async throws -> (status: Int, body: [UInt8]) {
+    package func deliver(_ request: OutboundRequest) async throws -> (status: Int, body: [UInt8]) {
         try await deliver(request, timeout: .seconds(10))
     }
 }
 
 /// An outbound HTTP request as the gateway builds it, before and after authentication.
-public struct OutboundRequest: Sendable, Equatable {
-    public var method: String
+package struct OutboundRequest: Sendable, Equatable {
+    package var method: String
     /// The absolute URL, query included.
-    public var url: URL
+    package var url: URL
     /// Header names as given; several values of one name are separate entries.
-    public var headers: [(name: String, value: String)]
-    public var body: [UInt8]
+    package var headers: [(name: String, value: String)]
+    package var body: [UInt8]
 
-    public init(method: String, url: URL, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
+    package init(method: String, url: URL, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
         self.method = method
         self.url = url
         self.headers = headers
         self.body = body
     }
 
-    public static func == (a: OutboundRequest, b: OutboundRequest) -> Bool {
+    package static func == (a: OutboundRequest, b: OutboundRequest) -> Bool {
         a.method == b.method && a.url == b.url && a.body == b.body
             && a.headers.map { "\($0.name.lowercased()):\($0.value)" } == b.headers.map { "\($0.name.lowercased()):\($0.value)" }
     }
 
     /// The first value of header `name` (case-insensitive).
-    public func header(_ name: String) -> String? {
+    package func header(_ name: String) -> String? {
         headers.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
     }
 
     /// Replaces every value of header `name` with `value`.
-    public mutating func setHeader(_ name: String, _ value: String) {
+    package mutating func setHeader(_ name: String, _ value: String) {
         headers.removeAll { $0.name.caseInsensitiveCompare(name) == .orderedSame }
         headers.append((name, value))
     }
 
     /// Adds or replaces query parameter `name`.
-    public mutating func setQueryItem(_ name: String, _ value: String) throws(PortalError) {
+    package mutating func setQueryItem(_ name: String, _ value: String) throws(PortalError) {
         guard var components = URLComponents(url: url, resolvingAgainstBaseURL: false) else {
             throw PortalError(.validationFailed, "the request URL cannot carry query parameters")
         }
@@ -65,19 +65,19 @@ public struct OutboundRequest: Sendable, Equatable {
 }
 
 /// One call for ``OutboundTransport/perform(_:integrationID:by:)``: raw bytes, as the proxy forwards them.
-public struct GatewayCall: Sendable {
-    public var method: String
+package struct GatewayCall: Sendable {
+    package var method: String
     /// Path below the base URL, with its query.
-    public var endpoint: String
-    public var headers: [(name: String, value: String)]
-    public var body: [UInt8]
-    public var timeoutMs: Int?
+    package var endpoint: String
+    package var headers: [(name: String, value: String)]
+    package var body: [UInt8]
+    package var timeoutMs: Int?
     /// The body as JSON, kept in `integration_requests` when the integration asks for bodies.
-    public var storedBody: JSONValue?
+    package var storedBody: JSONValue?
     /// Data subjects the call discloses (their commitments go into the call's ledger entry).
-    public var dataSubjects: [String]
+    package var dataSubjects: [String]
 
-    public init(
+    package init(
         method: String, endpoint: String, headers: [(name: String, value: String)], body: [UInt8], timeoutMs: Int? = nil, storedBody: JSONValue? = nil,
         dataSubjects: [String] = []
     ) {
@@ -92,20 +92,20 @@ public struct GatewayCall: Sendable {
 }
 
 /// The upstream's answer (or the cache's), with what the gateway did.
-public struct GatewayResult: Sendable {
-    public var status: Int
+package struct GatewayResult: Sendable {
+    package var status: Int
     /// Without hop-by-hop headers.
-    public var headers: [(name: String, value: String)]
-    public var body: [UInt8]
-    public var attempts: Int
-    public var outcome: CallOutcome
-    public var cacheStatus: String
-    public var durationMs: Int
+    package var headers: [(name: String, value: String)]
+    package var body: [UInt8]
+    package var attempts: Int
+    package var outcome: CallOutcome
+    package var cacheStatus: String
+    package var durationMs: Int
     /// The call's record (`integration_requests` row and ledger entry `callId`); nil for a test of an unsaved
     /// configuration, which is recorded nowhere.
-    public var callID: UUID?
+    package var callID: UUID?
 
-    public init(
+    package init(
         status: Int, headers: [(name: String, value: String)], body: [UInt8], attempts: Int, outcome: CallOutcome, cacheStatus: String, durationMs: Int,
         callID: UUID?
     ) {

@@ -1,12 +1,12 @@
 /// The role bound to an API token (DESIGN section 6).
-public enum Role: String, Sendable, CaseIterable, Codable {
+package enum Role: String, Sendable, CaseIterable, Codable {
     case admin
     case `operator`
     case compliance
     case auditor
 
     /// What this role may do; the server checks it on every route.
-    public var permissions: Set<Permission> {
+    package var permissions: Set<Permission> {
         switch self {
         case .admin:
             return Set(Permission.allCases)
@@ -20,13 +20,13 @@ public enum Role: String, Sendable, CaseIterable, Codable {
     }
 
     /// Whether this role may perform `permission`.
-    public func allows(_ permission: Permission) -> Bool {
+    package func allows(_ permission: Permission) -> Bool {
         permissions.contains(permission)
     }
 }
 
 /// An action guarded by the role table of DESIGN section 6.
-public enum Permission: String, Sendable, CaseIterable, Codable {
+package enum Permission: String, Sendable, CaseIterable, Codable {
     /// Issue, list and revoke API tokens.
     case manageTokens = "manage_tokens"
     /// Create, change and delete integrations, webhooks and syncs; run requests.

@@ -1,55 +1,55 @@
-public import Foundation
+package import Foundation
 
 /// Every setting of the service, with its `PORTAL_*` environment variable and default.
 ///
 /// swift-argument-parser has no environment fallback, so the CLI resolves each value as: flag, then
 /// environment variable, then default. The README's configuration table lists the same entries.
-public struct PortalSettings: Sendable, Equatable {
+package struct PortalSettings: Sendable, Equatable {
     /// Address the HTTP listener binds to.
-    public var host: String = "127.0.0.1"
+    package var host: String = "127.0.0.1"
     /// Port the HTTP listener binds to (0 picks a free one).
-    public var port: Int = 8080
+    package var port: Int = 8080
     /// `sqlite:///absolute/path`, `sqlite://relative/path` or `postgres://user:password@host:port/db`.
-    public var databaseURL: String = "sqlite://var/portal.sqlite"
+    package var databaseURL: String = "sqlite://var/portal.sqlite"
     /// Base64 of the 32-byte master key; takes precedence over the key file.
-    public var masterKey: String?
+    package var masterKey: String?
     /// A file holding master keys, one base64 key per line; the first wraps new data keys.
-    public var masterKeyFile: String?
+    package var masterKeyFile: String?
     /// The URL the portal is reached at; its host names ledger origins and webhook URLs.
-    public var publicURL: String?
+    package var publicURL: String?
     /// A directory to publish every signed checkpoint to (outside the database), if any.
-    public var checkpointDir: String?
+    package var checkpointDir: String?
     /// Largest request body accepted by the API, in bytes.
-    public var maxBodyBytes: Int = 1 << 20
+    package var maxBodyBytes: Int = 1 << 20
     /// Outbound destinations allowed past the internal-address check (and to plain HTTP): comma-separated
     /// host names, addresses and CIDR ranges.
-    public var outboundAllow: String = ""
+    package var outboundAllow: String = ""
     /// A provider catalog file (YAML) used instead of the built-in one.
-    public var catalogPath: String?
+    package var catalogPath: String?
     /// trace, debug, info, notice, warning, error or critical.
-    public var logLevel: String = "info"
+    package var logLevel: String = "info"
     /// `json` (one object per line) or `text`.
-    public var logFormat: String = "json"
+    package var logFormat: String = "json"
     /// The bearer token of the platform-wide `/metrics`; when unset, one is generated on first start,
     /// printed once, and kept as a SHA-256 digest.
-    public var metricsToken: String?
+    package var metricsToken: String?
     /// An alert rule file (YAML) used instead of the built-in rules.
-    public var alertRulesPath: String?
+    package var alertRulesPath: String?
     /// Seconds between periodic verifications of every ledger (default one hour).
-    public var ledgerVerifyInterval: TimeInterval = 3600
+    package var ledgerVerifyInterval: TimeInterval = 3600
     /// Whether calls, webhooks and syncs feed the metrics collector (off only to measure its cost).
-    public var monitoring: Bool = true
+    package var monitoring: Bool = true
     /// Seconds between retention runs (default one hour).
-    public var retentionInterval: TimeInterval = 3600
+    package var retentionInterval: TimeInterval = 3600
     /// The folder of report templates and control mappings (`templates/`, `mappings/`).
-    public var reportsDirectory: String = "reports"
+    package var reportsDirectory: String = "reports"
     /// Per-organization bounds on what requests make the server store or compute.
-    public var quotas = Quotas()
+    package var quotas = Quotas()
 
-    public init() {}
+    package init() {}
 
     /// The documented environment variables, in the order the README lists them.
-    public static let environmentVariables: [(name: String, meaning: String)] = [
+    package static let environmentVariables: [(name: String, meaning: String)] = [
         ("PORTAL_HOST", "listener address (default 127.0.0.1)"),
         ("PORTAL_PORT", "listener port (default 8080)"),
         ("PORTAL_DATABASE_URL", "database URL (default sqlite://var/portal.sqlite)"),
@@ -76,7 +76,7 @@ public struct PortalSettings: Sendable, Equatable {
     ]
 
     /// Settings from `PORTAL_*` variables over the defaults.
-    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws(PortalError) -> PortalSettings {
+    package static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws(PortalError) -> PortalSettings {
         var s = PortalSettings()
         if let v = env["PORTAL_HOST"], !v.isEmpty { s.host = v }
         if let v = env["PORTAL_PORT"], !v.isEmpty {
@@ -147,7 +147,7 @@ public struct PortalSettings: Sendable, Equatable {
     }
 
     /// The public URL, defaulting to `http://localhost:<port>`, without a trailing slash.
-    public var effectivePublicURL: String {
+    package var effectivePublicURL: String {
         var url = publicURL ?? "http://localhost:\(port)"
         while url.hasSuffix("/") { url.removeLast() }
         return url
@@ -156,15 +156,15 @@ public struct PortalSettings: Sendable, Equatable {
 
 /// Per-organization bounds on what requests make the server store or compute (a full quota is a 422 that
 /// says which bound and how to go on; a report queue that is full is a 429 with `Retry-After`).
-public struct Quotas: Sendable, Equatable {
+package struct Quotas: Sendable, Equatable {
     /// Integrations that are not deleted.
-    public var integrations = 500
+    package var integrations = 500
     /// API tokens neither revoked nor expired.
-    public var tokens = 1_000
+    package var tokens = 1_000
     /// Report builds queued or running (each is built in memory).
-    public var openReports = 2
+    package var openReports = 2
     /// The lifetime of a new API token that asks for none; nil: such tokens do not expire.
-    public var tokenLifetime: TimeInterval? = 90 * 86_400
+    package var tokenLifetime: TimeInterval? = 90 * 86_400
 
-    public init() {}
+    package init() {}
 }

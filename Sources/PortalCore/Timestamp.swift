@@ -1,20 +1,20 @@
-public import Foundation
+package import Foundation
 
 /// RFC 3339 UTC timestamps, the one format of times in the API and the ledger.
-public enum Timestamp {
+package enum Timestamp {
     /// 0000-01-01T00:00:00.000000Z and 9999-12-31T23:59:59.999999Z, in microseconds since 1970.
     static let earliestMicros: Int64 = -62_167_219_200_000_000
     static let latestMicros: Int64 = 253_402_300_799_999_999
 
     /// The longest lifetime a token taken from a request may have: 10 years.
-    public static let maxLifetime: TimeInterval = 10 * 366 * 86_400
+    package static let maxLifetime: TimeInterval = 10 * 366 * 86_400
 
     /// `2026-11-25T16:30:00.123456Z`: UTC, always six fractional digits.
     ///
     /// Total: a time outside the four-digit years RFC 3339 can write (0000 to 9999), or not finite, is written
     /// as the nearest end of that range, never a trap (a duration of 84,382,554 weeks from a request once
     /// crashed the server here).
-    public static func rfc3339(_ date: Date) -> String {
+    package static func rfc3339(_ date: Date) -> String {
         // Rounded, not truncated: a stored time is whole microseconds, and a REAL read back from SQLite may
         // land a hair below it.
         let scaled = (date.timeIntervalSince1970 * 1_000_000).rounded()
@@ -52,7 +52,7 @@ public enum Timestamp {
     }
 
     /// Parses `YYYY-MM-DDTHH:MM:SS[.ffffff]Z` (the form ``rfc3339(_:)`` writes); nil for anything else.
-    public static func parse(_ text: String) -> Date? {
+    package static func parse(_ text: String) -> Date? {
         let chars = Array(text.utf8)
         guard chars.count >= 20, chars.last == UInt8(ascii: "Z") else { return nil }
         func number(_ range: Range<Int>) -> Int? {

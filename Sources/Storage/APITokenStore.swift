@@ -1,25 +1,25 @@
-public import Foundation
-public import PortalCore
+package import Foundation
+package import PortalCore
 import SQLKit
 
 /// A stored API token: never the token itself, only its SHA-256.
-public struct APITokenRecord: Sendable, Equatable {
-    public var id: UUID
-    public var organizationID: UUID
+package struct APITokenRecord: Sendable, Equatable {
+    package var id: UUID
+    package var organizationID: UUID
     /// Lowercase hex SHA-256 of the token string.
-    public var tokenHash: String
-    public var role: Role
+    package var tokenHash: String
+    package var role: Role
     /// The person the token was issued to.
-    public var owner: String
-    public var description: String?
+    package var owner: String
+    package var description: String?
     /// The token that issued this one, nil when issued by the CLI.
-    public var createdBy: UUID?
-    public var createdAt: Date
-    public var expiresAt: Date?
-    public var revokedAt: Date?
-    public var lastUsedAt: Date?
+    package var createdBy: UUID?
+    package var createdAt: Date
+    package var expiresAt: Date?
+    package var revokedAt: Date?
+    package var lastUsedAt: Date?
 
-    public init(
+    package init(
         id: UUID, organizationID: UUID, tokenHash: String, role: Role, owner: String, description: String? = nil,
         createdBy: UUID? = nil, createdAt: Date, expiresAt: Date? = nil, revokedAt: Date? = nil, lastUsedAt: Date? = nil
     ) {
@@ -38,20 +38,20 @@ public struct APITokenRecord: Sendable, Equatable {
 }
 
 /// API tokens, scoped by organization.
-public struct APITokenStore {
+package struct APITokenStore {
     private let db: any SQLDatabase
     private static let columns = """
         id, organization_id, token_hash, role, owner, description, created_by, created_at, expires_at, revoked_at, last_used_at
         """
 
-    public init(_ transaction: Transaction) { db = transaction.sql }
+    package init(_ transaction: Transaction) { db = transaction.sql }
 
     /// Whether any token was ever issued (revoked and expired ones included).
-    public func any() async throws -> Bool {
+    package func any() async throws -> Bool {
         try await db.raw("SELECT id FROM api_tokens LIMIT 1").first() != nil
     }
 
-    public func insert(_ token: APITokenRecord) async throws {
+    package func insert(_ token: APITokenRecord) async throws {
         try await db.raw("""
             INSERT INTO api_tokens (\(unsafeRaw: Self.columns))
             VALUES (\(bind: token.id), \(bind: token.organizationID), \(bind: token.tokenHash), \(bind: token.role.rawValue),
@@ -61,14 +61,14 @@ public struct APITokenStore {
     }
 
     /// The token whose hash is `tokenHash`, whatever its state (the caller checks expiry and revocation).
-    public func find(hash tokenHash: String) async throws -> APITokenRecord? {
+    package func find(hash tokenHash: String) async throws -> APITokenRecord? {
         try await db.raw("SELECT \(unsafeRaw: Self.columns) FROM api_tokens WHERE token_hash = \(bind: tokenHash)")
             .first().map(Self.decode)
     }
 
     /// The token whose hash is `tokenHash` with its organization's slug, in one query (every authenticated
     /// request asks this).
-    public func findWithOrganization(hash tokenHash: String) async throws -> (APITokenRecord, slug: String)? {
+    package func findWithOrganization(hash tokenHash: String) async throws -> (APITokenRecord, slug: String)? {
         guard let row = try await db.raw("""
             SELECT t.id, t.organization_id, t.token_hash, t.role, t.owner, t.description, t.created_by, t.created_at,
                    t.expires_at, t.revoked_at, t.last_used_at, o.slug
@@ -79,25 +79,25 @@ public struct APITokenStore {
     }
 
     /// The token `id` of `organizationID`, if any.
-    public func find(id: UUID, organizationID: UUID) async throws -> APITokenRecord? {
+    package func find(id: UUID, organizationID: UUID) async throws -> APITokenRecord? {
         try await db.raw("""
             SELECT \(unsafeRaw: Self.columns) FROM api_tokens WHERE id = \(bind: id) AND organization_id = \(bind: organizationID)
             """).first().map(Self.decode)
     }
 
     /// The token `id` in any organization (for the CLI, which acts for the operator of the machine).
-    public func find(id: UUID) async throws -> APITokenRecord? {
+    package func find(id: UUID) async throws -> APITokenRecord? {
         try await db.raw("SELECT \(unsafeRaw: Self.columns) FROM api_tokens WHERE id = \(bind: id)")
             .first().map(Self.decode)
     }
 
     /// Whether a token with this id exists in an organization other than `organizationID`.
-    public func existsElsewhere(id: UUID, organizationID: UUID) async throws -> Bool {
+    package func existsElsewhere(id: UUID, organizationID: UUID) async throws -> Bool {
         try await db.raw("SELECT id FROM api_tokens WHERE id = \(bind: id) AND organization_id <> \(bind: organizationID)").first() != nil
     }
 
     /// Tokens of one organization (or all, when nil), newest first, after the cursor id.
-    public func list(organizationID: UUID?, limit: Int, before cursor: UUID?) async throws -> [APITokenRecord] {
+    package func list(organizationID: UUID?, limit: Int, before cursor: UUID?) async throws -> [APITokenRecord] {
         var query = SQLQueryString("SELECT \(unsafeRaw: Self.columns) FROM api_tokens WHERE 1 = 1")
         if let organizationID { query = query + " AND organization_id = \(bind: organizationID)" }
         if let cursor { query = query + " AND id < \(bind: cursor)" }
@@ -106,7 +106,7 @@ public struct APITokenStore {
     }
 
     /// How many of the organization's tokens are in force at `now` (neither revoked nor expired).
-    public func countInForce(organizationID: UUID, now: Date) async throws -> Int {
+    package func countInForce(organizationID: UUID, now: Date) async throws -> Int {
         try await db.raw("""
             SELECT COUNT(*) AS n FROM api_tokens
             WHERE organization_id = \(bind: organizationID) AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > \(bind: now))
@@ -114,7 +114,7 @@ public struct APITokenStore {
     }
 
     /// Marks a token revoked; returns false when no live token of that organization has this id.
-    public func revoke(id: UUID, organizationID: UUID?, at time: Date) async throws -> Bool {
+    package func revoke(id: UUID, organizationID: UUID?, at time: Date) async throws -> Bool {
         var query = SQLQueryString("UPDATE api_tokens SET revoked_at = \(bind: time) WHERE id = \(bind: id) AND revoked_at IS NULL")
         if let organizationID { query = query + " AND organization_id = \(bind: organizationID)" }
         query = query + " RETURNING id"
@@ -122,7 +122,7 @@ public struct APITokenStore {
     }
 
     /// Records that the token was used at `time`.
-    public func touch(id: UUID, at time: Date) async throws {
+    package func touch(id: UUID, at time: Date) async throws {
         try await db.raw("UPDATE api_tokens SET last_used_at = \(bind: time) WHERE id = \(bind: id)").run()
     }
 

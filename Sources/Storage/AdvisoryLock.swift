@@ -1,4 +1,4 @@
-public import Foundation
+package import Foundation
 package import SQLKit
 
 /// Every PostgreSQL advisory lock the service takes, in one place. All are transaction-scoped: released
@@ -7,7 +7,7 @@ package import SQLKit
 ///
 /// The keys are part of the deployment's contract: instances of different versions sharing a database
 /// during a rolling upgrade must agree on them, so a key never changes once released.
-public enum AdvisoryLock: Sendable, Equatable {
+package enum AdvisoryLock: Sendable, Equatable {
     /// Schema migrations, so that instances starting together migrate one at a time.
     case migrations
     /// An organization's ledger: one appender (sequencer batch) at a time.
@@ -34,12 +34,12 @@ public enum AdvisoryLock: Sendable, Equatable {
     }
 
     /// Waits for the lock and holds it until the transaction ends (PostgreSQL; nothing on SQLite).
-    public func take(in transaction: Transaction) async throws {
+    package func take(in transaction: Transaction) async throws {
         try await take(on: transaction.sql)
     }
 
     /// Takes the lock if no other transaction holds it; false if one does (always true on SQLite).
-    public func tryTake(in transaction: Transaction) async throws -> Bool {
+    package func tryTake(in transaction: Transaction) async throws -> Bool {
         try await tryTake(on: transaction.sql)
     }
 

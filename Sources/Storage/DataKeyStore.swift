@@ -1,18 +1,18 @@
-public import Foundation
+package import Foundation
 import SQLKit
 
 /// A per-organization data key as stored: only ever wrapped, once per master key that can unwrap it.
-public struct DataKeyRecord: Sendable, Equatable {
-    public var id: UUID
-    public var organizationID: UUID
-    public var createdAt: Date
+package struct DataKeyRecord: Sendable, Equatable {
+    package var id: UUID
+    package var organizationID: UUID
+    package var createdAt: Date
     /// Base64 AES-GCM sealed boxes of the key, by master key id.
-    public var wraps: [String: String]
+    package var wraps: [String: String]
     /// How many values were recorded as sealed under the key (`data_keys.sealed_count`); nil when unknown
     /// (keys made before the count was kept), which the vault treats as due for rotation.
-    public var sealedCount: Int64?
+    package var sealedCount: Int64?
 
-    public init(id: UUID, organizationID: UUID, createdAt: Date, wraps: [String: String], sealedCount: Int64? = 0) {
+    package init(id: UUID, organizationID: UUID, createdAt: Date, wraps: [String: String], sealedCount: Int64? = 0) {
         self.id = id
         self.organizationID = organizationID
         self.createdAt = createdAt
@@ -22,13 +22,13 @@ public struct DataKeyRecord: Sendable, Equatable {
 }
 
 /// Data keys and their wraps under master keys (`data_keys`, `data_key_wraps`).
-public struct DataKeyStore {
+package struct DataKeyStore {
     private let db: any SQLDatabase
 
-    public init(_ transaction: Transaction) { db = transaction.sql }
+    package init(_ transaction: Transaction) { db = transaction.sql }
 
     /// Inserts a data key with its wraps.
-    public func insert(_ key: DataKeyRecord) async throws {
+    package func insert(_ key: DataKeyRecord) async throws {
         try await db.raw("""
             INSERT INTO data_keys (id, organization_id, created_at, sealed_count)
             VALUES (\(bind: key.id), \(bind: key.organizationID), \(bind: key.createdAt), \(bind: key.sealedCount))
@@ -39,7 +39,7 @@ public struct DataKeyStore {
     }
 
     /// Adds (or replaces) the wrap of a data key under one master key.
-    public func addWrap(dataKeyID: UUID, masterKeyID: String, wrapped: String, at time: Date) async throws {
+    package func addWrap(dataKeyID: UUID, masterKeyID: String, wrapped: String, at time: Date) async throws {
         try await db.raw("""
             DELETE FROM data_key_wraps WHERE data_key_id = \(bind: dataKeyID) AND master_key_id = \(bind: masterKeyID)
             """).run()
@@ -53,7 +53,7 @@ public struct DataKeyStore {
     /// locked by another transaction (PostgreSQL, `SKIP LOCKED`: the caller keeps the count for a later
     /// call rather than wait, so concurrent sealers never queue or deadlock on the key's row) or is gone.
     /// A count that is unknown (NULL) stays unknown.
-    public func addSeals(id: UUID, count: Int64) async throws -> Bool {
+    package func addSeals(id: UUID, count: Int64) async throws -> Bool {
         let target = db.backend == .postgres
             ? "(SELECT id FROM data_keys WHERE id = \(bind: id) FOR UPDATE SKIP LOCKED)" as SQLQueryString
             : "\(bind: id)"
@@ -63,18 +63,18 @@ public struct DataKeyStore {
     }
 
     /// Whether data key `id` is stored (visible to this transaction).
-    public func exists(id: UUID) async throws -> Bool {
+    package func exists(id: UUID) async throws -> Bool {
         try await db.raw("SELECT id FROM data_keys WHERE id = \(bind: id)").first() != nil
     }
 
     /// Removes every wrap under `masterKeyID`; returns how many were removed.
-    public func deleteWraps(masterKeyID: String) async throws -> Int {
+    package func deleteWraps(masterKeyID: String) async throws -> Int {
         try await db.raw("DELETE FROM data_key_wraps WHERE master_key_id = \(bind: masterKeyID) RETURNING data_key_id")
             .all().count
     }
 
     /// The newest data key of an organization, which encrypts new values (older ones stay for reading).
-    public func newest(organizationID: UUID) async throws -> DataKeyRecord? {
+    package func newest(organizationID: UUID) async throws -> DataKeyRecord? {
         let row = try await db.raw("""
             SELECT id FROM data_keys WHERE organization_id = \(bind: organizationID) ORDER BY id DESC LIMIT 1
             """).first()
@@ -83,7 +83,7 @@ public struct DataKeyStore {
     }
 
     /// The data key `id` with its wraps.
-    public func find(id: UUID) async throws -> DataKeyRecord? {
+    package func find(id: UUID) async throws -> DataKeyRecord? {
         guard let keyRow = try await db.raw(
             "SELECT id, organization_id, created_at, sealed_count FROM data_keys WHERE id = \(bind: id)"
         ).first() else { return nil }
@@ -104,7 +104,7 @@ public struct DataKeyStore {
     }
 
     /// Every data key id, oldest first.
-    public func allIDs() async throws -> [UUID] {
+    package func allIDs() async throws -> [UUID] {
         try await db.raw("SELECT id FROM data_keys ORDER BY id").all().map { try $0.decode(column: "id", as: UUID.self) }
     }
 }

@@ -1,16 +1,16 @@
 import Foundation
-public import Logging
+package import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
-public import PortalCore
+package import PortalCore
 import PostgresKit
 import PostgresNIO
 import SQLKit
 import SQLiteKit
 import SQLiteNIO
 import Synchronization
-public import ServiceLifecycle
+import ServiceLifecycle
 
 /// The product's database: read and write transactions over SQLite (embedded default) or PostgreSQL.
 ///
@@ -22,9 +22,9 @@ public import ServiceLifecycle
 /// `Database` is a `Service`: run it (in the application's service group, or with ``withDatabase(url:logger:_:)``)
 /// for as long as it is used. For PostgreSQL that runs the connection pool; for SQLite it closes the
 /// connections on shutdown.
-public final class Database: Service, Sendable {
+package final class Database: Service, Sendable {
     /// The SQL dialect, for the few statements that differ (DDL types, locking).
-    public enum Dialect: String, Sendable {
+    package enum Dialect: String, Sendable {
         case sqlite
         case postgres
     }
@@ -34,8 +34,8 @@ public final class Database: Service, Sendable {
         case postgres(PostgresClient)
     }
 
-    public let dialect: Dialect
-    public let location: DatabaseLocation
+    package let dialect: Dialect
+    package let location: DatabaseLocation
     private let backend: Backend
     private let logger: Logger
     /// How long an operation waits for a PostgreSQL connection before it fails with
@@ -43,7 +43,7 @@ public final class Database: Service, Sendable {
     /// minute, while the server is down or restarting): `PORTAL_DATABASE_WAIT` (a duration such as 30s),
     /// default 30 s, long enough to ride out a server restart or a short burst that uses every connection
     /// the server allows, short enough that a client hears 503 with Retry-After rather than nothing.
-    public static let connectionWait: Duration = {
+    package static let connectionWait: Duration = {
         guard let text = ProcessInfo.processInfo.environment["PORTAL_DATABASE_WAIT"], !text.isEmpty,
               let seconds = try? DurationText.seconds(text, field: "PORTAL_DATABASE_WAIT"), seconds >= 1
         else { return .seconds(30) }
@@ -51,7 +51,7 @@ public final class Database: Service, Sendable {
     }()
 
     /// Connections of a PostgreSQL pool, at most.
-    public static let maximumConnections = 16
+    package static let maximumConnections = 16
 
     /// How long a PostgreSQL connection may stay idle before the pool closes it.
     ///
@@ -63,15 +63,15 @@ public final class Database: Service, Sendable {
     /// idle connection is closed before a keep-alive would matter) bound it to a few MiB. A minimum of
     /// kept connections is not used: PostgresNIO 1.33 traps (`createNewDemandConnectionIfPossible`) when
     /// a lease arrives while the server has closed connections below the minimum, as after a restart.
-    public static let idleConnectionTimeout: Duration = .seconds(10)
+    package static let idleConnectionTimeout: Duration = .seconds(10)
 
     /// Prepares a database at `url` (see ``DatabaseLocation``); no connection is made until first use.
-    public convenience init(url: String, logger: Logger) throws(PortalError) {
+    package convenience init(url: String, logger: Logger) throws(PortalError) {
         try self.init(location: DatabaseLocation(url: url), logger: logger)
     }
 
     /// Prepares a database at `location`; no connection is made until first use.
-    public init(location: DatabaseLocation, logger: Logger) throws(PortalError) {
+    package init(location: DatabaseLocation, logger: Logger) throws(PortalError) {
         self.location = location
         self.logger = logger
         switch location {
@@ -112,7 +112,7 @@ public final class Database: Service, Sendable {
     }
 
     /// Runs the connection pool until cancelled or shut down gracefully, then closes every connection.
-    public func run() async throws {
+    package func run() async throws {
         switch backend {
         case .postgres(let client):
             await client.run()
@@ -125,7 +125,7 @@ public final class Database: Service, Sendable {
     }
 
     /// Runs `body` with a running database at `url`, then shuts it down: for CLI commands and tests.
-    public static func withDatabase<T: Sendable>(
+    package static func withDatabase<T: Sendable>(
         url: String,
         logger: Logger,
         _ body: (Database) async throws -> T
@@ -149,7 +149,7 @@ public final class Database: Service, Sendable {
     }
 
     /// Runs `body` in a read-only transaction, which sees one consistent snapshot.
-    public func read<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T {
+    package func read<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T {
         do {
             switch backend {
             case .sqlite(_, let readers, _):
@@ -177,7 +177,7 @@ public final class Database: Service, Sendable {
     ///
     /// On SQLite the transaction starts with `BEGIN IMMEDIATE`, so it holds the file's write lock from the
     /// start and never fails half-way with `SQLITE_BUSY`.
-    public func write<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T {
+    package func write<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T {
         do {
             switch backend {
             case .sqlite(let writer, _, _):
@@ -204,7 +204,7 @@ public final class Database: Service, Sendable {
     /// Runs `body` with a read connection in autocommit mode: each statement sees its own snapshot, and
     /// the transaction round trips are saved. Only for reads whose statements need no common snapshot,
     /// such as ledger tiles for a proof (append-only rows whose prefixes never change).
-    public func readStatements<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T {
+    package func readStatements<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T {
         do {
             switch backend {
             case .sqlite(_, let readers, _):
@@ -234,7 +234,7 @@ public final class Database: Service, Sendable {
 
     /// Lends a connection outside any transaction, for the few statements that cannot run in one
     /// (PostgreSQL's `CREATE DATABASE`, SQLite's `VACUUM`). Everything else uses ``read(_:)`` or ``write(_:)``.
-    public func withoutTransaction<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T {
+    package func withoutTransaction<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T {
         do {
             switch backend {
             case .sqlite(let writer, _, _):
@@ -289,7 +289,7 @@ public final class Database: Service, Sendable {
 
     /// Whether the database answers a trivial query within `timeout` (a pool waiting on an unreachable
     /// server would otherwise hold the caller for its whole connect timeout).
-    public func isReachable(timeout: Duration = .seconds(2)) async -> Bool {
+    package func isReachable(timeout: Duration = .seconds(2)) async -> Bool {
         await withTaskGroup(of: Bool.self) { group in
             group.addTask {
                 do {
@@ -371,7 +371,7 @@ public final class Database: Service, Sendable {
 
     /// Whether `error` says the database server cannot be reached now (refused or lost connections, the
     /// pool's circuit breaker, a server starting up or shutting down), rather than that a statement failed.
-    public static func isUnreachable(_ error: any Error) -> Bool {
+    package static func isUnreachable(_ error: any Error) -> Bool {
         if let e = error as? PortalError { return e.code == .unavailable }
         if let e = error as? PSQLError {
             switch e.code {
@@ -401,7 +401,7 @@ public final class Database: Service, Sendable {
     }
 
     /// Whether `error` is a unique-constraint violation on either backend.
-    public static func isUniqueViolation(_ error: any Error) -> Bool {
+    package static func isUniqueViolation(_ error: any Error) -> Bool {
         if let e = error as? SQLiteError {
             return e.reason == .constraintUniqueFailed || e.reason == .constraintPrimaryKeyFailed
         }

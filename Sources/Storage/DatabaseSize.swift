@@ -4,7 +4,7 @@ import SQLKit
 extension Database {
     /// The database's size on disk, in bytes: the SQLite file and its write-ahead log, or PostgreSQL's
     /// `pg_database_size` (tables, indexes and TOAST of this database).
-    public func bytesOnDisk() async throws -> Int64 {
+    package func bytesOnDisk() async throws -> Int64 {
         switch location {
         case .sqlite(let path):
             return [path, path + "-wal"].reduce(Int64(0)) { sum, file in

@@ -1,25 +1,25 @@
 import Foundation
-public import PortalCore
+package import PortalCore
 
 /// Where the data lives: an SQLite file (the embedded default) or a PostgreSQL server.
-public enum DatabaseLocation: Sendable, Equatable {
+package enum DatabaseLocation: Sendable, Equatable {
     case sqlite(path: String)
     case postgres(PostgresLocation)
 
     /// Connection details of a PostgreSQL server, parsed from a `postgres://` URL.
-    public struct PostgresLocation: Sendable, Equatable {
-        public var host: String
-        public var port: Int
-        public var username: String
-        public var password: String?
-        public var database: String
+    package struct PostgresLocation: Sendable, Equatable {
+        package var host: String
+        package var port: Int
+        package var username: String
+        package var password: String?
+        package var database: String
         /// `disable`, `prefer` (the default, as libpq) or `require`.
-        public var sslMode: String
+        package var sslMode: String
     }
 
     /// Parses `sqlite:///absolute/path`, `sqlite://relative/path`, `sqlite:path`, or
     /// `postgres[ql]://user[:password]@host[:port]/database[?sslmode=disable|prefer|require]`.
-    public init(url: String) throws(PortalError) {
+    package init(url: String) throws(PortalError) {
         if url.hasPrefix("sqlite:") {
             var path = String(url.dropFirst("sqlite:".count))
             if path.hasPrefix("//") { path.removeFirst(2) }
@@ -51,7 +51,7 @@ public enum DatabaseLocation: Sendable, Equatable {
 
 extension DatabaseLocation: CustomStringConvertible {
     /// The location without its password, for messages: `postgres://user@host:port/db` or `sqlite:///path`.
-    public var description: String {
+    package var description: String {
         switch self {
         case .sqlite(let path): "sqlite://\(path)"
         case .postgres(let pg): "postgres://\(pg.username)@\(pg.host):\(pg.port)/\(pg.database)"

@@ -3,7 +3,7 @@
 /// as text for a consumer to misread.
 
 /// The seed's `IntegrationType`.
-public enum IntegrationType: String, Sendable, CaseIterable, Codable {
+package enum IntegrationType: String, Sendable, CaseIterable, Codable {
     case identityProvider = "identity_provider"
     case cloudStorage = "cloud_storage"
     case analytics
@@ -13,7 +13,7 @@ public enum IntegrationType: String, Sendable, CaseIterable, Codable {
 }
 
 /// The seed's `AuthMethod`, plus AWS Signature Version 4.
-public enum AuthMethod: String, Sendable, CaseIterable, Codable {
+package enum AuthMethod: String, Sendable, CaseIterable, Codable {
     case apiKey = "api_key"
     case oauth2
     case jwt
@@ -23,7 +23,7 @@ public enum AuthMethod: String, Sendable, CaseIterable, Codable {
 }
 
 /// The seed's integration status lifecycle.
-public enum IntegrationStatus: String, Sendable, CaseIterable, Codable {
+package enum IntegrationStatus: String, Sendable, CaseIterable, Codable {
     /// Usable.
     case active
     /// Disabled or deleted.

@@ -1,25 +1,25 @@
-public import Foundation
-public import PortalCore
+package import Foundation
+package import PortalCore
 import SQLKit
 
 /// One outbound call through the gateway: a row of `integration_requests` (the seed's columns).
-public struct IntegrationRequestRecord: Sendable, Equatable {
-    public var id: UUID
-    public var organizationID: UUID
-    public var integrationID: UUID
-    public var method: String
+package struct IntegrationRequestRecord: Sendable, Equatable {
+    package var id: UUID
+    package var organizationID: UUID
+    package var integrationID: UUID
+    package var method: String
     /// The endpoint template (identifiers replaced by `{id}`), never the raw path.
-    public var endpoint: String
+    package var endpoint: String
     /// Stored only when the integration's configuration asks for it, with credential values redacted.
-    public var requestBody: JSONValue?
+    package var requestBody: JSONValue?
     /// Nil when no response came (network errors, refusals).
-    public var responseStatus: Int?
-    public var responseBody: JSONValue?
-    public var durationMs: Int
-    public var errorMessage: String?
-    public var createdAt: Date
+    package var responseStatus: Int?
+    package var responseBody: JSONValue?
+    package var durationMs: Int
+    package var errorMessage: String?
+    package var createdAt: Date
 
-    public init(
+    package init(
         id: UUID, organizationID: UUID, integrationID: UUID, method: String, endpoint: String, requestBody: JSONValue?,
         responseStatus: Int?, responseBody: JSONValue?, durationMs: Int, errorMessage: String?, createdAt: Date
     ) {
@@ -38,17 +38,17 @@ public struct IntegrationRequestRecord: Sendable, Equatable {
 }
 
 /// The `integration_requests` table.
-public struct IntegrationRequestStore {
+package struct IntegrationRequestStore {
     private let db: any SQLDatabase
 
-    public init(_ transaction: Transaction) { db = transaction.sql }
+    package init(_ transaction: Transaction) { db = transaction.sql }
 
-    public func insert(_ r: IntegrationRequestRecord) async throws {
+    package func insert(_ r: IntegrationRequestRecord) async throws {
         try await insert([r])
     }
 
     /// Inserts several rows with one statement per 128 rows (the gateway's batch of calls).
-    public func insert(_ records: [IntegrationRequestRecord]) async throws {
+    package func insert(_ records: [IntegrationRequestRecord]) async throws {
         for start in stride(from: 0, to: records.count, by: 128) {
             let values = records[start..<min(start + 128, records.count)].map { r -> SQLQueryString in
                 """
@@ -66,7 +66,7 @@ public struct IntegrationRequestStore {
     }
 
     /// The organization's calls through one integration, newest first.
-    public func list(organizationID: UUID, integrationID: UUID, limit: Int) async throws -> [IntegrationRequestRecord] {
+    package func list(organizationID: UUID, integrationID: UUID, limit: Int) async throws -> [IntegrationRequestRecord] {
         let backend = db.backend
         return try await db.raw("""
             SELECT id, organization_id, integration_id, method, endpoint, request_body, response_status, response_body, duration_ms, error_message, created_at

@@ -1,32 +1,32 @@
-public import Foundation
-public import PortalCore
+package import Foundation
+package import PortalCore
 import SQLKit
 
 /// An integration as stored. Credentials are only ever the vault's encrypted envelope.
-public struct IntegrationRecord: Sendable, Equatable {
-    public var id: UUID
-    public var organizationID: UUID
-    public var name: String
-    public var type: IntegrationType
-    public var baseURL: String?
-    public var authMethod: AuthMethod
+package struct IntegrationRecord: Sendable, Equatable {
+    package var id: UUID
+    package var organizationID: UUID
+    package var name: String
+    package var type: IntegrationType
+    package var baseURL: String?
+    package var authMethod: AuthMethod
     /// The encrypted credential envelope (never plaintext).
-    public var credentials: JSONValue
-    public var config: JSONValue
-    public var rateLimits: JSONValue?
-    public var webhookConfig: JSONValue?
-    public var syncConfig: JSONValue?
+    package var credentials: JSONValue
+    package var config: JSONValue
+    package var rateLimits: JSONValue?
+    package var webhookConfig: JSONValue?
+    package var syncConfig: JSONValue?
     /// GDPR Art. 30 processing metadata, as given (checked by the registry).
-    public var processing: JSONValue?
-    public var status: IntegrationStatus
-    public var errorMessage: String?
-    public var lastSync: Date?
-    public var createdBy: UUID?
-    public var createdAt: Date
-    public var updatedAt: Date
-    public var deletedAt: Date?
+    package var processing: JSONValue?
+    package var status: IntegrationStatus
+    package var errorMessage: String?
+    package var lastSync: Date?
+    package var createdBy: UUID?
+    package var createdAt: Date
+    package var updatedAt: Date
+    package var deletedAt: Date?
 
-    public init(
+    package init(
         id: UUID, organizationID: UUID, name: String, type: IntegrationType, baseURL: String?, authMethod: AuthMethod,
         credentials: JSONValue, config: JSONValue, rateLimits: JSONValue?, webhookConfig: JSONValue?,
         syncConfig: JSONValue?, status: IntegrationStatus, errorMessage: String? = nil, lastSync: Date? = nil,
@@ -55,16 +55,16 @@ public struct IntegrationRecord: Sendable, Equatable {
 }
 
 /// Request statistics of one integration, from `integration_requests`.
-public struct IntegrationRequestStats: Sendable, Equatable {
-    public var totalRequests: Int
-    public var successfulRequests: Int
+package struct IntegrationRequestStats: Sendable, Equatable {
+    package var totalRequests: Int
+    package var successfulRequests: Int
     /// Mean duration in milliseconds; 0 when there were no requests.
-    public var averageDurationMs: Double
-    public var lastErrorAt: Date?
-    public var lastErrorMessage: String?
-    public var lastErrorEndpoint: String?
+    package var averageDurationMs: Double
+    package var lastErrorAt: Date?
+    package var lastErrorMessage: String?
+    package var lastErrorEndpoint: String?
 
-    public init(
+    package init(
         totalRequests: Int, successfulRequests: Int, averageDurationMs: Double,
         lastErrorAt: Date? = nil, lastErrorMessage: String? = nil, lastErrorEndpoint: String? = nil
     ) {
@@ -78,17 +78,17 @@ public struct IntegrationRequestStats: Sendable, Equatable {
 }
 
 /// Integrations, always scoped by organization: another organization's integration is simply not found.
-public struct IntegrationStore {
+package struct IntegrationStore {
     private let db: any SQLDatabase
     private static let columns = """
         id, organization_id, name, type, base_url, auth_method, credentials, config, rate_limits, webhook_config,
         sync_config, status, error_message, last_sync, created_by, created_at, updated_at, deleted_at, processing
         """
 
-    public init(_ transaction: Transaction) { db = transaction.sql }
+    package init(_ transaction: Transaction) { db = transaction.sql }
 
     /// Inserts a new integration; a live integration with the same name in the organization is a `conflict`.
-    public func insert(_ r: IntegrationRecord) async throws {
+    package func insert(_ r: IntegrationRecord) async throws {
         try await db.raw("""
             INSERT INTO integrations (\(unsafeRaw: Self.columns))
             VALUES (\(bind: r.id), \(bind: r.organizationID), \(bind: r.name), \(bind: r.type.rawValue), \(bind: r.baseURL),
@@ -100,7 +100,7 @@ public struct IntegrationStore {
     }
 
     /// How many of the organization's integrations are not deleted.
-    public func countLive(organizationID: UUID) async throws -> Int {
+    package func countLive(organizationID: UUID) async throws -> Int {
         try await db.raw("SELECT COUNT(*) AS n FROM integrations WHERE organization_id = \(bind: organizationID) AND deleted_at IS NULL")
             .first()?.decode(column: "n", as: Int.self) ?? 0
     }
@@ -109,21 +109,21 @@ public struct IntegrationStore {
     /// it: ``update(_:)`` leaves it alone, so an edit made while a sync ran cannot put an older time back.
     /// Puts a live integration in the `error` status with its reason (its OAuth token could not be
     /// refreshed, for one); it makes no call until an administrator fixes and reactivates it.
-    public func markFailed(id: UUID, organizationID: UUID, message: String, at time: Date) async throws {
+    package func markFailed(id: UUID, organizationID: UUID, message: String, at time: Date) async throws {
         try await db.raw("""
             UPDATE integrations SET status = 'error', error_message = \(bind: message), updated_at = \(bind: time)
             WHERE id = \(bind: id) AND organization_id = \(bind: organizationID)
             """).run()
     }
 
-    public func markSynced(id: UUID, organizationID: UUID, at time: Date) async throws {
+    package func markSynced(id: UUID, organizationID: UUID, at time: Date) async throws {
         try await db.raw("""
             UPDATE integrations SET last_sync = \(bind: time) WHERE id = \(bind: id) AND organization_id = \(bind: organizationID)
             """).run()
     }
 
     /// Writes every mutable column of `r` but `last_sync` (matched by id and organization); returns false if it is not there.
-    public func update(_ r: IntegrationRecord) async throws -> Bool {
+    package func update(_ r: IntegrationRecord) async throws -> Bool {
         try await db.raw("""
             UPDATE integrations SET
               name = \(bind: r.name), type = \(bind: r.type.rawValue), base_url = \(bind: r.baseURL), auth_method = \(bind: r.authMethod.rawValue),
@@ -138,7 +138,7 @@ public struct IntegrationStore {
     }
 
     /// The integration `id` of `organizationID`, deleted ones included.
-    public func find(id: UUID, organizationID: UUID) async throws -> IntegrationRecord? {
+    package func find(id: UUID, organizationID: UUID) async throws -> IntegrationRecord? {
         let backend = db.backend
         return try await db.raw("""
             SELECT \(unsafeRaw: Self.columns) FROM integrations WHERE id = \(bind: id) AND organization_id = \(bind: organizationID)
@@ -146,14 +146,14 @@ public struct IntegrationStore {
     }
 
     /// Whether an integration with this id exists in an organization other than `organizationID`.
-    public func existsElsewhere(id: UUID, organizationID: UUID) async throws -> Bool {
+    package func existsElsewhere(id: UUID, organizationID: UUID) async throws -> Bool {
         try await db.raw("""
             SELECT id FROM integrations WHERE id = \(bind: id) AND organization_id <> \(bind: organizationID)
             """).first() != nil
     }
 
     /// Integrations of an organization, newest first, after the cursor id.
-    public func list(organizationID: UUID, limit: Int, before cursor: UUID?, includeDeleted: Bool) async throws -> [IntegrationRecord] {
+    package func list(organizationID: UUID, limit: Int, before cursor: UUID?, includeDeleted: Bool) async throws -> [IntegrationRecord] {
         var query = SQLQueryString("SELECT \(unsafeRaw: Self.columns) FROM integrations WHERE organization_id = \(bind: organizationID)")
         if !includeDeleted { query = query + " AND deleted_at IS NULL" }
         if let cursor { query = query + " AND id < \(bind: cursor)" }
@@ -164,7 +164,7 @@ public struct IntegrationStore {
 
     /// Every integration of the organization, by name: the one list that monitoring, alerting, the
     /// processing register and data-subject requests read.
-    public func all(organizationID: UUID, includeDeleted: Bool) async throws -> [IntegrationRecord] {
+    package func all(organizationID: UUID, includeDeleted: Bool) async throws -> [IntegrationRecord] {
         var query = SQLQueryString("SELECT \(unsafeRaw: Self.columns) FROM integrations WHERE organization_id = \(bind: organizationID)")
         if !includeDeleted { query = query + " AND deleted_at IS NULL" }
         let backend = db.backend
@@ -172,7 +172,7 @@ public struct IntegrationStore {
     }
 
     /// Request statistics for each of `ids` (absent ids had no requests).
-    public func requestStats(organizationID: UUID, ids: [UUID]) async throws -> [UUID: IntegrationRequestStats] {
+    package func requestStats(organizationID: UUID, ids: [UUID]) async throws -> [UUID: IntegrationRequestStats] {
         guard !ids.isEmpty else { return [:] }
         var query = SQLQueryString("""
             SELECT integration_id, COUNT(*) AS total,

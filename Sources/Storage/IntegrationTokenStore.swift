@@ -1,22 +1,22 @@
-public import Foundation
-public import PortalCore
+package import Foundation
+package import PortalCore
 import SQLKit
 
 /// An integration's OAuth 2.0 tokens: the values sealed by the vault, the rest in the clear.
-public struct IntegrationTokenRecord: Sendable, Equatable {
-    public var integrationID: UUID
-    public var organizationID: UUID
+package struct IntegrationTokenRecord: Sendable, Equatable {
+    package var integrationID: UUID
+    package var organizationID: UUID
     /// The vault envelope of the access and refresh tokens.
-    public var sealed: JSONValue
-    public var tokenType: String
-    public var scope: String?
-    public var expiresAt: Date?
+    package var sealed: JSONValue
+    package var tokenType: String
+    package var scope: String?
+    package var expiresAt: Date?
     /// Consecutive failed refreshes, and when the next may be tried.
-    public var refreshFailures: Int
-    public var nextAttemptAt: Date?
-    public var updatedAt: Date
+    package var refreshFailures: Int
+    package var nextAttemptAt: Date?
+    package var updatedAt: Date
 
-    public init(
+    package init(
         integrationID: UUID, organizationID: UUID, sealed: JSONValue, tokenType: String, scope: String?, expiresAt: Date?,
         refreshFailures: Int, nextAttemptAt: Date?, updatedAt: Date
     ) {
@@ -33,14 +33,14 @@ public struct IntegrationTokenRecord: Sendable, Equatable {
 }
 
 /// The `integration_tokens` table.
-public struct IntegrationTokenStore {
+package struct IntegrationTokenStore {
     private let db: any SQLDatabase
 
-    public init(_ transaction: Transaction) { db = transaction.sql }
+    package init(_ transaction: Transaction) { db = transaction.sql }
 
     /// The row, locked for this transaction on PostgreSQL when `lock` is set (an advisory lock on the
     /// integration, then `FOR UPDATE`).
-    public func find(integrationID: UUID, organizationID: UUID, lock: Bool = false) async throws -> IntegrationTokenRecord? {
+    package func find(integrationID: UUID, organizationID: UUID, lock: Bool = false) async throws -> IntegrationTokenRecord? {
         let backend = db.backend
         if lock && backend == .postgres {
             // A transaction-scoped advisory lock on the integration makes instances take turns even before
@@ -65,7 +65,7 @@ public struct IntegrationTokenStore {
         )
     }
 
-    public func upsert(_ r: IntegrationTokenRecord) async throws {
+    package func upsert(_ r: IntegrationTokenRecord) async throws {
         try await db.raw("""
             INSERT INTO integration_tokens (integration_id, organization_id, sealed, token_type, scope, expires_at, refresh_failures, next_attempt_at, updated_at)
             VALUES (\(bind: r.integrationID), \(bind: r.organizationID), \(bind: db.jsonBind(r.sealed)), \(bind: r.tokenType), \(bind: r.scope),
@@ -77,14 +77,14 @@ public struct IntegrationTokenStore {
     }
 
     /// Records a failed refresh: the failure count and when to try next.
-    public func recordFailure(integrationID: UUID, failures: Int, nextAttemptAt: Date, at time: Date) async throws {
+    package func recordFailure(integrationID: UUID, failures: Int, nextAttemptAt: Date, at time: Date) async throws {
         try await db.raw("""
             UPDATE integration_tokens SET refresh_failures = \(bind: failures), next_attempt_at = \(bind: nextAttemptAt), updated_at = \(bind: time)
             WHERE integration_id = \(bind: integrationID)
             """).run()
     }
 
-    public func delete(integrationID: UUID) async throws {
+    package func delete(integrationID: UUID) async throws {
         try await db.raw("DELETE FROM integration_tokens WHERE integration_id = \(bind: integrationID)").run()
     }
 }

@@ -1,14 +1,14 @@
-public import Foundation
-public import PortalCore
+package import Foundation
+package import PortalCore
 import SQLKit
 
 /// The stored head of one ledger: its size, Merkle root and last entry hash.
-public struct LedgerHead: Sendable, Equatable {
-    public var size: Int64
-    public var root: [UInt8]
-    public var lastHash: [UInt8]
+package struct LedgerHead: Sendable, Equatable {
+    package var size: Int64
+    package var root: [UInt8]
+    package var lastHash: [UInt8]
 
-    public init(size: Int64, root: [UInt8], lastHash: [UInt8]) {
+    package init(size: Int64, root: [UInt8], lastHash: [UInt8]) {
         self.size = size
         self.root = root
         self.lastHash = lastHash
@@ -16,12 +16,12 @@ public struct LedgerHead: Sendable, Equatable {
 }
 
 /// One stored entry: its canonical bytes and hash.
-public struct LedgerEntryRow: Sendable, Equatable {
-    public var seq: Int64
-    public var bytes: [UInt8]
-    public var hash: [UInt8]
+package struct LedgerEntryRow: Sendable, Equatable {
+    package var seq: Int64
+    package var bytes: [UInt8]
+    package var hash: [UInt8]
 
-    public init(seq: Int64, bytes: [UInt8], hash: [UInt8]) {
+    package init(seq: Int64, bytes: [UInt8], hash: [UInt8]) {
         self.seq = seq
         self.bytes = bytes
         self.hash = hash
@@ -29,15 +29,15 @@ public struct LedgerEntryRow: Sendable, Equatable {
 }
 
 /// One stored signed checkpoint.
-public struct LedgerCheckpointRow: Sendable, Equatable {
-    public var size: Int64
-    public var root: [UInt8]
-    public var note: String
-    public var createdAt: Date
+package struct LedgerCheckpointRow: Sendable, Equatable {
+    package var size: Int64
+    package var root: [UInt8]
+    package var note: String
+    package var createdAt: Date
     /// Why it is kept past the pruning horizon: `published`, `cited` or `hourly`; nil for ordinary ones.
-    public var keepReason: String?
+    package var keepReason: String?
 
-    public init(size: Int64, root: [UInt8], note: String, createdAt: Date, keepReason: String?) {
+    package init(size: Int64, root: [UInt8], note: String, createdAt: Date, keepReason: String?) {
         self.size = size
         self.root = root
         self.note = note
@@ -47,22 +47,22 @@ public struct LedgerCheckpointRow: Sendable, Equatable {
 }
 
 /// A queued audit event (transactional outbox).
-public struct OutboxRow: Sendable {
-    public var id: UUID
-    public var organizationID: UUID
-    public var event: JSONValue
+package struct OutboxRow: Sendable {
+    package var id: UUID
+    package var organizationID: UUID
+    package var event: JSONValue
 }
 
 /// A stored signing key set: public keys in the clear, private keys sealed by the vault.
-public struct SigningKeyRow: Sendable {
-    public var id: UUID
-    public var ed25519Public: [UInt8]
-    public var mldsa65Public: [UInt8]
-    public var sealedPrivate: JSONValue
-    public var active: Bool
-    public var createdAt: Date
+package struct SigningKeyRow: Sendable {
+    package var id: UUID
+    package var ed25519Public: [UInt8]
+    package var mldsa65Public: [UInt8]
+    package var sealedPrivate: JSONValue
+    package var active: Bool
+    package var createdAt: Date
 
-    public init(id: UUID, ed25519Public: [UInt8], mldsa65Public: [UInt8], sealedPrivate: JSONValue, active: Bool, createdAt: Date) {
+    package init(id: UUID, ed25519Public: [UInt8], mldsa65Public: [UInt8], sealedPrivate: JSONValue, active: Bool, createdAt: Date) {
         self.id = id
         self.ed25519Public = ed25519Public
         self.mldsa65Public = mldsa65Public
@@ -73,14 +73,14 @@ public struct SigningKeyRow: Sendable {
 }
 
 /// The ledger's tables: entries, tiles, heads, checkpoints, signing keys and the audit outbox.
-public struct LedgerStore {
+package struct LedgerStore {
     private let db: any SQLDatabase
 
-    public init(_ transaction: Transaction) { db = transaction.sql }
+    package init(_ transaction: Transaction) { db = transaction.sql }
 
     // MARK: Heads
 
-    public func head(_ org: UUID) async throws -> LedgerHead? {
+    package func head(_ org: UUID) async throws -> LedgerHead? {
         guard let row = try await db.raw("SELECT size, root, last_hash FROM ledger_heads WHERE organization_id = \(bind: org)").first() else {
             return nil
         }
@@ -91,7 +91,7 @@ public struct LedgerStore {
         )
     }
 
-    public func setHead(_ org: UUID, _ head: LedgerHead, at time: Date) async throws {
+    package func setHead(_ org: UUID, _ head: LedgerHead, at time: Date) async throws {
         try await db.raw("""
             INSERT INTO ledger_heads (organization_id, size, root, last_hash, updated_at)
             VALUES (\(bind: org), \(bind: head.size), \(bind: Data(head.root)), \(bind: Data(head.lastHash)), \(bind: time))
@@ -101,7 +101,7 @@ public struct LedgerStore {
     }
 
     /// Organizations that have a ledger, with their slugs.
-    public func ledgers() async throws -> [(id: UUID, slug: String)] {
+    package func ledgers() async throws -> [(id: UUID, slug: String)] {
         try await db.raw("""
             SELECT o.id, o.slug FROM organizations o JOIN ledger_heads h ON h.organization_id = o.id ORDER BY o.id
             """).all().map { (try $0.decode(column: "id", as: UUID.self), try $0.decode(column: "slug", as: String.self)) }
@@ -109,7 +109,7 @@ public struct LedgerStore {
 
     // MARK: Entries
 
-    public func insertEntry(_ org: UUID, _ entry: LedgerEntryRow) async throws {
+    package func insertEntry(_ org: UUID, _ entry: LedgerEntryRow) async throws {
         try await db.raw("""
             INSERT INTO ledger_entries (organization_id, seq, entry, hash)
             VALUES (\(bind: org), \(bind: entry.seq), \(bind: Data(entry.bytes)), \(bind: Data(entry.hash)))
@@ -118,7 +118,7 @@ public struct LedgerStore {
 
     /// Inserts entries with multi-row statements: one round trip per 128 entries rather than per entry,
     /// which is most of the sequencer's cost per entry (the profile in docs/performance.md).
-    public func insertEntries(_ org: UUID, _ entries: [LedgerEntryRow]) async throws {
+    package func insertEntries(_ org: UUID, _ entries: [LedgerEntryRow]) async throws {
         for start in stride(from: 0, to: entries.count, by: 128) {
             let values = entries[start..<min(start + 128, entries.count)].map { entry -> SQLQueryString in
                 "(\(bind: org), \(bind: entry.seq), \(bind: Data(entry.bytes)), \(bind: Data(entry.hash)))"
@@ -128,7 +128,7 @@ public struct LedgerStore {
     }
 
     /// Entries with `seq >= from`, in order, at most `limit`.
-    public func entries(_ org: UUID, from: Int64, limit: Int) async throws -> [LedgerEntryRow] {
+    package func entries(_ org: UUID, from: Int64, limit: Int) async throws -> [LedgerEntryRow] {
         try await db.raw("""
             SELECT seq, entry, hash FROM ledger_entries WHERE organization_id = \(bind: org) AND seq >= \(bind: from)
             ORDER BY seq LIMIT \(bind: limit)
@@ -144,13 +144,13 @@ public struct LedgerStore {
     // MARK: Tiles
 
     /// The stored hashes of tile (level, index), concatenated; nil if it does not exist.
-    public func tile(_ org: UUID, level: Int, index: Int64) async throws -> [UInt8]? {
+    package func tile(_ org: UUID, level: Int, index: Int64) async throws -> [UInt8]? {
         try await db.raw("""
             SELECT hashes FROM ledger_tiles WHERE organization_id = \(bind: org) AND level = \(bind: level) AND idx = \(bind: index)
             """).first().map { Array(try $0.decode(column: "hashes", as: Data.self)) }
     }
 
-    public func putTile(_ org: UUID, level: Int, index: Int64, hashes: [UInt8]) async throws {
+    package func putTile(_ org: UUID, level: Int, index: Int64, hashes: [UInt8]) async throws {
         try await db.raw("""
             INSERT INTO ledger_tiles (organization_id, level, idx, hashes)
             VALUES (\(bind: org), \(bind: level), \(bind: index), \(bind: Data(hashes)))
@@ -160,7 +160,7 @@ public struct LedgerStore {
 
     // MARK: Checkpoints
 
-    public func insertCheckpoint(_ org: UUID, _ checkpoint: LedgerCheckpointRow) async throws {
+    package func insertCheckpoint(_ org: UUID, _ checkpoint: LedgerCheckpointRow) async throws {
         try await db.raw("""
             INSERT INTO ledger_checkpoints (organization_id, size, root, note, created_at, keep_reason)
             VALUES (\(bind: org), \(bind: checkpoint.size), \(bind: Data(checkpoint.root)), \(bind: checkpoint.note),
@@ -169,12 +169,12 @@ public struct LedgerStore {
     }
 
     /// The newest checkpoint, if any.
-    public func latestCheckpoint(_ org: UUID) async throws -> LedgerCheckpointRow? {
+    package func latestCheckpoint(_ org: UUID) async throws -> LedgerCheckpointRow? {
         try await checkpoints(org, newestFirst: true, limit: 1).first
     }
 
     /// Stored checkpoints, oldest (or newest) first.
-    public func checkpoints(_ org: UUID, newestFirst: Bool = false, limit: Int = 1_000_000) async throws -> [LedgerCheckpointRow] {
+    package func checkpoints(_ org: UUID, newestFirst: Bool = false, limit: Int = 1_000_000) async throws -> [LedgerCheckpointRow] {
         try await db.raw("""
             SELECT size, root, note, created_at, keep_reason FROM ledger_checkpoints WHERE organization_id = \(bind: org)
             ORDER BY size \(unsafeRaw: newestFirst ? "DESC" : "ASC") LIMIT \(bind: limit)
@@ -190,7 +190,7 @@ public struct LedgerStore {
     }
 
     /// Marks a checkpoint as kept (published, cited by an export, or the hour's).
-    public func keepCheckpoint(_ org: UUID, size: Int64, reason: String) async throws {
+    package func keepCheckpoint(_ org: UUID, size: Int64, reason: String) async throws {
         try await db.raw("""
             UPDATE ledger_checkpoints SET keep_reason = \(bind: reason)
             WHERE organization_id = \(bind: org) AND size = \(bind: size) AND keep_reason IS NULL
@@ -198,7 +198,7 @@ public struct LedgerStore {
     }
 
     /// Deletes checkpoints created before `cutoff` that are not kept and not the newest; returns how many.
-    public func pruneCheckpoints(_ org: UUID, before cutoff: Date, newestSize: Int64) async throws -> Int {
+    package func pruneCheckpoints(_ org: UUID, before cutoff: Date, newestSize: Int64) async throws -> Int {
         try await db.raw("""
             DELETE FROM ledger_checkpoints
             WHERE organization_id = \(bind: org) AND created_at < \(bind: cutoff) AND keep_reason IS NULL AND size <> \(bind: newestSize)
@@ -208,7 +208,7 @@ public struct LedgerStore {
 
     // MARK: Outbox
 
-    public func enqueue(id: UUID, organizationID: UUID, event: JSONValue, at time: Date) async throws {
+    package func enqueue(id: UUID, organizationID: UUID, event: JSONValue, at time: Date) async throws {
         try await db.raw("""
             INSERT INTO audit_outbox (id, organization_id, event, created_at)
             VALUES (\(bind: id), \(bind: organizationID), \(bind: db.jsonBind(event)), \(bind: time))
@@ -216,7 +216,7 @@ public struct LedgerStore {
     }
 
     /// Queues several events with one statement.
-    public func enqueue(_ rows: [(id: UUID, organizationID: UUID, event: JSONValue)], at time: Date) async throws {
+    package func enqueue(_ rows: [(id: UUID, organizationID: UUID, event: JSONValue)], at time: Date) async throws {
         for start in stride(from: 0, to: rows.count, by: 128) {
             let values = rows[start..<min(start + 128, rows.count)].map { row -> SQLQueryString in
                 "(\(bind: row.id), \(bind: row.organizationID), \(bind: db.jsonBind(row.event)), \(bind: time))"
@@ -226,7 +226,7 @@ public struct LedgerStore {
     }
 
     /// The oldest queued events, locked for this transaction on PostgreSQL (others skip them).
-    public func takeOutbox(limit: Int) async throws -> [OutboxRow] {
+    package func takeOutbox(limit: Int) async throws -> [OutboxRow] {
         let lock = db.backend == .postgres ? " FOR UPDATE SKIP LOCKED" : ""
         let backend = db.backend
         return try await db.raw("""
@@ -240,7 +240,7 @@ public struct LedgerStore {
         }
     }
 
-    public func deleteOutbox(_ ids: [UUID]) async throws {
+    package func deleteOutbox(_ ids: [UUID]) async throws {
         for chunk in stride(from: 0, to: ids.count, by: 200).map({ Array(ids[$0..<min($0 + 200, ids.count)]) }) {
             var query = SQLQueryString("DELETE FROM audit_outbox WHERE id IN (")
             for (i, id) in chunk.enumerated() { query = query + (i == 0 ? "\(bind: id)" : ", \(bind: id)") }
@@ -250,7 +250,7 @@ public struct LedgerStore {
 
     // MARK: Signing keys
 
-    public func insertSigningKey(_ key: SigningKeyRow) async throws {
+    package func insertSigningKey(_ key: SigningKeyRow) async throws {
         try await db.raw("""
             INSERT INTO signing_keys (id, ed25519_public, mldsa65_public, sealed_private, active, created_at)
             VALUES (\(bind: key.id), \(bind: Data(key.ed25519Public)), \(bind: Data(key.mldsa65Public)),
@@ -259,7 +259,7 @@ public struct LedgerStore {
     }
 
     /// Every signing key set, newest first.
-    public func signingKeys() async throws -> [SigningKeyRow] {
+    package func signingKeys() async throws -> [SigningKeyRow] {
         let backend = db.backend
         return try await db.raw("""
             SELECT id, ed25519_public, mldsa65_public, sealed_private, active, created_at FROM signing_keys ORDER BY id DESC
@@ -277,12 +277,12 @@ public struct LedgerStore {
 
     /// Takes the per-organization ledger lock for this transaction (PostgreSQL; SQLite's write lock
     /// already serializes writers).
-    public func lock(_ org: UUID) async throws {
+    package func lock(_ org: UUID) async throws {
         try await AdvisoryLock.ledger(org).take(on: db)
     }
 
     /// Tries the per-organization checkpoint lock for this transaction; false if another instance holds it.
-    public func tryCheckpointLock(_ org: UUID) async throws -> Bool {
+    package func tryCheckpointLock(_ org: UUID) async throws -> Bool {
         try await AdvisoryLock.checkpoint(org).tryTake(on: db)
     }
 }

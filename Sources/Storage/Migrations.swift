@@ -1,5 +1,5 @@
 import Foundation
-public import Logging
+package import Logging
 import PortalCore
 import SQLKit
 
@@ -18,17 +18,17 @@ struct Migration: Sendable {
 }
 
 /// Applies the migrations the database has not seen yet, in order, each in its own transaction.
-public struct Migrator: Sendable {
+package struct Migrator: Sendable {
     private let database: Database
     private let logger: Logger
 
-    public init(database: Database, logger: Logger) {
+    package init(database: Database, logger: Logger) {
         self.database = database
         self.logger = logger
     }
 
     /// The highest migration version this build knows.
-    public static var latestVersion: Int { Schema.migrations.map(\.version).max() ?? 0 }
+    package static var latestVersion: Int { Schema.migrations.map(\.version).max() ?? 0 }
 
     /// Brings the schema up to date and returns the versions applied now (empty when it already was).
     ///
@@ -36,7 +36,7 @@ public struct Migrator: Sendable {
     /// SQLite's `BEGIN IMMEDIATE` holds the file's write lock, and each migration re-checks its version
     /// inside the transaction.
     @discardableResult
-    public func migrate() async throws -> [Int] {
+    package func migrate() async throws -> [Int] {
         let dialect = database.dialect
         try await database.write { db in
             try await AdvisoryLock.migrations.take(in: db)
@@ -77,7 +77,7 @@ public struct Migrator: Sendable {
     }
 
     /// The highest version applied to the database, or 0 for a new one.
-    public func currentVersion() async throws -> Int {
+    package func currentVersion() async throws -> Int {
         try await database.read { db in
             let exists: Bool
             switch database.dialect {

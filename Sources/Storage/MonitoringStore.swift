@@ -1,20 +1,20 @@
-public import Foundation
-public import PortalCore
+package import Foundation
+package import PortalCore
 import SQLKit
 
 /// One stored rollup: an integration's activity over a minute (resolution 60) or an hour (3600), as
 /// counted by one service instance.
-public struct MetricRollupRow: Sendable {
-    public var organizationID: UUID
-    public var integrationID: UUID
-    public var resolution: Int
+package struct MetricRollupRow: Sendable {
+    package var organizationID: UUID
+    package var integrationID: UUID
+    package var resolution: Int
     /// Unix seconds of the bucket's start.
-    public var bucketStart: Int64
-    public var instanceID: String
+    package var bucketStart: Int64
+    package var instanceID: String
     /// `ActivityStats`' encoded form.
-    public var stats: String
+    package var stats: String
 
-    public init(organizationID: UUID, integrationID: UUID, resolution: Int, bucketStart: Int64, instanceID: String, stats: String) {
+    package init(organizationID: UUID, integrationID: UUID, resolution: Int, bucketStart: Int64, instanceID: String, stats: String) {
         self.organizationID = organizationID
         self.integrationID = integrationID
         self.resolution = resolution
@@ -25,14 +25,14 @@ public struct MetricRollupRow: Sendable {
 }
 
 /// `metric_rollups` and `service_leases`.
-public struct MetricRollupStore: Sendable {
+package struct MetricRollupStore: Sendable {
     let db: any SQLDatabase
 
-    public init(_ transaction: Transaction) { db = transaction.sql }
+    package init(_ transaction: Transaction) { db = transaction.sql }
 
     /// Writes rows, replacing a row of the same bucket and instance (an instance rewrites its hour as it
     /// fills).
-    public func upsert(_ rows: [MetricRollupRow]) async throws {
+    package func upsert(_ rows: [MetricRollupRow]) async throws {
         for chunk in stride(from: 0, to: rows.count, by: 200).map({ Array(rows[$0..<min($0 + 200, rows.count)]) }) {
             let values = SQLList(chunk.map { r in
                 SQLQueryString("(\(bind: r.organizationID), \(bind: r.integrationID), \(bind: r.resolution), \(bind: r.bucketStart), \(bind: r.instanceID), \(bind: r.stats))")
@@ -45,7 +45,7 @@ public struct MetricRollupStore: Sendable {
     }
 
     /// Rows of `organizationID` (optionally one integration) at `resolution` with `from <= bucket_start < to`.
-    public func rows(organizationID: UUID, integrationID: UUID? = nil, resolution: Int, from: Int64, to: Int64) async throws -> [(integrationID: UUID, stats: String)] {
+    package func rows(organizationID: UUID, integrationID: UUID? = nil, resolution: Int, from: Int64, to: Int64) async throws -> [(integrationID: UUID, stats: String)] {
         let filter = integrationID.map { SQLQueryString(" AND integration_id = \(bind: $0)") } ?? SQLQueryString("")
         return try await db.raw("""
             SELECT integration_id, stats FROM metric_rollups
@@ -56,19 +56,19 @@ public struct MetricRollupStore: Sendable {
 
     /// Deletes rows of `resolution` that started before `cutoff`; returns how many.
     @discardableResult
-    public func prune(resolution: Int, before cutoff: Int64) async throws -> Int {
+    package func prune(resolution: Int, before cutoff: Int64) async throws -> Int {
         try await db.raw("DELETE FROM metric_rollups WHERE resolution = \(bind: resolution) AND bucket_start < \(bind: cutoff) RETURNING 1 AS gone").all().count
     }
 }
 
 /// `service_leases`: which instance runs a singleton loop (the alert evaluator) for now.
-public struct ServiceLeaseStore: Sendable {
+package struct ServiceLeaseStore: Sendable {
     let db: any SQLDatabase
 
-    public init(_ transaction: Transaction) { db = transaction.sql }
+    package init(_ transaction: Transaction) { db = transaction.sql }
 
     /// Takes or renews the lease `name` for `owner` until `until`, unless another owner holds it past `now`.
-    public func claim(_ name: String, owner: String, until: Date, now: Date) async throws -> Bool {
+    package func claim(_ name: String, owner: String, until: Date, now: Date) async throws -> Bool {
         try await db.raw("""
             INSERT INTO service_leases (name, owner, lease_until) VALUES (\(bind: name), \(bind: owner), \(bind: until))
             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
@@ -79,22 +79,22 @@ public struct ServiceLeaseStore: Sendable {
 }
 
 /// A row of `alert_states`: one alert instance (a rule and its labels) of an organization.
-public struct AlertStateRecord: Sendable, Equatable {
-    public var organizationID: UUID
-    public var fingerprint: String
-    public var rule: String
-    public var labels: [String: String]
-    public var annotations: [String: String]
+package struct AlertStateRecord: Sendable, Equatable {
+    package var organizationID: UUID
+    package var fingerprint: String
+    package var rule: String
+    package var labels: [String: String]
+    package var annotations: [String: String]
     /// `pending`, `firing` or `resolved`.
-    public var state: String
-    public var value: Double?
-    public var activeAt: Date
-    public var firedAt: Date?
-    public var resolvedAt: Date?
-    public var lastSeenAt: Date
-    public var lastNotifiedAt: Date?
+    package var state: String
+    package var value: Double?
+    package var activeAt: Date
+    package var firedAt: Date?
+    package var resolvedAt: Date?
+    package var lastSeenAt: Date
+    package var lastNotifiedAt: Date?
 
-    public init(
+    package init(
         organizationID: UUID, fingerprint: String, rule: String, labels: [String: String], annotations: [String: String], state: String,
         value: Double?, activeAt: Date, firedAt: Date? = nil, resolvedAt: Date? = nil, lastSeenAt: Date, lastNotifiedAt: Date? = nil
     ) {
@@ -113,19 +113,19 @@ public struct AlertStateRecord: Sendable, Equatable {
     }
 }
 
-public struct AlertSilenceRecord: Sendable, Equatable {
-    public var id: UUID
-    public var organizationID: UUID
+package struct AlertSilenceRecord: Sendable, Equatable {
+    package var id: UUID
+    package var organizationID: UUID
     /// `[{name, value, isRegex, isEqual}]`, as Alertmanager's (stored as `{"matchers": [...]}`: a JSON column
     /// holds an object, since PostgreSQL's encoder would bind a bare array as an SQL array).
-    public var matchers: JSONValue
-    public var startsAt: Date
-    public var endsAt: Date
-    public var comment: String
-    public var createdBy: String
-    public var createdAt: Date
+    package var matchers: JSONValue
+    package var startsAt: Date
+    package var endsAt: Date
+    package var comment: String
+    package var createdBy: String
+    package var createdAt: Date
 
-    public init(id: UUID, organizationID: UUID, matchers: JSONValue, startsAt: Date, endsAt: Date, comment: String, createdBy: String, createdAt: Date) {
+    package init(id: UUID, organizationID: UUID, matchers: JSONValue, startsAt: Date, endsAt: Date, comment: String, createdBy: String, createdAt: Date) {
         self.id = id
         self.organizationID = organizationID
         self.matchers = matchers
@@ -137,20 +137,20 @@ public struct AlertSilenceRecord: Sendable, Equatable {
     }
 }
 
-public struct AlertReceiverRecord: Sendable, Equatable {
-    public var id: UUID
-    public var organizationID: UUID
-    public var name: String
+package struct AlertReceiverRecord: Sendable, Equatable {
+    package var id: UUID
+    package var organizationID: UUID
+    package var name: String
     /// `webhook`, `slack`, `teams` or `sendgrid`.
-    public var kind: String
+    package var kind: String
     /// Settings that are not secret (recipients, title).
-    public var config: JSONValue
+    package var config: JSONValue
     /// The secret settings (URL, signing secret, API key), sealed by the vault.
-    public var sealedSecrets: JSONValue
-    public var createdAt: Date
-    public var updatedAt: Date
+    package var sealedSecrets: JSONValue
+    package var createdAt: Date
+    package var updatedAt: Date
 
-    public init(id: UUID, organizationID: UUID, name: String, kind: String, config: JSONValue, sealedSecrets: JSONValue, createdAt: Date, updatedAt: Date) {
+    package init(id: UUID, organizationID: UUID, name: String, kind: String, config: JSONValue, sealedSecrets: JSONValue, createdAt: Date, updatedAt: Date) {
         self.id = id
         self.organizationID = organizationID
         self.name = name
@@ -162,20 +162,20 @@ public struct AlertReceiverRecord: Sendable, Equatable {
     }
 }
 
-public struct AlertNotificationRecord: Sendable, Equatable {
-    public var id: UUID
-    public var organizationID: UUID
-    public var receiverID: UUID
-    public var fingerprint: String
+package struct AlertNotificationRecord: Sendable, Equatable {
+    package var id: UUID
+    package var organizationID: UUID
+    package var receiverID: UUID
+    package var fingerprint: String
     /// `firing` or `resolved`.
-    public var status: String
-    public var attempts: Int
-    public var delivered: Bool
-    public var httpStatus: Int?
-    public var error: String?
-    public var createdAt: Date
+    package var status: String
+    package var attempts: Int
+    package var delivered: Bool
+    package var httpStatus: Int?
+    package var error: String?
+    package var createdAt: Date
 
-    public init(id: UUID, organizationID: UUID, receiverID: UUID, fingerprint: String, status: String, attempts: Int, delivered: Bool, httpStatus: Int?, error: String?, createdAt: Date) {
+    package init(id: UUID, organizationID: UUID, receiverID: UUID, fingerprint: String, status: String, attempts: Int, delivered: Bool, httpStatus: Int?, error: String?, createdAt: Date) {
         self.id = id
         self.organizationID = organizationID
         self.receiverID = receiverID
@@ -190,15 +190,15 @@ public struct AlertNotificationRecord: Sendable, Equatable {
 }
 
 /// `alert_states`, `alert_silences`, `alert_receivers` and `alert_notifications`.
-public struct AlertStore: Sendable {
+package struct AlertStore: Sendable {
     let db: any SQLDatabase
 
-    public init(_ transaction: Transaction) { db = transaction.sql }
+    package init(_ transaction: Transaction) { db = transaction.sql }
 
     // MARK: States
 
     /// Alert states of one organization, or of all when nil; resolved ones only when seen since `resolvedSince`.
-    public func states(organizationID: UUID?, resolvedSince: Date) async throws -> [AlertStateRecord] {
+    package func states(organizationID: UUID?, resolvedSince: Date) async throws -> [AlertStateRecord] {
         let org = organizationID.map { SQLQueryString(" AND organization_id = \(bind: $0)") } ?? SQLQueryString("")
         return try await db.raw("""
             SELECT * FROM alert_states WHERE (state <> 'resolved' OR resolved_at >= \(bind: resolvedSince))\(org)
@@ -206,7 +206,7 @@ public struct AlertStore: Sendable {
             """).all().map(decodeState)
     }
 
-    public func upsert(_ states: [AlertStateRecord]) async throws {
+    package func upsert(_ states: [AlertStateRecord]) async throws {
         for s in states {
             try await db.raw("""
                 INSERT INTO alert_states (organization_id, fingerprint, rule, labels, annotations, state, value, active_at, fired_at, resolved_at, last_seen_at, last_notified_at)
@@ -223,11 +223,11 @@ public struct AlertStore: Sendable {
 
     /// Forgets resolved alerts resolved before `cutoff`.
     /// Forgets one alert's state (a pending alert whose condition cleared).
-    public func delete(organizationID: UUID, fingerprint: String) async throws {
+    package func delete(organizationID: UUID, fingerprint: String) async throws {
         try await db.raw("DELETE FROM alert_states WHERE organization_id = \(bind: organizationID) AND fingerprint = \(bind: fingerprint)").run()
     }
 
-    public func pruneResolved(before cutoff: Date) async throws {
+    package func pruneResolved(before cutoff: Date) async throws {
         try await db.raw("DELETE FROM alert_states WHERE state = 'resolved' AND resolved_at < \(bind: cutoff)").run()
     }
 
@@ -250,7 +250,7 @@ public struct AlertStore: Sendable {
 
     // MARK: Silences
 
-    public func insert(_ s: AlertSilenceRecord) async throws {
+    package func insert(_ s: AlertSilenceRecord) async throws {
         try await db.raw("""
             INSERT INTO alert_silences (id, organization_id, matchers, starts_at, ends_at, comment, created_by, created_at)
             VALUES (\(bind: s.id), \(bind: s.organizationID), \(bind: db.jsonBind(["matchers": s.matchers])), \(bind: s.startsAt), \(bind: s.endsAt),
@@ -259,7 +259,7 @@ public struct AlertStore: Sendable {
     }
 
     /// Silences of `organizationID` (all when nil) not yet ended at `now`.
-    public func silences(organizationID: UUID?, activeAt now: Date) async throws -> [AlertSilenceRecord] {
+    package func silences(organizationID: UUID?, activeAt now: Date) async throws -> [AlertSilenceRecord] {
         let org = organizationID.map { SQLQueryString(" AND organization_id = \(bind: $0)") } ?? SQLQueryString("")
         let backend = db.backend
         return try await db.raw("SELECT * FROM alert_silences WHERE ends_at > \(bind: now)\(org) ORDER BY created_at DESC, id").all().map { row in
@@ -275,18 +275,18 @@ public struct AlertStore: Sendable {
     /// Serializes silence creation per organization for the rest of the transaction (PostgreSQL: a
     /// transaction-scoped advisory lock; SQLite's single writer does it already), so a count and the insert
     /// that follows it are not raced by another request or instance.
-    public func lockSilences(organizationID: UUID) async throws {
+    package func lockSilences(organizationID: UUID) async throws {
         try await AdvisoryLock.alertSilences(organizationID).take(on: db)
     }
 
     /// How many of the organization's silences have not ended at `now` (started or still to start).
-    public func activeSilenceCount(organizationID: UUID, at now: Date) async throws -> Int {
+    package func activeSilenceCount(organizationID: UUID, at now: Date) async throws -> Int {
         try await db.raw("SELECT COUNT(*) AS n FROM alert_silences WHERE organization_id = \(bind: organizationID) AND ends_at > \(bind: now)")
             .first()?.decode(column: "n", as: Int.self) ?? 0
     }
 
     /// Ends a silence now; false when there is no such silence in the organization.
-    public func expireSilence(id: UUID, organizationID: UUID, at now: Date) async throws -> Bool {
+    package func expireSilence(id: UUID, organizationID: UUID, at now: Date) async throws -> Bool {
         try await db.raw("""
             UPDATE alert_silences SET ends_at = \(bind: now) WHERE id = \(bind: id) AND organization_id = \(bind: organizationID) AND ends_at > \(bind: now) RETURNING id
             """).first() != nil
@@ -294,7 +294,7 @@ public struct AlertStore: Sendable {
 
     // MARK: Receivers
 
-    public func insert(_ r: AlertReceiverRecord) async throws {
+    package func insert(_ r: AlertReceiverRecord) async throws {
         try await db.raw("""
             INSERT INTO alert_receivers (id, organization_id, name, kind, config, sealed_secrets, created_at, updated_at)
             VALUES (\(bind: r.id), \(bind: r.organizationID), \(bind: r.name), \(bind: r.kind), \(bind: db.jsonBind(r.config)),
@@ -303,7 +303,7 @@ public struct AlertStore: Sendable {
     }
 
     /// Receivers of `organizationID`, or of every organization when nil.
-    public func receivers(organizationID: UUID?) async throws -> [AlertReceiverRecord] {
+    package func receivers(organizationID: UUID?) async throws -> [AlertReceiverRecord] {
         let org = organizationID.map { SQLQueryString(" WHERE organization_id = \(bind: $0)") } ?? SQLQueryString("")
         let backend = db.backend
         return try await db.raw("SELECT * FROM alert_receivers\(org) ORDER BY created_at DESC, id").all().map { row in
@@ -316,13 +316,13 @@ public struct AlertStore: Sendable {
         }
     }
 
-    public func deleteReceiver(id: UUID, organizationID: UUID) async throws -> Bool {
+    package func deleteReceiver(id: UUID, organizationID: UUID) async throws -> Bool {
         try await db.raw("DELETE FROM alert_receivers WHERE id = \(bind: id) AND organization_id = \(bind: organizationID) RETURNING id").first() != nil
     }
 
     // MARK: Notifications
 
-    public func insert(_ n: AlertNotificationRecord) async throws {
+    package func insert(_ n: AlertNotificationRecord) async throws {
         try await db.raw("""
             INSERT INTO alert_notifications (id, organization_id, receiver_id, fingerprint, status, attempts, delivered, http_status, error, created_at)
             VALUES (\(bind: n.id), \(bind: n.organizationID), \(bind: n.receiverID), \(bind: n.fingerprint), \(bind: n.status), \(bind: n.attempts),
@@ -330,7 +330,7 @@ public struct AlertStore: Sendable {
             """).run()
     }
 
-    public func notifications(organizationID: UUID, limit: Int) async throws -> [AlertNotificationRecord] {
+    package func notifications(organizationID: UUID, limit: Int) async throws -> [AlertNotificationRecord] {
         try await db.raw("SELECT * FROM alert_notifications WHERE organization_id = \(bind: organizationID) ORDER BY created_at DESC, id LIMIT \(bind: limit)").all().map { row in
             AlertNotificationRecord(
                 id: try row.decode(column: "id", as: UUID.self), organizationID: try row.decode(column: "organization_id", as: UUID.self),
@@ -344,12 +344,12 @@ public struct AlertStore: Sendable {
 }
 
 /// `ledger_verifications`: the last verification of each ledger (the CLI's and the periodic one's).
-public struct LedgerVerificationStore: Sendable {
+package struct LedgerVerificationStore: Sendable {
     let db: any SQLDatabase
 
-    public init(_ transaction: Transaction) { db = transaction.sql }
+    package init(_ transaction: Transaction) { db = transaction.sql }
 
-    public func save(organizationID: UUID, passed: Bool, size: Int64, message: String?, at: Date) async throws {
+    package func save(organizationID: UUID, passed: Bool, size: Int64, message: String?, at: Date) async throws {
         try await db.raw("""
             INSERT INTO ledger_verifications (organization_id, passed, size, message, verified_at)
             VALUES (\(bind: organizationID), \(bind: passed), \(bind: size), \(bind: message), \(bind: at))
@@ -359,7 +359,7 @@ public struct LedgerVerificationStore: Sendable {
     }
 
     /// The last result per organization (one organization when given).
-    public func latest(organizationID: UUID?) async throws -> [UUID: (passed: Bool, size: Int64, message: String?, at: Date)] {
+    package func latest(organizationID: UUID?) async throws -> [UUID: (passed: Bool, size: Int64, message: String?, at: Date)] {
         let org = organizationID.map { SQLQueryString(" WHERE organization_id = \(bind: $0)") } ?? SQLQueryString("")
         var out: [UUID: (passed: Bool, size: Int64, message: String?, at: Date)] = [:]
         for row in try await db.raw("SELECT * FROM ledger_verifications\(org)").all() {

@@ -1,19 +1,19 @@
-public import Foundation
-public import PortalCore
+package import Foundation
+package import PortalCore
 import SQLKit
 
 /// A pending OAuth 2.0 authorization: the `state` (stored as its SHA-256) bound to an organization, an
 /// integration, the API token that asked, and the sealed PKCE verifier.
-public struct OAuthStateRecord: Sendable, Equatable {
-    public var stateHash: String
-    public var organizationID: UUID
-    public var integrationID: UUID
-    public var tokenID: UUID
-    public var sealedVerifier: JSONValue
-    public var redirectURI: String
-    public var expiresAt: Date
+package struct OAuthStateRecord: Sendable, Equatable {
+    package var stateHash: String
+    package var organizationID: UUID
+    package var integrationID: UUID
+    package var tokenID: UUID
+    package var sealedVerifier: JSONValue
+    package var redirectURI: String
+    package var expiresAt: Date
 
-    public init(stateHash: String, organizationID: UUID, integrationID: UUID, tokenID: UUID, sealedVerifier: JSONValue, redirectURI: String, expiresAt: Date) {
+    package init(stateHash: String, organizationID: UUID, integrationID: UUID, tokenID: UUID, sealedVerifier: JSONValue, redirectURI: String, expiresAt: Date) {
         self.stateHash = stateHash
         self.organizationID = organizationID
         self.integrationID = integrationID
@@ -25,12 +25,12 @@ public struct OAuthStateRecord: Sendable, Equatable {
 }
 
 /// The `oauth_states` table.
-public struct OAuthStateStore {
+package struct OAuthStateStore {
     private let db: any SQLDatabase
 
-    public init(_ transaction: Transaction) { db = transaction.sql }
+    package init(_ transaction: Transaction) { db = transaction.sql }
 
-    public func insert(_ r: OAuthStateRecord) async throws {
+    package func insert(_ r: OAuthStateRecord) async throws {
         try await db.raw("""
             INSERT INTO oauth_states (state_hash, organization_id, integration_id, token_id, sealed_verifier, redirect_uri, expires_at)
             VALUES (\(bind: r.stateHash), \(bind: r.organizationID), \(bind: r.integrationID), \(bind: r.tokenID),
@@ -39,7 +39,7 @@ public struct OAuthStateStore {
     }
 
     /// Marks the state used and returns it, once: nil when unknown, already used or expired at `now`.
-    public func consume(stateHash: String, now: Date) async throws -> OAuthStateRecord? {
+    package func consume(stateHash: String, now: Date) async throws -> OAuthStateRecord? {
         let backend = db.backend
         guard let row = try await db.raw("""
             UPDATE oauth_states SET used_at = \(bind: now)

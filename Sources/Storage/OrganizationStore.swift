@@ -1,16 +1,16 @@
-public import Foundation
-public import PortalCore
+package import Foundation
+package import PortalCore
 import SQLKit
 
 /// Organizations: the tenants every other row belongs to.
-public struct OrganizationStore {
+package struct OrganizationStore {
     private let db: any SQLDatabase
 
     /// A store over one transaction's connection.
-    public init(_ transaction: Transaction) { db = transaction.sql }
+    package init(_ transaction: Transaction) { db = transaction.sql }
 
     /// Inserts a new organization; a taken slug is a `conflict`.
-    public func insert(_ organization: Organization) async throws {
+    package func insert(_ organization: Organization) async throws {
         try Organization.validateSlug(organization.slug)
         try await db.raw("""
             INSERT INTO organizations (id, slug, name, created_at)
@@ -19,32 +19,32 @@ public struct OrganizationStore {
     }
 
     /// The organization with this slug, if any.
-    public func find(slug: String) async throws -> Organization? {
+    package func find(slug: String) async throws -> Organization? {
         try await db.raw("SELECT id, slug, name, created_at FROM organizations WHERE slug = \(bind: slug)")
             .first().map(Self.decode)
     }
 
     /// The organization with this id, if any.
-    public func find(id: UUID) async throws -> Organization? {
+    package func find(id: UUID) async throws -> Organization? {
         try await db.raw("SELECT id, slug, name, created_at FROM organizations WHERE id = \(bind: id)")
             .first().map(Self.decode)
     }
 
     /// Every tenant organization, oldest first (the platform ledger's row is not one).
-    public func list() async throws -> [Organization] {
+    package func list() async throws -> [Organization] {
         try await db.raw("SELECT id, slug, name, created_at FROM organizations WHERE id <> \(bind: Organization.platformID) ORDER BY id")
             .all().map(Self.decode)
     }
 
     /// Every ledger's owner by slug: the tenant organizations and the platform's own row (`_platform`).
-    public func ledgerOwners() async throws -> [(id: UUID, slug: String)] {
+    package func ledgerOwners() async throws -> [(id: UUID, slug: String)] {
         try await db.raw("SELECT id, slug FROM organizations ORDER BY slug").all().map {
             (try $0.decode(column: "id", as: UUID.self), try $0.decode(column: "slug", as: String.self))
         }
     }
 
     /// The organization with `slug`, created with `name` if it does not exist yet.
-    public func findOrCreate(slug: String, name: String, id: UUID, at time: Date) async throws -> (Organization, created: Bool) {
+    package func findOrCreate(slug: String, name: String, id: UUID, at time: Date) async throws -> (Organization, created: Bool) {
         if let existing = try await find(slug: slug) { return (existing, false) }
         let organization = Organization(id: id, slug: slug, name: name, createdAt: time)
         try await insert(organization)

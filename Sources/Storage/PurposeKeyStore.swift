@@ -1,16 +1,16 @@
-public import Foundation
-public import PortalCore
+package import Foundation
+package import PortalCore
 import SQLKit
 
 /// The `purpose_keys` table: keys for keyed hashes that must outlive master-key rotations (the subject
 /// lookup), each stored sealed by the vault under the platform's data key.
-public struct PurposeKeyStore {
+package struct PurposeKeyStore {
     private let db: any SQLDatabase
 
-    public init(_ transaction: Transaction) { db = transaction.sql }
+    package init(_ transaction: Transaction) { db = transaction.sql }
 
     /// The sealed key of `label` (the vault's envelope), if one was stored.
-    public func find(label: String) async throws -> JSONValue? {
+    package func find(label: String) async throws -> JSONValue? {
         guard let text = try await db.raw("SELECT sealed FROM purpose_keys WHERE label = \(bind: label)").first()?.decode(column: "sealed", as: String.self) else {
             return nil
         }
@@ -18,7 +18,7 @@ public struct PurposeKeyStore {
     }
 
     /// Stores the sealed key of `label` unless one is there already (another instance may have made it first).
-    public func insertIfAbsent(label: String, sealed: JSONValue, at time: Date) async throws {
+    package func insertIfAbsent(label: String, sealed: JSONValue, at time: Date) async throws {
         try await db.raw("""
             INSERT INTO purpose_keys (label, sealed, created_at) VALUES (\(bind: label), \(bind: sealed.sortedText), \(bind: time))
             ON CONFLICT (label) DO NOTHING

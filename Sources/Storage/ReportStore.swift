@@ -1,27 +1,27 @@
-public import Foundation
+package import Foundation
 import PortalCore
 import SQLKit
 
 /// A row of `reports`: an evidence bundle requested over the API, and its state.
-public struct ReportRecord: Sendable, Equatable {
-    public var id: UUID
-    public var organizationID: UUID
-    public var kind: String
+package struct ReportRecord: Sendable, Equatable {
+    package var id: UUID
+    package var organizationID: UUID
+    package var kind: String
     /// Inclusive dates, YYYY-MM-DD.
-    public var periodFrom: String
-    public var periodTo: String
-    public var atSize: Int64?
+    package var periodFrom: String
+    package var periodTo: String
+    package var atSize: Int64?
     /// `pending`, `running`, `completed` or `failed`.
-    public var status: String
-    public var requestedBy: String
-    public var error: String?
-    public var checkpointSize: Int64?
-    public var manifestDigest: String?
-    public var bundleBytes: Int64?
-    public var createdAt: Date
-    public var completedAt: Date?
+    package var status: String
+    package var requestedBy: String
+    package var error: String?
+    package var checkpointSize: Int64?
+    package var manifestDigest: String?
+    package var bundleBytes: Int64?
+    package var createdAt: Date
+    package var completedAt: Date?
 
-    public init(
+    package init(
         id: UUID, organizationID: UUID, kind: String, periodFrom: String, periodTo: String, atSize: Int64?, status: String, requestedBy: String,
         error: String? = nil, checkpointSize: Int64? = nil, manifestDigest: String? = nil, bundleBytes: Int64? = nil, createdAt: Date, completedAt: Date? = nil
     ) {
@@ -43,19 +43,19 @@ public struct ReportRecord: Sendable, Equatable {
 }
 
 /// `reports`: requests, a lease-based queue, and the finished bundles.
-public struct ReportStore: Sendable {
+package struct ReportStore: Sendable {
     let db: any SQLDatabase
     static let columns = "id, organization_id, kind, period_from, period_to, at_size, status, requested_by, error, checkpoint_size, manifest_digest, bundle_bytes, created_at, completed_at"
 
-    public init(_ transaction: Transaction) { db = transaction.sql }
+    package init(_ transaction: Transaction) { db = transaction.sql }
 
     /// How many of the organization's report builds are queued or running.
-    public func countOpen(organizationID: UUID) async throws -> Int {
+    package func countOpen(organizationID: UUID) async throws -> Int {
         try await db.raw("SELECT COUNT(*) AS n FROM reports WHERE organization_id = \(bind: organizationID) AND status IN ('pending', 'running')")
             .first()?.decode(column: "n", as: Int.self) ?? 0
     }
 
-    public func insert(_ r: ReportRecord) async throws {
+    package func insert(_ r: ReportRecord) async throws {
         try await db.raw("""
             INSERT INTO reports (id, organization_id, kind, period_from, period_to, at_size, status, requested_by, created_at)
             VALUES (\(bind: r.id), \(bind: r.organizationID), \(bind: r.kind), \(bind: r.periodFrom), \(bind: r.periodTo), \(bind: r.atSize), \(bind: r.status),
@@ -63,16 +63,16 @@ public struct ReportStore: Sendable {
             """).run()
     }
 
-    public func find(id: UUID, organizationID: UUID) async throws -> ReportRecord? {
+    package func find(id: UUID, organizationID: UUID) async throws -> ReportRecord? {
         try await db.raw("SELECT \(unsafeRaw: Self.columns) FROM reports WHERE id = \(bind: id) AND organization_id = \(bind: organizationID)").first().map(Self.decode)
     }
 
-    public func list(organizationID: UUID, limit: Int) async throws -> [ReportRecord] {
+    package func list(organizationID: UUID, limit: Int) async throws -> [ReportRecord] {
         try await db.raw("SELECT \(unsafeRaw: Self.columns) FROM reports WHERE organization_id = \(bind: organizationID) ORDER BY id DESC LIMIT \(bind: limit)").all().map(Self.decode)
     }
 
     /// The finished bundle's bytes.
-    public func bundle(id: UUID, organizationID: UUID) async throws -> Data? {
+    package func bundle(id: UUID, organizationID: UUID) async throws -> Data? {
         guard let row = try await db.raw("SELECT bundle FROM reports WHERE id = \(bind: id) AND organization_id = \(bind: organizationID) AND status = 'completed'").first(),
               !(try row.decodeNil(column: "bundle"))
         else { return nil }
@@ -80,7 +80,7 @@ public struct ReportStore: Sendable {
     }
 
     /// Claims the oldest pending report (or one whose lease expired) for `owner`.
-    public func claim(owner: String, until: Date, now: Date) async throws -> ReportRecord? {
+    package func claim(owner: String, until: Date, now: Date) async throws -> ReportRecord? {
         guard let candidate = try await db.raw("""
             SELECT id FROM reports WHERE status = 'pending' OR (status = 'running' AND lease_until < \(bind: now)) ORDER BY created_at LIMIT 1
             """).first()?.decode(column: "id", as: UUID.self) else { return nil }
@@ -91,7 +91,7 @@ public struct ReportStore: Sendable {
             """).first().map(Self.decode)
     }
 
-    public func complete(id: UUID, owner: String, bundle: Data, checkpointSize: Int64, manifestDigest: String, at now: Date) async throws -> Bool {
+    package func complete(id: UUID, owner: String, bundle: Data, checkpointSize: Int64, manifestDigest: String, at now: Date) async throws -> Bool {
         try await db.raw("""
             UPDATE reports SET status = 'completed', bundle = \(bind: bundle), bundle_bytes = \(bind: Int64(bundle.count)), checkpoint_size = \(bind: checkpointSize),
               manifest_digest = \(bind: manifestDigest), completed_at = \(bind: now), lease_owner = NULL, lease_until = NULL
@@ -99,7 +99,7 @@ public struct ReportStore: Sendable {
             """).first() != nil
     }
 
-    public func fail(id: UUID, owner: String, error: String, at now: Date) async throws {
+    package func fail(id: UUID, owner: String, error: String, at now: Date) async throws {
         try await db.raw("""
             UPDATE reports SET status = 'failed', error = \(bind: error), completed_at = \(bind: now), lease_owner = NULL, lease_until = NULL
             WHERE id = \(bind: id) AND lease_owner = \(bind: owner)

@@ -1,33 +1,33 @@
-public import Foundation
+package import Foundation
 import PortalCore
 import SQLKit
 
 /// How long an organization keeps what is not evidence (ledger entries are never deleted). Nil keeps for ever.
-public struct RetentionPolicy: Sendable, Equatable, Codable {
+package struct RetentionPolicy: Sendable, Equatable, Codable {
     /// `integration_requests` rows (the request log), deleted after this many days.
-    public var requestLogsDays: Int?
+    package var requestLogsDays: Int?
     /// Request and response bodies kept by `storeBodies`, cleared after this many days.
-    public var storedBodiesDays: Int?
+    package var storedBodiesDays: Int?
     /// Bodies of webhook events that were processed or dead-lettered, erased after this many days.
-    public var webhookPayloadsDays: Int?
+    package var webhookPayloadsDays: Int?
 
-    public init(requestLogsDays: Int?, storedBodiesDays: Int?, webhookPayloadsDays: Int?) {
+    package init(requestLogsDays: Int?, storedBodiesDays: Int?, webhookPayloadsDays: Int?) {
         self.requestLogsDays = requestLogsDays
         self.storedBodiesDays = storedBodiesDays
         self.webhookPayloadsDays = webhookPayloadsDays
     }
 
     /// What an organization without a policy of its own keeps: a year of request logs, 30 days of bodies.
-    public static let defaults = RetentionPolicy(requestLogsDays: 365, storedBodiesDays: 30, webhookPayloadsDays: 30)
+    package static let defaults = RetentionPolicy(requestLogsDays: 365, storedBodiesDays: 30, webhookPayloadsDays: 30)
 }
 
 /// `retention_policies`, and the deletions retention makes.
-public struct RetentionStore: Sendable {
+package struct RetentionStore: Sendable {
     let db: any SQLDatabase
 
-    public init(_ transaction: Transaction) { db = transaction.sql }
+    package init(_ transaction: Transaction) { db = transaction.sql }
 
-    public func policy(organizationID: UUID) async throws -> (policy: RetentionPolicy, updatedBy: String?, updatedAt: Date?) {
+    package func policy(organizationID: UUID) async throws -> (policy: RetentionPolicy, updatedBy: String?, updatedAt: Date?) {
         guard let row = try await db.raw("SELECT * FROM retention_policies WHERE organization_id = \(bind: organizationID)").first() else {
             return (.defaults, nil, nil)
         }
@@ -41,7 +41,7 @@ public struct RetentionStore: Sendable {
         )
     }
 
-    public func save(_ policy: RetentionPolicy, organizationID: UUID, by actor: String, at now: Date) async throws {
+    package func save(_ policy: RetentionPolicy, organizationID: UUID, by actor: String, at now: Date) async throws {
         try await db.raw("""
             INSERT INTO retention_policies (organization_id, request_logs_days, stored_bodies_days, webhook_payloads_days, updated_by, updated_at)
             VALUES (\(bind: organizationID), \(bind: policy.requestLogsDays), \(bind: policy.storedBodiesDays), \(bind: policy.webhookPayloadsDays), \(bind: actor), \(bind: now))
@@ -51,7 +51,7 @@ public struct RetentionStore: Sendable {
     }
 
     /// Deletes up to `limit` request-log rows older than `cutoff`; returns how many.
-    public func deleteRequestLogs(organizationID: UUID, before cutoff: Date, limit: Int) async throws -> Int {
+    package func deleteRequestLogs(organizationID: UUID, before cutoff: Date, limit: Int) async throws -> Int {
         try await db.raw("""
             DELETE FROM integration_requests WHERE id IN (
               SELECT id FROM integration_requests WHERE organization_id = \(bind: organizationID) AND created_at < \(bind: cutoff) LIMIT \(bind: limit)
@@ -60,7 +60,7 @@ public struct RetentionStore: Sendable {
     }
 
     /// Clears up to `limit` rows' stored bodies older than `cutoff`; returns how many rows.
-    public func clearBodies(organizationID: UUID, before cutoff: Date, limit: Int) async throws -> Int {
+    package func clearBodies(organizationID: UUID, before cutoff: Date, limit: Int) async throws -> Int {
         try await db.raw("""
             UPDATE integration_requests SET request_body = NULL, response_body = NULL WHERE id IN (
               SELECT id FROM integration_requests WHERE organization_id = \(bind: organizationID) AND created_at < \(bind: cutoff)
@@ -70,7 +70,7 @@ public struct RetentionStore: Sendable {
     }
 
     /// Replaces up to `limit` bodies of finished webhook events older than `cutoff` with `{"$expired": true}`.
-    public func expireWebhookPayloads(organizationID: UUID, before cutoff: Date, limit: Int) async throws -> Int {
+    package func expireWebhookPayloads(organizationID: UUID, before cutoff: Date, limit: Int) async throws -> Int {
         let unmarked: SQLQueryString = switch db.backend {
         case .postgres: "NOT (payload ? '$expired') AND NOT (payload ? '$erased')"
         case .sqlite: "json_extract(payload, '$.\"$expired\"') IS NULL AND json_extract(payload, '$.\"$erased\"') IS NULL"

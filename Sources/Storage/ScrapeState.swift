@@ -1,28 +1,28 @@
-public import Foundation
+package import Foundation
 import SQLKit
 
 /// Everything a scrape shows that is not in the collector: read from the database in one transaction.
-public struct ScrapeState: Sendable {
-    public struct Organization: Sendable {
-        public var id: UUID
-        public var slug: String
+package struct ScrapeState: Sendable {
+    package struct Organization: Sendable {
+        package var id: UUID
+        package var slug: String
     }
 
-    public var organizations: [Organization] = []
+    package var organizations: [Organization] = []
     /// Live integrations: id -> organization id.
-    public var integrations: [(id: UUID, organizationID: UUID)] = []
-    public var queueDepth: [UUID: Int] = [:]
-    public var oldestPending: [UUID: Date] = [:]
-    public var deadLetters: [UUID: Int] = [:]
-    public var syncJobs: [UUID: [String: Int]] = [:]
-    public var ledgerSize: [UUID: Int64] = [:]
-    public var lastCheckpoint: [UUID: Date] = [:]
-    public var alerts: [UUID: [String: [String: Int]]] = [:]
+    package var integrations: [(id: UUID, organizationID: UUID)] = []
+    package var queueDepth: [UUID: Int] = [:]
+    package var oldestPending: [UUID: Date] = [:]
+    package var deadLetters: [UUID: Int] = [:]
+    package var syncJobs: [UUID: [String: Int]] = [:]
+    package var ledgerSize: [UUID: Int64] = [:]
+    package var lastCheckpoint: [UUID: Date] = [:]
+    package var alerts: [UUID: [String: [String: Int]]] = [:]
 
-    public init() {}
+    package init() {}
 
     /// Reads the state of one organization, or of every organization when nil.
-    public static func read(organizationID: UUID?, in transaction: Transaction) async throws -> ScrapeState {
+    package static func read(organizationID: UUID?, in transaction: Transaction) async throws -> ScrapeState {
         let db = transaction.sql
         var state = ScrapeState()
         func scope(_ column: String, _ leading: String) -> SQLQueryString {

@@ -1,18 +1,18 @@
 import Foundation
-public import Logging
-public import PortalCore
+package import Logging
+package import PortalCore
 import ServiceLifecycle
 
 /// A loop that one instance at a time runs (a `service_leases` lease held for one and a half intervals and
 /// renewed on every turn), until graceful shutdown; a failed turn is logged and retried next interval.
-public struct LeasedLoop: Sendable {
+package struct LeasedLoop: Sendable {
     let name: String
     let owner: String
     let database: Database
     let clock: any WallClock
     let logger: Logger
 
-    public init(name: String, owner: String, database: Database, clock: any WallClock, logger: Logger) {
+    package init(name: String, owner: String, database: Database, clock: any WallClock, logger: Logger) {
         self.name = name
         self.owner = owner
         self.database = database
@@ -20,7 +20,7 @@ public struct LeasedLoop: Sendable {
         self.logger = logger
     }
 
-    public func run(every interval: Duration, first: Duration, _ body: @Sendable () async throws -> Void) async {
+    package func run(every interval: Duration, first: Duration, _ body: @Sendable () async throws -> Void) async {
         var wait = first
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let pause = wait

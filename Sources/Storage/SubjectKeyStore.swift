@@ -1,18 +1,18 @@
-public import Foundation
-public import PortalCore
+package import Foundation
+package import PortalCore
 import SQLKit
 
 /// A data subject's row of `subject_keys`: the salt of its ledger commitments and its sealed encryption key.
-public struct SubjectKeyRecord: Sendable, Equatable {
-    public var organizationID: UUID
+package struct SubjectKeyRecord: Sendable, Equatable {
+    package var organizationID: UUID
     /// The keyed hash of the subject id that finds the row (hex).
-    public var lookup: String
-    public var salt: [UInt8]
+    package var lookup: String
+    package var salt: [UInt8]
     /// The subject's key, sealed by the vault.
-    public var sealedKey: JSONValue
-    public var createdAt: Date
+    package var sealedKey: JSONValue
+    package var createdAt: Date
 
-    public init(organizationID: UUID, lookup: String, salt: [UInt8], sealedKey: JSONValue, createdAt: Date) {
+    package init(organizationID: UUID, lookup: String, salt: [UInt8], sealedKey: JSONValue, createdAt: Date) {
         self.organizationID = organizationID
         self.lookup = lookup
         self.salt = salt
@@ -22,13 +22,13 @@ public struct SubjectKeyRecord: Sendable, Equatable {
 }
 
 /// The `subject_keys` and `erased_subjects` tables.
-public struct SubjectKeyStore {
+package struct SubjectKeyStore {
     private let db: any SQLDatabase
 
-    public init(_ transaction: Transaction) { db = transaction.sql }
+    package init(_ transaction: Transaction) { db = transaction.sql }
 
     /// The rows of the given lookups that exist.
-    public func find(organizationID: UUID, lookups: [String]) async throws -> [String: SubjectKeyRecord] {
+    package func find(organizationID: UUID, lookups: [String]) async throws -> [String: SubjectKeyRecord] {
         var found: [String: SubjectKeyRecord] = [:]
         let backend = db.backend
         for start in stride(from: 0, to: lookups.count, by: 500) {
@@ -48,7 +48,7 @@ public struct SubjectKeyStore {
     }
 
     /// Inserts new subjects' rows; one created meanwhile by another transaction is kept (theirs wins).
-    public func insert(_ records: [SubjectKeyRecord]) async throws {
+    package func insert(_ records: [SubjectKeyRecord]) async throws {
         for start in stride(from: 0, to: records.count, by: 200) {
             let values = records[start..<min(start + 200, records.count)].map { r -> SQLQueryString in
                 "(\(bind: r.organizationID), \(bind: r.lookup), \(bind: Data(r.salt)), \(bind: db.jsonBind(r.sealedKey)), \(bind: r.createdAt))"
@@ -59,7 +59,7 @@ public struct SubjectKeyStore {
     }
 
     /// Of the given lookups, those of erased subjects.
-    public func erased(organizationID: UUID, lookups: [String]) async throws -> Set<String> {
+    package func erased(organizationID: UUID, lookups: [String]) async throws -> Set<String> {
         var found = Set<String>()
         for start in stride(from: 0, to: lookups.count, by: 500) {
             let list = lookups[start..<min(start + 500, lookups.count)].map { l -> SQLQueryString in "\(bind: l)" }.joined(separator: ", ")
@@ -72,7 +72,7 @@ public struct SubjectKeyStore {
 
     /// Erases a subject: its key and salt are deleted (its sealed records become unreadable, its commitments
     /// unlinkable) and its lookup is kept to suppress it. Returns whether a key existed.
-    public func erase(organizationID: UUID, lookup: String, at now: Date) async throws -> Bool {
+    package func erase(organizationID: UUID, lookup: String, at now: Date) async throws -> Bool {
         let existed = try await db.raw("DELETE FROM subject_keys WHERE organization_id = \(bind: organizationID) AND lookup = \(bind: lookup) RETURNING lookup").first() != nil
         try await db.raw("""
             INSERT INTO erased_subjects (organization_id, lookup, erased_at) VALUES (\(bind: organizationID), \(bind: lookup), \(bind: now))
@@ -84,10 +84,10 @@ public struct SubjectKeyStore {
 
 /// What the portal holds about one data subject outside `subject_keys`: synced records and conflicts sealed
 /// for it (found by their `$subject` lookup), and stored bodies that mention its id.
-public struct SubjectDataStore: Sendable {
+package struct SubjectDataStore: Sendable {
     private let db: any SQLDatabase
 
-    public init(_ transaction: Transaction) { db = transaction.sql }
+    package init(_ transaction: Transaction) { db = transaction.sql }
 
     /// `column ->> '$subject'` on either dialect.
     private func subjectOf(_ column: String) -> SQLQueryString {
@@ -98,17 +98,17 @@ public struct SubjectDataStore: Sendable {
     }
 
     /// A synced record sealed for the subject.
-    public struct Record: Sendable {
-        public var integrationID: UUID
-        public var entity: String
-        public var recordID: String
-        public var data: JSONValue
-        public var updatedAt: Date
-        public var deletedAt: Date?
+    package struct Record: Sendable {
+        package var integrationID: UUID
+        package var entity: String
+        package var recordID: String
+        package var data: JSONValue
+        package var updatedAt: Date
+        package var deletedAt: Date?
     }
 
     /// The organization's synced records sealed for `lookup` (deleted ones included).
-    public func records(organizationID: UUID, lookup: String) async throws -> [Record] {
+    package func records(organizationID: UUID, lookup: String) async throws -> [Record] {
         let backend = db.backend
         return try await db.raw("""
             SELECT integration_id, entity, record_id, data, updated_at, deleted_at FROM sync_records
@@ -124,7 +124,7 @@ public struct SubjectDataStore: Sendable {
     }
 
     /// Deletes the subject's synced records and the conflicts filed about them; returns both counts.
-    public func deleteRecords(organizationID: UUID, lookup: String) async throws -> (records: Int, conflicts: Int) {
+    package func deleteRecords(organizationID: UUID, lookup: String) async throws -> (records: Int, conflicts: Int) {
         let conflicts = try await db.raw("""
             DELETE FROM sync_conflicts WHERE organization_id = \(bind: organizationID) AND \(subjectOf("source")) = \(bind: lookup) RETURNING id
             """).all().count
@@ -136,7 +136,7 @@ public struct SubjectDataStore: Sendable {
 
     /// Clears stored request and response bodies (`integration_requests`) of the organization that mention
     /// `needle` (case-insensitive); returns how many rows.
-    public func clearRequestBodies(organizationID: UUID, mentioning needle: String) async throws -> Int {
+    package func clearRequestBodies(organizationID: UUID, mentioning needle: String) async throws -> Int {
         let pattern = "%" + needle.lowercased().replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%"
         return try await db.raw("""
             UPDATE integration_requests SET request_body = NULL, response_body = NULL
@@ -149,7 +149,7 @@ public struct SubjectDataStore: Sendable {
 
 extension SubjectDataStore {
     /// A page of the organization's stored webhook bodies (sealed), after `after` in id order.
-    public func webhookPayloads(organizationID: UUID, after: UUID?, limit: Int) async throws -> [(id: UUID, payload: JSONValue)] {
+    package func webhookPayloads(organizationID: UUID, after: UUID?, limit: Int) async throws -> [(id: UUID, payload: JSONValue)] {
         let backend = db.backend
         let from = after.map { SQLQueryString(" AND id > \(bind: $0)") } ?? SQLQueryString("")
         return try await db.raw("""
@@ -158,7 +158,7 @@ extension SubjectDataStore {
     }
 
     /// Replaces the stored bodies of these webhook events with `{"$erased": true}`.
-    public func erasePayloads(organizationID: UUID, ids: [UUID]) async throws {
+    package func erasePayloads(organizationID: UUID, ids: [UUID]) async throws {
         for id in ids {
             try await db.raw("""
                 UPDATE webhook_events SET payload = \(bind: db.jsonBind(["$erased": true])) WHERE organization_id = \(bind: organizationID) AND id = \(bind: id)

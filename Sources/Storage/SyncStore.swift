@@ -1,31 +1,31 @@
-public import Foundation
-public import PortalCore
+package import Foundation
+package import PortalCore
 import SQLKit
 
 /// A sync job: a row of `sync_jobs` (the seed's columns, plus entity, counts, checkpoint and lease).
-public struct SyncJobRecord: Sendable, Equatable {
-    public var id: UUID
-    public var organizationID: UUID
-    public var integrationID: UUID
-    public var entity: String
+package struct SyncJobRecord: Sendable, Equatable {
+    package var id: UUID
+    package var organizationID: UUID
+    package var integrationID: UUID
+    package var entity: String
     /// `full` or `incremental`.
-    public var syncType: String
+    package var syncType: String
     /// running, completed, failed or cancelled.
-    public var status: String
-    public var recordsProcessed: Int
-    public var recordsTotal: Int?
-    public var errorMessage: String?
-    public var counts: JSONValue
+    package var status: String
+    package var recordsProcessed: Int
+    package var recordsTotal: Int?
+    package var errorMessage: String?
+    package var counts: JSONValue
     /// Where a resumed job starts: the next page, the high-water mark so far, the digest of record ids.
-    public var checkpoint: JSONValue
-    public var cancelRequested: Bool
-    public var requestedBy: String?
+    package var checkpoint: JSONValue
+    package var cancelRequested: Bool
+    package var requestedBy: String?
     /// The high-water mark an incremental job started from.
-    public var sinceMark: String?
-    public var startedAt: Date
-    public var completedAt: Date?
+    package var sinceMark: String?
+    package var startedAt: Date
+    package var completedAt: Date?
 
-    public init(
+    package init(
         id: UUID, organizationID: UUID, integrationID: UUID, entity: String, syncType: String, status: String = "running", recordsProcessed: Int = 0,
         recordsTotal: Int? = nil, errorMessage: String? = nil, counts: JSONValue = [:], checkpoint: JSONValue = [:], cancelRequested: Bool = false,
         requestedBy: String?, sinceMark: String?, startedAt: Date, completedAt: Date? = nil
@@ -51,36 +51,36 @@ public struct SyncJobRecord: Sendable, Equatable {
 
 /// A synced record as the engine compares it: the portal's data, the provider's version at the last sync,
 /// and whether the portal changed it since.
-public struct SyncedRecord: Sendable, Equatable {
-    public var recordID: String
-    public var data: JSONValue
-    public var sourceData: JSONValue?
-    public var localModifiedAt: Date?
-    public var deletedAt: Date?
-    public var updatedAt: Date
-    public var createdAt: Date
-    public var source: String
+package struct SyncedRecord: Sendable, Equatable {
+    package var recordID: String
+    package var data: JSONValue
+    package var sourceData: JSONValue?
+    package var localModifiedAt: Date?
+    package var deletedAt: Date?
+    package var updatedAt: Date
+    package var createdAt: Date
+    package var source: String
 }
 
 /// A conflict filed for review: a row of `sync_conflicts`.
-public struct SyncConflictRecord: Sendable, Equatable {
-    public var id: UUID
-    public var organizationID: UUID
-    public var integrationID: UUID
-    public var entity: String
-    public var recordID: String
-    public var jobID: UUID?
-    public var source: JSONValue
-    public var destination: JSONValue
-    public var base: JSONValue?
-    public var flagged: [String]
-    public var status: String
-    public var resolution: JSONValue?
-    public var resolvedBy: String?
-    public var createdAt: Date
-    public var resolvedAt: Date?
+package struct SyncConflictRecord: Sendable, Equatable {
+    package var id: UUID
+    package var organizationID: UUID
+    package var integrationID: UUID
+    package var entity: String
+    package var recordID: String
+    package var jobID: UUID?
+    package var source: JSONValue
+    package var destination: JSONValue
+    package var base: JSONValue?
+    package var flagged: [String]
+    package var status: String
+    package var resolution: JSONValue?
+    package var resolvedBy: String?
+    package var createdAt: Date
+    package var resolvedAt: Date?
 
-    public init(
+    package init(
         id: UUID, organizationID: UUID, integrationID: UUID, entity: String, recordID: String, jobID: UUID?, source: JSONValue, destination: JSONValue,
         base: JSONValue?, flagged: [String], status: String = "open", resolution: JSONValue? = nil, resolvedBy: String? = nil, createdAt: Date,
         resolvedAt: Date? = nil
@@ -105,10 +105,10 @@ public struct SyncConflictRecord: Sendable, Equatable {
 
 /// The sync tables: `sync_jobs`, `sync_records` (as the engine writes them), `sync_conflicts`,
 /// `sync_cursors` and `sync_schedules`.
-public struct SyncStore {
+package struct SyncStore {
     private let db: any SQLDatabase
 
-    public init(_ transaction: Transaction) { db = transaction.sql }
+    package init(_ transaction: Transaction) { db = transaction.sql }
 
     static let jobColumns = """
         id, organization_id, integration_id, entity, sync_type, status, records_processed, records_total, error_message, counts, checkpoint, \
@@ -119,18 +119,18 @@ public struct SyncStore {
 
     /// Ends the leases of running jobs not owned by `owner` (a single-process SQLite deployment at start:
     /// they are a stopped predecessor's, resumed now rather than when their leases run out).
-    public func expireLeases(notOwnedBy owner: String) async throws {
+    package func expireLeases(notOwnedBy owner: String) async throws {
         try await db.raw("UPDATE sync_jobs SET lease_until = NULL WHERE status = 'running' AND lease_owner <> \(bind: owner)").run()
     }
 
     /// The running job of an integration's entity, if any.
-    public func runningJob(integrationID: UUID, entity: String) async throws -> SyncJobRecord? {
+    package func runningJob(integrationID: UUID, entity: String) async throws -> SyncJobRecord? {
         try await db.raw("""
             SELECT \(unsafeRaw: Self.jobColumns) FROM sync_jobs WHERE integration_id = \(bind: integrationID) AND entity = \(bind: entity) AND status = 'running'
             """).first().map(decodeJob)
     }
 
-    public func insertJob(_ j: SyncJobRecord, leaseOwner: String, leaseUntil: Date) async throws {
+    package func insertJob(_ j: SyncJobRecord, leaseOwner: String, leaseUntil: Date) async throws {
         try await db.raw("""
             INSERT INTO sync_jobs (\(unsafeRaw: Self.jobColumns), lease_owner, lease_until)
             VALUES (\(bind: j.id), \(bind: j.organizationID), \(bind: j.integrationID), \(bind: j.entity), \(bind: j.syncType), \(bind: j.status),
@@ -140,13 +140,13 @@ public struct SyncStore {
             """).run()
     }
 
-    public func job(id: UUID, organizationID: UUID) async throws -> SyncJobRecord? {
+    package func job(id: UUID, organizationID: UUID) async throws -> SyncJobRecord? {
         try await db.raw("SELECT \(unsafeRaw: Self.jobColumns) FROM sync_jobs WHERE id = \(bind: id) AND organization_id = \(bind: organizationID)")
             .first().map(decodeJob)
     }
 
     /// The integration's jobs, newest first, before `cursor`.
-    public func jobs(organizationID: UUID, integrationID: UUID, before cursor: UUID?, limit: Int) async throws -> [SyncJobRecord] {
+    package func jobs(organizationID: UUID, integrationID: UUID, before cursor: UUID?, limit: Int) async throws -> [SyncJobRecord] {
         var query = SQLQueryString("SELECT \(unsafeRaw: Self.jobColumns) FROM sync_jobs WHERE organization_id = \(bind: organizationID) AND integration_id = \(bind: integrationID)")
         if let cursor { query.appendInterpolation(" AND id < \(bind: cursor)" as SQLQueryString) }
         query.appendInterpolation(" ORDER BY id DESC LIMIT \(bind: limit)" as SQLQueryString)
@@ -155,7 +155,7 @@ public struct SyncStore {
 
     /// Records a committed page: progress, counts and where to resume; renews the lease. False if `owner`
     /// no longer holds the job (its lease expired and another instance took it).
-    public func saveProgress(
+    package func saveProgress(
         jobID: UUID, owner: String, processed: Int, total: Int?, counts: JSONValue, checkpoint: JSONValue, leaseUntil: Date
     ) async throws -> Bool {
         try await db.raw("""
@@ -167,7 +167,7 @@ public struct SyncStore {
     }
 
     /// Extends the lease of a running job this owner holds; false if it no longer holds it.
-    public func renewLease(jobID: UUID, owner: String, until: Date) async throws -> Bool {
+    package func renewLease(jobID: UUID, owner: String, until: Date) async throws -> Bool {
         try await db.raw("""
             UPDATE sync_jobs SET lease_until = \(bind: until)
             WHERE id = \(bind: jobID) AND lease_owner = \(bind: owner) AND status = 'running'
@@ -176,7 +176,7 @@ public struct SyncStore {
     }
 
     /// Ends a job this owner holds.
-    public func finishJob(
+    package func finishJob(
         jobID: UUID, owner: String, status: String, error: String?, processed: Int, total: Int?, counts: JSONValue, at now: Date
     ) async throws -> Bool {
         try await db.raw("""
@@ -188,7 +188,7 @@ public struct SyncStore {
     }
 
     /// Asks a running job to stop after its current page; false if it is not running.
-    public func requestCancel(jobID: UUID, organizationID: UUID) async throws -> Bool {
+    package func requestCancel(jobID: UUID, organizationID: UUID) async throws -> Bool {
         try await db.raw("""
             UPDATE sync_jobs SET cancel_requested = \(bind: true)
             WHERE id = \(bind: jobID) AND organization_id = \(bind: organizationID) AND status = 'running'
@@ -196,12 +196,12 @@ public struct SyncStore {
             """).first() != nil
     }
 
-    public func cancelRequested(jobID: UUID) async throws -> Bool {
+    package func cancelRequested(jobID: UUID) async throws -> Bool {
         try await db.raw("SELECT cancel_requested FROM sync_jobs WHERE id = \(bind: jobID)").first()?.decode(column: "cancel_requested", as: Bool.self) ?? false
     }
 
     /// Takes over running jobs whose lease expired (a crashed instance's), for `owner` until `until`.
-    public func takeAbandoned(owner: String, now: Date, until: Date, limit: Int) async throws -> [SyncJobRecord] {
+    package func takeAbandoned(owner: String, now: Date, until: Date, limit: Int) async throws -> [SyncJobRecord] {
         let skipLocked = db.backend == .postgres ? " FOR UPDATE SKIP LOCKED" : ""
         return try await db.raw("""
             UPDATE sync_jobs SET lease_owner = \(bind: owner), lease_until = \(bind: until)
@@ -240,7 +240,7 @@ public struct SyncStore {
     static let recordColumns = "record_id, data, source_data, local_modified_at, deleted_at, updated_at, created_at, source"
 
     /// The stored records among `ids` (deleted ones included).
-    public func records(integrationID: UUID, entity: String, ids: [String]) async throws -> [String: SyncedRecord] {
+    package func records(integrationID: UUID, entity: String, ids: [String]) async throws -> [String: SyncedRecord] {
         var found: [String: SyncedRecord] = [:]
         for start in stride(from: 0, to: ids.count, by: 500) {
             let list = ids[start..<min(start + 500, ids.count)].map { id -> SQLQueryString in "\(bind: id)" }.joined(separator: ", ")
@@ -254,13 +254,13 @@ public struct SyncStore {
         return found
     }
 
-    public func record(integrationID: UUID, entity: String, recordID: String) async throws -> SyncedRecord? {
+    package func record(integrationID: UUID, entity: String, recordID: String) async throws -> SyncedRecord? {
         try await records(integrationID: integrationID, entity: entity, ids: [recordID])[recordID]
     }
 
     /// Writes records from a sync page: data, the provider's version, cleared local edits (unless `keepLocal`),
     /// undeleted, seen by `jobID`.
-    public func upsertSynced(
+    package func upsertSynced(
         organizationID: UUID, integrationID: UUID, entity: String, jobID: UUID?, source: String = "sync", sourceEventID: String? = nil,
         _ rows: [(recordID: String, data: JSONValue, sourceData: JSONValue, keepLocal: Bool)], at now: Date
     ) async throws {
@@ -284,7 +284,7 @@ public struct SyncStore {
     }
 
     /// Soft-deletes one record (a provider's deletion event); false if it was not live.
-    public func delete(integrationID: UUID, entity: String, recordID: String, at now: Date) async throws -> Bool {
+    package func delete(integrationID: UUID, entity: String, recordID: String, at now: Date) async throws -> Bool {
         try await db.raw("""
             UPDATE sync_records SET deleted_at = \(bind: now), updated_at = \(bind: now)
             WHERE integration_id = \(bind: integrationID) AND entity = \(bind: entity) AND record_id = \(bind: recordID) AND deleted_at IS NULL
@@ -293,7 +293,7 @@ public struct SyncStore {
     }
 
     /// Marks records as seen by `jobID` without changing them (unchanged records of a full sync).
-    public func markSeen(integrationID: UUID, entity: String, jobID: UUID, ids: [String]) async throws {
+    package func markSeen(integrationID: UUID, entity: String, jobID: UUID, ids: [String]) async throws {
         for start in stride(from: 0, to: ids.count, by: 500) {
             let list = ids[start..<min(start + 500, ids.count)].map { id -> SQLQueryString in "\(bind: id)" }.joined(separator: ", ")
             try await db.raw("""
@@ -303,7 +303,7 @@ public struct SyncStore {
     }
 
     /// Soft-deletes the entity's records a full sync did not see; returns how many.
-    public func deleteUnseen(integrationID: UUID, entity: String, jobID: UUID, at now: Date) async throws -> Int {
+    package func deleteUnseen(integrationID: UUID, entity: String, jobID: UUID, at now: Date) async throws -> Int {
         try await db.raw("""
             UPDATE sync_records SET deleted_at = \(bind: now), updated_at = \(bind: now)
             WHERE integration_id = \(bind: integrationID) AND entity = \(bind: entity) AND deleted_at IS NULL
@@ -313,7 +313,7 @@ public struct SyncStore {
     }
 
     /// A portal-side edit: the new data, marked locally modified.
-    public func editLocal(integrationID: UUID, organizationID: UUID, entity: String, recordID: String, data: JSONValue, at now: Date) async throws -> Bool {
+    package func editLocal(integrationID: UUID, organizationID: UUID, entity: String, recordID: String, data: JSONValue, at now: Date) async throws -> Bool {
         try await db.raw("""
             UPDATE sync_records SET data = \(bind: db.jsonBind(data)), local_modified_at = \(bind: now), updated_at = \(bind: now)
             WHERE integration_id = \(bind: integrationID) AND organization_id = \(bind: organizationID) AND entity = \(bind: entity)
@@ -323,7 +323,7 @@ public struct SyncStore {
     }
 
     /// Sets a record's data after a conflict was resolved: locally modified unless the source's side was chosen.
-    public func setResolved(integrationID: UUID, entity: String, recordID: String, data: JSONValue, locallyModified: Date?, at now: Date) async throws {
+    package func setResolved(integrationID: UUID, entity: String, recordID: String, data: JSONValue, locallyModified: Date?, at now: Date) async throws {
         try await db.raw("""
             UPDATE sync_records SET data = \(bind: db.jsonBind(data)), local_modified_at = \(bind: locallyModified), updated_at = \(bind: now)
             WHERE integration_id = \(bind: integrationID) AND entity = \(bind: entity) AND record_id = \(bind: recordID)
@@ -331,7 +331,7 @@ public struct SyncStore {
     }
 
     /// The entity's records changed after (`updatedAt`, `recordID`) — deleted ones included — in that order.
-    public func changes(
+    package func changes(
         organizationID: UUID, integrationID: UUID, entity: String, after: (updatedAt: Date, recordID: String)?, limit: Int
     ) async throws -> [SyncedRecord] {
         var query = SQLQueryString("""
@@ -370,12 +370,12 @@ public struct SyncStore {
 
     // MARK: High-water marks
 
-    public func highWater(integrationID: UUID, entity: String) async throws -> String? {
+    package func highWater(integrationID: UUID, entity: String) async throws -> String? {
         try await db.raw("SELECT high_water FROM sync_cursors WHERE integration_id = \(bind: integrationID) AND entity = \(bind: entity)")
             .first()?.decodeOptional(column: "high_water", as: String.self)
     }
 
-    public func setHighWater(integrationID: UUID, entity: String, mark: String?, at now: Date) async throws {
+    package func setHighWater(integrationID: UUID, entity: String, mark: String?, at now: Date) async throws {
         try await db.raw("""
             INSERT INTO sync_cursors (integration_id, entity, high_water, updated_at) VALUES (\(bind: integrationID), \(bind: entity), \(bind: mark), \(bind: now))
             ON CONFLICT (integration_id, entity) DO UPDATE SET high_water = excluded.high_water, updated_at = excluded.updated_at
@@ -385,7 +385,7 @@ public struct SyncStore {
     // MARK: Schedules
 
     /// Integrations with a sync configuration (the scheduler checks their schedules).
-    public func configuredIntegrations() async throws -> [(id: UUID, organizationID: UUID, config: JSONValue)] {
+    package func configuredIntegrations() async throws -> [(id: UUID, organizationID: UUID, config: JSONValue)] {
         let backend = db.backend
         return try await db.raw("""
             SELECT id, organization_id, sync_config FROM integrations WHERE deleted_at IS NULL AND status = 'active' AND sync_config IS NOT NULL
@@ -396,12 +396,12 @@ public struct SyncStore {
     }
 
     /// The schedule state of an integration: paused, and when it runs next.
-    public func schedule(integrationID: UUID) async throws -> (paused: Bool, nextRunAt: Date?)? {
+    package func schedule(integrationID: UUID) async throws -> (paused: Bool, nextRunAt: Date?)? {
         guard let row = try await db.raw("SELECT paused, next_run_at FROM sync_schedules WHERE integration_id = \(bind: integrationID)").first() else { return nil }
         return (try row.decode(column: "paused", as: Bool.self), try row.decodeOptional(column: "next_run_at", as: Date.self))
     }
 
-    public func setPaused(integrationID: UUID, organizationID: UUID, paused: Bool, at now: Date) async throws {
+    package func setPaused(integrationID: UUID, organizationID: UUID, paused: Bool, at now: Date) async throws {
         try await db.raw("""
             INSERT INTO sync_schedules (integration_id, organization_id, paused, next_run_at, updated_at)
             VALUES (\(bind: integrationID), \(bind: organizationID), \(bind: paused), NULL, \(bind: now))
@@ -411,7 +411,7 @@ public struct SyncStore {
 
     /// Claims a due run of an integration's schedule (one instance wins): true when it was due and not
     /// paused; the next run is then `next`.
-    public func claimDue(integrationID: UUID, organizationID: UUID, now: Date, next: Date) async throws -> Bool {
+    package func claimDue(integrationID: UUID, organizationID: UUID, now: Date, next: Date) async throws -> Bool {
         try await db.raw("""
             INSERT INTO sync_schedules (integration_id, organization_id, paused, next_run_at, updated_at)
             VALUES (\(bind: integrationID), \(bind: organizationID), \(bind: false), NULL, \(bind: now))
@@ -426,7 +426,7 @@ public struct SyncStore {
 
     // MARK: Conflicts
 
-    public func insertConflict(_ c: SyncConflictRecord) async throws {
+    package func insertConflict(_ c: SyncConflictRecord) async throws {
         try await db.raw("""
             INSERT INTO sync_conflicts (id, organization_id, integration_id, entity, record_id, job_id, source, destination, base, flagged, status, created_at)
             VALUES (\(bind: c.id), \(bind: c.organizationID), \(bind: c.integrationID), \(bind: c.entity), \(bind: c.recordID), \(bind: c.jobID),
@@ -439,7 +439,7 @@ public struct SyncStore {
         id, organization_id, integration_id, entity, record_id, job_id, source, destination, base, flagged, status, resolution, resolved_by, created_at, resolved_at
         """
 
-    public func conflicts(organizationID: UUID, integrationID: UUID, status: String?, before cursor: UUID?, limit: Int) async throws -> [SyncConflictRecord] {
+    package func conflicts(organizationID: UUID, integrationID: UUID, status: String?, before cursor: UUID?, limit: Int) async throws -> [SyncConflictRecord] {
         var query = SQLQueryString("SELECT \(unsafeRaw: Self.conflictColumns) FROM sync_conflicts WHERE organization_id = \(bind: organizationID) AND integration_id = \(bind: integrationID)")
         if let status { query.appendInterpolation(" AND status = \(bind: status)" as SQLQueryString) }
         if let cursor { query.appendInterpolation(" AND id < \(bind: cursor)" as SQLQueryString) }
@@ -447,13 +447,13 @@ public struct SyncStore {
         return try await db.raw(query).all().map(decodeConflict)
     }
 
-    public func conflict(id: UUID, organizationID: UUID) async throws -> SyncConflictRecord? {
+    package func conflict(id: UUID, organizationID: UUID) async throws -> SyncConflictRecord? {
         try await db.raw("SELECT \(unsafeRaw: Self.conflictColumns) FROM sync_conflicts WHERE id = \(bind: id) AND organization_id = \(bind: organizationID)")
             .first().map(decodeConflict)
     }
 
     /// Closes an open conflict; false if it was not open.
-    public func resolveConflict(id: UUID, organizationID: UUID, resolution: JSONValue, by actor: String, at now: Date) async throws -> Bool {
+    package func resolveConflict(id: UUID, organizationID: UUID, resolution: JSONValue, by actor: String, at now: Date) async throws -> Bool {
         try await db.raw("""
             UPDATE sync_conflicts SET status = 'resolved', resolution = \(bind: db.jsonBind(resolution)), resolved_by = \(bind: actor), resolved_at = \(bind: now)
             WHERE id = \(bind: id) AND organization_id = \(bind: organizationID) AND status = 'open'

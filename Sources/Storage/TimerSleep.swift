@@ -9,9 +9,9 @@ import NIOPosix
 /// 80,155 cancelled 10 s sleeps still held 24 MiB twenty seconds after their deadlines (about 300 bytes
 /// each), so a deadline raced against every database operation grew the server by about 2 KiB a request
 /// for as long as it ran (the soak: resident memory 1.2-1.4 times its value after warm-up).
-public enum TimerSleep {
+package enum TimerSleep {
     /// Returns after `duration`, or throws `CancellationError` as soon as the task is cancelled.
-    public static func sleep(for duration: Duration) async throws {
+    package static func sleep(for duration: Duration) async throws {
         let (seconds, attoseconds) = duration.components
         let nanoseconds = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         let amount: TimeAmount = nanoseconds.overflow ? .hours(24 * 365) : .nanoseconds(max(0, nanoseconds.partialValue &+ attoseconds / 1_000_000_000))

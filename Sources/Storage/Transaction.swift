@@ -8,7 +8,7 @@ package import SQLKit
 /// and never see SQL. Its SQL access is `package`, and `SQLKit` is a dependency of `Storage` alone (the
 /// `make test` check `scripts/check-sql-ownership.sh` keeps SQL text and `import SQLKit` out of every other
 /// target), so a query can only be written as a named method of a store.
-public struct Transaction: Sendable {
+package struct Transaction: Sendable {
     package let sql: any SQLDatabase
 
     package init(_ sql: any SQLDatabase) {
@@ -16,11 +16,11 @@ public struct Transaction: Sendable {
     }
 
     /// Which backend the transaction runs on.
-    public var backend: Database.Dialect { sql.backend }
+    package var backend: Database.Dialect { sql.backend }
 
     /// Runs `body` inside a savepoint of this transaction: its writes are kept when it returns and undone
     /// when it throws (the error is rethrown), while the rest of the transaction goes on.
-    public func savepoint<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T {
+    package func savepoint<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T {
         // Savepoints nest by name: ROLLBACK TO and RELEASE act on the most recent one of that name.
         try await sql.raw("SAVEPOINT portal_savepoint").run()
         let result: T

@@ -1,26 +1,26 @@
-public import Foundation
-public import PortalCore
+package import Foundation
+package import PortalCore
 import SQLKit
 
 /// A registered webhook receiver: a row of `webhook_endpoints`. Served at `/webhooks/{org slug}/{name}`.
-public struct WebhookEndpointRecord: Sendable, Equatable {
-    public var id: UUID
-    public var organizationID: UUID
-    public var integrationID: UUID
-    public var name: String
-    public var scheme: String
-    public var events: [String]
+package struct WebhookEndpointRecord: Sendable, Equatable {
+    package var id: UUID
+    package var organizationID: UUID
+    package var integrationID: UUID
+    package var name: String
+    package var scheme: String
+    package var events: [String]
     /// The seed's WebhookConfig without its secret: signatureHeader, signatureMethod, retryPolicy, and the
     /// scheme's options.
-    public var config: JSONValue
+    package var config: JSONValue
     /// The vault envelope of the secret (and, during a rotation's overlap, the previous one).
-    public var sealedSecret: JSONValue
-    public var createdBy: UUID?
-    public var createdAt: Date
-    public var updatedAt: Date
-    public var deletedAt: Date?
+    package var sealedSecret: JSONValue
+    package var createdBy: UUID?
+    package var createdAt: Date
+    package var updatedAt: Date
+    package var deletedAt: Date?
 
-    public init(
+    package init(
         id: UUID, organizationID: UUID, integrationID: UUID, name: String, scheme: String, events: [String], config: JSONValue,
         sealedSecret: JSONValue, createdBy: UUID?, createdAt: Date, updatedAt: Date, deletedAt: Date? = nil
     ) {
@@ -40,14 +40,14 @@ public struct WebhookEndpointRecord: Sendable, Equatable {
 }
 
 /// The `webhook_endpoints` table.
-public struct WebhookEndpointStore {
+package struct WebhookEndpointStore {
     private let db: any SQLDatabase
 
-    public init(_ transaction: Transaction) { db = transaction.sql }
+    package init(_ transaction: Transaction) { db = transaction.sql }
 
     static let columns = "id, organization_id, integration_id, name, scheme, events, config, sealed_secret, created_by, created_at, updated_at, deleted_at"
 
-    public func insert(_ r: WebhookEndpointRecord) async throws {
+    package func insert(_ r: WebhookEndpointRecord) async throws {
         try await db.raw("""
             INSERT INTO webhook_endpoints (\(unsafeRaw: Self.columns))
             VALUES (\(bind: r.id), \(bind: r.organizationID), \(bind: r.integrationID), \(bind: r.name), \(bind: r.scheme),
@@ -59,7 +59,7 @@ public struct WebhookEndpointStore {
     /// JSON columns hold objects (docs/decisions.md): the event types are `{"types": [...]}`.
     static func eventsDocument(_ events: [String]) -> JSONValue { ["types": .array(events.map(JSONValue.string))] }
 
-    public func update(_ r: WebhookEndpointRecord) async throws {
+    package func update(_ r: WebhookEndpointRecord) async throws {
         try await db.raw("""
             UPDATE webhook_endpoints SET name = \(bind: r.name), scheme = \(bind: r.scheme), events = \(bind: db.jsonBind(Self.eventsDocument(r.events))),
               config = \(bind: db.jsonBind(r.config)), sealed_secret = \(bind: db.jsonBind(r.sealedSecret)), updated_at = \(bind: r.updatedAt),
@@ -68,7 +68,7 @@ public struct WebhookEndpointStore {
             """).run()
     }
 
-    public func find(id: UUID, organizationID: UUID) async throws -> WebhookEndpointRecord? {
+    package func find(id: UUID, organizationID: UUID) async throws -> WebhookEndpointRecord? {
         try await db.raw("""
             SELECT \(unsafeRaw: Self.columns) FROM webhook_endpoints
             WHERE id = \(bind: id) AND organization_id = \(bind: organizationID) AND deleted_at IS NULL
@@ -76,7 +76,7 @@ public struct WebhookEndpointStore {
     }
 
     /// The live endpoint named `name` in the organization `slug` (the receive path).
-    public func find(slug: String, name: String) async throws -> WebhookEndpointRecord? {
+    package func find(slug: String, name: String) async throws -> WebhookEndpointRecord? {
         try await db.raw("""
             SELECT \(unsafeRaw: Self.columns.split(separator: ",").map { "e." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", "))
             FROM webhook_endpoints e JOIN organizations o ON o.id = e.organization_id
@@ -84,7 +84,7 @@ public struct WebhookEndpointStore {
             """).first().map(decode)
     }
 
-    public func list(organizationID: UUID, integrationID: UUID) async throws -> [WebhookEndpointRecord] {
+    package func list(organizationID: UUID, integrationID: UUID) async throws -> [WebhookEndpointRecord] {
         try await db.raw("""
             SELECT \(unsafeRaw: Self.columns) FROM webhook_endpoints
             WHERE organization_id = \(bind: organizationID) AND integration_id = \(bind: integrationID) AND deleted_at IS NULL ORDER BY id
@@ -92,7 +92,7 @@ public struct WebhookEndpointStore {
     }
 
     /// Every live receive path, `slug/name`: the receiver's in-memory index.
-    public func livePaths() async throws -> Set<String> {
+    package func livePaths() async throws -> Set<String> {
         Set(try await db.raw("""
             SELECT o.slug AS slug, e.name AS name FROM webhook_endpoints e JOIN organizations o ON o.id = e.organization_id
             WHERE e.deleted_at IS NULL
@@ -119,36 +119,36 @@ public struct WebhookEndpointStore {
 }
 
 /// One received webhook: a row of `webhook_events` (the seed's columns, plus dedup and queue columns).
-public struct WebhookEventRecord: Sendable, Equatable {
-    public var id: UUID
-    public var organizationID: UUID
-    public var integrationID: UUID
-    public var endpointID: UUID
-    public var eventType: String
+package struct WebhookEventRecord: Sendable, Equatable {
+    package var id: UUID
+    package var organizationID: UUID
+    package var integrationID: UUID
+    package var endpointID: UUID
+    package var eventType: String
     /// The raw body, sealed by the vault.
-    public var payload: JSONValue
-    public var signature: String?
+    package var payload: JSONValue
+    package var signature: String?
     /// pending, retrying, processed or failed (the dead letter).
-    public var status: String
-    public var retryCount: Int
-    public var attempts: Int
-    public var errorMessage: String?
-    public var note: String?
-    public var processedAt: Date?
-    public var createdAt: Date
-    public var providerEventID: String?
-    public var dedupKey: String
+    package var status: String
+    package var retryCount: Int
+    package var attempts: Int
+    package var errorMessage: String?
+    package var note: String?
+    package var processedAt: Date?
+    package var createdAt: Date
+    package var providerEventID: String?
+    package var dedupKey: String
     /// The headers a re-verification needs.
-    public var headers: JSONValue
-    public var bodyDigest: String
-    public var availableAt: Date
-    public var leaseOwner: String?
-    public var leaseUntil: Date?
+    package var headers: JSONValue
+    package var bodyDigest: String
+    package var availableAt: Date
+    package var leaseOwner: String?
+    package var leaseUntil: Date?
     /// The body's SHA-256 (hex) when the endpoint's scheme signs no timestamp: unique per endpoint, so a
     /// captured delivery sent again (with any new unsigned id) is declined as a replay. Nil otherwise.
-    public var replayDigest: String?
+    package var replayDigest: String?
 
-    public init(
+    package init(
         id: UUID, organizationID: UUID, integrationID: UUID, endpointID: UUID, eventType: String, payload: JSONValue, signature: String?,
         status: String = "pending", retryCount: Int = 0, attempts: Int = 0, errorMessage: String? = nil, note: String? = nil,
         processedAt: Date? = nil, createdAt: Date, providerEventID: String?, dedupKey: String, headers: JSONValue, bodyDigest: String,
@@ -180,10 +180,10 @@ public struct WebhookEventRecord: Sendable, Equatable {
 }
 
 /// The `webhook_events` table: the received events and the durable queue over them.
-public struct WebhookEventStore {
+package struct WebhookEventStore {
     private let db: any SQLDatabase
 
-    public init(_ transaction: Transaction) { db = transaction.sql }
+    package init(_ transaction: Transaction) { db = transaction.sql }
 
     static let columns = """
         id, organization_id, integration_id, endpoint_id, event_type, payload, signature, status, retry_count, attempts, error_message, note, \
@@ -192,13 +192,13 @@ public struct WebhookEventStore {
 
     /// Releases every event's lease (a single-process SQLite deployment at start: leases left are a
     /// crashed predecessor's).
-    public func releaseAllLeases() async throws {
+    package func releaseAllLeases() async throws {
         try await db.raw("UPDATE webhook_events SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL").run()
     }
 
     /// Whether the endpoint stored a delivery with this body digest since `since` (a replay of a body
     /// without an event id).
-    public func hasBody(endpointID: UUID, digest: String, since: Date) async throws -> Bool {
+    package func hasBody(endpointID: UUID, digest: String, since: Date) async throws -> Bool {
         try await db.raw("""
             SELECT 1 AS found FROM webhook_events WHERE endpoint_id = \(bind: endpointID) AND body_digest = \(bind: digest) AND created_at >= \(bind: since)
             """).first() != nil
@@ -207,7 +207,7 @@ public struct WebhookEventStore {
     /// Inserts events; one whose (endpoint, dedup key) or (endpoint, replay digest) is already stored is
     /// skipped (a replay). Returns the ids of the events inserted.
     @discardableResult
-    public func insert(_ records: [WebhookEventRecord]) async throws -> Set<UUID> {
+    package func insert(_ records: [WebhookEventRecord]) async throws -> Set<UUID> {
         var inserted = Set<UUID>()
         for start in stride(from: 0, to: records.count, by: 64) {
             let values = records[start..<min(start + 64, records.count)].map { r -> SQLQueryString in
@@ -227,7 +227,7 @@ public struct WebhookEventStore {
         return inserted
     }
 
-    public func find(id: UUID, organizationID: UUID) async throws -> WebhookEventRecord? {
+    package func find(id: UUID, organizationID: UUID) async throws -> WebhookEventRecord? {
         try await db.raw("SELECT \(unsafeRaw: Self.columns) FROM webhook_events WHERE id = \(bind: id) AND organization_id = \(bind: organizationID)")
             .first().map(decode)
     }
@@ -235,7 +235,7 @@ public struct WebhookEventStore {
     /// Leases up to `limit` due events to `owner` until `until`: pending or retrying, available, and not
     /// leased or with an expired lease (a crashed worker's). PostgreSQL skips rows other workers hold
     /// (`FOR UPDATE SKIP LOCKED`); SQLite's single writer makes the update atomic by itself.
-    public func lease(owner: String, now: Date, until: Date, limit: Int) async throws -> [WebhookEventRecord] {
+    package func lease(owner: String, now: Date, until: Date, limit: Int) async throws -> [WebhookEventRecord] {
         let skipLocked = db.backend == .postgres ? " FOR UPDATE SKIP LOCKED" : ""
         return try await db.raw("""
             UPDATE webhook_events SET lease_owner = \(bind: owner), lease_until = \(bind: until), attempts = attempts + 1
@@ -250,7 +250,7 @@ public struct WebhookEventStore {
 
     /// Of `ids`, those whose lease `owner` still holds, locked for the caller's transaction on PostgreSQL
     /// (so the lease cannot pass to another worker before the outcome commits).
-    public func held(ids: [UUID], owner: String) async throws -> Set<UUID> {
+    package func held(ids: [UUID], owner: String) async throws -> Set<UUID> {
         guard !ids.isEmpty else { return [] }
         let list = ids.map { id -> SQLQueryString in "\(bind: id)" }.joined(separator: ", ")
         let lock = db.backend == .postgres ? " FOR UPDATE" : ""
@@ -259,7 +259,7 @@ public struct WebhookEventStore {
     }
 
     /// Marks events this worker holds processed, with one note for all of them.
-    public func finishProcessed(ids: [UUID], owner: String, note: String, at now: Date) async throws {
+    package func finishProcessed(ids: [UUID], owner: String, note: String, at now: Date) async throws {
         guard !ids.isEmpty else { return }
         let list = ids.map { id -> SQLQueryString in "\(bind: id)" }.joined(separator: ", ")
         try await db.raw("""
@@ -270,7 +270,7 @@ public struct WebhookEventStore {
     }
 
     /// Records a processing outcome for an event this worker holds; false if the lease was lost.
-    public func finish(
+    package func finish(
         id: UUID, owner: String, status: String, error: String?, note: String?, retryCount: Int, availableAt: Date, processedAt: Date?
     ) async throws -> Bool {
         try await db.raw("""
@@ -283,7 +283,7 @@ public struct WebhookEventStore {
     }
 
     /// Puts failed (dead-lettered) events back in the queue; returns the ids requeued.
-    public func requeue(ids: [UUID], organizationID: UUID, at now: Date) async throws -> [UUID] {
+    package func requeue(ids: [UUID], organizationID: UUID, at now: Date) async throws -> [UUID] {
         guard !ids.isEmpty else { return [] }
         let list = ids.map { id -> SQLQueryString in "\(bind: id)" }.joined(separator: ", ")
         return try await db.raw("""
@@ -293,7 +293,7 @@ public struct WebhookEventStore {
     }
 
     /// The integration's events, newest first, optionally of one status, before `cursor`.
-    public func list(organizationID: UUID, integrationID: UUID, status: String?, before cursor: UUID?, limit: Int) async throws -> [WebhookEventRecord] {
+    package func list(organizationID: UUID, integrationID: UUID, status: String?, before cursor: UUID?, limit: Int) async throws -> [WebhookEventRecord] {
         var query = SQLQueryString("SELECT \(unsafeRaw: Self.columns) FROM webhook_events WHERE organization_id = \(bind: organizationID) AND integration_id = \(bind: integrationID)")
         if let status { query.appendInterpolation(" AND status = \(bind: status)" as SQLQueryString) }
         if let cursor { query.appendInterpolation(" AND id < \(bind: cursor)" as SQLQueryString) }
@@ -302,7 +302,7 @@ public struct WebhookEventStore {
     }
 
     /// Ids of the organization's failed events matching a filter (bulk retry).
-    public func failedIDs(organizationID: UUID, integrationID: UUID?, eventType: String?, limit: Int) async throws -> [UUID] {
+    package func failedIDs(organizationID: UUID, integrationID: UUID?, eventType: String?, limit: Int) async throws -> [UUID] {
         var query = SQLQueryString("SELECT id FROM webhook_events WHERE organization_id = \(bind: organizationID) AND status = 'failed'")
         if let integrationID { query.appendInterpolation(" AND integration_id = \(bind: integrationID)" as SQLQueryString) }
         if let eventType { query.appendInterpolation(" AND event_type = \(bind: eventType)" as SQLQueryString) }
@@ -341,13 +341,13 @@ public struct WebhookEventStore {
     /// The stored event of `endpointID` with this replay digest (the body's SHA-256), if any: its id and
     /// dedup key (a different key than the new delivery's means a replay under a new id).
     /// The stored event a delivery with `dedupKey` duplicates, if any.
-    public func duplicated(endpointID: UUID, dedupKey: String) async throws -> UUID? {
+    package func duplicated(endpointID: UUID, dedupKey: String) async throws -> UUID? {
         try await db.raw("""
             SELECT id FROM webhook_events WHERE endpoint_id = \(bind: endpointID) AND dedup_key = \(bind: dedupKey)
             """).first()?.decode(column: "id", as: UUID.self)
     }
 
-    public func replayed(endpointID: UUID, replayDigest: String) async throws -> (id: UUID, dedupKey: String)? {
+    package func replayed(endpointID: UUID, replayDigest: String) async throws -> (id: UUID, dedupKey: String)? {
         guard let row = try await db.raw("""
             SELECT id, dedup_key FROM webhook_events WHERE endpoint_id = \(bind: endpointID) AND replay_digest = \(bind: replayDigest)
             """).first() else { return nil }
@@ -356,13 +356,13 @@ public struct WebhookEventStore {
 }
 
 /// A record of the integration's records store (`sync_records`): what `user.*` webhooks and syncs upsert.
-public struct SyncRecordStore {
+package struct SyncRecordStore {
     private let db: any SQLDatabase
 
-    public init(_ transaction: Transaction) { db = transaction.sql }
+    package init(_ transaction: Transaction) { db = transaction.sql }
 
     /// Inserts or replaces the record's data; `source` says what wrote it (`webhook`, `sync`).
-    public func upsert(
+    package func upsert(
         organizationID: UUID, integrationID: UUID, entity: String, recordID: String, data: JSONValue, source: String, sourceEventID: String?, at now: Date
     ) async throws {
         try await db.raw("""
@@ -374,14 +374,14 @@ public struct SyncRecordStore {
             """).run()
     }
 
-    public func find(integrationID: UUID, entity: String, recordID: String) async throws -> (data: JSONValue, sourceEventID: String?)? {
+    package func find(integrationID: UUID, entity: String, recordID: String) async throws -> (data: JSONValue, sourceEventID: String?)? {
         guard let row = try await db.raw("""
             SELECT data, source_event_id FROM sync_records WHERE integration_id = \(bind: integrationID) AND entity = \(bind: entity) AND record_id = \(bind: recordID)
             """).first() else { return nil }
         return (try row.decodeJSON(column: "data", backend: db.backend) ?? .null, try row.decodeOptional(column: "source_event_id", as: String.self))
     }
 
-    public func count(integrationID: UUID, entity: String) async throws -> Int {
+    package func count(integrationID: UUID, entity: String) async throws -> Int {
         try await db.raw("SELECT COUNT(*) AS n FROM sync_records WHERE integration_id = \(bind: integrationID) AND entity = \(bind: entity) AND deleted_at IS NULL")
             .first()?.decode(column: "n", as: Int.self) ?? 0
     }

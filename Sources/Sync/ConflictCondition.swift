@@ -1,5 +1,5 @@
 import Foundation
-public import PortalCore
+package import PortalCore
 
 /// The condition of a ``ConflictRule``: a small, documented language (README "Conflict resolution").
 ///
@@ -17,7 +17,7 @@ public import PortalCore
 /// `base` the provider's version at the last sync. Numbers compare as numbers; two strings that are both
 /// RFC 3339 timestamps compare as instants, other strings by their characters; `==` and `!=` compare any
 /// two values (a missing field is `null`). An ordering between values of different kinds is false.
-public struct ConflictCondition: Sendable, Equatable, CustomStringConvertible {
+package struct ConflictCondition: Sendable, Equatable, CustomStringConvertible {
     indirect enum Node: Sendable, Equatable {
         case or(Node, Node)
         case and(Node, Node)
@@ -31,7 +31,7 @@ public struct ConflictCondition: Sendable, Equatable, CustomStringConvertible {
         case literal(JSONValue)
     }
 
-    public enum Side: String, Sendable {
+    package enum Side: String, Sendable {
         case source, destination, base
     }
 
@@ -40,17 +40,17 @@ public struct ConflictCondition: Sendable, Equatable, CustomStringConvertible {
     }
 
     let root: Node
-    public let description: String
+    package let description: String
 
     /// Parses a condition; the error message says where it went wrong.
-    public init(_ text: String) throws(ConditionError) {
+    package init(_ text: String) throws(ConditionError) {
         var parser = ConditionParser(text)
         root = try parser.parse()
         description = text
     }
 
     /// Evaluates the condition for the rule's `field` (a dot path).
-    public func holds(source: JSONValue, destination: JSONValue, base: JSONValue?, field: [String]) -> Bool {
+    package func holds(source: JSONValue, destination: JSONValue, base: JSONValue?, field: [String]) -> Bool {
         Self.evaluate(root, source: source, destination: destination, base: base ?? .null, field: field)
     }
 
@@ -121,21 +121,21 @@ public struct ConflictCondition: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Why a condition does not parse.
-public struct ConditionError: Error, Equatable, Sendable {
-    public var message: String
+package struct ConditionError: Error, Equatable, Sendable {
+    package var message: String
 }
 
 /// Dot paths into records: `address.city`.
-public enum FieldPath {
+package enum FieldPath {
     /// Splits a dot path; nil when a segment is empty.
-    public static func parse(_ text: String) -> [String]? {
+    package static func parse(_ text: String) -> [String]? {
         let segments = text.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
         guard !segments.isEmpty, segments.allSatisfy({ !$0.isEmpty && $0.count <= 100 }) else { return nil }
         return segments
     }
 
     /// The value at `path`, or null when any step is missing.
-    public static func value(in record: JSONValue, at path: [String]) -> JSONValue {
+    package static func value(in record: JSONValue, at path: [String]) -> JSONValue {
         var current = record
         for segment in path {
             guard case .object(let members) = current, let next = members[segment] else { return .null }
@@ -145,7 +145,7 @@ public enum FieldPath {
     }
 
     /// `record` with the value at `path` replaced (created along the way; removed when `value` is nil).
-    public static func setting(_ value: JSONValue?, in record: JSONValue, at path: [String]) -> JSONValue {
+    package static func setting(_ value: JSONValue?, in record: JSONValue, at path: [String]) -> JSONValue {
         guard let first = path.first else { return value ?? .null }
         var members = record.objectValue ?? [:]
         if path.count == 1 {

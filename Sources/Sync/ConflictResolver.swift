@@ -1,8 +1,8 @@
 import Foundation
-public import PortalCore
+package import PortalCore
 
 /// The seed's `ConflictResolution.strategy`.
-public enum ConflictStrategy: String, Sendable, CaseIterable {
+package enum ConflictStrategy: String, Sendable, CaseIterable {
     case sourceWins = "source_wins"
     case destinationWins = "destination_wins"
     case merge
@@ -10,7 +10,7 @@ public enum ConflictStrategy: String, Sendable, CaseIterable {
 }
 
 /// The seed's `ConflictRule.action`.
-public enum ConflictAction: String, Sendable, CaseIterable {
+package enum ConflictAction: String, Sendable, CaseIterable {
     /// The field takes the source's value (removed if the source has none).
     case overwrite
     /// The field keeps the destination's value.
@@ -25,33 +25,33 @@ public enum ConflictAction: String, Sendable, CaseIterable {
 
 /// The seed's `ConflictRule`: for `field` (a dot path), when `condition` holds (always, if there is none),
 /// apply `action`.
-public struct ConflictRule: Sendable, Equatable {
-    public var field: [String]
-    public var condition: ConflictCondition?
-    public var action: ConflictAction
+package struct ConflictRule: Sendable, Equatable {
+    package var field: [String]
+    package var condition: ConflictCondition?
+    package var action: ConflictAction
 
-    public init(field: [String], condition: ConflictCondition?, action: ConflictAction) {
+    package init(field: [String], condition: ConflictCondition?, action: ConflictAction) {
         self.field = field
         self.condition = condition
         self.action = action
     }
 
-    public var fieldName: String { field.joined(separator: ".") }
+    package var fieldName: String { field.joined(separator: ".") }
 }
 
 /// The seed's `ConflictResolution`: a strategy and, for `merge`, its rules.
-public struct ConflictPolicy: Sendable, Equatable {
-    public var strategy: ConflictStrategy
-    public var rules: [ConflictRule]
+package struct ConflictPolicy: Sendable, Equatable {
+    package var strategy: ConflictStrategy
+    package var rules: [ConflictRule]
 
-    public init(strategy: ConflictStrategy, rules: [ConflictRule] = []) {
+    package init(strategy: ConflictStrategy, rules: [ConflictRule] = []) {
         self.strategy = strategy
         self.rules = rules
     }
 
     /// Reads `{"strategy", "rules": [{"field", "condition", "action"}]}`, collecting every problem with
     /// its pointer; the conditions are parsed here, so a bad one is refused when it is configured.
-    public static func read(_ r: inout JSONObjectReader) -> ConflictPolicy? {
+    package static func read(_ r: inout JSONObjectReader) -> ConflictPolicy? {
         let strategy = r.enumeration("strategy", ConflictStrategy.self, required: true)
         var rules: [ConflictRule] = []
         if let list = r.value("rules") {
@@ -87,7 +87,7 @@ public struct ConflictPolicy: Sendable, Equatable {
     }
 
     /// The stored form (as configured).
-    public var json: JSONValue {
+    package var json: JSONValue {
         [
             "strategy": .string(strategy.rawValue),
             "rules": .array(rules.map { rule in
@@ -100,15 +100,15 @@ public struct ConflictPolicy: Sendable, Equatable {
 }
 
 /// What resolving one conflict decided.
-public struct ConflictOutcome: Sendable, Equatable {
+package struct ConflictOutcome: Sendable, Equatable {
     /// The record to keep.
-    public var value: JSONValue
+    package var value: JSONValue
     /// Fields left at the destination's value for a reviewer (dot paths); the whole record for `manual`.
-    public var flagged: [String]
+    package var flagged: [String]
     /// Each field a rule or the default decided, with the action taken (dot path: action).
-    public var decisions: [String: ConflictAction]
+    package var decisions: [String: ConflictAction]
 
-    public init(value: JSONValue, flagged: [String], decisions: [String: ConflictAction]) {
+    package init(value: JSONValue, flagged: [String], decisions: [String: ConflictAction]) {
         self.value = value
         self.flagged = flagged
         self.decisions = decisions
@@ -116,12 +116,12 @@ public struct ConflictOutcome: Sendable, Equatable {
 
     /// Whether a person has to look at it (`manual`, a `flag` rule, or a field changed on both sides that
     /// no rule decided).
-    public var needsReview: Bool { !flagged.isEmpty }
+    package var needsReview: Bool { !flagged.isEmpty }
 }
 
 /// Resolves a conflict: a record changed at the source and locally since the last sync. Pure: the
 /// sync engine supplies the three versions and stores the outcome.
-public enum ConflictResolver {
+package enum ConflictResolver {
     /// `source` is the provider's record now, `destination` the portal's copy (with its local edits), `base`
     /// the provider's record at the last sync (nil if unknown: then every difference counts as a change on
     /// both sides).
@@ -130,7 +130,7 @@ public enum ConflictResolver {
     /// value, one only the portal changed keeps the portal's, and one both changed to different values is
     /// flagged (kept as the portal has it). The rules then apply in order, the first whose condition holds
     /// deciding its field; a rule that decides a flagged field clears the flag.
-    public static func resolve(source: JSONValue, destination: JSONValue, base: JSONValue?, policy: ConflictPolicy) -> ConflictOutcome {
+    package static func resolve(source: JSONValue, destination: JSONValue, base: JSONValue?, policy: ConflictPolicy) -> ConflictOutcome {
         switch policy.strategy {
         case .sourceWins:
             return ConflictOutcome(value: source, flagged: [], decisions: [:])

@@ -1,26 +1,26 @@
 import Foundation
-public import PortalCore
+package import PortalCore
 
 /// Field mapping from a provider's item to the portal's record: `{"portalField": "/json/pointer"}` renames,
 /// `{"portalField": {"from": "/pointer", "type": "string|integer|number|boolean|timestamp"}}` also converts.
 /// Portal fields may be dot paths (`address.city`) to build nested objects. With a mapping, a record holds
 /// only the mapped fields; without one, the item as the provider sent it.
-public struct FieldMapping: Sendable, Equatable {
-    public enum Conversion: String, Sendable, CaseIterable {
+package struct FieldMapping: Sendable, Equatable {
+    package enum Conversion: String, Sendable, CaseIterable {
         case string, integer, number, boolean, timestamp
     }
 
-    public struct Field: Sendable, Equatable {
-        public var target: [String]
-        public var source: String
-        public var conversion: Conversion?
+    package struct Field: Sendable, Equatable {
+        package var target: [String]
+        package var source: String
+        package var conversion: Conversion?
     }
 
-    public var fields: [Field]
+    package var fields: [Field]
 
     /// A value that cannot be converted: the record is rejected (counted, and named in the job's errors).
-    public struct Failure: Error, Equatable, Sendable {
-        public var message: String
+    package struct Failure: Error, Equatable, Sendable {
+        package var message: String
     }
 
     static func read(_ r: inout JSONObjectReader) -> FieldMapping? {
@@ -64,7 +64,7 @@ public struct FieldMapping: Sendable, Equatable {
     }
 
     /// The portal's record for a provider's item. A missing source field is left out.
-    public func apply(to item: JSONValue) throws(Failure) -> JSONValue {
+    package func apply(to item: JSONValue) throws(Failure) -> JSONValue {
         var record: JSONValue = [:]
         for field in fields {
             guard let value = JSONPointer.value(at: field.source, in: item) else { continue }

@@ -1,28 +1,28 @@
 import Foundation
-public import PortalCore
+package import PortalCore
 
 /// An integration's `syncConfig`, read and checked: what to pull per entity, how often, and how
 /// conflicts are resolved.
-public struct SyncConfiguration: Sendable, Equatable {
-    public var entities: [String: SyncEntity]
-    public var intervalSeconds: Int?
+package struct SyncConfiguration: Sendable, Equatable {
+    package var entities: [String: SyncEntity]
+    package var intervalSeconds: Int?
     /// What the schedule runs: `incremental` (the default) or `full` (the seed's `syncType`).
-    public var syncType: String = "incremental"
-    public var conflicts: ConflictPolicy
+    package var syncType: String = "incremental"
+    package var conflicts: ConflictPolicy
 
-    public init(entities: [String: SyncEntity], intervalSeconds: Int? = nil, conflicts: ConflictPolicy = ConflictPolicy(strategy: .sourceWins)) {
+    package init(entities: [String: SyncEntity], intervalSeconds: Int? = nil, conflicts: ConflictPolicy = ConflictPolicy(strategy: .sourceWins)) {
         self.entities = entities
         self.intervalSeconds = intervalSeconds
         self.conflicts = conflicts
     }
 
     /// Reads a `syncConfig` object; every problem is reported with its pointer (a 422).
-    public static func parse(_ value: JSONValue, pointer: String = "/syncConfig") throws(PortalError) -> SyncConfiguration {
+    package static func parse(_ value: JSONValue, pointer: String = "/syncConfig") throws(PortalError) -> SyncConfiguration {
         try JSONObjectReader.parse(value, pointer: pointer, read)
     }
 
     /// Reads the members of a `syncConfig` object into `r`'s error list.
-    public static func read(_ r: inout JSONObjectReader) -> SyncConfiguration? {
+    package static func read(_ r: inout JSONObjectReader) -> SyncConfiguration? {
         var entities: [String: SyncEntity] = [:]
         if let list = r.value("entities", required: true) {
             if case .object(let members) = list {
@@ -52,7 +52,7 @@ public struct SyncConfiguration: Sendable, Equatable {
     }
 
     /// The stored form.
-    public var json: JSONValue {
+    package var json: JSONValue {
         var m: [String: JSONValue] = [
             "entities": .object(entities.mapValues(\.json)),
             "conflictResolution": conflicts.json, "syncType": .string(syncType),
@@ -63,23 +63,23 @@ public struct SyncConfiguration: Sendable, Equatable {
 }
 
 /// One entity's list endpoint and how to read it.
-public struct SyncEntity: Sendable, Equatable {
-    public var name: String
+package struct SyncEntity: Sendable, Equatable {
+    package var name: String
     /// The list endpoint, a path under the integration's base URL (it may carry a query).
-    public var endpoint: String
+    package var endpoint: String
     /// Where the items are in a page (a JSON pointer; "" for a page that is the array itself).
-    public var itemsPath: String
+    package var itemsPath: String
     /// The record id in an item: a member name or a JSON pointer.
-    public var idField: String
+    package var idField: String
     /// The data subject's id in an item, for records that describe a person (stored encrypted with the
     /// subject's key).
-    public var subjectIdField: String?
+    package var subjectIdField: String?
     /// The query parameter an incremental sync sends the high-water mark in.
-    public var updatedSinceParam: String?
+    package var updatedSinceParam: String?
     /// Where an item says when it last changed (the high-water mark).
-    public var updatedField: String
-    public var pagination: Pagination
-    public var mapping: FieldMapping?
+    package var updatedField: String
+    package var pagination: Pagination
+    package var mapping: FieldMapping?
 
     static func read(name: String, _ r: inout JSONObjectReader) -> SyncEntity? {
         let endpoint = r.string("endpoint", required: true, minLength: 1, maxLength: 2_000)
@@ -111,13 +111,13 @@ public struct SyncEntity: Sendable, Equatable {
     }
 
     /// A member name or JSON pointer, looked up in `item`.
-    public static func lookup(_ field: String, in item: JSONValue) -> JSONValue? {
+    package static func lookup(_ field: String, in item: JSONValue) -> JSONValue? {
         if field.hasPrefix("/") { return JSONPointer.value(at: field, in: item) }
         return item.objectValue?[field]
     }
 
     /// The item's record id as text (strings and integers), or nil.
-    public func recordID(of item: JSONValue) -> String? {
+    package func recordID(of item: JSONValue) -> String? {
         switch Self.lookup(idField, in: item) {
         case .string(let s)? where !s.isEmpty && s.count <= 255: s
         case .int(let n)?: String(n)
@@ -127,8 +127,8 @@ public struct SyncEntity: Sendable, Equatable {
 }
 
 /// How an entity's pages follow each other.
-public struct Pagination: Sendable, Equatable {
-    public enum Style: String, Sendable, CaseIterable {
+package struct Pagination: Sendable, Equatable {
+    package enum Style: String, Sendable, CaseIterable {
         /// One page holds everything.
         case none
         /// The response names the next cursor (`nextCursorPath`), sent back as `cursorParam`.
@@ -139,15 +139,15 @@ public struct Pagination: Sendable, Equatable {
         case link
     }
 
-    public var style: Style
-    public var cursorParam: String = "cursor"
-    public var nextCursorPath: String = "/next_cursor"
-    public var pageParam: String = "page"
-    public var firstPage: Int = 1
-    public var pageSizeParam: String?
-    public var pageSize: Int?
+    package var style: Style
+    package var cursorParam: String = "cursor"
+    package var nextCursorPath: String = "/next_cursor"
+    package var pageParam: String = "page"
+    package var firstPage: Int = 1
+    package var pageSizeParam: String?
+    package var pageSize: Int?
 
-    public init(style: Style) {
+    package init(style: Style) {
         self.style = style
     }
 
@@ -183,7 +183,7 @@ public struct Pagination: Sendable, Equatable {
     }
 
     /// The query parameters of the first page.
-    public func firstQuery() -> [(String, String)] {
+    package func firstQuery() -> [(String, String)] {
         var query: [(String, String)] = []
         if style == .page { query.append((pageParam, String(firstPage))) }
         if let pageSizeParam, let pageSize { query.append((pageSizeParam, String(pageSize))) }
@@ -192,7 +192,7 @@ public struct Pagination: Sendable, Equatable {
 
     /// Where the page after one with `itemCount` items is: new query parameters, an absolute URL (`Link`), or
     /// nil at the end.
-    public func next(after page: JSONValue, headers: [(String, String)], itemCount: Int, current: [(String, String)]) -> NextPage? {
+    package func next(after page: JSONValue, headers: [(String, String)], itemCount: Int, current: [(String, String)]) -> NextPage? {
         switch style {
         case .none:
             return nil
@@ -217,11 +217,11 @@ public struct Pagination: Sendable, Equatable {
 }
 
 /// The next page of a list.
-public enum NextPage: Sendable, Equatable {
+package enum NextPage: Sendable, Equatable {
     case query([(String, String)])
     case url(String)
 
-    public static func == (a: NextPage, b: NextPage) -> Bool {
+    package static func == (a: NextPage, b: NextPage) -> Bool {
         switch (a, b) {
         case (.url(let x), .url(let y)): x == y
         case (.query(let x), .query(let y)): x.map { "\($0.0)=\($0.1)" } == y.map { "\($0.0)=\($0.1)" }
@@ -231,10 +231,10 @@ public enum NextPage: Sendable, Equatable {
 }
 
 /// RFC 8288 `Link` header values.
-public enum LinkHeader {
+package enum LinkHeader {
     /// The target of the first link whose `rel` includes `rel` (relation types compare case-insensitively,
     /// `rel` may list several), across all the header's values.
-    public static func target(rel: String, in values: [String]) -> String? {
+    package static func target(rel: String, in values: [String]) -> String? {
         for value in values {
             for link in links(value) where link.rels.contains(rel.lowercased()) { return link.target }
         }
@@ -276,9 +276,9 @@ public enum LinkHeader {
 }
 
 /// RFC 6901 JSON pointers.
-public enum JSONPointer {
+package enum JSONPointer {
     /// The value at `pointer` ("" is the whole document), or nil.
-    public static func value(at pointer: String, in document: JSONValue) -> JSONValue? {
+    package static func value(at pointer: String, in document: JSONValue) -> JSONValue? {
         if pointer.isEmpty { return document }
         guard pointer.hasPrefix("/") else { return nil }
         var current = document

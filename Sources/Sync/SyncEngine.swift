@@ -1,11 +1,11 @@
 import Crypto
-public import Integrations
-public import Foundation
-public import Ledger
-public import Logging
-public import PortalCore
-public import ServiceLifecycle
-public import Storage
+package import Integrations
+package import Foundation
+package import Ledger
+package import Logging
+package import PortalCore
+import ServiceLifecycle
+package import Storage
 import Synchronization
 
 /// The seed's `syncData`: jobs that pull an entity's list through the gateway page by page, upsert
@@ -15,17 +15,17 @@ import Synchronization
 /// high-water mark so far, the running digest of record ids) commit together, so a job killed midway
 /// resumes after its last committed page, without duplicates or gaps. Jobs hold a lease renewed by every
 /// page; the engine's service takes over running jobs whose lease expired (a crashed instance's).
-public final class SyncEngine: Service, Sendable {
-    public struct Configuration: Sendable {
-        public var leaseSeconds: TimeInterval
+package final class SyncEngine: Service, Sendable {
+    package struct Configuration: Sendable {
+        package var leaseSeconds: TimeInterval
         /// How often the service looks for abandoned jobs.
-        public var pollInterval: Duration
+        package var pollInterval: Duration
         /// How long one page may wait out a provider's 429s in all before the job fails.
-        public var maxThrottleWait: TimeInterval
+        package var maxThrottleWait: TimeInterval
         /// The most pages of one job (a guard against a provider's endless cursor).
-        public var maxPages: Int
+        package var maxPages: Int
 
-        public init(leaseSeconds: TimeInterval = 30, pollInterval: Duration = .seconds(5), maxThrottleWait: TimeInterval = 300, maxPages: Int = 100_000) {
+        package init(leaseSeconds: TimeInterval = 30, pollInterval: Duration = .seconds(5), maxThrottleWait: TimeInterval = 300, maxPages: Int = 100_000) {
             self.leaseSeconds = leaseSeconds
             self.pollInterval = pollInterval
             self.maxThrottleWait = maxThrottleWait
@@ -44,7 +44,7 @@ public final class SyncEngine: Service, Sendable {
     /// Told of the records each committed page handled (monitoring).
     let observer: any ActivityObserver
     /// This instance's lease name.
-    public let owner: String
+    package let owner: String
     /// Jobs to run, started by requests or taken over: the service's `run()` runs each as a child task.
     private let submissions: AsyncStream<Submission>
     private let submit: AsyncStream<Submission>.Continuation
@@ -59,7 +59,7 @@ public final class SyncEngine: Service, Sendable {
         var plan: Plan
     }
 
-    public init(
+    package init(
         database: Database, gateway: any OutboundTransport, vault: CredentialVault, audit: any AuditTrail, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared,
         logger: Logger, configuration: Configuration = .init(), observer: any ActivityObserver = NoActivityObserver()
     ) {
@@ -77,23 +77,23 @@ public final class SyncEngine: Service, Sendable {
     }
 
     /// The keyed hash that finds a data subject's key (`subject_keys.lookup`) and suppresses it once erased.
-    public func subjectLookup(organizationID: UUID, subjectID: String) async throws -> String {
+    package func subjectLookup(organizationID: UUID, subjectID: String) async throws -> String {
         try await database.write { db in try await sealing.lookup(organizationID: organizationID, subjectID: subjectID, in: db) }
     }
 
     // MARK: Starting and watching jobs
 
     /// What `POST /portal/integrations/{id}/sync` asks for: the seed's body.
-    public struct Request: Sendable {
-        public var syncType: String
-        public var entities: [String]?
+    package struct Request: Sendable {
+        package var syncType: String
+        package var entities: [String]?
 
-        public init(syncType: String, entities: [String]?) {
+        package init(syncType: String, entities: [String]?) {
             self.syncType = syncType
             self.entities = entities
         }
 
-        public static func parse(_ body: JSONValue) throws(PortalError) -> Request {
+        package static func parse(_ body: JSONValue) throws(PortalError) -> Request {
             let errors = ValidationErrors()
             var r = JSONObjectReader(body, errors: errors)
             let type = r.string("syncType", required: true)
@@ -108,7 +108,7 @@ public final class SyncEngine: Service, Sendable {
 
     /// Starts a job per entity (all configured ones unless named) and returns them. A running job of the same
     /// integration and entity is a 409 naming it; nothing starts then.
-    public func start(integrationID: UUID, _ request: Request, by principal: Principal) async throws -> [SyncJobView] {
+    package func start(integrationID: UUID, _ request: Request, by principal: Principal) async throws -> [SyncJobView] {
         try principal.require(.manageIntegrations)
         return try await start(integrationID: integrationID, organizationID: principal.organizationID, request, actor: principal.tokenID.uuidString.lowercased())
     }
@@ -159,13 +159,13 @@ public final class SyncEngine: Service, Sendable {
     }
 
     /// The schedule of an integration's syncs, as `GET .../sync/schedule` shows it.
-    public struct ScheduleView: Sendable, Encodable {
-        public var intervalSeconds: Int?
-        public var paused: Bool
-        public var nextRunAt: String?
+    package struct ScheduleView: Sendable, Encodable {
+        package var intervalSeconds: Int?
+        package var paused: Bool
+        package var nextRunAt: String?
     }
 
-    public func schedule(integrationID: UUID, by principal: Principal) async throws -> ScheduleView {
+    package func schedule(integrationID: UUID, by principal: Principal) async throws -> ScheduleView {
         try principal.require(.readIntegrations)
         return try await database.read { db in
             let plan = try await Self.plan(integrationID: integrationID, organizationID: principal.organizationID, in: db)
@@ -175,7 +175,7 @@ public final class SyncEngine: Service, Sendable {
     }
 
     /// Pauses or resumes the integration's scheduled syncs (running jobs finish); appends `sync.schedule`.
-    public func setPaused(integrationID: UUID, paused: Bool, by principal: Principal) async throws -> ScheduleView {
+    package func setPaused(integrationID: UUID, paused: Bool, by principal: Principal) async throws -> ScheduleView {
         try principal.require(.manageIntegrations)
         let now = clock.now()
         try await database.write { db in
@@ -214,7 +214,7 @@ public final class SyncEngine: Service, Sendable {
         }
     }
 
-    public func job(integrationID: UUID, jobID: UUID, by principal: Principal) async throws -> SyncJobView {
+    package func job(integrationID: UUID, jobID: UUID, by principal: Principal) async throws -> SyncJobView {
         try principal.require(.readIntegrations)
         guard let job = try await database.read({ try await SyncStore($0).job(id: jobID, organizationID: principal.organizationID) }),
               job.integrationID == integrationID
@@ -222,7 +222,7 @@ public final class SyncEngine: Service, Sendable {
         return SyncJobView(job)
     }
 
-    public func jobs(integrationID: UUID, before cursor: UUID?, limit: Int, by principal: Principal) async throws -> [SyncJobView] {
+    package func jobs(integrationID: UUID, before cursor: UUID?, limit: Int, by principal: Principal) async throws -> [SyncJobView] {
         try principal.require(.readIntegrations)
         return try await database.read { db in
             guard try await IntegrationStore(db).find(id: integrationID, organizationID: principal.organizationID) != nil else { throw PortalError.notFound("integration") }
@@ -231,7 +231,7 @@ public final class SyncEngine: Service, Sendable {
     }
 
     /// Asks a running job to stop after its current page (202); a finished one is a 409.
-    public func cancel(integrationID: UUID, jobID: UUID, by principal: Principal) async throws -> SyncJobView {
+    package func cancel(integrationID: UUID, jobID: UUID, by principal: Principal) async throws -> SyncJobView {
         try principal.require(.manageIntegrations)
         let job = try await database.write { db -> SyncJobRecord in
             let store = SyncStore(db)
@@ -251,7 +251,7 @@ public final class SyncEngine: Service, Sendable {
     /// Runs the jobs this instance starts or takes over, each as a child task, and resumes abandoned jobs
     /// (on start, and whenever a lease expires) and due schedules until shutdown; then cancels its jobs,
     /// which stop after their current page (their leases run out for the next start), and waits for them.
-    public func run() async throws {
+    package func run() async throws {
         // One server process serves a SQLite database: running jobs left in it are a stopped predecessor's,
         // resumed now rather than when their leases run out.
         if database.dialect == .sqlite {
@@ -311,10 +311,10 @@ public final class SyncEngine: Service, Sendable {
     }
 
     /// The poll loop's completed passes (see ``passes``).
-    public var completedPasses: Int { passes.load(ordering: .acquiring) }
+    package var completedPasses: Int { passes.load(ordering: .acquiring) }
 
     /// Waits until the jobs submitted in this process have ended (tests); `run()` must be running.
-    public func waitForJobs() async {
+    package func waitForJobs() async {
         while active.withLock({ !$0.isEmpty }) {
             do { try await Task.sleep(for: .milliseconds(10)) } catch { return }
         }
@@ -343,20 +343,20 @@ public final class SyncEngine: Service, Sendable {
 }
 
 /// A job as the API shows it.
-public struct SyncJobView: Sendable, Encodable {
-    public var id: String
-    public var integrationId: String
-    public var entity: String
-    public var syncType: String
-    public var status: String
-    public var recordsProcessed: Int
-    public var recordsTotal: Int?
-    public var counts: JSONValue
-    public var error: String?
-    public var since: String?
-    public var startedAt: String
-    public var completedAt: String?
-    public var cancelRequested: Bool
+package struct SyncJobView: Sendable, Encodable {
+    package var id: String
+    package var integrationId: String
+    package var entity: String
+    package var syncType: String
+    package var status: String
+    package var recordsProcessed: Int
+    package var recordsTotal: Int?
+    package var counts: JSONValue
+    package var error: String?
+    package var since: String?
+    package var startedAt: String
+    package var completedAt: String?
+    package var cancelRequested: Bool
 
     init(_ job: SyncJobRecord) {
         id = job.id.uuidString.lowercased()

@@ -1,23 +1,23 @@
 import Crypto
-public import Foundation
+package import Foundation
 import Integrations
 import Ledger
-public import PortalCore
+package import PortalCore
 import Storage
 
 /// A synced record as the API shows it.
-public struct SyncRecordView: Sendable, Encodable {
-    public var recordId: String
+package struct SyncRecordView: Sendable, Encodable {
+    package var recordId: String
     /// `added`, `updated` or `deleted` relative to `modified_after` (`added` when none was given).
-    public var change: String
-    public var data: JSONValue
+    package var change: String
+    package var data: JSONValue
     /// What wrote it last: `sync` or `webhook`.
-    public var source: String
-    public var createdAt: String
-    public var updatedAt: String
-    public var deletedAt: String?
+    package var source: String
+    package var createdAt: String
+    package var updatedAt: String
+    package var deletedAt: String?
     /// Set while the portal's copy differs from the provider's by a local edit.
-    public var locallyModifiedAt: String?
+    package var locallyModifiedAt: String?
 
     init(_ r: SyncedRecord, since: Date?) {
         recordId = r.recordID
@@ -31,29 +31,29 @@ public struct SyncRecordView: Sendable, Encodable {
     }
 }
 
-public struct SyncRecordsPage: Sendable, Encodable {
-    public var items: [SyncRecordView]
+package struct SyncRecordsPage: Sendable, Encodable {
+    package var items: [SyncRecordView]
     /// Pass as `cursor` for the next page; absent on the last.
-    public var nextCursor: String?
+    package var nextCursor: String?
 }
 
 /// A conflict as the API shows it.
-public struct SyncConflictView: Sendable, Encodable {
-    public var id: String
-    public var entity: String
-    public var recordId: String
-    public var jobId: String?
-    public var status: String
+package struct SyncConflictView: Sendable, Encodable {
+    package var id: String
+    package var entity: String
+    package var recordId: String
+    package var jobId: String?
+    package var status: String
     /// The provider's record, the portal's, and the provider's at the last sync.
-    public var source: JSONValue
-    public var destination: JSONValue
-    public var base: JSONValue?
+    package var source: JSONValue
+    package var destination: JSONValue
+    package var base: JSONValue?
     /// The fields left for review (`*`: the whole record, under `manual`).
-    public var fields: [String]
-    public var resolution: JSONValue?
-    public var resolvedBy: String?
-    public var createdAt: String
-    public var resolvedAt: String?
+    package var fields: [String]
+    package var resolution: JSONValue?
+    package var resolvedBy: String?
+    package var createdAt: String
+    package var resolvedAt: String?
 
     init(_ c: SyncConflictRecord) {
         id = c.id.uuidString.lowercased()
@@ -75,7 +75,7 @@ public struct SyncConflictView: Sendable, Encodable {
 extension SyncEngine {
     /// `GET /portal/integrations/{id}/records/{entity}`: the entity's records in the order they changed,
     /// deleted ones included, from `modifiedAfter` or a cursor.
-    public func records(
+    package func records(
         integrationID: UUID, entity: String, modifiedAfter: Date?, cursor: String?, limit: Int, by principal: Principal
     ) async throws -> SyncRecordsPage {
         try principal.require(.readIntegrations)
@@ -122,7 +122,7 @@ extension SyncEngine {
     /// `PATCH .../records/{entity}/{recordId}`: a JSON merge patch (RFC 7396) of the record's data, applied on
     /// the portal's side and marked locally modified (the next sync compares it with the provider's).
     /// Appends `record.updated` with the changed field names and a digest of the record id.
-    public func editRecord(integrationID: UUID, entity: String, recordID: String, patch: JSONValue, by principal: Principal) async throws -> SyncRecordView {
+    package func editRecord(integrationID: UUID, entity: String, recordID: String, patch: JSONValue, by principal: Principal) async throws -> SyncRecordView {
         try principal.require(.manageIntegrations)
         guard case .object(let members) = patch, !members.isEmpty else {
             throw PortalError(.validationFailed, "the body is a JSON merge patch of the record: an object with the fields to change")
@@ -160,7 +160,7 @@ extension SyncEngine {
         return SyncRecordView(record, since: nil)
     }
 
-    public func conflicts(integrationID: UUID, status: String?, cursor: UUID?, limit: Int, by principal: Principal) async throws -> [SyncConflictView] {
+    package func conflicts(integrationID: UUID, status: String?, cursor: UUID?, limit: Int, by principal: Principal) async throws -> [SyncConflictView] {
         try principal.require(.readIntegrations)
         if let status, !["open", "resolved"].contains(status) {
             throw PortalError(.validationFailed, "status is open or resolved", fieldErrors: [.init(pointer: "/status", message: "must be open or resolved")])
@@ -195,7 +195,7 @@ extension SyncEngine {
     /// `POST .../sync/conflicts/{cid}/resolve` with `{"choose": "source" | "destination"}` or `{"value": {...}}`:
     /// the record takes that value (locally modified unless the source's side was chosen) and the conflict
     /// closes; appends `sync.conflict` with the resolution.
-    public func resolveConflict(integrationID: UUID, conflictID: UUID, body: JSONValue, by principal: Principal) async throws -> SyncConflictView {
+    package func resolveConflict(integrationID: UUID, conflictID: UUID, body: JSONValue, by principal: Principal) async throws -> SyncConflictView {
         try principal.require(.manageIntegrations)
         let errors = ValidationErrors()
         var r = JSONObjectReader(body, errors: errors)

@@ -1,9 +1,9 @@
 import Crypto
 import Foundation
-public import Integrations
-public import Ledger
-public import PortalCore
-public import Storage
+package import Integrations
+package import Ledger
+package import PortalCore
+package import Storage
 
 /// Real-time sync: webhook events feed the same upsert path as a sync job, inside the worker's
 /// transaction (so each event's writes happen once, with its `webhook.processed` entry).
@@ -15,20 +15,20 @@ public import Storage
 ///
 /// A record changed in the portal since the last sync goes through the integration's conflict policy, as
 /// in a sync job. Idempotent by event id: a record that already holds this event's version is left alone.
-public struct SyncWebhookHandler: WebhookEventHandler {
+package struct SyncWebhookHandler: WebhookEventHandler {
     let ids: IdentifierGenerator
     let audit: any AuditTrail
     let sealing: SubjectSealing
 
-    public init(vault: CredentialVault, audit: any AuditTrail, ids: IdentifierGenerator = .shared) {
+    package init(vault: CredentialVault, audit: any AuditTrail, ids: IdentifierGenerator = .shared) {
         self.audit = audit
         self.ids = ids
         sealing = SubjectSealing(vault: vault)
     }
 
-    public var eventTypes: [String] { ["user.created", "user.updated", "user.deleted", "data.sync"] }
+    package var eventTypes: [String] { ["user.created", "user.updated", "user.deleted", "data.sync"] }
 
-    public func handle(_ event: ReceivedWebhookEvent, in db: Transaction) async throws -> String? {
+    package func handle(_ event: ReceivedWebhookEvent, in db: Transaction) async throws -> String? {
         let body = event.payload.objectValue ?? [:]
         let configuration = try await IntegrationStore(db).find(id: event.integrationID, organizationID: event.organizationID)?.syncConfig
             .flatMap { try? SyncConfiguration.parse($0) }

@@ -1,21 +1,21 @@
-public import Foundation
+package import Foundation
 import Crypto
 import Integrations
-public import PortalCore
+package import PortalCore
 
 /// A validated registration body: the seed's WebhookConfig (endpoint, events, secret, signatureHeader,
 /// signatureMethod, retryPolicy) plus `scheme` and the scheme's options.
-public struct WebhookEndpointInput: Sendable {
-    public var name: String?
-    public var scheme: WebhookScheme?
-    public var events: [String]?
-    public var secret: String?
+package struct WebhookEndpointInput: Sendable {
+    package var name: String?
+    package var scheme: WebhookScheme?
+    package var events: [String]?
+    package var secret: String?
     /// The config members given (signatureHeader, signatureMethod, retryPolicy, tolerance, eventIdHeader,
     /// eventIdPointer, secretField).
-    public var config: [String: JSONValue]
+    package var config: [String: JSONValue]
 
     /// Parses a create (`partial` false) or update body; every problem in one 422.
-    public static func parse(_ body: JSONValue, partial: Bool) throws(PortalError) -> WebhookEndpointInput {
+    package static func parse(_ body: JSONValue, partial: Bool) throws(PortalError) -> WebhookEndpointInput {
         let errors = ValidationErrors()
         var r = JSONObjectReader(body, errors: errors)
         var input = WebhookEndpointInput(config: [:])
@@ -51,31 +51,31 @@ public struct WebhookEndpointInput: Sendable {
 }
 
 /// An endpoint as the API shows it: never the secret.
-public struct WebhookEndpointView: Sendable, Encodable {
-    public var id: String
-    public var integrationId: String
-    public var endpoint: String
+package struct WebhookEndpointView: Sendable, Encodable {
+    package var id: String
+    package var integrationId: String
+    package var endpoint: String
     /// The receive path, namespaced by organization, and the absolute URL to give the provider.
-    public var path: String
-    public var url: String
-    public var scheme: String
-    public var events: [String]
-    public var signatureHeader: String?
-    public var signatureMethod: String?
-    public var toleranceSeconds: Int
-    public var retryPolicy: RetryPolicy
-    public var secretRotation: String?
-    public var createdAt: String
-    public var updatedAt: String
+    package var path: String
+    package var url: String
+    package var scheme: String
+    package var events: [String]
+    package var signatureHeader: String?
+    package var signatureMethod: String?
+    package var toleranceSeconds: Int
+    package var retryPolicy: RetryPolicy
+    package var secretRotation: String?
+    package var createdAt: String
+    package var updatedAt: String
 }
 
 /// The seed's RetryPolicy, delays in milliseconds.
-public struct RetryPolicy: Sendable, Encodable, Equatable {
-    public var maxRetries: Int
-    public var baseDelay: Int
-    public var maxDelay: Int
+package struct RetryPolicy: Sendable, Encodable, Equatable {
+    package var maxRetries: Int
+    package var baseDelay: Int
+    package var maxDelay: Int
 
-    public init(_ config: JSONValue?) {
+    package init(_ config: JSONValue?) {
         let m = config?.objectValue ?? [:]
         func int(_ key: String, _ fallback: Int) -> Int { if case .int(let v)? = m[key] { Int(v) } else { fallback } }
         maxRetries = int("maxRetries", 5)
@@ -84,7 +84,7 @@ public struct RetryPolicy: Sendable, Encodable, Equatable {
     }
 
     /// `min(maxDelay, baseDelay * 2^(retry-1))` with full jitter, for retry number `retry` (1-based).
-    public func delay(retry: Int, unit: Double) -> TimeInterval {
+    package func delay(retry: Int, unit: Double) -> TimeInterval {
         let ceiling = min(Double(maxDelay), Double(baseDelay) * pow(2, Double(max(0, retry - 1))))
         return ceiling * unit / 1000
     }

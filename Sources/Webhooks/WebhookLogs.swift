@@ -1,24 +1,24 @@
-public import Foundation
+package import Foundation
 import Integrations
 import Ledger
-public import PortalCore
+package import PortalCore
 import Storage
 
 /// One event in the seed's webhook logs: never the body.
-public struct WebhookLogEntry: Sendable, Encodable {
-    public var id: String
-    public var endpointId: String
-    public var providerEventId: String?
-    public var eventType: String
-    public var status: String
-    public var attempts: Int
-    public var retryCount: Int
-    public var error: String?
-    public var note: String?
-    public var bodyDigest: String
-    public var receivedAt: String
-    public var processedAt: String?
-    public var nextAttemptAt: String?
+package struct WebhookLogEntry: Sendable, Encodable {
+    package var id: String
+    package var endpointId: String
+    package var providerEventId: String?
+    package var eventType: String
+    package var status: String
+    package var attempts: Int
+    package var retryCount: Int
+    package var error: String?
+    package var note: String?
+    package var bodyDigest: String
+    package var receivedAt: String
+    package var processedAt: String?
+    package var nextAttemptAt: String?
 
     init(_ r: WebhookEventRecord) {
         id = r.id.uuidString.lowercased()
@@ -37,28 +37,28 @@ public struct WebhookLogEntry: Sendable, Encodable {
     }
 }
 
-public struct WebhookLogPage: Sendable, Encodable {
-    public var items: [WebhookLogEntry]
-    public var nextCursor: String?
+package struct WebhookLogPage: Sendable, Encodable {
+    package var items: [WebhookLogEntry]
+    package var nextCursor: String?
 }
 
 /// The outcome of a retry request, per event.
-public struct WebhookRetryResult: Sendable, Encodable {
-    public var requested: Int
-    public var requeued: Int
-    public var results: [Item]
+package struct WebhookRetryResult: Sendable, Encodable {
+    package var requested: Int
+    package var requeued: Int
+    package var results: [Item]
 
-    public struct Item: Sendable, Encodable {
-        public var id: String
-        public var result: String
+    package struct Item: Sendable, Encodable {
+        package var id: String
+        package var result: String
     }
 }
 
 extension WebhookService {
-    public static let statuses = ["pending", "retrying", "processed", "failed"]
+    package static let statuses = ["pending", "retrying", "processed", "failed"]
 
     /// The seed's getWebhookLogs: the integration's events, newest first, optionally of one status.
-    public func logs(integrationID: UUID, status: String?, cursor: String?, limit: Int, by principal: Principal) async throws -> WebhookLogPage {
+    package func logs(integrationID: UUID, status: String?, cursor: String?, limit: Int, by principal: Principal) async throws -> WebhookLogPage {
         try principal.require(.readIntegrations)
         _ = try await registry.get(id: integrationID, organizationID: principal.organizationID)
         if let status, !Self.statuses.contains(status) {
@@ -78,7 +78,7 @@ extension WebhookService {
 
     /// The seed's retryFailedWebhook: a dead-lettered event goes back to the queue for one more attempt
     /// (409 if it is not failed); failing again returns it to the dead letter.
-    public func retry(eventID: UUID, by principal: Principal) async throws -> WebhookLogEntry {
+    package func retry(eventID: UUID, by principal: Principal) async throws -> WebhookLogEntry {
         try principal.require(.manageIntegrations)
         let now = clock.now()
         let record = try await database.write { db -> WebhookEventRecord in
@@ -99,7 +99,7 @@ extension WebhookService {
     }
 
     /// Bulk retry of failed events by filter (integration, event type), as one job with per-event results.
-    public func retryFailed(integrationID: UUID?, eventType: String?, limit: Int, by principal: Principal) async throws -> WebhookRetryResult {
+    package func retryFailed(integrationID: UUID?, eventType: String?, limit: Int, by principal: Principal) async throws -> WebhookRetryResult {
         try principal.require(.manageIntegrations)
         if let integrationID { _ = try await registry.get(id: integrationID, organizationID: principal.organizationID) }
         let now = clock.now()

@@ -1,17 +1,17 @@
-public import Foundation
+package import Foundation
 import Crypto
 import Ledger
 import PortalCore
 
 /// A webhook delivery as received: what signature schemes read. `url` is the full URL the provider
 /// called (Twilio and HubSpot sign it).
-public struct InboundWebhook: Sendable {
-    public var method: String
-    public var url: String
-    public var headers: [(name: String, value: String)]
-    public var body: [UInt8]
+package struct InboundWebhook: Sendable {
+    package var method: String
+    package var url: String
+    package var headers: [(name: String, value: String)]
+    package var body: [UInt8]
 
-    public init(method: String, url: String, headers: [(name: String, value: String)], body: [UInt8]) {
+    package init(method: String, url: String, headers: [(name: String, value: String)], body: [UInt8]) {
         self.method = method
         self.url = url
         self.headers = headers
@@ -19,7 +19,7 @@ public struct InboundWebhook: Sendable {
     }
 
     /// The first header of that name (ASCII case-insensitive), trimmed.
-    public func header(_ name: String) -> String? {
+    package func header(_ name: String) -> String? {
         let lowered = name.lowercased()
         return headers.first { $0.name.lowercased() == lowered }?.value.trimmingCharacters(in: .whitespaces)
     }
@@ -27,7 +27,7 @@ public struct InboundWebhook: Sendable {
 
 /// The signature schemes (formats: `../shared/vectors/webhooks.json`), plus `shared-secret` for
 /// providers that send a static secret (Okta event hooks, Auth0 log streams, Microsoft Graph `clientState`).
-public enum WebhookScheme: String, Sendable, CaseIterable, Codable {
+package enum WebhookScheme: String, Sendable, CaseIterable, Codable {
     case standardWebhooks = "standard-webhooks"
     case stripe
     case github
@@ -40,7 +40,7 @@ public enum WebhookScheme: String, Sendable, CaseIterable, Codable {
     case sharedSecret = "shared-secret"
 
     /// Whether the scheme signs a timestamp (and so has a tolerance window).
-    public var hasTimestamp: Bool {
+    package var hasTimestamp: Bool {
         switch self {
         case .standardWebhooks, .stripe, .slack, .sendgrid, .hubspot: true
         case .github, .shopify, .twilio, .hmac, .sharedSecret: false
@@ -50,28 +50,28 @@ public enum WebhookScheme: String, Sendable, CaseIterable, Codable {
     /// Whether a captured delivery can be sent again and verify: the signature covers no timestamp (and
     /// the id, when there is one, is an unsigned header). The receiver then deduplicates on the body's
     /// SHA-256 for as long as the event is kept.
-    public var replayable: Bool { !hasTimestamp }
+    package var replayable: Bool { !hasTimestamp }
 
     /// Whether the signature covers the body (a shared secret covers nothing).
-    public var signsBody: Bool { self != .sharedSecret }
+    package var signsBody: Bool { self != .sharedSecret }
 }
 
 /// Options of an endpoint that the schemes read (the seed's `signatureHeader` and `signatureMethod` for
 /// `hmac`, the header or JSON field for `shared-secret`, where event ids come from).
-public struct SchemeOptions: Sendable, Equatable {
-    public var signatureHeader: String?
+package struct SchemeOptions: Sendable, Equatable {
+    package var signatureHeader: String?
     /// `hmac-sha256` (default) or `hmac-sha1`.
-    public var signatureMethod: String?
+    package var signatureMethod: String?
     /// Timestamp tolerance in seconds (default 300, the seed's validateTimestamp).
-    public var tolerance: TimeInterval
+    package var tolerance: TimeInterval
     /// Where the provider's event id is, for `hmac` and `shared-secret`: a header name or a JSON pointer.
-    public var eventIDHeader: String?
-    public var eventIDPointer: String?
+    package var eventIDHeader: String?
+    package var eventIDPointer: String?
     /// `shared-secret` in a JSON field rather than a header: `clientState` (Microsoft Graph) checks the
     /// `clientState` of every notification in `value`.
-    public var secretField: String?
+    package var secretField: String?
 
-    public init(
+    package init(
         signatureHeader: String? = nil, signatureMethod: String? = nil, tolerance: TimeInterval = 300, eventIDHeader: String? = nil,
         eventIDPointer: String? = nil, secretField: String? = nil
     ) {
@@ -85,23 +85,23 @@ public struct SchemeOptions: Sendable, Equatable {
 }
 
 /// What a verified delivery says about itself.
-public struct VerifiedWebhook: Sendable, Equatable {
+package struct VerifiedWebhook: Sendable, Equatable {
     /// The provider's event id, when the scheme carries one (`webhook-id`, GitHub's delivery id, Stripe's
     /// event id...).
-    public var eventID: String?
+    package var eventID: String?
     /// The event type, when a header carries it (GitHub, Shopify).
-    public var eventType: String?
+    package var eventType: String?
     /// The signed timestamp, for schemes that have one.
-    public var timestamp: Date?
+    package var timestamp: Date?
     /// Whether the signature covers where `eventID` came from (false: an unsigned header, or a shared secret).
-    public var eventIDSigned = true
+    package var eventIDSigned = true
     /// Whether the signature covers where `eventType` came from (false: an unsigned header).
-    public var eventTypeSigned = true
+    package var eventTypeSigned = true
 }
 
 /// Why a delivery was refused: the HTTP status it gets and a reason safe to return and record.
-public struct WebhookRejection: Error, Sendable, Equatable {
-    public enum Kind: String, Sendable {
+package struct WebhookRejection: Error, Sendable, Equatable {
+    package enum Kind: String, Sendable {
         case missingSignature = "missing_signature"
         case badSignature = "bad_signature"
         case staleTimestamp = "stale_timestamp"
@@ -110,16 +110,16 @@ public struct WebhookRejection: Error, Sendable, Equatable {
         case tooLarge = "too_large"
     }
 
-    public var kind: Kind
-    public var message: String
+    package var kind: Kind
+    package var message: String
 
-    public init(_ kind: Kind, _ message: String) {
+    package init(_ kind: Kind, _ message: String) {
         self.kind = kind
         self.message = message
     }
 
     /// 413 for a body too large, 401 for signatures and timestamps, 400 otherwise.
-    public var status: Int {
+    package var status: Int {
         switch kind {
         case .tooLarge: 413
         case .missingSignature, .badSignature, .staleTimestamp: 401
@@ -130,8 +130,8 @@ public struct WebhookRejection: Error, Sendable, Equatable {
 
 /// Verifies deliveries against the raw bytes, in constant time, with any of the endpoint's current secrets
 /// (several during a rotation's overlap).
-public enum WebhookVerifier {
-    public static func verify(
+package enum WebhookVerifier {
+    package static func verify(
         _ request: InboundWebhook, scheme: WebhookScheme, secrets: [String], options: SchemeOptions = SchemeOptions(), now: Date
     ) throws(WebhookRejection) -> VerifiedWebhook {
         guard !secrets.isEmpty else { throw WebhookRejection(.badSignature, "the endpoint has no secret to verify with") }

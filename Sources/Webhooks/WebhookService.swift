@@ -1,23 +1,23 @@
-public import Foundation
+package import Foundation
 import Crypto
-public import Integrations
-public import Ledger
-public import Logging
-public import PortalCore
-public import Storage
+package import Integrations
+package import Ledger
+package import Logging
+package import PortalCore
+package import Storage
 import Synchronization
 
 /// The seed's `WebhookService`: endpoints registered per integration, deliveries verified against
 /// the raw bytes, stored durably (sealed) with their `webhook.received` entry before the 2xx, replays
 /// acknowledged once, and a queue that `WebhookWorkers` drains through the registered handlers.
-public final class WebhookService: Sendable {
-    public struct Configuration: Sendable {
+package final class WebhookService: Sendable {
+    package struct Configuration: Sendable {
         /// Largest body accepted, in bytes (larger: 413).
-        public var maxBodyBytes: Int
+        package var maxBodyBytes: Int
         /// How long an opened endpoint (with its secrets, in memory only) is reused (default 1 s).
-        public var endpointCacheSeconds: TimeInterval
+        package var endpointCacheSeconds: TimeInterval
 
-        public init(maxBodyBytes: Int = 1 << 20, endpointCacheSeconds: TimeInterval = 1) {
+        package init(maxBodyBytes: Int = 1 << 20, endpointCacheSeconds: TimeInterval = 1) {
             self.maxBodyBytes = maxBodyBytes
             self.endpointCacheSeconds = endpointCacheSeconds
         }
@@ -45,17 +45,17 @@ public final class WebhookService: Sendable {
     private let queuedContinuation: AsyncStream<Void>.Continuation
 
     /// Receipts and rejections since start (for monitoring).
-    public struct Counters: Sendable, Equatable {
-        public var received = 0
+    package struct Counters: Sendable, Equatable {
+        package var received = 0
         /// Acknowledged and not stored: replays included.
-        public var duplicates = 0
+        package var duplicates = 0
         /// Of the duplicates, those found by the body's digest under a new (unsigned) id or none: a captured
         /// delivery of a scheme without a signed timestamp sent again.
-        public var replays = 0
-        public var rejected: [String: Int] = [:]
+        package var replays = 0
+        package var rejected: [String: Int] = [:]
     }
 
-    public var counts: Counters { counters.withLock { $0 } }
+    package var counts: Counters { counters.withLock { $0 } }
 
     struct OpenedEndpoint: Sendable {
         var record: WebhookEndpointRecord
@@ -65,7 +65,7 @@ public final class WebhookService: Sendable {
         var scheme: WebhookScheme
     }
 
-    public init(
+    package init(
         database: Database, vault: CredentialVault, audit: any AuditTrail, registry: IntegrationRegistry, clock: any WallClock = SystemWallClock(),
         ids: IdentifierGenerator = .shared, logger: Logger, publicURL: String, configuration: Configuration = .init(),
         observer: any ActivityObserver = NoActivityObserver(), rejections: (any WebhookRejectionRecorder)? = nil
@@ -87,7 +87,7 @@ public final class WebhookService: Sendable {
     // MARK: Endpoints
 
     /// Registers an endpoint on an integration of the caller's organization (201).
-    public func register(integrationID: UUID, input: WebhookEndpointInput, by principal: Principal) async throws -> WebhookEndpointView {
+    package func register(integrationID: UUID, input: WebhookEndpointInput, by principal: Principal) async throws -> WebhookEndpointView {
         try principal.require(.manageIntegrations)
         _ = try await registry.get(id: integrationID, organizationID: principal.organizationID)
         guard let name = input.name, let secret = input.secret else { throw PortalError(.internal, "a create body without endpoint or secret passed validation") }
@@ -117,7 +117,7 @@ public final class WebhookService: Sendable {
         return view(record, slug: principal.organizationSlug, secrets: EndpointSecrets(current: secret))
     }
 
-    public func list(integrationID: UUID, by principal: Principal) async throws -> [WebhookEndpointView] {
+    package func list(integrationID: UUID, by principal: Principal) async throws -> [WebhookEndpointView] {
         try principal.require(.readIntegrations)
         _ = try await registry.get(id: integrationID, organizationID: principal.organizationID)
         return try await database.read { db in
@@ -127,7 +127,7 @@ public final class WebhookService: Sendable {
         }
     }
 
-    public func get(integrationID: UUID, endpointID: UUID, by principal: Principal) async throws -> WebhookEndpointView {
+    package func get(integrationID: UUID, endpointID: UUID, by principal: Principal) async throws -> WebhookEndpointView {
         try principal.require(.readIntegrations)
         let record = try await find(integrationID: integrationID, endpointID: endpointID, organizationID: principal.organizationID)
         return view(record, slug: principal.organizationSlug, secrets: nil)
@@ -135,7 +135,7 @@ public final class WebhookService: Sendable {
 
     /// Changes the given fields; a new `secret` replaces the old one at once unless `overlapSeconds` keeps
     /// the old one verifying for that long (a rotation).
-    public func update(integrationID: UUID, endpointID: UUID, input: WebhookEndpointInput, overlapSeconds: Int?, by principal: Principal) async throws -> WebhookEndpointView {
+    package func update(integrationID: UUID, endpointID: UUID, input: WebhookEndpointInput, overlapSeconds: Int?, by principal: Principal) async throws -> WebhookEndpointView {
         try principal.require(.manageIntegrations)
         let now = clock.now()
         let (record, secrets, oldName) = try await database.write { db -> (WebhookEndpointRecord, EndpointSecrets, String) in
@@ -186,7 +186,7 @@ public final class WebhookService: Sendable {
         return view(record, slug: principal.organizationSlug, secrets: secrets)
     }
 
-    public func delete(integrationID: UUID, endpointID: UUID, by principal: Principal) async throws {
+    package func delete(integrationID: UUID, endpointID: UUID, by principal: Principal) async throws {
         try principal.require(.manageIntegrations)
         let now = clock.now()
         let record = try await database.write { db -> WebhookEndpointRecord in
@@ -208,7 +208,7 @@ public final class WebhookService: Sendable {
     }
 
     /// Reloads the live receive paths (at start, and periodically for endpoints other instances register).
-    public func refreshPaths() async throws {
+    package func refreshPaths() async throws {
         let epoch = paths.withLock { $0.beginRefresh() }
         let live = try await database.read { db in try await WebhookEndpointStore(db).livePaths() }
         paths.withLock { $0.finishRefresh(epoch: epoch, live: live) }
@@ -259,12 +259,12 @@ public final class WebhookService: Sendable {
     // MARK: Receiving
 
     /// What the receiver answers.
-    public struct Answer: Sendable {
-        public var status: Int
-        public var contentType: String
-        public var body: [UInt8]
+    package struct Answer: Sendable {
+        package var status: Int
+        package var contentType: String
+        package var body: [UInt8]
         /// A refusal, for a problem document.
-        public var rejection: WebhookRejection?
+        package var rejection: WebhookRejection?
 
         static func json(_ value: JSONValue, status: Int = 200) -> Answer {
             Answer(status: status, contentType: "application/json", body: Array(JSONValue.encodeText(value).utf8))
@@ -274,7 +274,7 @@ public final class WebhookService: Sendable {
     /// Runs a sample event, signed with the endpoint's current secret as its provider would, through the
     /// same verification and ingest as a real delivery (the event filter aside): it is stored, recorded and
     /// processed like any other, as type `webhook.test`.
-    public func test(integrationID: UUID, endpointID: UUID, by principal: Principal) async throws -> TestResult {
+    package func test(integrationID: UUID, endpointID: UUID, by principal: Principal) async throws -> TestResult {
         try principal.require(.manageIntegrations)
         let record = try await find(integrationID: integrationID, endpointID: endpointID, organizationID: principal.organizationID)
         let slug = principal.organizationSlug
@@ -306,13 +306,13 @@ public final class WebhookService: Sendable {
     }
 
     /// Tells this instance's workers that events are waiting.
-    public func wakeWorkers() { queuedContinuation.yield() }
+    package func wakeWorkers() { queuedContinuation.yield() }
 
     /// Whether `slug/name` is a live endpoint (no database query).
-    public func knows(slug: String, name: String) -> Bool { paths.withLock { $0.live.contains("\(slug)/\(name)") } }
+    package func knows(slug: String, name: String) -> Bool { paths.withLock { $0.live.contains("\(slug)/\(name)") } }
 
     /// Receives one delivery at `/webhooks/{slug}/{name}`: handshake, verification, dedup, durable store.
-    public func receive(slug: String, name: String, _ request: InboundWebhook) async throws -> Answer {
+    package func receive(slug: String, name: String, _ request: InboundWebhook) async throws -> Answer {
         try await receive(slug: slug, name: name, request, test: false)
     }
 
@@ -320,7 +320,7 @@ public final class WebhookService: Sendable {
     /// on another instance since its last refresh: the database is asked, each unknown path at most once a
     /// second and at most ``PathIndex/lookupsPerSecond`` of them a second, so made-up paths cannot turn into
     /// a query each; a path found is known from then on.
-    public func resolves(slug: String, name: String) async throws -> Bool {
+    package func resolves(slug: String, name: String) async throws -> Bool {
         if knows(slug: slug, name: name) { return true }
         let path = "\(slug)/\(name)"
         let now = clock.now()
@@ -600,7 +600,7 @@ public final class WebhookService: Sendable {
 
 /// Where the receiver's refusals go instead of one `webhook.rejected` entry each (the portal aggregates
 /// them per endpoint, reason and minute, with a count).
-public protocol WebhookRejectionRecorder: Sendable {
+package protocol WebhookRejectionRecorder: Sendable {
     /// Records the refused delivery described by `event` (a `webhook.rejected` entry of one delivery).
     func rejected(_ event: AuditEvent) async throws
 }

@@ -1,4 +1,4 @@
-public import Foundation
+package import Foundation
 import Crypto
 import Integrations
 import PortalCore
@@ -7,10 +7,10 @@ import PortalCore
 /// a sample event signed with the endpoint's current secret goes through the same verification and ingest
 /// as a real one. Schemes verified with a public key (Standard Webhooks `whpk_`, SendGrid) cannot be signed
 /// by the portal, which holds only that key.
-public enum WebhookSigner {
+package enum WebhookSigner {
     /// The headers that make `body` (sent to `url` with `method`) verify under `scheme` with `secret`; nil
     /// when the portal cannot sign for the scheme.
-    public static func headers(
+    package static func headers(
         scheme: WebhookScheme, secret: String, options: SchemeOptions, method: String, url: String, body: [UInt8], eventID: String, now: Date
     ) -> [(name: String, value: String)]? {
         let stamp = String(Int64(now.timeIntervalSince1970))

@@ -1,25 +1,25 @@
-public import Foundation
-public import Integrations
+package import Foundation
+package import Integrations
 import Ledger
 import Logging
 import PortalCore
-public import ServiceLifecycle
+import ServiceLifecycle
 import Storage
 
 /// Drains the webhook queue: leases due events (`FOR UPDATE SKIP LOCKED` on PostgreSQL), runs the
 /// handler for each inside the transaction that records its outcome, and retries failures with the
 /// endpoint's policy until they are dead-lettered (`failed`). A crashed worker's leases expire and the
 /// events are taken again. Also reloads the receiver's live paths every few seconds.
-public final class WebhookWorkers: Service, Sendable {
-    public struct Configuration: Sendable {
-        public var pollInterval: Duration
-        public var leaseSeconds: TimeInterval
-        public var batchSize: Int
-        public var pathRefresh: Duration
+package final class WebhookWorkers: Service, Sendable {
+    package struct Configuration: Sendable {
+        package var pollInterval: Duration
+        package var leaseSeconds: TimeInterval
+        package var batchSize: Int
+        package var pathRefresh: Duration
         /// How long a wake-up waits for more deliveries before the queue is drained.
-        public var gather: Duration
+        package var gather: Duration
 
-        public init(
+        package init(
             pollInterval: Duration = .milliseconds(500), leaseSeconds: TimeInterval = 30, batchSize: Int = 128, pathRefresh: Duration = .seconds(5),
             gather: Duration = .milliseconds(20)
         ) {
@@ -35,16 +35,16 @@ public final class WebhookWorkers: Service, Sendable {
     private let handlers: [any WebhookEventHandler]
     private let configuration: Configuration
     /// This worker's lease name: host, process and a random suffix.
-    public let owner: String
+    package let owner: String
 
-    public init(service: WebhookService, handlers: [any WebhookEventHandler], configuration: Configuration = .init()) {
+    package init(service: WebhookService, handlers: [any WebhookEventHandler], configuration: Configuration = .init()) {
         self.service = service
         self.handlers = handlers
         self.configuration = configuration
         owner = "\(ProcessInfo.processInfo.hostName.prefix(40))-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8).lowercased())"
     }
 
-    public func run() async throws {
+    package func run() async throws {
         try? await service.refreshPaths()
         // One server process serves a SQLite database: leases left in it are a crashed predecessor's.
         if service.database.dialect == .sqlite {
@@ -98,7 +98,7 @@ public final class WebhookWorkers: Service, Sendable {
     /// writes), and the outcomes and their ledger events are written with a statement per group rather than
     /// per event (the profile in docs/performance.md: the workers' statements held SQLite's single writer from the receiver).
     @discardableResult
-    public func drain() async throws -> Int {
+    package func drain() async throws -> Int {
         let service = service
         let handlers = handlers
         let owner = owner

@@ -1,12 +1,12 @@
-public import Foundation
+package import Foundation
 
 /// Child processes for tests and benchmarks: posix_spawn and waitpid, not Foundation's Process (its
 /// waitUntilExit spun a core for ever here).
-public enum ChildProcess {
+package enum ChildProcess {
     /// Starts `executable` with its output appended to `output` (discarded when nil), in `directory` (the
     /// test's own folder, so that files a tool writes to its working directory stay out of the checkout);
     /// returns its process id.
-    public static func spawn(_ executable: String, _ arguments: [String], output: String? = nil, directory: String? = nil) throws -> pid_t {
+    package static func spawn(_ executable: String, _ arguments: [String], output: String? = nil, directory: String? = nil) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -24,13 +24,13 @@ public enum ChildProcess {
     }
 
     /// Whether the child has exited; reaps it if so (do not `stop` it afterwards).
-    public static func hasExited(_ pid: pid_t) -> Bool {
+    package static func hasExited(_ pid: pid_t) -> Bool {
         var status: Int32 = 0
         return waitpid(pid, &status, WNOHANG) == pid
     }
 
     /// SIGTERM, up to two seconds for it to exit, then SIGKILL; always reaped.
-    public static func stop(_ pid: pid_t) {
+    package static func stop(_ pid: pid_t) {
         kill(pid, SIGTERM)
         var status: Int32 = 0
         for _ in 0..<200 {

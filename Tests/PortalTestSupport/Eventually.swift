@@ -4,7 +4,7 @@ import Foundation
 ///
 /// Tests wait for conditions, never for a fixed time: the timeout is only a backstop for a feature that is
 /// broken (it is never reached when the feature works, however busy the machine), so it is generous.
-public func eventually(
+package func eventually(
     timeout: Duration = .seconds(180), every: Duration = .milliseconds(20), _ condition: () async throws -> Bool
 ) async throws -> Bool {
     let deadline = ContinuousClock.now.advanced(by: timeout)

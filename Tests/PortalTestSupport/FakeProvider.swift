@@ -1,4 +1,4 @@
-public import Foundation
+package import Foundation
 import Hummingbird
 import Logging
 import NIOCore
@@ -14,13 +14,13 @@ import Synchronization
 /// Users are ordered by id; `before` keeps the ids before it; `updated_since` keeps those updated after it (each change moves the provider's
 /// clock a second on). ``throttle(_:)`` makes the
 /// next requests answer 429 with `Retry-After: 1`.
-public final class FakeProvider: Sendable {
-    public struct User: Sendable {
-        public var id: String
-        public var email: String
-        public var name: String
-        public var plan: String
-        public var updatedAt: Date
+package final class FakeProvider: Sendable {
+    package struct User: Sendable {
+        package var id: String
+        package var email: String
+        package var name: String
+        package var plan: String
+        package var updatedAt: Date
     }
 
     struct State {
@@ -42,7 +42,7 @@ public final class FakeProvider: Sendable {
         let clock = Mutex(Date(timeIntervalSince1970: 1_790_000_000))
     }
 
-    public let port: Int
+    package let port: Int
     let store: Store
 
     init(port: Int, store: Store) {
@@ -50,10 +50,10 @@ public final class FakeProvider: Sendable {
         self.store = store
     }
 
-    public var baseURL: String { "http://127.0.0.1:\(port)" }
+    package var baseURL: String { "http://127.0.0.1:\(port)" }
 
     /// Adds `count` users `u-000001`... (continuing the numbering).
-    public func seed(_ count: Int) {
+    package func seed(_ count: Int) {
         let now = tick()
         store.state.withLock { s in
             let start = s.seeded
@@ -67,7 +67,7 @@ public final class FakeProvider: Sendable {
     }
 
     /// Changes a user's plan (and its `updated_at`).
-    public func update(_ id: String, plan: String, name: String? = nil) {
+    package func update(_ id: String, plan: String, name: String? = nil) {
         let now = tick()
         store.state.withLock { s in
             s.ordered = nil
@@ -77,7 +77,7 @@ public final class FakeProvider: Sendable {
         }
     }
 
-    public func delete(_ id: String) {
+    package func delete(_ id: String) {
         store.state.withLock { s in
             s.ordered = nil
             s.users.removeValue(forKey: id)
@@ -85,7 +85,7 @@ public final class FakeProvider: Sendable {
     }
 
     /// `count` requests get 429, starting with request number `from` (the next one by default).
-    public func throttle(_ count: Int, from: Int? = nil) {
+    package func throttle(_ count: Int, from: Int? = nil) {
         store.state.withLock { s in
             s.throttled = count
             s.throttleFrom = from ?? (s.requests + 1)
@@ -93,15 +93,15 @@ public final class FakeProvider: Sendable {
     }
 
     /// Makes every cursor page take `milliseconds` to answer (a slow provider).
-    public func slow(_ milliseconds: Int) {
+    package func slow(_ milliseconds: Int) {
         store.state.withLock { $0.delay = milliseconds }
     }
 
-    public var requests: Int { store.state.withLock { $0.requests } }
-    public var throttledAnswers: Int { store.state.withLock { $0.throttledAnswers } }
+    package var requests: Int { store.state.withLock { $0.requests } }
+    package var throttledAnswers: Int { store.state.withLock { $0.throttledAnswers } }
 
     /// Every user as a sync stores it without a mapping.
-    public func snapshot() -> [String: [String: String]] {
+    package func snapshot() -> [String: [String: String]] {
         store.state.withLock { s in s.users.mapValues { FakeProvider.fields($0) } }
     }
 
@@ -124,7 +124,7 @@ public final class FakeProvider: Sendable {
     }
 
     /// Runs `body` with a running provider, then stops it.
-    public static func with<T: Sendable>(_ body: @Sendable (FakeProvider) async throws -> T) async throws -> T {
+    package static func with<T: Sendable>(_ body: @Sendable (FakeProvider) async throws -> T) async throws -> T {
         let store = Store()
         let router = Router()
         let handler = Handler(store: store)

@@ -5,16 +5,16 @@ import NIOHTTP1
 
 /// A real OAuth 2.0 / OIDC provider for tests: PyPI `nanoidp` (installed in the project venv by `make
 /// venv`), started on a free 127.0.0.1 port with a fresh configuration and stopped afterwards.
-public struct NanoIDP: Sendable {
-    public let port: Int
-    public var baseURL: String { "http://127.0.0.1:\(port)" }
-    public var tokenURL: String { baseURL + "/token" }
+package struct NanoIDP: Sendable {
+    package let port: Int
+    package var baseURL: String { "http://127.0.0.1:\(port)" }
+    package var tokenURL: String { baseURL + "/token" }
     /// The configured confidential client.
-    public static let clientID = "portal-client"
-    public static let clientSecret = "portal-secret-123456"
+    package static let clientID = "portal-client"
+    package static let clientSecret = "portal-secret-123456"
     /// A second confidential client, registered for client_secret_post.
-    public static let postClientID = "portal-post-client"
-    public static let postClientSecret = "portal-post-secret-654321"
+    package static let postClientID = "portal-post-client"
+    package static let postClientSecret = "portal-post-secret-654321"
 
     /// The `nanoidp` executable of the project venv, found from this file's location.
     static var executable: String? {
@@ -25,7 +25,7 @@ public struct NanoIDP: Sendable {
     }
 
     /// Runs `body` with a running provider.
-    public static func with<T: Sendable>(_ body: @Sendable (NanoIDP) async throws -> T) async throws -> T {
+    package static func with<T: Sendable>(_ body: @Sendable (NanoIDP) async throws -> T) async throws -> T {
         guard let executable else {
             throw TestSupportError("nanoidp is not installed: run 'make venv' (it is in requirements-test.txt)")
         }
@@ -79,14 +79,14 @@ public struct NanoIDP: Sendable {
     }
 
     /// A refresh token for the configured test user (resource-owner password grant), for refresh tests.
-    public func refreshToken() async throws -> String {
+    package func refreshToken() async throws -> String {
         let object = try await postForm("/token", "grant_type=password&username=testuser&password=test123&scope=openid%20offline_access")
         guard let token = object["refresh_token"] as? String else { throw TestSupportError("nanoidp gave no refresh token: \(object)") }
         return token
     }
 
     /// Whether the provider still considers `token` active (RFC 7662 introspection).
-    public func introspect(_ token: String) async throws -> Bool {
+    package func introspect(_ token: String) async throws -> Bool {
         try await postForm("/introspect", "token=\(token)")["active"] as? Bool ?? false
     }
 
@@ -107,7 +107,7 @@ public struct NanoIDP: Sendable {
 
     /// Plays the browser: opens `authorizationURL`, logs in as the test user, and returns the `code` and
     /// `state` of the redirect back.
-    public func login(authorizationURL: String) async throws -> (code: String, state: String) {
+    package func login(authorizationURL: String) async throws -> (code: String, state: String) {
         let page = try await HTTPClient.shared.execute(HTTPClientRequest(url: authorizationURL), timeout: .seconds(10))
         let cookies = page.headers["set-cookie"].map { $0.split(separator: ";").first.map(String.init) ?? "" }.joined(separator: "; ")
         let html = String(buffer: try await page.body.collect(upTo: 1 << 20))
@@ -144,7 +144,7 @@ public struct NanoIDP: Sendable {
     }
 
     /// A port no one listens on right now (bind to 0, read it, close).
-    public static func freePort() throws -> Int {
+    package static func freePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestSupportError("socket failed") }
         defer { close(fd) }
@@ -162,7 +162,7 @@ public struct NanoIDP: Sendable {
 }
 
 /// A test environment problem (a missing tool, a peer that did not start).
-public struct TestSupportError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
+package struct TestSupportError: Error, CustomStringConvertible {
+    package let description: String
+    package init(_ description: String) { self.description = description }
 }

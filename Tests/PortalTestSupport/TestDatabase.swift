@@ -1,20 +1,20 @@
 import Foundation
-public import Logging
+package import Logging
 import PortalCore
 import SQLKit
-public import Storage
+package import Storage
 import Synchronization
 
 /// The database backends a storage test runs on: SQLite always, PostgreSQL when
 /// `PORTAL_TEST_POSTGRES_URL` names a server (CI and `make test` set it).
-public enum Backend: String, Sendable, CaseIterable, CustomStringConvertible {
+package enum Backend: String, Sendable, CaseIterable, CustomStringConvertible {
     case sqlite
     case postgres
 
-    public var description: String { rawValue }
+    package var description: String { rawValue }
 
     /// The backends available in this run.
-    public static var available: [Backend] {
+    package static var available: [Backend] {
         postgresAdminURL == nil ? [.sqlite] : [.sqlite, .postgres]
     }
 
@@ -26,15 +26,15 @@ public enum Backend: String, Sendable, CaseIterable, CustomStringConvertible {
 
 /// A fresh, empty database for one test: a new SQLite file in a temporary folder, or a new PostgreSQL
 /// database created on the test server and dropped afterwards.
-public struct TestDatabase: Sendable {
-    public let backend: Backend
-    public let url: String
+package struct TestDatabase: Sendable {
+    package let backend: Backend
+    package let url: String
     /// The SQLite file (nil for PostgreSQL).
-    public let sqlitePath: String?
+    package let sqlitePath: String?
     let postgresName: String?
 
     /// Creates a new empty database on `backend`.
-    public static func create(_ backend: Backend) async throws -> TestDatabase {
+    package static func create(_ backend: Backend) async throws -> TestDatabase {
         let suffix = UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)
         switch backend {
         case .sqlite:
@@ -55,7 +55,7 @@ public struct TestDatabase: Sendable {
     }
 
     /// Removes the database.
-    public func drop() async {
+    package func drop() async {
         switch backend {
         case .sqlite:
             if let sqlitePath {
@@ -72,7 +72,7 @@ public struct TestDatabase: Sendable {
     }
 
     /// Runs `body` with a fresh, migrated database, then drops it.
-    public static func with<T: Sendable>(
+    package static func with<T: Sendable>(
         _ backend: Backend, logger: Logger = quietLogger, _ body: (TestDatabase, Database) async throws -> T
     ) async throws -> T {
         let test = try await create(backend)
@@ -97,27 +97,27 @@ public struct TestDatabase: Sendable {
 }
 
 /// A logger that drops everything below errors.
-public let quietLogger: Logger = {
+package let quietLogger: Logger = {
     var logger = Logger(label: "portal.test")
     logger.logLevel = .error
     return logger
 }()
 
 /// Collects every log line written through its logger, for tests that check what logs contain.
-public final class LogCapture: Sendable {
+package final class LogCapture: Sendable {
     private let lines = Mutex<[String]>([])
 
-    public init() {}
+    package init() {}
 
     /// A logger at trace level whose JSON-ish lines (message and metadata) land in this capture.
-    public func logger(label: String = "portal.test") -> Logger {
+    package func logger(label: String = "portal.test") -> Logger {
         var logger = Logger(label: label) { label in CaptureHandler(label: label, capture: self) }
         logger.logLevel = .trace
         return logger
     }
 
     /// Everything captured so far, one line per log event.
-    public var text: String { lines.withLock { $0.joined(separator: "\n") } }
+    package var text: String { lines.withLock { $0.joined(separator: "\n") } }
 
     fileprivate func append(_ line: String) { lines.withLock { $0.append(line) } }
 }

@@ -1,5 +1,5 @@
 import Foundation
-public import Hummingbird
+package import Hummingbird
 import Logging
 import NIOCore
 import Synchronization
@@ -19,8 +19,8 @@ import Synchronization
 ///   `X-Content-Type-Options` and `Cross-Origin-Resource-Policy` (for the proxy to replace).
 /// - `POST /token/{key}`: an OAuth token endpoint that issues `tok-{key}-{n}` for an hour and keeps the
 ///   form and `Authorization` header it was sent (`tokenRequests`), for the test to verify.
-public final class TestUpstream: Sendable {
-    public let port: Int
+package final class TestUpstream: Sendable {
+    package let port: Int
     private let counter: CallCounter
 
     init(port: Int, counter: CallCounter) {
@@ -29,20 +29,20 @@ public final class TestUpstream: Sendable {
     }
 
     /// `http://127.0.0.1:<port>`.
-    public var baseURL: String { "http://127.0.0.1:\(port)" }
+    package var baseURL: String { "http://127.0.0.1:\(port)" }
 
     /// Calls seen whose path starts with `prefix`.
-    public func calls(_ prefix: String) -> Int {
+    package func calls(_ prefix: String) -> Int {
         counter.counts.withLock { $0.filter { $0.key.hasPrefix(prefix) }.values.reduce(0, +) }
     }
 
     /// The requests `POST /token/{key}` received: form fields and the `Authorization` header.
-    public func tokenRequests(_ key: String) -> [(form: [String: String], authorization: String?)] {
+    package func tokenRequests(_ key: String) -> [(form: [String: String], authorization: String?)] {
         counter.tokenRequests.withLock { $0[key] ?? [] }
     }
 
     /// Runs `body` with a running upstream, then stops it.
-    public static func with<T: Sendable>(_ body: @Sendable (TestUpstream) async throws -> T) async throws -> T {
+    package static func with<T: Sendable>(_ body: @Sendable (TestUpstream) async throws -> T) async throws -> T {
         let counter = CallCounter()
         let state = UpstreamState(counter: counter)
         let router = Router()
@@ -69,8 +69,8 @@ public final class TestUpstream: Sendable {
 }
 
 /// Runs a Hummingbird router on 127.0.0.1 (port 0) while `body` runs with the port, then stops it.
-public enum LoopbackServer {
-    public static func run<T: Sendable>(
+package enum LoopbackServer {
+    package static func run<T: Sendable>(
         _ router: Router<BasicRequestContext>, label: String, _ body: @Sendable (Int) async throws -> T
     ) async throws -> T {
         var logger = Logger(label: label)

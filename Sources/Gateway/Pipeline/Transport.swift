@@ -4,7 +4,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOSSL
-public import PortalCore
+package import PortalCore
 
 /// The pipeline's transport: one attempt sent to the address the destination policy vetted, through the
 /// gateway's HTTP clients, its failures turned into `upstreamFailed` / `upstreamTimeout` with secret-free
@@ -94,7 +94,7 @@ extension Gateway {
 
     /// Sends one notification (alert receivers): the destination policy applies, through the shared client,
     /// without a ledger entry of its own (the notifier logs it). Returns the status and up to 64 KiB of body.
-    public func deliver(_ request: OutboundRequest, timeout: Duration)  async throws -> (status: Int, body: [UInt8]) {
+    package func deliver(_ request: OutboundRequest, timeout: Duration)  async throws -> (status: Int, body: [UInt8]) {
         let destination = try await configuration.policy.check(request.url)
         let response = try await send(request, to: destination, deadline: ContinuousClock.now + timeout)
         return (response.status, Array(response.body.prefix(64 << 10)))

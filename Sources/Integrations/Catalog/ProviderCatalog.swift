@@ -1,6 +1,6 @@
 import Foundation
-public import PortalCore
-public import Storage
+package import PortalCore
+package import Storage
 import Yams
 
 /// The provider catalog: presets for the seed's named providers and categories, read from
@@ -9,33 +9,33 @@ import Yams
 /// A preset carries everything but the credentials and a few parameters (a tenant domain, a bucket):
 /// ``expand(_:)`` turns `{"preset": "okta", "parameters": {"domain": "acme.okta.com"}, "credentials": {...}}`
 /// into the full body of `POST /portal/integrations`, which then goes through the usual validation.
-public struct ProviderCatalog: Sendable {
-    public struct Parameter: Sendable {
-        public var name: String
-        public var label: String
-        public var example: String?
+package struct ProviderCatalog: Sendable {
+    package struct Parameter: Sendable {
+        package var name: String
+        package var label: String
+        package var example: String?
     }
 
-    public struct Preset: Sendable {
-        public var id: String
-        public var name: String
-        public var type: IntegrationType
-        public var category: String
-        public var authMethod: AuthMethod
-        public var parameters: [Parameter]
+    package struct Preset: Sendable {
+        package var id: String
+        package var name: String
+        package var type: IntegrationType
+        package var category: String
+        package var authMethod: AuthMethod
+        package var parameters: [Parameter]
         /// Credential field names the user supplies.
-        public var credentialNames: [String]
+        package var credentialNames: [String]
         /// The preset as the catalog file gives it (the API answers this).
-        public var document: JSONValue
+        package var document: JSONValue
     }
 
-    public let providers: [Preset]
+    package let providers: [Preset]
 
     /// Parameter values are substituted into URLs, so they may hold only these characters.
     static let parameterCharacters = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_@")
 
     /// The catalog shipped with the portal.
-    public static func builtIn() throws(PortalError) -> ProviderCatalog {
+    package static func builtIn() throws(PortalError) -> ProviderCatalog {
         guard let url = Bundle.module.url(forResource: "catalog", withExtension: "yaml"),
               let data = try? Data(contentsOf: url)
         else { throw PortalError(.internal, "the built-in provider catalog is missing from the build") }
@@ -43,7 +43,7 @@ public struct ProviderCatalog: Sendable {
     }
 
     /// A catalog file: the built-in one, or an organization's own at `path`.
-    public static func load(path: String?) throws(PortalError) -> ProviderCatalog {
+    package static func load(path: String?) throws(PortalError) -> ProviderCatalog {
         guard let path, !path.isEmpty else { return try builtIn() }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw PortalError(.configuration, "cannot read the provider catalog at \(path)")
@@ -53,7 +53,7 @@ public struct ProviderCatalog: Sendable {
 
     /// Parses and checks a catalog: every preset names a known type and auth method, its parameters are
     /// declared, and the credentials it lists satisfy its auth method.
-    public init(yaml: String, source: String = "catalog") throws(PortalError) {
+    package init(yaml: String, source: String = "catalog") throws(PortalError) {
         let root = try YAMLDocument.parse(yaml, source: source)
         guard case .int(1)? = root.objectValue?["version"], case .array(let entries)? = root.objectValue?["providers"] else {
             throw PortalError(.configuration, "\(source) must have version: 1 and a providers list")
@@ -69,7 +69,7 @@ public struct ProviderCatalog: Sendable {
         providers = presets
     }
 
-    public func preset(_ id: String) -> Preset? { providers.first { $0.id == id } }
+    package func preset(_ id: String) -> Preset? { providers.first { $0.id == id } }
 
     private static func preset(_ entry: JSONValue, at place: String) throws(PortalError) -> Preset {
         guard let m = entry.objectValue else { throw PortalError(.configuration, "\(place) is not a mapping") }
@@ -117,7 +117,7 @@ public struct ProviderCatalog: Sendable {
     /// Fields given in the body win over the preset's (`config` is merged, RFC 7396); the preset's id is
     /// kept in `config.preset`. Unknown presets, missing parameters and missing credentials are 422s that
     /// name the field.
-    public func expand(_ body: JSONValue) throws(PortalError) -> JSONValue {
+    package func expand(_ body: JSONValue) throws(PortalError) -> JSONValue {
         guard case .object(var m) = body, let presetValue = m["preset"] else { return body }
         guard let id = presetValue.stringValue, let preset = preset(id) else {
             throw PortalError(.validationFailed, "unknown preset", fieldErrors: [.init(pointer: "/preset", message: "is not in the catalog (GET /portal/catalog lists the presets)")])
@@ -230,9 +230,9 @@ public struct ProviderCatalog: Sendable {
 }
 
 /// YAML documents (the catalog, alert rules) read as JSON values.
-public enum YAMLDocument {
+package enum YAMLDocument {
     /// Parses `yaml`; a configuration error names `source` when it is not YAML or is empty.
-    public static func parse(_ yaml: String, source: String) throws(PortalError) -> JSONValue {
+    package static func parse(_ yaml: String, source: String) throws(PortalError) -> JSONValue {
         do {
             guard let node = try Yams.compose(yaml: yaml) else { throw PortalError(.configuration, "\(source) is empty") }
             return try ProviderCatalog.json(node)

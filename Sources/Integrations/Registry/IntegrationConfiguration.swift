@@ -1,67 +1,67 @@
 import Foundation
-public import PortalCore
+package import PortalCore
 
 /// An integration's `config`, read and checked: every member that the gateway, the authenticators, the
 /// OAuth flows, the catalog and data-subject requests read, typed. ``parse(_:pointer:)`` names every
 /// unknown member, wrong type and bad value in one 422 (a typo such as `regoin` is refused, never silently
 /// replaced by the default region); ``stored(_:)`` reads a stored configuration leniently, with the
 /// defaults where a member is missing, for rows written before the check.
-public struct IntegrationConfiguration: Sendable, Equatable {
+package struct IntegrationConfiguration: Sendable, Equatable {
     /// Where an `api_key` integration sends its key.
-    public enum KeyLocation: String, CaseIterable, Sendable {
+    package enum KeyLocation: String, CaseIterable, Sendable {
         case header, query, body
     }
 
-    public struct APIKey: Sendable, Equatable {
-        public var location: KeyLocation = .header
+    package struct APIKey: Sendable, Equatable {
+        package var location: KeyLocation = .header
         /// The header for `location` header (default `X-API-Key`), with an optional `prefix` (`Bearer`).
-        public var header = "X-API-Key"
-        public var prefix: String?
+        package var header = "X-API-Key"
+        package var prefix: String?
         /// The query parameter for `location` query.
-        public var parameter = "api_key"
+        package var parameter = "api_key"
         /// The JSON body member for `location` body.
-        public var field = "api_key"
+        package var field = "api_key"
     }
 
     /// The AWS scope of an `aws_sigv4` integration.
-    public struct SigV4Scope: Sendable, Equatable {
-        public var region = "us-east-1"
-        public var service = "s3"
+    package struct SigV4Scope: Sendable, Equatable {
+        package var region = "us-east-1"
+        package var service = "s3"
 
-        public init(region: String = "us-east-1", service: String = "s3") {
+        package init(region: String = "us-east-1", service: String = "s3") {
             self.region = region
             self.service = service
         }
     }
 
-    public enum GrantType: String, CaseIterable, Sendable {
+    package enum GrantType: String, CaseIterable, Sendable {
         case clientCredentials = "client_credentials"
         case authorizationCode = "authorization_code"
         case refreshToken = "refresh_token"
         case jwtBearer = "jwt_bearer"
     }
 
-    public enum ClientAuth: String, CaseIterable, Sendable {
+    package enum ClientAuth: String, CaseIterable, Sendable {
         case basic, post
         case privateKeyJWT = "private_key_jwt"
     }
 
     /// `config.oauth`.
-    public struct OAuth: Sendable, Equatable {
-        public var tokenURL: String
-        public var authorizationURL: String?
-        public var revocationURL: String?
-        public var redirectURI: String?
+    package struct OAuth: Sendable, Equatable {
+        package var tokenURL: String
+        package var authorizationURL: String?
+        package var revocationURL: String?
+        package var redirectURI: String?
         /// Space-joined into the `scope` parameter (`scopes`, or one `scope` string).
-        public var scopes: [String] = []
-        public var grantType: GrantType = .clientCredentials
-        public var clientAuth: ClientAuth = .basic
-        public var tokenParameters: [(String, String)] = []
-        public var authorizationParameters: [(String, String)] = []
-        public var refreshEarlySeconds = 300
-        public var maxRefreshFailures = 3
+        package var scopes: [String] = []
+        package var grantType: GrantType = .clientCredentials
+        package var clientAuth: ClientAuth = .basic
+        package var tokenParameters: [(String, String)] = []
+        package var authorizationParameters: [(String, String)] = []
+        package var refreshEarlySeconds = 300
+        package var maxRefreshFailures = 3
 
-        public static func == (a: OAuth, b: OAuth) -> Bool {
+        package static func == (a: OAuth, b: OAuth) -> Bool {
             a.tokenURL == b.tokenURL && a.authorizationURL == b.authorizationURL && a.revocationURL == b.revocationURL
                 && a.redirectURI == b.redirectURI && a.scopes == b.scopes && a.grantType == b.grantType && a.clientAuth == b.clientAuth
                 && a.tokenParameters.elementsEqual(b.tokenParameters, by: ==) && a.authorizationParameters.elementsEqual(b.authorizationParameters, by: ==)
@@ -69,45 +69,45 @@ public struct IntegrationConfiguration: Sendable, Equatable {
         }
     }
 
-    public enum JWTAlgorithm: String, CaseIterable, Sendable {
+    package enum JWTAlgorithm: String, CaseIterable, Sendable {
         case rs256 = "RS256", es256 = "ES256", edDSA = "EdDSA", hs256 = "HS256"
     }
 
     /// `config.jwt`: the assertions the portal signs.
-    public struct JWT: Sendable, Equatable {
+    package struct JWT: Sendable, Equatable {
         /// Nil: HS256 with a `secret` credential, RS256 otherwise.
-        public var algorithm: JWTAlgorithm?
-        public var issuer: String?
-        public var subject: String?
+        package var algorithm: JWTAlgorithm?
+        package var issuer: String?
+        package var subject: String?
         /// A string or an array of strings.
-        public var audience: JSONValue?
-        public var expiresIn = 300
-        public var keyID: String?
-        public var claims: [String: JSONValue] = [:]
+        package var audience: JSONValue?
+        package var expiresIn = 300
+        package var keyID: String?
+        package var claims: [String: JSONValue] = [:]
 
-        public init() {}
+        package init() {}
     }
 
     /// `config.cache`: responses of GET calls kept for `ttlSeconds`, for the endpoint templates listed (all
     /// when `endpoints` is absent).
-    public struct Cache: Sendable, Equatable {
-        public var ttlSeconds = 0
-        public var endpoints: [String]?
+    package struct Cache: Sendable, Equatable {
+        package var ttlSeconds = 0
+        package var endpoints: [String]?
 
-        public init(ttlSeconds: Int = 0, endpoints: [String]? = nil) {
+        package init(ttlSeconds: Int = 0, endpoints: [String]? = nil) {
             self.ttlSeconds = ttlSeconds
             self.endpoints = endpoints
         }
     }
 
     /// `config.retry`: attempts and exponential backoff with full jitter, in milliseconds.
-    public struct Retry: Sendable, Equatable {
-        public var maxAttempts = 3
-        public var baseDelay = 200
-        public var maxDelay = 5_000
-        public var retryNonIdempotent = false
+    package struct Retry: Sendable, Equatable {
+        package var maxAttempts = 3
+        package var baseDelay = 200
+        package var maxDelay = 5_000
+        package var retryNonIdempotent = false
 
-        public init(maxAttempts: Int = 3, baseDelay: Int = 200, maxDelay: Int = 5_000, retryNonIdempotent: Bool = false) {
+        package init(maxAttempts: Int = 3, baseDelay: Int = 200, maxDelay: Int = 5_000, retryNonIdempotent: Bool = false) {
             self.maxAttempts = maxAttempts
             self.baseDelay = baseDelay
             self.maxDelay = maxDelay
@@ -116,44 +116,44 @@ public struct IntegrationConfiguration: Sendable, Equatable {
     }
 
     /// `config.subjectDeletion`: how to ask the integration to delete a data subject.
-    public struct SubjectDeletion: Sendable, Equatable {
-        public var method = "DELETE"
+    package struct SubjectDeletion: Sendable, Equatable {
+        package var method = "DELETE"
         /// A path with `{subjectId}`.
-        public var endpoint: String
+        package var endpoint: String
 
-        public init(method: String = "DELETE", endpoint: String) {
+        package init(method: String = "DELETE", endpoint: String) {
             self.method = method
             self.endpoint = endpoint
         }
     }
 
-    public var apiKey = APIKey()
+    package var apiKey = APIKey()
     /// The `custom` auth method's header templates (`{{field}}` replaced by that credential).
-    public var headers: [String: String] = [:]
-    public var sigV4 = SigV4Scope()
-    public var oauth: OAuth?
-    public var jwt: JWT?
+    package var headers: [String: String] = [:]
+    package var sigV4 = SigV4Scope()
+    package var oauth: OAuth?
+    package var jwt: JWT?
     /// Checked by ``TransformFields``; applied by the gateway.
-    public var transforms: JSONValue?
+    package var transforms: JSONValue?
     /// Endpoint templates (`/v1/users/{id}`) the paths are recorded under.
-    public var endpoints: [String] = []
+    package var endpoints: [String] = []
     /// When set, the only templates a call may use.
-    public var allowedPaths: [String]?
+    package var allowedPaths: [String]?
     /// Whether request and response bodies are kept with each request row.
-    public var storeBodies = false
-    public var cache: Cache?
-    public var retry = Retry()
-    public var testEndpoint = "/"
+    package var storeBodies = false
+    package var cache: Cache?
+    package var retry = Retry()
+    package var testEndpoint = "/"
     /// `GET` or `POST`.
-    public var testMethod = "GET"
-    public var subjectDeletion: SubjectDeletion?
+    package var testMethod = "GET"
+    package var subjectDeletion: SubjectDeletion?
     /// The catalog preset the integration was made from.
-    public var preset: String?
+    package var preset: String?
 
-    public init() {}
+    package init() {}
 
     /// Reads a `config` object; every problem is reported with its pointer (a 422).
-    public static func parse(_ value: JSONValue, pointer: String = "/config") throws(PortalError) -> IntegrationConfiguration {
+    package static func parse(_ value: JSONValue, pointer: String = "/config") throws(PortalError) -> IntegrationConfiguration {
         try JSONObjectReader.parse(value, pointer: pointer, read)
     }
 
@@ -166,13 +166,13 @@ public struct IntegrationConfiguration: Sendable, Equatable {
 
     /// A stored configuration, read leniently: members that are missing, unknown or invalid (rows written
     /// before the check) take their defaults. New and changed configurations always pass ``parse(_:pointer:)``.
-    public static func stored(_ value: JSONValue) -> IntegrationConfiguration {
+    package static func stored(_ value: JSONValue) -> IntegrationConfiguration {
         var r = JSONObjectReader(value, pointer: "/config", errors: ValidationErrors())
         return read(&r)
     }
 
     /// Reads the members of a `config` object into `r`'s error list.
-    public static func read(_ r: inout JSONObjectReader) -> IntegrationConfiguration {
+    package static func read(_ r: inout JSONObjectReader) -> IntegrationConfiguration {
         var c = IntegrationConfiguration()
         c.apiKey.location = r.enumeration("keyLocation", KeyLocation.self) ?? .header
         if let header = headerName(&r, "keyHeader") { c.apiKey.header = header }

@@ -1,28 +1,28 @@
 import Foundation
-public import PortalCore
-public import Storage
+package import PortalCore
+package import Storage
 
 /// A validated integration configuration: the seed's `IntegrationConfig`.
 ///
 /// Parsed from the request's JSON by ``parse(_:)``, which reports every problem at once as a 422 naming
 /// the field. Secrets (credential values, the webhook secret) are kept apart so they go only to the vault.
-public struct IntegrationInput: Sendable {
-    public var name: String
-    public var type: IntegrationType
-    public var baseURL: String
-    public var authMethod: AuthMethod
-    public var credentials: [String: String]
-    public var config: JSONValue
-    public var rateLimits: JSONValue?
+package struct IntegrationInput: Sendable {
+    package var name: String
+    package var type: IntegrationType
+    package var baseURL: String
+    package var authMethod: AuthMethod
+    package var credentials: [String: String]
+    package var config: JSONValue
+    package var rateLimits: JSONValue?
     /// The webhook configuration without its secret.
-    public var webhookConfig: JSONValue?
-    public var webhookSecret: String?
-    public var syncConfig: JSONValue?
+    package var webhookConfig: JSONValue?
+    package var webhookSecret: String?
+    package var syncConfig: JSONValue?
     /// GDPR Art. 30 processing metadata (``ProcessingRecord``).
-    public var processing: JSONValue?
+    package var processing: JSONValue?
 
     /// Validates a create body.
-    public static func parse(_ body: JSONValue) throws(PortalError) -> IntegrationInput {
+    package static func parse(_ body: JSONValue) throws(PortalError) -> IntegrationInput {
         let errors = ValidationErrors()
         var r = JSONObjectReader(body, errors: errors)
         let name = r.string("name", required: true, minLength: 1, maxLength: 255)
@@ -53,7 +53,7 @@ public struct IntegrationInput: Sendable {
 }
 
 /// A change to one optional field of a PATCH body.
-public enum FieldChange<Value: Sendable>: Sendable {
+package enum FieldChange<Value: Sendable>: Sendable {
     case unchanged
     case set(Value)
     case remove
@@ -63,24 +63,24 @@ public enum FieldChange<Value: Sendable>: Sendable {
 ///
 /// `credentials` and `config` are JSON merge patches (RFC 7396): a member set to null is removed, an
 /// absent member is kept, and a credential sent back masked (`••••…`) is kept unchanged.
-public struct IntegrationPatch: Sendable {
-    public var name: String?
-    public var type: IntegrationType?
-    public var baseURL: String?
-    public var authMethod: AuthMethod?
+package struct IntegrationPatch: Sendable {
+    package var name: String?
+    package var type: IntegrationType?
+    package var baseURL: String?
+    package var authMethod: AuthMethod?
     /// Credential members: a new value, `nil` to remove, or a masked value meaning unchanged.
-    public var credentials: [String: String?]?
-    public var config: JSONValue?
-    public var rateLimits: FieldChange<JSONValue> = .unchanged
-    public var webhookConfig: FieldChange<JSONValue> = .unchanged
+    package var credentials: [String: String?]?
+    package var config: JSONValue?
+    package var rateLimits: FieldChange<JSONValue> = .unchanged
+    package var webhookConfig: FieldChange<JSONValue> = .unchanged
     /// A new webhook secret (absent or masked: unchanged).
-    public var webhookSecret: String?
-    public var syncConfig: FieldChange<JSONValue> = .unchanged
-    public var processing: FieldChange<JSONValue> = .unchanged
-    public var status: IntegrationStatus?
+    package var webhookSecret: String?
+    package var syncConfig: FieldChange<JSONValue> = .unchanged
+    package var processing: FieldChange<JSONValue> = .unchanged
+    package var status: IntegrationStatus?
 
     /// The names of the fields this patch touches, sorted.
-    public var fieldNames: [String] {
+    package var fieldNames: [String] {
         var names: [String] = []
         if name != nil { names.append("name") }
         if type != nil { names.append("type") }
@@ -97,7 +97,7 @@ public struct IntegrationPatch: Sendable {
     }
 
     /// Validates a PATCH body.
-    public static func parse(_ body: JSONValue) throws(PortalError) -> IntegrationPatch {
+    package static func parse(_ body: JSONValue) throws(PortalError) -> IntegrationPatch {
         let errors = ValidationErrors()
         var r = JSONObjectReader(body, errors: errors)
         var patch = IntegrationPatch()
@@ -388,8 +388,8 @@ enum IntegrationFields {
 
 /// The seed's webhook `RetryPolicy` `{maxRetries, baseDelay, maxDelay}` (milliseconds), as the integration's
 /// `webhookConfig` and the webhook endpoints read it.
-public enum WebhookRetryPolicyFields {
-    public static func read(_ p: inout JSONObjectReader) -> JSONValue? {
+package enum WebhookRetryPolicyFields {
+    package static func read(_ p: inout JSONObjectReader) -> JSONValue? {
         var out: [String: JSONValue] = [:]
         if let v = p.integer("maxRetries", in: 0...100) { out["maxRetries"] = .int(v) }
         if let v = p.integer("baseDelay", in: 0...86_400_000) { out["baseDelay"] = .int(v) }
@@ -400,31 +400,31 @@ public enum WebhookRetryPolicyFields {
 
 /// The caps on `config.transforms`: checked when a configuration is written, and the pointer
 /// depth again by the gateway for configurations stored before the caps.
-public enum TransformLimits {
+package enum TransformLimits {
     /// Reference tokens in one JSON Pointer (`/a/b/c` has 3).
-    public static let maxPointerTokens = 32
+    package static let maxPointerTokens = 32
     /// UTF-8 bytes in one JSON Pointer.
-    public static let maxPointerBytes = 1_024
+    package static let maxPointerBytes = 1_024
     /// Rules in one transforms configuration: header sets and removals, renames, sets, removals and picks.
-    public static let maxRules = 200
+    package static let maxRules = 200
     /// Bytes of `config.transforms` as JSON.
-    public static let maxTransformsBytes = 65_536
+    package static let maxTransformsBytes = 65_536
     /// Bytes of a whole integration `config` as JSON.
-    public static let maxConfigBytes = 262_144
+    package static let maxConfigBytes = 262_144
     /// Characters in a header name a transform sets or removes.
-    public static let maxHeaderNameLength = 100
+    package static let maxHeaderNameLength = 100
     /// Characters in a header value a transform sets.
-    public static let maxHeaderValueLength = 4_096
+    package static let maxHeaderValueLength = 4_096
 
     /// The size of `value` as compact JSON, in bytes.
-    public static func jsonSize(_ value: JSONValue) -> Int {
+    package static func jsonSize(_ value: JSONValue) -> Int {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]
         return (try? encoder.encode(value))?.count ?? 0
     }
 
     /// The number of reference tokens in `pointer`, counting no further than `limit + 1`.
-    public static func tokenCount(_ pointer: String, limit: Int = maxPointerTokens) -> Int {
+    package static func tokenCount(_ pointer: String, limit: Int = maxPointerTokens) -> Int {
         var count = 0
         for byte in pointer.utf8 where byte == UInt8(ascii: "/") {
             count += 1
@@ -434,7 +434,7 @@ public enum TransformLimits {
     }
 
     /// Why `pointer` is not a usable RFC 6901 JSON Pointer within the caps, or nil. Never quotes the pointer.
-    public static func pointerProblem(_ pointer: String) -> String? {
+    package static func pointerProblem(_ pointer: String) -> String? {
         let tokens = tokenCount(pointer)
         if tokens > maxPointerTokens {
             return "is a JSON Pointer of more than \(maxPointerTokens) tokens; at most \(maxPointerTokens) are allowed"

@@ -1,6 +1,6 @@
-public import Foundation
-public import PortalCore
-public import Storage
+package import Foundation
+package import PortalCore
+package import Storage
 
 extension AuthMethod {
     /// Credential fields this method cannot work without; `anyOf` lists alternatives of which one is needed.
@@ -43,28 +43,28 @@ enum ConflictStrategy: String, CaseIterable {
 }
 
 /// An integration as the gateway uses it: configuration plus credentials in the clear (from the vault).
-public struct OutboundIntegration: Sendable {
-    public var id: UUID
-    public var organizationID: UUID
-    public var name: String
-    public var baseURL: String
-    public var authMethod: AuthMethod
+package struct OutboundIntegration: Sendable {
+    package var id: UUID
+    package var organizationID: UUID
+    package var name: String
+    package var baseURL: String
+    package var authMethod: AuthMethod
     /// Secret values: never returned, logged or recorded.
-    public var credentials: [String: String]
-    public var config: JSONValue {
+    package var credentials: [String: String]
+    package var config: JSONValue {
         didSet { configuration = .stored(config) }
     }
     /// `config`, typed (read once, when the integration is opened).
-    public private(set) var configuration: IntegrationConfiguration
-    public var rateLimits: JSONValue
-    public var status: IntegrationStatus
+    package private(set) var configuration: IntegrationConfiguration
+    package var rateLimits: JSONValue
+    package var status: IntegrationStatus
     /// The credentials before a rotation, while its overlap window lasts: tried once when the new ones
     /// are refused (401 or 403).
-    public var previousCredentials: [String: String]?
+    package var previousCredentials: [String: String]?
     /// When the overlap window ends.
-    public var previousUntil: Date?
+    package var previousUntil: Date?
 
-    public init(
+    package init(
         id: UUID, organizationID: UUID, name: String, baseURL: String, authMethod: AuthMethod, credentials: [String: String],
         config: JSONValue, rateLimits: JSONValue, status: IntegrationStatus
     ) {

@@ -1,12 +1,12 @@
-public import Foundation
-public import PortalCore
-public import Storage
-public import Ledger
+package import Foundation
+package import PortalCore
+package import Storage
+package import Ledger
 import Synchronization
 
 /// Registers and manages integrations: the seed's `IntegrationService` (register, read, change, delete,
 /// status), with credentials sealed by the vault inside the same transaction as the row.
-public struct IntegrationRegistry: Sendable {
+package struct IntegrationRegistry: Sendable {
     private let database: Database
     private let vault: CredentialVault
     private let audit: any AuditTrail
@@ -15,7 +15,7 @@ public struct IntegrationRegistry: Sendable {
     private let opened: OutboundCache
 
     /// Rate limits in force when an integration gives none (DESIGN section 7).
-    public static let defaultRateLimits: JSONValue = ["requestsPerSecond": 10, "burst": 20]
+    package static let defaultRateLimits: JSONValue = ["requestsPerSecond": 10, "burst": 20]
 
     /// `outboundCacheSeconds`: how long an opened outbound configuration (credentials in the clear, in
     /// memory only) is reused by the gateway before it is read and unsealed again (default 1 s). Changes
@@ -23,7 +23,7 @@ public struct IntegrationRegistry: Sendable {
     /// The most integrations (not deleted) an organization may have.
     let maxIntegrations: Int
 
-    public init(
+    package init(
         database: Database, vault: CredentialVault, audit: any AuditTrail, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared,
         outboundCacheSeconds: TimeInterval = 1, maxIntegrations: Int = Quotas().integrations
     ) {
@@ -38,7 +38,7 @@ public struct IntegrationRegistry: Sendable {
 
     /// Forgets the cached outbound configuration of an integration changed outside the registry (the
     /// gateway setting status `error`).
-    public func invalidate(id: UUID) { opened.forget(id) }
+    package func invalidate(id: UUID) { opened.forget(id) }
 
     /// The secrets of one integration, sealed together as one envelope.
     struct Secrets: Codable, Equatable {
@@ -51,7 +51,7 @@ public struct IntegrationRegistry: Sendable {
 
     /// Creates an integration from a validated configuration. An admin's or operator's integration is
     /// `active` at once (approvals come later).
-    public func register(_ input: IntegrationInput, by principal: Principal) async throws -> IntegrationView {
+    package func register(_ input: IntegrationInput, by principal: Principal) async throws -> IntegrationView {
         try principal.require(.manageIntegrations)
         let now = clock.now()
         let id = ids.next()
@@ -93,7 +93,7 @@ public struct IntegrationRegistry: Sendable {
     }
 
     /// The organization's integrations, newest first.
-    public func list(organizationID: UUID, limit: Int, cursor: String?, includeDeleted: Bool) async throws -> Page<IntegrationView> {
+    package func list(organizationID: UUID, limit: Int, cursor: String?, includeDeleted: Bool) async throws -> Page<IntegrationView> {
         let after = try cursor.map { c throws(PortalError) -> UUID in
             guard let id = UUID(uuidString: c) else {
                 throw PortalError.validation([.init(pointer: "?cursor", message: "is not a cursor this API returned")])
@@ -119,7 +119,7 @@ public struct IntegrationRegistry: Sendable {
     }
 
     /// One integration of the organization (deleted ones too); `not_found` for any other organization's.
-    public func get(id: UUID, organizationID: UUID) async throws -> IntegrationView {
+    package func get(id: UUID, organizationID: UUID) async throws -> IntegrationView {
         let record = try await database.read { db in
             try await IntegrationStore(db).find(id: id, organizationID: organizationID)
         }
@@ -128,7 +128,7 @@ public struct IntegrationRegistry: Sendable {
     }
 
     /// Applies a validated PATCH: only the given fields change; a masked credential stays as it was.
-    public func update(id: UUID, patch: IntegrationPatch, by principal: Principal) async throws -> IntegrationView {
+    package func update(id: UUID, patch: IntegrationPatch, by principal: Principal) async throws -> IntegrationView {
         try principal.require(.manageIntegrations)
         let now = clock.now()
         let record = try await database.write { db in
@@ -266,7 +266,7 @@ public struct IntegrationRegistry: Sendable {
 
     /// Soft-deletes an integration: status `inactive` and `deletedAt` set, so evidence can keep referring
     /// to it. Deleting a deleted integration changes nothing.
-    public func delete(id: UUID, by principal: Principal) async throws {
+    package func delete(id: UUID, by principal: Principal) async throws {
         try principal.require(.manageIntegrations)
         let now = clock.now()
         try await database.write { db in
@@ -293,7 +293,7 @@ public struct IntegrationRegistry: Sendable {
     }
 
     /// The seed's `getIntegrationStatus`: lifecycle status and request health.
-    public func status(id: UUID, organizationID: UUID) async throws -> IntegrationStatusView {
+    package func status(id: UUID, organizationID: UUID) async throws -> IntegrationStatusView {
         let (record, stats) = try await database.read { db in
             let record = try await IntegrationStore(db).find(id: id, organizationID: organizationID)
             let stats = try await IntegrationStore(db).requestStats(organizationID: organizationID, ids: record.map { [$0.id] } ?? [])
@@ -388,7 +388,7 @@ public struct IntegrationRegistry: Sendable {
     /// Replaces credential fields (those given; others stay), keeping the old ones usable as a fallback for
     /// `overlap` seconds where the provider accepts both for a while, and appends `credential.rotated`
     /// (field names, the overlap's end and a key id derived from the new values; never a value).
-    public func rotateCredentials(id: UUID, credentials: [String: String], overlap: TimeInterval, by principal: Principal) async throws -> IntegrationView {
+    package func rotateCredentials(id: UUID, credentials: [String: String], overlap: TimeInterval, by principal: Principal) async throws -> IntegrationView {
         try principal.require(.manageIntegrations)
         guard !credentials.isEmpty, !credentials.values.contains(where: { $0.isEmpty || Masking.isMasked($0) }) else {
             throw PortalError.validation([.init(pointer: "/credentials", message: "give the new values (not masked, not empty)")])
@@ -432,7 +432,7 @@ public struct IntegrationRegistry: Sendable {
 
     /// What the gateway needs to call out through an integration: its configuration and its credentials
     /// in the clear. For the outbound path only; never returned by the API or logged.
-    public func outbound(id: UUID, organizationID: UUID) async throws -> OutboundIntegration {
+    package func outbound(id: UUID, organizationID: UUID) async throws -> OutboundIntegration {
         let now = clock.now()
         if let cached = opened.lookup(id, organizationID: organizationID, now: now) { return cached }
         let outbound = try await database.read { db in

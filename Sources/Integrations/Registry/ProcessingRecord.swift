@@ -11,20 +11,20 @@ import PortalCore
 ///  "transferMechanism": {"type": "sccs", "module": 2}, "retention": "36 months after the contract ends",
 ///  "dpa": {"reference": "DPA-2026-014", "date": "2026-03-01"}, "securityMeasures": ["encryption at rest"]}
 /// ```
-public enum ProcessingRecord {
+package enum ProcessingRecord {
     /// Art. 6(1) lawful bases.
-    public enum LawfulBasis: String, CaseIterable, Sendable {
+    package enum LawfulBasis: String, CaseIterable, Sendable {
         case consent, contract, legalObligation = "legal_obligation", vitalInterests = "vital_interests"
         case publicTask = "public_task", legitimateInterests = "legitimate_interests"
     }
 
     /// The provider's role towards the organization (Art. 4, 26, 28).
-    public enum RecipientRole: String, CaseIterable, Sendable {
+    package enum RecipientRole: String, CaseIterable, Sendable {
         case processor, subProcessor = "sub_processor", independentController = "independent_controller", jointController = "joint_controller"
     }
 
     /// Art. 44-49 transfer mechanisms.
-    public enum TransferMechanism: String, CaseIterable, Sendable {
+    package enum TransferMechanism: String, CaseIterable, Sendable {
         case adequacy, sccs, bcrs, derogation, none
     }
 

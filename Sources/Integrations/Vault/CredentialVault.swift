@@ -1,8 +1,8 @@
-public import Crypto
-public import Foundation
-public import PortalCore
-public import Storage
-public import Ledger
+package import Crypto
+package import Foundation
+package import PortalCore
+package import Storage
+import Ledger
 import Synchronization
 
 /// Envelope encryption of secrets (DESIGN section 6): AES-256-GCM under a per-organization data key,
@@ -18,7 +18,7 @@ import Synchronization
 /// open as before and are sealed under the newest key when next written ("lazy re-wrapping"). Each key
 /// counts its seals in `data_keys.sealed_count`, in the transaction that seals (or, for the query-free
 /// path, with the next one).
-public final class CredentialVault: SecretSealer {
+package final class CredentialVault: SecretSealer {
     private let ring: MasterKeyRing
     private let clock: any WallClock
     private let ids: IdentifierGenerator
@@ -62,7 +62,7 @@ public final class CredentialVault: SecretSealer {
     }
 
     /// A vault with the master keys of `ring`, rotating data keys as `rotation` says.
-    public init(
+    package init(
         ring: MasterKeyRing, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared,
         rotation: DataKeyRotation = .standard
     ) {
@@ -75,7 +75,7 @@ public final class CredentialVault: SecretSealer {
     /// A key for keyed hashes whose values may change with the master key (such as source addresses
     /// hashed within one minute), derived from the active master key and `label`, so it never leaves the
     /// process and differs per purpose. What must stay findable uses ``purposeKey(_:in:)``.
-    public func derivedKey(_ label: String) -> SymmetricKey {
+    package func derivedKey(_ label: String) -> SymmetricKey {
         HKDF<SHA256>.deriveKey(inputKeyMaterial: ring.active.key, info: Data("portal.derived.\(label)".utf8), outputByteCount: 32)
     }
 
@@ -85,7 +85,7 @@ public final class CredentialVault: SecretSealer {
     /// Made on first use, in `db`, which must then be a write transaction. It starts as the key earlier
     /// releases derived from the active master key (``derivedKey(_:)``), so lookups computed before it was
     /// stored keep finding their rows; from then on it no longer depends on the master key.
-    public func purposeKey(_ label: String, in db: Transaction) async throws -> SymmetricKey {
+    package func purposeKey(_ label: String, in db: Transaction) async throws -> SymmetricKey {
         if let cached = purposeKeys.withLock({ $0[label] }) { return cached }
         let store = PurposeKeyStore(db)
         let context = "purpose-key:\(label)"
@@ -101,13 +101,13 @@ public final class CredentialVault: SecretSealer {
     }
 
     /// The id of the master key that wraps new data keys.
-    public var activeMasterKeyID: String { ring.active.id }
+    package var activeMasterKeyID: String { ring.active.id }
 
     /// Encrypts `plaintext` for `organizationID` and the row named by `context`, under the organization's
     /// newest data key (made first when there is none or the newest is due for rotation).
     ///
     /// `db` must be a write transaction: the seal is counted there, and a data key may be made.
-    public func seal(_ plaintext: Data, organizationID: UUID, context: String, in db: Transaction) async throws -> JSONValue {
+    package func seal(_ plaintext: Data, organizationID: UUID, context: String, in db: Transaction) async throws -> JSONValue {
         try await seal([(plaintext, context)], organizationID: organizationID, in: db)[0]
     }
 
@@ -115,7 +115,7 @@ public final class CredentialVault: SecretSealer {
     ///
     /// `db` must be a read transaction: it sees committed keys only, whereas a write transaction could
     /// show a key it created itself and may still roll back (values sealed under it would be lost).
-    public func learnNewestKey(organizationID: UUID, in db: Transaction) async throws {
+    package func learnNewestKey(organizationID: UUID, in db: Transaction) async throws {
         guard let record = try await DataKeyStore(db).newest(organizationID: organizationID) else { return }
         let key = try cachedKey(record)
         let now = clock.now()
@@ -135,7 +135,7 @@ public final class CredentialVault: SecretSealer {
     /// Also nil when the key is due for rotation, or when this process has made
     /// ``DataKeyRotation/unrecordedLimit`` seals under it that storage does not count yet: the next
     /// ``seal(_:organizationID:in:)`` of the organization records them (or rotates the key).
-    public func sealWithKnownKey(_ plaintext: Data, organizationID: UUID, context: String) -> JSONValue? {
+    package func sealWithKnownKey(_ plaintext: Data, organizationID: UUID, context: String) -> JSONValue? {
         let now = clock.now()
         let rotation = rotation
         let known = usage.withLock { usage -> KnownKey? in
@@ -159,7 +159,7 @@ public final class CredentialVault: SecretSealer {
     ///
     /// `db` must be a write transaction: the seals are counted there (with this process's seals of the
     /// organization not yet recorded), and a data key may be made.
-    public func seal(_ items: [(plaintext: Data, context: String)], organizationID: UUID, in db: Transaction) async throws -> [JSONValue] {
+    package func seal(_ items: [(plaintext: Data, context: String)], organizationID: UUID, in db: Transaction) async throws -> [JSONValue] {
         guard !items.isEmpty else { return [] }
         let count = Int64(items.count)
         let (keyID, key) = try await dataKey(for: organizationID, sealing: count, in: db)
@@ -204,7 +204,7 @@ public final class CredentialVault: SecretSealer {
     }
 
     /// Decrypts a value sealed by ``seal(_:organizationID:context:in:)`` for the same organization and row.
-    public func open(_ envelope: JSONValue, organizationID: UUID, context: String, in db: Transaction) async throws -> Data {
+    package func open(_ envelope: JSONValue, organizationID: UUID, context: String, in db: Transaction) async throws -> Data {
         guard case .object(let fields) = envelope,
               fields["v"] == 1, fields["alg"] == "A256GCM",
               let kid = fields["kid"]?.stringValue, let keyID = UUID(uuidString: kid),
@@ -223,7 +223,7 @@ public final class CredentialVault: SecretSealer {
 
     /// Wraps every data key under `newKey` as well, keeping the existing wraps so that running instances
     /// that only know the old master key keep reading. Returns the number of data keys re-wrapped.
-    public func rewrapAll(under newKey: MasterKeyRing.Key, in db: Transaction) async throws -> Int {
+    package func rewrapAll(under newKey: MasterKeyRing.Key, in db: Transaction) async throws -> Int {
         let store = DataKeyStore(db)
         var count = 0
         for id in try await store.allIDs() {
@@ -240,7 +240,7 @@ public final class CredentialVault: SecretSealer {
 
     /// Deletes the wraps under master key `masterKeyID`, refusing if a data key would be left with no
     /// other wrap (it would become unreadable). Returns the number of wraps removed.
-    public func retire(masterKeyID: String, in db: Transaction) async throws -> Int {
+    package func retire(masterKeyID: String, in db: Transaction) async throws -> Int {
         let store = DataKeyStore(db)
         for id in try await store.allIDs() {
             guard let record = try await store.find(id: id) else { continue }

@@ -1,5 +1,5 @@
-public import Foundation
-public import PortalCore
+package import Foundation
+package import PortalCore
 
 /// When the vault stops sealing under a data key and makes a new one: once the key is `maxAge` old or has
 /// sealed `maxSeals` values. Old keys are kept for reading; values move to the newest key when next written.
@@ -7,17 +7,17 @@ public import PortalCore
 /// AES-GCM with random 96-bit nonces is safe for 2^32 encryptions per key (NIST SP 800-38D 8.3); the default
 /// count, 2^24, stays 256 times below that, which also covers the few seals the count may miss (a process
 /// that exits with seals not yet recorded, a rolled-back transaction; see docs/decisions.md).
-public struct DataKeyRotation: Sendable, Equatable {
+package struct DataKeyRotation: Sendable, Equatable {
     /// Seconds a data key seals new values for.
-    public let maxAge: TimeInterval
+    package let maxAge: TimeInterval
     /// Values a data key seals at most.
-    public let maxSeals: Int64
+    package let maxSeals: Int64
 
     /// 90 days and 2^24 values.
-    public static let standard = DataKeyRotation(checkedMaxAge: 90 * 86_400, maxSeals: 1 << 24)
+    package static let standard = DataKeyRotation(checkedMaxAge: 90 * 86_400, maxSeals: 1 << 24)
 
     /// A policy of `maxAge` seconds (more than zero) and `maxSeals` values (at least one).
-    public init(maxAge: TimeInterval, maxSeals: Int64) throws(PortalError) {
+    package init(maxAge: TimeInterval, maxSeals: Int64) throws(PortalError) {
         guard maxAge.isFinite, maxAge > 0 else { throw PortalError(.configuration, "the data key age limit must be more than zero seconds") }
         guard maxSeals >= 1 else { throw PortalError(.configuration, "the data key seal limit must be at least 1") }
         self.init(checkedMaxAge: maxAge, maxSeals: maxSeals)
@@ -29,7 +29,7 @@ public struct DataKeyRotation: Sendable, Equatable {
     }
 
     /// Whether a key made at `createdAt` that has sealed `sealed` values (nil: unknown) may seal `more` at `now`.
-    public func allows(createdAt: Date, sealed: Int64?, more: Int64, at now: Date) -> Bool {
+    package func allows(createdAt: Date, sealed: Int64?, more: Int64, at now: Date) -> Bool {
         guard let sealed, now.timeIntervalSince(createdAt) < maxAge else { return false }
         let (total, overflow) = sealed.addingReportingOverflow(more)
         return !overflow && total <= maxSeals
@@ -37,5 +37,5 @@ public struct DataKeyRotation: Sendable, Equatable {
 
     /// How many seals the query-free path (``CredentialVault/sealWithKnownKey(_:organizationID:context:)``)
     /// may make under one key before they must be recorded in storage: 1/256 of the limit, at most 4,096.
-    public var unrecordedLimit: Int64 { max(1, min(4096, maxSeals / 256)) }
+    package var unrecordedLimit: Int64 { max(1, min(4096, maxSeals / 256)) }
 }

@@ -1,20 +1,20 @@
 import Crypto
 import Foundation
-public import PortalCore
+package import PortalCore
 
 /// The master keys this process knows: the first wraps new data keys, every one can unwrap.
 ///
 /// A master key is 32 random bytes, given as base64 in `PORTAL_MASTER_KEY` or as lines of a key file
 /// (newest first). Its id is the first 8 bytes of SHA-256 over a label and the key, in hex: it names the
 /// key in `data_key_wraps` without revealing it.
-public struct MasterKeyRing: Sendable {
+package struct MasterKeyRing: Sendable {
     /// One master key and its id.
-    public struct Key: Sendable {
-        public let id: String
+    package struct Key: Sendable {
+        package let id: String
         let key: SymmetricKey
 
         /// Parses base64 of exactly 32 bytes.
-        public init(base64: String) throws(PortalError) {
+        package init(base64: String) throws(PortalError) {
             guard let data = Data(base64Encoded: base64.trimmingCharacters(in: .whitespacesAndNewlines)),
                   data.count == 32
             else {
@@ -29,19 +29,19 @@ public struct MasterKeyRing: Sendable {
     }
 
     /// The key that wraps new data keys.
-    public let active: Key
+    package let active: Key
     /// Every known key, the active one first.
-    public let keys: [Key]
+    package let keys: [Key]
 
     /// A ring of `keys`, the first of which is active.
-    public init(keys: [Key]) throws(PortalError) {
+    package init(keys: [Key]) throws(PortalError) {
         guard let first = keys.first else { throw PortalError(.configuration, "no master key is configured") }
         active = first
         self.keys = keys
     }
 
     /// The ring from `PORTAL_MASTER_KEY` (or a key read from standard input), else from the key file.
-    public static func load(masterKey: String?, keyFile: String?) throws(PortalError) -> MasterKeyRing {
+    package static func load(masterKey: String?, keyFile: String?) throws(PortalError) -> MasterKeyRing {
         if let masterKey, !masterKey.isEmpty {
             return try MasterKeyRing(keys: [Key(base64: masterKey)])
         }
@@ -55,7 +55,7 @@ public struct MasterKeyRing: Sendable {
     }
 
     /// The keys of a key file: one base64 key per line, blank lines and `#` comments ignored.
-    public static func readKeyFile(_ path: String) throws(PortalError) -> [Key] {
+    package static func readKeyFile(_ path: String) throws(PortalError) -> [Key] {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw PortalError(.configuration, "cannot read the master key file \(path)")
         }
@@ -65,12 +65,12 @@ public struct MasterKeyRing: Sendable {
     }
 
     /// The key lines of a key file's text (or of standard input): trimmed, blank lines and `#` comments left out.
-    public static func keyLines(_ text: String) -> [String] {
+    package static func keyLines(_ text: String) -> [String] {
         text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && !$0.hasPrefix("#") }
     }
 
     /// The one base64 master key in `text` (standard input, a `--new-key-file`), checked; `source` names it in errors.
-    public static func singleKey(in text: String, source: String) throws(PortalError) -> String {
+    package static func singleKey(in text: String, source: String) throws(PortalError) -> String {
         let lines = keyLines(text)
         guard lines.count == 1 else {
             throw PortalError(.configuration, "\(source) must hold exactly one base64 master key, not \(lines.count)")
@@ -80,7 +80,7 @@ public struct MasterKeyRing: Sendable {
     }
 
     /// Writes a key file (mode 0600) atomically: the given keys, newest first.
-    public static func writeKeyFile(_ path: String, keys base64Keys: [String]) throws(PortalError) {
+    package static func writeKeyFile(_ path: String, keys base64Keys: [String]) throws(PortalError) {
         let text = "# portal master keys, newest first; keep this file secret and backed up\n"
             + base64Keys.joined(separator: "\n") + "\n"
         let temporary = path + ".tmp-\(UInt32.random(in: 0...UInt32.max))"
@@ -96,7 +96,7 @@ public struct MasterKeyRing: Sendable {
     }
 
     /// A new random master key, as base64.
-    public static func generateBase64() -> String {
+    package static func generateBase64() -> String {
         SymmetricKey(size: .bits256).withUnsafeBytes { Data($0).base64EncodedString() }
     }
 }

@@ -1,8 +1,8 @@
-public import Crypto
-public import Foundation
+package import Crypto
+package import Foundation
 import Ledger
-public import PortalCore
-public import Storage
+package import PortalCore
+package import Storage
 
 /// Records that describe a person are stored encrypted under that subject's own key (DESIGN 4.1), so that
 /// erasing the subject (deleting its `subject_keys` row) leaves them unreadable.
@@ -12,16 +12,16 @@ public import Storage
 /// and the normalized subject id (trimmed, lowercased). A sealed value is stored as
 /// `{"$subject": lookup, "$sealed": base64(nonce || AES-256-GCM(canonical JSON) || tag)}`, bound by its
 /// associated data to the organization, integration, entity and record.
-public struct SubjectSealing: Sendable {
-    public let vault: CredentialVault
+package struct SubjectSealing: Sendable {
+    package let vault: CredentialVault
 
-    public init(vault: CredentialVault) {
+    package init(vault: CredentialVault) {
         self.vault = vault
     }
 
     /// The subject's lookup; `db` must be a write transaction the first time the process needs the key
     /// (on a database that has none yet, it is made then).
-    public func lookup(organizationID: UUID, subjectID: String, in db: Transaction) async throws -> String {
+    package func lookup(organizationID: UUID, subjectID: String, in db: Transaction) async throws -> String {
         Self.lookup(organizationID: organizationID, subjectID: subjectID, key: try await vault.purposeKey("subject-lookup", in: db))
     }
 
@@ -32,18 +32,18 @@ public struct SubjectSealing: Sendable {
         return Hex.encode(HMAC<SHA256>.authenticationCode(for: message, using: key))
     }
 
-    public static func aad(organizationID: UUID, integrationID: UUID, entity: String, recordID: String) -> [UInt8] {
+    package static func aad(organizationID: UUID, integrationID: UUID, entity: String, recordID: String) -> [UInt8] {
         Array("portal.subject-record|\(organizationID.uuidString.lowercased())|\(integrationID.uuidString.lowercased())|\(entity)|\(recordID)".utf8)
     }
 
     /// The subject a stored value is sealed for, if it is sealed.
-    public static func subject(of stored: JSONValue?) -> String? {
+    package static func subject(of stored: JSONValue?) -> String? {
         guard case .object(let m)? = stored, m.count == 2, let lookup = m["$subject"]?.stringValue, m["$sealed"] != nil else { return nil }
         return lookup
     }
 
     /// The subjects' keys, created for those that have none when `create` (a write transaction).
-    public func keys(organizationID: UUID, lookups: Set<String>, create: Bool, in db: Transaction, at now: Date) async throws -> [String: SymmetricKey] {
+    package func keys(organizationID: UUID, lookups: Set<String>, create: Bool, in db: Transaction, at now: Date) async throws -> [String: SymmetricKey] {
         guard !lookups.isEmpty else { return [:] }
         let store = SubjectKeyStore(db)
         var rows = try await store.find(organizationID: organizationID, lookups: Array(lookups))
@@ -69,7 +69,7 @@ public struct SubjectSealing: Sendable {
         return keys
     }
 
-    public static func seal(_ value: JSONValue, lookup: String, key: SymmetricKey, aad: [UInt8]) throws -> JSONValue {
+    package static func seal(_ value: JSONValue, lookup: String, key: SymmetricKey, aad: [UInt8]) throws -> JSONValue {
         let box = try AES.GCM.seal(Array(value.sortedText.utf8), using: key, authenticating: aad)
         guard let combined = box.combined else { throw PortalError(.crypto, "cannot encrypt a subject's record") }
         return ["$subject": .string(lookup), "$sealed": .string(combined.base64EncodedString())]
@@ -77,7 +77,7 @@ public struct SubjectSealing: Sendable {
 
     /// The plaintext of a stored value: itself when not sealed, `{"$erased": true}` when its subject's key is
     /// gone (erased) or it does not open.
-    public static func open(_ stored: JSONValue, keys: [String: SymmetricKey], aad: [UInt8]) -> JSONValue {
+    package static func open(_ stored: JSONValue, keys: [String: SymmetricKey], aad: [UInt8]) -> JSONValue {
         guard let lookup = subject(of: stored) else { return stored }
         guard let key = keys[lookup], let text = stored.objectValue?["$sealed"]?.stringValue, let combined = Data(base64Encoded: text),
               let box = try? AES.GCM.SealedBox(combined: combined), let plain = try? AES.GCM.open(box, using: key, authenticating: aad),
@@ -88,14 +88,14 @@ public struct SubjectSealing: Sendable {
 
     /// The subject's ledger commitment (DESIGN 4.1): HMAC-SHA256 under the subject's random salt of the
     /// normalized subject id, hex. Unlinkable once the salt is erased.
-    public static func commitment(salt: [UInt8], subjectID: String) -> String {
+    package static func commitment(salt: [UInt8], subjectID: String) -> String {
         let normalized = subjectID.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
         return Hex.encode(HMAC<SHA256>.authenticationCode(for: Array(normalized.utf8), using: SymmetricKey(data: salt)))
     }
 
     /// The commitments of the given subjects, creating their keys and salts when they have none (a write
     /// transaction); erased subjects get none (their lookups are suppressed).
-    public func commitments(organizationID: UUID, subjectIDs: [String], in db: Transaction, at now: Date) async throws -> [String: String] {
+    package func commitments(organizationID: UUID, subjectIDs: [String], in db: Transaction, at now: Date) async throws -> [String: String] {
         let key = try await vault.purposeKey("subject-lookup", in: db)
         let lookups = Dictionary(subjectIDs.map { (Self.lookup(organizationID: organizationID, subjectID: $0, key: key), $0) }, uniquingKeysWith: { a, _ in a })
         let erased = try await SubjectKeyStore(db).erased(organizationID: organizationID, lookups: Array(lookups.keys))

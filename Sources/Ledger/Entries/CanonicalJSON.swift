@@ -1,6 +1,6 @@
 import Crypto
 import Foundation
-public import PortalCore
+package import PortalCore
 
 /// The JSON Canonicalization Scheme (RFC 8785) for ledger entries, which hold only objects, arrays,
 /// strings and integers (DESIGN section 4.1).
@@ -9,9 +9,9 @@ public import PortalCore
 /// exactly as ECMAScript's `JSON.stringify` does (`"`, `\`, and control characters; `/` and non-ASCII
 /// characters are written as they are); integers in plain decimal. Booleans, null and fractional numbers
 /// are refused, so every entry has exactly one encoding.
-public enum CanonicalJSON {
+package enum CanonicalJSON {
     /// The canonical UTF-8 bytes of `value`; throws for values outside the ledger's subset.
-    public static func encode(_ value: JSONValue) throws(PortalError) -> [UInt8] {
+    package static func encode(_ value: JSONValue) throws(PortalError) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(512)
         try write(value, into: &out, full: false)
@@ -20,7 +20,7 @@ public enum CanonicalJSON {
 
     /// Full RFC 8785 of any JSON value (booleans, null and numbers in ECMAScript form included), for
     /// digests of free-form documents such as an integration's configuration.
-    public static func encodeAny(_ value: JSONValue) -> [UInt8] {
+    package static func encodeAny(_ value: JSONValue) -> [UInt8] {
         var out: [UInt8] = []
         // Cannot throw in full mode: every JSON value has a canonical form.
         try? write(value, into: &out, full: true)
@@ -28,7 +28,7 @@ public enum CanonicalJSON {
     }
 
     /// Lowercase hex SHA-256 of ``encodeAny(_:)``.
-    public static func digest(_ value: JSONValue) -> String {
+    package static func digest(_ value: JSONValue) -> String {
         Hex.encode(SHA256.hash(data: encodeAny(value)))
     }
 

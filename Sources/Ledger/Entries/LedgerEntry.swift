@@ -1,6 +1,6 @@
 import Crypto
 import Foundation
-public import PortalCore
+package import PortalCore
 
 /// One entry of an organization's ledger (DESIGN section 4.1), serialized with RFC 8785:
 ///
@@ -8,25 +8,25 @@ public import PortalCore
 ///
 /// `entry_hash = SHA-256(0x00 || canonical bytes)`, the RFC 9162 leaf hash; `prev` is the previous entry's
 /// hash (64 zeros for seq 0), so the entries form a hash chain whose hashes are the Merkle tree's leaves.
-public struct LedgerEntry: Sendable, Equatable {
-    public var seq: Int64
+package struct LedgerEntry: Sendable, Equatable {
+    package var seq: Int64
     /// RFC 3339 UTC with microseconds.
-    public var time: String
-    public var org: String
-    public var type: String
+    package var time: String
+    package var org: String
+    package var type: String
     /// An API token id, or `system:<service>`.
-    public var actor: String
-    public var integration: String?
-    public var data: JSONValue
+    package var actor: String
+    package var integration: String?
+    package var data: JSONValue
     /// Lowercase hex of the previous entry's hash.
-    public var prev: String
+    package var prev: String
 
     /// The largest canonical entry, in bytes (entry bundles use a 16-bit length prefix).
-    public static let maxBytes = 65_535
+    package static let maxBytes = 65_535
     /// `prev` of the first entry.
-    public static let zeroHash = String(repeating: "0", count: 64)
+    package static let zeroHash = String(repeating: "0", count: 64)
 
-    public init(seq: Int64, time: String, org: String, type: String, actor: String, integration: String?, data: JSONValue, prev: String) {
+    package init(seq: Int64, time: String, org: String, type: String, actor: String, integration: String?, data: JSONValue, prev: String) {
         self.seq = seq
         self.time = time
         self.org = org
@@ -38,7 +38,7 @@ public struct LedgerEntry: Sendable, Equatable {
     }
 
     /// The entry as a JSON object.
-    public var json: JSONValue {
+    package var json: JSONValue {
         var members: [String: JSONValue] = [
             "v": 1, "seq": .int(seq), "time": .string(time), "org": .string(org), "type": .string(type),
             "actor": .string(actor), "data": data, "prev": .string(prev),
@@ -48,7 +48,7 @@ public struct LedgerEntry: Sendable, Equatable {
     }
 
     /// The canonical bytes; throws when the entry is too large or holds values outside the subset.
-    public func canonicalBytes() throws(PortalError) -> [UInt8] {
+    package func canonicalBytes() throws(PortalError) -> [UInt8] {
         let bytes = try CanonicalJSON.encode(json)
         guard bytes.count <= Self.maxBytes else {
             throw PortalError(.validationFailed, "a ledger entry may be at most \(Self.maxBytes) bytes, this one is \(bytes.count)")
@@ -88,12 +88,12 @@ public struct LedgerEntry: Sendable, Equatable {
 
     /// Whether `bytes` are exactly the canonical form of a version 1 entry: the verifier's check, in one
     /// pass and without building the entry.
-    public static func isCanonical(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    package static func isCanonical(_ bytes: UnsafeRawBufferPointer) -> Bool {
         (try? EntryScanner.scan(bytes)) != nil
     }
 
     /// Parses canonical bytes back into an entry, checking that they are exactly canonical.
-    public init(canonical bytes: some Collection<UInt8>) throws(PortalError) {
+    package init(canonical bytes: some Collection<UInt8>) throws(PortalError) {
         let value = try JSONValue.parse(Data(bytes))
         guard case .object(let m) = value, m["v"] == 1,
               case .int(let seq)? = m["seq"], let time = m["time"]?.stringValue, let org = m["org"]?.stringValue,

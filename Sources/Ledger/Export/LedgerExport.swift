@@ -1,26 +1,26 @@
-public import Foundation
-public import PortalCore
-public import Storage
+package import Foundation
+package import PortalCore
+package import Storage
 
 /// Writes a ledger as a `.tar.zst` of a C2SP tlog-tiles folder (DESIGN section 4.2; issue "offline"):
 /// `checkpoint`, `tile/<L>/<N>[.p/<W>]`, `tile/entries/<N>[.p/<W>]` with exactly the bytes the HTTP API
 /// serves, plus `checkpoints/<size>` (stored and published checkpoints up to the exported size) and
 /// `keys/<algorithm>.vkey`. Entries and tiles are streamed a tile at a time, so memory does not grow with
 /// the ledger.
-public struct LedgerExporter: Sendable {
+package struct LedgerExporter: Sendable {
     private let database: Database
 
-    public init(database: Database) { self.database = database }
+    package init(database: Database) { self.database = database }
 
     /// What an export wrote.
-    public struct Summary: Sendable {
-        public var size: Int64
-        public var files: Int
-        public var compressedBytes: Int64
+    package struct Summary: Sendable {
+        package var size: Int64
+        package var files: Int
+        package var compressedBytes: Int64
     }
 
     /// Exports the ledger of `organizationID` as of `checkpoint`, handing compressed chunks to `sink`.
-    public func export(
+    package func export(
         organizationID: UUID, checkpoint: LedgerCheckpointRow, keys: [SignedNote.VerifierKey], publishedDirectory: String?, slug: String,
         sink: ([UInt8]) async throws -> Void
     ) async throws -> Summary {
@@ -92,10 +92,10 @@ public struct LedgerExporter: Sendable {
 }
 
 /// A ledger exported as a tlog-tiles folder, read from disk.
-public struct DirectoryLedgerSource: LedgerSource {
-    public let root: URL
+package struct DirectoryLedgerSource: LedgerSource {
+    package let root: URL
 
-    public init(root: URL) { self.root = root }
+    package init(root: URL) { self.root = root }
 
     private func read(_ prefix: String, index: Int64) -> [UInt8]? {
         file(prefix, index: index).flatMap(Self.contents)
@@ -140,7 +140,7 @@ public struct DirectoryLedgerSource: LedgerSource {
         return failed ? nil : bytes
     }
 
-    public func entries(from: Int64, limit: Int) async throws -> [LedgerEntryRow] {
+    package func entries(from: Int64, limit: Int) async throws -> [LedgerEntryRow] {
         var rows: [LedgerEntryRow] = []
         var seq = from
         while rows.count < limit, let bundle = read("tile/entries/", index: seq / 256) {
@@ -162,13 +162,13 @@ public struct DirectoryLedgerSource: LedgerSource {
         return rows
     }
 
-    public func tile(level: Int, index: Int64) async throws -> [UInt8]? {
+    package func tile(level: Int, index: Int64) async throws -> [UInt8]? {
         read("tile/\(level)/", index: index)
     }
 
     /// The entries of the bundles covering [from, from + limit), in place: no copy and no hash per entry
     /// (the verifier hashes each once). Reads one bundle when `from` and `limit` stay within a tile.
-    public func entryPage(from: Int64, limit: Int) async throws -> EntryPage {
+    package func entryPage(from: Int64, limit: Int) async throws -> EntryPage {
         var page = EntryPage(bytes: Data(), entries: [], hashes: nil)
         var seq = from
         while page.entries.count < limit, let bundle = mapBundle(index: seq / 256) {
@@ -213,12 +213,12 @@ public struct DirectoryLedgerSource: LedgerSource {
 }
 
 /// Verifies an exported ledger with no database and no network.
-public struct LedgerBundleVerifier: Sendable {
-    public init() {}
+package struct LedgerBundleVerifier: Sendable {
+    package init() {}
 
     /// Unpacks `bundle` (a `.tar.zst`) into a new folder under `scratch` and returns it: members are
     /// streamed to disk, none larger than `limit(path)` bytes (``Tar/extract(bundle:into:limit:)``).
-    public func unpack(bundle: String, into scratch: URL, limit: @escaping (String) -> Int = { _ in Tar.defaultMemberLimit }) throws -> URL {
+    package func unpack(bundle: String, into scratch: URL, limit: @escaping (String) -> Int = { _ in Tar.defaultMemberLimit }) throws -> URL {
         let root = scratch.appendingPathComponent("ledger-\(UUID().uuidString.prefix(8))")
         try Tar.extract(bundle: bundle, into: root, limit: limit)
         return root
@@ -226,7 +226,7 @@ public struct LedgerBundleVerifier: Sendable {
 
     /// Verifies an unpacked bundle: every key must sign its checkpoint; then chain, tiles, roots and the
     /// consistency of every included checkpoint, and of `since` (a checkpoint the auditor kept), if given.
-    public func verify(folder: URL, keys: [SignedNote.VerifierKey], since: String?, progress: (Int64) -> Void = { _ in }) async throws -> LedgerVerification {
+    package func verify(folder: URL, keys: [SignedNote.VerifierKey], since: String?, progress: (Int64) -> Void = { _ in }) async throws -> LedgerVerification {
         guard let note = try? String(contentsOf: folder.appendingPathComponent("checkpoint"), encoding: .utf8) else {
             throw PortalError(.validationFailed, "the bundle has no checkpoint")
         }
@@ -265,18 +265,18 @@ public struct LedgerBundleVerifier: Sendable {
 /// C2SP tlog-proof files (c2sp.org/tlog-proof): one entry with its inclusion proof and the checkpoint it
 /// is proven against, for auditors sampling entries one by one. The entry's canonical bytes travel as the
 /// `extra` line (they are authenticated by the proof, not trusted on their own).
-public enum LedgerProofFile {
-    public static let header = "c2sp.org/tlog-proof@v1"
+package enum LedgerProofFile {
+    package static let header = "c2sp.org/tlog-proof@v1"
 
     /// The proof file's text.
-    public static func make(entry: [UInt8], index: Int64, proof: [Hash], checkpoint note: String) -> String {
+    package static func make(entry: [UInt8], index: Int64, proof: [Hash], checkpoint note: String) -> String {
         var text = "\(header)\nextra \(Data(entry).base64EncodedString())\nindex \(index)\n"
         for hash in proof { text += Data(hash).base64EncodedString() + "\n" }
         return text + "\n" + note
     }
 
     /// Verifies a proof file with every key; returns the entry it proves.
-    public static func verify(_ text: String, keys: [SignedNote.VerifierKey]) throws(PortalError) -> LedgerEntry {
+    package static func verify(_ text: String, keys: [SignedNote.VerifierKey]) throws(PortalError) -> LedgerEntry {
         guard let split = text.range(of: "\n\n") else { throw PortalError(.validationFailed, "not a tlog-proof: no checkpoint") }
         let lines = text[..<split.lowerBound].split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         let note = String(text[split.upperBound...])

@@ -1,11 +1,11 @@
-public import Foundation
-public import PortalCore
+package import Foundation
+package import PortalCore
 
 /// POSIX ustar archives with fixed metadata (mode 0644/0755, uid and gid 0, mtime 0), so an archive of the
 /// same files is byte-identical whenever it is written.
-public enum Tar {
+package enum Tar {
     /// The header and padded content of one regular file.
-    public static func file(_ path: String, _ content: [UInt8]) throws(PortalError) -> [UInt8] {
+    package static func file(_ path: String, _ content: [UInt8]) throws(PortalError) -> [UInt8] {
         var block = try header(path, size: content.count, type: "0", mode: "0000644")
         block += content
         block += [UInt8](repeating: 0, count: (512 - content.count % 512) % 512)
@@ -13,22 +13,22 @@ public enum Tar {
     }
 
     /// The header of a regular file of `size` bytes, for content streamed after it (then ``padding(_:)``).
-    public static func fileHeader(_ path: String, size: Int) throws(PortalError) -> [UInt8] {
+    package static func fileHeader(_ path: String, size: Int) throws(PortalError) -> [UInt8] {
         try header(path, size: size, type: "0", mode: "0000644")
     }
 
     /// The zero bytes that pad `size` bytes of content to a whole block.
-    public static func padding(_ size: Int) -> [UInt8] {
+    package static func padding(_ size: Int) -> [UInt8] {
         [UInt8](repeating: 0, count: (512 - size % 512) % 512)
     }
 
     /// The header of a directory.
-    public static func directory(_ path: String) throws(PortalError) -> [UInt8] {
+    package static func directory(_ path: String) throws(PortalError) -> [UInt8] {
         try header(path.hasSuffix("/") ? path : path + "/", size: 0, type: "5", mode: "0000755")
     }
 
     /// The end-of-archive marker: two zero blocks.
-    public static let end = [UInt8](repeating: 0, count: 1024)
+    package static let end = [UInt8](repeating: 0, count: 1024)
 
     private static func header(_ path: String, size: Int, type: Character, mode: String) throws(PortalError) -> [UInt8] {
         guard size >= 0 else { throw PortalError(.internal, "tar: a negative size for \(path)") }
@@ -80,22 +80,22 @@ public enum Tar {
 
     /// The bound on one member when the caller names none: 64 MiB, four times the largest member of a
     /// ledger export (an entry bundle: 256 entries of at most 64 KiB with their length prefixes).
-    public static let defaultMemberLimit = 64 << 20
+    package static let defaultMemberLimit = 64 << 20
 
     /// One member of an archive being read: its path as stored, the safe relative components it is
     /// written under, what it is and how many content bytes follow its header.
-    public struct Member: Sendable, Equatable {
+    package struct Member: Sendable, Equatable {
         /// What a member is: only regular files and folders are accepted.
-        public enum Kind: Sendable, Equatable { case file, directory }
-        public var path: String
-        public var components: [String]
-        public var kind: Kind
-        public var size: Int
+        package enum Kind: Sendable, Equatable { case file, directory }
+        package var path: String
+        package var components: [String]
+        package var kind: Kind
+        package var size: Int
     }
 
     /// What ``Reader`` reports, in archive order: a member's header, its content in pieces as the bytes
     /// arrive (never buffered whole), then its end.
-    public enum Event {
+    package enum Event {
         case start(Member)
         case content(ArraySlice<UInt8>)
         case end(Member)
@@ -184,7 +184,7 @@ public enum Tar {
     /// Reads an archive incrementally: feed bytes, get each member's header, content and end as they
     /// complete. Memory stays at one header block, whatever the members' sizes; a malformed header is a
     /// `validationFailed` error (never a trap), and ``ended`` tells whether the end marker was read.
-    public struct Reader {
+    package struct Reader {
         private enum State {
             case header([UInt8])
             case content(Member, remaining: Int)
@@ -196,15 +196,15 @@ public enum Tar {
         private let limit: (String) -> Int
 
         /// Whether the end-of-archive marker was read.
-        public var ended: Bool { if case .ended = state { true } else { false } }
+        package var ended: Bool { if case .ended = state { true } else { false } }
 
         /// A reader refusing any file member larger than `limit(path)` bytes (`path` normalized: no `./`).
-        public init(limit: @escaping (String) -> Int = { _ in Tar.defaultMemberLimit }) {
+        package init(limit: @escaping (String) -> Int = { _ in Tar.defaultMemberLimit }) {
             self.limit = limit
         }
 
         /// Adds bytes and reports every event they complete to `handle` (a folder has no content events).
-        public mutating func feed(_ bytes: [UInt8], _ handle: (Event) throws -> Void) throws {
+        package mutating func feed(_ bytes: [UInt8], _ handle: (Event) throws -> Void) throws {
             var offset = 0
             while offset < bytes.count {
                 switch state {
@@ -251,7 +251,7 @@ public enum Tar {
     /// decompressed (memory stays bounded whatever the sizes). A member larger than `limit(path)`, a path
     /// leaving `root`, a link, a malformed header, bad zstd or a truncated archive is a `validationFailed`
     /// error saying which.
-    public static func extract(bundle: String, into root: URL, limit: @escaping (String) -> Int = { _ in defaultMemberLimit }) throws(PortalError) {
+    package static func extract(bundle: String, into root: URL, limit: @escaping (String) -> Int = { _ in defaultMemberLimit }) throws(PortalError) {
         do {
             guard let handle = FileHandle(forReadingAtPath: bundle) else { throw PortalError(.validationFailed, "cannot read \(bundle)") }
             defer { try? handle.close() }

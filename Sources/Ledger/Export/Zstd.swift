@@ -1,14 +1,14 @@
 import CZstd
-public import PortalCore
+package import PortalCore
 
 /// Streaming Zstandard compression through libzstd (the CZstd system-library target): bounded buffers,
 /// whatever the input size.
-public final class ZstdCompressor {
+package final class ZstdCompressor {
     private let stream: OpaquePointer
     private var output = [UInt8](repeating: 0, count: ZSTD_CStreamOutSize())
 
     /// A compressor at `level` (3 is zstd's default; bundles favour speed over the last few percent).
-    public init(level: Int32 = 3) throws(PortalError) {
+    package init(level: Int32 = 3) throws(PortalError) {
         guard let stream = ZSTD_createCCtx() else { throw PortalError(.internal, "zstd: cannot create a compression context") }
         self.stream = stream
         ZSTD_CCtx_setParameter(stream, ZSTD_c_compressionLevel, level)
@@ -18,7 +18,7 @@ public final class ZstdCompressor {
     deinit { ZSTD_freeCCtx(stream) }
 
     /// Compresses `input`, handing each produced chunk to `sink`; `end` finishes the frame.
-    public func compress(_ input: [UInt8], end: Bool = false, into sink: ([UInt8]) throws -> Void) throws {
+    package func compress(_ input: [UInt8], end: Bool = false, into sink: ([UInt8]) throws -> Void) throws {
         try input.withUnsafeBytes { raw in
             var inBuffer = ZSTD_inBuffer(src: raw.baseAddress, size: raw.count, pos: 0)
             while true {
@@ -37,13 +37,13 @@ public final class ZstdCompressor {
 }
 
 /// Streaming Zstandard decompression.
-public final class ZstdDecompressor {
+package final class ZstdDecompressor {
     private let stream: OpaquePointer
     private var output = [UInt8](repeating: 0, count: ZSTD_DStreamOutSize())
     /// Whether the last frame was completely decoded.
-    public private(set) var frameComplete = false
+    package private(set) var frameComplete = false
 
-    public init() throws(PortalError) {
+    package init() throws(PortalError) {
         guard let stream = ZSTD_createDCtx() else { throw PortalError(.internal, "zstd: cannot create a decompression context") }
         self.stream = stream
     }
@@ -51,7 +51,7 @@ public final class ZstdDecompressor {
     deinit { ZSTD_freeDCtx(stream) }
 
     /// Decompresses `input`, handing each produced chunk to `sink`.
-    public func decompress(_ input: [UInt8], into sink: ([UInt8]) throws -> Void) throws {
+    package func decompress(_ input: [UInt8], into sink: ([UInt8]) throws -> Void) throws {
         try input.withUnsafeBytes { raw in
             var inBuffer = ZSTD_inBuffer(src: raw.baseAddress, size: raw.count, pos: 0)
             while inBuffer.pos < inBuffer.size {

@@ -2,15 +2,15 @@ import Crypto
 import Foundation
 
 /// A 32-byte SHA-256 hash.
-public typealias Hash = [UInt8]
+package typealias Hash = [UInt8]
 
 /// RFC 9162 section 2 Merkle tree hashing, proofs and their verification. Pure functions, no I/O.
-public enum Merkle {
+package enum Merkle {
     /// The hash of the empty tree: SHA-256 of nothing.
-    public static let emptyRoot: Hash = Array(SHA256.hash(data: [UInt8]()))
+    package static let emptyRoot: Hash = Array(SHA256.hash(data: [UInt8]()))
 
     /// `SHA-256(0x00 || data)`.
-    public static func leafHash(_ data: some Collection<UInt8>) -> Hash {
+    package static func leafHash(_ data: some Collection<UInt8>) -> Hash {
         var hasher = SHA256()
         hasher.update(data: [0x00])
         hasher.update(data: Array(data))
@@ -18,7 +18,7 @@ public enum Merkle {
     }
 
     /// `SHA-256(0x01 || left || right)`.
-    public static func nodeHash(_ left: Hash, _ right: Hash) -> Hash {
+    package static func nodeHash(_ left: Hash, _ right: Hash) -> Hash {
         var hasher = SHA256()
         hasher.update(data: [0x01])
         hasher.update(data: left)
@@ -27,14 +27,14 @@ public enum Merkle {
     }
 
     /// The largest power of two strictly less than `n` (n > 1).
-    public static func split(_ n: Int64) -> Int64 {
+    package static func split(_ n: Int64) -> Int64 {
         var k: Int64 = 1
         while k << 1 < n { k <<= 1 }
         return k
     }
 
     /// The Merkle Tree Hash of a list of leaf hashes.
-    public static func root(of leaves: [Hash]) -> Hash {
+    package static func root(of leaves: [Hash]) -> Hash {
         guard !leaves.isEmpty else { return emptyRoot }
         var level = leaves
         // Pairwise reduction gives RFC 9162's MTH: an odd node is carried up unchanged.
@@ -53,7 +53,7 @@ public enum Merkle {
 
     /// The inclusion proof of leaf `index` in the tree of `size` leaves (RFC 9162 2.1.3.1), built from
     /// `subtree(start, end)`, which returns the MTH of leaves [start, end).
-    public static func inclusionProof(index: Int64, size: Int64, subtree: (Int64, Int64) throws -> Hash) rethrows -> [Hash] {
+    package static func inclusionProof(index: Int64, size: Int64, subtree: (Int64, Int64) throws -> Hash) rethrows -> [Hash] {
         var proof: [Hash] = []
         var m = index, start: Int64 = 0, end = size
         var tail: [Hash] = []
@@ -73,7 +73,7 @@ public enum Merkle {
     }
 
     /// The consistency proof between tree sizes `old` and `new` (RFC 9162 2.1.4.1).
-    public static func consistencyProof(old: Int64, new: Int64, subtree: (Int64, Int64) throws -> Hash) rethrows -> [Hash] {
+    package static func consistencyProof(old: Int64, new: Int64, subtree: (Int64, Int64) throws -> Hash) rethrows -> [Hash] {
         guard old > 0, old < new else { return [] }
         var tail: [Hash] = []
         var m = old, start: Int64 = 0, end = new
@@ -101,7 +101,7 @@ public enum Merkle {
     // MARK: - Verification (RFC 9162 2.1.3.2 and 2.1.4.2)
 
     /// Whether `proof` shows leaf `leafHash` at `index` in the tree of `size` with root `root`.
-    public static func verifyInclusion(index: Int64, size: Int64, leafHash: Hash, proof: [Hash], root: Hash) -> Bool {
+    package static func verifyInclusion(index: Int64, size: Int64, leafHash: Hash, proof: [Hash], root: Hash) -> Bool {
         guard index >= 0, index < size, leafHash.count == 32, root.count == 32 else { return false }
         var fn = index, sn = size - 1
         var r = leafHash
@@ -122,7 +122,7 @@ public enum Merkle {
     }
 
     /// Whether `proof` shows the tree of `size1` with `root1` is a prefix of the tree of `size2` with `root2`.
-    public static func verifyConsistency(size1: Int64, size2: Int64, root1: Hash, root2: Hash, proof: [Hash]) -> Bool {
+    package static func verifyConsistency(size1: Int64, size2: Int64, root1: Hash, root2: Hash, proof: [Hash]) -> Bool {
         guard size1 >= 0, size2 >= size1 else { return false }
         // The empty tree proves nothing: only an empty tree with the empty root is consistent with itself.
         if size1 == 0 { return size2 == 0 && proof.isEmpty && root1 == emptyRoot && root2 == emptyRoot }
@@ -157,19 +157,19 @@ public enum Merkle {
 /// Appending a leaf merges equal-height subtrees; the root is the right-to-left fold. The verifier keeps
 /// one of these while streaming entries, so it can compare the root at every checkpoint size in O(log n)
 /// memory.
-public struct CompactRange: Sendable, Equatable {
-    public private(set) var size: Int64 = 0
+package struct CompactRange: Sendable, Equatable {
+    package private(set) var size: Int64 = 0
     /// (height, hash) of each subtree, heights strictly decreasing.
     private var subtrees: [(height: Int, hash: Hash)] = []
 
-    public init() {}
+    package init() {}
 
-    public static func == (a: CompactRange, b: CompactRange) -> Bool {
+    package static func == (a: CompactRange, b: CompactRange) -> Bool {
         a.size == b.size && a.subtrees.map(\.hash) == b.subtrees.map(\.hash)
     }
 
     /// Appends one leaf hash.
-    public mutating func append(_ leafHash: Hash) {
+    package mutating func append(_ leafHash: Hash) {
         var node = leafHash
         var height = 0
         while let last = subtrees.last, last.height == height {
@@ -182,7 +182,7 @@ public struct CompactRange: Sendable, Equatable {
     }
 
     /// The Merkle Tree Hash of the leaves appended so far.
-    public var root: Hash {
+    package var root: Hash {
         guard var acc = subtrees.last?.hash else { return Merkle.emptyRoot }
         for subtree in subtrees.dropLast().reversed() { acc = Merkle.nodeHash(subtree.hash, acc) }
         return acc
@@ -194,7 +194,7 @@ public struct CompactRange: Sendable, Equatable {
 extension Merkle {
     /// Writes `SHA-256(0x00 || bytes)` to `out` (32 bytes).
     @inline(__always)
-    public static func leafHash(_ bytes: UnsafeRawBufferPointer, into out: UnsafeMutableRawPointer) {
+    package static func leafHash(_ bytes: UnsafeRawBufferPointer, into out: UnsafeMutableRawPointer) {
         var hasher = SHA256()
         withUnsafeBytes(of: UInt8(0)) { hasher.update(bufferPointer: $0) }
         hasher.update(bufferPointer: bytes)

@@ -1,15 +1,15 @@
 import Foundation
-public import PortalCore
+package import PortalCore
 
 /// C2SP tlog-tiles geometry: tiles of 256 hashes, level l+1 holding the hash of each full level-l tile.
-public enum Tiles {
+package enum Tiles {
     /// Hashes per full tile (tile height 8).
-    public static let width = 256
-    public static let height = 8
+    package static let width = 256
+    package static let height = 8
 
     /// The path element of a tile index: zero-padded 3-digit elements, all but the last prefixed `x`
     /// (`1234067` is `x001/x234/067`).
-    public static func indexPath(_ index: Int64) -> String {
+    package static func indexPath(_ index: Int64) -> String {
         var elements: [String] = []
         var n = index
         repeat {
@@ -21,14 +21,14 @@ public enum Tiles {
     }
 
     /// `tile/<L>/<N>[.p/<W>]`, or `tile/entries/<N>[.p/<W>]` when `level` is nil.
-    public static func path(level: Int?, index: Int64, width: Int) -> String {
+    package static func path(level: Int?, index: Int64, width: Int) -> String {
         let head = level.map { "tile/\($0)/" } ?? "tile/entries/"
         return head + indexPath(index) + (width < Self.width ? ".p/\(width)" : "")
     }
 
     /// How many hashes tile (level, index) holds in a tree of `size` leaves: 256 for a full tile, the
     /// partial width for the edge tile, 0 for a tile the tree does not reach yet.
-    public static func storedWidth(level: Int, index: Int64, size: Int64) -> Int {
+    package static func storedWidth(level: Int, index: Int64, size: Int64) -> Int {
         guard level >= 0, index >= 0, size > 0 else { return 0 }
         let shift = Int64(height) * Int64(level)
         guard shift < 63 else { return 0 }
@@ -39,14 +39,14 @@ public enum Tiles {
     }
 
     /// A parsed tile request.
-    public struct Request: Sendable, Equatable {
+    package struct Request: Sendable, Equatable {
         /// nil for an entry bundle.
-        public var level: Int?
-        public var index: Int64
+        package var level: Int?
+        package var index: Int64
         /// 256 for a full tile.
-        public var width: Int
+        package var width: Int
 
-        public init(level: Int?, index: Int64, width: Int) {
+        package init(level: Int?, index: Int64, width: Int) {
             self.level = level
             self.index = index
             self.width = width
@@ -54,7 +54,7 @@ public enum Tiles {
     }
 
     /// Parses the part of a path after `tile/`: `<L>/<N>[.p/<W>]` or `entries/<N>[.p/<W>]`.
-    public static func parse(_ rest: String) throws(PortalError) -> Request {
+    package static func parse(_ rest: String) throws(PortalError) -> Request {
         var parts = rest.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         guard parts.count >= 2 else { throw PortalError.notFound("tile") }
         let levelText = parts.removeFirst()
@@ -95,13 +95,13 @@ public enum Tiles {
 /// 1...8, the hash of each complete group of `2^height` of them. Built once when a tile is read (at most
 /// 255 hashes, allocation-free), so a proof looks its nodes up instead of hashing up to 255 per node.
 /// One contiguous buffer: 16 KiB for a full tile.
-public struct TileNodes: Sendable {
+package struct TileNodes: Sendable {
     /// The hashes the tile holds (a partial tile holds fewer than 256).
-    public let count: Int
+    package let count: Int
     private let bytes: [UInt8]
 
     /// A tile's stored bytes: `count` hashes of 32 bytes (a trailing partial hash is ignored).
-    public init(tileBytes: some Collection<UInt8>) {
+    package init(tileBytes: some Collection<UInt8>) {
         let count = min(tileBytes.count / 32, Tiles.width)
         var bytes = [UInt8](repeating: 0, count: 32 * Self.rowStart(count: count, height: Tiles.height + 1))
         bytes.withUnsafeMutableBytes { buffer in
@@ -125,7 +125,7 @@ public struct TileNodes: Sendable {
     }
 
     /// The nodes of a tile's stored hashes.
-    public init(hashes: [Hash]) {
+    package init(hashes: [Hash]) {
         self.init(tileBytes: hashes.joined())
     }
 
@@ -136,11 +136,11 @@ public struct TileNodes: Sendable {
 
     /// A full tile of zero hashes: stands in for every tile when only the set of tiles a computation reads
     /// matters (that set never depends on hash values).
-    public static let placeholder = TileNodes(placeholderCount: Tiles.width)
+    package static let placeholder = TileNodes(placeholderCount: Tiles.width)
 
     /// The hash of the `index`-th group of `2^height` stored hashes, or nil when the tile does not hold
     /// that whole group.
-    public func node(height: Int, index: Int) -> Hash? {
+    package func node(height: Int, index: Int) -> Hash? {
         guard (0...Tiles.height).contains(height), index >= 0, index < count >> height else { return nil }
         let start = 32 * (Self.rowStart(count: count, height: height) + index)
         return Array(bytes[start..<start + 32])
@@ -159,17 +159,17 @@ public struct TileNodes: Sendable {
 /// A node at height `h` lies in the level-`h/8` tiles: it is the hash of `2^(h%8)` consecutive hashes of
 /// one tile, looked up in the tile's ``TileNodes``. Proofs therefore read O(log n) tiles, never rebuild the
 /// tree, and hash only the O(log n) nodes that are not perfect subtrees.
-public struct TileHashes {
+package struct TileHashes {
     private let tile: (Int, Int64) throws -> TileNodes
     private var cache: [Int64: TileNodes] = [:]
 
     /// `nodes(level, index)` returns the nodes of that tile as stored (partial or full).
-    public init(nodes: @escaping (Int, Int64) throws -> TileNodes) {
+    package init(nodes: @escaping (Int, Int64) throws -> TileNodes) {
         self.tile = nodes
     }
 
     /// `tile(level, index)` returns the stored hashes of that tile (partial or full).
-    public init(tile: @escaping (Int, Int64) throws -> [Hash]) {
+    package init(tile: @escaping (Int, Int64) throws -> [Hash]) {
         self.tile = { level, index in TileNodes(hashes: try tile(level, index)) }
     }
 
@@ -182,7 +182,7 @@ public struct TileHashes {
     }
 
     /// The hash of the perfect subtree of height `height` whose leftmost leaf is `index << height`.
-    public mutating func node(height: Int, index: Int64) throws -> Hash {
+    package mutating func node(height: Int, index: Int64) throws -> Hash {
         let level = height / Tiles.height
         let k = height % Tiles.height
         let first = index << Int64(k)
@@ -196,7 +196,7 @@ public struct TileHashes {
     }
 
     /// The Merkle Tree Hash of leaves [start, end), for a range that RFC 9162's recursive split produces.
-    public mutating func subtree(_ start: Int64, _ end: Int64) throws -> Hash {
+    package mutating func subtree(_ start: Int64, _ end: Int64) throws -> Hash {
         let n = end - start
         if n <= 0 { return Merkle.emptyRoot }
         if n & (n - 1) == 0, start % n == 0 {
@@ -208,35 +208,35 @@ public struct TileHashes {
 }
 
 /// The right edge of a tiled tree: the last tile of every level, which is all that changes on append.
-public struct TileEdge: Sendable {
-    public struct Tile: Sendable, Equatable {
-        public var level: Int
-        public var index: Int64
-        public var hashes: [Hash]
+package struct TileEdge: Sendable {
+    package struct Tile: Sendable, Equatable {
+        package var level: Int
+        package var index: Int64
+        package var hashes: [Hash]
 
-        public init(level: Int, index: Int64, hashes: [Hash]) {
+        package init(level: Int, index: Int64, hashes: [Hash]) {
             self.level = level
             self.index = index
             self.hashes = hashes
         }
     }
 
-    public private(set) var size: Int64
+    package private(set) var size: Int64
     /// The rightmost tile of each level, by level.
-    public private(set) var tiles: [Int: Tile]
+    package private(set) var tiles: [Int: Tile]
     /// Levels whose edge tile changed since the edge was loaded.
     private var dirtyLevels: Set<Int> = []
     /// Tiles that filled up (and so left the edge) since the edge was loaded.
     private var completed: [Tile] = []
 
     /// An edge loaded from storage: `tiles` holds the last tile of each level of a tree of `size` leaves.
-    public init(size: Int64, tiles: [Tile]) {
+    package init(size: Int64, tiles: [Tile]) {
         self.size = size
         self.tiles = Dictionary(uniqueKeysWithValues: tiles.map { ($0.level, $0) })
     }
 
     /// The last tile index at each level for a tree of `size`, which storage should load.
-    public static func edgeIndices(size: Int64) -> [(level: Int, index: Int64)] {
+    package static func edgeIndices(size: Int64) -> [(level: Int, index: Int64)] {
         var result: [(Int, Int64)] = []
         var count = size
         var level = 0
@@ -250,7 +250,7 @@ public struct TileEdge: Sendable {
     }
 
     /// Appends a leaf hash, completing and hashing full tiles up the levels.
-    public mutating func append(_ leafHash: Hash) {
+    package mutating func append(_ leafHash: Hash) {
         var hash = leafHash
         var level = 0
         var position = size
@@ -271,12 +271,12 @@ public struct TileEdge: Sendable {
     }
 
     /// The same edge with no pending changes: only the last tile of each level, as storage would load it.
-    public func clean() -> TileEdge {
+    package func clean() -> TileEdge {
         TileEdge(size: size, tiles: Self.edgeIndices(size: size).compactMap { key in tiles[key.level].flatMap { $0.index == key.index ? $0 : nil } })
     }
 
     /// The tiles changed by appends, to be written back.
-    public var changedTiles: [Tile] {
+    package var changedTiles: [Tile] {
         var byKey: [[Int64]: Tile] = [:]
         for tile in completed { byKey[[Int64(tile.level), tile.index]] = tile }
         for level in dirtyLevels { if let tile = tiles[level] { byKey[[Int64(level), tile.index]] = tile } }
@@ -284,7 +284,7 @@ public struct TileEdge: Sendable {
     }
 
     /// The root of the tree, from the edge tiles alone.
-    public func root() throws -> Hash {
+    package func root() throws -> Hash {
         let snapshot = tiles
         var reader = TileHashes { level, index in
             guard let tile = snapshot[level], tile.index == index else {

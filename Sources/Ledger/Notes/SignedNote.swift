@@ -1,15 +1,15 @@
 import Crypto
 import Foundation
-public import PortalCore
+package import PortalCore
 
 /// C2SP signed notes (c2sp.org/signed-note) and tlog checkpoints (c2sp.org/tlog-checkpoint).
 ///
 /// A note is UTF-8 text ending in a newline, a blank line, then signature lines
 /// `— <name> <base64(4-byte key id || signature)>`. Keys: Ed25519 (type 0x01) and ML-DSA-65 (type 0xff
 /// followed by the identifier `ml-dsa-65`, DESIGN section 4.3), whose signatures are randomized.
-public enum SignedNote {
+package enum SignedNote {
     /// The signature algorithms a ledger signs with.
-    public enum Algorithm: String, Sendable, CaseIterable {
+    package enum Algorithm: String, Sendable, CaseIterable {
         case ed25519
         case mlDSA65 = "ml-dsa-65"
 
@@ -23,31 +23,31 @@ public enum SignedNote {
     }
 
     /// A verifier key: name, algorithm and public key, written `name+hex(id)+base64(type || key)`.
-    public struct VerifierKey: Sendable, Equatable {
-        public var name: String
-        public var algorithm: Algorithm
-        public var publicKey: [UInt8]
+    package struct VerifierKey: Sendable, Equatable {
+        package var name: String
+        package var algorithm: Algorithm
+        package var publicKey: [UInt8]
 
-        public init(name: String, algorithm: Algorithm, publicKey: [UInt8]) {
+        package init(name: String, algorithm: Algorithm, publicKey: [UInt8]) {
             self.name = name
             self.algorithm = algorithm
             self.publicKey = publicKey
         }
 
         /// SHA-256(name || 0x0A || type || public key)[:4].
-        public var keyID: [UInt8] {
+        package var keyID: [UInt8] {
             var hasher = SHA256()
             hasher.update(data: Array(name.utf8) + [0x0A] + algorithm.typePrefix + publicKey)
             return Array(hasher.finalize().prefix(4))
         }
 
         /// The `vkey` text.
-        public var text: String {
+        package var text: String {
             "\(name)+\(Hex.encode(keyID))+\(Data(algorithm.typePrefix + publicKey).base64EncodedString())"
         }
 
         /// Parses a `vkey` text; the key id must match.
-        public init(text: String) throws(PortalError) {
+        package init(text: String) throws(PortalError) {
             let parts = text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "+", maxSplits: 2, omittingEmptySubsequences: false)
             guard parts.count == 3, !parts[0].isEmpty, let id = Hex.decode(String(parts[1])), id.count == 4,
                   let raw = Data(base64Encoded: String(parts[2])).map(Array.init), !raw.isEmpty
@@ -66,7 +66,7 @@ public enum SignedNote {
         }
 
         /// Whether `signature` signs `message` under this key.
-        public func verify(_ signature: [UInt8], message: [UInt8]) -> Bool {
+        package func verify(_ signature: [UInt8], message: [UInt8]) -> Bool {
             switch algorithm {
             case .ed25519:
                 guard let key = try? Curve25519.Signing.PublicKey(rawRepresentation: publicKey) else { return false }
@@ -79,12 +79,12 @@ public enum SignedNote {
     }
 
     /// A signing key for one algorithm under one name.
-    public struct Signer: Sendable {
-        public let verifierKey: VerifierKey
+    package struct Signer: Sendable {
+        package let verifierKey: VerifierKey
         private let sign: @Sendable ([UInt8]) throws -> [UInt8]
 
         /// An Ed25519 signer from its 32-byte private key.
-        public static func ed25519(name: String, privateKey: [UInt8]) throws(PortalError) -> Signer {
+        package static func ed25519(name: String, privateKey: [UInt8]) throws(PortalError) -> Signer {
             guard let key = try? Curve25519.Signing.PrivateKey(rawRepresentation: privateKey) else {
                 throw PortalError(.crypto, "not an Ed25519 private key")
             }
@@ -95,7 +95,7 @@ public enum SignedNote {
         }
 
         /// An ML-DSA-65 signer from its 32-byte seed.
-        public static func mlDSA65(name: String, seed: [UInt8]) throws(PortalError) -> Signer {
+        package static func mlDSA65(name: String, seed: [UInt8]) throws(PortalError) -> Signer {
             guard let key = try? MLDSA65.PrivateKey(seedRepresentation: seed, publicKey: nil) else {
                 throw PortalError(.crypto, "not an ML-DSA-65 seed")
             }
@@ -106,7 +106,7 @@ public enum SignedNote {
         }
 
         /// The signature line of `text`.
-        public func signatureLine(for text: String) throws(PortalError) -> String {
+        package func signatureLine(for text: String) throws(PortalError) -> String {
             do {
                 let signature = try sign(Array(text.utf8))
                 return "— \(verifierKey.name) \(Data(verifierKey.keyID + signature).base64EncodedString())"
@@ -117,7 +117,7 @@ public enum SignedNote {
     }
 
     /// Signs `text` (which must end in a newline) with every signer.
-    public static func sign(_ text: String, with signers: [Signer]) throws(PortalError) -> String {
+    package static func sign(_ text: String, with signers: [Signer]) throws(PortalError) -> String {
         guard text.hasSuffix("\n") else { throw PortalError(.internal, "a note's text ends with a newline") }
         var note = text + "\n"
         for signer in signers { note += try signer.signatureLine(for: text) + "\n" }
@@ -125,14 +125,14 @@ public enum SignedNote {
     }
 
     /// A note split into its text and signatures.
-    public struct Parsed: Sendable {
-        public var text: String
+    package struct Parsed: Sendable {
+        package var text: String
         /// (name, key id, signature) of each signature line.
-        public var signatures: [(name: String, keyID: [UInt8], signature: [UInt8])]
+        package var signatures: [(name: String, keyID: [UInt8], signature: [UInt8])]
     }
 
     /// Splits a signed note; throws if it is malformed.
-    public static func parse(_ note: String) throws(PortalError) -> Parsed {
+    package static func parse(_ note: String) throws(PortalError) -> Parsed {
         guard let range = note.range(of: "\n\n", options: .backwards) else {
             throw PortalError(.validationFailed, "a signed note has a blank line before its signatures")
         }
@@ -152,7 +152,7 @@ public enum SignedNote {
     }
 
     /// Checks that every key in `keys` has a valid signature on the note; returns its text.
-    public static func verify(_ note: String, keys: [VerifierKey]) throws(PortalError) -> String {
+    package static func verify(_ note: String, keys: [VerifierKey]) throws(PortalError) -> String {
         let parsed = try parse(note)
         for key in keys {
             let matching = parsed.signatures.filter { $0.name == key.name && $0.keyID == key.keyID }
@@ -168,22 +168,22 @@ public enum SignedNote {
 }
 
 /// A tlog checkpoint: origin, size and root hash.
-public struct Checkpoint: Sendable, Equatable {
-    public var origin: String
-    public var size: Int64
-    public var root: Hash
+package struct Checkpoint: Sendable, Equatable {
+    package var origin: String
+    package var size: Int64
+    package var root: Hash
 
-    public init(origin: String, size: Int64, root: Hash) {
+    package init(origin: String, size: Int64, root: Hash) {
         self.origin = origin
         self.size = size
         self.root = root
     }
 
     /// The checkpoint body: `origin\nsize\nbase64(root)\n`.
-    public var text: String { "\(origin)\n\(size)\n\(Data(root).base64EncodedString())\n" }
+    package var text: String { "\(origin)\n\(size)\n\(Data(root).base64EncodedString())\n" }
 
     /// Parses a checkpoint body (extension lines after the root are allowed and ignored).
-    public init(text: String) throws(PortalError) {
+    package init(text: String) throws(PortalError) {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         guard lines.count >= 4, !lines[0].isEmpty, let size = Int64(lines[1]), size >= 0, String(size) == lines[1],
               let root = Data(base64Encoded: String(lines[2])), root.count == 32

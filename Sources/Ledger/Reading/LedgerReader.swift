@@ -1,32 +1,32 @@
-public import Foundation
+package import Foundation
 import PortalCore
 import Synchronization
-public import Storage
+package import Storage
 
 /// The read side for auditors: checkpoints, tiles, entry bundles, entries and proofs (DESIGN section 4.2),
 /// all from stored rows with O(log n) tile reads.
-public struct LedgerReader: Sendable {
+package struct LedgerReader: Sendable {
     private let database: Database
     private let cache: TileCache
 
     /// `cachedTiles` bounds the tiles kept in memory for proofs (each at most 256 hashes and their 255 interior nodes, 16 KiB).
-    public init(database: Database, cachedTiles: Int = 2_048) {
+    package init(database: Database, cachedTiles: Int = 2_048) {
         self.database = database
         cache = TileCache(capacity: cachedTiles)
     }
 
     /// The stored head, if the ledger has entries.
-    public func head(_ org: UUID) async throws -> LedgerHead? {
+    package func head(_ org: UUID) async throws -> LedgerHead? {
         try await database.read { db in try await LedgerStore(db).head(org) }
     }
 
     /// The latest signed checkpoint.
-    public func latestCheckpoint(_ org: UUID) async throws -> LedgerCheckpointRow? {
+    package func latestCheckpoint(_ org: UUID) async throws -> LedgerCheckpointRow? {
         try await database.read { db in try await LedgerStore(db).latestCheckpoint(org) }
     }
 
     /// A hash tile's bytes (`width` hashes), or nil if the tree does not have it yet.
-    public func tile(_ org: UUID, level: Int, index: Int64, width: Int) async throws -> Data? {
+    package func tile(_ org: UUID, level: Int, index: Int64, width: Int) async throws -> Data? {
         guard let bytes = try await database.read({ db in try await LedgerStore(db).tile(org, level: level, index: index) }) else { return nil }
         let stored = bytes.count / 32
         guard stored >= width else { return nil }
@@ -34,7 +34,7 @@ public struct LedgerReader: Sendable {
     }
 
     /// An entry bundle: `width` entries from `index * 256`, each as a big-endian uint16 length and its bytes.
-    public func entryBundle(_ org: UUID, index: Int64, width: Int) async throws -> Data? {
+    package func entryBundle(_ org: UUID, index: Int64, width: Int) async throws -> Data? {
         // An index whose first entry lies past Int64 is past every ledger: nil (404), never a trap.
         let (start, overflow) = index.multipliedReportingOverflow(by: Int64(Tiles.width))
         guard !overflow, start >= 0 else { return nil }
@@ -50,7 +50,7 @@ public struct LedgerReader: Sendable {
     }
 
     /// Entries with `seq >= from`.
-    public func entries(_ org: UUID, from: Int64, limit: Int) async throws -> [LedgerEntryRow] {
+    package func entries(_ org: UUID, from: Int64, limit: Int) async throws -> [LedgerEntryRow] {
         try await database.read { db in try await LedgerStore(db).entries(org, from: from, limit: limit) }
     }
 
@@ -58,17 +58,17 @@ public struct LedgerReader: Sendable {
     /// most `pageSize`: the one way reports, registers and data-subject exports read the ledger. Each page
     /// is its own read transaction (entries are append-only, so pages read apart agree), and only one page
     /// is held at a time, so memory does not grow with the ledger.
-    public func pages(_ org: UUID, below size: Int64? = nil, pageSize: Int = 2_000) -> LedgerPages {
+    package func pages(_ org: UUID, below size: Int64? = nil, pageSize: Int = 2_000) -> LedgerPages {
         LedgerPages(database: database, organizationID: org, size: size, pageSize: max(1, pageSize))
     }
 
     /// The inclusion proof of `seq` in the tree of `size`.
-    public func inclusionProof(_ org: UUID, seq: Int64, size: Int64) async throws -> [Hash] {
+    package func inclusionProof(_ org: UUID, seq: Int64, size: Int64) async throws -> [Hash] {
         try await proof(org) { subtree in try Merkle.inclusionProof(index: seq, size: size, subtree: subtree) }
     }
 
     /// The consistency proof between sizes `old` and `new`.
-    public func consistencyProof(_ org: UUID, old: Int64, new: Int64) async throws -> [Hash] {
+    package func consistencyProof(_ org: UUID, old: Int64, new: Int64) async throws -> [Hash] {
         try await proof(org) { subtree in try Merkle.consistencyProof(old: old, new: new, subtree: subtree) }
     }
 
@@ -165,20 +165,20 @@ final class TileCache: Sendable {
 }
 
 /// The pages of ``LedgerReader/pages(_:below:pageSize:)``: `for try await page in reader.pages(org)`.
-public struct LedgerPages: AsyncSequence, Sendable {
-    public typealias Element = [LedgerEntryRow]
+package struct LedgerPages: AsyncSequence, Sendable {
+    package typealias Element = [LedgerEntryRow]
 
     let database: Database
     let organizationID: UUID
     let size: Int64?
     let pageSize: Int
 
-    public struct AsyncIterator: AsyncIteratorProtocol {
+    package struct AsyncIterator: AsyncIteratorProtocol {
         let pages: LedgerPages
         var next: Int64 = 0
         var done = false
 
-        public mutating func next() async throws -> [LedgerEntryRow]? {
+        package mutating func next() async throws -> [LedgerEntryRow]? {
             guard !done else { return nil }
             if let size = pages.size, next >= size { return nil }
             let (org, from, limit) = (pages.organizationID, next, pages.pageSize)
@@ -194,7 +194,7 @@ public struct LedgerPages: AsyncSequence, Sendable {
         }
     }
 
-    public func makeAsyncIterator() -> AsyncIterator {
+    package func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(pages: self)
     }
 }

@@ -1,23 +1,23 @@
-public import Foundation
-public import PortalCore
-public import Storage
+package import Foundation
+package import PortalCore
+package import Storage
 
 /// The outcome of verifying one ledger.
-public struct LedgerVerification: Sendable {
-    public var slug: String
+package struct LedgerVerification: Sendable {
+    package var slug: String
     /// Entries checked.
-    public var size: Int64
+    package var size: Int64
     /// The root of the entries checked.
-    public var root: Hash
-    public var checkpointsChecked: Int
+    package var root: Hash
+    package var checkpointsChecked: Int
     /// The first problem: the sequence number it concerns and what is wrong. Nil when all is well.
-    public var failure: (seq: Int64, message: String)?
+    package var failure: (seq: Int64, message: String)?
 
-    public var passed: Bool { failure == nil }
+    package var passed: Bool { failure == nil }
 }
 
 /// Where a verifier reads a ledger's entries and tiles from: the database, or an exported folder.
-public protocol LedgerSource: Sendable {
+package protocol LedgerSource: Sendable {
     /// Entries with `seq >= from`, in order, at most `limit`; `hash` as stored (or computed, offline).
     func entries(from: Int64, limit: Int) async throws -> [LedgerEntryRow]
     /// The stored hashes of tile (level, index), concatenated; nil if missing.
@@ -30,15 +30,15 @@ public protocol LedgerSource: Sendable {
 }
 
 /// Entries in one buffer, so the verifier walks them without an allocation per entry.
-public struct EntryPage: Sendable {
+package struct EntryPage: Sendable {
     /// The entries' bytes (and possibly framing between them, as in an entry bundle); may map a file.
-    public var bytes: Data
+    package var bytes: Data
     /// Each entry's sequence number and the range of its canonical bytes in ``bytes``.
-    public var entries: [(seq: Int64, range: Range<Int>)]
+    package var entries: [(seq: Int64, range: Range<Int>)]
     /// The stored hash of each entry, 32 bytes apiece; nil where the source stores none (an exported folder).
-    public var hashes: [UInt8]?
+    package var hashes: [UInt8]?
 
-    public init(bytes: Data, entries: [(seq: Int64, range: Range<Int>)], hashes: [UInt8]?) {
+    package init(bytes: Data, entries: [(seq: Int64, range: Range<Int>)], hashes: [UInt8]?) {
         self.bytes = bytes
         self.entries = entries
         self.hashes = hashes
@@ -47,12 +47,12 @@ public struct EntryPage: Sendable {
 
 extension LedgerSource {
     /// A fixed source: nothing is appended while it is read.
-    public func currentSize() async throws -> Int64? { nil }
+    package func currentSize() async throws -> Int64? { nil }
 
     static var unmatchableHash: [UInt8] { [UInt8](repeating: 0, count: 32) }
 
     /// A page built from ``entries(from:limit:)``.
-    public func entryPage(from: Int64, limit: Int) async throws -> EntryPage {
+    package func entryPage(from: Int64, limit: Int) async throws -> EntryPage {
         let rows = try await entries(from: from, limit: limit)
         var page = EntryPage(bytes: Data(), entries: [], hashes: [])
         page.bytes.reserveCapacity(rows.reduce(0) { $0 + $1.bytes.count })
@@ -69,20 +69,20 @@ extension LedgerSource {
 }
 
 /// A checkpoint the entries must hash to: stored, published, exported, or held by the auditor.
-public struct ExpectedCheckpoint: Sendable {
-    public var size: Int64
-    public var root: Hash
+package struct ExpectedCheckpoint: Sendable {
+    package var size: Int64
+    package var root: Hash
     /// Where it came from, for messages ("stored checkpoint", "published checkpoint 120", ...).
-    public var source: String
+    package var source: String
 
-    public init(size: Int64, root: Hash, source: String) {
+    package init(size: Int64, root: Hash, source: String) {
         self.size = size
         self.root = root
         self.source = source
     }
 
     /// Verifies a signed checkpoint note with every key; nil and a message when it does not verify.
-    public static func from(note: String, keys: [SignedNote.VerifierKey], source: String) -> Result<ExpectedCheckpoint, PortalError> {
+    package static func from(note: String, keys: [SignedNote.VerifierKey], source: String) -> Result<ExpectedCheckpoint, PortalError> {
         do {
             let checkpoint = try Checkpoint(text: try SignedNote.verify(note, keys: keys))
             return .success(ExpectedCheckpoint(size: checkpoint.size, root: checkpoint.root, source: source))
@@ -98,16 +98,16 @@ public struct ExpectedCheckpoint: Sendable {
 /// those checkpoints consistent with each other.
 ///
 /// Entries are streamed in pages; memory stays O(page + log n).
-public struct LedgerVerifier: Sendable {
+package struct LedgerVerifier: Sendable {
     private let pageSize: Int
 
-    public init(pageSize: Int = 2_000) {
+    package init(pageSize: Int = 2_000) {
         self.pageSize = pageSize
     }
 
     /// Verifies the ledger of `organizationID` in `database` with the given verifier keys, its stored
     /// checkpoints and, optionally, those published in `publishedDirectory/<slug>/checkpoints/`.
-    public func verify(
+    package func verify(
         database: Database, organizationID: UUID, slug: String, keys: [SignedNote.VerifierKey], publishedDirectory: String? = nil,
         progress: (Int64) -> Void = { _ in }
     ) async throws -> LedgerVerification {
@@ -153,7 +153,7 @@ public struct LedgerVerifier: Sendable {
     /// Works a tile (256 entries) at a time: the level-0 tile is read first, then each entry is scanned,
     /// hashed, checked and folded into the tree's right edge with no allocation (``ChainVerifier``); tiles
     /// completed by the chunk are compared with the stored ones after it.
-    public func verify(
+    package func verify(
         source: some LedgerSource, slug: String, size: Int64, head: LedgerHead?, checkpoints: [ExpectedCheckpoint],
         progress: (Int64) -> Void = { _ in }
     ) async throws -> LedgerVerification {
@@ -399,24 +399,24 @@ struct VerifyingEdge {
 }
 
 /// A ledger as stored in the database.
-public struct DatabaseLedgerSource: LedgerSource {
+package struct DatabaseLedgerSource: LedgerSource {
     let database: Database
     let organizationID: UUID
 
-    public init(database: Database, organizationID: UUID) {
+    package init(database: Database, organizationID: UUID) {
         self.database = database
         self.organizationID = organizationID
     }
 
-    public func entries(from: Int64, limit: Int) async throws -> [LedgerEntryRow] {
+    package func entries(from: Int64, limit: Int) async throws -> [LedgerEntryRow] {
         try await database.read { db in try await LedgerStore(db).entries(organizationID, from: from, limit: limit) }
     }
 
-    public func tile(level: Int, index: Int64) async throws -> [UInt8]? {
+    package func tile(level: Int, index: Int64) async throws -> [UInt8]? {
         try await database.read { db in try await LedgerStore(db).tile(organizationID, level: level, index: index) }
     }
 
-    public func currentSize() async throws -> Int64? {
+    package func currentSize() async throws -> Int64? {
         try await database.read { db in try await LedgerStore(db).head(organizationID)?.size ?? 0 }
     }
 }

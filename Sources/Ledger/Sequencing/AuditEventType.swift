@@ -3,7 +3,7 @@
 /// checks, as it checks that the report mappings under `reports/mappings/` name only these). A type is
 /// never removed or renamed once written: auditors' queries and old ledgers rely on it. Entries read back
 /// keep their type as text (``LedgerEntry/type``), so a ledger written by a later version still verifies.
-public enum AuditEventType: String, Sendable, CaseIterable, Codable {
+package enum AuditEventType: String, Sendable, CaseIterable, Codable {
     case integrationCreated = "integration.created"
     case integrationDeleted = "integration.deleted"
     case integrationTested = "integration.tested"
@@ -66,8 +66,8 @@ public enum AuditEventType: String, Sendable, CaseIterable, Codable {
 
     /// Names reserved for writers not built yet (configuration approvals): report mappings may already name
     /// them, so that a criterion's population includes them from the first one written; nothing writes them.
-    public static let reserved: Set<String> = ["integration.approved", "integration.rejected"]
+    package static let reserved: Set<String> = ["integration.approved", "integration.rejected"]
 
     /// Whether a report mapping may name `type`: a catalogue type or a reserved one.
-    public static func isKnown(_ type: String) -> Bool { AuditEventType(rawValue: type) != nil || reserved.contains(type) }
+    package static func isKnown(_ type: String) -> Bool { AuditEventType(rawValue: type) != nil || reserved.contains(type) }
 }

@@ -1,21 +1,21 @@
-public import Foundation
-public import PortalCore
-public import Storage
+package import Foundation
+package import PortalCore
+package import Storage
 
 /// Something that happened and must be in the ledger: the `type`, `actor` and `data` of a ledger entry
 /// (DESIGN section 4.1), before the ledger gives it a sequence number and chains it.
-public struct AuditEvent: Sendable, Equatable {
-    public var organizationID: UUID
+package struct AuditEvent: Sendable, Equatable {
+    package var organizationID: UUID
     /// An ``AuditEventType``'s raw value.
-    public private(set) var type: String
+    package private(set) var type: String
     /// An API token id, or `system:<service>`.
-    public var actor: String
-    public var integrationID: UUID?
+    package var actor: String
+    package var integrationID: UUID?
     /// An object of strings, integers, arrays and objects; never raw personal data or secrets.
-    public var data: JSONValue
-    public var time: Date
+    package var data: JSONValue
+    package var time: Date
 
-    public init(organizationID: UUID, type: AuditEventType, actor: String, integrationID: UUID? = nil, data: JSONValue, time: Date) {
+    package init(organizationID: UUID, type: AuditEventType, actor: String, integrationID: UUID? = nil, data: JSONValue, time: Date) {
         self.init(organizationID: organizationID, rawType: type.rawValue, actor: actor, integrationID: integrationID, data: data, time: time)
     }
 
@@ -31,7 +31,7 @@ public struct AuditEvent: Sendable, Equatable {
     }
 
     /// The actor string of a system service.
-    public static func system(_ service: String) -> String { "system:\(service)" }
+    package static func system(_ service: String) -> String { "system:\(service)" }
 
     /// The event as queued in the outbox.
     var outboxJSON: JSONValue {
@@ -70,7 +70,7 @@ public struct AuditEvent: Sendable, Equatable {
 }
 
 /// A row written in the sequencer's batch transaction together with the entries it accompanies.
-public protocol CompanionRow: Sendable {
+package protocol CompanionRow: Sendable {
     /// Writes rows of this type from several calls at once; returns the positions in `rows` of those it
     /// declined (a replay of a row already stored, say): their calls' events are not appended, and
     /// ``AuditTrail/append(_:with:)`` returns false to them.
@@ -78,7 +78,7 @@ public protocol CompanionRow: Sendable {
 }
 
 /// How every capability records evidence (DESIGN section 2): the one protocol the ledger implements.
-public protocol AuditTrail: Sendable {
+package protocol AuditTrail: Sendable {
     /// Queues `event` in the caller's write transaction (the transactional outbox): it commits, or rolls
     /// back, with the state change it describes, and the sequencer chains it within milliseconds.
     func record(_ event: AuditEvent, in db: Transaction) async throws
@@ -103,7 +103,7 @@ public protocol AuditTrail: Sendable {
 }
 
 /// Seals and opens secrets (the credential vault); the ledger uses it for its signing keys.
-public protocol SecretSealer: Sendable {
+package protocol SecretSealer: Sendable {
     func seal(_ plaintext: Data, organizationID: UUID, context: String, in db: Transaction) async throws -> JSONValue
     func open(_ envelope: JSONValue, organizationID: UUID, context: String, in db: Transaction) async throws -> Data
 }

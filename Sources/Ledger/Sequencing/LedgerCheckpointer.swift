@@ -1,29 +1,29 @@
 import Crypto
-public import Foundation
-public import Logging
-public import PortalCore
-public import ServiceLifecycle
-public import Storage
+package import Foundation
+package import Logging
+package import PortalCore
+import ServiceLifecycle
+package import Storage
 import Synchronization
 
 /// The deployment's signing keys: one Ed25519 and one ML-DSA-65 key, generated on first start and stored
 /// sealed by the vault (so every instance signs with the same keys).
-public struct LedgerKeys: Sendable {
+package struct LedgerKeys: Sendable {
     let ed25519: [UInt8]
     let mldsa65Seed: [UInt8]
 
     /// The two signers under the key name `name` (the ledger's origin).
-    public func signers(name: String) throws(PortalError) -> [SignedNote.Signer] {
+    package func signers(name: String) throws(PortalError) -> [SignedNote.Signer] {
         [try .ed25519(name: name, privateKey: ed25519), try .mlDSA65(name: name, seed: mldsa65Seed)]
     }
 
     /// The two verifier keys under `name`.
-    public func verifierKeys(name: String) throws(PortalError) -> [SignedNote.VerifierKey] {
+    package func verifierKeys(name: String) throws(PortalError) -> [SignedNote.VerifierKey] {
         try signers(name: name).map(\.verifierKey)
     }
 
     /// The active key set, created (once, even with several instances starting together) when missing.
-    public static func loadOrCreate(database: Database, sealer: any SecretSealer, ids: IdentifierGenerator, clock: any WallClock) async throws -> LedgerKeys {
+    package static func loadOrCreate(database: Database, sealer: any SecretSealer, ids: IdentifierGenerator, clock: any WallClock) async throws -> LedgerKeys {
         try await database.write { db in
             let store = LedgerStore(db)
             try await AdvisoryLock.signingKeys.take(in: db)
@@ -60,16 +60,16 @@ public struct LedgerKeys: Sendable {
 /// Cuts signed checkpoints (DESIGN section 4.3): every second for ledgers with new entries, and on demand;
 /// one cutter per organization at a time; keeps the latest, published and cited ones and one per hour,
 /// pruning the rest after 24 hours; optionally publishes each to a directory.
-public final class LedgerCheckpointer: Service {
-    public struct Configuration: Sendable {
+package final class LedgerCheckpointer: Service {
+    package struct Configuration: Sendable {
         /// `<host>[:port][/path]` of the public URL: origins are `<prefix>/ledger/<slug>`.
-        public var originPrefix: String
+        package var originPrefix: String
         /// Where to publish checkpoints (`<dir>/<slug>/checkpoint`, `<dir>/<slug>/checkpoints/<size>`).
-        public var publishDirectory: String?
-        public var interval: Duration
-        public var retention: TimeInterval
+        package var publishDirectory: String?
+        package var interval: Duration
+        package var retention: TimeInterval
 
-        public init(originPrefix: String, publishDirectory: String? = nil, interval: Duration = .seconds(1), retention: TimeInterval = 86_400) {
+        package init(originPrefix: String, publishDirectory: String? = nil, interval: Duration = .seconds(1), retention: TimeInterval = 86_400) {
             self.originPrefix = originPrefix
             self.publishDirectory = publishDirectory
             self.interval = interval
@@ -77,7 +77,7 @@ public final class LedgerCheckpointer: Service {
         }
 
         /// The origin prefix of a public URL: the URL without its scheme or trailing slash.
-        public static func originPrefix(publicURL: String) -> String {
+        package static func originPrefix(publicURL: String) -> String {
             var prefix = publicURL
             if let range = prefix.range(of: "://") { prefix = String(prefix[range.upperBound...]) }
             while prefix.hasSuffix("/") { prefix.removeLast() }
@@ -90,10 +90,10 @@ public final class LedgerCheckpointer: Service {
     private let clock: any WallClock
     private let ids: IdentifierGenerator
     private let logger: Logger
-    public let configuration: Configuration
+    package let configuration: Configuration
     private let keys = Mutex<LedgerKeys?>(nil)
 
-    public init(database: Database, sealer: any SecretSealer, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared, logger: Logger, configuration: Configuration) {
+    package init(database: Database, sealer: any SecretSealer, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared, logger: Logger, configuration: Configuration) {
         self.database = database
         self.sealer = sealer
         self.clock = clock
@@ -103,10 +103,10 @@ public final class LedgerCheckpointer: Service {
     }
 
     /// The ledger origin (and key name) of an organization.
-    public func origin(slug: String) -> String { "\(configuration.originPrefix)/ledger/\(slug)" }
+    package func origin(slug: String) -> String { "\(configuration.originPrefix)/ledger/\(slug)" }
 
     /// The signing keys, loaded (or created) on first use.
-    public func signingKeys() async throws -> LedgerKeys {
+    package func signingKeys() async throws -> LedgerKeys {
         if let cached = keys.withLock({ $0 }) { return cached }
         let loaded = try await LedgerKeys.loadOrCreate(database: database, sealer: sealer, ids: ids, clock: clock)
         keys.withLock { $0 = loaded }
@@ -114,11 +114,11 @@ public final class LedgerCheckpointer: Service {
     }
 
     /// The verifier keys of an organization's ledger (Ed25519, then ML-DSA-65).
-    public func verifierKeys(slug: String) async throws -> [SignedNote.VerifierKey] {
+    package func verifierKeys(slug: String) async throws -> [SignedNote.VerifierKey] {
         try await signingKeys().verifierKeys(name: origin(slug: slug))
     }
 
-    public func run() async throws {
+    package func run() async throws {
         _ = try? await signingKeys()
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
@@ -131,7 +131,7 @@ public final class LedgerCheckpointer: Service {
     }
 
     /// Cuts a checkpoint for every ledger that grew since its last one.
-    public func cutAll() async throws {
+    package func cutAll() async throws {
         let ledgers = try await database.read { db in try await LedgerStore(db).ledgers() }
         for ledger in ledgers {
             _ = try await cut(organizationID: ledger.id, slug: ledger.slug)
@@ -140,7 +140,7 @@ public final class LedgerCheckpointer: Service {
 
     /// ``cut(organizationID:slug:)``, waiting (up to 5 s) while another instance holds the ledger's checkpoint
     /// lock; nil only when the ledger is empty.
-    public func cutWaiting(organizationID: UUID, slug: String) async throws -> LedgerCheckpointRow? {
+    package func cutWaiting(organizationID: UUID, slug: String) async throws -> LedgerCheckpointRow? {
         for _ in 0..<50 {
             if let checkpoint = try await cut(organizationID: organizationID, slug: slug) { return checkpoint }
             guard try await database.read({ db in try await LedgerStore(db).head(organizationID)?.size ?? 0 }) > 0 else { return nil }
@@ -152,7 +152,7 @@ public final class LedgerCheckpointer: Service {
     /// Cuts a checkpoint of the ledger's current head (or returns the latest if the ledger has not grown);
     /// nil when the ledger is empty or another instance is cutting it right now.
     @discardableResult
-    public func cut(organizationID: UUID, slug: String) async throws -> LedgerCheckpointRow? {
+    package func cut(organizationID: UUID, slug: String) async throws -> LedgerCheckpointRow? {
         let keys = try await signingKeys()
         let now = clock.now()
         let origin = origin(slug: slug)

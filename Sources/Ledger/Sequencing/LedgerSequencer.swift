@@ -1,8 +1,8 @@
 import Foundation
-public import Logging
-public import PortalCore
-public import ServiceLifecycle
-public import Storage
+package import Logging
+package import PortalCore
+import ServiceLifecycle
+package import Storage
 import Synchronization
 
 /// Appends audit events to the per-organization hash chains with group commit (DESIGN section 4.4).
@@ -11,15 +11,15 @@ import Synchronization
 /// the outbox (``record(_:in:)``, from this or any other process), grouped by organization; per
 /// organization the head is re-read under the ledger lock, entries, tiles and the new head are written,
 /// and the outbox rows are deleted. Callers of ``append(_:)`` resume only after the commit.
-public final class LedgerSequencer: AuditTrail, Service {
+package final class LedgerSequencer: AuditTrail, Service {
     /// Tuning of the batch loop.
-    public struct Configuration: Sendable {
+    package struct Configuration: Sendable {
         /// How often the outbox is polled for rows written by other processes.
-        public var pollInterval: Duration
+        package var pollInterval: Duration
         /// The most events in one transaction.
-        public var batchSize: Int
+        package var batchSize: Int
 
-        public init(pollInterval: Duration = .milliseconds(100), batchSize: Int = 512) {
+        package init(pollInterval: Duration = .milliseconds(100), batchSize: Int = 512) {
             self.pollInterval = pollInterval
             self.batchSize = batchSize
         }
@@ -53,14 +53,14 @@ public final class LedgerSequencer: AuditTrail, Service {
     private let outboxPending = Atomic<Bool>(true)
 
     /// What the sequencer has done since it started: for benchmarks and monitoring.
-    public struct Statistics: Sendable, Equatable {
-        public var batches = 0
-        public var entries = 0
+    package struct Statistics: Sendable, Equatable {
+        package var batches = 0
+        package var entries = 0
     }
 
-    public var statistics: Statistics { counters.withLock { $0 } }
+    package var statistics: Statistics { counters.withLock { $0 } }
 
-    public init(
+    package init(
         database: Database, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared,
         logger: Logger, configuration: Configuration = .init()
     ) {
@@ -74,22 +74,22 @@ public final class LedgerSequencer: AuditTrail, Service {
 
     // MARK: AuditTrail
 
-    public func record(_ event: AuditEvent, in db: Transaction) async throws {
+    package func record(_ event: AuditEvent, in db: Transaction) async throws {
         try event.validate()
         try await LedgerStore(db).enqueue(id: ids.next(), organizationID: event.organizationID, event: event.outboxJSON, at: clock.now())
     }
 
-    public func record(_ events: [AuditEvent], in db: Transaction) async throws {
+    package func record(_ events: [AuditEvent], in db: Transaction) async throws {
         for event in events { _ = try event.validate() }
         try await LedgerStore(db).enqueue(events.map { (ids.next(), $0.organizationID, $0.outboxJSON) }, at: clock.now())
     }
 
-    public func append(_ events: [AuditEvent]) async throws {
+    package func append(_ events: [AuditEvent]) async throws {
         try await enqueue(events, row: nil)
     }
 
     @discardableResult
-    public func append<Row: CompanionRow>(_ events: [AuditEvent], with row: Row) async throws -> Bool {
+    package func append<Row: CompanionRow>(_ events: [AuditEvent], with row: Row) async throws -> Bool {
         try await enqueue(events, row: row)
     }
 
@@ -112,14 +112,14 @@ public final class LedgerSequencer: AuditTrail, Service {
         }
     }
 
-    public func wake() {
+    package func wake() {
         outboxPending.store(true, ordering: .releasing)
         wakeupContinuation.yield()
     }
 
     /// Records events and sequences them before returning, for processes that do not run the sequencer's
     /// loop (CLI commands): ``append(_:)`` there would wait for a loop that never comes.
-    public func appendNow(_ events: [AuditEvent]) async throws {
+    package func appendNow(_ events: [AuditEvent]) async throws {
         try await database.write { db in
             for event in events { try await record(event, in: db) }
         }
@@ -129,7 +129,7 @@ public final class LedgerSequencer: AuditTrail, Service {
     // MARK: Service
 
     /// Drains on every wake-up and poll until shutdown, then drains what is left.
-    public func run() async throws {
+    package func run() async throws {
         await withTaskGroup(of: Void.self) { group in
             let interval = configuration.pollInterval
             group.addTask {
@@ -159,7 +159,7 @@ public final class LedgerSequencer: AuditTrail, Service {
 
     /// Drains until the outbox and the in-memory queue are empty; returns the number of entries appended.
     @discardableResult
-    public func drainAll() async throws -> Int {
+    package func drainAll() async throws -> Int {
         outboxPending.store(true, ordering: .releasing)
         var total = 0
         while true {
@@ -171,7 +171,7 @@ public final class LedgerSequencer: AuditTrail, Service {
 
     /// Appends one batch; returns the number of entries appended (0 when there was nothing to do).
     @discardableResult
-    public func drain() async throws -> Int {
+    package func drain() async throws -> Int {
         try await batchLock.withLock { try await drainLocked() }
     }
 

@@ -1,26 +1,26 @@
 import Foundation
-public import Hummingbird
-public import Logging
-public import PortalCore
+package import Hummingbird
+package import Logging
+package import PortalCore
 import ServiceLifecycle
 import Storage
 import Synchronization
 
 /// What ``buildApplication(_:)`` needs besides the settings.
-public struct ServerConfiguration: Sendable {
-    public var settings: PortalSettings
-    public var clock: any WallClock
-    public var logger: Logger
+package struct ServerConfiguration: Sendable {
+    package var settings: PortalSettings
+    package var clock: any WallClock
+    package var logger: Logger
     /// Create the `default` organization and an admin token on a database without tokens.
-    public var bootstrap: Bool
+    package var bootstrap: Bool
     /// Receives the first admin token when one was created (the CLI prints it once).
-    public var onBootstrapToken: (@Sendable (String) -> Void)?
+    package var onBootstrapToken: (@Sendable (String) -> Void)?
     /// Receives the `/metrics` token when one was generated (first start without `PORTAL_METRICS_TOKEN`).
-    public var onMetricsToken: (@Sendable (String) -> Void)?
+    package var onMetricsToken: (@Sendable (String) -> Void)?
     /// Receives the services once built (tests drive the alert evaluator and the flusher by hand).
-    public var onServices: (@Sendable (PortalServices) -> Void)?
+    package var onServices: (@Sendable (PortalServices) -> Void)?
 
-    public init(
+    package init(
         settings: PortalSettings, clock: any WallClock = SystemWallClock(), logger: Logger,
         bootstrap: Bool = true, onBootstrapToken: (@Sendable (String) -> Void)? = nil, onMetricsToken: (@Sendable (String) -> Void)? = nil
     ) {
@@ -35,7 +35,7 @@ public struct ServerConfiguration: Sendable {
 
 /// Builds the whole service: database, migrations (run before the listener starts), routes and
 /// middleware. The one place the application is assembled, used by `portal serve` and by the tests.
-public func buildApplication(_ configuration: ServerConfiguration) throws -> some ApplicationProtocol {
+package func buildApplication(_ configuration: ServerConfiguration) throws -> some ApplicationProtocol {
     let logger = configuration.logger
     let database = try Database(url: configuration.settings.databaseURL, logger: logger)
     let services = try PortalServices(
@@ -71,7 +71,7 @@ public func buildApplication(_ configuration: ServerConfiguration) throws -> som
 }
 
 /// The router with every route and middleware, and the table of routes it serves.
-public func buildRouter(services: PortalServices) -> (Router<PortalRequestContext>, [APIRoute]) {
+package func buildRouter(services: PortalServices) -> (Router<PortalRequestContext>, [APIRoute]) {
     let router = Router(context: PortalRequestContext.self)
     router.add(middleware: RequestLogMiddleware())
     router.add(middleware: BodyLimitMiddleware(limit: services.maxBodyBytes))

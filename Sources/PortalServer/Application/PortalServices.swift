@@ -1,64 +1,64 @@
 import Foundation
-public import Compliance
-public import Integrations
-public import Gateway
-public import Ledger
-public import Logging
-public import Monitoring
-public import PortalCore
-public import Storage
-public import ServiceLifecycle
-public import Sync
-public import Webhooks
+package import Compliance
+package import Integrations
+package import Gateway
+package import Ledger
+package import Logging
+package import Monitoring
+package import PortalCore
+package import Storage
+package import ServiceLifecycle
+package import Sync
+package import Webhooks
 
 /// The parts every route and command works with, built once from the settings.
-public struct PortalServices: Sendable {
-    public let database: Database
-    public let vault: CredentialVault
-    public let tokens: APITokenAuthority
-    public let integrations: IntegrationRegistry
+package struct PortalServices: Sendable {
+    package let database: Database
+    package let vault: CredentialVault
+    package let tokens: APITokenAuthority
+    package let integrations: IntegrationRegistry
     /// Outbound calls through integrations.
-    public let gateway: Gateway
+    package let gateway: Gateway
     /// Provider presets (`GET /portal/catalog`, `"preset"` in a create body).
-    public let catalog: ProviderCatalog
+    package let catalog: ProviderCatalog
     /// Inbound webhooks: endpoints, the receiver and the queue's workers.
-    public let webhooks: WebhookService
-    public let webhookWorkers: WebhookWorkers
+    package let webhooks: WebhookService
+    package let webhookWorkers: WebhookWorkers
     /// Data syncs: jobs, records, conflicts.
-    public let sync: SyncEngine
+    package let sync: SyncEngine
     /// The ledger's sequencer: the `AuditTrail` every capability records through.
-    public let ledger: LedgerSequencer
-    public let checkpointer: LedgerCheckpointer
-    public let ledgerReader: LedgerReader
+    package let ledger: LedgerSequencer
+    package let checkpointer: LedgerCheckpointer
+    package let ledgerReader: LedgerReader
     /// Counts 401s, webhook rejections, expired-token uses and 403s per key and minute (flushes at shutdown).
-    public let authFailures: AuthFailureRecorder
+    package let authFailures: AuthFailureRecorder
     /// Monitoring: the collector every capability reports to, its rollups and windows, alerting.
-    public let monitor: IntegrationMonitor
-    public let alertRules: AlertRuleSet
-    public let alertReceivers: AlertReceivers
-    public let alertEvaluator: AlertEvaluator
-    public let ledgerVerification: LedgerVerificationRun
-    public let ledgerWatch: LedgerWatch
-    public let metricsToken: MetricsTokenAuthority
+    package let monitor: IntegrationMonitor
+    package let alertRules: AlertRuleSet
+    package let alertReceivers: AlertReceivers
+    package let alertEvaluator: AlertEvaluator
+    package let ledgerVerification: LedgerVerificationRun
+    package let ledgerWatch: LedgerWatch
+    package let metricsToken: MetricsTokenAuthority
     /// Data-subject requests: export and erasure.
-    public let subjects: SubjectRequests
+    package let subjects: SubjectRequests
     /// Retention periods and the service that applies them.
-    public let retention: Retention
+    package let retention: Retention
     /// The GDPR Art. 30 record of processing, declared and observed.
-    public let processingRegister: ProcessingRegister
+    package let processingRegister: ProcessingRegister
     /// Evidence bundles requested over the API, and the service that builds them.
-    public let reports: ReportJobs
-    public let clock: any WallClock
-    public let ids: IdentifierGenerator
-    public let maxBodyBytes: Int
+    package let reports: ReportJobs
+    package let clock: any WallClock
+    package let ids: IdentifierGenerator
+    package let maxBodyBytes: Int
     /// Per-organization bounds (tokens are checked where they are issued).
-    public let quotas: Quotas
+    package let quotas: Quotas
     /// The URL the portal is reached at, without a trailing slash (OAuth redirect URIs).
-    public let publicURL: String
-    public let logger: Logger
+    package let publicURL: String
+    package let logger: Logger
 
     /// Builds the services over `database` with the master keys of `settings`.
-    public init(
+    package init(
         settings: PortalSettings, database: Database, clock: any WallClock = SystemWallClock(),
         ids: IdentifierGenerator = .shared, logger: Logger
     ) throws(PortalError) {
@@ -126,18 +126,18 @@ public struct PortalServices: Sendable {
     }
 
     /// Long-running loops the application runs beside the HTTP server.
-    public var backgroundServices: [any Service] { [ledger, checkpointer, authFailures, gateway, webhookWorkers, sync, monitor, alertEvaluator, ledgerWatch, retention, reports] }
+    package var backgroundServices: [any Service] { [ledger, checkpointer, authFailures, gateway, webhookWorkers, sync, monitor, alertEvaluator, ledgerWatch, retention, reports] }
 }
 
 /// First-start setup: the `default` organization and its first admin token.
-public enum Bootstrap {
+package enum Bootstrap {
     /// The slug of the organization created on a new database.
-    public static let defaultSlug = "default"
+    package static let defaultSlug = "default"
 
     /// On a database with no API token at all, creates organization `default` (if missing) and one admin
     /// token, and returns that token; returns nil otherwise. Runs in one write transaction, so two
     /// instances starting together issue one token.
-    public static func firstAdminToken(services: PortalServices) async throws -> String? {
+    package static func firstAdminToken(services: PortalServices) async throws -> String? {
         let token = try await services.database.write { db -> String? in
             if try await APITokenStore(db).any() { return nil }
             let (organization, _) = try await OrganizationStore(db).findOrCreate(

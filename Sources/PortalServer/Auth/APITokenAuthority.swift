@@ -1,9 +1,9 @@
 import Crypto
-public import Foundation
-public import Ledger
+package import Foundation
+package import Ledger
 import Logging
-public import PortalCore
-public import Storage
+package import PortalCore
+package import Storage
 import Synchronization
 
 /// Issues and checks bearer API tokens (DESIGN section 6).
@@ -16,7 +16,7 @@ import Synchronization
 /// lookups a second rather than one per request. Revoking on this instance forgets it at once; another
 /// process sharing the database (`portal token revoke`, another instance) is obeyed within `cacheSeconds`.
 /// Expiry is checked on every request.
-public struct APITokenAuthority: Sendable {
+package struct APITokenAuthority: Sendable {
     private let database: Database
     private let audit: any AuditTrail
     private let clock: any WallClock
@@ -25,7 +25,7 @@ public struct APITokenAuthority: Sendable {
     /// Counts uses of an expired token per token and minute; nil: one entry each.
     private let failures: AuthFailureRecorder?
 
-    public init(
+    package init(
         database: Database, audit: any AuditTrail, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared,
         cacheSeconds: TimeInterval = 0.1, failures: AuthFailureRecorder? = nil
     ) {
@@ -38,10 +38,10 @@ public struct APITokenAuthority: Sendable {
     }
 
     /// The prefix of every API token, so secret scanners can recognise a leaked one.
-    public static let prefix = "ptk_"
+    package static let prefix = "ptk_"
 
     /// The lowercase hex SHA-256 of a token.
-    public static func hash(_ token: String) -> String {
+    package static func hash(_ token: String) -> String {
         Hex.encode(SHA256.hash(data: Array(token.utf8)))
     }
 
@@ -58,7 +58,7 @@ public struct APITokenAuthority: Sendable {
     /// Issues a token inside the caller's transaction, with its `apitoken.created` entry; returns the
     /// stored record and the token, which is never retrievable again. `actor` is the issuing token's id or
     /// `system:<service>`.
-    public func issue(
+    package func issue(
         organizationID: UUID, role: Role, owner: String, description: String? = nil, expiresAt: Date? = nil,
         createdBy: UUID? = nil, actor: String, in db: Transaction
     ) async throws -> (record: APITokenRecord, token: String) {
@@ -76,7 +76,7 @@ public struct APITokenAuthority: Sendable {
 
     /// Revokes a token inside the caller's transaction, with its `apitoken.revoked` entry; false when no
     /// live token of the organization (any, when nil) has this id.
-    public func revoke(id: UUID, organizationID: UUID?, actor: String, in db: Transaction) async throws -> Bool {
+    package func revoke(id: UUID, organizationID: UUID?, actor: String, in db: Transaction) async throws -> Bool {
         let store = APITokenStore(db)
         let now = clock.now()
         guard try await store.revoke(id: id, organizationID: organizationID, at: now), let record = try await store.find(id: id) else {
@@ -99,7 +99,7 @@ public struct APITokenAuthority: Sendable {
     }
 
     /// The caller presenting `token`; throws `unauthenticated` for an unknown, revoked or expired token.
-    public func authenticate(_ token: String) async throws -> Principal {
+    package func authenticate(_ token: String) async throws -> Principal {
         guard token.hasPrefix(Self.prefix), token.count == Self.prefix.count + 43 else {
             throw PortalError(.unauthenticated, "the bearer token is not a portal API token")
         }
@@ -195,22 +195,22 @@ final class TokenCache: Sendable {
 }
 
 /// An API token as listed: never the token or its hash.
-public struct APITokenView: Sendable, Encodable {
-    public var id: String
-    public var organization: String
-    public var role: String
-    public var owner: String
-    public var description: String?
+package struct APITokenView: Sendable, Encodable {
+    package var id: String
+    package var organization: String
+    package var role: String
+    package var owner: String
+    package var description: String?
     /// `active`, `expired` or `revoked`.
-    public var state: String
-    public var createdAt: String
-    public var expiresAt: String?
-    public var revokedAt: String?
-    public var lastUsedAt: String?
+    package var state: String
+    package var createdAt: String
+    package var expiresAt: String?
+    package var revokedAt: String?
+    package var lastUsedAt: String?
     /// The token itself: present only in the response that issued it.
-    public var token: String?
+    package var token: String?
 
-    public init(_ record: APITokenRecord, organizationSlug: String, now: Date, token: String? = nil) {
+    package init(_ record: APITokenRecord, organizationSlug: String, now: Date, token: String? = nil) {
         id = record.id.uuidString.lowercased()
         organization = organizationSlug
         role = record.role.rawValue

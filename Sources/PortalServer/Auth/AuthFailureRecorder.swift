@@ -1,11 +1,11 @@
-public import Crypto
+package import Crypto
 import Foundation
-public import Ledger
-public import Logging
-public import PortalCore
-public import ServiceLifecycle
+package import Ledger
+package import Logging
+package import PortalCore
+import ServiceLifecycle
 import Synchronization
-public import Webhooks
+import Webhooks
 
 /// Aggregates unauthenticated and refused traffic per key and minute, so that a flood of
 /// bad requests costs a few ledger entries, not one each:
@@ -21,11 +21,11 @@ public import Webhooks
 /// are kept as keyed hashes (HMAC-SHA256 under a key derived from the master key), never the addresses.
 /// Pending counts are flushed when their minute ends and on graceful shutdown; memory is bounded by
 /// ``FailureAggregator/Limits``.
-public final class AuthFailureRecorder: Service, WebhookRejectionRecorder {
+package final class AuthFailureRecorder: Service, WebhookRejectionRecorder {
     private let audit: any AuditTrail
     private let key: SymmetricKey
     /// The clock refusals are timed by.
-    public let clock: any WallClock
+    package let clock: any WallClock
     private let logger: Logger?
     private let interval: Duration
     private let state: Mutex<FailureAggregator>
@@ -36,7 +36,7 @@ public final class AuthFailureRecorder: Service, WebhookRejectionRecorder {
     static let unwrittenLimit = 10_000
 
     /// A recorder appending to `audit`, hashing sources under `key`, flushing ended minutes every `interval`.
-    public init(
+    package init(
         audit: any AuditTrail, key: SymmetricKey, clock: any WallClock, limits: FailureAggregator.Limits = .init(),
         interval: Duration = .seconds(1), logger: Logger? = nil
     ) {
@@ -54,7 +54,7 @@ public final class AuthFailureRecorder: Service, WebhookRejectionRecorder {
     }
 
     /// Counts one 401 on `route` from `address`.
-    public func note(route: String, address: String?) {
+    package func note(route: String, address: String?) {
         let now = clock.now()
         let event = AuditEvent(
             organizationID: Organization.platformID, type: .authFailures, actor: AuditEvent.system("auth"),
@@ -68,7 +68,7 @@ public final class AuthFailureRecorder: Service, WebhookRejectionRecorder {
     /// Records the refusal `event`, counted under the values of `keyFields` (and `sum`'s integers added
     /// up) with the others of its minute; appended at once when it is the key's first of the minute.
     /// `address` is the peer's, hashed (by default the one ``RequestSource`` carries for this request).
-    public func refused(_ event: AuditEvent, keyFields: [String], sum: [String] = [], address: String? = RequestSource.address) async throws {
+    package func refused(_ event: AuditEvent, keyFields: [String], sum: [String] = [], address: String? = RequestSource.address) async throws {
         let collect = source(address).map { ["sources": $0] } ?? [:]
         let outcome = state.withLock { $0.note(event, keyFields: keyFields, sum: sum, collect: collect, immediateFirst: true) }
         guard outcome == .first else { return }
@@ -76,16 +76,16 @@ public final class AuthFailureRecorder: Service, WebhookRejectionRecorder {
     }
 
     /// A refused webhook delivery: counted per endpoint, reason and status, its body sizes added up.
-    public func rejected(_ event: AuditEvent) async throws {
+    package func rejected(_ event: AuditEvent) async throws {
         try await refused(event, keyFields: ["endpoint", "reason", "status"], sum: ["bodyBytes"])
     }
 
     /// Refusals counted and not yet appended.
-    public var pending: Int { state.withLock { $0.pending } }
+    package var pending: Int { state.withLock { $0.pending } }
 
     /// Appends the aggregates of every minute that has ended (all of them when `force`); an aggregate the
     /// ledger refuses is kept and retried at the next flush.
-    public func flush(force: Bool = false) async throws {
+    package func flush(force: Bool = false) async throws {
         let minuteNow = FailureAggregator.minute(clock.now())
         let taken = state.withLock { $0.take(before: force ? nil : minuteNow) }
         let entries = unwritten.withLock { kept in
@@ -110,7 +110,7 @@ public final class AuthFailureRecorder: Service, WebhookRejectionRecorder {
     }
 
     /// Flushes ended minutes every `interval` until shutdown, then everything still pending.
-    public func run() async throws {
+    package func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 try await cancelWhenGracefulShutdown { try await Task.sleep(for: self.interval) }
@@ -126,6 +126,6 @@ public final class AuthFailureRecorder: Service, WebhookRejectionRecorder {
 
 /// The peer address of the request being served, for the refusals recorded while serving it (set by the
 /// route table around open routes, such as the webhook receiver, whose services do not see the request).
-public enum RequestSource {
-    @TaskLocal public static var address: String?
+package enum RequestSource {
+    @TaskLocal package static var address: String?
 }

@@ -1,6 +1,6 @@
-public import Foundation
-public import Ledger
-public import PortalCore
+package import Foundation
+package import Ledger
+package import PortalCore
 import Storage
 
 /// Counts refused and unauthenticated requests per key and minute, bounded in memory: the pure core of
@@ -13,32 +13,32 @@ import Storage
 /// ``Limits/valuesPerSet``. An organization has at most ``Limits/keysPerOrganization`` keys in a minute:
 /// refusals under further keys are counted in one `overflow` aggregate per type, whose key members read
 /// `overflow`.
-public struct FailureAggregator: Sendable {
+package struct FailureAggregator: Sendable {
     /// What a refusal is counted under.
-    public struct Key: Hashable, Sendable {
-        public var organizationID: UUID
-        public var type: String
+    package struct Key: Hashable, Sendable {
+        package var organizationID: UUID
+        package var type: String
         /// The values of the key members, in order; empty for an overflow aggregate.
-        public var values: [JSONValue]
-        public var overflow: Bool
+        package var values: [JSONValue]
+        package var overflow: Bool
     }
 
     /// Bounds on what a minute holds.
-    public struct Limits: Sendable {
+    package struct Limits: Sendable {
         /// Distinct keys per organization and minute (all types together); more go to `overflow`.
-        public var keysPerOrganization: Int
+        package var keysPerOrganization: Int
         /// Values kept per collected member of one aggregate (sources, routes).
-        public var valuesPerSet: Int
+        package var valuesPerSet: Int
 
         /// Bounds of 1,000 keys per organization and minute and 200 values per collected member.
-        public init(keysPerOrganization: Int = 1_000, valuesPerSet: Int = 200) {
+        package init(keysPerOrganization: Int = 1_000, valuesPerSet: Int = 200) {
             self.keysPerOrganization = keysPerOrganization
             self.valuesPerSet = valuesPerSet
         }
     }
 
     /// What became of a refusal noted.
-    public enum Outcome: Sendable, Equatable {
+    package enum Outcome: Sendable, Equatable {
         /// The key's first refusal of the minute, to be appended at once by the caller (count 1).
         case first
         /// Counted in the key's aggregate, appended when the minute ends.
@@ -73,29 +73,29 @@ public struct FailureAggregator: Sendable {
         }
     }
 
-    public let limits: Limits
+    package let limits: Limits
     private var minutes: [Int64: [Key: Bucket]] = [:]
     private var keysPerOrganization: [Int64: [UUID: Int]] = [:]
 
     /// An empty aggregator with `limits`.
-    public init(limits: Limits = .init()) {
+    package init(limits: Limits = .init()) {
         self.limits = limits
     }
 
     /// The minute (since 1970) that `time` falls in.
-    public static func minute(_ time: Date) -> Int64 {
+    package static func minute(_ time: Date) -> Int64 {
         Int64((time.timeIntervalSince1970 / 60).rounded(.down))
     }
 
     /// The start of `minute`.
-    public static func start(_ minute: Int64) -> Date {
+    package static func start(_ minute: Int64) -> Date {
         Date(timeIntervalSince1970: TimeInterval(minute) * 60)
     }
 
     /// Counts `event` in its minute under the values of `keyFields` in its data. With `immediateFirst`, the
     /// key's first refusal of the minute is not counted here but answered ``Outcome/first``: the caller
     /// appends it at once. `sum` names integer data members added up; `collect` adds values to named sets.
-    public mutating func note(
+    package mutating func note(
         _ event: AuditEvent, keyFields: [String], sum: [String] = [], collect: [String: String] = [:], immediateFirst: Bool
     ) -> Outcome {
         let minute = Self.minute(event.time)
@@ -130,7 +130,7 @@ public struct FailureAggregator: Sendable {
 
     /// Removes the minutes before `minute` (every minute when nil) and returns their aggregates as entries
     /// to append, oldest minute first; a key whose only refusal was appended at once gives none.
-    public mutating func take(before minute: Int64?) -> [AuditEvent] {
+    package mutating func take(before minute: Int64?) -> [AuditEvent] {
         let ended = minutes.keys.filter { m in minute.map { m < $0 } ?? true }.sorted()
         var entries: [AuditEvent] = []
         for m in ended {
@@ -146,12 +146,12 @@ public struct FailureAggregator: Sendable {
     }
 
     /// Refusals noted and not yet taken (appended-at-once firsts excluded).
-    public var pending: Int {
+    package var pending: Int {
         minutes.values.reduce(0) { total, buckets in total + buckets.values.reduce(0) { $0 + $1.count } }
     }
 
     /// The entry of a single refusal appended at once: its data with `count` 1, `window`, and the collected values.
-    public static func single(_ event: AuditEvent, collect: [String: String] = [:]) -> AuditEvent {
+    package static func single(_ event: AuditEvent, collect: [String: String] = [:]) -> AuditEvent {
         var data = event.data.objectValue ?? [:]
         data["count"] = 1
         data["window"] = .string(Timestamp.rfc3339(start(minute(event.time))))

@@ -1,19 +1,19 @@
 import Crypto
-public import Foundation
+package import Foundation
 import PortalCore
-public import Storage
+package import Storage
 import Synchronization
 
 /// The platform-wide `/metrics` token (DESIGN section 6): `PORTAL_METRICS_TOKEN` when set; otherwise one
 /// generated on first start, printed once, and kept only as its SHA-256 in `platform_secrets`. Compared in
 /// constant time.
-public final class MetricsTokenAuthority: Sendable {
+package final class MetricsTokenAuthority: Sendable {
     static let secretName = "metrics-token"
     let database: Database
     let configuredDigest: [UInt8]?
     private let stored = Mutex<[UInt8]?>(nil)
 
-    public init(database: Database, configured: String?) {
+    package init(database: Database, configured: String?) {
         self.database = database
         configuredDigest = configured.map { Array(SHA256.hash(data: Array($0.utf8))) }
     }
@@ -21,7 +21,7 @@ public final class MetricsTokenAuthority: Sendable {
     /// On first start without a configured token: makes one, stores its digest, and returns it (to print
     /// once). Returns nil when a token is configured or one was made before. One write transaction, so
     /// two instances starting together make one.
-    public func ensure(at now: Date) async throws -> String? {
+    package func ensure(at now: Date) async throws -> String? {
         guard configuredDigest == nil else { return nil }
         return try await database.write { db -> String? in
             let store = PlatformSecretStore(db)
@@ -35,7 +35,7 @@ public final class MetricsTokenAuthority: Sendable {
     }
 
     /// Whether `presented` is the metrics token.
-    public func check(_ presented: String) async throws -> Bool {
+    package func check(_ presented: String) async throws -> Bool {
         let digest = Array(SHA256.hash(data: Array(presented.utf8)))
         if let configuredDigest { return ConstantTime.equals(digest, configuredDigest) }
         var expected = stored.withLock { $0 }

@@ -1,11 +1,11 @@
-public import Foundation
-public import Hummingbird
+package import Foundation
+package import Hummingbird
 import PortalCore
 
 /// The one JSON encoder configuration of the API: compact, sorted keys, unescaped slashes.
-public enum JSONOutput {
+package enum JSONOutput {
     /// Encodes `value`; our response types always encode, so a failure is a bug reported as `internal`.
-    public static func encode(_ value: some Encodable) -> Data {
+    package static func encode(_ value: some Encodable) -> Data {
         // The same bytes without the Codable containers.
         if let json = value as? JSONValue { return Data(json.sortedText.utf8) }
         let encoder = JSONEncoder()
@@ -14,7 +14,7 @@ public enum JSONOutput {
     }
 
     /// A JSON response.
-    public static func response(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
+    package static func response(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
         Response(
             status: status,
             headers: [.contentType: "application/json; charset=utf-8"],

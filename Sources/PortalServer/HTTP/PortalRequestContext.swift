@@ -1,28 +1,28 @@
-public import Hummingbird
-public import PortalCore
+package import Hummingbird
+package import PortalCore
 
 /// The request context of every route: Hummingbird's core storage plus who is calling.
-public struct PortalRequestContext: RequestContext {
-    public var coreContext: CoreRequestContextStorage
+package struct PortalRequestContext: RequestContext {
+    package var coreContext: CoreRequestContextStorage
     /// The authenticated caller, set by ``AuthenticationMiddleware`` on `/portal` routes.
-    public var principal: Principal?
+    package var principal: Principal?
     /// The request id, echoed in `X-Request-Id` and every log line of the request.
-    public var requestID: String = ""
+    package var requestID: String = ""
 
     /// The peer's IP address, for hashed counts of failed authentications.
-    public var remoteAddress: String?
+    package var remoteAddress: String?
 
-    public init(source: ApplicationRequestContextSource) {
+    package init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress?.ipAddress
     }
 
     /// Hummingbird's own limit, for any body it decodes itself; the API's limit is enforced earlier by
     /// ``BodyLimitMiddleware`` and ``Request/jsonBody(context:limit:)``.
-    public var maxUploadSize: Int { 1 << 20 }
+    package var maxUploadSize: Int { 1 << 20 }
 
     /// The authenticated caller; throws `unauthenticated` on a route that was not authenticated.
-    public func caller() throws(PortalError) -> Principal {
+    package func caller() throws(PortalError) -> Principal {
         guard let principal else { throw PortalError(.unauthenticated, "a bearer token is required") }
         return principal
     }

@@ -1,12 +1,12 @@
 import Foundation
-public import Hummingbird
+package import Hummingbird
 import Logging
-public import PortalCore
+package import PortalCore
 
 /// The one mapping from errors to HTTP responses: RFC 9457 `application/problem+json` bodies.
-public enum Problem {
+package enum Problem {
     /// The HTTP status for an error code.
-    public static func status(for code: PortalError.Code) -> HTTPResponse.Status {
+    package static func status(for code: PortalError.Code) -> HTTPResponse.Status {
         switch code {
         case .malformedRequest: .badRequest
         case .validationFailed: .unprocessableContent
@@ -47,7 +47,7 @@ public enum Problem {
     }
 
     /// The problem+json response for `error`.
-    public static func response(for error: PortalError, requestID: String) -> Response {
+    package static func response(for error: PortalError, requestID: String) -> Response {
         let status = status(for: error.code)
         var body: [String: JSONValue] = [
             "type": .string("urn:portal:problem:\(error.code.rawValue)"),

@@ -1,11 +1,11 @@
-public import Foundation
-public import Hummingbird
-public import PortalCore
+package import Foundation
+package import Hummingbird
+package import PortalCore
 
 extension Request {
     /// Reads the body as one JSON document: 415 unless the content type is JSON, 413 past `limit` bytes,
     /// 400 when it is not JSON. Nothing is written before this succeeds.
-    public func jsonBody(limit: Int, acceptMergePatch: Bool = false) async throws -> JSONValue {
+    package func jsonBody(limit: Int, acceptMergePatch: Bool = false) async throws -> JSONValue {
         let contentType = headers[.contentType]?.split(separator: ";").first?
             .trimmingCharacters(in: .whitespaces).lowercased() ?? ""
         let isJSON = contentType == "application/json" || (contentType.hasPrefix("application/") && contentType.hasSuffix("+json"))
@@ -53,7 +53,7 @@ extension Request {
     }
 
     /// An integer query parameter within `range`, or `defaultValue` when absent; 422 when malformed.
-    public func queryInteger(_ name: String, default defaultValue: Int, in range: ClosedRange<Int>) throws(PortalError) -> Int {
+    package func queryInteger(_ name: String, default defaultValue: Int, in range: ClosedRange<Int>) throws(PortalError) -> Int {
         guard let text = uri.queryParameters[name[...]] else { return defaultValue }
         guard let value = Int(text), range.contains(value) else {
             throw PortalError.validation([.init(
@@ -64,7 +64,7 @@ extension Request {
     }
 
     /// A boolean query parameter (`true` or `false`), or `defaultValue` when absent.
-    public func queryBool(_ name: String, default defaultValue: Bool) throws(PortalError) -> Bool {
+    package func queryBool(_ name: String, default defaultValue: Bool) throws(PortalError) -> Bool {
         guard let text = uri.queryParameters[name[...]] else { return defaultValue }
         switch text {
         case "true", "1": return true
@@ -74,14 +74,14 @@ extension Request {
     }
 
     /// A string query parameter, if present.
-    public func queryString(_ name: String) -> String? {
+    package func queryString(_ name: String) -> String? {
         uri.queryParameters[name[...]].map(String.init)
     }
 }
 
 extension PortalRequestContext {
     /// The UUID path parameter `name`; a malformed id is simply not found.
-    public func uuidParameter(_ name: String, what: String) throws(PortalError) -> UUID {
+    package func uuidParameter(_ name: String, what: String) throws(PortalError) -> UUID {
         guard let text = parameters.get(name), let id = UUID(uuidString: text) else {
             throw PortalError.notFound(what)
         }

@@ -1,36 +1,36 @@
 import Foundation
-public import Logging
+package import Logging
 import PortalCore
 
 /// Writes one JSON object per log line to standard error: time, level, label, message and metadata.
 ///
 /// Metadata values are whatever callers put there; by the project's rules those are bounded identifiers
 /// (request id, route template, token id), never secrets, bodies or raw paths.
-public struct JSONLogHandler: LogHandler {
-    public var metadata: Logger.Metadata = [:]
-    public var logLevel: Logger.Level = .info
+package struct JSONLogHandler: LogHandler {
+    package var metadata: Logger.Metadata = [:]
+    package var logLevel: Logger.Level = .info
     private let label: String
     private let write: @Sendable (String) -> Void
 
     /// A handler writing to standard error.
-    public init(label: String) {
+    package init(label: String) {
         self.init(label: label) { line in
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }
     }
 
     /// A handler writing each line to `write` (tests capture logs this way).
-    public init(label: String, write: @escaping @Sendable (String) -> Void) {
+    package init(label: String, write: @escaping @Sendable (String) -> Void) {
         self.label = label
         self.write = write
     }
 
-    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    package subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
-    public func log(event: LogEvent) {
+    package func log(event: LogEvent) {
         var object: [String: Any] = [
             "time": Timestamp.rfc3339(Date()),
             "level": event.level.rawValue,

@@ -1,19 +1,19 @@
 import Foundation
 import Hummingbird
 import Ledger
-public import PortalCore
+package import PortalCore
 
 /// One route of the API as documented: method, OpenAPI-style path, and what the caller needs.
-public struct APIRoute: Sendable, Hashable, CustomStringConvertible {
-    public var method: String
+package struct APIRoute: Sendable, Hashable, CustomStringConvertible {
+    package var method: String
     /// The path with `{name}` parameters, exactly as in `openapi.json`.
-    public var path: String
+    package var path: String
     /// Whether a bearer token is needed.
-    public var authenticated: Bool
+    package var authenticated: Bool
     /// The permission the caller's role needs, nil when any authenticated caller may call it.
-    public var permission: Permission?
+    package var permission: Permission?
 
-    public var description: String { "\(method) \(path)" }
+    package var description: String { "\(method) \(path)" }
 }
 
 /// Registers routes on the router and records each with its permission, so the role matrix test and the

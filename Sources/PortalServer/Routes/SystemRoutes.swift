@@ -1,6 +1,6 @@
-public import Foundation
+package import Foundation
 import Hummingbird
-public import PortalCore
+package import PortalCore
 import Storage
 
 /// Health, readiness, the OpenAPI document and `whoami`.
@@ -37,9 +37,9 @@ struct SystemRoutes {
 }
 
 /// The hand-kept OpenAPI 3.1 document, shipped as a resource.
-public enum OpenAPIDocument {
+package enum OpenAPIDocument {
     /// The document's bytes.
-    public static func data() throws(PortalError) -> Data {
+    package static func data() throws(PortalError) -> Data {
         guard let url = Bundle.module.url(forResource: "openapi", withExtension: "json"),
               let data = try? Data(contentsOf: url)
         else {
