@@ -180,7 +180,7 @@ package final class ReportJobs: Service, Sendable {
             guard try await database.write({ db in
                 try await ReportStore(db).complete(id: job.id, owner: owner, bundle: bundle, checkpointSize: result.checkpointSize, manifestDigest: result.manifestDigest, at: done)
             }) else { return true }
-            try await sequencer.appendNow([AuditEvent(
+            try await sequencer.append([AuditEvent(
                 organizationID: job.organizationID, type: .reportExported, actor: job.requestedBy,
                 data: [
                     "kind": .string(job.kind), "from": .string(Timestamp.rfc3339(period.start)), "to": .string(Timestamp.rfc3339(period.end)),

@@ -16,11 +16,11 @@ package struct SubjectRequests: Sendable {
     let vault: CredentialVault
     let sealing: SubjectSealing
     let gateway: any OutboundTransport
-    let audit: LedgerSequencer
+    let audit: any AuditTrail
     let clock: any WallClock
     let logger: Logger
 
-    package init(database: Database, vault: CredentialVault, gateway: any OutboundTransport, audit: LedgerSequencer, clock: any WallClock, logger: Logger) {
+    package init(database: Database, vault: CredentialVault, gateway: any OutboundTransport, audit: any AuditTrail, clock: any WallClock, logger: Logger) {
         self.database = database
         self.vault = vault
         sealing = SubjectSealing(vault: vault)
@@ -57,7 +57,7 @@ package struct SubjectRequests: Sendable {
         let commitment = try await commitment(organizationID: org, subjectID: subjectID, lookup: lookup)
         let erased = try await database.read { db in try await SubjectKeyStore(db).erased(organizationID: org, lookups: [lookup]).contains(lookup) }
         let actor = given ?? principal.tokenID.uuidString.lowercased()
-        try await audit.appendNow([AuditEvent(
+        try await audit.append([AuditEvent(
             organizationID: org, type: .subjectRequestReceived, actor: actor,
             data: ["kind": "access", "commitment": .string(commitment ?? ""), "known": commitment != nil ? 1 : 0], time: clock.now()
         )])
@@ -81,7 +81,7 @@ package struct SubjectRequests: Sendable {
         var recipients: [String: Int] = [:]
         for d in disclosures { if let name = d.objectValue?["recipient"]?.stringValue { recipients[name, default: 0] += 1 } }
         let now = clock.now()
-        try await audit.appendNow([AuditEvent(
+        try await audit.append([AuditEvent(
             organizationID: org, type: .subjectExported, actor: actor,
             data: ["commitment": .string(commitment ?? ""), "records": .int(Int64(records.count)), "disclosures": .int(Int64(disclosures.count))], time: now
         )])
@@ -160,7 +160,7 @@ package struct SubjectRequests: Sendable {
         let actor = given ?? principal.tokenID.uuidString.lowercased()
         let lookup = try await database.write { [sealing] db in try await sealing.lookup(organizationID: org, subjectID: subjectID, in: db) }
         let commitment = try await commitment(organizationID: org, subjectID: subjectID, lookup: lookup)
-        try await audit.appendNow([AuditEvent(
+        try await audit.append([AuditEvent(
             organizationID: org, type: .subjectRequestReceived, actor: actor,
             data: ["kind": "erasure", "commitment": .string(commitment ?? ""), "known": commitment != nil ? 1 : 0], time: clock.now()
         )])
@@ -181,7 +181,7 @@ package struct SubjectRequests: Sendable {
             commitment: commitment, recordsDeleted: deleted.records, conflictsDeleted: deleted.conflicts, requestBodiesCleared: cleared,
             webhookPayloadsErased: webhookErased, keyDestroyed: destroyed, recipients: recipients, erasedAt: Timestamp.rfc3339(now)
         )
-        try await audit.appendNow([AuditEvent(
+        try await audit.append([AuditEvent(
             organizationID: org, type: .subjectErased, actor: actor,
             data: [
                 "commitment": .string(commitment ?? ""), "recordsDeleted": .int(Int64(deleted.records)), "conflictsDeleted": .int(Int64(deleted.conflicts)),

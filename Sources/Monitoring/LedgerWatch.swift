@@ -12,10 +12,10 @@ package import Storage
 package struct LedgerVerificationRun: Sendable {
     let database: Database
     let checkpointer: LedgerCheckpointer
-    let sequencer: LedgerSequencer
+    let sequencer: any AuditTrail
     let clock: any WallClock
 
-    package init(database: Database, checkpointer: LedgerCheckpointer, sequencer: LedgerSequencer, clock: any WallClock) {
+    package init(database: Database, checkpointer: LedgerCheckpointer, sequencer: any AuditTrail, clock: any WallClock) {
         self.database = database
         self.checkpointer = checkpointer
         self.sequencer = sequencer
@@ -34,12 +34,12 @@ package struct LedgerVerificationRun: Sendable {
         let now = clock.now()
         let root = Data(result.root).base64EncodedString()
         if let failure = result.failure {
-            try await sequencer.appendNow([AuditEvent(
+            try await sequencer.append([AuditEvent(
                 organizationID: Organization.platformID, type: .ledgerVerified, actor: actor,
                 data: ["ledger": .string(slug), "result": "failed", "seq": .int(failure.seq), "reason": .string(failure.message)], time: now
             )])
         } else {
-            try await sequencer.appendNow([AuditEvent(
+            try await sequencer.append([AuditEvent(
                 organizationID: organizationID, type: .ledgerVerified, actor: actor,
                 data: ["size": .int(result.size), "root": .string(root), "result": "ok", "checkpoints": .int(Int64(result.checkpointsChecked))], time: now
             )])

@@ -40,7 +40,7 @@ struct DsarCommand: AsyncParsableCommand {
             let settings = try options.settings()
             let (slug, subjectID, path) = (org, subject, out)
             try await CLI.run {
-                try await LedgerCommand.withServices(settings) { services in
+                try await withPortalServices(settings, logger: CLI.quietLogger()) { services in
                     let principal = try await DsarCommand.principal(slug, services: services)
                     let export = try await services.subjects.export(subjectID: subjectID, by: principal, actor: CLI.actor)
                     let text = export.sortedText + "\n"
@@ -72,7 +72,7 @@ struct DsarCommand: AsyncParsableCommand {
             let settings = try options.settings()
             let (slug, subjectID) = (org, subject)
             try await CLI.run {
-                try await LedgerCommand.withServices(settings) { services in
+                try await withPortalServices(settings, logger: CLI.quietLogger()) { services in
                     let principal = try await DsarCommand.principal(slug, services: services)
                     let erasure = try await services.subjects.erase(subjectID: subjectID, by: principal, actor: CLI.actor)
                     FileHandle.standardOutput.write(JSONOutput.encode(erasure) + Data("\n".utf8))

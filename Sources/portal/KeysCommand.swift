@@ -4,6 +4,7 @@ import Integrations
 import Ledger
 import Logging
 import PortalCore
+import PortalServer
 import Storage
 
 /// `portal keys`: master keys of the credential vault.
@@ -83,21 +84,16 @@ struct KeysCommand: AsyncParsableCommand {
                 let ring = try MasterKeyRing.load(masterKey: settings.masterKey, keyFile: settings.masterKeyFile)
                 let newBase64 = newKey ?? MasterKeyRing.generateBase64()
                 let new = try MasterKeyRing.Key(base64: newBase64)
-                let count = try await Database.withDatabase(url: settings.databaseURL, logger: logger) { db in
-                    try await Migrator(database: db, logger: logger).migrate()
-                    let vault = CredentialVault(ring: ring)
-                    let ledger = LedgerSequencer(database: db, logger: logger)
-                    let count = try await db.write { tx in
-                        let count = try await vault.rewrapAll(under: new, in: tx)
-                        try await ledger.record(AuditEvent(
+                let count = try await withPortalServices(settings, logger: logger) { services in
+                    try await services.database.write { tx in
+                        let count = try await services.vault.rewrapAll(under: new, in: tx)
+                        try await services.ledger.record(AuditEvent(
                             organizationID: Organization.platformID, type: .keyRotated, actor: CLI.actor,
                             data: ["key": "master", "previousKeyId": .string(ring.active.id), "newKeyId": .string(new.id), "dataKeysRewrapped": .int(Int64(count))],
                             time: Date()
                         ), in: tx)
                         return count
                     }
-                    try await ledger.drainAll()
-                    return count
                 }
                 if settings.masterKey == nil, let file = settings.masterKeyFile {
                     let existing = (try? String(contentsOfFile: file, encoding: .utf8)).map(MasterKeyRing.keyLines) ?? []
@@ -131,21 +127,16 @@ struct KeysCommand: AsyncParsableCommand {
             let logger = CLI.quietLogger()
             let id = keyID
             try await CLI.run {
-                let ring = try MasterKeyRing.load(masterKey: settings.masterKey, keyFile: settings.masterKeyFile)
-                let removed = try await Database.withDatabase(url: settings.databaseURL, logger: logger) { db in
-                    try await Migrator(database: db, logger: logger).migrate()
-                    let ledger = LedgerSequencer(database: db, logger: logger)
-                    let removed = try await db.write { tx in
-                        let removed = try await CredentialVault(ring: ring).retire(masterKeyID: id, in: tx)
-                        try await ledger.record(AuditEvent(
+                let removed = try await withPortalServices(settings, logger: logger) { services in
+                    try await services.database.write { tx in
+                        let removed = try await services.vault.retire(masterKeyID: id, in: tx)
+                        try await services.ledger.record(AuditEvent(
                             organizationID: Organization.platformID, type: .keyRotated, actor: CLI.actor,
                             data: ["key": "master", "retiredKeyId": .string(id), "wrapsRemoved": .int(Int64(removed))],
                             time: Date()
                         ), in: tx)
                         return removed
                     }
-                    try await ledger.drainAll()
-                    return removed
                 }
                 print("removed \(removed) wrap(s) under master key \(id)")
             }

@@ -34,15 +34,6 @@ struct LedgerCommand: AsyncParsableCommand {
         subcommands: [Keys.self, Verify.self, CutCheckpoint.self, Entries.self, Export.self, Prove.self]
     )
 
-    /// Runs `body` with the services over a migrated database.
-    static func withServices<T: Sendable>(_ settings: PortalSettings, _ body: (PortalServices) async throws -> T) async throws -> T {
-        let logger = CLI.quietLogger()
-        return try await Database.withDatabase(url: settings.databaseURL, logger: logger) { db in
-            try await Migrator(database: db, logger: logger).migrate()
-            return try await body(try PortalServices(settings: settings, database: db, logger: logger))
-        }
-    }
-
     /// Sequences what is queued, then cuts (or reuses) a checkpoint of `slug`'s ledger: the common start of
     /// `checkpoint`, `export` and `prove`. A 409 when the ledger is empty.
     static func freshCheckpoint(_ slug: String, services: PortalServices) async throws -> (id: UUID, slug: String, checkpoint: LedgerCheckpointRow) {
@@ -86,7 +77,7 @@ struct LedgerCommand: AsyncParsableCommand {
             let settings = try options.settings()
             let slug = org
             try await CLI.run {
-                try await LedgerCommand.withServices(settings) { services in
+                try await withPortalServices(settings, logger: CLI.quietLogger()) { services in
                     for key in try await services.checkpointer.verifierKeys(slug: slug) { print(key.text) }
                 }
             }
@@ -132,7 +123,7 @@ struct LedgerCommand: AsyncParsableCommand {
             let directory = settings.checkpointDir
             var failed = false
             try await CLI.run {
-                try await LedgerCommand.withServices(settings) { services in
+                try await withPortalServices(settings, logger: CLI.quietLogger()) { services in
                     let db = services.database
                     let terminal = isatty(STDERR_FILENO) == 1
                     for ledger in try await LedgerCommand.ledgers(orgFilter, in: db) {
@@ -223,7 +214,7 @@ struct LedgerCommand: AsyncParsableCommand {
             let settings = try options.settings()
             let slug = org
             try await CLI.run {
-                try await LedgerCommand.withServices(settings) { services in
+                try await withPortalServices(settings, logger: CLI.quietLogger()) { services in
                     print(try await LedgerCommand.freshCheckpoint(slug, services: services).checkpoint.note, terminator: "")
                 }
             }
@@ -283,7 +274,7 @@ struct LedgerCommand: AsyncParsableCommand {
             let settings = try options.settings()
             let (slug, path) = (org, out)
             try await CLI.run {
-                try await LedgerCommand.withServices(settings) { services in
+                try await withPortalServices(settings, logger: CLI.quietLogger()) { services in
                     let (ledgerID, ledgerSlug, checkpoint) = try await LedgerCommand.freshCheckpoint(slug, services: services)
                     let ledger = (id: ledgerID, slug: ledgerSlug)
                     let keys = try await services.checkpointer.verifierKeys(slug: ledger.slug)
@@ -324,7 +315,7 @@ struct LedgerCommand: AsyncParsableCommand {
             let settings = try options.settings()
             let (slug, index, path) = (org, seq, out)
             try await CLI.run {
-                try await LedgerCommand.withServices(settings) { services in
+                try await withPortalServices(settings, logger: CLI.quietLogger()) { services in
                     let (ledgerID, _, checkpoint) = try await LedgerCommand.freshCheckpoint(slug, services: services)
                     guard index >= 0, index < checkpoint.size,
                           let row = try await services.ledgerReader.entries(ledgerID, from: index, limit: 1).first

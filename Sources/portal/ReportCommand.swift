@@ -54,7 +54,7 @@ struct ReportCommand: AsyncParsableCommand {
         let path = sealKey == nil ? o.out : o.out + ".unsealed"
         let finalPath = o.out
         try await CLI.run {
-            try await LedgerCommand.withServices(settings) { services in
+            try await withPortalServices(settings, logger: CLI.quietLogger()) { services in
                 let checkpoint: LedgerCheckpointRow
                 let ledger: (id: UUID, slug: String)
                 if let at {
@@ -86,7 +86,7 @@ struct ReportCommand: AsyncParsableCommand {
                     defer { try? FileManager.default.removeItem(atPath: path) }
                     try SealedBundle.seal(input: path, publicKey: sealKey, output: finalPath)
                 }
-                try await services.ledger.appendNow([AuditEvent(
+                try await services.ledger.append([AuditEvent(
                     organizationID: ledger.id, type: .reportExported, actor: CLI.actor,
                     data: [
                         "kind": .string(kind), "from": .string(Timestamp.rfc3339(period.start)), "to": .string(Timestamp.rfc3339(period.end)),

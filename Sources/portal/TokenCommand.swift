@@ -54,9 +54,7 @@ struct TokenCommand: AsyncParsableCommand {
                     return seconds
                 } ?? settings.quotas.tokenLifetime
                 let expiresAt = lifetime.map { clock.now() + $0 }
-                try await Database.withDatabase(url: settings.databaseURL, logger: logger) { db in
-                    try await Migrator(database: db, logger: logger).migrate()
-                    let ledger = LedgerSequencer(database: db, clock: clock, logger: logger)
+                try await withAuditedDatabase(settings, logger: logger, clock: clock) { db, ledger in
                     let authority = APITokenAuthority(database: db, audit: ledger, clock: clock)
                     let (token, created) = try await db.write { tx in
                         let (organization, created) = try await OrganizationStore(tx).findOrCreate(
@@ -68,8 +66,6 @@ struct TokenCommand: AsyncParsableCommand {
                         )
                         return (issued.token, created)
                     }
-                    // Chain the event now; a running server would also pick it up from the outbox.
-                    try await ledger.drainAll()
                     if created { CLI.note("created organization '\(org)'") }
                     print(token)
                 }
@@ -138,9 +134,7 @@ struct TokenCommand: AsyncParsableCommand {
             database.apply(to: &settings)
             let logger = CLI.quietLogger()
             try await CLI.run {
-                try await Database.withDatabase(url: settings.databaseURL, logger: logger) { db in
-                    try await Migrator(database: db, logger: logger).migrate()
-                    let ledger = LedgerSequencer(database: db, logger: logger)
+                try await withAuditedDatabase(settings, logger: logger) { db, ledger in
                     let authority = APITokenAuthority(database: db, audit: ledger)
                     let outcome = try await db.write { tx -> String in
                         guard let record = try await APITokenStore(tx).find(id: tokenID) else { throw PortalError.notFound("token") }
@@ -148,7 +142,6 @@ struct TokenCommand: AsyncParsableCommand {
                         _ = try await authority.revoke(id: tokenID, organizationID: nil, actor: CLI.actor, in: tx)
                         return "revoked"
                     }
-                    try await ledger.drainAll()
                     print("\(tokenID.uuidString.lowercased()) \(outcome)")
                 }
             }

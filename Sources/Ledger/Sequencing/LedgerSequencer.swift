@@ -117,13 +117,22 @@ package final class LedgerSequencer: AuditTrail, Service {
         wakeupContinuation.yield()
     }
 
-    /// Records events and sequences them before returning, for processes that do not run the sequencer's
-    /// loop (CLI commands): ``append(_:)`` there would wait for a loop that never comes.
-    package func appendNow(_ events: [AuditEvent]) async throws {
-        try await database.write { db in
-            for event in events { try await record(event, in: db) }
+    /// Runs `body` while this sequencer's loop runs (a command outside `portal serve`, a test), then
+    /// sequences whatever is still queued and stops the loop: every ``append(_:)`` made in `body` returns
+    /// once its entry is durable, as in the server.
+    package func whileRunning<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.run() }
+            do {
+                let result = try await body()
+                _ = try await drainAll()
+                group.cancelAll()
+                return result
+            } catch {
+                group.cancelAll()
+                throw error
+            }
         }
-        try await drainAll()
     }
 
     // MARK: Service
