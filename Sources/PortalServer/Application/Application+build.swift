@@ -79,16 +79,34 @@ package func buildRouter(services: PortalServices) -> (Router<PortalRequestConte
     let authentication = AuthenticationMiddleware(authority: services.tokens, failures: services.authFailures)
     let portal = router.group("/portal").add(middleware: authentication)
     let ledger = router.group("/ledger").add(middleware: authentication)
-    SystemRoutes(services: services).register(on: router, portal: portal, table: table)
-    TokenRoutes(services: services).register(on: portal, table: table)
-    IntegrationRoutes(services: services).register(on: portal, table: table)
-    IntegrationRoutes(services: services).registerCallback(on: router, table: table)
-    WebhookRoutes(services: services).register(on: portal, table: table)
-    SyncRoutes(services: services).register(on: portal, table: table)
-    MonitoringRoutes(services: services).register(on: router, portal: portal, table: table)
-    SubjectRoutes(services: services).register(on: portal, table: table)
-    WebhookRoutes(services: services).registerReceiver(on: router, table: table)
-    LedgerRoutes(services: services).register(on: ledger, table: table)
+    SystemRoutes(database: services.database).register(on: router, portal: portal, table: table)
+    TokenRoutes(
+        clock: services.clock, database: services.database, ledger: services.ledger, maxBodyBytes: services.maxBodyBytes,
+        quotas: services.quotas, tokens: services.tokens
+    ).register(on: portal, table: table)
+    let integrationRoutes = IntegrationRoutes(
+        catalog: services.catalog, database: services.database, gateway: services.gateway, integrations: services.integrations,
+        logger: services.logger, maxBodyBytes: services.maxBodyBytes, monitor: services.monitor, publicURL: services.publicURL,
+        webhooks: services.webhooks
+    )
+    integrationRoutes.register(on: portal, table: table)
+    integrationRoutes.registerCallback(on: router, table: table)
+    let webhookRoutes = WebhookRoutes(maxBodyBytes: services.maxBodyBytes, publicURL: services.publicURL, webhooks: services.webhooks)
+    webhookRoutes.register(on: portal, table: table)
+    SyncRoutes(maxBodyBytes: services.maxBodyBytes, sync: services.sync).register(on: portal, table: table)
+    MonitoringRoutes(
+        alertReceivers: services.alertReceivers, alertRules: services.alertRules, clock: services.clock, database: services.database,
+        integrations: services.integrations, maxBodyBytes: services.maxBodyBytes, metricsToken: services.metricsToken,
+        monitor: services.monitor
+    ).register(on: router, portal: portal, table: table)
+    SubjectRoutes(
+        maxBodyBytes: services.maxBodyBytes, processingRegister: services.processingRegister, reports: services.reports,
+        retention: services.retention, subjects: services.subjects
+    ).register(on: portal, table: table)
+    webhookRoutes.registerReceiver(on: router, table: table)
+    LedgerRoutes(
+        checkpointer: services.checkpointer, database: services.database, ledgerReader: services.ledgerReader
+    ).register(on: ledger, table: table)
     // Added last, so it wraps only the not-found responder: a known path with another method is a 405.
     router.add(middleware: MethodNotAllowedMiddleware(routes: table.routes))
     return (router, table.routes)

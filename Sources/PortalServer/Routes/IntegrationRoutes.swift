@@ -13,7 +13,15 @@ import Webhooks
 
 /// The seed's integration management endpoints under `/portal/integrations`.
 struct IntegrationRoutes {
-    let services: PortalServices
+    let catalog: ProviderCatalog
+    let database: Database
+    let gateway: Gateway
+    let integrations: IntegrationRegistry
+    let logger: Logger
+    let maxBodyBytes: Int
+    let monitor: IntegrationMonitor
+    let publicURL: String
+    let webhooks: WebhookService
 
     static let cacheStatus = HTTPField.Name("X-Cache-Status")!
     /// The proxied call's record: its `integration_requests` row id and its ledger entry's `callId`.
@@ -45,14 +53,14 @@ struct IntegrationRoutes {
             guard let state = request.queryString("state"), let code = request.queryString("code"), !state.isEmpty, !code.isEmpty else {
                 throw PortalError.validation([.init(pointer: "?state", message: "state and code are required")])
             }
-            let (_, integrationID) = try await services.gateway.completeAuthorization(state: state, code: code)
+            let (_, integrationID) = try await self.gateway.completeAuthorization(state: state, code: code)
             return JSONOutput.response(["connected": true, "integrationId": .string(integrationID.uuidString.lowercased())] as JSONValue)
         }
     }
 
     /// The webhook endpoint a create body's `webhookConfig` describes, validated (422s name
     /// `/webhookConfig/...`) and checked unused in the organization (409); nil without one.
-    static func webhookEndpoint(_ config: JSONValue?, principal: Principal, services: PortalServices) async throws -> WebhookEndpointInput? {
+    func webhookEndpoint(_ config: JSONValue?, principal: Principal) async throws -> WebhookEndpointInput? {
         guard let config, config != .null else { return nil }
         let input: WebhookEndpointInput
         do {
@@ -60,14 +68,14 @@ struct IntegrationRoutes {
         } catch {
             throw PortalError.validation(error.fieldErrors.map { .init(pointer: "/webhookConfig" + $0.pointer, message: $0.message) })
         }
-        if let name = input.name, try await services.database.read({ db in try await WebhookEndpointStore(db).find(slug: principal.organizationSlug, name: name) }) != nil {
+        if let name = input.name, try await self.database.read({ db in try await WebhookEndpointStore(db).find(slug: principal.organizationSlug, name: name) }) != nil {
             throw PortalError(.conflict, "the organization already has a webhook endpoint named '\(name)'")
         }
         return input
     }
 
     func register(on group: RouterGroup<PortalRequestContext>, table: RouteTable) {
-        let registry = services.integrations
+        let registry = self.integrations
         // The provider catalog: presets to create integrations from (`"preset"` in the create body).
         table.guarded(group, prefix: "/portal", .get, "/catalog", .readIntegrations) { request, _, _ in
             let type = request.queryString("type")
@@ -75,29 +83,29 @@ struct IntegrationRoutes {
                 throw PortalError.validation([.init(pointer: "?type", message: "must be one of \(IntegrationType.allCases.map(\.rawValue).joined(separator: ", "))")])
             }
             let query = request.queryString("q")?.lowercased()
-            let providers = services.catalog.providers.filter { preset in
+            let providers = self.catalog.providers.filter { preset in
                 (type == nil || preset.type.rawValue == type)
                     && (query.map { q in [preset.id, preset.name, preset.category].contains { $0.lowercased().contains(q) } } ?? true)
             }
             return JSONOutput.response(["providers": .array(providers.map(\.document))] as JSONValue)
         }
         table.guarded(group, prefix: "/portal", .get, "/catalog/{preset}", .readIntegrations) { _, context, _ in
-            guard let id = context.parameters.get("preset"), let preset = services.catalog.preset(id) else {
+            guard let id = context.parameters.get("preset"), let preset = self.catalog.preset(id) else {
                 throw PortalError.notFound("preset")
             }
             return JSONOutput.response(preset.document)
         }
         table.guarded(group, prefix: "/portal", .post, "/integrations", .manageIntegrations) { request, _, principal in
-            let body = try services.catalog.expand(try await request.jsonBody(limit: services.maxBodyBytes))
+            let body = try self.catalog.expand(try await request.jsonBody(limit: self.maxBodyBytes))
             var input = try IntegrationInput.parse(body)
             input.syncConfig = try input.syncConfig.map { config throws(PortalError) in try SyncConfiguration.parse(config).json }
             // The seed's webhookConfig registers the endpoint it describes: read as an endpoint body and checked
             // free before anything is written, then registered right after the integration.
-            let endpoint = try await Self.webhookEndpoint(body.objectValue?["webhookConfig"], principal: principal, services: services)
+            let endpoint = try await webhookEndpoint(body.objectValue?["webhookConfig"], principal: principal)
             let view = try await registry.register(input, by: principal)
             if let endpoint, let id = UUID(uuidString: view.id) {
                 do {
-                    _ = try await services.webhooks.register(integrationID: id, input: endpoint, by: principal)
+                    _ = try await self.webhooks.register(integrationID: id, input: endpoint, by: principal)
                 } catch {
                     // Taken meanwhile (a race with another request): the integration does not stay half-made.
                     try? await registry.delete(id: id, by: principal)
@@ -123,7 +131,7 @@ struct IntegrationRoutes {
         }
         table.guarded(group, prefix: "/portal", .patch, "/integrations/{id}", .manageIntegrations) { request, context, principal in
             let id = try context.uuidParameter("id", what: "integration")
-            var patch = try IntegrationPatch.parse(try await request.jsonBody(limit: services.maxBodyBytes))
+            var patch = try IntegrationPatch.parse(try await request.jsonBody(limit: self.maxBodyBytes))
             // The sync engine's own reading of syncConfig: a 422 names every field it cannot use.
             if case .set(let config) = patch.syncConfig { patch.syncConfig = .set(try SyncConfiguration.parse(config).json) }
             return JSONOutput.response(try await registry.update(id: id, patch: patch, by: principal))
@@ -133,13 +141,13 @@ struct IntegrationRoutes {
             // OAuth tokens are revoked at the provider first (RFC 7009); a provider that cannot be reached
             // does not block the deletion (the token.revoked entry says how many it accepted).
             do {
-                try await services.gateway.revokeTokens(integrationID: id, by: principal)
+                try await self.gateway.revokeTokens(integrationID: id, by: principal)
             } catch let error as PortalError where error.code == .forbidden {
                 throw error
             } catch let error as PortalError where error.code == .notFound {
                 // Absent, elsewhere or already deleted: the deletion below answers for it.
             } catch {
-                services.logger.warning("token revocation failed; deleting anyway", metadata: ["portal.error_type": "\(type(of: error))"])
+                self.logger.warning("token revocation failed; deleting anyway", metadata: ["portal.error_type": "\(type(of: error))"])
             }
             try await registry.delete(id: id, by: principal)
             return Response(status: .noContent)
@@ -148,7 +156,7 @@ struct IntegrationRoutes {
             let id = try context.uuidParameter("id", what: "integration")
             let status = try await registry.status(id: id, organizationID: principal.organizationID)
             // Health from the last 5 minutes (monitoring), beside the lifecycle status.
-            let recent = try await services.monitor.report(integrationID: id, organizationID: principal.organizationID, status: status.status, window: .fiveMinutes)
+            let recent = try await self.monitor.report(integrationID: id, organizationID: principal.organizationID, status: status.status, window: .fiveMinutes)
             guard case .object(var fields) = try JSONValue.parse(JSONOutput.encode(status)) else { return JSONOutput.response(status) }
             fields["health"] = .string(recent.health)
             fields["consecutiveFailures"] = .int(Int64(recent.consecutiveFailures))
@@ -158,13 +166,13 @@ struct IntegrationRoutes {
         // (open: the single-use state authorizes it).
         table.guarded(group, prefix: "/portal", .get, "/integrations/{id}/oauth/authorize", .manageIntegrations) { _, context, principal in
             let id = try context.uuidParameter("id", what: "integration")
-            return JSONOutput.response(try await services.gateway.authorize(
-                integrationID: id, by: principal, defaultRedirectURI: services.publicURL + "/portal/oauth/callback"
+            return JSONOutput.response(try await self.gateway.authorize(
+                integrationID: id, by: principal, defaultRedirectURI: self.publicURL + "/portal/oauth/callback"
             ))
         }
         table.guarded(group, prefix: "/portal", .post, "/integrations/{id}/credentials/rotate", .manageIntegrations) { request, context, principal in
             let id = try context.uuidParameter("id", what: "integration")
-            let body = try await request.jsonBody(limit: services.maxBodyBytes)
+            let body = try await request.jsonBody(limit: self.maxBodyBytes)
             var errors: [PortalError.FieldError] = []
             let members = body.objectValue ?? [:]
             if body.objectValue == nil { errors.append(.init(pointer: "", message: "must be an object")) }
@@ -182,28 +190,28 @@ struct IntegrationRoutes {
                 }
             }
             guard errors.isEmpty else { throw PortalError.validation(errors) }
-            return JSONOutput.response(try await services.gateway.rotateCredentials(
+            return JSONOutput.response(try await self.gateway.rotateCredentials(
                 integrationID: id, credentials: credentials, overlap: TimeInterval(overlap), by: principal
             ))
         }
         // The seed's onConfigTest for an unsaved configuration: credentials used once, nothing stored.
         table.guarded(group, prefix: "/portal", .post, "/integrations/test", .manageIntegrations) { request, _, principal in
-            let input = try IntegrationInput.parse(try services.catalog.expand(try await request.jsonBody(limit: services.maxBodyBytes)))
-            return JSONOutput.response(try await services.gateway.test(unsaved: input, by: principal))
+            let input = try IntegrationInput.parse(try self.catalog.expand(try await request.jsonBody(limit: self.maxBodyBytes)))
+            return JSONOutput.response(try await self.gateway.test(unsaved: input, by: principal))
         }
         table.guarded(group, prefix: "/portal", .post, "/integrations/{id}/test", .manageIntegrations) { _, context, principal in
             let id = try context.uuidParameter("id", what: "integration")
-            return JSONOutput.response(try await services.gateway.test(integrationID: id, by: principal))
+            return JSONOutput.response(try await self.gateway.test(integrationID: id, by: principal))
         }
         // The seed's executeRequest: an APIRequest in, the upstream's APIResponse out (whatever its status).
         table.guarded(group, prefix: "/portal", .post, "/integrations/{id}/requests", .manageIntegrations) { request, context, principal in
             let id = try context.uuidParameter("id", what: "integration")
-            let call = try APIRequest.parse(try await request.jsonBody(limit: services.maxBodyBytes), integrationID: id)
+            let call = try APIRequest.parse(try await request.jsonBody(limit: self.maxBodyBytes), integrationID: id)
             // As for the proxy: a percent-encoded NUL in the path would reach the stored call record (a 503 on PostgreSQL).
             guard call.endpoint.split(separator: "?", maxSplits: 1).first.map(String.init)?.removingPercentEncoding?.unicodeScalars.contains("\u{0}") != true else {
                 throw PortalError.validation([.init(pointer: "/endpoint", message: "must not contain U+0000 (NUL)")])
             }
-            let answer = try await services.gateway.execute(call, integrationID: id, by: principal)
+            let answer = try await self.gateway.execute(call, integrationID: id, by: principal)
             var response = JSONOutput.response(answer)
             response.headers[Self.cacheStatus] = answer.cacheStatus
             return response
@@ -222,12 +230,12 @@ struct IntegrationRoutes {
                 }
                 let body: ByteBuffer
                 do {
-                    body = try await request.body.collect(upTo: services.maxBodyBytes)
+                    body = try await request.body.collect(upTo: self.maxBodyBytes)
                 } catch {
-                    throw PortalError(.payloadTooLarge, "the body is larger than \(services.maxBodyBytes) bytes")
+                    throw PortalError(.payloadTooLarge, "the body is larger than \(self.maxBodyBytes) bytes")
                 }
                 let headers = request.headers.filter { !Self.notForwarded.contains($0.name.canonicalName) }.map { (name: $0.name.rawName, value: $0.value) }
-                let result = try await services.gateway.perform(
+                let result = try await self.gateway.perform(
                     GatewayCall(method: method.rawValue, endpoint: path + (request.uri.query.map { "?" + $0 } ?? ""), headers: headers, body: Array(buffer: body)),
                     integrationID: id, by: principal
                 )

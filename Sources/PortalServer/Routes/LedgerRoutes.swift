@@ -7,10 +7,12 @@ import Storage
 /// The ledger's read side for auditors under `/ledger/{slug}/` (DESIGN section 4.2): the checkpoint, tlog
 /// tiles and entry bundles with the exact bytes an offline copy holds, plus JSON entries and proofs.
 struct LedgerRoutes {
-    let services: PortalServices
+    let checkpointer: LedgerCheckpointer
+    let database: Database
+    let ledgerReader: LedgerReader
 
     func register(on group: RouterGroup<PortalRequestContext>, table: RouteTable) {
-        let reader = services.ledgerReader
+        let reader = self.ledgerReader
         table.guarded(group, prefix: "/ledger", .get, "/{slug}/checkpoint", .readLedger) { _, context, principal in
             let org = try await organization(context, principal)
             guard let checkpoint = try await latestOrCut(org, principal.organizationSlug) else { throw PortalError.notFound("checkpoint (the ledger is empty)") }
@@ -22,7 +24,7 @@ struct LedgerRoutes {
         }
         table.guarded(group, prefix: "/ledger", .get, "/{slug}/keys", .readLedger) { _, context, principal in
             _ = try await organization(context, principal)
-            let keys = try await services.checkpointer.verifierKeys(slug: principal.organizationSlug)
+            let keys = try await self.checkpointer.verifierKeys(slug: principal.organizationSlug)
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(string: keys.map(\.text).joined(separator: "\n") + "\n"))
@@ -61,7 +63,7 @@ struct LedgerRoutes {
             guard let row = try await reader.entries(org, from: seq, limit: 1).first, row.seq == seq else { throw PortalError.notFound("entry") }
             var checkpoint = try await reader.latestCheckpoint(org)
             if checkpoint.map({ $0.size <= seq }) ?? true {
-                checkpoint = try await services.checkpointer.cut(organizationID: org, slug: principal.organizationSlug)
+                checkpoint = try await self.checkpointer.cut(organizationID: org, slug: principal.organizationSlug)
             }
             guard let checkpoint, checkpoint.size > seq else { throw PortalError(.unavailable, "no checkpoint covers this entry yet; retry shortly") }
             let proof = try await reader.inclusionProof(org, seq: seq, size: checkpoint.size)
@@ -95,14 +97,14 @@ struct LedgerRoutes {
         table.guarded(group, prefix: "/ledger", .get, "/{slug}/export", .readLedger) { _, context, principal in
             let org = try await organization(context, principal)
             let slug = principal.organizationSlug
-            var checkpoint = try await services.checkpointer.cut(organizationID: org, slug: slug)
+            var checkpoint = try await self.checkpointer.cut(organizationID: org, slug: slug)
             if checkpoint == nil { checkpoint = try await reader.latestCheckpoint(org) }
             guard let checkpoint else {
                 throw PortalError.notFound("checkpoint (the ledger is empty)")
             }
-            let keys = try await services.checkpointer.verifierKeys(slug: slug)
-            let exporter = LedgerExporter(database: services.database)
-            let published = services.checkpointer.configuration.publishDirectory
+            let keys = try await self.checkpointer.verifierKeys(slug: slug)
+            let exporter = LedgerExporter(database: self.database)
+            let published = self.checkpointer.configuration.publishDirectory
             let body = ResponseBody { writer in
                 _ = try await exporter.export(
                     organizationID: org, checkpoint: checkpoint, keys: keys, publishedDirectory: published, slug: slug
@@ -123,7 +125,7 @@ struct LedgerRoutes {
             let org = try await organization(context, principal)
             // Another cutter (the checkpoint service, another instance) holds the ledger's checkpoint lock for
             // milliseconds: wait for it rather than answer 409.
-            guard let row = try await services.checkpointer.cutWaiting(organizationID: org, slug: principal.organizationSlug) else {
+            guard let row = try await self.checkpointer.cutWaiting(organizationID: org, slug: principal.organizationSlug) else {
                 throw PortalError(.conflict, "the ledger is empty, or another instance kept cutting a checkpoint; retry shortly")
             }
             return JSONOutput.response(JSONValue.object([
@@ -137,15 +139,15 @@ struct LedgerRoutes {
     private func organization(_ context: PortalRequestContext, _ principal: Principal) async throws -> UUID {
         let slug = context.parameters.get("slug") ?? ""
         guard slug == principal.organizationSlug else {
-            let exists = try await services.database.read { db in try await OrganizationStore(db).find(slug: slug) != nil }
+            let exists = try await self.database.read { db in try await OrganizationStore(db).find(slug: slug) != nil }
             throw PortalError.notFound("ledger", acrossOrganizations: exists)
         }
         return principal.organizationID
     }
 
     private func latestOrCut(_ org: UUID, _ slug: String) async throws -> LedgerCheckpointRow? {
-        if let latest = try await services.ledgerReader.latestCheckpoint(org) { return latest }
-        return try await services.checkpointer.cut(organizationID: org, slug: slug)
+        if let latest = try await self.ledgerReader.latestCheckpoint(org) { return latest }
+        return try await self.checkpointer.cut(organizationID: org, slug: slug)
     }
 
     static func entryJSON(_ row: LedgerEntryRow) throws -> JSONValue {

@@ -8,14 +8,21 @@ import Storage
 
 /// Metrics (JSON windows and Prometheus exposition), alerts, silences, receivers and the notification log.
 struct MonitoringRoutes {
-    let services: PortalServices
+    let alertReceivers: AlertReceivers
+    let alertRules: AlertRuleSet
+    let clock: any WallClock
+    let database: Database
+    let integrations: IntegrationRegistry
+    let maxBodyBytes: Int
+    let metricsToken: MetricsTokenAuthority
+    let monitor: IntegrationMonitor
 
     func register(on router: Router<PortalRequestContext>, portal group: RouterGroup<PortalRequestContext>, table: RouteTable) {
-        let monitor = services.monitor
-        let alerts = services.alertReceivers
+        let monitor = self.monitor
+        let alerts = self.alertReceivers
         table.open(router, .get, "/metrics") { request, _ in
             guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer "),
-                  try await services.metricsToken.check(String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces))
+                  try await self.metricsToken.check(String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces))
             else {
                 throw PortalError(.unauthenticated, "/metrics needs the metrics token (Authorization: Bearer <PORTAL_METRICS_TOKEN>); organization tokens read /portal/metrics")
             }
@@ -26,7 +33,7 @@ struct MonitoringRoutes {
         }
         table.guarded(group, prefix: "/portal", .get, "/metrics/summary", .readIntegrations) { request, _, principal in
             let window = try Self.window(request)
-            let integrations = try await services.database.read { db in
+            let integrations = try await self.database.read { db in
                 try await IntegrationStore(db).all(organizationID: principal.organizationID, includeDeleted: false)
             }
             let reports = try await monitor.summary(organizationID: principal.organizationID, integrations: integrations.map { ($0.id, $0.status) }, window: window)
@@ -57,7 +64,7 @@ struct MonitoringRoutes {
         table.guarded(group, prefix: "/portal", .get, "/integrations/{id}/metrics", .readIntegrations) { request, context, principal in
             let id = try context.uuidParameter("id", what: "integration")
             let window = try Self.window(request)
-            let status = try await services.integrations.status(id: id, organizationID: principal.organizationID)
+            let status = try await self.integrations.status(id: id, organizationID: principal.organizationID)
             return JSONOutput.response(try await monitor.report(integrationID: id, organizationID: principal.organizationID, status: status.status, window: window))
         }
         table.guarded(group, prefix: "/portal", .get, "/alerts", .readIntegrations) { request, _, principal in
@@ -66,13 +73,13 @@ struct MonitoringRoutes {
             return JSONOutput.response(AlertsAnswer(active: active, recent: recent, silences: try await alerts.silences(by: principal)))
         }
         table.guarded(group, prefix: "/portal", .get, "/alerts/rules", .readIntegrations) { _, _, _ in
-            JSONOutput.response(RulesAnswer(evaluationInterval: services.alertRules.evaluationIntervalSeconds, rules: services.alertRules.rules.map(RuleView.init)))
+            JSONOutput.response(RulesAnswer(evaluationInterval: self.alertRules.evaluationIntervalSeconds, rules: self.alertRules.rules.map(RuleView.init)))
         }
         table.guarded(group, prefix: "/portal", .get, "/alerts/silences", .readIntegrations) { _, _, principal in
             JSONOutput.response(Page(items: try await alerts.silences(by: principal), nextCursor: nil))
         }
         table.guarded(group, prefix: "/portal", .post, "/alerts/silences", .manageIntegrations) { request, _, principal in
-            JSONOutput.response(try await alerts.silence(try await request.jsonBody(limit: services.maxBodyBytes), by: principal), status: .created)
+            JSONOutput.response(try await alerts.silence(try await request.jsonBody(limit: self.maxBodyBytes), by: principal), status: .created)
         }
         table.guarded(group, prefix: "/portal", .delete, "/alerts/silences/{id}", .manageIntegrations) { _, context, principal in
             try await alerts.expire(silenceID: try context.uuidParameter("id", what: "silence"), by: principal)
@@ -82,7 +89,7 @@ struct MonitoringRoutes {
             JSONOutput.response(Page(items: try await alerts.list(by: principal), nextCursor: nil))
         }
         table.guarded(group, prefix: "/portal", .post, "/alerts/receivers", .manageIntegrations) { request, _, principal in
-            JSONOutput.response(try await alerts.create(try await request.jsonBody(limit: services.maxBodyBytes), by: principal), status: .created)
+            JSONOutput.response(try await alerts.create(try await request.jsonBody(limit: self.maxBodyBytes), by: principal), status: .created)
         }
         table.guarded(group, prefix: "/portal", .delete, "/alerts/receivers/{id}", .manageIntegrations) { _, context, principal in
             try await alerts.delete(id: try context.uuidParameter("id", what: "receiver"), by: principal)
@@ -96,12 +103,12 @@ struct MonitoringRoutes {
 
     /// The Prometheus text of one organization, or of all when nil.
     private func exposition(organizationID: UUID?) async throws -> Response {
-        let state = try await services.database.read { db in try await ScrapeState.read(organizationID: organizationID, in: db) }
-        let verifications = try await services.database.read { db in try await LedgerVerificationStore(db).latest(organizationID: organizationID) }
+        let state = try await self.database.read { db in try await ScrapeState.read(organizationID: organizationID, in: db) }
+        let verifications = try await self.database.read { db in try await LedgerVerificationStore(db).latest(organizationID: organizationID) }
         let text = PortalExposition.render(
-            state: state, snapshots: services.monitor.collector.snapshots(organizationID: organizationID),
+            state: state, snapshots: self.monitor.collector.snapshots(organizationID: organizationID),
             verifications: verifications.mapValues { LedgerVerificationStatus(passed: $0.passed, at: $0.at, size: $0.size, message: $0.message) },
-            ruleNames: services.alertRules.rules.map(\.name), now: services.clock.now()
+            ruleNames: self.alertRules.rules.map(\.name), now: self.clock.now()
         )
         return Response(status: .ok, headers: [.contentType: PrometheusText.contentType], body: .init(byteBuffer: ByteBuffer(string: text)))
     }

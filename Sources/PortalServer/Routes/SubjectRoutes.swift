@@ -6,10 +6,14 @@ import PortalCore
 /// Data-subject requests (GDPR Art. 15, 17, 20): export and erasure of one subject of the caller's
 /// organization; and the organization's retention periods. The subject id is the path segment, percent-encoded as needed (`alice%40example.com`).
 struct SubjectRoutes {
-    let services: PortalServices
+    let maxBodyBytes: Int
+    let processingRegister: ProcessingRegister
+    let reports: ReportJobs
+    let retention: Retention
+    let subjects: SubjectRequests
 
     func register(on group: RouterGroup<PortalRequestContext>, table: RouteTable) {
-        let subjects = services.subjects
+        let subjects = self.subjects
         table.guarded(group, prefix: "/portal", .post, "/subjects/{id}/export", .manageReports) { _, context, principal in
             JSONOutput.response(try await subjects.export(subjectID: try Self.subject(context), by: principal))
         }
@@ -21,13 +25,13 @@ struct SubjectRoutes {
                 throw PortalError(.validationFailed, "give the period: from and to, as YYYY-MM-DD (inclusive)", fieldErrors: [.init(pointer: "from", message: "required, with to")])
             }
             let period = try ProcessingRegister.period(from: from, to: to)
-            return JSONOutput.response(try await services.processingRegister.register(
+            return JSONOutput.response(try await self.processingRegister.register(
                 organizationID: principal.organizationID, slug: principal.organizationSlug, start: period.start, end: period.end
             ))
         }
-        let reports = services.reports
+        let reports = self.reports
         table.guarded(group, prefix: "/portal", .post, "/reports", .manageReports) { request, _, principal in
-            JSONOutput.response(try await reports.request(try await request.jsonBody(limit: services.maxBodyBytes), by: principal), status: .accepted)
+            JSONOutput.response(try await reports.request(try await request.jsonBody(limit: self.maxBodyBytes), by: principal), status: .accepted)
         }
         table.guarded(group, prefix: "/portal", .get, "/reports", .readReports) { request, _, principal in
             JSONOutput.response(Page(items: try await reports.list(by: principal, limit: try request.queryInteger("limit", default: 50, in: 1...1000)), nextCursor: nil))
@@ -43,12 +47,12 @@ struct SubjectRoutes {
                 body: .init(byteBuffer: ByteBuffer(bytes: data))
             )
         }
-        let retention = services.retention
+        let retention = self.retention
         table.guarded(group, prefix: "/portal", .get, "/retention", .readIntegrations) { _, _, principal in
             JSONOutput.response(try await retention.policy(by: principal))
         }
         table.guarded(group, prefix: "/portal", .put, "/retention", .manageReports) { request, _, principal in
-            JSONOutput.response(try await retention.setPolicy(try await request.jsonBody(limit: services.maxBodyBytes), by: principal))
+            JSONOutput.response(try await retention.setPolicy(try await request.jsonBody(limit: self.maxBodyBytes), by: principal))
         }
     }
 

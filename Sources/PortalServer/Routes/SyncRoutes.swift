@@ -7,13 +7,14 @@ import Sync
 /// The seed's `syncData` and what a compliance officer needs around it: jobs, records, conflicts, and the
 /// schedule's pause switch.
 struct SyncRoutes {
-    let services: PortalServices
+    let maxBodyBytes: Int
+    let sync: SyncEngine
 
     func register(on group: RouterGroup<PortalRequestContext>, table: RouteTable) {
-        let sync = services.sync
+        let sync = self.sync
         table.guarded(group, prefix: "/portal", .post, "/integrations/{id}/sync", .manageIntegrations) { request, context, principal in
             let id = try context.uuidParameter("id", what: "integration")
-            let jobs = try await sync.start(integrationID: id, try SyncEngine.Request.parse(try await request.jsonBody(limit: services.maxBodyBytes)), by: principal)
+            let jobs = try await sync.start(integrationID: id, try SyncEngine.Request.parse(try await request.jsonBody(limit: self.maxBodyBytes)), by: principal)
             return JSONOutput.response(["jobs": jobs], status: .accepted)
         }
         table.guarded(group, prefix: "/portal", .get, "/integrations/{id}/sync/jobs", .readIntegrations) { request, context, principal in
@@ -53,7 +54,7 @@ struct SyncRoutes {
             let id = try context.uuidParameter("id", what: "integration")
             let conflict = try context.uuidParameter("conflictId", what: "conflict")
             return JSONOutput.response(try await sync.resolveConflict(
-                integrationID: id, conflictID: conflict, body: try await request.jsonBody(limit: services.maxBodyBytes), by: principal
+                integrationID: id, conflictID: conflict, body: try await request.jsonBody(limit: self.maxBodyBytes), by: principal
             ))
         }
         table.guarded(group, prefix: "/portal", .get, "/integrations/{id}/records/{entity}", .readIntegrations) { request, context, principal in
@@ -75,7 +76,7 @@ struct SyncRoutes {
             let id = try context.uuidParameter("id", what: "integration")
             let entity = context.parameters.get("entity") ?? ""
             let record = context.parameters.get("recordId") ?? ""
-            let patch = try await request.jsonBody(limit: services.maxBodyBytes, acceptMergePatch: true)
+            let patch = try await request.jsonBody(limit: self.maxBodyBytes, acceptMergePatch: true)
             return JSONOutput.response(try await sync.editRecord(integrationID: id, entity: entity, recordID: record, patch: patch, by: principal))
         }
     }

@@ -5,14 +5,14 @@ import Storage
 
 /// Health, readiness, the OpenAPI document and `whoami`.
 struct SystemRoutes {
-    let services: PortalServices
+    let database: Database
 
     func register(on router: Router<PortalRequestContext>, portal: RouterGroup<PortalRequestContext>, table: RouteTable) {
         table.open(router, .get, "/healthz") { _, _ in
             JSONOutput.response(["status": "ok"] as JSONValue)
         }
         table.open(router, .get, "/readyz") { _, _ in
-            guard await services.database.isReachable() else {
+            guard await self.database.isReachable() else {
                 throw PortalError(.unavailable, "the database is not reachable")
             }
             return JSONOutput.response(["status": "ready", "database": "ok"] as JSONValue)

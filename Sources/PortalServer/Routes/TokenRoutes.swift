@@ -7,28 +7,33 @@ import Storage
 
 /// `POST/GET /portal/tokens`, `DELETE /portal/tokens/{id}`: admins manage their organization's tokens.
 struct TokenRoutes {
-    let services: PortalServices
+    let clock: any WallClock
+    let database: Database
+    let ledger: LedgerSequencer
+    let maxBodyBytes: Int
+    let quotas: Quotas
+    let tokens: APITokenAuthority
 
     func register(on group: RouterGroup<PortalRequestContext>, table: RouteTable) {
         table.guarded(group, prefix: "/portal", .post, "/tokens", .manageTokens) { request, _, principal in
-            let body = try await request.jsonBody(limit: services.maxBodyBytes)
-            let input = try TokenInput.parse(body, now: services.clock.now(), defaultLifetime: services.quotas.tokenLifetime)
-            let quotas = services.quotas
-            let issued = try await services.database.write { db in
-                let inForce = try await APITokenStore(db).countInForce(organizationID: principal.organizationID, now: services.clock.now())
+            let body = try await request.jsonBody(limit: self.maxBodyBytes)
+            let input = try TokenInput.parse(body, now: self.clock.now(), defaultLifetime: self.quotas.tokenLifetime)
+            let quotas = self.quotas
+            let issued = try await self.database.write { db in
+                let inForce = try await APITokenStore(db).countInForce(organizationID: principal.organizationID, now: self.clock.now())
                 guard inForce < quotas.tokens else {
                     throw PortalError.validation([.init(
                         pointer: "", message: "the organization has \(inForce) tokens in force, the most allowed (PORTAL_MAX_TOKENS) is \(quotas.tokens): revoke one first"
                     )])
                 }
-                return try await services.tokens.issue(
+                return try await self.tokens.issue(
                     organizationID: principal.organizationID, role: input.role, owner: input.owner,
                     description: input.description, expiresAt: input.expiresAt, createdBy: principal.tokenID,
                     actor: principal.tokenID.uuidString.lowercased(), in: db
                 )
             }
-            services.ledger.wake()
-            let view = APITokenView(issued.record, organizationSlug: principal.organizationSlug, now: services.clock.now(), token: issued.token)
+            self.ledger.wake()
+            let view = APITokenView(issued.record, organizationSlug: principal.organizationSlug, now: self.clock.now(), token: issued.token)
             var response = JSONOutput.response(view, status: .created)
             response.headers[.location] = "/portal/tokens/\(view.id)"
             response.headers[.cacheControl] = "no-store"
@@ -42,10 +47,10 @@ struct TokenRoutes {
                 }
                 return id
             }
-            let records = try await services.database.read { db in
+            let records = try await self.database.read { db in
                 try await APITokenStore(db).list(organizationID: principal.organizationID, limit: limit + 1, before: cursor)
             }
-            let now = services.clock.now()
+            let now = self.clock.now()
             let page = records.prefix(limit)
             return JSONOutput.response(Page(
                 items: page.map { APITokenView($0, organizationSlug: principal.organizationSlug, now: now) },
@@ -54,13 +59,13 @@ struct TokenRoutes {
         }
         table.guarded(group, prefix: "/portal", .delete, "/tokens/{id}", .manageTokens) { _, context, principal in
             let id = try context.uuidParameter("id", what: "token")
-            let revoked = try await services.database.write { db in
-                try await services.tokens.revoke(id: id, organizationID: principal.organizationID, actor: principal.tokenID.uuidString.lowercased(), in: db)
+            let revoked = try await self.database.write { db in
+                try await self.tokens.revoke(id: id, organizationID: principal.organizationID, actor: principal.tokenID.uuidString.lowercased(), in: db)
             }
-            services.ledger.wake()
+            self.ledger.wake()
             if !revoked {
                 // Revoking an already revoked token of this organization is a no-op; anything else is not found.
-                let (exists, elsewhere) = try await services.database.read { db in
+                let (exists, elsewhere) = try await self.database.read { db in
                     (
                         try await APITokenStore(db).find(id: id, organizationID: principal.organizationID) != nil,
                         try await APITokenStore(db).existsElsewhere(id: id, organizationID: principal.organizationID)

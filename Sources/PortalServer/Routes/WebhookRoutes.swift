@@ -8,13 +8,15 @@ import Webhooks
 /// The seed's webhook endpoints: registration per integration, logs, retries, and the receiver at
 /// `/webhooks/{slug}/{name}` (open: the provider's signature is what authorizes a delivery).
 struct WebhookRoutes {
-    let services: PortalServices
+    let maxBodyBytes: Int
+    let publicURL: String
+    let webhooks: WebhookService
 
     func register(on group: RouterGroup<PortalRequestContext>, table: RouteTable) {
-        let webhooks = services.webhooks
+        let webhooks = self.webhooks
         table.guarded(group, prefix: "/portal", .post, "/integrations/{id}/webhooks", .manageIntegrations) { request, context, principal in
             let id = try context.uuidParameter("id", what: "integration")
-            let input = try WebhookEndpointInput.parse(try await request.jsonBody(limit: services.maxBodyBytes), partial: false)
+            let input = try WebhookEndpointInput.parse(try await request.jsonBody(limit: self.maxBodyBytes), partial: false)
             let view = try await webhooks.register(integrationID: id, input: input, by: principal)
             var response = JSONOutput.response(view, status: .created)
             response.headers[.location] = "/portal/integrations/\(view.integrationId)/webhooks/\(view.id)"
@@ -40,7 +42,7 @@ struct WebhookRoutes {
         table.guarded(group, prefix: "/portal", .patch, "/integrations/{id}/webhooks/{webhookId}", .manageIntegrations) { request, context, principal in
             let id = try context.uuidParameter("id", what: "integration")
             let endpointID = try context.uuidParameter("webhookId", what: "webhook endpoint")
-            var body = try await request.jsonBody(limit: services.maxBodyBytes, acceptMergePatch: true)
+            var body = try await request.jsonBody(limit: self.maxBodyBytes, acceptMergePatch: true)
             // A secret rotation keeps the old secret verifying for overlapSeconds.
             var overlap: Int?
             if case .object(var members) = body, let value = members.removeValue(forKey: "overlapSeconds") {
@@ -71,7 +73,7 @@ struct WebhookRoutes {
         }
         table.guarded(group, prefix: "/portal", .post, "/webhooks/events/retry", .manageIntegrations) { request, _, principal in
             let errors = ValidationErrors()
-            var reader = JSONObjectReader(try await request.jsonBody(limit: services.maxBodyBytes), errors: errors)
+            var reader = JSONObjectReader(try await request.jsonBody(limit: self.maxBodyBytes), errors: errors)
             let integration = reader.string("integrationId", minLength: 1, maxLength: 64)
             let eventType = reader.string("eventType", minLength: 1, maxLength: 100)
             let limit = reader.integer("limit", in: 1...10_000) ?? 1_000
@@ -88,9 +90,9 @@ struct WebhookRoutes {
     /// The receiver. Unknown paths are 404 before the body is read (at most a bounded number of database lookups
     /// a second for paths another instance may have registered); the body is read up to the limit.
     func registerReceiver(on router: Router<PortalRequestContext>, table: RouteTable) {
-        let webhooks = services.webhooks
-        let publicURL = services.publicURL
-        let limit = services.maxBodyBytes
+        let webhooks = self.webhooks
+        let publicURL = self.publicURL
+        let limit = self.maxBodyBytes
         for method in [HTTPRequest.Method.post, .get] {
             table.open(router, method, "/webhooks/{slug}/{name}") { request, context in
                 let slug = context.parameters.get("slug") ?? ""
