@@ -176,6 +176,9 @@ package struct JSONObjectReader {
         errors.add(pointer(key), message)
     }
 
+    /// The keys asked for so far, present or not (the members a reader accepts, after reading `{}`).
+    package var knownKeys: Set<String> { known }
+
     /// Reports every member nobody read as an unknown field.
     package func finish() {
         for key in members.keys.sorted() where !known.contains(key) {
