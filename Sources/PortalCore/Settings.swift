@@ -48,102 +48,27 @@ package struct PortalSettings: Sendable, Equatable {
 
     package init() {}
 
-    /// The documented environment variables, in the order the README lists them.
-    package static let environmentVariables: [(name: String, meaning: String)] = [
-        ("PORTAL_HOST", "listener address (default 127.0.0.1)"),
-        ("PORTAL_PORT", "listener port (default 8080)"),
-        ("PORTAL_DATABASE_URL", "database URL (default sqlite://var/portal.sqlite)"),
-        ("PORTAL_MASTER_KEY", "base64 of the 32-byte master key"),
-        ("PORTAL_MASTER_KEY_FILE", "file of base64 master keys, newest first"),
-        ("PORTAL_PUBLIC_URL", "public base URL (default http://localhost:PORT)"),
-        ("PORTAL_CHECKPOINT_DIR", "directory to publish signed checkpoints to"),
-        ("PORTAL_MAX_BODY_BYTES", "API body limit in bytes (default 1048576)"),
-        ("PORTAL_OUTBOUND_ALLOW", "outbound hosts, addresses or CIDRs allowed although internal (and over plain HTTP)"),
-        ("PORTAL_CATALOG", "provider catalog YAML file used instead of the built-in one"),
-        ("PORTAL_LOG_LEVEL", "log level (default info)"),
-        ("PORTAL_LOG_FORMAT", "json or text (default json)"),
-        ("PORTAL_METRICS_TOKEN", "bearer token of /metrics (default: generated on first start and printed once)"),
-        ("PORTAL_ALERT_RULES", "alert rule YAML file used instead of the built-in rules"),
-        ("PORTAL_LEDGER_VERIFY_INTERVAL", "how often every ledger is verified (default 1h)"),
-        ("PORTAL_MONITORING", "on or off: feed the metrics collector (default on)"),
-        ("PORTAL_RETENTION_INTERVAL", "how often retention periods are applied (default 1h)"),
-        ("PORTAL_REPORTS_DIR", "folder of report templates and control mappings (default reports)"),
-        ("PORTAL_MAX_INTEGRATIONS", "integrations (not deleted) per organization (default 500)"),
-        ("PORTAL_MAX_TOKENS", "API tokens in force per organization (default 1000)"),
-        ("PORTAL_MAX_OPEN_REPORTS", "report builds queued or running per organization (default 2)"),
-        ("PORTAL_DATABASE_WAIT", "how long a request waits for a PostgreSQL connection before answering 503 (default 30s)"),
-        ("PORTAL_TOKEN_LIFETIME", "lifetime of a new API token when none is asked for (default 90d; never for none)"),
-    ]
-
     /// Settings from `PORTAL_*` variables over the defaults.
     package static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws(PortalError) -> PortalSettings {
         var s = PortalSettings()
-        if let v = env["PORTAL_HOST"], !v.isEmpty { s.host = v }
-        if let v = env["PORTAL_PORT"], !v.isEmpty {
-            guard let p = Int(v), (0...65535).contains(p) else {
-                throw PortalError(.configuration, "PORTAL_PORT must be a port number")
-            }
-            s.port = p
-        }
-        if let v = env["PORTAL_DATABASE_URL"], !v.isEmpty { s.databaseURL = v }
-        if let v = env["PORTAL_MASTER_KEY"], !v.isEmpty { s.masterKey = v }
-        if let v = env["PORTAL_MASTER_KEY_FILE"], !v.isEmpty { s.masterKeyFile = v }
-        if let v = env["PORTAL_PUBLIC_URL"], !v.isEmpty { s.publicURL = v }
-        if let v = env["PORTAL_CHECKPOINT_DIR"], !v.isEmpty { s.checkpointDir = v }
-        if let v = env["PORTAL_MAX_BODY_BYTES"], !v.isEmpty {
-            guard let n = Int(v), n > 0 else {
-                throw PortalError(.configuration, "PORTAL_MAX_BODY_BYTES must be a positive integer")
-            }
-            s.maxBodyBytes = n
-        }
-        if let v = env["PORTAL_OUTBOUND_ALLOW"], !v.isEmpty { s.outboundAllow = v }
-        if let v = env["PORTAL_CATALOG"], !v.isEmpty { s.catalogPath = v }
-        if let v = env["PORTAL_LOG_LEVEL"], !v.isEmpty { s.logLevel = v }
-        if let v = env["PORTAL_LOG_FORMAT"], !v.isEmpty { s.logFormat = v }
-        if let v = env["PORTAL_METRICS_TOKEN"], !v.isEmpty {
-            guard v.count >= 16 else { throw PortalError(.configuration, "PORTAL_METRICS_TOKEN must be at least 16 characters") }
-            s.metricsToken = v
-        }
-        if let v = env["PORTAL_ALERT_RULES"], !v.isEmpty { s.alertRulesPath = v }
-        if let v = env["PORTAL_LEDGER_VERIFY_INTERVAL"], !v.isEmpty {
-            guard let seconds = try? DurationText.seconds(v, field: "PORTAL_LEDGER_VERIFY_INTERVAL"), seconds >= 60 else {
-                throw PortalError(.configuration, "PORTAL_LEDGER_VERIFY_INTERVAL must be a duration of at least 1m (for example 1h)")
-            }
-            s.ledgerVerifyInterval = seconds
-        }
-        if let v = env["PORTAL_REPORTS_DIR"], !v.isEmpty { s.reportsDirectory = v }
-        if let v = env["PORTAL_RETENTION_INTERVAL"], !v.isEmpty {
-            guard let seconds = try? DurationText.seconds(v, field: "PORTAL_RETENTION_INTERVAL"), seconds >= 60 else {
-                throw PortalError(.configuration, "PORTAL_RETENTION_INTERVAL must be a duration of at least 1m (for example 1h)")
-            }
-            s.retentionInterval = seconds
-        }
-        for (name, keyPath) in [("PORTAL_MAX_INTEGRATIONS", \Quotas.integrations), ("PORTAL_MAX_TOKENS", \Quotas.tokens), ("PORTAL_MAX_OPEN_REPORTS", \Quotas.openReports)] {
-            guard let v = env[name], !v.isEmpty else { continue }
-            guard let n = Int(v), (1...1_000_000).contains(n) else { throw PortalError(.configuration, "\(name) must be an integer from 1 to 1000000") }
-            s.quotas[keyPath: keyPath] = n
-        }
-        if let v = env["PORTAL_TOKEN_LIFETIME"], !v.isEmpty {
-            if v == "never" {
-                s.quotas.tokenLifetime = nil
-            } else {
-                guard let seconds = try? DurationText.seconds(v, field: "PORTAL_TOKEN_LIFETIME"), seconds >= 60 else {
-                    throw PortalError(.configuration, "PORTAL_TOKEN_LIFETIME must be a duration of at least 1m (for example 90d), or never")
-                }
-                s.quotas.tokenLifetime = seconds
-            }
-        }
-        if let v = env["PORTAL_DATABASE_WAIT"], !v.isEmpty {
-            // Read by the database layer itself; checked here so that a bad value stops the start.
-            guard let seconds = try? DurationText.seconds(v, field: "PORTAL_DATABASE_WAIT"), seconds >= 1 else {
-                throw PortalError(.configuration, "PORTAL_DATABASE_WAIT must be a duration of at least 1s (for example 30s)")
-            }
-        }
-        if let v = env["PORTAL_MONITORING"], !v.isEmpty {
-            guard ["on", "off"].contains(v) else { throw PortalError(.configuration, "PORTAL_MONITORING must be on or off") }
-            s.monitoring = v == "on"
+        for setting in Setting.all {
+            guard let value = env[setting.variable], !value.isEmpty else { continue }
+            try s.apply(setting, value, from: setting.variable)
         }
         return s
+    }
+
+    /// Sets `setting` from `value`, given as `source` (its variable or its flag); a value the setting refuses
+    /// is a configuration error naming the source and the rule.
+    package mutating func apply(_ setting: Setting, _ value: String, from source: String) throws(PortalError) {
+        if let problem = setting.read(&self, value) { throw PortalError(.configuration, "\(source) \(problem)") }
+    }
+
+    /// Sets the setting of `flag` (`--host`) from a command-line value.
+    package mutating func apply(flag: String, _ value: String?) throws(PortalError) {
+        guard let value else { return }
+        guard let setting = Setting.all.first(where: { $0.flag == flag }) else { throw PortalError(.internal, "no setting has the flag \(flag)") }
+        try apply(setting, value, from: flag)
     }
 
     /// The public URL, defaulting to `http://localhost:<port>`, without a trailing slash.
@@ -167,4 +92,166 @@ package struct Quotas: Sendable, Equatable {
     package var tokenLifetime: TimeInterval? = 90 * 86_400
 
     package init() {}
+}
+
+/// One setting, written once: its variable, its `portal serve` flag, its default as the README prints it,
+/// what it means, and how a value is read and checked (the same rule for the variable and the flag). The
+/// flags' help, the environment parsing and the README's configuration table (checked by a test) all come
+/// from ``Setting/all``.
+package struct Setting: Sendable {
+    package let variable: String
+    /// The flag of `portal serve`, or nil for a variable only (secrets, quotas).
+    package let flag: String?
+    package let defaultText: String
+    package let meaning: String
+    /// Sets the value; returns why it is refused, or nil.
+    let read: @Sendable (inout PortalSettings, String) -> String?
+
+    /// The flag's help: the meaning, then the variable and the default.
+    package var help: String { "\(meaning) (\(variable); default \(defaultText))." }
+
+    /// The help of the flag `flag`.
+    package static func help(_ flag: String) -> String {
+        all.first { $0.flag == flag }?.help ?? ""
+    }
+
+    static func text(_ path: any WritableKeyPath<PortalSettings, String> & Sendable) -> @Sendable (inout PortalSettings, String) -> String? {
+        { s, v in s[keyPath: path] = v; return nil }
+    }
+
+    static func optionalText(_ path: any WritableKeyPath<PortalSettings, String?> & Sendable) -> @Sendable (inout PortalSettings, String) -> String? {
+        { s, v in s[keyPath: path] = v; return nil }
+    }
+
+    /// A duration such as `90s`, `15m` or `1h`, at least `minimum` seconds.
+    static func duration(_ minimum: TimeInterval, _ path: any WritableKeyPath<PortalSettings, TimeInterval> & Sendable) -> @Sendable (inout PortalSettings, String) -> String? {
+        { s, v in
+            guard let seconds = try? DurationText.seconds(v, field: ""), seconds >= minimum else {
+                return "must be a duration of at least \(minimum >= 60 ? "\(Int(minimum / 60))m" : "\(Int(minimum))s") (for example 1h)"
+            }
+            s[keyPath: path] = seconds
+            return nil
+        }
+    }
+
+    static func count(_ path: any WritableKeyPath<Quotas, Int> & Sendable) -> @Sendable (inout PortalSettings, String) -> String? {
+        { s, v in
+            guard let n = Int(v), (1...1_000_000).contains(n) else { return "must be an integer from 1 to 1000000" }
+            s.quotas[keyPath: path] = n
+            return nil
+        }
+    }
+
+    static func choice(_ allowed: [String], _ set: @escaping @Sendable (inout PortalSettings, String) -> Void) -> @Sendable (inout PortalSettings, String) -> String? {
+        { s, v in
+            guard allowed.contains(v) else { return "must be one of \(allowed.joined(separator: ", "))" }
+            set(&s, v)
+            return nil
+        }
+    }
+
+    /// Every setting, in the order the README lists them.
+    package static let all: [Setting] = [
+        Setting(variable: "PORTAL_HOST", flag: "--host", defaultText: "127.0.0.1", meaning: "Address to listen on", read: text(\.host)),
+        Setting(variable: "PORTAL_PORT", flag: "--port", defaultText: "8080", meaning: "Port to listen on, 0 for any free port") { s, v in
+            guard let port = Int(v), (0...65_535).contains(port) else { return "must be a port number (0 to 65535)" }
+            s.port = port
+            return nil
+        },
+        Setting(
+            variable: "PORTAL_DATABASE_URL", flag: "--database", defaultText: "sqlite://var/portal.sqlite",
+            meaning: "Database URL: sqlite:///path, sqlite://relative/path or postgres://user:pass@host:port/db", read: text(\.databaseURL)
+        ),
+        Setting(
+            variable: "PORTAL_MASTER_KEY", flag: "--master-key-stdin", defaultText: "none",
+            meaning: "Base64 of the 32-byte master key (the flag reads it from standard input)", read: optionalText(\.masterKey)
+        ),
+        Setting(
+            variable: "PORTAL_MASTER_KEY_FILE", flag: "--master-key-file", defaultText: "none (make run: var/master.key)",
+            meaning: "File of base64 master keys, newest first; - reads one key from standard input", read: optionalText(\.masterKeyFile)
+        ),
+        Setting(
+            variable: "PORTAL_PUBLIC_URL", flag: "--public-url", defaultText: "http://localhost:PORT",
+            meaning: "URL the portal is reached at; names ledger origins and webhook URLs", read: optionalText(\.publicURL)
+        ),
+        Setting(
+            variable: "PORTAL_CHECKPOINT_DIR", flag: "--checkpoint-dir", defaultText: "none",
+            meaning: "Also publish every signed checkpoint to this directory, outside the database", read: optionalText(\.checkpointDir)
+        ),
+        Setting(variable: "PORTAL_MAX_BODY_BYTES", flag: "--max-body-bytes", defaultText: "1048576", meaning: "Largest API request body in bytes") { s, v in
+            guard let n = Int(v), n > 0 else { return "must be a positive integer" }
+            s.maxBodyBytes = n
+            return nil
+        },
+        Setting(
+            variable: "PORTAL_OUTBOUND_ALLOW", flag: "--outbound-allow", defaultText: "none",
+            meaning: "Comma-separated hosts, addresses or CIDRs the gateway may call although internal, also over plain HTTP", read: text(\.outboundAllow)
+        ),
+        Setting(
+            variable: "PORTAL_CATALOG", flag: "--catalog", defaultText: "the built-in catalog",
+            meaning: "A provider catalog YAML file used instead of the built-in one", read: optionalText(\.catalogPath)
+        ),
+        Setting(
+            variable: "PORTAL_ALERT_RULES", flag: "--alert-rules", defaultText: "the built-in rules",
+            meaning: "An alert rule YAML file used instead of the built-in rules", read: optionalText(\.alertRulesPath)
+        ),
+        Setting(
+            variable: "PORTAL_LEDGER_VERIFY_INTERVAL", flag: "--ledger-verify-interval", defaultText: "1h",
+            meaning: "How often every ledger is verified, e.g. 1h", read: duration(60, \.ledgerVerifyInterval)
+        ),
+        Setting(
+            variable: "PORTAL_RETENTION_INTERVAL", flag: "--retention-interval", defaultText: "1h",
+            meaning: "How often retention periods are applied, e.g. 1h", read: duration(60, \.retentionInterval)
+        ),
+        Setting(
+            variable: "PORTAL_MONITORING", flag: "--monitoring", defaultText: "on",
+            meaning: "on or off: feed the metrics collector (off only to measure its cost)", read: choice(["on", "off"]) { s, v in s.monitoring = v == "on" }
+        ),
+        Setting(
+            variable: "PORTAL_METRICS_TOKEN", flag: nil, defaultText: "generated on first start, printed once",
+            meaning: "Bearer token of /metrics (16 characters at least)"
+        ) { s, v in
+            guard v.count >= 16 else { return "must be at least 16 characters" }
+            s.metricsToken = v
+            return nil
+        },
+        Setting(
+            variable: "PORTAL_REPORTS_DIR", flag: nil, defaultText: "reports",
+            meaning: "The folder of report templates and control mappings", read: text(\.reportsDirectory)
+        ),
+        Setting(variable: "PORTAL_MAX_INTEGRATIONS", flag: nil, defaultText: "500", meaning: "Integrations (not deleted) per organization", read: count(\.integrations)),
+        Setting(variable: "PORTAL_MAX_TOKENS", flag: nil, defaultText: "1000", meaning: "API tokens in force per organization", read: count(\.tokens)),
+        Setting(
+            variable: "PORTAL_MAX_OPEN_REPORTS", flag: nil, defaultText: "2", meaning: "Report builds queued or running per organization", read: count(\.openReports)
+        ),
+        Setting(
+            variable: "PORTAL_DATABASE_WAIT", flag: nil, defaultText: "30s",
+            meaning: "How long a request waits for a PostgreSQL connection before it is answered 503"
+        ) { _, v in
+            // Read by the database layer itself; checked here so that a bad value stops the start.
+            guard let seconds = try? DurationText.seconds(v, field: ""), seconds >= 1 else { return "must be a duration of at least 1s (for example 30s)" }
+            return nil
+        },
+        Setting(
+            variable: "PORTAL_TOKEN_LIFETIME", flag: nil, defaultText: "90d", meaning: "Lifetime of a new API token that asks for none; never for none"
+        ) { s, v in
+            if v == "never" {
+                s.quotas.tokenLifetime = nil
+                return nil
+            }
+            guard let seconds = try? DurationText.seconds(v, field: ""), seconds >= 60 else {
+                return "must be a duration of at least 1m (for example 90d), or never"
+            }
+            s.quotas.tokenLifetime = seconds
+            return nil
+        },
+        Setting(
+            variable: "PORTAL_LOG_LEVEL", flag: "--log-level", defaultText: "info", meaning: "trace, debug, info, notice, warning, error or critical",
+            read: choice(["trace", "debug", "info", "notice", "warning", "error", "critical"]) { s, v in s.logLevel = v }
+        ),
+        Setting(
+            variable: "PORTAL_LOG_FORMAT", flag: "--log-format", defaultText: "json", meaning: "json (one object per line on stderr) or text",
+            read: choice(["json", "text"]) { s, v in s.logFormat = v }
+        ),
+    ]
 }

@@ -76,7 +76,7 @@ struct KeysCommand: AsyncParsableCommand {
 
         func run() async throws {
             var settings = try CLI.settings()
-            database.apply(to: &settings)
+            try database.apply(to: &settings)
             try keys.apply(to: &settings)
             let newKey = try newKeyFile.map { try KeyInput.fileKey($0, option: "--new-key-file") }
             let logger = CLI.quietLogger()
@@ -122,7 +122,7 @@ struct KeysCommand: AsyncParsableCommand {
 
         func run() async throws {
             var settings = try CLI.settings()
-            database.apply(to: &settings)
+            try database.apply(to: &settings)
             try keys.apply(to: &settings)
             let logger = CLI.quietLogger()
             let id = keyID

@@ -19,9 +19,9 @@ struct LedgerOptions: ParsableArguments {
 
     func settings() throws -> PortalSettings {
         var settings = try CLI.settings()
-        database.apply(to: &settings)
+        try database.apply(to: &settings)
         try keys.apply(to: &settings)
-        publicURL.apply(to: &settings)
+        try publicURL.apply(to: &settings)
         if let checkpointDir { settings.checkpointDir = checkpointDir }
         return settings
     }
@@ -239,7 +239,7 @@ struct LedgerCommand: AsyncParsableCommand {
 
         func run() async throws {
             var settings = try CLI.settings()
-            database.apply(to: &settings)
+            try database.apply(to: &settings)
             let logger = CLI.quietLogger()
             let (slug, first, count) = (org, from, limit)
             try await CLI.run {

@@ -20,11 +20,11 @@ struct Portal: AsyncParsableCommand {
 
 /// `--database`, shared by every command that opens the database.
 struct DatabaseOptions: ParsableArguments {
-    @Option(name: .customLong("database"), help: "Database URL: sqlite:///path, sqlite://relative/path or postgres://user:pass@host:port/db (PORTAL_DATABASE_URL; default sqlite://var/portal.sqlite).")
+    @Option(name: .customLong("database"), help: ArgumentHelp(Setting.help("--database")))
     var url: String?
 
-    func apply(to settings: inout PortalSettings) {
-        if let url { settings.databaseURL = url }
+    func apply(to settings: inout PortalSettings) throws {
+        do { try settings.apply(flag: "--database", url) } catch { throw ValidationError(error.message) }
     }
 }
 
@@ -102,11 +102,11 @@ enum KeyInput {
 
 /// `--public-url`, which names ledger origins (and so the verifier keys' names).
 struct PublicURLOptions: ParsableArguments {
-    @Option(name: .customLong("public-url"), help: "URL the portal is reached at; names ledger origins and webhook URLs (PORTAL_PUBLIC_URL; default http://localhost:PORT).")
+    @Option(name: .customLong("public-url"), help: ArgumentHelp(Setting.help("--public-url")))
     var publicURL: String?
 
-    func apply(to settings: inout PortalSettings) {
-        if let publicURL { settings.publicURL = publicURL }
+    func apply(to settings: inout PortalSettings) throws {
+        do { try settings.apply(flag: "--public-url", publicURL) } catch { throw ValidationError(error.message) }
     }
 }
 

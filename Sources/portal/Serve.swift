@@ -12,81 +12,68 @@ import Storage
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the service (migrates the database first).")
 
-    @Option(help: "Address to listen on (PORTAL_HOST; default 127.0.0.1).")
+    @Option(name: .customLong("host"), help: ArgumentHelp(Setting.help("--host")))
     var host: String?
 
-    @Option(help: "Port to listen on, 0 for any free port (PORTAL_PORT; default 8080).")
-    var port: Int?
+    @Option(name: .customLong("port"), help: ArgumentHelp(Setting.help("--port")))
+    var port: String?
 
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var keys: MasterKeyOptions
 
     @OptionGroup var publicURL: PublicURLOptions
 
-    @Option(name: .customLong("checkpoint-dir"), help: "Publish every signed checkpoint to this directory, outside the database (PORTAL_CHECKPOINT_DIR).")
+    @Option(name: .customLong("checkpoint-dir"), help: ArgumentHelp(Setting.help("--checkpoint-dir")))
     var checkpointDir: String?
 
-    @Option(name: .customLong("max-body-bytes"), help: "Largest API request body in bytes (PORTAL_MAX_BODY_BYTES; default 1048576).")
-    var maxBodyBytes: Int?
+    @Option(name: .customLong("max-body-bytes"), help: ArgumentHelp(Setting.help("--max-body-bytes")))
+    var maxBodyBytes: String?
 
-    @Option(name: .customLong("outbound-allow"), help: "Comma-separated hosts, addresses or CIDRs the gateway may call although internal, also over plain HTTP (PORTAL_OUTBOUND_ALLOW).")
+    @Option(name: .customLong("outbound-allow"), help: ArgumentHelp(Setting.help("--outbound-allow")))
     var outboundAllow: String?
 
-    @Option(name: .customLong("catalog"), help: "A provider catalog YAML file used instead of the built-in one (PORTAL_CATALOG).")
+    @Option(name: .customLong("catalog"), help: ArgumentHelp(Setting.help("--catalog")))
     var catalog: String?
 
-    @Option(name: .customLong("alert-rules"), help: "An alert rule YAML file used instead of the built-in rules (PORTAL_ALERT_RULES).")
+    @Option(name: .customLong("alert-rules"), help: ArgumentHelp(Setting.help("--alert-rules")))
     var alertRules: String?
 
-    @Option(name: .customLong("ledger-verify-interval"), help: "How often every ledger is verified, e.g. 1h (PORTAL_LEDGER_VERIFY_INTERVAL; default 1h).")
+    @Option(name: .customLong("ledger-verify-interval"), help: ArgumentHelp(Setting.help("--ledger-verify-interval")))
     var ledgerVerifyInterval: String?
 
-    @Option(name: .customLong("retention-interval"), help: "How often retention periods are applied, e.g. 1h (PORTAL_RETENTION_INTERVAL; default 1h).")
+    @Option(name: .customLong("retention-interval"), help: ArgumentHelp(Setting.help("--retention-interval")))
     var retentionInterval: String?
 
-    @Option(name: .customLong("monitoring"), help: "on or off: feed the metrics collector (PORTAL_MONITORING; default on; off only to measure its cost).")
+    @Option(name: .customLong("monitoring"), help: ArgumentHelp(Setting.help("--monitoring")))
     var monitoring: String?
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (PORTAL_LOG_LEVEL; default info).")
+    @Option(name: .customLong("log-level"), help: ArgumentHelp(Setting.help("--log-level")))
     var logLevel: String?
 
-    @Option(name: .customLong("log-format"), help: "json or text (PORTAL_LOG_FORMAT; default json).")
+    @Option(name: .customLong("log-format"), help: ArgumentHelp(Setting.help("--log-format")))
     var logFormat: String?
+
+    /// The flags of this command and their values, applied through ``Setting/all`` (the same checks as
+    /// the variables).
+    var flags: [(String, String?)] {
+        [
+            ("--host", host), ("--port", port), ("--checkpoint-dir", checkpointDir), ("--max-body-bytes", maxBodyBytes),
+            ("--outbound-allow", outboundAllow), ("--catalog", catalog), ("--alert-rules", alertRules),
+            ("--ledger-verify-interval", ledgerVerifyInterval), ("--retention-interval", retentionInterval), ("--monitoring", monitoring),
+            ("--log-level", logLevel), ("--log-format", logFormat),
+        ]
+    }
 
     func run() async throws {
         var settings = try CLI.settings()
-        if let host { settings.host = host }
-        if let port { settings.port = port }
-        database.apply(to: &settings)
+        try database.apply(to: &settings)
         try keys.apply(to: &settings)
-        publicURL.apply(to: &settings)
-        if let checkpointDir { settings.checkpointDir = checkpointDir }
-        if let maxBodyBytes { settings.maxBodyBytes = maxBodyBytes }
-        if let outboundAllow { settings.outboundAllow = outboundAllow }
-        if let catalog { settings.catalogPath = catalog }
-        if let alertRules { settings.alertRulesPath = alertRules }
-        if let ledgerVerifyInterval {
-            guard let seconds = try? DurationText.seconds(ledgerVerifyInterval, field: "--ledger-verify-interval"), seconds >= 60 else {
-                throw ValidationError("--ledger-verify-interval must be a duration of at least 1m, such as 1h")
-            }
-            settings.ledgerVerifyInterval = seconds
+        try publicURL.apply(to: &settings)
+        for (flag, value) in flags {
+            do { try settings.apply(flag: flag, value) } catch { throw ValidationError(error.message) }
         }
-        if let retentionInterval {
-            guard let seconds = try? DurationText.seconds(retentionInterval, field: "--retention-interval"), seconds >= 60 else {
-                throw ValidationError("--retention-interval must be a duration of at least 1m, such as 1h")
-            }
-            settings.retentionInterval = seconds
-        }
-        if let monitoring {
-            guard ["on", "off"].contains(monitoring) else { throw ValidationError("--monitoring must be on or off") }
-            settings.monitoring = monitoring == "on"
-        }
-        if let logLevel { settings.logLevel = logLevel }
-        if let logFormat { settings.logFormat = logFormat }
-        guard let level = Logger.Level(rawValue: settings.logLevel) else {
-            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
-        }
-        guard ["json", "text"].contains(settings.logFormat) else { throw ValidationError("--log-format must be json or text") }
+        // Checked by the setting (flag or variable): one of Logger.Level's names.
+        let level = Logger.Level(rawValue: settings.logLevel) ?? .info
         let format = settings.logFormat
         LoggingSystem.bootstrap { label in
             var handler: any LogHandler = format == "json"
@@ -141,7 +128,7 @@ struct Migrate: AsyncParsableCommand {
 
     func run() async throws {
         var settings = try CLI.settings()
-        database.apply(to: &settings)
+        try database.apply(to: &settings)
         let logger = CLI.quietLogger()
         let url = settings.databaseURL
         try await CLI.run {

@@ -42,7 +42,7 @@ struct TokenCommand: AsyncParsableCommand {
                 throw ValidationError("--role must be one of \(Role.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             var settings = try CLI.settings()
-            database.apply(to: &settings)
+            try database.apply(to: &settings)
             let logger = CLI.quietLogger()
             let clock = SystemWallClock()
             try await CLI.run {
@@ -86,7 +86,7 @@ struct TokenCommand: AsyncParsableCommand {
 
         func run() async throws {
             var settings = try CLI.settings()
-            database.apply(to: &settings)
+            try database.apply(to: &settings)
             let logger = CLI.quietLogger()
             let asJSON = json
             let orgFilter = org
@@ -131,7 +131,7 @@ struct TokenCommand: AsyncParsableCommand {
         func run() async throws {
             guard let tokenID = UUID(uuidString: id) else { throw ValidationError("'\(id)' is not a token id") }
             var settings = try CLI.settings()
-            database.apply(to: &settings)
+            try database.apply(to: &settings)
             let logger = CLI.quietLogger()
             try await CLI.run {
                 try await withAuditedDatabase(settings, logger: logger) { db, ledger in
