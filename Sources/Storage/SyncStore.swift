@@ -2,16 +2,24 @@ package import Foundation
 package import PortalCore
 import SQLKit
 
+/// How much a sync job fetches: everything (and marks what disappeared), or what changed since the last mark.
+package enum SyncType: String, Sendable, CaseIterable, Codable {
+    case full, incremental
+}
+
+/// A sync job's state: `running` until it ends `completed`, `failed` or `cancelled`.
+package enum SyncJobStatus: String, Sendable, CaseIterable, Codable {
+    case running, completed, failed, cancelled
+}
+
 /// A sync job: a row of `sync_jobs` (the seed's columns, plus entity, counts, checkpoint and lease).
 package struct SyncJobRecord: Sendable, Equatable {
     package var id: UUID
     package var organizationID: UUID
     package var integrationID: UUID
     package var entity: String
-    /// `full` or `incremental`.
-    package var syncType: String
-    /// running, completed, failed or cancelled.
-    package var status: String
+    package var syncType: SyncType
+    package var status: SyncJobStatus
     package var recordsProcessed: Int
     package var recordsTotal: Int?
     package var errorMessage: String?
@@ -26,7 +34,7 @@ package struct SyncJobRecord: Sendable, Equatable {
     package var completedAt: Date?
 
     package init(
-        id: UUID, organizationID: UUID, integrationID: UUID, entity: String, syncType: String, status: String = "running", recordsProcessed: Int = 0,
+        id: UUID, organizationID: UUID, integrationID: UUID, entity: String, syncType: SyncType, status: SyncJobStatus = .running, recordsProcessed: Int = 0,
         recordsTotal: Int? = nil, errorMessage: String? = nil, counts: JSONValue = [:], checkpoint: JSONValue = [:], cancelRequested: Bool = false,
         requestedBy: String?, sinceMark: String?, startedAt: Date, completedAt: Date? = nil
     ) {
@@ -133,7 +141,7 @@ package struct SyncStore {
     package func insertJob(_ j: SyncJobRecord, leaseOwner: String, leaseUntil: Date) async throws {
         try await db.raw("""
             INSERT INTO sync_jobs (\(unsafeRaw: Self.jobColumns), lease_owner, lease_until)
-            VALUES (\(bind: j.id), \(bind: j.organizationID), \(bind: j.integrationID), \(bind: j.entity), \(bind: j.syncType), \(bind: j.status),
+            VALUES (\(bind: j.id), \(bind: j.organizationID), \(bind: j.integrationID), \(bind: j.entity), \(bind: j.syncType.rawValue), \(bind: j.status.rawValue),
                     \(bind: j.recordsProcessed), \(bind: j.recordsTotal), \(bind: j.errorMessage), \(bind: db.jsonBind(j.counts)), \(bind: db.jsonBind(j.checkpoint)),
                     \(bind: j.cancelRequested), \(bind: j.requestedBy), \(bind: j.sinceMark), \(bind: j.startedAt), \(bind: j.completedAt),
                     \(bind: leaseOwner), \(bind: leaseUntil))
@@ -177,10 +185,10 @@ package struct SyncStore {
 
     /// Ends a job this owner holds.
     package func finishJob(
-        jobID: UUID, owner: String, status: String, error: String?, processed: Int, total: Int?, counts: JSONValue, at now: Date
+        jobID: UUID, owner: String, status: SyncJobStatus, error: String?, processed: Int, total: Int?, counts: JSONValue, at now: Date
     ) async throws -> Bool {
         try await db.raw("""
-            UPDATE sync_jobs SET status = \(bind: status), error_message = \(bind: error.map { String($0.prefix(2000)) }), records_processed = \(bind: processed),
+            UPDATE sync_jobs SET status = \(bind: status.rawValue), error_message = \(bind: error.map { String($0.prefix(2000)) }), records_processed = \(bind: processed),
               records_total = \(bind: total), counts = \(bind: db.jsonBind(counts)), completed_at = \(bind: now), lease_owner = NULL, lease_until = NULL
             WHERE id = \(bind: jobID) AND lease_owner = \(bind: owner) AND status = 'running'
             RETURNING id
@@ -220,8 +228,8 @@ package struct SyncStore {
             organizationID: try row.decode(column: "organization_id", as: UUID.self),
             integrationID: try row.decode(column: "integration_id", as: UUID.self),
             entity: try row.decode(column: "entity", as: String.self),
-            syncType: try row.decode(column: "sync_type", as: String.self),
-            status: try row.decode(column: "status", as: String.self),
+            syncType: try row.decodeCase(column: "sync_type", as: SyncType.self),
+            status: try row.decodeCase(column: "status", as: SyncJobStatus.self),
             recordsProcessed: try row.decode(column: "records_processed", as: Int.self),
             recordsTotal: try row.decodeOptional(column: "records_total", as: Int.self),
             errorMessage: try row.decodeOptional(column: "error_message", as: String.self),

@@ -1,5 +1,6 @@
 import Foundation
 package import PortalCore
+package import Storage
 
 /// An integration's `syncConfig`, read and checked: what to pull per entity, how often, and how
 /// conflicts are resolved.
@@ -7,7 +8,7 @@ package struct SyncConfiguration: Sendable, Equatable {
     package var entities: [String: SyncEntity]
     package var intervalSeconds: Int?
     /// What the schedule runs: `incremental` (the default) or `full` (the seed's `syncType`).
-    package var syncType: String = "incremental"
+    package var syncType: SyncType = .incremental
     package var conflicts: ConflictPolicy
 
     package init(entities: [String: SyncEntity], intervalSeconds: Int? = nil, conflicts: ConflictPolicy = ConflictPolicy(strategy: .sourceWins)) {
@@ -44,10 +45,9 @@ package struct SyncConfiguration: Sendable, Equatable {
         }
         let interval = r.nested("schedule") { s in s.integer("intervalSeconds", required: true, in: 60...31_536_000).map { Int($0) } }
         let conflicts = r.nested("conflictResolution") { ConflictPolicy.read(&$0) }
-        let syncType = r.string("syncType")
-        if let syncType, !["full", "incremental"].contains(syncType) { r.reject("syncType", "must be full or incremental") }
+        let syncType = r.enumeration("syncType", SyncType.self)
         var configuration = SyncConfiguration(entities: entities, intervalSeconds: interval, conflicts: conflicts ?? ConflictPolicy(strategy: .sourceWins))
-        if let syncType, ["full", "incremental"].contains(syncType) { configuration.syncType = syncType }
+        if let syncType { configuration.syncType = syncType }
         return configuration
     }
 
@@ -55,7 +55,7 @@ package struct SyncConfiguration: Sendable, Equatable {
     package var json: JSONValue {
         var m: [String: JSONValue] = [
             "entities": .object(entities.mapValues(\.json)),
-            "conflictResolution": conflicts.json, "syncType": .string(syncType),
+            "conflictResolution": conflicts.json, "syncType": .string(syncType.rawValue),
         ]
         if let intervalSeconds { m["schedule"] = ["intervalSeconds": .int(Int64(intervalSeconds))] }
         return .object(m)

@@ -85,10 +85,10 @@ package final class SyncEngine: Service, Sendable {
 
     /// What `POST /portal/integrations/{id}/sync` asks for: the seed's body.
     package struct Request: Sendable {
-        package var syncType: String
+        package var syncType: SyncType
         package var entities: [String]?
 
-        package init(syncType: String, entities: [String]?) {
+        package init(syncType: SyncType, entities: [String]?) {
             self.syncType = syncType
             self.entities = entities
         }
@@ -96,13 +96,12 @@ package final class SyncEngine: Service, Sendable {
         package static func parse(_ body: JSONValue) throws(PortalError) -> Request {
             let errors = ValidationErrors()
             var r = JSONObjectReader(body, errors: errors)
-            let type = r.string("syncType", required: true)
-            if let type, !["full", "incremental"].contains(type) { r.reject("syncType", "must be full or incremental") }
+            let type = r.enumeration("syncType", SyncType.self, required: true)
             let entities = r.strings("entities", maxLength: 100)
             if let entities, entities.isEmpty { r.reject("entities", "must name at least one entity, or be left out for all") }
             r.finish()
             try errors.throwIfAny()
-            return Request(syncType: type ?? "full", entities: entities)
+            return Request(syncType: type ?? .full, entities: entities)
         }
     }
 
@@ -134,7 +133,7 @@ package final class SyncEngine: Service, Sendable {
                 }
                 let mark = try await store.highWater(integrationID: integrationID, entity: name)
                 // An incremental sync with nothing to resume from pulls everything (without deleting).
-                let since = request.syncType == "incremental" ? mark : nil
+                let since = request.syncType == .incremental ? mark : nil
                 let job = SyncJobRecord(
                     id: ids.next(), organizationID: organizationID, integrationID: integrationID, entity: name, syncType: request.syncType,
                     counts: Counts().json, requestedBy: actor, sinceMark: since, startedAt: now
@@ -144,7 +143,7 @@ package final class SyncEngine: Service, Sendable {
                 } catch where Database.isUniqueViolation(error) {
                     throw PortalError(.conflict, "a sync of \(name) started meanwhile")
                 }
-                var data: [String: JSONValue] = ["jobId": .string(job.id.uuidString.lowercased()), "entity": .string(name), "syncType": .string(request.syncType)]
+                var data: [String: JSONValue] = ["jobId": .string(job.id.uuidString.lowercased()), "entity": .string(name), "syncType": .string(request.syncType.rawValue)]
                 if let since { data["since"] = .string(since) }
                 try await audit.record(AuditEvent(
                     organizationID: organizationID, type: .syncStarted, actor: actor, integrationID: integrationID, data: .object(data), time: now
@@ -347,8 +346,8 @@ package struct SyncJobView: Sendable, Encodable {
     package var id: String
     package var integrationId: String
     package var entity: String
-    package var syncType: String
-    package var status: String
+    package var syncType: SyncType
+    package var status: SyncJobStatus
     package var recordsProcessed: Int
     package var recordsTotal: Int?
     package var counts: JSONValue

@@ -51,7 +51,7 @@ extension SyncEngine {
     struct LeaseLost: Error {}
 
     private struct Stop: Error {
-        var status: String
+        var status: SyncJobStatus
         var message: String?
     }
 
@@ -99,7 +99,7 @@ extension SyncEngine {
             checkpoint = Checkpoint(job.checkpoint)
         } else {
             var first = entity.pagination.firstQuery()
-            if job.syncType == "incremental", let since = job.sinceMark, let param = entity.updatedSinceParam { first.append((param, since)) }
+            if job.syncType == .incremental, let since = job.sinceMark, let param = entity.updatedSinceParam { first.append((param, since)) }
             checkpoint = Checkpoint(next: .query(first))
         }
         let principal = Principal(
@@ -109,13 +109,13 @@ extension SyncEngine {
         do {
             while !checkpoint.listed {
                 if Task.isCancelled { return }
-                if try await database.read({ try await SyncStore($0).cancelRequested(jobID: job.id) }) { throw Stop(status: "cancelled", message: "cancelled on request") }
-                guard counts.pages < configuration.maxPages else { throw Stop(status: "failed", message: "more than \(configuration.maxPages) pages") }
+                if try await database.read({ try await SyncStore($0).cancelRequested(jobID: job.id) }) { throw Stop(status: .cancelled, message: "cancelled on request") }
+                guard counts.pages < configuration.maxPages else { throw Stop(status: .failed, message: "more than \(configuration.maxPages) pages") }
                 let endpoint = try Self.endpoint(for: checkpoint.next, entity: entity, baseURL: plan.baseURL)
                 let page = try await fetch(endpoint, integrationID: job.integrationID, by: principal)
-                guard let document = try? JSONValue.parse(page.body) else { throw Stop(status: "failed", message: "page \(counts.pages + 1) is not JSON") }
+                guard let document = try? JSONValue.parse(page.body) else { throw Stop(status: .failed, message: "page \(counts.pages + 1) is not JSON") }
                 guard case .array(let items)? = JSONPointer.value(at: entity.itemsPath, in: document) else {
-                    throw Stop(status: "failed", message: "page \(counts.pages + 1) has no array at itemsPath '\(entity.itemsPath)'")
+                    throw Stop(status: .failed, message: "page \(counts.pages + 1) has no array at itemsPath '\(entity.itemsPath)'")
                 }
                 var current: [(String, String)] = []
                 if case .query(let query)? = checkpoint.next { current = query }
@@ -132,8 +132,8 @@ extension SyncEngine {
             }
             try await complete(job, entity: entity, counts: &counts, processed: processed, checkpoint: checkpoint)
         } catch let stop as Stop {
-            if stop.status == "cancelled" {
-                await end(job, status: "cancelled", counts: counts, processed: processed, message: stop.message, checkpoint: checkpoint)
+            if stop.status == .cancelled {
+                await end(job, status: .cancelled, counts: counts, processed: processed, message: stop.message, checkpoint: checkpoint)
             } else {
                 await fail(job, counts: counts, processed: processed, message: stop.message ?? "failed")
             }
@@ -187,7 +187,7 @@ extension SyncEngine {
                     GatewayCall(method: "GET", endpoint: endpoint, headers: [("Accept", "application/json")], body: []), integrationID: integrationID, by: principal
                 )
                 if (200..<300).contains(result.status) { return result }
-                guard result.status == 429 else { throw Stop(status: "failed", message: "the provider answered \(result.status) for \(endpoint.prefix(200))") }
+                guard result.status == 429 else { throw Stop(status: .failed, message: "the provider answered \(result.status) for \(endpoint.prefix(200))") }
                 let retryAfter = result.headers.first { $0.name.lowercased() == "retry-after" }.flatMap { TimeInterval($0.value.trimmingCharacters(in: .whitespaces)) }
                 wait = retryAfter ?? pause
             } catch let error as PortalError where error.code == .throttled {
@@ -195,7 +195,7 @@ extension SyncEngine {
             }
             let bounded = min(max(wait, 0.05), 60)
             guard waited + bounded <= configuration.maxThrottleWait else {
-                throw Stop(status: "failed", message: "the provider kept answering 429 for \(Int(waited)) s")
+                throw Stop(status: .failed, message: "the provider kept answering 429 for \(Int(waited)) s")
             }
             try await Task.sleep(for: .milliseconds(Int(bounded * 1000)))
             waited += bounded
@@ -265,7 +265,7 @@ extension SyncEngine {
                     target: UpsertTarget(organizationID: job.organizationID, integrationID: job.integrationID, entity: job.entity, jobID: job.id, sealing: sealing),
                     policy: policy, counts: &c, ids: ids, audit: audit, in: db, at: now
                 )
-                if job.syncType == "full" { try await store.markSeen(integrationID: job.integrationID, entity: job.entity, jobID: job.id, ids: unchanged) }
+                if job.syncType == .full { try await store.markSeen(integrationID: job.integrationID, entity: job.entity, jobID: job.id, ids: unchanged) }
                 // A lease lost meanwhile (another instance took the job over) rolls the page back.
                 guard try await store.saveProgress(
                     jobID: job.id, owner: owner, processed: processed + items.count, total: nil, counts: c.json, checkpoint: after.json, leaseUntil: leaseUntil
@@ -399,18 +399,18 @@ extension SyncEngine {
         let result = try await database.write { db -> Counts? in
             var c = counts
             let store = SyncStore(db)
-            if job.syncType == "full" {
+            if job.syncType == .full {
                 c.deleted = try await store.deleteUnseen(integrationID: job.integrationID, entity: job.entity, jobID: job.id, at: now)
             }
             let mark = checkpoint.highWater ?? job.sinceMark
             if mark != nil { try await store.setHighWater(integrationID: job.integrationID, entity: job.entity, mark: mark, at: now) }
             // Deletions and the high-water mark roll back with a lost lease: the new owner finishes the job.
-            guard try await store.finishJob(jobID: job.id, owner: owner, status: "completed", error: nil, processed: processed, total: processed, counts: c.json, at: now) else {
+            guard try await store.finishJob(jobID: job.id, owner: owner, status: .completed, error: nil, processed: processed, total: processed, counts: c.json, at: now) else {
                 throw LeaseLost()
             }
             try await IntegrationStore(db).markSynced(id: job.integrationID, organizationID: job.organizationID, at: now)
             var data: [String: JSONValue] = [
-                "jobId": .string(job.id.uuidString.lowercased()), "entity": .string(job.entity), "syncType": .string(job.syncType),
+                "jobId": .string(job.id.uuidString.lowercased()), "entity": .string(job.entity), "syncType": .string(job.syncType.rawValue),
                 "counts": c.json, "recordIdDigest": .string(checkpoint.digest.hex), "recordIdDigestAlgorithm": "sum of SHA-256(record id) mod 2^256",
             ]
             if let mark { data["highWater"] = .string(mark) }
@@ -428,7 +428,7 @@ extension SyncEngine {
     }
 
     /// Ends a job as cancelled (or another final status) with its counts so far.
-    private func end(_ job: SyncJobRecord, status: String, counts: Counts, processed: Int, message: String?, checkpoint: Checkpoint) async {
+    private func end(_ job: SyncJobRecord, status: SyncJobStatus, counts: Counts, processed: Int, message: String?, checkpoint: Checkpoint) async {
         let now = clock.now()
         do {
             try await database.write { db in
@@ -438,8 +438,8 @@ extension SyncEngine {
                 try await self.audit.record(AuditEvent(
                     organizationID: job.organizationID, type: .syncFailed, actor: AuditEvent.system("sync"), integrationID: job.integrationID,
                     data: [
-                        "jobId": .string(job.id.uuidString.lowercased()), "entity": .string(job.entity), "syncType": .string(job.syncType), "status": .string(status),
-                        "error": .string(String((message ?? status).prefix(300))), "counts": counts.json, "recordIdDigest": .string(checkpoint.digest.hex),
+                        "jobId": .string(job.id.uuidString.lowercased()), "entity": .string(job.entity), "syncType": .string(job.syncType.rawValue), "status": .string(status.rawValue),
+                        "error": .string(String((message ?? status.rawValue).prefix(300))), "counts": counts.json, "recordIdDigest": .string(checkpoint.digest.hex),
                     ],
                     time: now
                 ), in: db)
@@ -453,7 +453,7 @@ extension SyncEngine {
     /// Ends a job as failed with `sync.failed`.
     func fail(_ job: SyncJobRecord, counts: Counts, processed: Int, message: String) async {
         logger.warning("sync job failed", metadata: ["portal.job": "\(job.id)", "portal.reason": "\(message.prefix(200))"])
-        await end(job, status: "failed", counts: counts, processed: processed, message: message, checkpoint: Checkpoint(job.checkpoint))
+        await end(job, status: .failed, counts: counts, processed: processed, message: message, checkpoint: Checkpoint(job.checkpoint))
     }
 }
 

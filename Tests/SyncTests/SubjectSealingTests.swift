@@ -28,7 +28,7 @@ struct SubjectSealingTests {
         try await SyncEnvironment.with(backend) { env, _ in
             env.provider.seed(12)
             let id = try await Self.people(env, pageSize: 5)
-            #expect(try await env.sync(id, "full", ["people"]).first?.status == "completed")
+            #expect(try await env.sync(id, .full, ["people"]).first?.status == .completed)
             let org = env.admin.organizationID
             let before = try await env.engine.subjectLookup(organizationID: org, subjectID: "user3@example.test")
 
@@ -59,8 +59,8 @@ struct SubjectSealingTests {
         try await SyncEnvironment.with(backend) { env, _ in
             env.provider.seed(20)
             let id = try await Self.people(env, pageSize: 8)
-            let first = try #require(try await env.sync(id, "full", ["people"]).first)
-            #expect(first.status == "completed" && env.count(first.counts, "created") == 20, "\(first.counts)")
+            let first = try #require(try await env.sync(id, .full, ["people"]).first)
+            #expect(first.status == .completed && env.count(first.counts, "created") == 20, "\(first.counts)")
             // At rest: sealed, no email in the clear, in the records and their provider versions.
             let raw = try await env.db.read { tx in
                 try await tx.raw("SELECT data, source_data FROM sync_records WHERE integration_id = \(bind: id)").all().map {
@@ -82,7 +82,7 @@ struct SubjectSealingTests {
             }
             // The provider still has the user, and changes it: the next syncs do not bring it back.
             env.provider.update("u-000003", plan: "pro")
-            let second = try #require(try await env.sync(id, "full", ["people"]).first)
+            let second = try #require(try await env.sync(id, .full, ["people"]).first)
             #expect(env.count(second.counts, "suppressed") == 1 && env.count(second.counts, "created") == 0, "\(second.counts)")
             let live = try await env.records(id, "people")
             #expect(live.count == 19 && live["u-000003"] == nil)

@@ -81,7 +81,7 @@ struct SyncEnvironment: Sendable {
     }
 
     /// Runs a sync of `entities` to its end and returns the jobs as they finished.
-    func sync(_ integrationID: UUID, _ type: String, _ entities: [String]) async throws -> [SyncJobView] {
+    func sync(_ integrationID: UUID, _ type: SyncType, _ entities: [String]) async throws -> [SyncJobView] {
         let started = try await engine.start(integrationID: integrationID, SyncEngine.Request(syncType: type, entities: entities), by: admin)
         await engine.waitForJobs()
         var finished: [SyncJobView] = []
@@ -117,9 +117,9 @@ struct SyncEngineTests {
         try await SyncEnvironment.with(backend) { env, integrationID in
             let entities = ["users", "users_page", "users_link"]
             env.provider.seed(10_000)
-            let first = try await env.sync(integrationID, "full", entities)
+            let first = try await env.sync(integrationID, .full, entities)
             for job in first {
-                #expect(job.status == "completed", "\(job.entity): \(job.error ?? "")")
+                #expect(job.status == .completed, "\(job.entity): \(job.error ?? "")")
                 #expect(env.count(job.counts, "created") == 10_000 && job.recordsProcessed == 10_000 && job.recordsTotal == 10_000, "\(job.entity)")
             }
             for entity in entities { #expect(try await env.records(integrationID, entity) == env.provider.snapshot(), "\(entity) after the first full sync") }
@@ -128,14 +128,14 @@ struct SyncEngineTests {
             for n in 1...50 { env.provider.update(String(format: "u-%06d", n), plan: "pro") }
             for n in 101...130 { env.provider.delete(String(format: "u-%06d", n)) }
             env.provider.seed(20)
-            let incremental = try await env.sync(integrationID, "incremental", entities)
+            let incremental = try await env.sync(integrationID, .incremental, entities)
             for job in incremental {
-                #expect(job.status == "completed", "\(job.entity): \(job.error ?? "")")
+                #expect(job.status == .completed, "\(job.entity): \(job.error ?? "")")
                 #expect(job.since != nil)
                 #expect(env.count(job.counts, "updated") == 50 && env.count(job.counts, "created") == 20 && env.count(job.counts, "deleted") == 0, "\(job.entity): \(job.counts)")
                 #expect(env.count(job.counts, "fetched") < 200, "an incremental sync fetches the changes only: \(job.counts)")
             }
-            let full = try await env.sync(integrationID, "full", entities)
+            let full = try await env.sync(integrationID, .full, entities)
             for job in full {
                 #expect(env.count(job.counts, "deleted") == 30 && env.count(job.counts, "unchanged") == 9_990 && env.count(job.counts, "created") == 0, "\(job.entity): \(job.counts)")
             }
@@ -157,20 +157,20 @@ struct SyncEngineTests {
         try await SyncEnvironment.with(backend) { env, integrationID in
             env.provider.seed(2_000)
             env.provider.throttle(1, from: 1)
-            let started = try await env.engine.start(integrationID: integrationID, .init(syncType: "full", entities: ["users"]), by: env.admin)
+            let started = try await env.engine.start(integrationID: integrationID, .init(syncType: .full, entities: ["users"]), by: env.admin)
             do {
-                _ = try await env.engine.start(integrationID: integrationID, .init(syncType: "full", entities: ["users"]), by: env.admin)
+                _ = try await env.engine.start(integrationID: integrationID, .init(syncType: .full, entities: ["users"]), by: env.admin)
                 Issue.record("a second job started")
             } catch let error as PortalError {
                 #expect(error.code == .conflict)
                 #expect(error.details["runningJobId"] == .string(started[0].id))
             }
             await #expect(throws: PortalError.self) {
-                try await env.engine.start(integrationID: integrationID, .init(syncType: "full", entities: ["groups"]), by: env.admin)
+                try await env.engine.start(integrationID: integrationID, .init(syncType: .full, entities: ["groups"]), by: env.admin)
             }
             await env.engine.waitForJobs()
             let job = try await env.engine.job(integrationID: integrationID, jobID: UUID(uuidString: started[0].id)!, by: env.admin)
-            #expect(job.status == "completed")
+            #expect(job.status == .completed)
             #expect(env.provider.throttledAnswers == 1, "the 429 slowed the sync instead of failing it")
         }
     }
@@ -179,7 +179,7 @@ struct SyncEngineTests {
     func conflicts(backend: Backend) async throws {
         try await SyncEnvironment.with(backend, conflictResolution: ["strategy": "merge", "rules": [["field": "name", "action": "overwrite"]]]) { env, integrationID in
             env.provider.seed(10)
-            _ = try await env.sync(integrationID, "full", ["users"])
+            _ = try await env.sync(integrationID, .full, ["users"])
             // The portal edits two users; the provider changes one of them and another one.
             let edited = try await env.db.write { tx in
                 try await SyncStore(tx).editLocal(
@@ -190,8 +190,8 @@ struct SyncEngineTests {
             #expect(edited)
             env.provider.update("u-000001", plan: "enterprise", name: "Ada")
             env.provider.update("u-000002", plan: "pro")
-            let job = try #require(try await env.sync(integrationID, "incremental", ["users"]).first)
-            #expect(job.status == "completed", "\(job.error ?? "")")
+            let job = try #require(try await env.sync(integrationID, .incremental, ["users"]).first)
+            #expect(job.status == .completed, "\(job.error ?? "")")
             #expect(env.count(job.counts, "conflicts") == 1 && env.count(job.counts, "updated") == 1, "\(job.counts)")
             let records = try await env.records(integrationID, "users")
             #expect(records["u-000001"]?["name"] == "Ada", "the rule takes the provider's name")
@@ -218,7 +218,7 @@ struct SyncEngineTests {
             env.provider.throttle(1_000_000, from: 4)
             let first = SyncEngine(database: env.db, gateway: env.gateway, vault: env.vault, audit: env.sequencer, logger: quietLogger, configuration: .init(leaseSeconds: 1))
             let runFirst = Task { try await first.run() }
-            let started = try await first.start(integrationID: integrationID, .init(syncType: "full", entities: ["users"]), by: env.admin)
+            let started = try await first.start(integrationID: integrationID, .init(syncType: .full, entities: ["users"]), by: env.admin)
             let jobID = try #require(UUID(uuidString: started[0].id))
             // Three pages committed, and the fourth request throttled: the first instance is stuck on page 4.
             #expect(try await eventually {
@@ -228,18 +228,18 @@ struct SyncEngineTests {
             runFirst.cancel()
             _ = await runFirst.result
             let stopped = try await env.engine.job(integrationID: integrationID, jobID: jobID, by: env.admin)
-            #expect(stopped.status == "running" && stopped.recordsProcessed == 1_500, "three pages of 500 committed: \(stopped.recordsProcessed)")
+            #expect(stopped.status == .running && stopped.recordsProcessed == 1_500, "three pages of 500 committed: \(stopped.recordsProcessed)")
             // Another instance (lease 1 s, polling every 200 ms) takes the job over.
             env.provider.throttle(0)
             let runSecond = Task { try await env.engine.run() }
             var finished = stopped
             #expect(try await eventually {
                 finished = try await env.engine.job(integrationID: integrationID, jobID: jobID, by: env.admin)
-                return finished.status != "running"
+                return finished.status != .running
             })
             runSecond.cancel()
             _ = await runSecond.result
-            #expect(finished.status == "completed", "\(finished.error ?? "")")
+            #expect(finished.status == .completed, "\(finished.error ?? "")")
             #expect(env.count(finished.counts, "fetched") == 3_000 && env.count(finished.counts, "created") == 3_000, "each page counted once: \(finished.counts)")
             #expect(try await env.records(integrationID, "users") == env.provider.snapshot())
         }
@@ -250,8 +250,8 @@ struct SyncEngineTests {
         try await SyncEnvironment.with(backend) { env, integrationID in
             env.provider.seed(10)
             #expect(try await env.registry.get(id: integrationID, organizationID: env.admin.organizationID).lastSync == nil)
-            let job = try #require(try await env.sync(integrationID, "full", ["users"]).first)
-            #expect(job.status == "completed")
+            let job = try #require(try await env.sync(integrationID, .full, ["users"]).first)
+            #expect(job.status == .completed)
             let after = try await env.registry.get(id: integrationID, organizationID: env.admin.organizationID)
             let stamp = try #require(after.lastSync)
             #expect(Timestamp.parse(stamp) != nil, "\(stamp)")
@@ -265,9 +265,9 @@ struct SyncEngineTests {
             env.provider.seed(1_500)
             // Each page of 500 takes 1.5 s, longer than the 1 s lease; the engine looks for expired leases every 50 ms.
             env.provider.slow(1_500)
-            let jobs = try await env.sync(integrationID, "full", ["users"])
+            let jobs = try await env.sync(integrationID, .full, ["users"])
             let job = try #require(jobs.first)
-            #expect(job.status == "completed", "\(job.error ?? "")")
+            #expect(job.status == .completed, "\(job.error ?? "")")
             #expect(env.provider.requests == 3, "each page fetched once, by one execution: \(env.provider.requests) requests")
             #expect(env.count(job.counts, "fetched") == 1_500 && env.count(job.counts, "created") == 1_500 && env.count(job.counts, "unchanged") == 0, "\(job.counts)")
             #expect(try await env.records(integrationID, "users") == env.provider.snapshot())
@@ -288,13 +288,13 @@ struct SyncEngineTests {
                 var all: [SyncJobView] = []
                 _ = try await eventually {
                     all = try await jobs()
-                    return all.count >= count && all.allSatisfy { $0.status != "running" }
+                    return all.count >= count && all.allSatisfy { $0.status != .running }
                 }
                 return all
             }
             // Due at once: one job per entity, incremental from nothing.
             var all = try await settle(3)
-            #expect(all.count == 3 && all.allSatisfy { $0.status == "completed" && $0.syncType == "incremental" })
+            #expect(all.count == 3 && all.allSatisfy { $0.status == .completed && $0.syncType == .incremental })
             // Two full passes of the scheduler after the jobs ended: had one been due, it would have started.
             func twoPasses() async throws {
                 let seen = env.engine.completedPasses

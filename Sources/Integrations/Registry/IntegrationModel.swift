@@ -28,12 +28,6 @@ enum SignatureMethod: String, CaseIterable {
     case hmacSHA1 = "hmac-sha1"
 }
 
-/// Sync types of the seed.
-enum SyncType: String, CaseIterable {
-    case full
-    case incremental
-}
-
 /// Conflict strategies of the seed's `ConflictResolution`.
 enum ConflictStrategy: String, CaseIterable {
     case sourceWins = "source_wins"
