@@ -118,6 +118,12 @@ package struct WebhookEndpointStore {
     }
 }
 
+/// A received event's place in the queue: `pending` until a worker takes it, `retrying` after a failed
+/// attempt with attempts left, then `processed`, or `failed` (the dead letter, retried only by hand).
+package enum WebhookEventStatus: String, Sendable, CaseIterable, Codable {
+    case pending, retrying, processed, failed
+}
+
 /// One received webhook: a row of `webhook_events` (the seed's columns, plus dedup and queue columns).
 package struct WebhookEventRecord: Sendable, Equatable {
     package var id: UUID
@@ -128,8 +134,7 @@ package struct WebhookEventRecord: Sendable, Equatable {
     /// The raw body, sealed by the vault.
     package var payload: JSONValue
     package var signature: String?
-    /// pending, retrying, processed or failed (the dead letter).
-    package var status: String
+    package var status: WebhookEventStatus
     package var retryCount: Int
     package var attempts: Int
     package var errorMessage: String?
@@ -150,7 +155,7 @@ package struct WebhookEventRecord: Sendable, Equatable {
 
     package init(
         id: UUID, organizationID: UUID, integrationID: UUID, endpointID: UUID, eventType: String, payload: JSONValue, signature: String?,
-        status: String = "pending", retryCount: Int = 0, attempts: Int = 0, errorMessage: String? = nil, note: String? = nil,
+        status: WebhookEventStatus = .pending, retryCount: Int = 0, attempts: Int = 0, errorMessage: String? = nil, note: String? = nil,
         processedAt: Date? = nil, createdAt: Date, providerEventID: String?, dedupKey: String, headers: JSONValue, bodyDigest: String,
         availableAt: Date, leaseOwner: String? = nil, leaseUntil: Date? = nil, replayDigest: String? = nil
     ) {
@@ -213,7 +218,7 @@ package struct WebhookEventStore {
             let values = records[start..<min(start + 64, records.count)].map { r -> SQLQueryString in
                 """
                 (\(bind: r.id), \(bind: r.organizationID), \(bind: r.integrationID), \(bind: r.endpointID), \(bind: String(r.eventType.prefix(100))), \
-                \(bind: db.jsonBind(r.payload)), \(bind: r.signature.map { String($0.prefix(255)) }), \(bind: r.status), \(bind: r.retryCount), \
+                \(bind: db.jsonBind(r.payload)), \(bind: r.signature.map { String($0.prefix(255)) }), \(bind: r.status.rawValue), \(bind: r.retryCount), \
                 \(bind: r.attempts), \(bind: r.errorMessage), \(bind: r.note), \(bind: r.processedAt), \(bind: r.createdAt), \(bind: r.providerEventID), \
                 \(bind: r.dedupKey), \(bind: db.jsonBind(r.headers)), \(bind: r.bodyDigest), \(bind: r.availableAt), \(bind: r.leaseOwner), \(bind: r.leaseUntil), \
                 \(bind: r.replayDigest))
@@ -271,10 +276,10 @@ package struct WebhookEventStore {
 
     /// Records a processing outcome for an event this worker holds; false if the lease was lost.
     package func finish(
-        id: UUID, owner: String, status: String, error: String?, note: String?, retryCount: Int, availableAt: Date, processedAt: Date?
+        id: UUID, owner: String, status: WebhookEventStatus, error: String?, note: String?, retryCount: Int, availableAt: Date, processedAt: Date?
     ) async throws -> Bool {
         try await db.raw("""
-            UPDATE webhook_events SET status = \(bind: status), error_message = \(bind: error.map { String($0.prefix(2000)) }), note = \(bind: note),
+            UPDATE webhook_events SET status = \(bind: status.rawValue), error_message = \(bind: error.map { String($0.prefix(2000)) }), note = \(bind: note),
               retry_count = \(bind: retryCount), available_at = \(bind: availableAt), processed_at = \(bind: processedAt),
               lease_owner = NULL, lease_until = NULL
             WHERE id = \(bind: id) AND lease_owner = \(bind: owner)
@@ -293,9 +298,9 @@ package struct WebhookEventStore {
     }
 
     /// The integration's events, newest first, optionally of one status, before `cursor`.
-    package func list(organizationID: UUID, integrationID: UUID, status: String?, before cursor: UUID?, limit: Int) async throws -> [WebhookEventRecord] {
+    package func list(organizationID: UUID, integrationID: UUID, status: WebhookEventStatus?, before cursor: UUID?, limit: Int) async throws -> [WebhookEventRecord] {
         var query = SQLQueryString("SELECT \(unsafeRaw: Self.columns) FROM webhook_events WHERE organization_id = \(bind: organizationID) AND integration_id = \(bind: integrationID)")
-        if let status { query.appendInterpolation(" AND status = \(bind: status)" as SQLQueryString) }
+        if let status { query.appendInterpolation(" AND status = \(bind: status.rawValue)" as SQLQueryString) }
         if let cursor { query.appendInterpolation(" AND id < \(bind: cursor)" as SQLQueryString) }
         query.appendInterpolation(" ORDER BY id DESC LIMIT \(bind: limit)" as SQLQueryString)
         return try await db.raw(query).all().map(decode)
@@ -320,7 +325,7 @@ package struct WebhookEventStore {
             eventType: try row.decode(column: "event_type", as: String.self),
             payload: try row.decodeJSON(column: "payload", backend: backend) ?? [:],
             signature: try row.decodeOptional(column: "signature", as: String.self),
-            status: try row.decode(column: "status", as: String.self),
+            status: try row.decodeCase(column: "status", as: WebhookEventStatus.self),
             retryCount: try row.decode(column: "retry_count", as: Int.self),
             attempts: try row.decode(column: "attempts", as: Int.self),
             errorMessage: try row.decodeOptional(column: "error_message", as: String.self),

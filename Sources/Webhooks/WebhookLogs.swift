@@ -2,7 +2,7 @@ package import Foundation
 import Integrations
 import Ledger
 package import PortalCore
-import Storage
+package import Storage
 
 /// One event in the seed's webhook logs: never the body.
 package struct WebhookLogEntry: Sendable, Encodable {
@@ -10,7 +10,7 @@ package struct WebhookLogEntry: Sendable, Encodable {
     package var endpointId: String
     package var providerEventId: String?
     package var eventType: String
-    package var status: String
+    package var status: WebhookEventStatus
     package var attempts: Int
     package var retryCount: Int
     package var error: String?
@@ -33,7 +33,7 @@ package struct WebhookLogEntry: Sendable, Encodable {
         bodyDigest = r.bodyDigest
         receivedAt = Timestamp.rfc3339(r.createdAt)
         processedAt = r.processedAt.map(Timestamp.rfc3339)
-        nextAttemptAt = r.status == "retrying" ? Timestamp.rfc3339(r.availableAt) : nil
+        nextAttemptAt = r.status == .retrying ? Timestamp.rfc3339(r.availableAt) : nil
     }
 }
 
@@ -55,14 +55,17 @@ package struct WebhookRetryResult: Sendable, Encodable {
 }
 
 extension WebhookService {
-    package static let statuses = ["pending", "retrying", "processed", "failed"]
 
     /// The seed's getWebhookLogs: the integration's events, newest first, optionally of one status.
     package func logs(integrationID: UUID, status: String?, cursor: String?, limit: Int, by principal: Principal) async throws -> WebhookLogPage {
         try principal.require(.readIntegrations)
         _ = try await registry.get(id: integrationID, organizationID: principal.organizationID)
-        if let status, !Self.statuses.contains(status) {
-            throw PortalError.validation([.init(pointer: "?status", message: "must be one of \(Self.statuses.joined(separator: ", "))")])
+        var wanted: WebhookEventStatus?
+        if let status {
+            guard let known = WebhookEventStatus(rawValue: status) else {
+                throw PortalError.validation([.init(pointer: "?status", message: "must be one of \(WebhookEventStatus.allCases.map(\.rawValue).joined(separator: ", "))")])
+            }
+            wanted = known
         }
         var before: UUID?
         if let cursor {
@@ -70,7 +73,7 @@ extension WebhookService {
             before = id
         }
         let rows = try await database.read { db in
-            try await WebhookEventStore(db).list(organizationID: principal.organizationID, integrationID: integrationID, status: status, before: before, limit: limit + 1)
+            try await WebhookEventStore(db).list(organizationID: principal.organizationID, integrationID: integrationID, status: wanted, before: before, limit: limit + 1)
         }
         let page = Array(rows.prefix(limit))
         return WebhookLogPage(items: page.map(WebhookLogEntry.init), nextCursor: rows.count > limit ? page.last?.id.uuidString.lowercased() : nil)

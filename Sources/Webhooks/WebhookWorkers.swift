@@ -209,7 +209,7 @@ package final class WebhookWorkers: Service, Sendable {
         let dead = final || retries > policy.maxRetries
         let next = now.addingTimeInterval(policy.delay(retry: retries, unit: Double.random(in: 0..<1)))
         _ = try await WebhookEventStore(db).finish(
-            id: record.id, owner: owner, status: dead ? "failed" : "retrying", error: message, note: nil, retryCount: dead ? record.retryCount : retries,
+            id: record.id, owner: owner, status: dead ? .failed : .retrying, error: message, note: nil, retryCount: dead ? record.retryCount : retries,
             availableAt: dead ? now : next, processedAt: nil
         )
         var data: [String: JSONValue] = [

@@ -219,7 +219,7 @@ struct AccessControlTests {
             try await db.write { tx in
                 try await WebhookEventStore(tx).insert([WebhookEventRecord(
                     id: id, organizationID: portal.acme.id, integrationID: integration, endpointID: endpoint, eventType: "user.updated", payload: [:],
-                    signature: nil, status: "failed", errorMessage: "made failed by the test", createdAt: Date(), providerEventID: nil,
+                    signature: nil, status: .failed, errorMessage: "made failed by the test", createdAt: Date(), providerEventID: nil,
                     dedupKey: "test:\(id)", headers: [:], bodyDigest: "00", availableAt: Date()
                 )])
             }

@@ -333,7 +333,7 @@ struct AlertKindTests {
             let endpointID = try #require(endpoint.json.objectValue?["id"]?.stringValue.flatMap(UUID.init(uuidString:)))
             let integrationID = try #require(UUID(uuidString: hooked))
             try await portal.services.database.write { tx in
-                for (status, available) in [("failed", Date()), ("retrying", Date().addingTimeInterval(3600))] {
+                for (status, available) in [(WebhookEventStatus.failed, Date()), (.retrying, Date().addingTimeInterval(3600))] {
                     let id = UUID()
                     _ = try await WebhookEventStore(tx).insert([WebhookEventRecord(
                         id: id, organizationID: portal.acme.id, integrationID: integrationID, endpointID: endpointID, eventType: "user.updated", payload: [:],

@@ -47,13 +47,13 @@ struct RetentionTests {
                 rows.append(.init(id: UUID(), organizationID: portal.globex.id, integrationID: globexIntegration, method: "GET", endpoint: "/theirs", requestBody: ["k": "v"], responseStatus: 200, responseBody: nil, durationMs: 5, errorMessage: nil, createdAt: day(500)))
                 try await IntegrationRequestStore(db).insert(rows)
                 var events: [WebhookEventRecord] = []
-                for (status, age) in [("processed", 10.0), ("failed", 8.0), ("pending", 30.0), ("processed", 1.0)] as [(String, Double)] {
+                for (status, age) in [(.processed, 10.0), (.failed, 8.0), (.pending, 30.0), (.processed, 1.0)] as [(WebhookEventStatus, Double)] {
                     let id = UUID()
                     events.append(WebhookEventRecord(
                         id: id, organizationID: portal.acme.id, integrationID: integration, endpointID: endpointID, eventType: "user.updated", payload: ["sealed": "x"],
                         signature: nil, status: status, errorMessage: nil, createdAt: day(age), providerEventID: nil, dedupKey: "ret:\(id)", headers: [:], bodyDigest: "00",
                         // The pending one waits for a retry tomorrow, so the workers leave it alone during the test.
-                        availableAt: status == "pending" ? now.addingTimeInterval(86_400) : day(age)
+                        availableAt: status == .pending ? now.addingTimeInterval(86_400) : day(age)
                     ))
                 }
                 _ = try await WebhookEventStore(db).insert(events)
