@@ -75,7 +75,14 @@ struct IntegrationRoutes {
     }
 
     func register(on group: RouterGroup<PortalRequestContext>, table: RouteTable) {
-        let registry = self.integrations
+        registerCatalog(on: group, table: table)
+        registerLifecycle(on: group, table: table)
+        registerAuthorization(on: group, table: table)
+        registerCalls(on: group, table: table)
+    }
+
+    /// The provider catalog.
+    private func registerCatalog(on group: RouterGroup<PortalRequestContext>, table: RouteTable) {
         // The provider catalog: presets to create integrations from (`"preset"` in the create body).
         table.guarded(group, prefix: "/portal", .get, "/catalog", .readIntegrations) { request, _, _ in
             let type = request.queryString("type")
@@ -95,6 +102,11 @@ struct IntegrationRoutes {
             }
             return JSONOutput.response(preset.document)
         }
+    }
+
+    /// Create, list, read, update and delete integrations, and their status.
+    private func registerLifecycle(on group: RouterGroup<PortalRequestContext>, table: RouteTable) {
+        let registry = self.integrations
         table.guarded(group, prefix: "/portal", .post, "/integrations", .manageIntegrations) { request, _, principal in
             let body = try self.catalog.expand(try await request.jsonBody(limit: self.maxBodyBytes))
             var input = try IntegrationInput.parse(body)
@@ -162,6 +174,10 @@ struct IntegrationRoutes {
             fields["consecutiveFailures"] = .int(Int64(recent.consecutiveFailures))
             return JSONOutput.response(JSONValue.object(fields))
         }
+    }
+
+    /// OAuth 2.0 authorization and credential rotation.
+    private func registerAuthorization(on group: RouterGroup<PortalRequestContext>, table: RouteTable) {
         // OAuth 2.0 authorization code with PKCE: the start (a bearer route) and the provider's redirect
         // (open: the single-use state authorizes it).
         table.guarded(group, prefix: "/portal", .get, "/integrations/{id}/oauth/authorize", .manageIntegrations) { _, context, principal in
@@ -194,6 +210,10 @@ struct IntegrationRoutes {
                 integrationID: id, credentials: credentials, overlap: TimeInterval(overlap), by: principal
             ))
         }
+    }
+
+    /// Calls through an integration: tests, the seed's executeRequest, and the transparent proxy.
+    private func registerCalls(on group: RouterGroup<PortalRequestContext>, table: RouteTable) {
         // The seed's onConfigTest for an unsaved configuration: credentials used once, nothing stored.
         table.guarded(group, prefix: "/portal", .post, "/integrations/test", .manageIntegrations) { request, _, principal in
             let input = try IntegrationInput.parse(try self.catalog.expand(try await request.jsonBody(limit: self.maxBodyBytes)))
