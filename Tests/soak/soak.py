@@ -589,10 +589,11 @@ class Soak:
             r = subprocess.run([self.portal_bin, "ledger", "verify", "--org", SLUG, "--master-key-file", self.key], capture_output=True, text=True, env=env, timeout=600)
             seconds = time.monotonic() - t0
             text = (r.stdout + r.stderr).strip()
-            # No verdict (the database could not be reached: "error: ... cannot be reached ...; retry shortly")
-            # is the CLI's 503; a verdict of failure ("FAILED <org> at seq N") is never excused.
+            # No verdict (the database was unavailable: "error: ... cannot be reached ...; retry shortly", or
+            # "... closed the connection; retry shortly" when a restart cuts a connection in use) is the CLI's
+            # 503; a verdict of failure ("FAILED <org> at seq N") is never excused.
             last = text.split("\n")[-1] if text else ""
-            no_verdict = r.returncode != 0 and last.startswith("error:") and "cannot be reached" in last
+            no_verdict = r.returncode != 0 and last.startswith("error:") and last.endswith("retry shortly")
             with self.records_lock:
                 self.records.append(Record("ledger.verify", self.phases.name(started), started, seconds,
                                            200 if r.returncode == 0 else (503 if no_verdict else 500), retry_after=no_verdict))
