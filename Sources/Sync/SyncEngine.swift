@@ -53,6 +53,8 @@ package final class SyncEngine: Service, Sendable {
     /// Completed passes of the poll loop (abandoned jobs, then due schedules): a test that expects nothing
     /// to start waits for two more passes instead of for some time.
     private let passes = Atomic<Int>(0)
+    /// How the engine waits for a provider that answered 429 (injected by tests, which record the waits).
+    let sleep: @Sendable (Duration) async throws -> Void
 
     struct Submission: Sendable {
         var job: SyncJobRecord
@@ -61,8 +63,10 @@ package final class SyncEngine: Service, Sendable {
 
     package init(
         database: Database, gateway: any OutboundTransport, vault: CredentialVault, audit: any AuditTrail, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared,
-        logger: Logger, configuration: Configuration = .init(), observer: any ActivityObserver = NoActivityObserver()
+        logger: Logger, configuration: Configuration = .init(), observer: any ActivityObserver = NoActivityObserver(),
+        sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
     ) {
+        self.sleep = sleep
         self.observer = observer
         self.database = database
         self.gateway = gateway

@@ -197,7 +197,7 @@ extension SyncEngine {
             guard waited + bounded <= configuration.maxThrottleWait else {
                 throw Stop(status: .failed, message: "the provider kept answering 429 for \(Int(waited)) s")
             }
-            try await Task.sleep(for: .milliseconds(Int(bounded * 1000)))
+            try await sleep(.milliseconds(Int(bounded * 1000)))
             waited += bounded
             pause = min(pause * 2, 30)
         }

@@ -7,6 +7,7 @@ import PortalTestSupport
 import SQLKit
 import Storage
 import Sync
+import Synchronization
 import Testing
 
 /// A database, sequencer, gateway and sync engine around a fake provider.
@@ -36,6 +37,7 @@ struct SyncEnvironment: Sendable {
     static func with(
         _ backend: Backend, conflictResolution: JSONValue = ["strategy": "source_wins"], schedule: JSONValue? = nil,
         engineConfiguration: SyncEngine.Configuration = .init(), clock: any WallClock = SystemWallClock(), runEngine: Bool = true,
+        sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
         _ body: @Sendable (SyncEnvironment, UUID) async throws -> Void
     ) async throws {
         try await FakeProvider.with { provider in
@@ -50,7 +52,7 @@ struct SyncEnvironment: Sendable {
                     database: db, vault: vault, registry: registry, audit: sequencer, logger: quietLogger,
                     configuration: .init(policy: try OutboundPolicy(allowList: "127.0.0.1")), sleep: { _ in }
                 )
-                let engine = SyncEngine(database: db, gateway: gateway, vault: vault, audit: sequencer, clock: clock, logger: quietLogger, configuration: engineConfiguration)
+                let engine = SyncEngine(database: db, gateway: gateway, vault: vault, audit: sequencer, clock: clock, logger: quietLogger, configuration: engineConfiguration, sleep: sleep)
                 let admin = Principal(tokenID: UUID(), organizationID: org.id, organizationSlug: "acme", role: .admin, owner: "admin@acme")
                 let environment = SyncEnvironment(
                     db: db, url: test.url, provider: provider, registry: registry, gateway: gateway, sequencer: sequencer, vault: vault, engine: engine, admin: admin,
@@ -149,6 +151,24 @@ struct SyncEngineTests {
             // The three first full syncs saw the same ids, so their digests agree.
             let firstDigests = Set(completed.prefix(3).compactMap { $0.data.objectValue?["recordIdDigest"]?.stringValue })
             #expect(firstDigests.count == 1)
+        }
+    }
+
+    @Test("a provider that keeps answering 429 is waited for as it asks, then the job fails naming it (no real time passes)", arguments: [Backend.sqlite])
+    func throttledForever(backend: Backend) async throws {
+        let waits = Mutex<[Duration]>([])
+        try await SyncEnvironment.with(backend, engineConfiguration: .init(maxThrottleWait: 120), sleep: { d in waits.withLock { $0.append(d) } }) { env, integrationID in
+            env.provider.seed(10)
+            env.provider.throttle(1_000_000, from: 1)
+            let started = try await env.engine.start(integrationID: integrationID, .init(syncType: .full, entities: ["users"]), by: env.admin)
+            await env.engine.waitForJobs()
+            let job = try await env.engine.job(integrationID: integrationID, jobID: try #require(UUID(uuidString: started[0].id)), by: env.admin)
+            #expect(job.status == .failed && job.error?.contains("kept answering 429") == true, "\(job.error ?? "")")
+            let all = waits.withLock { $0 }
+            let total = all.reduce(Duration.zero, +)
+            #expect(!all.isEmpty && all.allSatisfy { $0 >= .seconds(1) }, "each wait at least the provider's Retry-After of 1 s: \(all.prefix(5))")
+            #expect(total <= .seconds(120) && total >= .seconds(60), "waited up to maxThrottleWait: \(total)")
+            #expect(env.provider.throttledAnswers >= 1)
         }
     }
 
