@@ -59,6 +59,22 @@ struct TamperTests {
         #expect(result.failure?.message.contains("changed") == true)
     }
 
+    @Test("a page's entries are scanned and hashed in parallel, yet the first bad entry in order is reported", arguments: [Backend.sqlite])
+    func firstFailureInOrder(backend: Backend) async throws {
+        // A tile of 256 entries is split across the cores: a problem in its second half (seq 200, not
+        // canonical) must not hide one in its first half (seq 60, changed bytes), nor be missed alone.
+        let both = try await tampered(backend) { ledger, tx in
+            let original = try await Self.entry(tx, ledger.org.id, 60)
+            try await Self.setEntry(tx, ledger.org.id, 60, bytes: Array(String(decoding: original, as: UTF8.self).replacingOccurrences(of: "entry 60", with: "entry 61").utf8), hash: Merkle.leafHash(original))
+            try await Self.setEntry(tx, ledger.org.id, 200, bytes: Array(#"{"not":"an entry"}"#.utf8))
+        }
+        #expect(both.failure?.seq == 60, "\(String(describing: both.failure))")
+        let second = try await tampered(backend) { ledger, tx in
+            try await Self.setEntry(tx, ledger.org.id, 200, bytes: Array(#"{"not":"an entry"}"#.utf8))
+        }
+        #expect(second.failure?.seq == 200 && second.failure?.message.contains("not a canonical ledger entry") == true, "\(String(describing: second.failure))")
+    }
+
     @Test("deleting a row is caught at the missing sequence number", arguments: Backend.available)
     func deletedRow(backend: Backend) async throws {
         let result = try await tampered(backend) { ledger, tx in

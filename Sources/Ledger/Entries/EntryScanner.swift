@@ -3,7 +3,7 @@ import PortalCore
 
 /// What ``EntryScanner`` learned about a canonical entry: the fields the verifier checks, as byte ranges
 /// of the scanned buffer (strings in their encoded form, without quotes).
-struct ScannedEntry {
+struct ScannedEntry: Sendable {
     var seq: Int64
     var org: Range<Int>
     var prev: Range<Int>

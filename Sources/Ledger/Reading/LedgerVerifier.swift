@@ -99,6 +99,9 @@ package struct ExpectedCheckpoint: Sendable {
 ///
 /// Entries are streamed in pages; memory stays O(page + log n).
 package struct LedgerVerifier: Sendable {
+    /// The pieces each page's scans and hashes are split into: one per core.
+    static let parts = ProcessInfo.processInfo.activeProcessorCount
+
     private let pageSize: Int
 
     package init(pageSize: Int = 2_000) {
@@ -180,7 +183,7 @@ package struct LedgerVerifier: Sendable {
                 // cannot be reached or fails is not, and is thrown: no verdict, so no false tamper alarm.
                 return fail(chain.nextSeq, "entries from \(chain.nextSeq) cannot be read: \(error.message)")
             }
-            chain.check(page)
+            chain.check(page, await PageWork.compute(page, parts: Self.parts))
             if let failure = chain.failure { return fail(failure.seq, failure.message) }
             guard !page.entries.isEmpty else { break }
             // Every tile this chunk completed, and at the end every partial edge tile, must equal the stored one.
@@ -226,6 +229,50 @@ extension LedgerVerifier {
     }
 }
 
+/// What each entry of a page needs that does not depend on the entries before it, its canonical scan and
+/// its leaf hash (most of a verification's CPU), computed for the whole page split across the cores; the
+/// chain, tile and tree checks then run over the results in order (``ChainVerifier/check(_:_:)``), so the
+/// verdict and the first failure reported are those of a sequential scan.
+struct PageWork: Sendable {
+    var scanned: [Result<ScannedEntry, EntryScanner.Failure>]
+    /// 32 bytes per entry.
+    var hashes: [UInt8]
+
+    /// Splits pages of at least 128 entries into `parts` child tasks.
+    static func compute(_ page: EntryPage, parts: Int) async -> PageWork {
+        let count = page.entries.count
+        let parts = max(1, min(parts, count / 64))
+        guard parts > 1 else { return compute(page, 0..<count) }
+        let step = (count + parts - 1) / parts
+        let pieces = await withTaskGroup(of: (Int, PageWork).self) { group in
+            for k in 0..<parts {
+                let range = (k * step)..<min(count, (k + 1) * step)
+                group.addTask { (k, compute(page, range)) }
+            }
+            var pieces = [PageWork](repeating: PageWork(scanned: [], hashes: []), count: parts)
+            for await (k, piece) in group { pieces[k] = piece }
+            return pieces
+        }
+        return PageWork(scanned: pieces.flatMap(\.scanned), hashes: pieces.flatMap(\.hashes))
+    }
+
+    static func compute(_ page: EntryPage, _ range: Range<Int>) -> PageWork {
+        var scanned: [Result<ScannedEntry, EntryScanner.Failure>] = []
+        scanned.reserveCapacity(range.count)
+        var hashes = [UInt8](repeating: 0, count: range.count * 32)
+        page.bytes.withUnsafeBytes { bytes in
+            hashes.withUnsafeMutableBytes { out in
+                for (k, index) in range.enumerated() {
+                    let entryBytes = UnsafeRawBufferPointer(rebasing: bytes[page.entries[index].range])
+                    scanned.append(Result { () throws(EntryScanner.Failure) in try EntryScanner.scan(entryBytes) })
+                    Merkle.leafHash(entryBytes, into: out.baseAddress! + k * 32)
+                }
+            }
+        }
+        return PageWork(scanned: scanned, hashes: hashes)
+    }
+}
+
 /// The verifier's per-entry state and checks: the chain link, the entry's canonical form, its hash against
 /// the stored hash and the level-0 tile, and the tree's right edge for tiles and checkpoint roots.
 struct ChainVerifier {
@@ -251,32 +298,41 @@ struct ChainVerifier {
 
     private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
-    /// Checks the entries of a page in order, stopping at the first failure.
-    mutating func check(_ page: EntryPage) {
+    /// Checks the entries of a page in order, stopping at the first failure, with the scans and hashes of
+    /// `work` (computed for the page beforehand, in parallel).
+    mutating func check(_ page: EntryPage, _ work: PageWork) {
         page.bytes.withUnsafeBytes { bytes in
-            for (index, entry) in page.entries.enumerated() {
-                let entryBytes = UnsafeRawBufferPointer(rebasing: bytes[entry.range])
-                let go: Bool
-                if let hashes = page.hashes {
-                    go = hashes.withUnsafeBytes { check(seq: entry.seq, bytes: entryBytes, storedHash: UnsafeRawBufferPointer(rebasing: $0[(index * 32)..<(index * 32 + 32)])) }
-                } else {
-                    go = check(seq: entry.seq, bytes: entryBytes, storedHash: nil)
+            work.hashes.withUnsafeBytes { leaves in
+                for (index, entry) in page.entries.enumerated() {
+                    let entryBytes = UnsafeRawBufferPointer(rebasing: bytes[entry.range])
+                    let leaf = UnsafeRawBufferPointer(rebasing: leaves[(index * 32)..<(index * 32 + 32)])
+                    let go: Bool
+                    if let hashes = page.hashes {
+                        go = hashes.withUnsafeBytes {
+                            check(seq: entry.seq, bytes: entryBytes, scanned: work.scanned[index], leaf: leaf, storedHash: UnsafeRawBufferPointer(rebasing: $0[(index * 32)..<(index * 32 + 32)]))
+                        }
+                    } else {
+                        go = check(seq: entry.seq, bytes: entryBytes, scanned: work.scanned[index], leaf: leaf, storedHash: nil)
+                    }
+                    if !go { return }
                 }
-                if !go { return }
             }
         }
     }
 
-    /// Checks one entry; false (with ``failure`` set) stops the scan.
-    mutating func check(seq: Int64, bytes: UnsafeRawBufferPointer, storedHash: UnsafeRawBufferPointer?) -> Bool {
+    /// Checks one entry, given its scan (or why it is not canonical) and its leaf hash; false (with
+    /// ``failure`` set) stops the scan.
+    mutating func check(
+        seq: Int64, bytes: UnsafeRawBufferPointer, scanned result: Result<ScannedEntry, EntryScanner.Failure>, leaf: UnsafeRawBufferPointer,
+        storedHash: UnsafeRawBufferPointer?
+    ) -> Bool {
         guard seq == nextSeq else { return stop(nextSeq, "entry \(nextSeq) is missing (the next stored entry is \(seq))") }
         let scanned: ScannedEntry
-        do {
-            scanned = try EntryScanner.scan(bytes)
-        } catch {
-            return stop(seq, "entry \(seq) is not a canonical ledger entry: \(error.message)")
+        switch result {
+        case .success(let entry): scanned = entry
+        case .failure(let error): return stop(seq, "entry \(seq) is not a canonical ledger entry: \(error.message)")
         }
-        hash.withUnsafeMutableBytes { Merkle.leafHash(bytes, into: $0.baseAddress!) }
+        hash.withUnsafeMutableBytes { $0.copyMemory(from: leaf) }
         guard scanned.seq == seq else { return stop(seq, "entry \(seq) says it is entry \(scanned.seq) (entries were moved)") }
         guard Self.equal(bytes, scanned.org, slug) else {
             return stop(seq, "entry \(seq) belongs to ledger '\(String(decoding: bytes[scanned.org], as: UTF8.self))'")
