@@ -7,8 +7,6 @@ package import PortalCore
 import PostgresKit
 import PostgresNIO
 import SQLKit
-import SQLiteKit
-import SQLiteNIO
 import Synchronization
 import ServiceLifecycle
 
@@ -30,7 +28,7 @@ package final class Database: Service, Sendable {
     }
 
     private enum Backend: Sendable {
-        case sqlite(writer: SQLiteConnectionPool, readers: SQLiteConnectionPool, threads: NIOThreadPool)
+        case sqlite(writer: SQLiteConnectionPool, readers: SQLiteConnectionPool)
         case postgres(PostgresClient)
     }
 
@@ -81,15 +79,11 @@ package final class Database: Service, Sendable {
                 try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             }
             dialect = .sqlite
-            // One thread per connection, of this database only: a connection waiting for another process's
-            // write lock sleeps on its thread, and with a shared pool of two threads (NIOThreadPool.singleton
-            // on two cores) two waiters would starve the lock holder of a thread to commit on.
-            let threads = NIOThreadPool(numberOfThreads: 5)
-            threads.start()
+            // One thread per connection (see SQLiteThread): a connection waiting for another process's
+            // write lock sleeps on its own thread and starves no one of a thread to commit on.
             backend = .sqlite(
-                writer: SQLiteConnectionPool(path: path, maximum: 1, logger: logger, threadPool: threads),
-                readers: SQLiteConnectionPool(path: path, maximum: 4, logger: logger, threadPool: threads),
-                threads: threads
+                writer: SQLiteConnectionPool(path: path, maximum: 1, name: "writer"),
+                readers: SQLiteConnectionPool(path: path, maximum: 4, name: "reader")
             )
         case .postgres(let pg):
             let tls: PostgresClient.Configuration.TLS
@@ -116,11 +110,10 @@ package final class Database: Service, Sendable {
         switch backend {
         case .postgres(let client):
             await client.run()
-        case .sqlite(let writer, let readers, let threads):
+        case .sqlite(let writer, let readers):
             try? await gracefulShutdown()
-            await writer.close()
-            await readers.close()
-            try? await threads.shutdownGracefully()
+            writer.close()
+            readers.close()
         }
     }
 
@@ -152,8 +145,8 @@ package final class Database: Service, Sendable {
     package func read<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T {
         do {
             switch backend {
-            case .sqlite(_, let readers, _):
-                return try await Self.transaction(pool: readers, begin: "BEGIN", body)
+            case .sqlite(_, let readers):
+                return try await transaction(pool: readers, begin: "BEGIN", body)
             case .postgres(let client):
                 return try await Self.leased(client) { connection in
                     let sql = OpenConnectionSQL(connection)
@@ -180,8 +173,8 @@ package final class Database: Service, Sendable {
     package func write<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T {
         do {
             switch backend {
-            case .sqlite(let writer, _, _):
-                return try await Self.transaction(pool: writer, begin: "BEGIN IMMEDIATE", body)
+            case .sqlite(let writer, _):
+                return try await transaction(pool: writer, begin: "BEGIN IMMEDIATE", body)
             case .postgres(let client):
                 return try await Self.leased(client) { connection in
                     let sql = OpenConnectionSQL(connection)
@@ -207,8 +200,8 @@ package final class Database: Service, Sendable {
     package func readStatements<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T {
         do {
             switch backend {
-            case .sqlite(_, let readers, _):
-                return try await Self.lend(readers, body)
+            case .sqlite(_, let readers):
+                return try await lend(readers, body)
             case .postgres(let client):
                 return try await Self.leased(client) { connection in
                     try await body(Transaction(OpenConnectionSQL(connection)))
@@ -219,16 +212,13 @@ package final class Database: Service, Sendable {
         }
     }
 
-    /// Lends one of `pool`'s SQLite connections to `body` in autocommit mode.
-    private static func lend<T: Sendable>(_ pool: SQLiteConnectionPool, _ body: (Transaction) async throws -> T) async throws -> T {
+    /// Lends one of `pool`'s SQLite connections to `body` in autocommit mode, on the connection's thread.
+    private func lend<T: Sendable>(_ pool: SQLiteConnectionPool, _ body: (Transaction) async throws -> T) async throws -> T {
         let connection = try await pool.acquire()
-        do {
-            let result = try await body(Transaction(connection.sql(queryLogLevel: nil)))
-            await pool.release(connection)
-            return result
-        } catch {
-            await pool.release(connection)
-            throw error
+        let sql = SQLiteSQLDatabase(connection: connection, logger: logger)
+        return try await withTaskExecutorPreference(connection.thread) {
+            defer { pool.release(connection) }
+            return try await body(Transaction(sql))
         }
     }
 
@@ -237,8 +227,8 @@ package final class Database: Service, Sendable {
     package func withoutTransaction<T: Sendable>(_ body: (Transaction) async throws -> T) async throws -> T {
         do {
             switch backend {
-            case .sqlite(let writer, _, _):
-                return try await Self.lend(writer, body)
+            case .sqlite(let writer, _):
+                return try await lend(writer, body)
             case .postgres(let client):
                 return try await Self.leased(client) { connection in
                     try await body(Transaction(OpenConnectionSQL(connection)))
@@ -309,39 +299,37 @@ package final class Database: Service, Sendable {
         }
     }
 
-    private static func transaction<T: Sendable>(
+    /// Runs `body` in a transaction on one of `pool`'s connections, on the connection's own thread: its
+    /// statements, BEGIN and COMMIT included, run there without a hop each (see ``SQLiteThread``). They run
+    /// even when the calling task is cancelled, so a connection never goes back to the pool inside an
+    /// open transaction holding the file's write lock.
+    private func transaction<T: Sendable>(
         pool: SQLiteConnectionPool, begin: String, _ body: (Transaction) async throws -> T
     ) async throws -> T {
         let connection = try await pool.acquire()
-        let sql = connection.sql(queryLogLevel: nil)
-        do {
-            try await control(begin, on: connection)
-        } catch {
-            await pool.release(connection)
-            throw error
-        }
-        do {
-            let result = try await body(Transaction(sql))
-            try await control("COMMIT", on: connection)
-            await pool.release(connection)
-            return result
-        } catch {
+        let sql = SQLiteSQLDatabase(connection: connection, logger: logger)
+        return try await withTaskExecutorPreference(connection.thread) {
             do {
-                try await control("ROLLBACK", on: connection)
-                await pool.release(connection)
+                try connection.execute(begin)
             } catch {
-                await pool.discard(connection)
+                pool.release(connection)
+                throw error
             }
-            throw error
+            do {
+                let result = try await body(Transaction(sql))
+                try connection.execute("COMMIT")
+                pool.release(connection)
+                return result
+            } catch {
+                do {
+                    try connection.execute("ROLLBACK")
+                    pool.release(connection)
+                } catch {
+                    pool.discard(connection)
+                }
+                throw error
+            }
         }
-    }
-
-    /// Runs BEGIN, COMMIT or ROLLBACK even when the calling task is cancelled: SQLiteNIO's async calls
-    /// skip their work once cancelled, which would return a connection to the pool inside an open
-    /// transaction holding the file's write lock. The future-based call always runs.
-    private static func control(_ statement: String, on connection: SQLiteConnection) async throws {
-        let future: EventLoopFuture<[SQLiteRow]> = connection.query(statement, [])
-        _ = try await future.get()
     }
 
     /// Turns driver errors into ``PortalError``: unique violations become `conflict`, the rest `storage`.
@@ -362,7 +350,7 @@ package final class Database: Service, Sendable {
             return unavailable
         }
         // Only the drivers' own errors are translated; the caller's errors pass through unchanged.
-        guard error is SQLiteError || error is PSQLError || error is DecodingError || error is PostgresDecodingError else {
+        guard error is SQLiteFailure || error is PSQLError || error is DecodingError || error is PostgresDecodingError else {
             return error
         }
         logger.error("database error", metadata: ["portal.error": "\(String(reflecting: error))"])
@@ -402,8 +390,8 @@ package final class Database: Service, Sendable {
 
     /// Whether `error` is a unique-constraint violation on either backend.
     package static func isUniqueViolation(_ error: any Error) -> Bool {
-        if let e = error as? SQLiteError {
-            return e.reason == .constraintUniqueFailed || e.reason == .constraintPrimaryKeyFailed
+        if let e = error as? SQLiteFailure {
+            return e.isUniqueViolation
         }
         if let e = error as? PSQLError {
             return e.serverInfo?[.sqlState] == "23505"

@@ -1,109 +1,134 @@
 import Foundation
-import Logging
-import NIOCore
-import NIOPosix
-import SQLiteNIO
+import Synchronization
 
 /// A bounded set of connections to one SQLite file, handed to one task at a time.
 ///
 /// The writer is a pool of one (so writes are serialized in this process; `BEGIN IMMEDIATE` and
 /// `busy_timeout` serialize them against other processes); readers share a pool of a few connections,
-/// which WAL lets read while the writer writes. Connections open lazily with the pragmas every
-/// connection needs.
-actor SQLiteConnectionPool {
+/// which WAL lets read while the writer writes. Each connection has its own ``SQLiteThread``, opened lazily
+/// on it with the pragmas every connection needs. Taking and returning a connection is a lock, not an
+/// actor hop: the only hops of a transaction are onto its connection's thread and back.
+final class SQLiteConnectionPool: Sendable {
+    private struct State {
+        var idle: [SQLiteHandle] = []
+        var openCount = 0
+        var waiters: [CheckedContinuation<SQLiteHandle, any Error>] = []
+        var closed = false
+        var opened = 0
+    }
+
     private let path: String
     private let maximum: Int
-    private let logger: Logger
-    private let threadPool: NIOThreadPool
-    private var idle: [SQLiteConnection] = []
-    private var openCount = 0
-    private var waiters: [CheckedContinuation<SQLiteConnection, any Error>] = []
-    private var closed = false
+    private let name: String
+    private let state = Mutex(State())
 
-    /// `threadPool` runs this pool's SQLite calls; it needs a thread per connection, because a connection
-    /// waiting out another process's write lock (busy_timeout) sleeps on its thread.
-    init(path: String, maximum: Int, logger: Logger, threadPool: NIOThreadPool) {
+    init(path: String, maximum: Int, name: String) {
         self.path = path
         self.maximum = maximum
-        self.logger = logger
-        self.threadPool = threadPool
+        self.name = name
+    }
+
+    private enum Next {
+        case lent(SQLiteHandle)
+        case open(Int)
+        case wait
+        case closed
     }
 
     /// Takes a connection, opening one if the pool is below its maximum, else waiting for a release.
-    func acquire() async throws -> SQLiteConnection {
-        guard !closed else { throw CancellationError() }
-        if let connection = idle.popLast() { return connection }
-        if openCount < maximum {
-            openCount += 1
+    func acquire() async throws -> SQLiteHandle {
+        let next: Next = state.withLock { state in
+            if state.closed { return .closed }
+            if let connection = state.idle.popLast() { return .lent(connection) }
+            if state.openCount < maximum {
+                state.openCount += 1
+                state.opened += 1
+                return .open(state.opened)
+            }
+            return .wait
+        }
+        switch next {
+        case .lent(let connection): return connection
+        case .closed: throw CancellationError()
+        case .open(let number):
             do {
-                return try await open()
+                return try await open(number: number)
             } catch {
-                openCount -= 1
+                state.withLock { $0.openCount -= 1 }
                 throw error
             }
+        case .wait:
+            return try await withCheckedThrowingContinuation { continuation in
+                let lent: SQLiteHandle? = state.withLock { state in
+                    if state.closed {
+                        continuation.resume(throwing: CancellationError())
+                        return nil
+                    }
+                    // A release may have come between the first look and this one.
+                    if let connection = state.idle.popLast() { return connection }
+                    state.waiters.append(continuation)
+                    return nil
+                }
+                if let lent { continuation.resume(returning: lent) }
+            }
         }
-        return try await withCheckedThrowingContinuation { waiters.append($0) }
     }
 
     /// Returns a healthy connection to the pool.
-    func release(_ connection: SQLiteConnection) async {
-        if closed {
-            openCount -= 1
-            await Self.close(connection)
-            return
+    func release(_ connection: SQLiteHandle) {
+        enum Then { case closeIt, handTo(CheckedContinuation<SQLiteHandle, any Error>), keep }
+        let then: Then = state.withLock { state in
+            if state.closed {
+                state.openCount -= 1
+                return .closeIt
+            }
+            if !state.waiters.isEmpty { return .handTo(state.waiters.removeFirst()) }
+            state.idle.append(connection)
+            return .keep
         }
-        if !waiters.isEmpty {
-            waiters.removeFirst().resume(returning: connection)
-        } else {
-            idle.append(connection)
+        switch then {
+        case .closeIt: Self.close(connection)
+        case .handTo(let waiter): waiter.resume(returning: connection)
+        case .keep: break
         }
     }
 
     /// Drops a connection whose state is unknown (a failed rollback), so the next user gets a fresh one.
-    func discard(_ connection: SQLiteConnection) async {
-        openCount -= 1
-        await Self.close(connection)
+    func discard(_ connection: SQLiteHandle) {
+        state.withLock { $0.openCount -= 1 }
+        Self.close(connection)
     }
 
     /// Closes every idle connection; connections in use close when released.
-    func close() async {
-        closed = true
-        for waiter in waiters { waiter.resume(throwing: CancellationError()) }
-        waiters.removeAll()
-        for connection in idle {
-            await Self.close(connection)
-            openCount -= 1
+    func close() {
+        let (idle, waiters) = state.withLock { state in
+            state.closed = true
+            defer {
+                state.openCount -= state.idle.count
+                state.idle.removeAll()
+                state.waiters.removeAll()
+            }
+            return (state.idle, state.waiters)
         }
-        idle.removeAll()
+        for waiter in waiters { waiter.resume(throwing: CancellationError()) }
+        for connection in idle { Self.close(connection) }
     }
 
-    /// Closes a connection even when the calling task is cancelled (shutdown runs after cancellation):
-    /// the future-based close is not cancellation-aware, the async one skips the work when cancelled and
-    /// leaves a handle that SQLiteNIO asserts on.
-    private static func close(_ connection: SQLiteConnection) async {
-        let closing: EventLoopFuture<Void> = connection.close()
-        try? await closing.get()
+    private static func close(_ connection: SQLiteHandle) {
+        connection.close()
+        connection.thread.stop()
     }
 
-    private func open() async throws -> SQLiteConnection {
-        let connection = try await SQLiteConnection.open(
-            storage: .file(path: path),
-            threadPool: threadPool,
-            logger: logger,
-            on: MultiThreadedEventLoopGroup.singleton.any()
-        )
+    /// Opens a connection on a new thread of its own (the pragmas may wait out another process's lock).
+    private func open(number: Int) async throws -> SQLiteHandle {
+        let thread = SQLiteThread(name: "sqlite-\(name)-\(number)")
         do {
-            // WAL lets readers run beside the writer; FULL makes a commit durable once acknowledged;
-            // busy_timeout makes other processes (the CLI beside a running server) wait, not fail.
-            // busy_timeout first: even switching to WAL takes a lock another process may hold.
-            _ = try await connection.query("PRAGMA busy_timeout = 10000", [])
-            _ = try await connection.query("PRAGMA journal_mode = WAL", [])
-            _ = try await connection.query("PRAGMA synchronous = FULL", [])
-            _ = try await connection.query("PRAGMA foreign_keys = ON", [])
+            return try await withTaskExecutorPreference(thread) { [path] in
+                try SQLiteHandle.open(path: path, thread: thread)
+            }
         } catch {
-            await Self.close(connection)
+            thread.stop()
             throw error
         }
-        return connection
     }
 }

@@ -1,7 +1,6 @@
 package import Foundation
 import NIOCore
 import PostgresNIO
-import SQLiteNIO
 package import SQLKit
 
 /// A time bound as a statement parameter, exact to the microsecond on both backends.
@@ -32,15 +31,6 @@ extension StoredTime: PostgresNonThrowingEncodable {
         // PostgreSQL's epoch is 2000-01-01T00:00:00Z, 946,684,800 s after 1970's.
         byteBuffer.writeInteger(microsecondsSince1970 - 946_684_800_000_000)
     }
-}
-
-extension StoredTime: SQLiteDataConvertible {
-    init?(sqliteData: SQLiteData) {
-        guard let date = Date(sqliteData: sqliteData) else { return nil }
-        self.date = date
-    }
-
-    var sqliteData: SQLiteData? { date.sqliteData }
 }
 
 extension SQLQueryString {

@@ -212,6 +212,8 @@ package final class SyncEngine: Service, Sendable {
                     logger.warning("a scheduled sync did not start", metadata: ["portal.integration": "\(id)", "portal.error": "\(error)"])
                 }
             }
+        } catch is CancellationError {
+            // Shutting down: the database closed under this pass, which the next start repeats.
         } catch {
             logger.error("checking sync schedules failed", metadata: ["portal.error": "\(error)"])
         }
@@ -302,6 +304,8 @@ package final class SyncEngine: Service, Sendable {
                     await fail(job, counts: Counts(job.counts), processed: job.recordsProcessed, message: "cannot resume: \((error as? PortalError)?.message ?? "\(error)")")
                 }
             }
+        } catch is CancellationError {
+            // Shutting down: the database closed under this pass, which the next start repeats.
         } catch {
             logger.error("looking for abandoned sync jobs failed", metadata: ["portal.error": "\(error)"])
         }

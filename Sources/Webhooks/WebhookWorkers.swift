@@ -87,6 +87,8 @@ package final class WebhookWorkers: Service, Sendable {
     private func drainAll() async {
         do {
             while !Task.isCancelled, try await drain() == configuration.batchSize {}
+        } catch is CancellationError {
+            // Shutting down: the database closed under this pass, which the next start repeats.
         } catch {
             service.logger.error("webhook worker batch failed", metadata: ["portal.error": "\(error)"])
         }
