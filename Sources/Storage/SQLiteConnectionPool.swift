@@ -5,8 +5,9 @@ import Synchronization
 ///
 /// The writer is a pool of one (so writes are serialized in this process; `BEGIN IMMEDIATE` and
 /// `busy_timeout` serialize them against other processes); readers share a pool of a few connections,
-/// which WAL lets read while the writer writes. Each connection has its own ``SQLiteThread``, opened lazily
-/// on it with the pragmas every connection needs. Taking and returning a connection is a lock, not an
+/// which WAL lets read while the writer writes. Each connection has a ``SQLiteThread`` of its own (the pool
+/// starts one per connection it may open) and is opened lazily on it with the pragmas every connection
+/// needs. Taking and returning a connection is a lock, not an
 /// actor hop: the only hops of a transaction are onto its connection's thread and back.
 final class SQLiteConnectionPool: Sendable {
     private struct State {
@@ -14,23 +15,26 @@ final class SQLiteConnectionPool: Sendable {
         var openCount = 0
         var waiters: [CheckedContinuation<SQLiteHandle, any Error>] = []
         var closed = false
-        var opened = 0
+        /// Threads without a connection: a connection opened takes one, one discarded gives it back.
+        var freeThreads: [SQLiteThread]
     }
 
     private let path: String
     private let maximum: Int
-    private let name: String
-    private let state = Mutex(State())
+    private let state: Mutex<State>
+    /// The pool's threads, the first being the writer's when the pool has one connection.
+    let threads: [SQLiteThread]
 
     init(path: String, maximum: Int, name: String) {
         self.path = path
         self.maximum = maximum
-        self.name = name
+        threads = (1...maximum).map { SQLiteThread(name: "sqlite-\(name)-\($0)") }
+        state = Mutex(State(freeThreads: threads.reversed()))
     }
 
     private enum Next {
         case lent(SQLiteHandle)
-        case open(Int)
+        case open(SQLiteThread)
         case wait
         case closed
     }
@@ -40,21 +44,23 @@ final class SQLiteConnectionPool: Sendable {
         let next: Next = state.withLock { state in
             if state.closed { return .closed }
             if let connection = state.idle.popLast() { return .lent(connection) }
-            if state.openCount < maximum {
+            if state.openCount < maximum, let thread = state.freeThreads.popLast() {
                 state.openCount += 1
-                state.opened += 1
-                return .open(state.opened)
+                return .open(thread)
             }
             return .wait
         }
         switch next {
         case .lent(let connection): return connection
         case .closed: throw CancellationError()
-        case .open(let number):
+        case .open(let thread):
             do {
-                return try await open(number: number)
+                return try await open(on: thread)
             } catch {
-                state.withLock { $0.openCount -= 1 }
+                state.withLock { state in
+                    state.openCount -= 1
+                    state.freeThreads.append(thread)
+                }
                 throw error
             }
         case .wait:
@@ -87,7 +93,7 @@ final class SQLiteConnectionPool: Sendable {
             return .keep
         }
         switch then {
-        case .closeIt: Self.close(connection)
+        case .closeIt: connection.close()
         case .handTo(let waiter): waiter.resume(returning: connection)
         case .keep: break
         }
@@ -95,8 +101,11 @@ final class SQLiteConnectionPool: Sendable {
 
     /// Drops a connection whose state is unknown (a failed rollback), so the next user gets a fresh one.
     func discard(_ connection: SQLiteHandle) {
-        state.withLock { $0.openCount -= 1 }
-        Self.close(connection)
+        connection.close()
+        state.withLock { state in
+            state.openCount -= 1
+            state.freeThreads.append(connection.thread)
+        }
     }
 
     /// Closes every idle connection; connections in use close when released.
@@ -111,24 +120,16 @@ final class SQLiteConnectionPool: Sendable {
             return (state.idle, state.waiters)
         }
         for waiter in waiters { waiter.resume(throwing: CancellationError()) }
-        for connection in idle { Self.close(connection) }
+        for connection in idle { connection.close() }
+        // A thread stopped while its connection is still lent finishes its queue and exits; later jobs of
+        // that task run on the global executor (see SQLiteThread).
+        for thread in threads { thread.stop() }
     }
 
-    private static func close(_ connection: SQLiteHandle) {
-        connection.close()
-        connection.thread.stop()
-    }
-
-    /// Opens a connection on a new thread of its own (the pragmas may wait out another process's lock).
-    private func open(number: Int) async throws -> SQLiteHandle {
-        let thread = SQLiteThread(name: "sqlite-\(name)-\(number)")
-        do {
-            return try await withTaskExecutorPreference(thread) { [path] in
-                try SQLiteHandle.open(path: path, thread: thread)
-            }
-        } catch {
-            thread.stop()
-            throw error
+    /// Opens a connection on its thread (the pragmas may wait out another process's lock).
+    private func open(on thread: SQLiteThread) async throws -> SQLiteHandle {
+        try await thread.run { [path] in
+            try SQLiteHandle.open(path: path, thread: thread)
         }
     }
 }

@@ -1,10 +1,11 @@
 import Foundation
+import Synchronization
 
 /// One thread that runs the jobs of the tasks that prefer it: the home of one SQLite connection.
 ///
-/// A transaction lends its connection to its body under `withTaskExecutorPreference(thread)`, so the body's
-/// nonisolated code, and with it every statement it runs, executes here without a thread hop: the hop in at
-/// the start and the hop out at the end are the only two of the transaction (sqlite-nio's driver made three
+/// A transaction lends its connection to its body through ``run(_:)``, so the body's nonisolated code, and
+/// with it every statement it runs, executes here without a thread hop: the hop in at the start and the hop
+/// out at the end are the only two of the transaction (sqlite-nio's driver made three
 /// per statement: to its thread pool, to an event loop for every row, back to the task). A statement runs
 /// synchronously, so a connection waiting out another process's lock (`busy_timeout`) sleeps on its own
 /// thread and blocks no other connection or task.
@@ -17,10 +18,11 @@ final class SQLiteThread: TaskExecutor, @unchecked Sendable { // the queue and f
     private var queue: [UnownedJob] = []
     private var stopping = false
     private var exited = false
+    /// The thread's `pthread_self()`, once it runs.
+    private let identity = Atomic<UInt>(0)
 
     init(name: String) {
-        let thread = Thread { [self] in run() }
-        thread.name = name
+        let thread = Thread { [self] in serve(name: name) }
         thread.start()
     }
 
@@ -37,6 +39,31 @@ final class SQLiteThread: TaskExecutor, @unchecked Sendable { // the queue and f
         condition.unlock()
     }
 
+    /// Whether the caller runs on this thread.
+    var isCurrent: Bool { identity.load(ordering: .relaxed) == UInt(bitPattern: Int(bitPattern: pthread_self())) }
+
+    /// Runs `operation` on this thread and comes back off it.
+    ///
+    /// Preferring a task executor does not move a task that is already running on the global executor: it
+    /// takes effect at the task's next suspension (the standard library's `withTaskExecutorPreference` does
+    /// not hop). So the hop in is made here with a yield, and so is the hop out, so that what the caller
+    /// does next (encoding a response, say) is not done on this thread, where it would hold up the next
+    /// transaction. A caller already on this thread (the ledger sequencer's loop, see
+    /// ``Database/writeExecutor``) runs `operation` as it is, without either hop.
+    func run<T: Sendable>(_ operation: () async throws -> T) async throws -> T {
+        if isCurrent { return try await operation() }
+        let result: Result<T, any Error> = await withTaskExecutorPreference(self) {
+            await Task.yield()
+            do {
+                return .success(try await operation())
+            } catch {
+                return .failure(error)
+            }
+        }
+        await Task.yield()
+        return try result.get()
+    }
+
     /// Lets the thread exit once its queue is empty.
     func stop() {
         condition.lock()
@@ -45,7 +72,10 @@ final class SQLiteThread: TaskExecutor, @unchecked Sendable { // the queue and f
         condition.unlock()
     }
 
-    private func run() {
+    private func serve(name: String) {
+        // Set from the thread itself, so that the kernel's name (what profilers and `top -H` show) is set too.
+        Thread.current.name = name
+        identity.store(UInt(bitPattern: Int(bitPattern: pthread_self())), ordering: .relaxed)
         var batch: [UnownedJob] = []
         while true {
             condition.lock()

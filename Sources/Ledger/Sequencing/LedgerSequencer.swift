@@ -147,13 +147,17 @@ package final class LedgerSequencer: AuditTrail, Service {
                     self.wake()
                 }
             }
-            for await _ in wakeups.cancelOnGracefulShutdown() {
-                do {
-                    while try await drain() > 0 {}
-                } catch is CancellationError {
-                    break
-                } catch {
-                    logger.error("ledger batch failed; retrying at the next poll", metadata: ["portal.error": "\(error)"])
+            // On SQLite the loop runs on the writer's thread: a wake-up, the batch's entries and hashes and
+            // its transaction then take no hop between them.
+            await withTaskExecutorPreference(database.writeExecutor) {
+                for await _ in wakeups.cancelOnGracefulShutdown() {
+                    do {
+                        while try await drain() > 0 {}
+                    } catch is CancellationError {
+                        break
+                    } catch {
+                        logger.error("ledger batch failed; retrying at the next poll", metadata: ["portal.error": "\(error)"])
+                    }
                 }
             }
             group.cancelAll()
