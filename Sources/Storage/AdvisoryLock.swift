@@ -33,6 +33,17 @@ package enum AdvisoryLock: Sendable, Equatable {
         }
     }
 
+    /// The ledger lock's key as its two parts, a class and the text hashed by `hashtext`, for the
+    /// `portal_ledger_append` function, which takes the lock itself (``LedgerStore/append(_:expected:entries:tiles:head:at:)``).
+    package var pair: (Int32, String) {
+        switch self {
+        case .ledger(let id): return (7461839, id.uuidString.lowercased())
+        case .checkpoint(let id): return (7461840, id.uuidString.lowercased())
+        case .integrationToken(let id): return (7461842, id.uuidString.lowercased())
+        case .migrations, .signingKeys, .alertSilences: return (0, "")
+        }
+    }
+
     /// Waits for the lock and holds it until the transaction ends (PostgreSQL; nothing on SQLite).
     package func take(in transaction: Transaction) async throws {
         try await take(on: transaction.sql)

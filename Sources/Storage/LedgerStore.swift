@@ -1,5 +1,6 @@
 package import Foundation
 package import PortalCore
+import NIOCore
 import SQLKit
 
 /// The stored head of one ledger: its size, Merkle root and last entry hash.
@@ -25,6 +26,19 @@ package struct LedgerEntryRow: Sendable, Equatable {
         self.seq = seq
         self.bytes = bytes
         self.hash = hash
+    }
+}
+
+/// One tile of the ledger's Merkle tree as stored: its level, index and concatenated hashes.
+package struct LedgerTileRow: Sendable, Equatable {
+    package var level: Int
+    package var index: Int64
+    package var hashes: [UInt8]
+
+    package init(level: Int, index: Int64, hashes: [UInt8]) {
+        self.level = level
+        self.index = index
+        self.hashes = hashes
     }
 }
 
@@ -98,6 +112,39 @@ package struct LedgerStore {
             ON CONFLICT (organization_id) DO UPDATE
             SET size = excluded.size, root = excluded.root, last_hash = excluded.last_hash, updated_at = excluded.updated_at
             """).run()
+    }
+
+    /// Appends a batch computed on the ledger as of `expected`: takes the ledger's lock, and only if the
+    /// stored head is still `expected` writes the entries, the changed tiles and the new head; returns
+    /// false, having written nothing, when another appender moved the head first (the lock stays held for
+    /// the rest of the transaction, so the caller can reload the edge and call again).
+    ///
+    /// On PostgreSQL it is one round trip, a call of `portal_ledger_append` (migration 15) with the rows as
+    /// arrays, instead of the lock, head read, entry inserts, tile upserts and head update one after
+    /// another (the sequencer's cycle, issue 19). On SQLite, whose writer lock already serializes
+    /// appenders and whose statements cost no round trip, the same steps run as statements.
+    package func append(
+        _ org: UUID, expected: LedgerHead, entries: [LedgerEntryRow], tiles: [LedgerTileRow], head: LedgerHead, at time: Date
+    ) async throws -> Bool {
+        switch db.backend {
+        case .postgres:
+            let (lockClass, lockText) = AdvisoryLock.ledger(org).pair
+            let row = try await db.raw("""
+                SELECT portal_ledger_append(
+                  \(bind: org), \(bind: lockClass), \(bind: lockText), \(bind: expected.size), \(bind: ByteBuffer(bytes: expected.lastHash)),
+                  \(bind: entries.map(\.seq)), \(bind: entries.map { ByteBuffer(bytes: $0.bytes) }), \(bind: entries.map { ByteBuffer(bytes: $0.hash) }),
+                  \(bind: tiles.map { Int32($0.level) }), \(bind: tiles.map(\.index)), \(bind: tiles.map { ByteBuffer(bytes: $0.hashes) }),
+                  \(bind: head.size), \(bind: ByteBuffer(bytes: head.root)), \(bind: ByteBuffer(bytes: head.lastHash)), \(bind: time)
+                ) AS appended
+                """).first()
+            return try row?.decode(column: "appended", as: Bool.self) ?? false
+        case .sqlite:
+            guard try await self.head(org) == expected else { return false }
+            try await insertEntries(org, entries)
+            for tile in tiles { try await putTile(org, level: tile.level, index: tile.index, hashes: tile.hashes) }
+            try await setHead(org, head, at: time)
+            return true
+        }
     }
 
     /// Organizations that have a ledger, with their slugs.

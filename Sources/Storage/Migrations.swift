@@ -670,5 +670,41 @@ enum Schema {
         Migration(version: 14, name: "data key seal counts", statements: { _ in
             ["ALTER TABLE data_keys ADD COLUMN sealed_count BIGINT"]
         }),
+        // Issue 19: a sequencer batch's ledger writes in one round trip on PostgreSQL (LedgerStore.append).
+        // It takes the ledger's advisory lock first, then checks the head, so every statement after the lock
+        // sees what the previous holder committed (PL/pgSQL takes a snapshot per statement); it writes
+        // nothing and answers false when the head moved. SQLite runs the same steps as statements.
+        Migration(version: 15, name: "ledger append function (PostgreSQL)", statements: { dialect in
+            guard dialect == .postgres else { return [] }
+            return [
+                """
+                CREATE OR REPLACE FUNCTION portal_ledger_append(
+                  p_org UUID, p_lock_class INTEGER, p_lock_text TEXT, p_expected_size BIGINT, p_expected_last BYTEA,
+                  p_seqs BIGINT[], p_entries BYTEA[], p_hashes BYTEA[],
+                  p_tile_levels INTEGER[], p_tile_indexes BIGINT[], p_tile_hashes BYTEA[],
+                  p_size BIGINT, p_root BYTEA, p_last BYTEA, p_at TIMESTAMPTZ
+                ) RETURNS BOOLEAN LANGUAGE plpgsql AS $$
+                DECLARE
+                  current_size BIGINT;
+                  current_last BYTEA;
+                BEGIN
+                  PERFORM pg_advisory_xact_lock(p_lock_class, hashtext(p_lock_text));
+                  SELECT size, last_hash INTO current_size, current_last FROM ledger_heads WHERE organization_id = p_org;
+                  IF NOT FOUND OR current_size <> p_expected_size OR current_last <> p_expected_last THEN
+                    RETURN FALSE;
+                  END IF;
+                  INSERT INTO ledger_entries (organization_id, seq, entry, hash)
+                    SELECT p_org, e.seq, e.entry, e.hash FROM unnest(p_seqs, p_entries, p_hashes) AS e(seq, entry, hash);
+                  INSERT INTO ledger_tiles (organization_id, level, idx, hashes)
+                    SELECT p_org, t.level, t.idx, t.hashes FROM unnest(p_tile_levels, p_tile_indexes, p_tile_hashes) AS t(level, idx, hashes)
+                    ON CONFLICT (organization_id, level, idx) DO UPDATE SET hashes = excluded.hashes;
+                  UPDATE ledger_heads SET size = p_size, root = p_root, last_hash = p_last, updated_at = p_at
+                    WHERE organization_id = p_org;
+                  RETURN TRUE;
+                END
+                $$
+                """,
+            ]
+        }),
     ]
 }

@@ -124,6 +124,38 @@ struct LedgerStorageTests {
         }
     }
 
+    @Test("a batch computed on a head another instance moved writes nothing; the sequencer reloads and chains after it", arguments: Backend.available)
+    func staleEdge(backend: Backend) async throws {
+        try await TestLedger.with(backend) { ledger in
+            // This instance appends and keeps its edge.
+            try await ledger.sequencer.append((0..<10).map { ledger.event($0) })
+            let cachedHead = try #require(try await LedgerReader(database: ledger.db).head(ledger.org.id))
+            // Another instance appends behind its back.
+            try await Database.withDatabase(url: ledger.test.url, logger: quietLogger) { other in
+                let sequencer = LedgerSequencer(database: other, logger: quietLogger)
+                try await sequencer.whileRunning { try await sequencer.append((10..<15).map { ledger.event($0) }) }
+            }
+            // A conditional append on the stale head is refused whole: no entry, tile or head written.
+            let stale = LedgerEntryRow(seq: 10, bytes: Array("stale".utf8), hash: [UInt8](repeating: 7, count: 32))
+            let moved = try await ledger.db.write { tx in
+                try await LedgerStore(tx).append(
+                    ledger.org.id, expected: cachedHead, entries: [stale], tiles: [LedgerTileRow(level: 0, index: 0, hashes: [UInt8](repeating: 7, count: 32))],
+                    head: LedgerHead(size: 11, root: [UInt8](repeating: 7, count: 32), lastHash: stale.hash), at: Date()
+                )
+            }
+            #expect(!moved)
+            let afterRefusal = try #require(try await LedgerReader(database: ledger.db).head(ledger.org.id))
+            #expect(afterRefusal.size == 15)
+            // This instance's next batch starts from its stale edge, is refused, reloads and chains after the other's.
+            try await ledger.sequencer.append((15..<18).map { ledger.event($0) })
+            let rows = try await LedgerReader(database: ledger.db).entries(ledger.org.id, from: 0, limit: 100)
+            #expect(rows.map(\.seq) == Array(0..<18))
+            #expect(try LedgerEntry(canonical: rows[15].bytes).prev == Hex.encode(rows[14].hash))
+            let result = try await ledger.verify()
+            #expect(result.passed, "\(String(describing: result.failure))")
+        }
+    }
+
     @Test("two instances appending to one ledger at once produce one chain", arguments: Backend.available)
     func twoWriters(backend: Backend) async throws {
         try await TestLedger.with(backend) { ledger in

@@ -272,7 +272,18 @@ package final class LedgerSequencer: AuditTrail, Service {
 
     /// Appends `events` to one organization's ledger inside the caller's write transaction; returns the new
     /// edge (cached only once the transaction commits).
+    ///
+    /// With the edge cached from this instance's last batch, the batch is computed on it and written by
+    /// one conditional call (`LedgerStore.append`: one round trip on PostgreSQL), which writes nothing if
+    /// another appender moved the head meanwhile. Otherwise (the first batch, or a moved head) the ledger is
+    /// locked, its edge read back, and the batch written statement by statement.
     private func append(_ events: [(event: AuditEvent, data: [UInt8])], to organizationID: UUID, store: LedgerStore, db: Transaction, at now: Date) async throws -> LedgerEdge {
+        if let cached = edges.withLock({ $0[organizationID] }), cached.head.size > 0 {
+            let batch = try Self.extend(cached, with: events)
+            if try await store.append(organizationID, expected: cached.head, entries: batch.rows, tiles: batch.tiles, head: batch.edge.head, at: now) {
+                return batch.edge
+            }
+        }
         try await store.lock(organizationID)
         let head = try await store.head(organizationID) ?? LedgerHead(size: 0, root: Merkle.emptyRoot, lastHash: [UInt8](repeating: 0, count: 32))
         var state: LedgerEdge
@@ -291,8 +302,19 @@ package final class LedgerSequencer: AuditTrail, Service {
             }
             state = LedgerEdge(slug: slug, head: head, edge: TileEdge(size: head.size, tiles: tiles), appended: 0)
         }
+        let batch = try Self.extend(state, with: events)
+        try await store.insertEntries(organizationID, batch.rows)
+        for tile in batch.tiles {
+            try await store.putTile(organizationID, level: tile.level, index: tile.index, hashes: tile.hashes)
+        }
+        try await store.setHead(organizationID, batch.edge.head, at: now)
+        return batch.edge
+    }
+
+    /// The entries, changed tiles and new edge of `events` appended to `state` (pure).
+    static func extend(_ state: LedgerEdge, with events: [(event: AuditEvent, data: [UInt8])]) throws -> (rows: [LedgerEntryRow], tiles: [LedgerTileRow], edge: LedgerEdge) {
         var edge = state.edge
-        var lastHash = head.lastHash
+        var lastHash = state.head.lastHash
         var rows: [LedgerEntryRow] = []
         rows.reserveCapacity(events.count)
         for (event, data) in events {
@@ -303,13 +325,9 @@ package final class LedgerSequencer: AuditTrail, Service {
             edge.append(hash)
             lastHash = hash
         }
-        try await store.insertEntries(organizationID, rows)
-        for tile in edge.changedTiles {
-            try await store.putTile(organizationID, level: tile.level, index: tile.index, hashes: tile.hashes.flatMap { $0 })
-        }
+        let tiles = edge.changedTiles.map { LedgerTileRow(level: $0.level, index: $0.index, hashes: $0.hashes.flatMap { $0 }) }
         let newHead = LedgerHead(size: edge.size, root: try edge.root(), lastHash: lastHash)
-        try await store.setHead(organizationID, newHead, at: now)
-        return LedgerEdge(slug: state.slug, head: newHead, edge: edge.clean(), appended: events.count)
+        return (rows, tiles, LedgerEdge(slug: state.slug, head: newHead, edge: edge.clean(), appended: events.count))
     }
 
     static func event(from row: OutboxRow) throws -> AuditEvent {
