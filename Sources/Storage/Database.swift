@@ -105,14 +105,6 @@ package final class Database: Service, Sendable {
         }
     }
 
-    /// The thread of the SQLite writer's connection, for a task that writes in a loop (the ledger
-    /// sequencer): preferring it (`withTaskExecutorPreference`) runs the task's work between transactions on
-    /// the same thread as the transactions, saving the hop onto it and back for each one. nil on PostgreSQL.
-    package var writeExecutor: (any TaskExecutor)? {
-        guard case .sqlite(let writer, _) = backend else { return nil }
-        return writer.threads.first
-    }
-
     /// Runs the connection pool until cancelled or shut down gracefully, then closes every connection.
     package func run() async throws {
         switch backend {

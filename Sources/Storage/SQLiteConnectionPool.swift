@@ -22,7 +22,7 @@ final class SQLiteConnectionPool: Sendable {
     private let path: String
     private let maximum: Int
     private let state: Mutex<State>
-    /// The pool's threads, the first being the writer's when the pool has one connection.
+    /// The pool's threads, one per connection it may open.
     let threads: [SQLiteThread]
 
     init(path: String, maximum: Int, name: String) {

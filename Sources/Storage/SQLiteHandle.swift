@@ -47,21 +47,23 @@ final class SQLiteColumns: Sendable {
 /// One SQLite connection and its prepared statements, used by one task at a time on its own thread.
 ///
 /// Statements are prepared once per SQL text and kept (`SQLITE_PREPARE_PERSISTENT`), reset after each use:
-/// the stores' statements are a few dozen fixed texts, so parsing (`sqlite3RunParser`, in every profile
-/// of the sqlite-nio driver) happens once per connection instead of once per statement run. The cache is
-/// bounded; when full it is emptied, as texts built with a variable number of parameters could otherwise
-/// grow it without end.
+/// the stores' statements are a few dozen fixed texts, plus multi-row inserts of up to 128 rows, so parsing
+/// (`sqlite3RunParser`, in every profile of the sqlite-nio driver) happens once per connection and text
+/// instead of once per statement run. The cache is bounded: when full, the less recently used half is
+/// finalized, as texts built with a variable number of parameters could otherwise grow it without end.
 final class SQLiteHandle: @unchecked Sendable { // lent to one task at a time by SQLiteConnectionPool
     /// The thread this connection's transactions run on.
     let thread: SQLiteThread
     private var handle: OpaquePointer?
     private var statements: [String: Statement] = [:]
+    private var uses: UInt64 = 0
 
     static let cachedStatementLimit = 256
 
     private final class Statement {
         let pointer: OpaquePointer
         var columns: SQLiteColumns?
+        var lastUse: UInt64 = 0
 
         init(pointer: OpaquePointer) { self.pointer = pointer }
     }
@@ -133,13 +135,23 @@ final class SQLiteHandle: @unchecked Sendable { // lent to one task at a time by
         handle = nil
     }
 
-    private func prepared(_ sql: String) throws -> Statement {
-        if let statement = statements[sql] { return statement }
-        guard let handle else { throw SQLiteFailure(code: SQLITE_MISUSE, message: "the connection is closed") }
-        if statements.count >= Self.cachedStatementLimit {
-            for statement in statements.values { sqlite_nio_sqlite3_finalize(statement.pointer) }
-            statements.removeAll()
+    /// Finalizes the less recently used half of the cache.
+    private func evictLeastRecentlyUsed() {
+        let byUse = statements.sorted { $0.value.lastUse < $1.value.lastUse }
+        for (sql, statement) in byUse.prefix(byUse.count / 2 + 1) {
+            sqlite_nio_sqlite3_finalize(statement.pointer)
+            statements[sql] = nil
         }
+    }
+
+    private func prepared(_ sql: String) throws -> Statement {
+        uses &+= 1
+        if let statement = statements[sql] {
+            statement.lastUse = uses
+            return statement
+        }
+        guard let handle else { throw SQLiteFailure(code: SQLITE_MISUSE, message: "the connection is closed") }
+        if statements.count >= Self.cachedStatementLimit { evictLeastRecentlyUsed() }
         var pointer: OpaquePointer?
         var tail: UnsafePointer<CChar>?
         let status = sql.withCString { text in
@@ -158,6 +170,7 @@ final class SQLiteHandle: @unchecked Sendable { // lent to one task at a time by
             throw error
         }
         let statement = Statement(pointer: pointer)
+        statement.lastUse = uses
         statements[sql] = statement
         return statement
     }

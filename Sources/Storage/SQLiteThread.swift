@@ -48,8 +48,12 @@ final class SQLiteThread: TaskExecutor, @unchecked Sendable { // the queue and f
     /// takes effect at the task's next suspension (the standard library's `withTaskExecutorPreference` does
     /// not hop). So the hop in is made here with a yield, and so is the hop out, so that what the caller
     /// does next (encoding a response, say) is not done on this thread, where it would hold up the next
-    /// transaction. A caller already on this thread (the ledger sequencer's loop, see
-    /// ``Database/writeExecutor``) runs `operation` as it is, without either hop.
+    /// transaction. A caller already on this thread (a transaction's body opening another use of the same
+    /// connection) runs `operation` as it is, without either hop.
+    ///
+    /// Only the transaction's body runs under the preference. Code that holds a lock across an await must
+    /// not: under a preference the await consults the task's status lock, which a cancellation holds while
+    /// its handlers run (swift-async-algorithms' merge deadlocked so, see docs/decisions.md).
     func run<T: Sendable>(_ operation: () async throws -> T) async throws -> T {
         if isCurrent { return try await operation() }
         let result: Result<T, any Error> = await withTaskExecutorPreference(self) {

@@ -156,6 +156,34 @@ struct LedgerStorageTests {
         }
     }
 
+    @Test("a sequencer cancelled right after its appenders finish stops every time", .timeLimit(.minutes(2)), arguments: [Backend.sqlite])
+    func cancelledSequencerStops(backend: Backend) async throws {
+        // The append benchmark's shape, many times over: appenders, then the loop cancelled at once. With the
+        // loop run under the writer thread's executor preference this deadlocked (docs/decisions.md).
+        try await TestDatabase.with(backend) { (_: TestDatabase, db: Database) async throws in
+            let org = Organization(id: IdentifierGenerator.shared.next(), slug: "acme", name: "Acme", createdAt: Date())
+            try await db.write { try await OrganizationStore($0).insert(org) }
+            for round in 0..<60 {
+                let sequencer = LedgerSequencer(database: db, logger: quietLogger)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await sequencer.run() }
+                    try await withThrowingTaskGroup(of: Void.self) { appenders in
+                        for writer in 0..<8 {
+                            appenders.addTask {
+                                let event = AuditEvent(organizationID: org.id, rawType: "test.event", actor: "system:test", data: ["round": .int(Int64(round)), "writer": .int(Int64(writer))], time: Date())
+                                try await sequencer.append([event])
+                            }
+                        }
+                        try await appenders.waitForAll()
+                    }
+                    group.cancelAll()
+                }
+            }
+            let head = try #require(try await LedgerReader(database: db).head(org.id))
+            #expect(head.size == 480)
+        }
+    }
+
     @Test("two instances appending to one ledger at once produce one chain", arguments: Backend.available)
     func twoWriters(backend: Backend) async throws {
         try await TestLedger.with(backend) { ledger in

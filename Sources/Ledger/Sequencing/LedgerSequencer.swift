@@ -147,17 +147,17 @@ package final class LedgerSequencer: AuditTrail, Service {
                     self.wake()
                 }
             }
-            // On SQLite the loop runs on the writer's thread: a wake-up, the batch's entries and hashes and
-            // its transaction then take no hop between them.
-            await withTaskExecutorPreference(database.writeExecutor) {
-                for await _ in wakeups.cancelOnGracefulShutdown() {
-                    do {
-                        while try await drain() > 0 {}
-                    } catch is CancellationError {
-                        break
-                    } catch {
-                        logger.error("ledger batch failed; retrying at the next poll", metadata: ["portal.error": "\(error)"])
-                    }
+            // Not under the writer thread's executor preference: the shutdown-aware sequence is a merge
+            // (swift-async-algorithms) that holds its lock across an await, and under a preference that
+            // await consults the task's status lock, which a cancellation on another thread holds while it
+            // waits for the merge's lock: a deadlock (seen in the append benchmark; docs/decisions.md).
+            for await _ in wakeups.cancelOnGracefulShutdown() {
+                do {
+                    while try await drain() > 0 {}
+                } catch is CancellationError {
+                    break
+                } catch {
+                    logger.error("ledger batch failed; retrying at the next poll", metadata: ["portal.error": "\(error)"])
                 }
             }
             group.cancelAll()
