@@ -24,7 +24,7 @@ struct SQLiteDriverTests {
             try await db.write { tx in
                 try await tx.raw("""
                     INSERT INTO probe VALUES (\(bind: time), \(bind: id), \(bind: Data([0, 1, 255])), \(bind: Data()),
-                    \(bind: "née ✓"), \(bind: ""), \(bind: Int64.min), \(bind: 0.5), \(bind: true), \(bind: Optional<String>.none))
+                    \(bind: "née ✓ \u{0} after a NUL"), \(bind: ""), \(bind: Int64.min), \(bind: 0.5), \(bind: true), \(bind: Optional<String>.none))
                     """).run()
             }
             let row = try #require(try await db.read { tx in
@@ -38,7 +38,7 @@ struct SQLiteDriverTests {
             #expect(try row.decode(column: "u", as: String.self) == id.uuidString)
             #expect(try row.decode(column: "d", as: Data.self) == Data([0, 1, 255]))
             #expect(try row.decode(column: "e", as: Data.self) == Data())
-            #expect(try row.decode(column: "s", as: String.self) == "née ✓")
+            #expect(try row.decode(column: "s", as: String.self) == "née ✓ \u{0} after a NUL")
             #expect(try row.decode(column: "empty", as: String.self) == "")
             #expect(try row.decode(column: "i", as: Int64.self) == Int64.min)
             #expect(try row.decode(column: "f", as: Double.self) == 0.5)
