@@ -12,22 +12,20 @@ import Synchronization
 final class SQLiteConnectionPool: Sendable {
     private struct State {
         var idle: [SQLiteHandle] = []
-        var openCount = 0
         var waiters: [CheckedContinuation<SQLiteHandle, any Error>] = []
         var closed = false
-        /// Threads without a connection: a connection opened takes one, one discarded gives it back.
+        /// Threads without a connection (so the pool may open as many more): a connection opened takes one,
+        /// one discarded gives it back.
         var freeThreads: [SQLiteThread]
     }
 
     private let path: String
-    private let maximum: Int
     private let state: Mutex<State>
     /// The pool's threads, one per connection it may open.
-    let threads: [SQLiteThread]
+    private let threads: [SQLiteThread]
 
     init(path: String, maximum: Int, name: String) {
         self.path = path
-        self.maximum = maximum
         threads = (1...maximum).map { SQLiteThread(name: "sqlite-\(name)-\($0)") }
         state = Mutex(State(freeThreads: threads.reversed()))
     }
@@ -44,10 +42,7 @@ final class SQLiteConnectionPool: Sendable {
         let next: Next = state.withLock { state in
             if state.closed { return .closed }
             if let connection = state.idle.popLast() { return .lent(connection) }
-            if state.openCount < maximum, let thread = state.freeThreads.popLast() {
-                state.openCount += 1
-                return .open(thread)
-            }
+            if let thread = state.freeThreads.popLast() { return .open(thread) }
             return .wait
         }
         switch next {
@@ -57,10 +52,7 @@ final class SQLiteConnectionPool: Sendable {
             do {
                 return try await open(on: thread)
             } catch {
-                state.withLock { state in
-                    state.openCount -= 1
-                    state.freeThreads.append(thread)
-                }
+                state.withLock { $0.freeThreads.append(thread) }
                 throw error
             }
         case .wait:
@@ -84,10 +76,7 @@ final class SQLiteConnectionPool: Sendable {
     func release(_ connection: SQLiteHandle) {
         enum Then { case closeIt, handTo(CheckedContinuation<SQLiteHandle, any Error>), keep }
         let then: Then = state.withLock { state in
-            if state.closed {
-                state.openCount -= 1
-                return .closeIt
-            }
+            if state.closed { return .closeIt }
             if !state.waiters.isEmpty { return .handTo(state.waiters.removeFirst()) }
             state.idle.append(connection)
             return .keep
@@ -102,10 +91,7 @@ final class SQLiteConnectionPool: Sendable {
     /// Drops a connection whose state is unknown (a failed rollback), so the next user gets a fresh one.
     func discard(_ connection: SQLiteHandle) {
         connection.close()
-        state.withLock { state in
-            state.openCount -= 1
-            state.freeThreads.append(connection.thread)
-        }
+        state.withLock { $0.freeThreads.append(connection.thread) }
     }
 
     /// Closes every idle connection; connections in use close when released.
@@ -113,7 +99,6 @@ final class SQLiteConnectionPool: Sendable {
         let (idle, waiters) = state.withLock { state in
             state.closed = true
             defer {
-                state.openCount -= state.idle.count
                 state.idle.removeAll()
                 state.waiters.removeAll()
             }

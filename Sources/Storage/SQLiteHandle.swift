@@ -153,19 +153,16 @@ final class SQLiteHandle: @unchecked Sendable { // lent to one task at a time by
         guard let handle else { throw SQLiteFailure(code: SQLITE_MISUSE, message: "the connection is closed") }
         if statements.count >= Self.cachedStatementLimit { evictLeastRecentlyUsed() }
         var pointer: OpaquePointer?
-        var tail: UnsafePointer<CChar>?
+        var trailing = false
         let status = sql.withCString { text in
+            var tail: UnsafePointer<CChar>?
             let status = sqlite_nio_sqlite3_prepare_v3(handle, text, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &pointer, &tail)
             // One statement per call: text after the first statement would be silently ignored.
-            if status == SQLITE_OK, let tail, !String(cString: tail).allSatisfy(\.isWhitespace) {
-                return SQLITE_MISUSE
-            }
+            if let tail { trailing = !String(cString: tail).allSatisfy(\.isWhitespace) }
             return status
         }
-        guard status == SQLITE_OK, let pointer else {
-            let error = status == SQLITE_MISUSE && pointer != nil
-                ? SQLiteFailure(code: status, message: "one statement per call")
-                : failure(status)
+        guard status == SQLITE_OK, !trailing, let pointer else {
+            let error = status == SQLITE_OK ? SQLiteFailure(code: SQLITE_MISUSE, message: trailing ? "one statement per call" : "no statement in the text") : failure(status)
             sqlite_nio_sqlite3_finalize(pointer)
             throw error
         }

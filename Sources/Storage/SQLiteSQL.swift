@@ -121,20 +121,17 @@ extension SQLiteValue {
         }
     }
 
+    /// An INTEGER value as `T`, when it fits.
+    func exactInteger<T: FixedWidthInteger>(as type: T.Type) -> T? {
+        guard case .integer(let value) = self else { return nil }
+        return T(exactly: value)
+    }
+
     var integer: Int64? {
         switch self {
         case .integer(let value): value
         case .real(let value): Int64(exactly: value.rounded(.towardZero))
         case .text(let text): Int64(text)
-        case .blob, .null: nil
-        }
-    }
-
-    var real: Double? {
-        switch self {
-        case .integer(let value): Double(value)
-        case .real(let value): value
-        case .text(let text): Double(text)
         case .blob, .null: nil
         }
     }
@@ -158,32 +155,20 @@ extension String: SQLiteValueConvertible {
     var sqliteValue: SQLiteValue { .text(self) }
 }
 
-extension Int: SQLiteValueConvertible {
+/// Integers are read only from INTEGER values, and only when they fit (never converted from text or
+/// truncated from REAL, as sqlite-nio did not either).
+extension SQLiteValueConvertible where Self: FixedWidthInteger {
     init?(sqliteValue: SQLiteValue) {
-        guard case .integer(let value) = sqliteValue, let exact = Int(exactly: value) else { return nil }
+        guard let exact = sqliteValue.exactInteger(as: Self.self) else { return nil }
         self = exact
     }
 
     var sqliteValue: SQLiteValue { .integer(Int64(self)) }
 }
 
-extension Int64: SQLiteValueConvertible {
-    init?(sqliteValue: SQLiteValue) {
-        guard case .integer(let value) = sqliteValue else { return nil }
-        self = value
-    }
-
-    var sqliteValue: SQLiteValue { .integer(self) }
-}
-
-extension Int32: SQLiteValueConvertible {
-    init?(sqliteValue: SQLiteValue) {
-        guard case .integer(let value) = sqliteValue, let exact = Int32(exactly: value) else { return nil }
-        self = exact
-    }
-
-    var sqliteValue: SQLiteValue { .integer(Int64(self)) }
-}
+extension Int: SQLiteValueConvertible {}
+extension Int64: SQLiteValueConvertible {}
+extension Int32: SQLiteValueConvertible {}
 
 extension Double: SQLiteValueConvertible {
     init?(sqliteValue: SQLiteValue) {
@@ -381,7 +366,7 @@ private struct SQLiteSingleValueDecoder: Decoder, SingleValueDecodingContainer {
     }
 
     private func narrow<T: FixedWidthInteger>(_ type: T.Type) throws -> T {
-        guard case .integer(let integer) = value, let exact = T(exactly: integer) else {
+        guard let exact = value.exactInteger(as: T.self) else {
             throw DecodingError.typeMismatch(T.self, .init(codingPath: [], debugDescription: "cannot read \(value.kind) as \(T.self)"))
         }
         return exact

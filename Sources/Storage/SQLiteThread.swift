@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 /// One thread that runs the jobs of the tasks that prefer it: the home of one SQLite connection.
 ///
@@ -18,8 +17,6 @@ final class SQLiteThread: TaskExecutor, @unchecked Sendable { // the queue and f
     private var queue: [UnownedJob] = []
     private var stopping = false
     private var exited = false
-    /// The thread's `pthread_self()`, once it runs.
-    private let identity = Atomic<UInt>(0)
 
     init(name: String) {
         let thread = Thread { [self] in serve(name: name) }
@@ -39,23 +36,18 @@ final class SQLiteThread: TaskExecutor, @unchecked Sendable { // the queue and f
         condition.unlock()
     }
 
-    /// Whether the caller runs on this thread.
-    var isCurrent: Bool { identity.load(ordering: .relaxed) == UInt(bitPattern: Int(bitPattern: pthread_self())) }
-
     /// Runs `operation` on this thread and comes back off it.
     ///
     /// Preferring a task executor does not move a task that is already running on the global executor: it
     /// takes effect at the task's next suspension (the standard library's `withTaskExecutorPreference` does
     /// not hop). So the hop in is made here with a yield, and so is the hop out, so that what the caller
     /// does next (encoding a response, say) is not done on this thread, where it would hold up the next
-    /// transaction. A caller already on this thread (a transaction's body opening another use of the same
-    /// connection) runs `operation` as it is, without either hop.
+    /// transaction.
     ///
     /// Only the transaction's body runs under the preference. Code that holds a lock across an await must
     /// not: under a preference the await consults the task's status lock, which a cancellation holds while
     /// its handlers run (swift-async-algorithms' merge deadlocked so, see docs/decisions.md).
     func run<T: Sendable>(_ operation: () async throws -> T) async throws -> T {
-        if isCurrent { return try await operation() }
         let result: Result<T, any Error> = await withTaskExecutorPreference(self) {
             await Task.yield()
             do {
@@ -79,7 +71,6 @@ final class SQLiteThread: TaskExecutor, @unchecked Sendable { // the queue and f
     private func serve(name: String) {
         // Set from the thread itself, so that the kernel's name (what profilers and `top -H` show) is set too.
         Thread.current.name = name
-        identity.store(UInt(bitPattern: Int(bitPattern: pthread_self())), ordering: .relaxed)
         var batch: [UnownedJob] = []
         while true {
             condition.lock()
