@@ -23,24 +23,24 @@ package enum AdvisoryLock: Sendable, Equatable {
 
     /// The lock's key as SQL: one `bigint`, or a pair of `int`s (a class and a hashed identifier).
     private var key: SQLQueryString {
+        if let (lockClass, text) = pair { return "\(unsafeRaw: String(lockClass)), hashtext(\(bind: text))" }
         switch self {
         case .migrations: return "7461839201"
-        case .ledger(let id): return "7461839, hashtext(\(bind: id.uuidString.lowercased()))"
-        case .checkpoint(let id): return "7461840, hashtext(\(bind: id.uuidString.lowercased()))"
         case .signingKeys: return "7461841"
-        case .integrationToken(let id): return "7461842, hashtext(\(bind: id.uuidString.lowercased()))"
         case .alertSilences(let id): return "hashtext(\(bind: "alert_silences:" + id.uuidString.lowercased()))"
+        case .ledger, .checkpoint, .integrationToken: return "0" // never reached: these keys have a pair
         }
     }
 
-    /// The ledger lock's key as its two parts, a class and the text hashed by `hashtext`, for the
-    /// `portal_ledger_append` function, which takes the lock itself (``LedgerStore/append(_:expected:entries:tiles:head:at:)``).
-    package var pair: (Int32, String) {
+    /// A two-part key: a class and the text PostgreSQL hashes with `hashtext`; nil for the other keys. The
+    /// `portal_ledger_append` function takes the ledger's lock itself from these parts
+    /// (``LedgerStore/append(_:expected:entries:tiles:head:at:)``).
+    package var pair: (Int32, String)? {
         switch self {
         case .ledger(let id): return (7461839, id.uuidString.lowercased())
         case .checkpoint(let id): return (7461840, id.uuidString.lowercased())
         case .integrationToken(let id): return (7461842, id.uuidString.lowercased())
-        case .migrations, .signingKeys, .alertSilences: return (0, "")
+        case .migrations, .signingKeys, .alertSilences: return nil
         }
     }
 

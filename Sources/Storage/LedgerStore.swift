@@ -128,7 +128,7 @@ package struct LedgerStore {
     ) async throws -> Bool {
         switch db.backend {
         case .postgres:
-            let (lockClass, lockText) = AdvisoryLock.ledger(org).pair
+            guard let (lockClass, lockText) = AdvisoryLock.ledger(org).pair else { return false }
             let row = try await db.raw("""
                 SELECT portal_ledger_append(
                   \(bind: org), \(bind: lockClass), \(bind: lockText), \(bind: expected.size), \(bind: ByteBuffer(bytes: expected.lastHash)),
@@ -140,11 +140,17 @@ package struct LedgerStore {
             return try row?.decode(column: "appended", as: Bool.self) ?? false
         case .sqlite:
             guard try await self.head(org) == expected else { return false }
-            try await insertEntries(org, entries)
-            for tile in tiles { try await putTile(org, level: tile.level, index: tile.index, hashes: tile.hashes) }
-            try await setHead(org, head, at: time)
+            try await write(org, entries: entries, tiles: tiles, head: head, at: time)
             return true
         }
+    }
+
+    /// Writes a batch's entries, changed tiles and new head, unconditionally: for an appender holding the
+    /// ledger's lock that has just read the head (or found none).
+    package func write(_ org: UUID, entries: [LedgerEntryRow], tiles: [LedgerTileRow], head: LedgerHead, at time: Date) async throws {
+        try await insertEntries(org, entries)
+        for tile in tiles { try await putTile(org, level: tile.level, index: tile.index, hashes: tile.hashes) }
+        try await setHead(org, head, at: time)
     }
 
     /// Organizations that have a ledger, with their slugs.

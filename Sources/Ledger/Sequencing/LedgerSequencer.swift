@@ -303,11 +303,7 @@ package final class LedgerSequencer: AuditTrail, Service {
             state = LedgerEdge(slug: slug, head: head, edge: TileEdge(size: head.size, tiles: tiles), appended: 0)
         }
         let batch = try Self.extend(state, with: events)
-        try await store.insertEntries(organizationID, batch.rows)
-        for tile in batch.tiles {
-            try await store.putTile(organizationID, level: tile.level, index: tile.index, hashes: tile.hashes)
-        }
-        try await store.setHead(organizationID, batch.edge.head, at: now)
+        try await store.write(organizationID, entries: batch.rows, tiles: batch.tiles, head: batch.edge.head, at: now)
         return batch.edge
     }
 
