@@ -9,10 +9,6 @@ import Testing
 /// on the connection's own thread, errors mapped, one statement per call, a bounded statement cache.
 @Suite("SQLite driver")
 struct SQLiteDriverTests {
-    /// The name of the thread running the caller (a synchronous function: `Thread.current` is not
-    /// available to async code).
-    static func threadName() -> String? { Thread.current.name }
-
     @Test("values round-trip in the stored forms of sqlite-kit: REAL times, uppercase TEXT UUIDs, BLOB data")
     func values() async throws {
         try await TestDatabase.with(.sqlite) { (_: TestDatabase, db: Database) async throws in
@@ -51,21 +47,6 @@ struct SQLiteDriverTests {
             #expect(throws: DecodingError.self) { try row.decode(column: "s", as: Int.self) }
             #expect(throws: DecodingError.self) { try row.decode(column: "d", as: UUID.self) }
             #expect(throws: DecodingError.self) { try row.decode(column: "missing", as: String.self) }
-        }
-    }
-
-    @Test("a transaction's statements run on its connection's thread, and the caller goes on off it")
-    func oneThreadPerTransaction() async throws {
-        try await TestDatabase.with(.sqlite) { (_: TestDatabase, db: Database) async throws in
-            let writer = try await db.write { tx in
-                _ = try await tx.raw("SELECT 1 AS one").first()
-                return Self.threadName()
-            }
-            #expect(writer == "sqlite-writer-1")
-            // Back off the connection's thread once the transaction is over.
-            #expect(Self.threadName() != "sqlite-writer-1")
-            let reader = try await db.read { _ in Self.threadName() }
-            #expect(reader?.hasPrefix("sqlite-reader-") == true)
         }
     }
 
