@@ -7,9 +7,10 @@ set -euo pipefail
 
 want=(libzstd-dev pkg-config curl)
 if [ "${1:-run}" = test ] || [ "${1:-run}" = bench ]; then
-  # prometheus: promtool checks the /metrics exposition and the dashboards' alerting rules; iproute2: the
+  # prometheus: promtool checks the /metrics exposition and the dashboards' alerting rules; chromium and
+  # chromium-driver: the console's browser tests; iproute2: the
   # contract test's loopback-only network namespace.
-  want+=(postgresql jq python3-venv zstd prometheus iproute2)
+  want+=(postgresql jq python3-venv zstd prometheus iproute2 chromium chromium-driver)
 fi
 if [ "${1:-run}" = bench ]; then
   want+=(openssl time nginx wrk)

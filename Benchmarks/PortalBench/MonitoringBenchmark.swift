@@ -110,7 +110,12 @@ struct MonitoringBenchmark {
         let database = "sqlite://\(work.path)/portal.sqlite"
         let metricsToken = "bench-metrics-token-\(UUID().uuidString)"
         setenv("PORTAL_METRICS_TOKEN", metricsToken, 1)
-        defer { unsetenv("PORTAL_METRICS_TOKEN") }
+        // 1,000 integrations: twice the default per-organization bound (PORTAL_MAX_INTEGRATIONS, issue 16).
+        setenv("PORTAL_MAX_INTEGRATIONS", "1000", 1)
+        defer {
+            unsetenv("PORTAL_METRICS_TOKEN")
+            unsetenv("PORTAL_MAX_INTEGRATIONS")
+        }
         let pid = try ChildProcess.spawn(portal, [
             "serve", "--port", String(port), "--database", database, "--master-key-file", try benchKeyFile(work), "--outbound-allow", "127.0.0.1", "--log-level", "error",
         ], output: work.appendingPathComponent("portal.log").path)

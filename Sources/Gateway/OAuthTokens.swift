@@ -374,7 +374,7 @@ final class OAuthTokens: Sendable {
     }
 
     static func base64URL(_ bytes: [UInt8]) -> String {
-        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        Base64URL.encode(bytes)
     }
 
     /// Records a failed grant (backoff, `token.refresh_failed`, status `error` once exhausted) and throws.

@@ -153,9 +153,13 @@ package struct IntegrationStore {
     }
 
     /// Integrations of an organization, newest first, after the cursor id.
-    package func list(organizationID: UUID, limit: Int, before cursor: UUID?, includeDeleted: Bool) async throws -> [IntegrationRecord] {
+    package func list(
+        organizationID: UUID, limit: Int, before cursor: UUID?, includeDeleted: Bool, type: IntegrationType? = nil, status: IntegrationStatus? = nil
+    ) async throws -> [IntegrationRecord] {
         var query = SQLQueryString("SELECT \(unsafeRaw: Self.columns) FROM integrations WHERE organization_id = \(bind: organizationID)")
         if !includeDeleted { query = query + " AND deleted_at IS NULL" }
+        if let type { query = query + " AND type = \(bind: type.rawValue)" }
+        if let status { query = query + " AND status = \(bind: status.rawValue)" }
         if let cursor { query = query + " AND id < \(bind: cursor)" }
         query = query + " ORDER BY id DESC LIMIT \(bind: limit)"
         let backend = db.backend

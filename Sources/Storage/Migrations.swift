@@ -706,5 +706,25 @@ enum Schema {
                 """,
             ]
         }),
+        // Issue 20: the web console's sessions. The cookie's secret is stored as its SHA-256 only; a session
+        // acts as the API token that signed in, and ends with it.
+        Migration(version: 16, name: "console sessions", statements: { _ in
+            [
+                """
+                CREATE TABLE console_sessions (
+                  id {uuid} PRIMARY KEY,
+                  secret_hash TEXT NOT NULL UNIQUE,
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  token_id {uuid} NOT NULL REFERENCES api_tokens(id),
+                  created_at {time} NOT NULL,
+                  last_seen_at {time} NOT NULL,
+                  expires_at {time} NOT NULL,
+                  ended_at {time},
+                  end_reason TEXT
+                )
+                """,
+                "CREATE INDEX console_sessions_token ON console_sessions (token_id, created_at)",
+            ]
+        }),
     ]
 }

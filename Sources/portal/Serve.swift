@@ -91,7 +91,8 @@ struct Serve: AsyncParsableCommand {
 
                   \(token)
 
-                Try: curl -H "Authorization: Bearer \(token)" \(consoleURL)/portal/whoami
+                Sign in to the web console at \(consoleURL)/console/ with it, or
+                try: curl -H "Authorization: Bearer \(token)" \(consoleURL)/portal/whoami
 
                 """.utf8))
         }, onMetricsToken: { token in

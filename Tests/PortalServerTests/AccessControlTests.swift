@@ -18,7 +18,7 @@ struct AccessControlTests {
             settings.databaseURL = "sqlite:///tmp/portal-unused-\(UUID().uuidString).sqlite"
             settings.masterKey = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
             let database = try Database(url: settings.databaseURL, logger: quietLogger)
-            return buildRouter(services: try PortalServices(settings: settings, database: database, logger: quietLogger)).1
+            return try buildRouter(services: try PortalServices(settings: settings, database: database, logger: quietLogger)).1
         }
     }
 

@@ -123,6 +123,35 @@ struct IntegrationAPITests {
             expectProblem(try await portal.call(.get, "/portal/integrations?cursor=zzz", token: portal.token("acme.auditor")), .unprocessableContent)
         }
     }
+
+    @Test("the list filters by type and status; an unknown value is a 422 naming the parameter", arguments: Backend.available)
+    func listFilters(backend: Backend) async throws {
+        try await withPortal(backend) { portal in
+            let admin = portal.token("acme.admin")
+            let enterprise = try await portal.createIntegration(name: "Enterprise one")
+            let created = try await portal.call(.post, "/portal/integrations", token: admin, json: BadInputTests.valid)
+            let okta = try #require(created.json.objectValue?["id"]?.stringValue)
+            #expect(try await portal.call(.patch, "/portal/integrations/\(okta)", token: admin, json: #"{"status":"inactive"}"#).status == .ok)
+            func ids(_ query: String) async throws -> [String] {
+                let listed = try await portal.call(.get, "/portal/integrations\(query)", token: admin)
+                #expect(listed.status == .ok, "\(listed.body.string)")
+                return (listed.json.objectValue?["items"]?.arrayValue ?? []).compactMap { $0.objectValue?["id"]?.stringValue }
+            }
+            #expect(try await ids("?type=enterprise") == [enterprise])
+            #expect(try await ids("?type=identity_provider") == [okta])
+            #expect(try await ids("?status=inactive") == [okta])
+            #expect(try await ids("?status=active&type=enterprise") == [enterprise])
+            #expect(try await ids("?status=pending").isEmpty)
+            // Scoped like every list: globex sees none of acme's.
+            let foreign = try await portal.call(.get, "/portal/integrations?type=enterprise", token: portal.token("globex.admin"))
+            #expect(foreign.json.objectValue?["items"]?.arrayValue?.isEmpty == true)
+            for (query, pointer) in [("?type=crm", "?type"), ("?status=deleted", "?status")] {
+                let bad = try await portal.call(.get, "/portal/integrations\(query)", token: admin)
+                let pointers = expectProblem(bad, .unprocessableContent)["errors"]?.arrayValue?.compactMap { $0.objectValue?["pointer"]?.stringValue }
+                #expect(pointers == [pointer], "\(query)")
+            }
+        }
+    }
 }
 
 @Suite("Token management API")

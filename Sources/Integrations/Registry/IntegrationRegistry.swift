@@ -93,7 +93,9 @@ package struct IntegrationRegistry: Sendable {
     }
 
     /// The organization's integrations, newest first.
-    package func list(organizationID: UUID, limit: Int, cursor: String?, includeDeleted: Bool) async throws -> Page<IntegrationView> {
+    package func list(
+        organizationID: UUID, limit: Int, cursor: String?, includeDeleted: Bool, type: IntegrationType? = nil, status: IntegrationStatus? = nil
+    ) async throws -> Page<IntegrationView> {
         let after = try cursor.map { c throws(PortalError) -> UUID in
             guard let id = UUID(uuidString: c) else {
                 throw PortalError.validation([.init(pointer: "?cursor", message: "is not a cursor this API returned")])
@@ -102,7 +104,7 @@ package struct IntegrationRegistry: Sendable {
         }
         let (records, stats, secrets) = try await database.read { db in
             let records = try await IntegrationStore(db).list(
-                organizationID: organizationID, limit: limit + 1, before: after, includeDeleted: includeDeleted
+                organizationID: organizationID, limit: limit + 1, before: after, includeDeleted: includeDeleted, type: type, status: status
             )
             let page = Array(records.prefix(limit))
             let stats = try await IntegrationStore(db).requestStats(organizationID: organizationID, ids: page.map(\.id))

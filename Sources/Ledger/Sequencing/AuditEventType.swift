@@ -17,6 +17,9 @@ package enum AuditEventType: String, Sendable, CaseIterable, Codable {
     case apitokenRevoked = "apitoken.revoked"
     case apitokenUsedExpired = "apitoken.used_expired"
 
+    case sessionEnded = "session.ended"
+    case sessionStarted = "session.started"
+
     case tokenIssued = "token.issued"
     case tokenRefreshFailed = "token.refresh_failed"
     case tokenRefreshed = "token.refreshed"

@@ -42,7 +42,7 @@ package func buildApplication(_ configuration: ServerConfiguration) throws -> so
         settings: configuration.settings, database: database, clock: configuration.clock, logger: logger
     )
     configuration.onServices?(services)
-    let (router, _) = buildRouter(services: services)
+    let (router, _) = try buildRouter(services: services)
     let schemaReady = Gate()
     var app = Application(
         router: router,
@@ -71,7 +71,7 @@ package func buildApplication(_ configuration: ServerConfiguration) throws -> so
 }
 
 /// The router with every route and middleware, and the table of routes it serves.
-package func buildRouter(services: PortalServices) -> (Router<PortalRequestContext>, [APIRoute]) {
+package func buildRouter(services: PortalServices) throws -> (Router<PortalRequestContext>, [APIRoute]) {
     let router = Router(context: PortalRequestContext.self)
     router.add(middleware: RequestLogMiddleware())
     router.add(middleware: BodyLimitMiddleware(limit: services.maxBodyBytes))
@@ -107,8 +107,15 @@ package func buildRouter(services: PortalServices) -> (Router<PortalRequestConte
     LedgerRoutes(
         checkpointer: services.checkpointer, database: services.database, ledgerReader: services.ledgerReader
     ).register(on: ledger, table: table)
+    // The web console: its pages call the routes above in process, as the signed-in token.
+    let console = ConsoleAPI()
+    ConsoleRoutes(
+        api: console, sessions: services.consoleSessions, view: try ConsoleView(), failures: services.authFailures,
+        secureCookies: services.publicURL.hasPrefix("https://"), maxBodyBytes: services.maxBodyBytes
+    ).register(on: router)
     // Added last, so it wraps only the not-found responder: a known path with another method is a 405.
     router.add(middleware: MethodNotAllowedMiddleware(routes: table.routes))
+    console.attach(router.buildResponder())
     return (router, table.routes)
 }
 

@@ -16,6 +16,8 @@ package struct PortalServices: Sendable {
     package let database: Database
     package let vault: CredentialVault
     package let tokens: APITokenAuthority
+    /// Web console sessions, each acting as the API token that signed in.
+    package let consoleSessions: ConsoleSessions
     package let integrations: IntegrationRegistry
     /// Outbound calls through integrations.
     package let gateway: Gateway
@@ -86,6 +88,7 @@ package struct PortalServices: Sendable {
         // per key and minute by one recorder, not appended one entry per request.
         authFailures = AuthFailureRecorder(audit: ledger, key: vault.derivedKey("auth-failure-sources"), clock: clock, logger: logger)
         tokens = APITokenAuthority(database: database, audit: ledger, clock: clock, ids: ids, failures: authFailures)
+        consoleSessions = ConsoleSessions(database: database, audit: ledger, clock: clock, tokens: tokens, ids: ids)
         integrations = IntegrationRegistry(database: database, vault: vault, audit: ledger, clock: clock, ids: ids, maxIntegrations: settings.quotas.integrations)
         catalog = try ProviderCatalog.load(path: settings.catalogPath)
         let instance = ids.next().uuidString.lowercased()

@@ -49,10 +49,7 @@ package struct APITokenAuthority: Sendable {
     static func generate() -> String {
         var rng = SystemRandomNumberGenerator()
         let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) }
-        let base64 = Data(bytes).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
-        return prefix + base64
+        return prefix + Base64URL.encode(bytes)
     }
 
     /// Issues a token inside the caller's transaction, with its `apitoken.created` entry; returns the

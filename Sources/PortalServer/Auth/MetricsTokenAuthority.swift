@@ -28,7 +28,7 @@ package final class MetricsTokenAuthority: Sendable {
             if try await store.digest(name: Self.secretName) != nil { return nil }
             var bytes = [UInt8](repeating: 0, count: 32)
             for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }
-            let token = "pmt_" + Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+            let token = "pmt_" + Base64URL.encode(bytes)
             try await store.insert(name: Self.secretName, digest: Array(SHA256.hash(data: Array(token.utf8))), at: now)
             return token
         }

@@ -73,6 +73,17 @@ extension Request {
         }
     }
 
+    /// A query parameter naming one of `E`'s values, nil when absent; anything else is a 422 naming it.
+    package func queryChoice<E: RawRepresentable & CaseIterable>(_ name: String, _ type: E.Type) throws(PortalError) -> E?
+    where E.RawValue == String {
+        guard let text = uri.queryParameters[name[...]] else { return nil }
+        guard let value = E(rawValue: String(text)) else {
+            let allowed = E.allCases.map { "'\($0.rawValue)'" }.joined(separator: ", ")
+            throw PortalError.validation([.init(pointer: "?\(name)", message: "must be one of \(allowed)")])
+        }
+        return value
+    }
+
     /// A string query parameter, if present.
     package func queryString(_ name: String) -> String? {
         uri.queryParameters[name[...]].map(String.init)

@@ -133,7 +133,9 @@ struct IntegrationRoutes {
                 organizationID: principal.organizationID,
                 limit: try request.queryInteger("limit", default: 100, in: 1...1000),
                 cursor: request.queryString("cursor"),
-                includeDeleted: try request.queryBool("includeDeleted", default: false)
+                includeDeleted: try request.queryBool("includeDeleted", default: false),
+                type: try request.queryChoice("type", IntegrationType.self),
+                status: try request.queryChoice("status", IntegrationStatus.self)
             )
             return JSONOutput.response(page)
         }

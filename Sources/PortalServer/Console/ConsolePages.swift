@@ -1,0 +1,279 @@
+import Foundation
+import Hummingbird
+import Ledger
+import PortalCore
+
+/// The console's pages: each reads the API routes that feed it, as the session's token.
+struct ConsolePages: Sendable {
+    let api: ConsoleAPI
+
+    static let integrationTypes = ["identity_provider", "cloud_storage", "analytics", "communication", "security", "enterprise"]
+    static let integrationStatuses = ["active", "inactive", "error", "pending"]
+    static let windows = ["1h", "24h", "7d"]
+
+    func register(_ routes: ConsoleRoutes, on router: Router<PortalRequestContext>) {
+        routes.page(router, .get, "/console/integrations") { _, context, page in try await integrations(page, context) }
+        routes.page(router, .get, "/console/integrations/{id}") { _, context, page in
+            try await integration(page, context, id: context.parameters.get("id") ?? "")
+        }
+        routes.page(router, .get, "/console/alerts") { _, context, page in try await alerts(page, context) }
+        routes.page(router, .get, "/console/ledger") { _, context, page in try await ledger(page, context) }
+        routes.page(router, .get, "/console/tokens") { _, context, page in try await tokens(page, context, created: nil, errors: [:]) }
+        routes.page(router, .post, "/console/tokens") { _, context, page in try await createToken(page, context) }
+        routes.page(router, .post, "/console/tokens/{id}/revoke") { _, context, page in
+            try await revokeToken(page, context, id: context.parameters.get("id") ?? "")
+        }
+    }
+
+    // MARK: Integrations
+
+    private func integrations(_ page: ConsolePage, _ context: PortalRequestContext) async throws -> Response {
+        let type = page.parameter("type").flatMap { Self.integrationTypes.contains($0) ? $0 : nil }
+        let status = page.parameter("status").flatMap { Self.integrationStatuses.contains($0) ? $0 : nil }
+        var path = "/portal/integrations?limit=50"
+        if let type { path += "&type=\(type)" }
+        if let status { path += "&status=\(status)" }
+        if let cursor = page.parameter("cursor") { path += "&cursor=\(ConsoleForm.encode(cursor))" }
+        async let listed = api.fetch(path, as: page.principal, context: context)
+        async let summarized = api.fetch("/portal/metrics/summary?window=1h", as: page.principal, context: context)
+        let list = try await listed
+        let summary = try await summarized
+        var byID: [String: [String: JSONValue]] = [:]
+        for item in summary.objectValue?["integrations"]?.arrayValue ?? [] {
+            if let m = item.objectValue, let id = m["integrationId"]?.stringValue { byID[id] = m }
+        }
+        let rows: [[String: Any]] = (list.objectValue?["items"]?.arrayValue ?? []).compactMap(\.objectValue).map { item in
+            let id = item["id"]?.stringValue ?? ""
+            let live = byID[id] ?? [:]
+            let totals = item["metrics"]?.objectValue ?? [:]
+            let health = live["health"]?.stringValue ?? "idle"
+            var row: [String: Any] = [
+                "id": id, "name": item["name"]?.stringValue ?? "", "type": item["type"]?.stringValue ?? "",
+                "status": item["status"]?.stringValue ?? "", "statusBadge": Show.badge(item["status"]?.stringValue),
+                "health": health, "healthBadge": Show.badge(health),
+                "requests": Show.count(totals["totalRequests"]), "successRate": Show.percent(totals["successRate"]),
+                "average": Show.milliseconds(totals["averageResponseTime"]), "p95": Show.milliseconds(live["p95ResponseTime"]),
+                "hourRequests": Show.count(live["totalRequests"]), "hourErrorRate": Show.percent(live["errorRate"]),
+            ]
+            if let last = item["lastSync"]?.stringValue ?? item["lastSyncAt"]?.stringValue { row["lastSync"] = Show.time(.string(last)) }
+            if let error = live["lastError"]?.objectValue {
+                row["lastError"] = [error["message"]?.stringValue, error["category"]?.stringValue, Show.time(error["at"])]
+                    .compactMap { $0 }.joined(separator: " · ")
+            }
+            return row
+        }
+        var values: [String: Any] = [
+            "section": "Integrations", "rows": rows, "empty": rows.isEmpty,
+            "types": Self.integrationTypes.map { ["value": $0, "selected": $0 == type] },
+            "statuses": Self.integrationStatuses.map { ["value": $0, "selected": $0 == status] },
+            "totals": Show.context(summary.objectValue?["totals"] ?? .null) ?? [:],
+            "hourRequests": Show.count(summary.objectValue?["totals"]?.objectValue?["totalRequests"]),
+            "hourErrorRate": Show.percent(summary.objectValue?["totals"]?.objectValue?["errorRate"]),
+            "hourP95": Show.milliseconds(summary.objectValue?["totals"]?.objectValue?["p95ResponseTime"]),
+        ]
+        if let next = list.objectValue?["nextCursor"]?.stringValue {
+            var query = "cursor=\(ConsoleForm.encode(next))"
+            if let type { query += "&type=\(type)" }
+            if let status { query += "&status=\(status)" }
+            values["next"] = "/console/integrations?\(query)"
+        }
+        return try page.render("integrations", title: "Integrations", values)
+    }
+
+    private func integration(_ page: ConsolePage, _ context: PortalRequestContext, id: String) async throws -> Response {
+        guard UUID(uuidString: id) != nil else {
+            return try page.problem(.init(status: .notFound, json: ["detail": "no such integration"], headers: [:]))
+        }
+        let window = page.parameter("window").flatMap { Self.windows.contains($0) ? $0 : nil } ?? "1h"
+        let item = try await api.fetch("/portal/integrations/\(id)", as: page.principal, context: context)
+        async let metricsAnswer = api.fetch("/portal/integrations/\(id)/metrics?window=\(window)", as: page.principal, context: context)
+        async let webhooksAnswer = api.call(.get, "/portal/integrations/\(id)/webhooks", as: page.principal, context: context)
+        let metrics = try await metricsAnswer.objectValue ?? [:]
+        let webhooks = try await webhooksAnswer
+        let object = item.objectValue ?? [:]
+        let credentials = (object["credentials"]?.objectValue ?? [:]).sorted { $0.key < $1.key }.map { ["name": $0.key, "masked": $0.value.stringValue ?? "••••"] }
+        var values: [String: Any] = [
+            "section": "Integrations", "id": id, "name": object["name"]?.stringValue ?? "",
+            "type": object["type"]?.stringValue ?? "", "authMethod": object["authMethod"]?.stringValue ?? "",
+            "baseUrl": object["baseUrl"]?.stringValue ?? "", "status": object["status"]?.stringValue ?? "",
+            "statusBadge": Show.badge(object["status"]?.stringValue), "credentials": credentials,
+            "createdAt": Show.time(object["createdAt"]) ?? "", "updatedAt": Show.time(object["updatedAt"]) ?? "",
+            "health": metrics["health"]?.stringValue ?? "idle", "healthBadge": Show.badge(metrics["health"]?.stringValue),
+            "windows": Self.windows.map { ["value": $0, "current": $0 == window, "href": "/console/integrations/\(id)?window=\($0)"] },
+            "window": window,
+            "requests": Show.count(metrics["totalRequests"]), "errorRate": Show.percent(metrics["errorRate"]),
+            "successRate": Show.percent(metrics["successRate"]), "average": Show.milliseconds(metrics["averageResponseTime"]),
+            "p50": Show.milliseconds(metrics["p50ResponseTime"]), "p95": Show.milliseconds(metrics["p95ResponseTime"]),
+            "p99": Show.milliseconds(metrics["p99ResponseTime"]),
+            "outcomes": (metrics["byOutcome"]?.objectValue ?? [:]).sorted { $0.key < $1.key }.map { ["name": $0.key, "count": Show.count($0.value)] },
+            "canManage": page.principal.role.allows(.manageIntegrations),
+        ]
+        if let error = metrics["lastError"]?.objectValue {
+            values["lastError"] = Show.context(.object(error)) ?? [:]
+        }
+        if webhooks.ok {
+            values["webhooks"] = (webhooks.json.objectValue?["items"]?.arrayValue ?? []).compactMap(\.objectValue).map { w -> [String: Any] in
+                [
+                    "name": w["name"]?.stringValue ?? "", "url": w["url"]?.stringValue ?? w["receiveUrl"]?.stringValue ?? "",
+                    "scheme": w["scheme"]?.stringValue ?? "", "events": (w["events"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", "),
+                ]
+            }
+        }
+        return try page.render("integration", title: object["name"]?.stringValue ?? "Integration", values)
+    }
+
+    // MARK: Alerts
+
+    private func alerts(_ page: ConsolePage, _ context: PortalRequestContext) async throws -> Response {
+        let answer = try await api.fetch("/portal/alerts", as: page.principal, context: context)
+        func rows(_ key: String) -> [[String: Any]] {
+            (answer.objectValue?[key]?.arrayValue ?? []).compactMap(\.objectValue).map { a in
+                var row = (Show.context(.object(a)) as? [String: Any]) ?? [:]
+                row["since"] = Show.time(a["startsAt"] ?? a["firedAt"] ?? a["since"]) ?? ""
+                row["ended"] = Show.time(a["endsAt"] ?? a["resolvedAt"]) ?? ""
+                row["labelText"] = (a["labels"]?.objectValue ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.stringValue ?? "")" }.joined(separator: ", ")
+                return row
+            }
+        }
+        let active = rows("active")
+        let recent = rows("recent")
+        return try page.render("alerts", title: "Alerts", [
+            "section": "Alerts", "active": active, "recent": recent, "noActive": active.isEmpty, "noRecent": recent.isEmpty,
+        ])
+    }
+
+    // MARK: Ledger
+
+    private func ledger(_ page: ConsolePage, _ context: PortalRequestContext) async throws -> Response {
+        let slug = page.principal.organizationSlug
+        async let checkpointAnswer = api.call(.get, "/ledger/\(slug)/checkpoint", as: page.principal, context: context)
+        async let keysAnswer = api.call(.get, "/ledger/\(slug)/keys", as: page.principal, context: context)
+        let checkpointResponse = try await checkpointAnswer
+        let keysResponse = try await keysAnswer
+        guard checkpointResponse.ok else { throw ConsolePageError(checkpointResponse) }
+        guard keysResponse.ok else { throw ConsolePageError(keysResponse) }
+        let note = checkpointResponse.json.stringValue ?? ""
+        let keys = keysResponse.json.stringValue ?? ""
+        let parsed = CheckpointText(note)
+        var values: [String: Any] = [
+            "section": "Ledger", "slug": slug, "checkpoint": note, "keys": keys,
+            "origin": parsed.origin, "size": Show.count(.int(parsed.size)), "root": parsed.root,
+            "signatures": parsed.signatures.map { ["name": $0.name, "keyID": $0.keyID, "algorithm": $0.algorithm] },
+            "verifierKeys": keys.split(separator: "\n").map { line -> [String: Any] in
+                // name+keyID+base64, where the base64 part may itself contain "+".
+                let parts = line.split(separator: "+", maxSplits: 2)
+                return ["line": String(line), "name": parts.first.map(String.init) ?? "", "keyID": parts.count > 1 ? String(parts[1]) : "",
+                        "algorithm": CheckpointText.algorithm(ofKey: parts.count > 2 ? String(parts[2]) : "")]
+            },
+        ]
+        if let seqText = page.parameter("seq") {
+            values["seq"] = seqText
+            guard let seq = Int64(seqText), seq >= 0 else {
+                values["lookupError"] = "A sequence number is a whole number from 0."
+                return try page.render("ledger", title: "Ledger", values)
+            }
+            let entry = try await api.call(.get, "/ledger/\(slug)/entries/\(seq)", as: page.principal, context: context)
+            if entry.ok, let object = entry.json.objectValue {
+                // The entry's canonical bytes (RFC 8785): what the ledger hashed, and what the browser hashes.
+                let entryText = String(decoding: CanonicalJSON.encodeAny(object["entry"] ?? .null), as: UTF8.self)
+                let proof: JSONValue = .object([
+                    "seq": .int(seq), "treeSize": object["treeSize"] ?? .null, "hash": object["hash"] ?? .null,
+                    "entryText": .string(entryText), "inclusionProof": object["inclusionProof"] ?? .array([]),
+                    "checkpoint": object["checkpoint"] ?? .null, "keys": .string(keys),
+                ])
+                values["entry"] = [
+                    "json": entryText, "hash": object["hash"]?.stringValue ?? "",
+                    "treeSize": Show.count(object["treeSize"]), "proof": (object["inclusionProof"]?.arrayValue ?? []).compactMap(\.stringValue),
+                    "data": proof.sortedText,
+                ]
+            } else {
+                values["lookupError"] = entry.status == .notFound ? "No entry \(seq) in this ledger yet." : entry.detail
+            }
+        }
+        return try page.render("ledger", title: "Ledger", values)
+    }
+
+    // MARK: Tokens
+
+    private func tokens(_ page: ConsolePage, _ context: PortalRequestContext, created: JSONValue?, errors: [String: String]) async throws -> Response {
+        let list = try await api.fetch("/portal/tokens?limit=200", as: page.principal, context: context)
+        let rows: [[String: Any]] = (list.objectValue?["items"]?.arrayValue ?? []).compactMap(\.objectValue).map { t in
+            [
+                "id": t["id"]?.stringValue ?? "", "role": t["role"]?.stringValue ?? "", "owner": t["owner"]?.stringValue ?? "",
+                "description": t["description"]?.stringValue ?? "", "state": t["state"]?.stringValue ?? "",
+                "stateBadge": Show.badge(t["state"]?.stringValue), "active": t["state"]?.stringValue == "active",
+                "createdAt": Show.time(t["createdAt"]) ?? "", "expiresAt": Show.time(t["expiresAt"]) ?? "never",
+                "lastUsedAt": Show.time(t["lastUsedAt"]) ?? "—", "self": t["id"]?.stringValue == page.principal.tokenID.uuidString.lowercased(),
+            ]
+        }
+        var values: [String: Any] = [
+            "section": "Tokens", "rows": rows, "roles": Role.allCases.map { ["value": $0.rawValue, "selected": $0.rawValue == (page.field("role") ?? "auditor")] },
+            "form": ["owner": page.field("owner") ?? "", "description": page.field("description") ?? "", "expiresIn": page.field("expiresIn") ?? "90d"],
+            "errors": errors,
+        ]
+        if let created = created?.objectValue {
+            values["created"] = ["token": created["token"]?.stringValue ?? "", "role": created["role"]?.stringValue ?? "", "owner": created["owner"]?.stringValue ?? ""]
+        }
+        return try page.render("tokens", title: "Tokens", status: errors.isEmpty ? .ok : .unprocessableContent, values)
+    }
+
+    private func createToken(_ page: ConsolePage, _ context: PortalRequestContext) async throws -> Response {
+        var body: [String: JSONValue] = [
+            "role": .string(page.field("role") ?? ""), "owner": .string(page.field("owner") ?? ""),
+        ]
+        if let description = page.field("description"), !description.isEmpty { body["description"] = .string(description) }
+        if let expires = page.field("expiresIn"), !expires.isEmpty { body["expiresIn"] = .string(expires) }
+        let answer = try await api.call(.post, "/portal/tokens", body: .object(body), as: page.principal, context: context)
+        if answer.ok { return try await tokens(page, context, created: answer.json, errors: [:]) }
+        if answer.status == .unprocessableContent {
+            var errors = answer.fieldErrors.reduce(into: [String: String]()) { $0[String($1.key.dropFirst())] = $1.value }
+            if errors.isEmpty { errors["form"] = answer.detail }
+            return try await tokens(page, context, created: nil, errors: errors)
+        }
+        throw ConsolePageError(answer)
+    }
+
+    private func revokeToken(_ page: ConsolePage, _ context: PortalRequestContext, id: String) async throws -> Response {
+        guard UUID(uuidString: id) != nil else {
+            return try page.problem(.init(status: .notFound, json: ["detail": "no such token"], headers: [:]))
+        }
+        let answer = try await api.call(.delete, "/portal/tokens/\(id)", as: page.principal, context: context)
+        guard answer.ok else { throw ConsolePageError(answer) }
+        return ConsoleSecurity.redirect("/console/tokens")
+    }
+}
+
+/// A checkpoint (C2SP signed note) as the ledger page shows it: origin, size, root and each signature's key
+/// name and key ID. Display only: the browser checks the signature itself (`proof.js`).
+struct CheckpointText {
+    struct Signature {
+        var name: String
+        var keyID: String
+        var algorithm: String
+    }
+
+    var origin = ""
+    var size: Int64 = 0
+    var root = ""
+    var signatures: [Signature] = []
+
+    init(_ note: String) {
+        let parts = note.components(separatedBy: "\n\n")
+        let body = parts.first?.split(separator: "\n", omittingEmptySubsequences: false) ?? []
+        origin = body.count > 0 ? String(body[0]) : ""
+        size = body.count > 1 ? Int64(body[1]) ?? 0 : 0
+        root = body.count > 2 ? String(body[2]) : ""
+        for line in (parts.count > 1 ? parts[1] : "").split(separator: "\n") where line.hasPrefix("— ") {
+            let fields = line.dropFirst(2).split(separator: " ")
+            guard fields.count == 2, let signature = Data(base64Encoded: String(fields[1])), signature.count > 4 else { continue }
+            let algorithm = signature.count == 4 + 64 ? "Ed25519" : signature.count == 4 + 3309 ? "ML-DSA-65" : "unknown"
+            signatures.append(Signature(name: String(fields[0]), keyID: Hex.encode(signature.prefix(4)), algorithm: algorithm))
+        }
+    }
+
+    /// The algorithm of a verifier key's base64 part, from its type byte.
+    static func algorithm(ofKey base64: String) -> String {
+        guard let key = Data(base64Encoded: base64), let type = key.first else { return "unknown" }
+        return type == 0x01 && key.count == 33 ? "Ed25519" : key.count > 1900 ? "ML-DSA-65" : "type \(type)"
+    }
+}

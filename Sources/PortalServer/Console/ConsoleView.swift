@@ -1,0 +1,126 @@
+import Foundation
+import Hummingbird
+import Mustache
+import PortalCore
+
+/// The console's templates and static files, read once from the resources of `PortalServer`
+/// (`Resources/console/templates/*.mustache`, `Resources/console/static/`). Mustache escapes every value;
+/// the pages carry no inline script or style, so the CSP can forbid both.
+struct ConsoleView: Sendable {
+    private let library: MustacheLibrary
+    private let assets: [String: (bytes: [UInt8], type: String)]
+
+    init() throws(PortalError) {
+        guard let root = Bundle.module.resourceURL?.appendingPathComponent("console") else {
+            throw PortalError(.internal, "the console's resources are missing from the build")
+        }
+        var library = MustacheLibrary()
+        var assets: [String: (bytes: [UInt8], type: String)] = [:]
+        let files = FileManager.default
+        let templates = root.appendingPathComponent("templates")
+        for name in (try? files.contentsOfDirectory(atPath: templates.path)) ?? [] where name.hasSuffix(".mustache") {
+            guard let data = files.contents(atPath: templates.appendingPathComponent(name).path) else { continue }
+            do {
+                try library.register(String(decoding: data, as: UTF8.self), named: String(name.dropLast(".mustache".count)))
+            } catch {
+                throw PortalError(.internal, "the console template \(name) does not parse")
+            }
+        }
+        let statics = root.appendingPathComponent("static")
+        for name in (try? files.contentsOfDirectory(atPath: statics.path)) ?? [] {
+            guard let data = files.contents(atPath: statics.appendingPathComponent(name).path) else { continue }
+            let type =
+                name.hasSuffix(".css") ? "text/css; charset=utf-8"
+                : name.hasSuffix(".js") ? "text/javascript; charset=utf-8"
+                : name.hasSuffix(".svg") ? "image/svg+xml" : "application/octet-stream"
+            assets[name] = (Array(data), type)
+        }
+        guard library.getTemplate(named: "layout") != nil, assets["console.css"] != nil else {
+            throw PortalError(.internal, "the console's resources are incomplete")
+        }
+        self.library = library
+        self.assets = assets
+    }
+
+    /// The page `template` rendered with `values`.
+    func render(_ template: String, _ values: [String: Any]) throws(PortalError) -> String {
+        guard let html = library.render(values, withTemplate: template) else {
+            throw PortalError(.internal, "no console template named \(template)")
+        }
+        return html
+    }
+
+    /// A static file by name, with its content type.
+    func asset(_ name: String) -> (bytes: [UInt8], type: String)? { assets[name] }
+
+    /// The names of the static files (for the tests and the page-weight benchmark).
+    var assetNames: [String] { assets.keys.sorted() }
+}
+
+/// Turns API answers into what templates show.
+enum Show {
+    /// A JSON value as Mustache context: objects and arrays as Swift collections, null left out.
+    static func context(_ value: JSONValue) -> Any? {
+        switch value {
+        case .null: nil
+        case .bool(let b): b
+        case .int(let i): i
+        case .double(let d): d
+        case .string(let s): s
+        case .array(let items): items.compactMap(context)
+        case .object(let members): members.compactMapValues(context)
+        }
+    }
+
+    /// A number, for display.
+    static func number(_ value: JSONValue?) -> Double? {
+        switch value {
+        case .int(let i)?: Double(i)
+        case .double(let d)?: d
+        default: nil
+        }
+    }
+
+    /// A share (0 to 1) as a percentage with one decimal; an em dash when there is none.
+    static func percent(_ value: JSONValue?) -> String {
+        guard let v = number(value) else { return "—" }
+        return String(format: "%.1f%%", v * 100)
+    }
+
+    /// Milliseconds with at most one decimal; an em dash when there is none.
+    static func milliseconds(_ value: JSONValue?) -> String {
+        guard let v = number(value) else { return "—" }
+        return v >= 100 ? String(format: "%.0f ms", v) : String(format: "%.1f ms", v)
+    }
+
+    /// An integer with thousands separators.
+    static func count(_ value: JSONValue?) -> String {
+        guard let v = number(value) else { return "0" }
+        let digits = String(Int64(v))
+        var out = ""
+        for (i, c) in digits.reversed().enumerated() {
+            if i > 0, i % 3 == 0, c != "-" { out.append(",") }
+            out.append(c)
+        }
+        return String(out.reversed())
+    }
+
+    /// An RFC 3339 time as `2026-12-05 08:45 UTC`.
+    static func time(_ value: JSONValue?) -> String? {
+        guard let text = value?.stringValue, let date = Timestamp.parse(text) else { return nil }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC") ?? .current
+        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute], from: date)
+        return String(format: "%04d-%02d-%02d %02d:%02d UTC", c.year ?? 0, c.month ?? 0, c.day ?? 0, c.hour ?? 0, c.minute ?? 0)
+    }
+
+    /// A status or health word as a badge class: `ok`, `warn`, `bad` or `idle`.
+    static func badge(_ word: String?) -> String {
+        switch word {
+        case "active", "healthy", "completed", "processed", "resolved", "ok": "ok"
+        case "degraded", "pending", "running", "paused", "firing", "retrying": "warn"
+        case "error", "failing", "failed", "unhealthy", "revoked", "dead_lettered", "disabled": "bad"
+        default: "idle"
+        }
+    }
+}

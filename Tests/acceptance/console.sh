@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The web console in a real browser (Debian's chromium driven by selenium) against a real `portal serve`
+# with a stand-in provider: the journeys, the refusals, axe-core on every page and a screenshot of each
+# (Tests/console/console_test.py; screenshots under var/console/<backend>/).
+source "$(dirname "$0")/lib.bash"
+cd "$WORK"
+
+command -v chromium >/dev/null && command -v chromedriver >/dev/null || fail "chromium and chromium-driver are needed (scripts/install-deps.sh test)"
+"$PORTAL_BIN" keys generate-master --out master.key 2>/dev/null
+start_upstream
+start_server master.key --outbound-allow 127.0.0.1
+ADMIN=$(grep -o 'ptk_[A-Za-z0-9_-]\{43\}' "$WORK/server.out" | head -n 1)
+[ -n "$ADMIN" ] || fail "no first admin token"
+
+# Two integrations with traffic in the default organization; another organization with its own admin.
+for name in CRM Analytics; do
+  type=$([ "$name" = CRM ] && echo enterprise || echo analytics)
+  r=$(api POST /portal/integrations "$ADMIN" "{\"name\":\"$name\",\"type\":\"$type\",\"baseUrl\":\"$UPSTREAM\",\"authMethod\":\"api_key\",\"credentials\":{\"apiKey\":\"k-console-$name-123456\"},\"config\":{\"retry\":{\"maxAttempts\":1}}}")
+  [ "$(status_of "$r")" = 201 ] || fail "creating $name: $r"
+  id=$(body_of "$r" | jq -r .id)
+  for i in 1 2 3; do api POST "/portal/integrations/$id/requests" "$ADMIN" '{"method":"GET","endpoint":"/ok"}' >/dev/null; done
+  api POST "/portal/integrations/$id/requests" "$ADMIN" '{"method":"GET","endpoint":"/fail"}' >/dev/null
+  [ "$name" = CRM ] && CRM_ID=$id
+done
+OTHER=$("$PORTAL_BIN" token create --org globex --role admin --owner "Gil Globex" --expires-in 1d 2>/dev/null)
+AUDITOR=$("$PORTAL_BIN" token create --org default --role auditor --owner "Ann Auditor" --expires-in 1d 2>/dev/null)
+[ -n "$OTHER" ] && [ -n "$AUDITOR" ] || fail "token create for the console test"
+
+mkdir -p "$ROOT/var/console/$BACKEND"
+PORTAL="$PORTAL" ADMIN="$ADMIN" OTHER="$OTHER" AUDITOR="$AUDITOR" CRM_ID="$CRM_ID" SHOTS="$ROOT/var/console/$BACKEND" \
+  "$ROOT/.venv/bin/python" "$ROOT/Tests/console/console_test.py" || fail "the console's browser test"
+
+# Sign-ins and sign-outs are in the ledger, like the API's token events.
+entries=$(curl -fsS -H "Authorization: Bearer $ADMIN" "$PORTAL/ledger/default/entries?limit=1000")
+started=$(jq '[.entries[] | select(.entry.type == "session.started")] | length' <<<"$entries")
+ended=$(jq '[.entries[] | select(.entry.type == "session.ended")] | length' <<<"$entries")
+# default: the admin and the auditor signed in, the admin signed out (globex's sign-in is in its own ledger).
+[ "$started" = 2 ] && [ "$ended" = 1 ] || fail "session entries in the ledger: $started started, $ended ended"
+ok "console sign-ins ($started) and sign-outs ($ended) are ledgered"
+"$PORTAL_BIN" ledger verify --master-key-file master.key >verify.txt 2>&1 || fail "the ledger does not verify after the console test: $(cat verify.txt)"
+ok "the ledger verifies"
+stop_server

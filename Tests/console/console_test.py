@@ -1,0 +1,290 @@
+"""The web console in a real browser: Debian's chromium, driven by selenium, against a running server.
+
+Run by Tests/acceptance/console.sh (which starts the server and makes the data) with PORTAL, ADMIN, OTHER
+(an admin of another organization), AUDITOR, CRM_ID and SHOTS (the screenshot folder) in the environment.
+Every wait is for a condition; axe-core runs on every page (no serious or critical violation allowed).
+"""
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+
+from axe_selenium_python import Axe
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+PORTAL = os.environ["PORTAL"]
+ADMIN = os.environ["ADMIN"]
+OTHER = os.environ["OTHER"]
+AUDITOR = os.environ["AUDITOR"]
+CRM_ID = os.environ["CRM_ID"]
+SHOTS = os.environ["SHOTS"]
+WAIT = 60  # a backstop for a broken feature on a busy machine, not a pace
+
+failures = []
+
+
+def check(condition, message):
+    if condition:
+        print(f"  ok: {message}")
+    else:
+        print(f"  FAIL: {message}")
+        failures.append(message)
+
+
+def browser(width=1280):
+    options = Options()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", f"--window-size={width},900"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+def wait_for(driver, condition, what):
+    try:
+        return WebDriverWait(driver, WAIT, poll_frequency=0.1).until(lambda d: condition(d))
+    except Exception:
+        check(False, f"{what} (at {driver.current_url})")
+        return None
+
+
+def accessibility(driver, page):
+    axe = Axe(driver)
+    axe.inject()
+    results = axe.run()
+    serious = [v for v in results["violations"] if v.get("impact") in ("serious", "critical")]
+    for v in serious:
+        print(f"    axe {v['impact']}: {v['id']}: {v['help']} ({len(v['nodes'])} nodes)")
+        for node in v["nodes"][:3]:
+            print(f"      {node.get('html', '')[:160]} :: {node.get('failureSummary', '')[:200]}")
+    check(not serious, f"axe-core: no serious or critical violation on {page}")
+
+
+def shot(driver, name):
+    os.makedirs(SHOTS, exist_ok=True)
+    height = driver.execute_script("return Math.min(document.documentElement.scrollHeight, 3000)")
+    driver.set_window_size(driver.get_window_size()["width"], max(600, height))
+    driver.save_screenshot(os.path.join(SHOTS, f"{name}.png"))
+
+
+def sign_in(driver, token):
+    driver.get(f"{PORTAL}/console/sign-in")
+    field = wait_for(driver, lambda d: d.find_element(By.ID, "token"), "the sign-in form")
+    field.send_keys(token)
+    driver.find_element(By.CSS_SELECTOR, "form[action='/console/sign-in'] button[type=submit]").click()
+
+
+def post_from_page(driver, path, fields):
+    """POSTs a form from the page's own origin with fetch (as a forged or hand-made form would); returns
+    the status and the body's text."""
+    return driver.execute_async_script(
+        """
+        const [path, fields, done] = arguments;
+        fetch(path, {method: "POST", body: new URLSearchParams(fields), redirect: "manual", credentials: "same-origin"})
+          .then(async (r) => done([r.status, await r.text()])).catch((e) => done([0, String(e)]));
+        """,
+        path,
+        fields,
+    )
+
+
+def headers_of(path):
+    try:
+        with urllib.request.urlopen(f"{PORTAL}{path}") as r:
+            return r.status, dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers)
+
+
+def main():
+    # Security headers, without a browser.
+    status, headers = headers_of("/console/sign-in")
+    csp = headers.get("Content-Security-Policy", "")
+    check(status == 200 and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp,
+          f"the sign-in page has a CSP without inline script: {csp}")
+    check(headers.get("X-Content-Type-Options") == "nosniff" and headers.get("Referrer-Policy") and headers.get("X-Frame-Options") == "DENY",
+          "nosniff, Referrer-Policy and X-Frame-Options on every page")
+
+    driver = browser()
+    driver.set_script_timeout(WAIT)
+    try:
+        # A wrong token is refused with a message, and no session.
+        sign_in(driver, "ptk_" + "x" * 43)
+        error = wait_for(driver, lambda d: d.find_element(By.ID, "sign-in-error"), "a refused sign-in shows why")
+        check(error is not None and "refused" in error.text, "a wrong token is refused on the sign-in page")
+        accessibility(driver, "sign-in")
+        shot(driver, "sign-in")
+
+        # A deep link survives the sign-in.
+        driver.get(f"{PORTAL}/console/integrations/{CRM_ID}")
+        wait_for(driver, lambda d: "/console/sign-in" in d.current_url, "an unsigned visit goes to sign-in")
+        field = driver.find_element(By.ID, "token")
+        field.send_keys(ADMIN)
+        driver.find_element(By.CSS_SELECTOR, "form[action='/console/sign-in'] button[type=submit]").click()
+        wait_for(driver, lambda d: d.current_url.endswith(f"/console/integrations/{CRM_ID}"), "sign-in returns to the page asked for")
+        cookie = driver.get_cookie("portal_session")
+        check(cookie is not None and cookie.get("httpOnly") and cookie.get("sameSite") == "Lax", f"the session cookie is HttpOnly and SameSite=Lax: {cookie}")
+
+        # The integration's page: configuration with masked credentials, traffic, webhooks.
+        heading = wait_for(driver, lambda d: d.find_element(By.TAG_NAME, "h1"), "the integration page")
+        check(heading is not None and "CRM" in heading.text, "the integration page names the integration")
+        body = driver.find_element(By.TAG_NAME, "body").text
+        check("k-console-CRM-123456" not in driver.page_source and "••••" in body, "the credential is masked, never echoed")
+        metrics = driver.find_element(By.ID, "metrics").text
+        check("4" in metrics and "25.0%" in metrics, f"the integration's traffic: 4 requests, 25% errors: {metrics!r}")
+        accessibility(driver, "integration")
+        shot(driver, "integration")
+
+        # The list, and its filters.
+        driver.get(f"{PORTAL}/console/integrations")
+        table = wait_for(driver, lambda d: d.find_element(By.ID, "integrations"), "the integrations list")
+        check(table is not None and "CRM" in table.text and "Analytics" in table.text, "both integrations are listed")
+        accessibility(driver, "integrations")
+        shot(driver, "integrations")
+        Select(driver.find_element(By.ID, "f-type")).select_by_value("analytics")
+        driver.find_element(By.CSS_SELECTOR, "form.filters button").click()
+        wait_for(driver, lambda d: "type=analytics" in d.current_url, "the type filter")
+        table = driver.find_element(By.ID, "integrations").text
+        check("Analytics" in table and "CRM" not in table, "the type filter keeps only analytics integrations")
+
+        # Alerts.
+        driver.get(f"{PORTAL}/console/alerts")
+        wait_for(driver, lambda d: d.find_element(By.TAG_NAME, "h1").text == "Alerts", "the alerts page")
+        accessibility(driver, "alerts")
+        shot(driver, "alerts")
+
+        # The ledger: checkpoint, keys, an entry whose proof this browser checks, and a tampered one it refuses.
+        driver.get(f"{PORTAL}/console/ledger?seq=1")
+        result = wait_for(driver, lambda d: d.find_element(By.ID, "proof-result").get_attribute("data-verdict") and d.find_element(By.ID, "proof-result"),
+                          "the browser's proof check")
+        verdict = result.get_attribute("data-verdict") if result else None
+        check(verdict == "pass", f"the browser verifies entry 1's inclusion proof and the Ed25519 checkpoint signature: {result.text if result else ''}")
+        accessibility(driver, "ledger")
+        shot(driver, "ledger")
+        driver.execute_script("""
+            const el = document.getElementById("proof-data");
+            const data = JSON.parse(el.dataset.proof);
+            data.entryText = data.entryText.replace('"seq":1', '"seq":2');
+            el.dataset.proof = JSON.stringify(data);
+            document.getElementById("proof-result").dataset.verdict = "";
+            document.getElementById("check-proof").click();
+        """)
+        wait_for(driver, lambda d: d.find_element(By.ID, "proof-result").get_attribute("data-verdict") == "fail", "a tampered entry fails the browser's check")
+        driver.execute_script("""
+            const el = document.getElementById("proof-data");
+            const data = JSON.parse(el.dataset.proof);
+            data.entryText = data.entryText.replace('"seq":2', '"seq":1');
+            const p = data.inclusionProof; if (p.length) { p[0] = btoa(String.fromCharCode(...new Uint8Array(32))); }
+            el.dataset.proof = JSON.stringify(data);
+            document.getElementById("proof-result").dataset.verdict = "";
+            document.getElementById("check-proof").click();
+        """)
+        wait_for(driver, lambda d: d.find_element(By.ID, "proof-result").get_attribute("data-verdict") == "fail", "a tampered proof fails the browser's check")
+        check(True, "a tampered entry and a tampered proof both fail the browser's check")
+        driver.get(f"{PORTAL}/console/ledger?seq=999999")
+        wait_for(driver, lambda d: d.find_element(By.ID, "lookup-error"), "an entry beyond the ledger is reported")
+
+        # Tokens: create one (shown once), see it listed, revoke it.
+        driver.get(f"{PORTAL}/console/tokens")
+        wait_for(driver, lambda d: d.find_element(By.ID, "t-owner"), "the token form")
+        accessibility(driver, "tokens")
+        driver.find_element(By.ID, "t-owner").send_keys("Ola Operator")
+        Select(driver.find_element(By.ID, "t-role")).select_by_value("operator")
+        expires = driver.find_element(By.ID, "t-expires")
+        expires.clear()
+        expires.send_keys("soon")
+        driver.find_element(By.CSS_SELECTOR, "form[action='/console/tokens'] button[type=submit]").click()
+        error = wait_for(driver, lambda d: d.find_element(By.ID, "t-expires-error"), "the API's 422 shown beside its field")
+        check(error is not None and error.text != "", f"an invalid expiry is explained beside the field: {error.text if error else ''}")
+        expires = driver.find_element(By.ID, "t-expires")
+        expires.clear()
+        expires.send_keys("7d")
+        driver.find_element(By.CSS_SELECTOR, "form[action='/console/tokens'] button[type=submit]").click()
+        created = wait_for(driver, lambda d: d.find_element(By.ID, "new-token"), "the new token shown once")
+        token = created.get_attribute("value") if created else ""
+        check(token.startswith("ptk_") and len(token) == 47, "the new token is shown once")
+        shot(driver, "tokens")
+        driver.get(f"{PORTAL}/console/tokens")
+        check(token not in driver.page_source, "the token is not shown again")
+        row = driver.find_element(By.XPATH, "//tr[th[text()='Ola Operator']]")
+        driver.execute_script("window.confirm = () => true;")
+        row.find_element(By.CSS_SELECTOR, "button.danger").click()
+        wait_for(driver, lambda d: "revoked" in d.find_element(By.XPATH, "//tr[th[text()='Ola Operator']]").text, "the revoked token is listed as revoked")
+        check(True, "a token is created and revoked from the console")
+
+        # CSRF: a form without the token, and one with a wrong token, change nothing.
+        status, _ = post_from_page(driver, "/console/tokens", {"role": "admin", "owner": "Mallory"})
+        check(status == 403, f"a form without its CSRF token is refused (403): {status}")
+        status, _ = post_from_page(driver, "/console/tokens", {"role": "admin", "owner": "Mallory", "csrf": "forged"})
+        check(status == 403, f"a form with a forged CSRF token is refused (403): {status}")
+        driver.get(f"{PORTAL}/console/tokens")
+        check("Mallory" not in driver.page_source, "no token was made by the refused forms")
+
+        # Sign out: the session ends server-side; the old cookie no longer opens a page.
+        old = driver.get_cookie("portal_session")["value"]
+        driver.find_element(By.CSS_SELECTOR, "form[action='/console/sign-out'] button").click()
+        wait_for(driver, lambda d: "/console/sign-in" in d.current_url, "sign-out returns to the sign-in page")
+        request = urllib.request.Request(f"{PORTAL}/console/integrations", headers={"Cookie": f"portal_session={old}"})
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):
+                return None
+
+        try:
+            urllib.request.build_opener(NoRedirect).open(request)
+            reused = 200
+        except urllib.error.HTTPError as e:
+            reused = e.code
+            location = e.headers.get("Location", "")
+        check(reused == 303 and "/console/sign-in" in location, f"the signed-out session's cookie leads back to sign-in: {reused}")
+    finally:
+        driver.quit()
+
+    # Another organization's admin sees none of it, by URL either.
+    driver = browser()
+    try:
+        sign_in(driver, OTHER)
+        wait_for(driver, lambda d: d.current_url.endswith("/console/integrations"), "the other organization's admin signs in")
+        check("CRM" not in driver.find_element(By.TAG_NAME, "main").text, "another organization's list does not show acme's integrations")
+        driver.get(f"{PORTAL}/console/integrations/{CRM_ID}")
+        problem = wait_for(driver, lambda d: d.find_element(By.ID, "problem"), "another organization's integration by URL")
+        check(problem is not None and "CRM" not in driver.page_source and "Not found" in driver.title, "another organization's integration is not found, by URL too")
+        accessibility(driver, "error")
+        shot(driver, "not-found")
+    finally:
+        driver.quit()
+
+    # An auditor sees no token administration, and the server refuses it when asked anyway.
+    driver = browser(width=390)
+    try:
+        sign_in(driver, AUDITOR)
+        wait_for(driver, lambda d: d.current_url.endswith("/console/integrations"), "the auditor signs in")
+        nav = driver.find_element(By.CSS_SELECTOR, "nav[aria-label=Sections]").text
+        check("Tokens" not in nav and "Ledger" in nav, f"the auditor's navigation has the ledger, not tokens: {nav!r}")
+        shot(driver, "integrations-phone")
+        csrf = driver.find_element(By.CSS_SELECTOR, "form[action='/console/sign-out'] input[name=csrf]").get_attribute("value")
+        status, text = post_from_page(driver, "/console/tokens", {"role": "admin", "owner": "Escalation", "csrf": csrf})
+        check(status == 403 and "auditor" in text, f"the server refuses an auditor's token creation (403): {status}")
+        driver.get(f"{PORTAL}/console/tokens")
+        problem = wait_for(driver, lambda d: d.find_element(By.ID, "problem"), "the auditor opening the tokens page")
+        check(problem is not None and "may not" in problem.text, "the tokens page is refused to an auditor, by URL too")
+        # The session cookie removed: back to sign-in, as after an expired session.
+        driver.delete_cookie("portal_session")
+        driver.get(f"{PORTAL}/console/ledger")
+        wait_for(driver, lambda d: "/console/sign-in" in d.current_url, "without a session, a page returns to sign-in")
+        check("next=" in driver.current_url, "and comes back to the page after signing in")
+    finally:
+        driver.quit()
+
+    if failures:
+        print(f"console: {len(failures)} failed", file=sys.stderr)
+        sys.exit(1)
+    print("console: all checks passed")
+
+
+if __name__ == "__main__":
+    main()
