@@ -106,13 +106,24 @@ extension SyncEngine {
             tokenID: job.requestedBy.flatMap(UUID.init(uuidString:)) ?? UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)),
             organizationID: job.organizationID, organizationSlug: plan.slug, role: .admin, owner: "sync"
         )
+        // The next page is fetched while this one commits (its address is known once this one is parsed), so
+        // a sync takes about the longer of fetching and writing, not their sum. The page fetched ahead is
+        // used only if it is the one the committed checkpoint names; a stop, a cancellation or a lost lease
+        // leaves it unused (one call more than needed, recorded like any other).
+        var ahead: (endpoint: String, page: Result<GatewayResult, any Error>)?
         do {
             while !checkpoint.listed {
                 if Task.isCancelled { return }
                 if try await database.read({ try await SyncStore($0).cancelRequested(jobID: job.id) }) { throw Stop(status: .cancelled, message: "cancelled on request") }
                 guard counts.pages < configuration.maxPages else { throw Stop(status: .failed, message: "more than \(configuration.maxPages) pages") }
                 let endpoint = try Self.endpoint(for: checkpoint.next, entity: entity, baseURL: plan.baseURL)
-                let page = try await fetch(endpoint, integrationID: job.integrationID, by: principal)
+                let page: GatewayResult
+                if let fetched = ahead, fetched.endpoint == endpoint {
+                    page = try fetched.page.get()
+                } else {
+                    page = try await fetch(endpoint, integrationID: job.integrationID, by: principal)
+                }
+                ahead = nil
                 guard let document = try? JSONValue.parse(page.body) else { throw Stop(status: .failed, message: "page \(counts.pages + 1) is not JSON") }
                 guard case .array(let items)? = JSONPointer.value(at: entity.itemsPath, in: document) else {
                     throw Stop(status: .failed, message: "page \(counts.pages + 1) has no array at itemsPath '\(entity.itemsPath)'")
@@ -123,12 +134,16 @@ extension SyncEngine {
                 var after = checkpoint
                 after.next = next
                 after.listed = next == nil
+                let nextEndpoint = after.listed || counts.pages + 1 >= configuration.maxPages
+                    ? nil : try? Self.endpoint(for: next, entity: entity, baseURL: plan.baseURL)
+                async let fetchedAhead = fetchAhead(nextEndpoint, integrationID: job.integrationID, by: principal)
                 let committed = try await commit(page: items, job: job, entity: entity, plan: plan, counts: &counts, processed: &processed, checkpoint: &after)
                 guard committed else {
                     logger.warning("a sync job's lease passed to another instance; this one stops", metadata: ["portal.job": "\(job.id)"])
                     return
                 }
                 checkpoint = after
+                if let nextEndpoint, let page = await fetchedAhead { ahead = (nextEndpoint, page) }
             }
             try await complete(job, entity: entity, counts: &counts, processed: processed, checkpoint: checkpoint)
         } catch let stop as Stop {
@@ -172,6 +187,17 @@ extension SyncEngine {
             return entity.endpoint + (entity.endpoint.contains("?") ? "&" : "?") + encoded.replacingOccurrences(of: "+", with: "%2B")
         case nil:
             return entity.endpoint
+        }
+    }
+
+    /// The page at `endpoint`, fetched ahead, or the error fetching it gave (raised when the page is used,
+    /// as if fetched then); nil when there is none to fetch.
+    private func fetchAhead(_ endpoint: String?, integrationID: UUID, by principal: Principal) async -> Result<GatewayResult, any Error>? {
+        guard let endpoint else { return nil }
+        do {
+            return .success(try await fetch(endpoint, integrationID: integrationID, by: principal))
+        } catch {
+            return .failure(error)
         }
     }
 

@@ -172,6 +172,23 @@ struct SyncEngineTests {
         }
     }
 
+    @Test("a page that cannot be fetched fails the job after the pages before it are committed (the next page is fetched while one commits)", arguments: Backend.available)
+    func failingLaterPage(backend: Backend) async throws {
+        try await SyncEnvironment.with(backend, engineConfiguration: .init(maxThrottleWait: 5), sleep: { _ in }) { env, integrationID in
+            env.provider.seed(1_200)
+            // Requests 1 and 2 are pages 1 and 2 (500 users each); page 3 is answered 429 for good.
+            env.provider.throttle(1_000_000, from: 3)
+            let jobs = try await env.sync(integrationID, .full, ["users"])
+            let job = try #require(jobs.first)
+            #expect(job.status == .failed && job.error?.contains("kept answering 429") == true, "\(job.error ?? "")")
+            #expect(job.recordsProcessed == 1_000, "pages 1 and 2 committed, nothing of page 3: \(job.recordsProcessed)")
+            #expect(try await env.records(integrationID, "users").count == 1_000)
+            // Nothing was soft-deleted: a failed full sync never reaches its deletion step.
+            let types = try await env.ledgerTypes().map(\.type)
+            #expect(types.contains("sync.failed") && !types.contains("sync.completed"), "\(types.suffix(5))")
+        }
+    }
+
     @Test("one running job per entity: a second start is a 409 naming it; unknown entities are 422", arguments: [Backend.sqlite])
     func oneRunningJob(backend: Backend) async throws {
         try await SyncEnvironment.with(backend) { env, integrationID in
