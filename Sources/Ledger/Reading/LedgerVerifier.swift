@@ -171,19 +171,28 @@ package struct LedgerVerifier: Sendable {
         }
         var chain = ChainVerifier(slug: slug, checkpoints: expected)
         let progressEvery = Int64(max(Tiles.width, pageSize / Tiles.width * Tiles.width))
+        // The next chunk is read, scanned and hashed while this one's ordered checks run; it is used only if
+        // it starts where this one ended, and what reading it threw is thrown when it would have been read.
+        var ahead: (start: Int64, chunk: Result<Chunk, any Error>)?
         while chain.nextSeq < size {
-            let tileIndex = chain.nextSeq / Int64(Tiles.width)
-            let chunkEnd = min(size, (tileIndex + 1) * Int64(Tiles.width))
-            chain.leafTile = try await source.tile(level: 0, index: tileIndex) ?? []
-            let page: EntryPage
-            do {
-                page = try await source.entryPage(from: chain.nextSeq, limit: Int(chunkEnd - chain.nextSeq))
-            } catch let error as PortalError where error.code != .unavailable && error.code != .storage {
-                // What the source says of its own content (a truncated bundle) is a finding; a database that
-                // cannot be reached or fails is not, and is thrown: no verdict, so no false tamper alarm.
-                return fail(chain.nextSeq, "entries from \(chain.nextSeq) cannot be read: \(error.message)")
+            let start = chain.nextSeq
+            let chunkEnd = min(size, (start / Int64(Tiles.width) + 1) * Int64(Tiles.width))
+            let chunk: Chunk
+            if let loaded = ahead, loaded.start == start {
+                chunk = try loaded.chunk.get()
+            } else {
+                chunk = try await Self.chunk(source, from: start, to: chunkEnd)
             }
-            chain.check(page, await PageWork.compute(page, parts: Self.parts))
+            ahead = nil
+            chain.leafTile = chunk.leafTile
+            let page: EntryPage
+            switch chunk.page {
+            case .success(let read): page = read
+            case .failure(let error): return fail(start, "entries from \(start) cannot be read: \(error.message)")
+            }
+            let nextEnd = min(size, chunkEnd + Int64(Tiles.width))
+            async let next = chunkEnd < size ? Self.chunkResult(source, from: chunkEnd, to: nextEnd) : nil
+            chain.check(page, chunk.work)
             if let failure = chain.failure { return fail(failure.seq, failure.message) }
             guard !page.entries.isEmpty else { break }
             // Every tile this chunk completed, and at the end every partial edge tile, must equal the stored one.
@@ -197,6 +206,7 @@ package struct LedgerVerifier: Sendable {
                 }
             }
             if chain.nextSeq % progressEvery == 0 || chain.nextSeq == size { progress(chain.nextSeq) }
+            if let loaded = await next { ahead = (chunkEnd, loaded) }
         }
         let nextSeq = chain.nextSeq
         if nextSeq < size { return fail(nextSeq, "entry \(nextSeq) is missing: the ledger has \(size) entries, the entries end at \(nextSeq)") }
@@ -215,6 +225,34 @@ package struct LedgerVerifier: Sendable {
 }
 
 extension LedgerVerifier {
+    /// The entries `from..<to` (within one level-0 tile) with that tile, scanned and hashed.
+    struct Chunk: Sendable {
+        var leafTile: [UInt8]
+        /// The entries, or what the source said of its own content (a truncated bundle): a finding.
+        var page: Result<EntryPage, PortalError>
+        var work: PageWork
+    }
+
+    /// Reads and prepares a chunk. A database that cannot be reached or fails is thrown, not a finding: no
+    /// verdict, so no false tamper alarm.
+    static func chunk(_ source: some LedgerSource, from start: Int64, to end: Int64) async throws -> Chunk {
+        let leafTile = try await source.tile(level: 0, index: start / Int64(Tiles.width)) ?? []
+        do {
+            let page = try await source.entryPage(from: start, limit: Int(end - start))
+            return Chunk(leafTile: leafTile, page: .success(page), work: await PageWork.compute(page, parts: parts))
+        } catch let error as PortalError where error.code != .unavailable && error.code != .storage {
+            return Chunk(leafTile: leafTile, page: .failure(error), work: PageWork(scanned: [], hashes: []))
+        }
+    }
+
+    static func chunkResult(_ source: some LedgerSource, from start: Int64, to end: Int64) async -> Result<Chunk, any Error> {
+        do {
+            return .success(try await chunk(source, from: start, to: end))
+        } catch {
+            return .failure(error)
+        }
+    }
+
     /// Whether a stored tile holds the one recomputed for the size being verified: equal, or, while the
     /// ledger grows, longer by hashes the ledger's current size accounts for. A stored tile only grows at
     /// its end, so the partial tile of width w is the prefix of every later copy; hashes beyond what the
