@@ -111,6 +111,7 @@ struct ConsoleTests {
                 clock.advance(by: limits.idle / 2)
                 elapsed += limits.idle / 2
             }
+            clock.advance(by: 1)
             #expect(try await Self.get(portal, "/console/alerts", cookie: busy).status == .seeOther)
             // The token revoked: its session ends with it.
             let issued = try await portal.call(.post, "/portal/tokens", token: portal.token("acme.admin"), json: #"{"role":"operator","owner":"short-lived"}"#)

@@ -4,10 +4,12 @@
 # (Tests/console/console_test.py; screenshots under var/console/<backend>/).
 source "$(dirname "$0")/lib.bash"
 cd "$WORK"
+trap 'kill -KILL "${PROVIDER_PID:-}" 2>/dev/null || true; cleanup' EXIT
 
 command -v chromium >/dev/null && command -v chromedriver >/dev/null || fail "chromium and chromium-driver are needed (scripts/install-deps.sh test)"
 "$PORTAL_BIN" keys generate-master --out master.key 2>/dev/null
 start_upstream
+export PORTAL_REPORTS_DIR="$ROOT/reports"
 start_server master.key --outbound-allow 127.0.0.1
 ADMIN=$(grep -o 'ptk_[A-Za-z0-9_-]\{43\}' "$WORK/server.out" | head -n 1)
 [ -n "$ADMIN" ] || fail "no first admin token"
@@ -22,12 +24,19 @@ for name in CRM Analytics; do
   api POST "/portal/integrations/$id/requests" "$ADMIN" '{"method":"GET","endpoint":"/fail"}' >/dev/null
   [ "$name" = CRM ] && CRM_ID=$id
 done
+# A directory to sync (250 users, pages of 100), its conflicts left for review.
+start_provider 250
+r=$(api POST /portal/integrations "$ADMIN" "{\"name\":\"Directory\",\"type\":\"identity_provider\",\"baseUrl\":\"$PROVIDER\",\"authMethod\":\"api_key\",
+  \"credentials\":{\"apiKey\":\"k-0123456789\"},\"syncConfig\":{\"conflictResolution\":{\"strategy\":\"manual\"},\"entities\":{\"users\":{\"endpoint\":\"/users\",\"itemsPath\":\"/data\",
+  \"pagination\":{\"style\":\"cursor\",\"cursorParam\":\"after\",\"nextCursorPath\":\"/meta/next\",\"pageSizeParam\":\"limit\",\"pageSize\":100}}}}}")
+[ "$(status_of "$r")" = 201 ] || fail "creating the directory: $r"
+DIRECTORY_ID=$(body_of "$r" | jq -r .id)
 OTHER=$("$PORTAL_BIN" token create --org globex --role admin --owner "Gil Globex" --expires-in 1d 2>/dev/null)
 AUDITOR=$("$PORTAL_BIN" token create --org default --role auditor --owner "Ann Auditor" --expires-in 1d 2>/dev/null)
 [ -n "$OTHER" ] && [ -n "$AUDITOR" ] || fail "token create for the console test"
 
 mkdir -p "$ROOT/var/console/$BACKEND"
-PORTAL="$PORTAL" ADMIN="$ADMIN" OTHER="$OTHER" AUDITOR="$AUDITOR" CRM_ID="$CRM_ID" SHOTS="$ROOT/var/console/$BACKEND" \
+PORTAL="$PORTAL" ADMIN="$ADMIN" OTHER="$OTHER" AUDITOR="$AUDITOR" CRM_ID="$CRM_ID" DIRECTORY_ID="$DIRECTORY_ID" PORTAL_BIN="$PORTAL_BIN" WORK="$WORK" SHOTS="$ROOT/var/console/$BACKEND" \
   "$ROOT/.venv/bin/python" "$ROOT/Tests/console/console_test.py" || fail "the console's browser test"
 
 # Sign-ins and sign-outs are in the ledger, like the API's token events.

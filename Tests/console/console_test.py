@@ -4,13 +4,18 @@ Run by Tests/acceptance/console.sh (which starts the server and makes the data) 
 (an admin of another organization), AUDITOR, CRM_ID and SHOTS (the screenshot folder) in the environment.
 Every wait is for a condition; axe-core runs on every page (no serious or critical violation allowed).
 """
+import base64
 import json
 import os
+import subprocess
 import sys
+import time
+from datetime import datetime, timezone
 import urllib.error
 import urllib.request
 
 from axe_selenium_python import Axe
+from standardwebhooks.webhooks import Webhook
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
@@ -22,7 +27,10 @@ ADMIN = os.environ["ADMIN"]
 OTHER = os.environ["OTHER"]
 AUDITOR = os.environ["AUDITOR"]
 CRM_ID = os.environ["CRM_ID"]
+DIRECTORY_ID = os.environ["DIRECTORY_ID"]
 SHOTS = os.environ["SHOTS"]
+PORTAL_BIN = os.environ["PORTAL_BIN"]
+WORK = os.environ["WORK"]
 WAIT = 60  # a backstop for a broken feature on a busy machine, not a pace
 
 failures = []
@@ -92,6 +100,125 @@ def post_from_page(driver, path, fields):
     )
 
 
+def api(method, path, token, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{PORTAL}{path}", data=data, method=method,
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def deliver(url, secret, event_id, body):
+    """A delivery signed by the standardwebhooks package (the provider's side)."""
+    text = json.dumps(body)
+    signature = Webhook(secret).sign(event_id, datetime.now(tz=timezone.utc), text)
+    request = urllib.request.Request(url, data=text.encode(), method="POST", headers={
+        "Content-Type": "application/json", "webhook-id": event_id, "webhook-timestamp": str(int(time.time())), "webhook-signature": signature})
+    with urllib.request.urlopen(request) as r:
+        return r.status
+
+
+def reload_until(driver, url, condition, what):
+    """Opens url until condition holds (the server's state changes in the background)."""
+    def attempt(d):
+        d.get(url)
+        return condition(d)
+    return wait_for(driver, attempt, what)
+
+
+def operations(driver):
+    """Syncs and webhooks of the directory: a sync started and watched to the end, a webhook endpoint
+    registered, a signed event received and processed, a conflict it makes resolved."""
+    driver.get(f"{PORTAL}/console/integrations/{DIRECTORY_ID}/sync")
+    wait_for(driver, lambda d: d.find_element(By.ID, "start-sync"), "the start-sync form")
+    accessibility(driver, "sync")
+    driver.find_element(By.ID, "start-sync").click()
+    wait_for(driver, lambda d: d.find_element(By.ID, "notice"), "the sync started")
+    done = wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-status=completed]"), "the running job's row turns completed by itself")
+    check(bool(done) and "250" in done[0].text, f"the sync completes in the page with its 250 records: {done[0].text if done else ''}")
+    shot(driver, "sync")
+
+    driver.get(f"{PORTAL}/console/integrations/{DIRECTORY_ID}/webhooks")
+    wait_for(driver, lambda d: d.find_element(By.ID, "w-endpoint"), "the webhook form")
+    secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+    driver.find_element(By.ID, "w-endpoint").send_keys("/webhooks/directory")
+    Select(driver.find_element(By.ID, "w-scheme")).select_by_value("standard-webhooks")
+    driver.find_element(By.ID, "w-secret").send_keys(secret)
+    driver.find_element(By.ID, "w-events").send_keys("user.*")
+    driver.find_element(By.CSS_SELECTOR, f"form[action='/console/integrations/{DIRECTORY_ID}/webhooks'] button[type=submit]").click()
+    wait_for(driver, lambda d: d.find_element(By.ID, "notice"), "the endpoint created")
+    url = driver.find_element(By.CSS_SELECTOR, "article[data-webhook='/webhooks/directory'] input[readonly]").get_attribute("value")
+    check(url.endswith("/webhooks/default/directory") and secret not in driver.page_source, f"the URL to give the provider is shown, the secret never: {url}")
+    accessibility(driver, "webhooks")
+    driver.find_element(By.CSS_SELECTOR, "article[data-webhook='/webhooks/directory'] form[action$='/test'] button").click()
+    result = wait_for(driver, lambda d: d.find_element(By.ID, "test-result"), "the test event's result")
+    check(result is not None and result.text.startswith("Test event"), f"a test event is sent from the page: {result.text if result else ''}")
+
+    # A record edited in the portal, then changed at the provider and announced by a signed event: a conflict.
+    status, _ = api("PATCH", f"/portal/integrations/{DIRECTORY_ID}/records/users/u-000001", ADMIN, {"name": "Edited in the portal"})
+    check(status == 200, f"a record edited through the API: {status}")
+    local = "http://" + PORTAL.split("://", 1)[1] + "/webhooks/default/directory"
+    status = deliver(local, secret, "evt_console_1", {"type": "user.updated", "data": {"id": "u-000001", "email": "user1@example.test", "name": "Changed at the provider"}})
+    check(status in (200, 202), f"the signed delivery is accepted: {status}")
+    row = reload_until(driver, f"{PORTAL}/console/integrations/{DIRECTORY_ID}/webhooks",
+                       lambda d: [r for r in d.find_elements(By.CSS_SELECTOR, "#events tbody tr") if "user.updated" in r.text and "processed" in r.text],
+                       "the signed event appears processed in the event log")
+    check(bool(row), "the signed event is in the log, processed")
+    shot(driver, "webhooks")
+    conflict = reload_until(driver, f"{PORTAL}/console/integrations/{DIRECTORY_ID}/sync",
+                            lambda d: d.find_elements(By.CSS_SELECTOR, "article.conflict"), "the conflict awaiting review")
+    check(bool(conflict) and "Edited in the portal" in conflict[0].text and "Changed at the provider" in conflict[0].text,
+          "the conflict shows both sides")
+    shot(driver, "conflict")
+    conflict[0].find_element(By.XPATH, ".//button[starts-with(normalize-space(.), \"Keep the provider's\")]").click()
+    wait_for(driver, lambda d: d.find_element(By.ID, "no-conflicts"), "the resolved conflict leaves the list")
+    status, record = api("GET", f"/portal/integrations/{DIRECTORY_ID}/records/users?limit=1000", ADMIN)
+    names = [r.get("data", {}).get("name") for r in (record or {}).get("items", []) if r.get("recordId") == "u-000001"]
+    check(names == ["Changed at the provider"], f"the provider's side was kept: {names}")
+
+
+def compliance(driver, keys):
+    """A SOC 2 bundle requested, watched until built, downloaded through the console and verified offline
+    with the verifier keys the ledger page shows; a subject exported and erased."""
+    driver.get(f"{PORTAL}/console/compliance")
+    wait_for(driver, lambda d: d.find_element(By.ID, "request-report"), "the bundle form")
+    accessibility(driver, "compliance")
+    Select(driver.find_element(By.ID, "r-kind")).select_by_value("soc2")
+    driver.find_element(By.ID, "request-report").click()
+    wait_for(driver, lambda d: d.find_element(By.ID, "notice"), "the bundle requested")
+    link = wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-status=completed] a[download]"), "the bundle built, its row updated in the page")
+    shot(driver, "compliance")
+    if not link:
+        return
+    href = link[0].get_attribute("href")
+    encoded = driver.execute_async_script("""
+        const [url, done] = arguments;
+        fetch(url, {credentials: "same-origin"}).then((r) => r.arrayBuffer()).then((b) => {
+          let s = ""; const bytes = new Uint8Array(b);
+          for (let i = 0; i < bytes.length; i += 8192) s += String.fromCharCode(...bytes.subarray(i, i + 8192));
+          done(btoa(s));
+        }).catch((e) => done(""));
+    """, href)
+    path = os.path.join(WORK, "console-soc2.tar.zst")
+    with open(path, "wb") as f:
+        f.write(base64.b64decode(encoded))
+    verify = subprocess.run([PORTAL_BIN, "report", "verify", path] + [a for k in keys for a in ("--vkey", k)], capture_output=True, text=True)
+    check(verify.returncode == 0, f"the bundle downloaded from the console verifies offline with the keys the ledger page shows: {verify.stdout[-300:]}{verify.stderr[-300:]}")
+
+    for action, button in (("export", "subject-export"), ("erase", "subject-erase")):
+        driver.get(f"{PORTAL}/console/compliance")
+        wait_for(driver, lambda d: d.find_element(By.ID, "s-subject"), "the subject form")
+        driver.find_element(By.ID, "s-subject").send_keys("user7@example.test")
+        driver.execute_script("window.confirm = () => true;")
+        driver.find_element(By.ID, button).click()
+        result = wait_for(driver, lambda d: d.find_element(By.ID, "subject-result"), f"the subject {action}'s result")
+        check(result is not None and "user7@example.test" in driver.find_element(By.TAG_NAME, "h1").text, f"a data subject's {action} shows its result")
+    shot(driver, "subject-erased")
+
+
 def headers_of(path):
     try:
         with urllib.request.urlopen(f"{PORTAL}{path}") as r:
@@ -151,6 +278,8 @@ def main():
         table = driver.find_element(By.ID, "integrations").text
         check("Analytics" in table and "CRM" not in table, "the type filter keeps only analytics integrations")
 
+        operations(driver)
+
         # Alerts.
         driver.get(f"{PORTAL}/console/alerts")
         wait_for(driver, lambda d: d.find_element(By.TAG_NAME, "h1").text == "Alerts", "the alerts page")
@@ -185,6 +314,9 @@ def main():
         """)
         wait_for(driver, lambda d: d.find_element(By.ID, "proof-result").get_attribute("data-verdict") == "fail", "a tampered proof fails the browser's check")
         check(True, "a tampered entry and a tampered proof both fail the browser's check")
+        keys = [t.get_attribute("value") for t in driver.find_elements(By.CSS_SELECTOR, "ul.keys textarea")]
+        check(len(keys) == 2, "both verifier keys are on the ledger page")
+        compliance(driver, keys)
         driver.get(f"{PORTAL}/console/ledger?seq=999999")
         wait_for(driver, lambda d: d.find_element(By.ID, "lookup-error"), "an entry beyond the ledger is reported")
 

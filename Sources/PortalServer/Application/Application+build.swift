@@ -110,7 +110,7 @@ package func buildRouter(services: PortalServices) throws -> (Router<PortalReque
     // The web console: its pages call the routes above in process, as the signed-in token.
     let console = ConsoleAPI()
     ConsoleRoutes(
-        api: console, sessions: services.consoleSessions, view: try ConsoleView(), failures: services.authFailures,
+        api: console, sessions: services.consoleSessions, view: try ConsoleView(), clock: services.clock, failures: services.authFailures,
         secureCookies: services.publicURL.hasPrefix("https://"), maxBodyBytes: services.maxBodyBytes
     ).register(on: router)
     // Added last, so it wraps only the not-found responder: a known path with another method is a 405.

@@ -66,6 +66,25 @@ final class ConsoleAPI: Sendable {
         return Answer(status: response.status, json: json, headers: response.headers)
     }
 
+    /// A download (an evidence bundle, a ledger export): the route's response as it is, streamed, with the
+    /// console's security headers; an error answer becomes the page's error.
+    func forward(_ path: String, as principal: Principal, context: PortalRequestContext) async throws -> Response {
+        guard let responder = responder.withLock({ $0 }) else { throw PortalError(.unavailable, "the console is starting") }
+        let head = HTTPRequest(method: .get, scheme: "http", authority: "console", path: path, headerFields: [:])
+        var inner = context
+        inner.principal = principal
+        let response = try await responder.respond(to: Request(head: head, body: RequestBody(buffer: ByteBuffer())), context: inner)
+        guard (200..<300).contains(response.status.code) else {
+            let collector = Collector(limit: Self.answerLimit)
+            try await response.body.write(CollectingWriter(collector: collector))
+            let bytes = try collector.bytes()
+            throw ConsolePageError(Answer(status: response.status, json: (try? JSONValue.parse(bytes)) ?? .null, headers: response.headers))
+        }
+        var headers = response.headers
+        headers[.requestID] = nil
+        return ConsoleSecurity.secured(Response(status: response.status, headers: headers, body: response.body))
+    }
+
     /// Like ``call(_:_:body:as:context:)`` for a page's data: an error answer becomes the error it stands for.
     func fetch(_ path: String, as principal: Principal, context: PortalRequestContext) async throws -> JSONValue {
         let answer = try await call(.get, path, as: principal, context: context)

@@ -6,12 +6,15 @@ import PortalCore
 /// The console's pages: each reads the API routes that feed it, as the session's token.
 struct ConsolePages: Sendable {
     let api: ConsoleAPI
+    let clock: any WallClock
 
     static let integrationTypes = ["identity_provider", "cloud_storage", "analytics", "communication", "security", "enterprise"]
     static let integrationStatuses = ["active", "inactive", "error", "pending"]
     static let windows = ["1h", "24h", "7d"]
 
     func register(_ routes: ConsoleRoutes, on router: Router<PortalRequestContext>) {
+        ConsoleOperations(api: api).register(routes, on: router)
+        ConsoleCompliance(api: api, clock: clock).register(routes, on: router)
         routes.page(router, .get, "/console/integrations") { _, context, page in try await integrations(page, context) }
         routes.page(router, .get, "/console/integrations/{id}") { _, context, page in
             try await integration(page, context, id: context.parameters.get("id") ?? "")

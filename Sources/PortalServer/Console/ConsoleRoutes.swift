@@ -17,6 +17,7 @@ struct ConsoleRoutes: Sendable {
     let api: ConsoleAPI
     let sessions: ConsoleSessions
     let view: ConsoleView
+    let clock: any WallClock
     let failures: AuthFailureRecorder
     /// Whether cookies get `Secure` (the public URL is https).
     let secureCookies: Bool
@@ -72,7 +73,7 @@ struct ConsoleRoutes: Sendable {
             response.headers[.setCookie] = ConsoleSecurity.sessionCookie("", maxAge: 0, secure: secureCookies)
             return response
         }
-        ConsolePages(api: api).register(self, on: router)
+        ConsolePages(api: api, clock: clock).register(self, on: router)
     }
 
     /// A page or action behind a session. GET pages render; POST actions also need the CSRF token and a
@@ -174,6 +175,7 @@ struct ConsolePage: Sendable {
         Section(href: "/console/integrations", label: "Integrations", permission: .readIntegrations),
         Section(href: "/console/alerts", label: "Alerts", permission: .readIntegrations),
         Section(href: "/console/ledger", label: "Ledger", permission: .readLedger),
+        Section(href: "/console/compliance", label: "Compliance", permission: .readReports),
         Section(href: "/console/tokens", label: "Tokens", permission: .manageTokens),
     ]
 }

@@ -114,6 +114,14 @@ enum Show {
         return String(format: "%04d-%02d-%02d %02d:%02d UTC", c.year ?? 0, c.month ?? 0, c.day ?? 0, c.hour ?? 0, c.minute ?? 0)
     }
 
+    /// JSON indented two spaces, members sorted, for reading.
+    static func prettyJSON(_ value: JSONValue) -> String {
+        guard let data = try? JSONSerialization.data(withJSONObject: context(value) ?? NSNull(), options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes, .fragmentsAllowed]) else {
+            return value.sortedText
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+
     /// A status or health word as a badge class: `ok`, `warn`, `bad` or `idle`.
     static func badge(_ word: String?) -> String {
         switch word {
