@@ -198,4 +198,35 @@ struct ConsoleTests {
         #expect(checkpoint.origin == "example.com/log" && checkpoint.size == 42 && checkpoint.signatures.first?.algorithm == "Ed25519")
         #expect(checkpoint.signatures.first?.keyID == "07070707")
     }
+
+    @Test("Connect runs the OAuth authorization-code flow from the console and comes back to the integration's page; without the link's CSRF token it starts nothing", arguments: Backend.available)
+    func connect(backend: Backend) async throws {
+        try await NanoIDP.with { idp in
+            try await withPortal(backend) { portal in
+                let created = try await portal.call(.post, "/portal/integrations", token: portal.token("acme.admin"), json: """
+                    {"name":"IdP","type":"identity_provider","baseUrl":"\(portal.upstream.baseURL)","authMethod":"oauth2",
+                     "credentials":{"clientId":"\(NanoIDP.clientID)","clientSecret":"\(NanoIDP.clientSecret)"},
+                     "config":{"oauth":{"tokenUrl":"\(idp.tokenURL)","authorizationUrl":"\(idp.baseURL)/authorize","scopes":["openid"],"grantType":"authorization_code"}}}
+                    """)
+                let id = try #require(created.json.objectValue?["id"]?.stringValue)
+                let (cookie, _) = try await Self.signIn(portal, portal.token("acme.admin"))
+                let page = try await Self.get(portal, "/console/integrations/\(id)", cookie: cookie)
+                #expect(page.body.string.contains("id=\"connect\""), "an OAuth integration with an authorization URL offers Connect")
+                let csrf = try Self.csrf(page)
+                #expect(try await Self.get(portal, "/console/integrations/\(id)/connect", cookie: cookie).status == .forbidden)
+                #expect(try await Self.get(portal, "/console/integrations/\(id)/connect?csrf=forged", cookie: cookie).status == .forbidden)
+                let start = try await Self.get(portal, "/console/integrations/\(id)/connect?csrf=\(csrf)", cookie: cookie)
+                let location = try #require(start.headers[.location])
+                #expect(start.status == .seeOther && location.hasPrefix(idp.baseURL + "/authorize"), "\(location)")
+                let (code, state) = try await idp.login(authorizationURL: location)
+                let back = try await portal.client.execute(
+                    uri: "/portal/oauth/callback?code=\(code)&state=\(state)", method: .get,
+                    headers: [.accept: "text/html,application/xhtml+xml", .cookie: cookie ?? ""], body: nil
+                )
+                #expect(back.status == .seeOther && back.headers[.location] == "/console/integrations/\(id)?done=connected", "\(back.status) \(back.body.string)")
+                let landed = try await Self.get(portal, "/console/integrations/\(id)?done=connected", cookie: cookie)
+                #expect(landed.body.string.contains("Connected: the provider"))
+            }
+        }
+    }
 }

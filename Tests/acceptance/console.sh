@@ -36,7 +36,7 @@ AUDITOR=$("$PORTAL_BIN" token create --org default --role auditor --owner "Ann A
 [ -n "$OTHER" ] && [ -n "$AUDITOR" ] || fail "token create for the console test"
 
 mkdir -p "$ROOT/var/console/$BACKEND"
-PORTAL="$PORTAL" ADMIN="$ADMIN" OTHER="$OTHER" AUDITOR="$AUDITOR" CRM_ID="$CRM_ID" DIRECTORY_ID="$DIRECTORY_ID" PORTAL_BIN="$PORTAL_BIN" WORK="$WORK" SHOTS="$ROOT/var/console/$BACKEND" \
+PORTAL="$PORTAL" ADMIN="$ADMIN" OTHER="$OTHER" AUDITOR="$AUDITOR" CRM_ID="$CRM_ID" DIRECTORY_ID="$DIRECTORY_ID" UPSTREAM="$UPSTREAM" PORTAL_BIN="$PORTAL_BIN" WORK="$WORK" SHOTS="$ROOT/var/console/$BACKEND" \
   "$ROOT/.venv/bin/python" "$ROOT/Tests/console/console_test.py" || fail "the console's browser test"
 
 # Sign-ins and sign-outs are in the ledger, like the API's token events.

@@ -98,6 +98,7 @@ struct ConsoleCompliance: Sendable {
                     ]
                 },
                 "exceptions": (r["exceptions"]?.arrayValue ?? []).map { $0.stringValue ?? $0.objectValue?["message"]?.stringValue ?? $0.sortedText },
+                "hasExceptions": !(r["exceptions"]?.arrayValue ?? []).isEmpty,
                 "ledgerSize": Show.count(r["ledgerSize"]),
             ]
         }

@@ -12,9 +12,16 @@ struct ConsolePages: Sendable {
     static let integrationStatuses = ["active", "inactive", "error", "pending"]
     static let windows = ["1h", "24h", "7d"]
 
+    static let notices: [String: String] = [
+        "created": "The integration was created.", "saved": "The changes were saved.", "deleted": "The integration was deleted.",
+        "test-passed": "The connection test passed.", "test-failed": "The connection test failed; the last error below says why.",
+        "connected": "Connected: the provider's token is stored.",
+    ]
+
     func register(_ routes: ConsoleRoutes, on router: Router<PortalRequestContext>) {
         ConsoleOperations(api: api).register(routes, on: router)
         ConsoleCompliance(api: api, clock: clock).register(routes, on: router)
+        ConsoleConfigure(api: api).register(routes, on: router)
         routes.page(router, .get, "/console/integrations") { _, context, page in try await integrations(page, context) }
         routes.page(router, .get, "/console/integrations/{id}") { _, context, page in
             try await integration(page, context, id: context.parameters.get("id") ?? "")
@@ -66,7 +73,7 @@ struct ConsolePages: Sendable {
             return row
         }
         var values: [String: Any] = [
-            "section": "Integrations", "rows": rows, "empty": rows.isEmpty,
+            "section": "Integrations", "rows": rows, "empty": rows.isEmpty, "canManage": page.principal.role.allows(.manageIntegrations),
             "types": Self.integrationTypes.map { ["value": $0, "selected": $0 == type] },
             "statuses": Self.integrationStatuses.map { ["value": $0, "selected": $0 == status] },
             "totals": Show.context(summary.objectValue?["totals"] ?? .null) ?? [:],
@@ -80,6 +87,7 @@ struct ConsolePages: Sendable {
             if let status { query += "&status=\(status)" }
             values["next"] = "/console/integrations?\(query)"
         }
+        if let notice = page.parameter("done").flatMap({ Self.notices[$0] }) { values["notice"] = notice }
         return try page.render("integrations", title: "Integrations", values)
     }
 
@@ -110,7 +118,11 @@ struct ConsolePages: Sendable {
             "p99": Show.milliseconds(metrics["p99ResponseTime"]),
             "outcomes": (metrics["byOutcome"]?.objectValue ?? [:]).sorted { $0.key < $1.key }.map { ["name": $0.key, "count": Show.count($0.value)] },
             "canManage": page.principal.role.allows(.manageIntegrations),
+            "canConnect": page.principal.role.allows(.manageIntegrations) && object["authMethod"]?.stringValue == "oauth2"
+                && object["config"]?.objectValue?["oauth"]?.objectValue?["authorizationUrl"] != nil,
+            "csrf": page.session.csrf,
         ]
+        if let notice = page.parameter("done").flatMap({ Self.notices[$0] }) { values["notice"] = notice }
         if let error = metrics["lastError"]?.objectValue {
             values["lastError"] = Show.context(.object(error)) ?? [:]
         }

@@ -54,7 +54,12 @@ struct IntegrationRoutes {
                 throw PortalError.validation([.init(pointer: "?state", message: "state and code are required")])
             }
             let (_, integrationID) = try await self.gateway.completeAuthorization(state: state, code: code)
-            return JSONOutput.response(["connected": true, "integrationId": .string(integrationID.uuidString.lowercased())] as JSONValue)
+            let id = integrationID.uuidString.lowercased()
+            // A browser (the console's "Connect") comes back to the integration's page; an API client gets JSON.
+            if request.headers[.accept]?.contains("text/html") == true {
+                return Response(status: .seeOther, headers: [.location: "/console/integrations/\(id)?done=connected"])
+            }
+            return JSONOutput.response(["connected": true, "integrationId": .string(id)] as JSONValue)
         }
     }
 
