@@ -19,6 +19,26 @@ package enum MetricsWindow: String, Sendable, CaseIterable {
     }
 }
 
+/// An integration's activity over a window in equal steps (`GET /portal/integrations/{id}/metrics/series`).
+package struct MetricsSeries: Sendable, Encodable {
+    package struct Point: Sendable, Encodable {
+        /// The step's start (RFC 3339).
+        package var start: String
+        /// Upstream calls, and those that failed.
+        package var requests: UInt64
+        package var errors: UInt64
+        /// Latency quantiles in milliseconds; null without calls.
+        package var p50: Double?
+        package var p95: Double?
+        package var p99: Double?
+    }
+
+    package var integrationId: String
+    package var window: String
+    package var stepSeconds: Int64
+    package var points: [Point]
+}
+
 /// An integration's activity over a window, in the seed's `IntegrationMetrics` terms plus quantiles and
 /// counts by outcome class and error category (DESIGN section 7: durations in milliseconds, rates 0...1).
 package struct IntegrationMetricsReport: Sendable, Encodable {
@@ -201,6 +221,51 @@ package final class IntegrationMonitor: Service, Sendable {
             }
         }
         return merged
+    }
+
+    /// One integration's activity over `window` in steps, oldest first, for charts: minutes for windows of up
+    /// to an hour, hours beyond (the current hour from its minutes so far). Every step is present, empty
+    /// ones too, merged across instances.
+    package func series(organizationID: UUID, integrationID: UUID, window: MetricsWindow) async throws -> MetricsSeries {
+        let current = MetricsCollector.minute(clock.now())
+        let step: Int64 = window.minutes <= 60 ? 1 : 60
+        let last = current - current % step
+        let count = max(1, window.minutes / step)
+        let first = last - (count - 1) * step
+        var buckets: [Int64: ActivityStats] = [:]
+        func add(_ minute: Int64, _ stats: ActivityStats) {
+            let bucket = minute - ((minute % step) + step) % step
+            guard bucket >= first else { return }
+            buckets[bucket, default: ActivityStats()].merge(stats)
+        }
+        let rows = try await database.read { db -> [(Int64, String)] in
+            let store = MetricRollupStore(db)
+            var rows: [(Int64, String)] = []
+            if step == 60 {
+                rows += try await store.buckets(organizationID: organizationID, integrationID: integrationID, resolution: 3600, from: first * 60, to: last * 60)
+                    .map { ($0.bucketStart, $0.stats) }
+            }
+            let minutesFrom = step == 60 ? last : first
+            rows += try await store.buckets(organizationID: organizationID, integrationID: integrationID, resolution: 60, from: minutesFrom * 60, to: current * 60 + 60)
+                .map { ($0.bucketStart, $0.stats) }
+            return rows
+        }
+        for (start, text) in rows {
+            guard let stats = ActivityStats.decode(text) else { continue }
+            add(start / 60, stats)
+        }
+        for (minute, stats) in collector.unflushedMinutes(integrationID, since: step == 60 ? last : first) { add(minute, stats) }
+        func ms(_ micros: Double?) -> Double? { micros.map { ($0 / 1000 * 1000).rounded() / 1000 } }
+        let points = stride(from: first, through: last, by: Int(step)).map { bucket -> MetricsSeries.Point in
+            let stats = buckets[bucket] ?? ActivityStats()
+            let total = stats.upstreamCalls
+            return MetricsSeries.Point(
+                start: Timestamp.rfc3339(Date(timeIntervalSince1970: TimeInterval(bucket * 60))), requests: total,
+                errors: total - stats.successfulCalls, p50: ms(stats.latency.quantile(0.5)), p95: ms(stats.latency.quantile(0.95)),
+                p99: ms(stats.latency.quantile(0.99))
+            )
+        }
+        return MetricsSeries(integrationId: integrationID.uuidString.lowercased(), window: window.rawValue, stepSeconds: step * 60, points: points)
     }
 
     /// The report of one integration over `window`; `status` is its lifecycle status (`error` is failing).

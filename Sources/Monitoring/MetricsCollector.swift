@@ -191,6 +191,16 @@ package final class MetricsCollector: ActivityObserver, Sendable {
         }
     }
 
+    /// This instance's unpersisted minutes (since `minute`) of one integration, by minute.
+    func unflushedMinutes(_ id: UUID, since minute: Int64) -> [Int64: ActivityStats] {
+        shard(id).states.withLock { states in
+            var out: [Int64: ActivityStats] = [:]
+            guard let state = states[id] else { return out }
+            for case let slot? in state.slots where slot.minute > state.flushedThrough && slot.minute >= minute { out[slot.minute, default: ActivityStats()].merge(slot.stats) }
+            return out
+        }
+    }
+
     /// This instance's unpersisted minutes (since `minute`) of every integration of an organization, merged per integration.
     func unflushed(organizationID: UUID, since minute: Int64) -> [UUID: ActivityStats] {
         var out: [UUID: ActivityStats] = [:]

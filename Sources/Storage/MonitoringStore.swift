@@ -54,6 +54,16 @@ package struct MetricRollupStore: Sendable {
             """).all().map { (try $0.decode(column: "integration_id", as: UUID.self), try $0.decode(column: "stats", as: String.self)) }
     }
 
+    /// One integration's rows at `resolution` with `from <= bucket_start < to`, with their bucket (every
+    /// instance's row of a bucket; the caller merges them).
+    package func buckets(organizationID: UUID, integrationID: UUID, resolution: Int, from: Int64, to: Int64) async throws -> [(bucketStart: Int64, stats: String)] {
+        try await db.raw("""
+            SELECT bucket_start, stats FROM metric_rollups
+            WHERE organization_id = \(bind: organizationID) AND integration_id = \(bind: integrationID) AND resolution = \(bind: resolution)
+              AND bucket_start >= \(bind: from) AND bucket_start < \(bind: to)
+            """).all().map { (try $0.decode(column: "bucket_start", as: Int64.self), try $0.decode(column: "stats", as: String.self)) }
+    }
+
     /// Deletes rows of `resolution` that started before `cutoff`; returns how many.
     @discardableResult
     package func prune(resolution: Int, before cutoff: Int64) async throws -> Int {

@@ -98,6 +98,7 @@ struct AccessControlTests {
         case "GET /portal/metrics": return ("/portal/metrics", nil)
         case "GET /portal/metrics/summary": return ("/portal/metrics/summary?window=24h", nil)
         case "GET /portal/integrations/{id}/metrics": return ("/portal/integrations/\(try await portal.createIntegration())/metrics?window=5m", nil)
+        case "GET /portal/integrations/{id}/metrics/series": return ("/portal/integrations/\(try await portal.createIntegration())/metrics/series?window=1h", nil)
         case "GET /portal/alerts": return ("/portal/alerts?recentHours=48", nil)
         case "GET /portal/alerts/rules": return ("/portal/alerts/rules", nil)
         case "GET /portal/alerts/silences": return ("/portal/alerts/silences", nil)

@@ -220,6 +220,37 @@ struct MonitoringRouteTests {
         }
     }
 
+    @Test("a metric series: every step present, the calls in their step before and after a flush, hours beyond an hour; 30d and other organizations refused", arguments: Backend.available)
+    func metricSeries(backend: Backend) async throws {
+        try await withPortal(backend) { portal in
+            let id = try await integration(portal)
+            try await calls(portal, id, status: 200, count: 5)
+            try await calls(portal, id, status: 404, count: 1)
+            func series(_ window: String) async throws -> (step: JSONValue?, points: [[String: JSONValue]]) {
+                let r = try await portal.call(.get, "/portal/integrations/\(id)/metrics/series?window=\(window)", token: portal.token("acme.auditor"))
+                #expect(r.status == .ok, "\(r.body.string)")
+                return (r.json.objectValue?["stepSeconds"], (r.json.objectValue?["points"]?.arrayValue ?? []).compactMap(\.objectValue))
+            }
+            func totals(_ points: [[String: JSONValue]]) -> (Int64, Int64) {
+                points.reduce((0, 0)) { sum, p in
+                    guard case .int(let r)? = p["requests"], case .int(let e)? = p["errors"] else { return sum }
+                    return (sum.0 + r, sum.1 + e)
+                }
+            }
+            let hour = try await series("1h")
+            #expect(hour.step == 60 && hour.points.count == 60)
+            #expect(totals(hour.points) == (6, 1), "\(totals(hour.points))")
+            #expect(hour.points.last?["p95"] != nil && hour.points.last?["p95"] != .null || hour.points.dropLast().last?["p95"] != .null)
+            try await portal.services.monitor.flush(through: Int64(Date().timeIntervalSince1970 / 60) + 2)
+            #expect(totals(try await series("1h").points) == (6, 1), "the same after the minutes are stored")
+            let day = try await series("24h")
+            #expect(day.step == 3600 && day.points.count == 24 && totals(day.points) == (6, 1))
+            #expect(try await series("7d").points.count == 168)
+            expectProblem(try await portal.call(.get, "/portal/integrations/\(id)/metrics/series?window=30d", token: portal.token("acme.auditor")), .unprocessableContent)
+            expectProblem(try await portal.call(.get, "/portal/integrations/\(id)/metrics/series", token: portal.token("globex.admin")), .notFound)
+        }
+    }
+
     @Test("both Prometheus endpoints pass promtool; /metrics needs the metrics token; an organization sees only its series", arguments: Backend.available)
     func prometheusEndpoints(backend: Backend) async throws {
         let metricsToken = "test-metrics-token-\(UUID().uuidString)"

@@ -10,7 +10,18 @@ command -v chromium >/dev/null && command -v chromedriver >/dev/null || fail "ch
 "$PORTAL_BIN" keys generate-master --out master.key 2>/dev/null
 start_upstream
 export PORTAL_REPORTS_DIR="$ROOT/reports"
-start_server master.key --outbound-allow 127.0.0.1
+# An integration failing three calls in a row fires within seconds, and resolves once a call succeeds.
+cat >rules.yml <<'YML'
+evaluationInterval: 1s
+rules:
+  - alert: IntegrationFailing
+    kind: integration_failure
+    consecutiveFailures: 3
+    for: 0s
+    labels: {severity: critical}
+    annotations: {summary: "Integration {{ $labels.integration_name }} is failing"}
+YML
+start_server master.key --outbound-allow 127.0.0.1 --alert-rules "$WORK/rules.yml"
 ADMIN=$(grep -o 'ptk_[A-Za-z0-9_-]\{43\}' "$WORK/server.out" | head -n 1)
 [ -n "$ADMIN" ] || fail "no first admin token"
 

@@ -288,6 +288,36 @@ def configure(driver):
     check("Upstream API" not in driver.find_element(By.ID, "integrations").text, "a deleted integration leaves the list")
 
 
+def alerting(driver):
+    """An alert fires when an integration fails, resolves when it recovers; a silence made and ended."""
+    status, created = api("POST", "/portal/integrations", ADMIN, {
+        "name": "Flaky", "type": "analytics", "baseUrl": UPSTREAM, "authMethod": "api_key",
+        "credentials": {"apiKey": "k-flaky-0123456789"}, "config": {"retry": {"maxAttempts": 1}}})
+    check(status == 201, f"the flaky integration: {status}")
+    flaky = created["id"]
+    for _ in range(3):
+        api("POST", f"/portal/integrations/{flaky}/requests", ADMIN, {"method": "GET", "endpoint": "/fail"})
+    firing = reload_until(driver, f"{PORTAL}/console/alerts",
+                          lambda d: [r for r in d.find_elements(By.CSS_SELECTOR, "#active-alerts tbody tr") if "IntegrationFailing" in r.text and "Flaky" in r.text],
+                          "the alert fires")
+    check(bool(firing), "the failing integration's alert is listed as firing")
+    accessibility(driver, "alerts")
+    shot(driver, "alerts")
+    driver.find_element(By.ID, "s-matchers").send_keys("integration_name=Flaky")
+    driver.find_element(By.ID, "s-comment").send_keys("provider maintenance")
+    driver.find_element(By.ID, "silence").click()
+    wait_for(driver, lambda d: d.find_element(By.ID, "notice"), "the silence made")
+    item = driver.find_elements(By.CSS_SELECTOR, "li[data-silence]")
+    check(bool(item) and "integration_name=Flaky" in item[0].text, "the silence is listed")
+    item[0].find_element(By.CSS_SELECTOR, "button").click()
+    wait_for(driver, lambda d: d.find_element(By.ID, "no-silences"), "the silence ended")
+    api("POST", f"/portal/integrations/{flaky}/requests", ADMIN, {"method": "GET", "endpoint": "/ok"})
+    resolved = reload_until(driver, f"{PORTAL}/console/alerts",
+                            lambda d: [r for r in d.find_elements(By.CSS_SELECTOR, "#recent-alerts tbody tr") if "IntegrationFailing" in r.text],
+                            "the alert resolves")
+    check(bool(resolved) and not driver.find_elements(By.CSS_SELECTOR, "#active-alerts"), "the alert resolves by itself once a call succeeds")
+
+
 def headers_of(path):
     try:
         with urllib.request.urlopen(f"{PORTAL}{path}") as r:
@@ -350,11 +380,7 @@ def main():
         operations(driver)
         configure(driver)
 
-        # Alerts.
-        driver.get(f"{PORTAL}/console/alerts")
-        wait_for(driver, lambda d: d.find_element(By.TAG_NAME, "h1").text == "Alerts", "the alerts page")
-        accessibility(driver, "alerts")
-        shot(driver, "alerts")
+        alerting(driver)
 
         # The ledger: checkpoint, keys, an entry whose proof this browser checks, and a tampered one it refuses.
         driver.get(f"{PORTAL}/console/ledger?seq=1")

@@ -27,6 +27,12 @@ struct ConsolePages: Sendable {
             try await integration(page, context, id: context.parameters.get("id") ?? "")
         }
         routes.page(router, .get, "/console/alerts") { _, context, page in try await alerts(page, context) }
+        routes.page(router, .post, "/console/alerts/silences") { _, context, page in try await silence(page, context) }
+        routes.page(router, .post, "/console/alerts/silences/{id}/end") { _, context, page in
+            let answer = try await api.call(.delete, "/portal/alerts/silences/\(try ConsoleOperations.id(context))", as: page.principal, context: context)
+            guard answer.ok else { throw ConsolePageError(answer) }
+            return ConsoleSecurity.redirect("/console/alerts?done=unsilenced")
+        }
         routes.page(router, .get, "/console/ledger") { _, context, page in try await ledger(page, context) }
         routes.page(router, .get, "/console/tokens") { _, context, page in try await tokens(page, context, created: nil, errors: [:]) }
         routes.page(router, .post, "/console/tokens") { _, context, page in try await createToken(page, context) }
@@ -67,7 +73,7 @@ struct ConsolePages: Sendable {
             ]
             if let last = item["lastSync"]?.stringValue ?? item["lastSyncAt"]?.stringValue { row["lastSync"] = Show.time(.string(last)) }
             if let error = live["lastError"]?.objectValue {
-                row["lastError"] = [error["message"]?.stringValue, error["category"]?.stringValue, Show.time(error["at"])]
+                row["lastError"] = [error["message"]?.stringValue, error["endpoint"]?.stringValue, Show.time(error["timestamp"])]
                     .compactMap { $0 }.joined(separator: " · ")
             }
             return row
@@ -99,7 +105,9 @@ struct ConsolePages: Sendable {
         let item = try await api.fetch("/portal/integrations/\(id)", as: page.principal, context: context)
         async let metricsAnswer = api.fetch("/portal/integrations/\(id)/metrics?window=\(window)", as: page.principal, context: context)
         async let webhooksAnswer = api.call(.get, "/portal/integrations/\(id)/webhooks", as: page.principal, context: context)
+        async let seriesAnswer = api.fetch("/portal/integrations/\(id)/metrics/series?window=\(window)", as: page.principal, context: context)
         let metrics = try await metricsAnswer.objectValue ?? [:]
+        let points = try await seriesAnswer.objectValue?["points"]?.arrayValue ?? []
         let webhooks = try await webhooksAnswer
         let object = item.objectValue ?? [:]
         let credentials = (object["credentials"]?.objectValue ?? [:]).sorted { $0.key < $1.key }.map { ["name": $0.key, "masked": $0.value.stringValue ?? "••••"] }
@@ -117,6 +125,8 @@ struct ConsolePages: Sendable {
             "p50": Show.milliseconds(metrics["p50ResponseTime"]), "p95": Show.milliseconds(metrics["p95ResponseTime"]),
             "p99": Show.milliseconds(metrics["p99ResponseTime"]),
             "outcomes": (metrics["byOutcome"]?.objectValue ?? [:]).sorted { $0.key < $1.key }.map { ["name": $0.key, "count": Show.count($0.value)] },
+            "requestChart": Chart.requests(points, label: "Requests over \(window)"),
+            "latencyChart": Chart.latency(points, label: "Latency over \(window)"),
             "canManage": page.principal.role.allows(.manageIntegrations),
             "canConnect": page.principal.role.allows(.manageIntegrations) && object["authMethod"]?.stringValue == "oauth2"
                 && object["config"]?.objectValue?["oauth"]?.objectValue?["authorizationUrl"] != nil,
@@ -139,22 +149,76 @@ struct ConsolePages: Sendable {
 
     // MARK: Alerts
 
-    private func alerts(_ page: ConsolePage, _ context: PortalRequestContext) async throws -> Response {
-        let answer = try await api.fetch("/portal/alerts", as: page.principal, context: context)
+    private func alerts(_ page: ConsolePage, _ context: PortalRequestContext, errors: [String: String] = [:], status: HTTPResponse.Status = .ok) async throws -> Response {
+        async let alertsAnswer = api.fetch("/portal/alerts", as: page.principal, context: context)
+        async let receiversAnswer = api.call(.get, "/portal/alerts/receivers", as: page.principal, context: context)
+        async let notificationsAnswer = api.call(.get, "/portal/alerts/notifications?limit=20", as: page.principal, context: context)
+        let answer = try await alertsAnswer
+        let receivers = try await receiversAnswer
+        let notifications = try await notificationsAnswer
+        func labels(_ value: JSONValue?) -> String {
+            (value?.objectValue ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.stringValue ?? "")" }.joined(separator: ", ")
+        }
         func rows(_ key: String) -> [[String: Any]] {
             (answer.objectValue?[key]?.arrayValue ?? []).compactMap(\.objectValue).map { a in
-                var row = (Show.context(.object(a)) as? [String: Any]) ?? [:]
-                row["since"] = Show.time(a["startsAt"] ?? a["firedAt"] ?? a["since"]) ?? ""
-                row["ended"] = Show.time(a["endsAt"] ?? a["resolvedAt"]) ?? ""
-                row["labelText"] = (a["labels"]?.objectValue ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.stringValue ?? "")" }.joined(separator: ", ")
-                return row
+                [
+                    "rule": a["rule"]?.stringValue ?? "", "labelText": labels(a["labels"]), "value": a["value"].map { Show.number($0).map { String(format: "%.3g", $0) } ?? "" } ?? "",
+                    "since": Show.time(a["firedAt"] ?? a["activeAt"]) ?? "", "ended": Show.time(a["resolvedAt"]) ?? "",
+                    "summary": a["annotations"]?.objectValue?["summary"]?.stringValue ?? "", "silenced": a["silenced"] == .bool(true),
+                ]
             }
         }
+        let canManage = page.principal.role.allows(.manageIntegrations)
         let active = rows("active")
         let recent = rows("recent")
-        return try page.render("alerts", title: "Alerts", [
+        let silences: [[String: Any]] = (answer.objectValue?["silences"]?.arrayValue ?? []).compactMap(\.objectValue).map { s in
+            [
+                "silenceId": s["id"]?.stringValue ?? "", "comment": s["comment"]?.stringValue ?? "", "endsAt": Show.time(s["endsAt"]) ?? "",
+                "matchers": (s["matchers"]?.arrayValue ?? []).compactMap(\.objectValue).map { "\($0["name"]?.stringValue ?? "")=\($0["value"]?.stringValue ?? "")" }.joined(separator: ", "),
+                "createdBy": s["createdBy"]?.stringValue ?? "",
+            ]
+        }
+        var values: [String: Any] = [
             "section": "Alerts", "active": active, "recent": recent, "noActive": active.isEmpty, "noRecent": recent.isEmpty,
-        ])
+            "silences": silences, "noSilences": silences.isEmpty, "canManage": canManage, "errors": errors,
+        ]
+        if receivers.ok {
+            values["receivers"] = (receivers.json.objectValue?["items"]?.arrayValue ?? []).compactMap(\.objectValue).map { r -> [String: Any] in
+                ["name": r["name"]?.stringValue ?? "", "kind": r["kind"]?.stringValue ?? "", "signed": r["signed"] == .bool(true), "createdAt": Show.time(r["createdAt"]) ?? ""]
+            }
+        }
+        if notifications.ok {
+            values["notifications"] = (notifications.json.objectValue?["items"]?.arrayValue ?? []).compactMap(\.objectValue).map { n -> [String: Any] in
+                let state = n["status"]?.stringValue ?? ""
+                return [
+                    "status": state, "statusBadge": Show.badge(n["delivered"] == .bool(true) ? "ok" : state), "attempts": Show.count(n["attempts"]),
+                    "httpStatus": n["httpStatus"].flatMap { Show.number($0) }.map { String(Int($0)) } ?? "", "error": n["error"]?.stringValue ?? "",
+                    "createdAt": Show.time(n["createdAt"]) ?? "",
+                ]
+            }
+        }
+        if let notice = page.parameter("done").flatMap({ ["silenced": "The silence is in force.", "unsilenced": "The silence ended."][$0] }) { values["notice"] = notice }
+        return try page.render("alerts", title: "Alerts", status: status, values)
+    }
+
+    private func silence(_ page: ConsolePage, _ context: PortalRequestContext) async throws -> Response {
+        let matchers: [JSONValue] = (page.field("matchers") ?? "").split(separator: ",").compactMap { pair in
+            let parts = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2 else { return nil }
+            return ["name": .string(parts[0]), "value": .string(parts[1])]
+        }
+        let body: JSONValue = [
+            "matchers": .array(matchers), "duration": .string(page.field("duration") ?? ""), "comment": .string(page.field("comment") ?? ""),
+        ]
+        let answer = try await api.call(.post, "/portal/alerts/silences", body: body, as: page.principal, context: context)
+        if answer.status == .unprocessableContent {
+            var errors: [String: String] = [:]
+            for (pointer, message) in answer.fieldErrors { errors[pointer.hasPrefix("/matchers") ? "matchers" : String(pointer.dropFirst())] = message }
+            if errors.isEmpty { errors["form"] = answer.detail }
+            return try await alerts(page, context, errors: errors, status: .unprocessableContent)
+        }
+        guard answer.ok else { throw ConsolePageError(answer) }
+        return ConsoleSecurity.redirect("/console/alerts?done=silenced")
     }
 
     // MARK: Ledger

@@ -132,3 +132,58 @@ enum Show {
         }
     }
 }
+
+/// Charts drawn on the server as SVG (no script, no style attribute: the CSP allows neither inline).
+enum Chart {
+    /// Bars of requests per step with their failed part, from a series' points.
+    static func requests(_ points: [JSONValue], label: String) -> String {
+        let values = points.map { (Show.number($0.objectValue?["requests"]) ?? 0, Show.number($0.objectValue?["errors"]) ?? 0) }
+        let top = max(1, values.map(\.0).max() ?? 1)
+        let width = 600.0, height = 120.0, slot = width / Double(max(1, values.count))
+        var bars = ""
+        for (i, (total, errors)) in values.enumerated() where total > 0 {
+            let x = Double(i) * slot
+            let h = total / top * height
+            let e = errors / top * height
+            bars += rect(x, height - h, max(1, slot - 1), h, fill: "#3b6ea5")
+            if e > 0 { bars += rect(x, height - e, max(1, slot - 1), e, fill: "#b42318") }
+        }
+        return frame(label: label, caption: "requests per step (most \(Show.count(.int(Int64(top))))); failed in red", body: bars, width: width, height: height)
+    }
+
+    /// Lines of p50, p95 and p99 latency per step.
+    static func latency(_ points: [JSONValue], label: String) -> String {
+        let keys = [("p50", "#3b6ea5"), ("p95", "#b26b00"), ("p99", "#b42318")]
+        let top = max(1, points.flatMap { p in keys.compactMap { Show.number(p.objectValue?[$0.0]) } }.max() ?? 1)
+        let width = 600.0, height = 120.0, slot = width / Double(max(1, points.count))
+        var lines = ""
+        for (key, color) in keys {
+            var path = ""
+            for (i, point) in points.enumerated() {
+                guard let v = Show.number(point.objectValue?[key]) else { continue }
+                let x = (Double(i) + 0.5) * slot, y = height - v / top * height
+                path += (path.isEmpty ? "M" : " L") + String(format: "%.1f %.1f", x, y)
+                lines += String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\" fill=\"%@\"/>", x, y, color)
+            }
+            if !path.isEmpty { lines += "<path d=\"\(path)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"/>" }
+        }
+        return frame(label: label, caption: "p50 (blue), p95 (orange), p99 (red), up to \(Show.milliseconds(.double(top)))", body: lines, width: width, height: height)
+    }
+
+    private static func rect(_ x: Double, _ y: Double, _ w: Double, _ h: Double, fill: String) -> String {
+        String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%@\"/>", x, y, w, h, fill)
+    }
+
+    private static func frame(label: String, caption: String, body: String, width: Double, height: Double) -> String {
+        let text = escape(label + ": " + caption)
+        return "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 \(Int(width)) \(Int(height) + 18)\" class=\"chart\" role=\"img\" aria-label=\"\(text)\">"
+            + "<title>\(text)</title><rect x=\"0\" y=\"0\" width=\"\(Int(width))\" height=\"\(Int(height))\" fill=\"#f6f7f9\"/>\(body)"
+            + "<text x=\"0\" y=\"\(Int(height) + 14)\" font-size=\"11\" fill=\"#505a66\">\(escape(caption))</text></svg>"
+    }
+
+    static func escape(_ text: String) -> String {
+        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+            .replacingOccurrences(of: "\"", with: "&quot;")
+    }
+}
+

@@ -67,6 +67,15 @@ struct MonitoringRoutes {
             let status = try await self.integrations.status(id: id, organizationID: principal.organizationID)
             return JSONOutput.response(try await monitor.report(integrationID: id, organizationID: principal.organizationID, status: status.status, window: window))
         }
+        table.guarded(group, prefix: "/portal", .get, "/integrations/{id}/metrics/series", .readIntegrations) { request, context, principal in
+            let id = try context.uuidParameter("id", what: "integration")
+            let window = try Self.window(request)
+            guard window != .thirtyDays else {
+                throw PortalError.validation([.init(pointer: "?window", message: "a series covers 5m, 1h, 24h or 7d")])
+            }
+            _ = try await self.integrations.status(id: id, organizationID: principal.organizationID)
+            return JSONOutput.response(try await monitor.series(organizationID: principal.organizationID, integrationID: id, window: window))
+        }
         table.guarded(group, prefix: "/portal", .get, "/alerts", .readIntegrations) { request, _, principal in
             let hours = try request.queryInteger("recentHours", default: 24, in: 1...168)
             let (active, recent) = try await alerts.alerts(by: principal, recentHours: hours)
