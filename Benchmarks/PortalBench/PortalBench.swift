@@ -50,7 +50,10 @@ struct PortalBench: AsyncParsableCommand {
     @Option(help: "wrk connections in the gateway and webhook benchmarks.")
     var gatewayConnections: Int = 32
 
-    @Option(help: "Run only one part: append, large, gateway, webhooks, sync, monitoring or scaleout (for profiling).")
+    @Option(help: "Requests per console page and per API call it is compared with.")
+    var consoleSamples: Int = 200
+
+    @Option(help: "Run only one part: append, large, gateway, webhooks, sync, monitoring, console or scaleout (for profiling).")
     var only: String?
 
     @Option(help: "Records in the sync benchmark's full sync.")
@@ -127,6 +130,10 @@ struct PortalBench: AsyncParsableCommand {
 
         if only == nil || only == "monitoring" {
             try await MonitoringBenchmark(portal: portalPath, duration: gatewaySeconds, connections: gatewayConnections, rounds: min(rounds, 3)).run(report: report)
+        }
+
+        if only == nil || only == "console" {
+            try await ConsoleBenchmark(portal: portalPath, samples: consoleSamples).run(report: report)
         }
 
         if only == nil || only == "scaleout" {

@@ -118,6 +118,7 @@ struct AccessControlTests {
         case "GET /ledger/{slug}/entries/{seq}": return ("/ledger/acme/entries/0", nil)
         case "GET /ledger/{slug}/proofs/consistency": return ("/ledger/acme/proofs/consistency?from=1&to=2", nil)
         case "POST /ledger/{slug}/checkpoints": return ("/ledger/acme/checkpoints", nil)
+        case "POST /ledger/{slug}/verifications": return ("/ledger/acme/verifications", nil)
         case "GET /ledger/{slug}/export": return ("/ledger/acme/export", nil)
         default:
             Issue.record("the role matrix has no request for \(route): add one")

@@ -7,6 +7,7 @@ import Ledger
 import PortalCore
 import PortalServer
 import PortalTestSupport
+import SQLKit
 import Storage
 import Testing
 
@@ -132,6 +133,28 @@ struct LedgerAPITests {
 
 @Suite("Authentication failures")
 struct AuthFailureTests {
+    @Test("verify now: a sound ledger passes and the verdict is ledgered; a tampered one fails naming the entry; another organization's is 404", arguments: Backend.available)
+    func verifyNow(backend: Backend) async throws {
+        try await withPortal(backend) { portal in
+            _ = try await portal.createIntegration()
+            let passed = try await portal.call(.post, "/ledger/acme/verifications", token: portal.token("acme.auditor"))
+            let verdict = passed.json.objectValue ?? [:]
+            #expect(passed.status == .ok && verdict["passed"] == true && verdict["failure"] == nil, "\(passed.body.string)")
+            if case .int(let size)? = verdict["size"] { #expect(size > 0) } else { Issue.record("size: \(passed.body.string)") }
+            try await portal.services.ledger.drainAll()
+            let entries = try await portal.call(.get, "/ledger/acme/entries?limit=1000", token: portal.token("acme.admin"))
+            let types = (entries.json.objectValue?["entries"]?.arrayValue ?? []).compactMap { $0.objectValue?["entry"]?.objectValue?["type"]?.stringValue }
+            #expect(types.last == "ledger.verified", "\(types.suffix(3))")
+            expectProblem(try await portal.call(.post, "/ledger/acme/verifications", token: portal.token("globex.auditor")), .notFound)
+            try await portal.services.database.write { tx in
+                try await tx.raw("UPDATE ledger_entries SET hash = \(bind: Data(repeating: 0, count: 32)) WHERE organization_id = \(bind: portal.acme.id) AND seq = 1").run()
+            }
+            let failed = try await portal.call(.post, "/ledger/acme/verifications", token: portal.token("acme.auditor"))
+            #expect(failed.status == .ok && failed.json.objectValue?["passed"] == false, "\(failed.body.string)")
+            #expect(failed.json.objectValue?["failure"]?.objectValue?["seq"] == 1, "\(failed.body.string)")
+        }
+    }
+
     @Test("401s are aggregated per minute into one platform-ledger entry with hashed sources", arguments: [Backend.sqlite])
     func aggregated(backend: Backend) async throws {
         try await TestDatabase.with(backend) { (_: TestDatabase, db: Database) async throws in

@@ -410,6 +410,9 @@ def main():
         """)
         wait_for(driver, lambda d: d.find_element(By.ID, "proof-result").get_attribute("data-verdict") == "fail", "a tampered proof fails the browser's check")
         check(True, "a tampered entry and a tampered proof both fail the browser's check")
+        driver.find_element(By.ID, "verify-now").click()
+        verdict = wait_for(driver, lambda d: d.find_element(By.ID, "verify-result"), "the verification's verdict")
+        check(verdict is not None and verdict.get_attribute("data-passed") == "true", f"'verify now' passes: {verdict.text if verdict else ''}")
         keys = [t.get_attribute("value") for t in driver.find_elements(By.CSS_SELECTOR, "ul.keys textarea")]
         check(len(keys) == 2, "both verifier keys are on the ledger page")
         compliance(driver, keys)

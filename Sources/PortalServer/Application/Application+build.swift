@@ -105,7 +105,8 @@ package func buildRouter(services: PortalServices) throws -> (Router<PortalReque
     ).register(on: portal, table: table)
     webhookRoutes.registerReceiver(on: router, table: table)
     LedgerRoutes(
-        checkpointer: services.checkpointer, database: services.database, ledgerReader: services.ledgerReader
+        checkpointer: services.checkpointer, database: services.database, ledgerReader: services.ledgerReader,
+        verification: services.ledgerVerification, publishedDirectory: services.checkpointDirectory
     ).register(on: ledger, table: table)
     // The web console: its pages call the routes above in process, as the signed-in token.
     let console = ConsoleAPI()

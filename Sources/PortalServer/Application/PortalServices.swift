@@ -40,6 +40,8 @@ package struct PortalServices: Sendable {
     package let alertReceivers: AlertReceivers
     package let alertEvaluator: AlertEvaluator
     package let ledgerVerification: LedgerVerificationRun
+    /// Published checkpoints the ledgers are held to (`PORTAL_CHECKPOINT_DIR`), if any.
+    package let checkpointDirectory: String?
     package let ledgerWatch: LedgerWatch
     package let metricsToken: MetricsTokenAuthority
     /// Data-subject requests: export and erasure.
@@ -122,6 +124,7 @@ package struct PortalServices: Sendable {
         )
         retention = Retention(database: database, audit: ledger, clock: clock, logger: logger, interval: .seconds(Int64(settings.retentionInterval)), owner: instance)
         ledgerVerification = LedgerVerificationRun(database: database, checkpointer: checkpointer, sequencer: ledger, clock: clock)
+        checkpointDirectory = settings.checkpointDir
         ledgerWatch = LedgerWatch(
             run: ledgerVerification, database: database, clock: clock, logger: logger, interval: .seconds(Int64(settings.ledgerVerifyInterval)),
             publishedDirectory: settings.checkpointDir, owner: instance

@@ -33,7 +33,12 @@ struct ConsolePages: Sendable {
             guard answer.ok else { throw ConsolePageError(answer) }
             return ConsoleSecurity.redirect("/console/alerts?done=unsilenced")
         }
-        routes.page(router, .get, "/console/ledger") { _, context, page in try await ledger(page, context) }
+        routes.page(router, .get, "/console/ledger") { _, context, page in try await ledger(page, context, verified: nil) }
+        routes.page(router, .post, "/console/ledger/verify") { _, context, page in
+            let answer = try await api.call(.post, "/ledger/\(page.principal.organizationSlug)/verifications", as: page.principal, context: context)
+            guard answer.ok else { throw ConsolePageError(answer) }
+            return try await ledger(page, context, verified: answer.json)
+        }
         routes.page(router, .get, "/console/tokens") { _, context, page in try await tokens(page, context, created: nil, errors: [:]) }
         routes.page(router, .post, "/console/tokens") { _, context, page in try await createToken(page, context) }
         routes.page(router, .post, "/console/tokens/{id}/revoke") { _, context, page in
@@ -223,7 +228,7 @@ struct ConsolePages: Sendable {
 
     // MARK: Ledger
 
-    private func ledger(_ page: ConsolePage, _ context: PortalRequestContext) async throws -> Response {
+    private func ledger(_ page: ConsolePage, _ context: PortalRequestContext, verified: JSONValue?) async throws -> Response {
         let slug = page.principal.organizationSlug
         async let checkpointAnswer = api.call(.get, "/ledger/\(slug)/checkpoint", as: page.principal, context: context)
         async let keysAnswer = api.call(.get, "/ledger/\(slug)/keys", as: page.principal, context: context)
@@ -245,6 +250,17 @@ struct ConsolePages: Sendable {
                         "algorithm": CheckpointText.algorithm(ofKey: parts.count > 2 ? String(parts[2]) : "")]
             },
         ]
+        if let v = verified?.objectValue {
+            var shown: [String: Any] = [
+                "passed": v["passed"] == .bool(true), "size": Show.count(v["size"]), "checkpoints": Show.count(v["checkpointsChecked"]),
+                "milliseconds": Show.count(v["milliseconds"]), "root": v["root"]?.stringValue ?? "",
+            ]
+            if let failure = v["failure"]?.objectValue {
+                shown["failureSeq"] = Show.count(failure["seq"])
+                shown["failureMessage"] = failure["message"]?.stringValue ?? ""
+            }
+            values["verified"] = shown
+        }
         if let seqText = page.parameter("seq") {
             values["seq"] = seqText
             guard let seq = Int64(seqText), seq >= 0 else {

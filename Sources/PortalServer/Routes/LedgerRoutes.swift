@@ -1,8 +1,10 @@
 import Foundation
 import Hummingbird
 import Ledger
+import Monitoring
 import PortalCore
 import Storage
+import Synchronization
 
 /// The ledger's read side for auditors under `/ledger/{slug}/` (DESIGN section 4.2): the checkpoint, tlog
 /// tiles and entry bundles with the exact bytes an offline copy holds, plus JSON entries and proofs.
@@ -10,6 +12,11 @@ struct LedgerRoutes {
     let checkpointer: LedgerCheckpointer
     let database: Database
     let ledgerReader: LedgerReader
+    let verification: LedgerVerificationRun
+    /// Published checkpoints the ledger is held to (`PORTAL_CHECKPOINT_DIR`), as `LedgerWatch` is.
+    let publishedDirectory: String?
+    /// Organizations with a verification running on this instance: one each at a time.
+    let verifying = VerificationsInFlight()
 
     func register(on group: RouterGroup<PortalRequestContext>, table: RouteTable) {
         let reader = self.ledgerReader
@@ -21,6 +28,26 @@ struct LedgerRoutes {
                 headers: [.contentType: "text/plain; charset=utf-8", .cacheControl: "no-store"],
                 body: .init(byteBuffer: ByteBuffer(string: checkpoint.note))
             )
+        }
+        table.guarded(group, prefix: "/ledger", .post, "/{slug}/verifications", .readLedger) { _, context, principal in
+            let org = try await organization(context, principal)
+            guard verifying.begin(org) else {
+                throw PortalError(.conflict, "a verification of this ledger is already running; its result will be the latest")
+            }
+            defer { verifying.end(org) }
+            let start = ContinuousClock.now
+            let result = try await verification.verify(
+                organizationID: org, slug: principal.organizationSlug, publishedDirectory: publishedDirectory,
+                actor: principal.tokenID.uuidString.lowercased()
+            )
+            let elapsed = ContinuousClock.now - start
+            var answer: [String: JSONValue] = [
+                "passed": .bool(result.passed), "size": .int(result.size), "root": .string(Data(result.root).base64EncodedString()),
+                "checkpointsChecked": .int(Int64(result.checkpointsChecked)),
+                "milliseconds": .int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000),
+            ]
+            if let failure = result.failure { answer["failure"] = ["seq": .int(failure.seq), "message": .string(failure.message)] }
+            return JSONOutput.response(JSONValue.object(answer))
         }
         table.guarded(group, prefix: "/ledger", .get, "/{slug}/keys", .readLedger) { _, context, principal in
             _ = try await organization(context, principal)
@@ -154,4 +181,13 @@ struct LedgerRoutes {
         let entry = try JSONValue.parse(Data(row.bytes))
         return ["seq": .int(row.seq), "hash": .string(Hex.encode(row.hash)), "entry": entry]
     }
+}
+
+/// The organizations whose ledger this instance is verifying (a bound: one verification each at a time).
+final class VerificationsInFlight: Sendable {
+    private let running = Mutex<Set<UUID>>([])
+
+    func begin(_ organization: UUID) -> Bool { running.withLock { $0.insert(organization).inserted } }
+
+    func end(_ organization: UUID) { _ = running.withLock { $0.remove(organization) } }
 }
