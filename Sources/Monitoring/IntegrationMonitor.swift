@@ -187,7 +187,7 @@ package final class IntegrationMonitor: Service, Sendable {
     // MARK: Windows
 
     /// Every integration of an organization (or one) over `window`, merged across instances.
-    package func stats(organizationID: UUID, integrationID: UUID? = nil, window: MetricsWindow) async throws -> [UUID: ActivityStats] {
+    package func stats(organizationID: UUID, integrationID: UUID? = nil, among integrationIDs: [UUID]? = nil, window: MetricsWindow) async throws -> [UUID: ActivityStats] {
         let current = MetricsCollector.minute(clock.now())
         let windowStart = current - window.minutes + 1
         let currentHour = current - current % 60
@@ -195,11 +195,11 @@ package final class IntegrationMonitor: Service, Sendable {
         try await database.read { db in
             let store = MetricRollupStore(db)
             if window.minutes <= 60 {
-                rows = try await store.rows(organizationID: organizationID, integrationID: integrationID, resolution: 60, from: windowStart * 60, to: current * 60 + 60)
+                rows = try await store.rows(organizationID: organizationID, integrationID: integrationID, among: integrationIDs, resolution: 60, from: windowStart * 60, to: current * 60 + 60)
             } else {
                 let firstHour = windowStart - ((windowStart % 60) + 60) % 60
-                rows = try await store.rows(organizationID: organizationID, integrationID: integrationID, resolution: 3600, from: firstHour * 60, to: currentHour * 60)
-                rows += try await store.rows(organizationID: organizationID, integrationID: integrationID, resolution: 60, from: currentHour * 60, to: current * 60 + 60)
+                rows = try await store.rows(organizationID: organizationID, integrationID: integrationID, among: integrationIDs, resolution: 3600, from: firstHour * 60, to: currentHour * 60)
+                rows += try await store.rows(organizationID: organizationID, integrationID: integrationID, among: integrationIDs, resolution: 60, from: currentHour * 60, to: current * 60 + 60)
             }
         }
         var merged: [UUID: ActivityStats] = [:]
@@ -216,7 +216,8 @@ package final class IntegrationMonitor: Service, Sendable {
             let local = collector.unflushed(integrationID, since: localSince)
             if !local.isEmpty { merged[integrationID, default: ActivityStats()].merge(local) }
         } else {
-            for (id, local) in collector.unflushed(organizationID: organizationID, since: localSince) {
+            let wanted = integrationIDs.map(Set.init)
+            for (id, local) in collector.unflushed(organizationID: organizationID, since: localSince) where wanted?.contains(id) ?? true {
                 merged[id, default: ActivityStats()].merge(local)
             }
         }
@@ -276,10 +277,18 @@ package final class IntegrationMonitor: Service, Sendable {
     }
 
     /// Reports of every integration given (id and lifecycle status) over `window`, with two queries.
-    package func summary(organizationID: UUID, integrations: [(id: UUID, status: IntegrationStatus)], window: MetricsWindow) async throws -> [IntegrationMetricsReport] {
-        let all = try await stats(organizationID: organizationID, window: window)
-        let recent = window == .fiveMinutes ? all : try await stats(organizationID: organizationID, window: .fiveMinutes)
-        return integrations.map { report(integrationID: $0.id, stats: all[$0.id] ?? ActivityStats(), recent: recent[$0.id] ?? ActivityStats(), status: $0.status, window: window) }
+    /// With `only`, the rollups of those integrations alone are read (a page of a long list); the totals
+    /// are of the integrations given.
+    package func summary(
+        organizationID: UUID, integrations: [(id: UUID, status: IntegrationStatus)], only: Bool = false, window: MetricsWindow
+    ) async throws -> (reports: [IntegrationMetricsReport], totals: ActivityStats) {
+        let among = only ? integrations.map(\.id) : nil
+        let all = try await stats(organizationID: organizationID, among: among, window: window)
+        let recent = window == .fiveMinutes ? all : try await stats(organizationID: organizationID, among: among, window: .fiveMinutes)
+        var totals = ActivityStats()
+        for integration in integrations { if let s = all[integration.id] { totals.merge(s) } }
+        let reports = integrations.map { report(integrationID: $0.id, stats: all[$0.id] ?? ActivityStats(), recent: recent[$0.id] ?? ActivityStats(), status: $0.status, window: window) }
+        return (reports, totals)
     }
 
     func report(integrationID: UUID, stats: ActivityStats, recent: ActivityStats, status: IntegrationStatus, window: MetricsWindow) -> IntegrationMetricsReport {

@@ -45,8 +45,13 @@ package struct MetricRollupStore: Sendable {
     }
 
     /// Rows of `organizationID` (optionally one integration) at `resolution` with `from <= bucket_start < to`.
-    package func rows(organizationID: UUID, integrationID: UUID? = nil, resolution: Int, from: Int64, to: Int64) async throws -> [(integrationID: UUID, stats: String)] {
-        let filter = integrationID.map { SQLQueryString(" AND integration_id = \(bind: $0)") } ?? SQLQueryString("")
+    package func rows(
+        organizationID: UUID, integrationID: UUID? = nil, among integrationIDs: [UUID]? = nil, resolution: Int, from: Int64, to: Int64
+    ) async throws -> [(integrationID: UUID, stats: String)] {
+        var filter = integrationID.map { SQLQueryString(" AND integration_id = \(bind: $0)") } ?? SQLQueryString("")
+        if let integrationIDs {
+            filter = filter + " AND integration_id IN (" + (integrationIDs.isEmpty ? [SQLQueryString("NULL")] : integrationIDs.map { "\(bind: $0)" }).joined(separator: ", ") + ")"
+        }
         return try await db.raw("""
             SELECT integration_id, stats FROM metric_rollups
             WHERE organization_id = \(bind: organizationID) AND resolution = \(bind: resolution)

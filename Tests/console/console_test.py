@@ -209,6 +209,12 @@ def compliance(driver, keys):
     verify = subprocess.run([PORTAL_BIN, "report", "verify", path] + [a for k in keys for a in ("--vkey", k)], capture_output=True, text=True)
     check(verify.returncode == 0, f"the bundle downloaded from the console verifies offline with the keys the ledger page shows: {verify.stdout[-300:]}{verify.stderr[-300:]}")
 
+    driver.get(f"{PORTAL}/console/compliance/register")
+    table = wait_for(driver, lambda d: d.find_element(By.ID, "register"), "the record of processing")
+    check(table is not None and "CRM" in table.text, "the record of processing lists the recipients")
+    accessibility(driver, "register")
+    shot(driver, "register")
+
     for action, button in (("export", "subject-export"), ("erase", "subject-erase")):
         driver.get(f"{PORTAL}/console/compliance")
         wait_for(driver, lambda d: d.find_element(By.ID, "s-subject"), "the subject form")

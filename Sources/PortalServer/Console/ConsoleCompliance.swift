@@ -15,6 +15,7 @@ struct ConsoleCompliance: Sendable {
 
     func register(_ routes: ConsoleRoutes, on router: Router<PortalRequestContext>) {
         routes.page(router, .get, "/console/compliance") { _, context, page in try await compliance(page, context, reportErrors: [:], status: .ok) }
+        routes.page(router, .get, "/console/compliance/register") { _, context, page in try await register(page, context) }
         routes.page(router, .post, "/console/reports") { _, context, page in
             let body: JSONValue = [
                 "kind": .string(page.field("kind") ?? ""), "from": .string(page.field("from") ?? ""), "to": .string(page.field("to") ?? ""),
@@ -66,10 +67,8 @@ struct ConsoleCompliance: Sendable {
         let from = page.parameter("from").flatMap { Self.isDay($0) ? $0 : nil } ?? monthAgo
         let to = page.parameter("to").flatMap { Self.isDay($0) ? $0 : nil } ?? today
         async let reportsAnswer = api.fetch("/portal/reports?limit=50", as: page.principal, context: context)
-        async let registerAnswer = api.call(.get, "/portal/compliance/processing-register?from=\(from)&to=\(to)", as: page.principal, context: context)
         async let retentionAnswer = api.call(.get, "/portal/retention", as: page.principal, context: context)
         let reports = try await reportsAnswer
-        let register = try await registerAnswer
         let retention = try await retentionAnswer
         let role = page.principal.role
         let rows: [[String: Any]] = (reports.objectValue?["items"]?.arrayValue ?? []).compactMap(\.objectValue).map { r in
@@ -86,22 +85,6 @@ struct ConsoleCompliance: Sendable {
             "live": rows.contains { ($0["status"] as? String).map { $0 == "pending" || $0 == "running" } ?? false },
             "canRequest": role.allows(.manageReports), "errors": reportErrors, "today": today, "monthAgo": monthAgo, "from": from, "to": to,
         ]
-        if register.ok, let r = register.json.objectValue {
-            values["register"] = [
-                "records": (r["records"]?.arrayValue ?? []).compactMap(\.objectValue).map { record -> [String: Any] in
-                    [
-                        "name": record["integration"]?.objectValue?["name"]?.stringValue ?? record["name"]?.stringValue ?? "",
-                        "purposes": Self.list(record["purposes"] ?? record["declared"]?.objectValue?["purposes"]),
-                        "categories": Self.list(record["dataCategories"] ?? record["declared"]?.objectValue?["dataCategories"]),
-                        "countries": Self.list(record["observedCountries"] ?? record["observed"]?.objectValue?["countries"]),
-                        "flags": Self.list(record["flags"]),
-                    ]
-                },
-                "exceptions": (r["exceptions"]?.arrayValue ?? []).map { $0.stringValue ?? $0.objectValue?["message"]?.stringValue ?? $0.sortedText },
-                "hasExceptions": !(r["exceptions"]?.arrayValue ?? []).isEmpty,
-                "ledgerSize": Show.count(r["ledgerSize"]),
-            ]
-        }
         if retention.ok, let r = retention.json.objectValue {
             values["retention"] = [
                 "requestLogsDays": Show.count(r["requestLogsDays"]), "storedBodiesDays": Show.count(r["storedBodiesDays"]),
@@ -111,6 +94,35 @@ struct ConsoleCompliance: Sendable {
         }
         if let notice = page.parameter("done").flatMap({ Self.notices[$0] }) { values["notice"] = notice }
         return try page.render("compliance", title: "Compliance", status: status, values)
+    }
+
+    /// The record of processing (Art. 30) for a period, a hundred recipients a page.
+    private func register(_ page: ConsolePage, _ context: PortalRequestContext) async throws -> Response {
+        let today = String(Timestamp.rfc3339(clock.now()).prefix(10))
+        let monthAgo = String(Timestamp.rfc3339(clock.now().addingTimeInterval(-29 * 86_400)).prefix(10))
+        let from = page.parameter("from").flatMap { Self.isDay($0) ? $0 : nil } ?? monthAgo
+        let to = page.parameter("to").flatMap { Self.isDay($0) ? $0 : nil } ?? today
+        let number = max(1, min(1_000, page.parameter("page").flatMap { Int($0) } ?? 1))
+        let r = try await api.fetch("/portal/compliance/processing-register?from=\(from)&to=\(to)", as: page.principal, context: context).objectValue ?? [:]
+        let all = (r["records"]?.arrayValue ?? []).compactMap(\.objectValue)
+        let perPage = 100
+        let records: [[String: Any]] = all.dropFirst((number - 1) * perPage).prefix(perPage).map { record in
+            [
+                "name": record["integration"]?.objectValue?["name"]?.stringValue ?? record["name"]?.stringValue ?? "",
+                "purposes": Self.list(record["purposes"] ?? record["declared"]?.objectValue?["purposes"]),
+                "categories": Self.list(record["dataCategories"] ?? record["declared"]?.objectValue?["dataCategories"]),
+                "countries": Self.list(record["observedCountries"] ?? record["observed"]?.objectValue?["countries"]),
+                "flags": Self.list(record["flags"]),
+            ]
+        }
+        let exceptions = (r["exceptions"]?.arrayValue ?? []).map { $0.stringValue ?? $0.objectValue?["message"]?.stringValue ?? $0.sortedText }
+        var values: [String: Any] = [
+            "section": "Compliance", "from": from, "to": to, "records": records, "count": Show.count(.int(Int64(all.count))),
+            "exceptions": exceptions, "hasExceptions": !exceptions.isEmpty, "ledgerSize": Show.count(r["ledgerSize"]),
+        ]
+        if number > 1 { values["previous"] = "/console/compliance/register?from=\(from)&to=\(to)&page=\(number - 1)" }
+        if all.count > number * perPage { values["next"] = "/console/compliance/register?from=\(from)&to=\(to)&page=\(number + 1)" }
+        return try page.render("register", title: "Record of processing", values)
     }
 
     static func isDay(_ text: String) -> Bool {

@@ -55,10 +55,11 @@ struct ConsolePages: Sendable {
         if let type { path += "&type=\(type)" }
         if let status { path += "&status=\(status)" }
         if let cursor = page.parameter("cursor") { path += "&cursor=\(ConsoleForm.encode(cursor))" }
-        async let listed = api.fetch(path, as: page.principal, context: context)
-        async let summarized = api.fetch("/portal/metrics/summary?window=1h", as: page.principal, context: context)
-        let list = try await listed
-        let summary = try await summarized
+        let list = try await api.fetch(path, as: page.principal, context: context)
+        // The page's own integrations' metrics only: an organization may have a thousand.
+        let listedIDs = (list.objectValue?["items"]?.arrayValue ?? []).compactMap { $0.objectValue?["id"]?.stringValue }
+        let summary = listedIDs.isEmpty ? JSONValue.object([:])
+            : try await api.fetch("/portal/metrics/summary?window=1h&ids=\(listedIDs.joined(separator: ","))", as: page.principal, context: context)
         var byID: [String: [String: JSONValue]] = [:]
         for item in summary.objectValue?["integrations"]?.arrayValue ?? [] {
             if let m = item.objectValue, let id = m["integrationId"]?.stringValue { byID[id] = m }

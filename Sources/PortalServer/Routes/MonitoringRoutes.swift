@@ -33,14 +33,15 @@ struct MonitoringRoutes {
         }
         table.guarded(group, prefix: "/portal", .get, "/metrics/summary", .readIntegrations) { request, _, principal in
             let window = try Self.window(request)
-            let integrations = try await self.database.read { db in
+            let only = try Self.ids(request)
+            var integrations = try await self.database.read { db in
                 try await IntegrationStore(db).all(organizationID: principal.organizationID, includeDeleted: false)
             }
-            let reports = try await monitor.summary(organizationID: principal.organizationID, integrations: integrations.map { ($0.id, $0.status) }, window: window)
+            if let only { integrations = integrations.filter { only.contains($0.id) } }
+            let (reports, totals) = try await monitor.summary(
+                organizationID: principal.organizationID, integrations: integrations.map { ($0.id, $0.status) }, only: only != nil, window: window
+            )
             let names = Dictionary(uniqueKeysWithValues: integrations.map { ($0.id.uuidString.lowercased(), $0.name) })
-            var totals = ActivityStats()
-            let all = try await monitor.stats(organizationID: principal.organizationID, window: window)
-            for integration in integrations { if let s = all[integration.id] { totals.merge(s) } }
             let calls = totals.upstreamCalls
             let items: [JSONValue] = try reports.map { report in
                 var json = try JSONValue.parse(JSONOutput.encode(report))
@@ -120,6 +121,17 @@ struct MonitoringRoutes {
             ruleNames: self.alertRules.rules.map(\.name), now: self.clock.now()
         )
         return Response(status: .ok, headers: [.contentType: PrometheusText.contentType], body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    /// `ids`: up to 200 integration ids, comma-separated (a page of a long list); nil when absent.
+    static func ids(_ request: Request) throws(PortalError) -> Set<UUID>? {
+        guard let text = request.queryString("ids") else { return nil }
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false)
+        let ids = parts.compactMap { UUID(uuidString: String($0)) }
+        guard !parts.isEmpty, parts.count <= 200, ids.count == parts.count else {
+            throw PortalError.validation([.init(pointer: "?ids", message: "must be 1 to 200 integration ids, comma-separated")])
+        }
+        return Set(ids)
     }
 
     static func window(_ request: Request) throws(PortalError) -> MetricsWindow {
