@@ -188,10 +188,19 @@ package final class IntegrationMonitor: Service, Sendable {
 
     /// Every integration of an organization (or one) over `window`, merged across instances.
     package func stats(organizationID: UUID, integrationID: UUID? = nil, among integrationIDs: [UUID]? = nil, window: MetricsWindow) async throws -> [UUID: ActivityStats] {
+        try await stats(organizationID: organizationID, integrationID: integrationID, among: integrationIDs, window: window) { _, _, _ in }
+    }
+
+    /// ``stats(organizationID:integrationID:among:window:)``, with each stored row also given to `row`
+    /// (integration, bucket start in seconds, its activity) as it is merged.
+    func stats(
+        organizationID: UUID, integrationID: UUID?, among integrationIDs: [UUID]?, window: MetricsWindow,
+        row rowHandler: (UUID, Int64, ActivityStats) -> Void
+    ) async throws -> [UUID: ActivityStats] {
         let current = MetricsCollector.minute(clock.now())
         let windowStart = current - window.minutes + 1
         let currentHour = current - current % 60
-        var rows: [(integrationID: UUID, stats: String)] = []
+        var rows: [(integrationID: UUID, bucketStart: Int64, stats: String)] = []
         try await database.read { db in
             let store = MetricRollupStore(db)
             if window.minutes <= 60 {
@@ -209,6 +218,7 @@ package final class IntegrationMonitor: Service, Sendable {
                 continue
             }
             merged[row.integrationID, default: ActivityStats()].merge(stats)
+            rowHandler(row.integrationID, row.bucketStart, stats)
         }
         // Minutes not stored yet are in no row, minute or hour: all of them in the window count.
         let localSince = windowStart
@@ -279,16 +289,33 @@ package final class IntegrationMonitor: Service, Sendable {
     /// Reports of every integration given (id and lifecycle status) over `window`, with two queries.
     /// With `only`, the rollups of those integrations alone are read (a page of a long list); the totals
     /// are of the integrations given.
+    /// With `only` and a window of an hour, each integration's upstream calls per minute of the hour are
+    /// counted too (`lastHour`, oldest first: the list's sparklines), from the same rows.
     package func summary(
         organizationID: UUID, integrations: [(id: UUID, status: IntegrationStatus)], only: Bool = false, window: MetricsWindow
-    ) async throws -> (reports: [IntegrationMetricsReport], totals: ActivityStats) {
+    ) async throws -> (reports: [IntegrationMetricsReport], totals: ActivityStats, lastHour: [UUID: [UInt64]]) {
         let among = only ? integrations.map(\.id) : nil
-        let all = try await stats(organizationID: organizationID, among: among, window: window)
+        let current = MetricsCollector.minute(clock.now())
+        let first = current - 59
+        let perMinute = only && window == .oneHour
+        var lastHour: [UUID: [UInt64]] = [:]
+        func count(_ id: UUID, _ minute: Int64, _ stats: ActivityStats) {
+            guard perMinute, minute >= first, minute <= current else { return }
+            lastHour[id, default: [UInt64](repeating: 0, count: 60)][Int(minute - first)] += stats.upstreamCalls
+        }
+        let all = try await stats(organizationID: organizationID, integrationID: nil, among: among, window: window) { id, start, stats in
+            count(id, start / 60, stats)
+        }
+        if perMinute {
+            for integration in integrations {
+                for (minute, stats) in collector.unflushedMinutes(integration.id, since: first) { count(integration.id, minute, stats) }
+            }
+        }
         let recent = window == .fiveMinutes ? all : try await stats(organizationID: organizationID, among: among, window: .fiveMinutes)
         var totals = ActivityStats()
         for integration in integrations { if let s = all[integration.id] { totals.merge(s) } }
         let reports = integrations.map { report(integrationID: $0.id, stats: all[$0.id] ?? ActivityStats(), recent: recent[$0.id] ?? ActivityStats(), status: $0.status, window: window) }
-        return (reports, totals)
+        return (reports, totals, lastHour)
     }
 
     func report(integrationID: UUID, stats: ActivityStats, recent: ActivityStats, status: IntegrationStatus, window: MetricsWindow) -> IntegrationMetricsReport {

@@ -47,16 +47,18 @@ package struct MetricRollupStore: Sendable {
     /// Rows of `organizationID` (optionally one integration) at `resolution` with `from <= bucket_start < to`.
     package func rows(
         organizationID: UUID, integrationID: UUID? = nil, among integrationIDs: [UUID]? = nil, resolution: Int, from: Int64, to: Int64
-    ) async throws -> [(integrationID: UUID, stats: String)] {
+    ) async throws -> [(integrationID: UUID, bucketStart: Int64, stats: String)] {
         var filter = integrationID.map { SQLQueryString(" AND integration_id = \(bind: $0)") } ?? SQLQueryString("")
         if let integrationIDs {
             filter = filter + " AND integration_id IN (" + (integrationIDs.isEmpty ? [SQLQueryString("NULL")] : integrationIDs.map { "\(bind: $0)" }).joined(separator: ", ") + ")"
         }
         return try await db.raw("""
-            SELECT integration_id, stats FROM metric_rollups
+            SELECT integration_id, bucket_start, stats FROM metric_rollups
             WHERE organization_id = \(bind: organizationID) AND resolution = \(bind: resolution)
               AND bucket_start >= \(bind: from) AND bucket_start < \(bind: to)\(filter)
-            """).all().map { (try $0.decode(column: "integration_id", as: UUID.self), try $0.decode(column: "stats", as: String.self)) }
+            """).all().map {
+                (try $0.decode(column: "integration_id", as: UUID.self), try $0.decode(column: "bucket_start", as: Int64.self), try $0.decode(column: "stats", as: String.self))
+            }
     }
 
     /// One integration's rows at `resolution` with `from <= bucket_start < to`, with their bucket (every

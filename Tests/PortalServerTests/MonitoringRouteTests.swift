@@ -219,6 +219,11 @@ struct MonitoringRouteTests {
             #expect(only.json.objectValue?["integrations"]?.arrayValue?.count == 1 && only.json.objectValue?["totals"]?.objectValue?["totalRequests"] == 0, "\(only.body.string)")
             let both = try await portal.call(.get, "/portal/metrics/summary?window=1h&ids=\(other),\(id)", token: portal.token("acme.auditor"))
             #expect(both.json.objectValue?["integrations"]?.arrayValue?.count == 2 && both.json.objectValue?["totals"]?.objectValue?["totalRequests"] == 10)
+            // Each listed integration's calls per minute of the hour (the console's sparklines), from the same rows.
+            let busy = (both.json.objectValue?["integrations"]?.arrayValue ?? []).compactMap(\.objectValue).first { $0["integrationId"]?.stringValue == id }
+            let minutes = busy?["lastHour"]?.arrayValue ?? []
+            let counted = minutes.reduce(Int64(0)) { sum, value in if case .int(let n) = value { sum + n } else { sum } }
+            #expect(minutes.count == 60 && counted == 10, "\(minutes)")
             expectProblem(try await portal.call(.get, "/portal/metrics/summary?ids=not-an-id", token: portal.token("acme.auditor")), .unprocessableContent)
             let foreign = try await portal.call(.get, "/portal/metrics/summary?ids=\(id)", token: portal.token("globex.admin"))
             #expect(foreign.json.objectValue?["integrations"]?.arrayValue?.isEmpty == true, "another organization's ids select nothing")

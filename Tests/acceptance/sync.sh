@@ -34,7 +34,7 @@ ids=$( cursor=""; for _ in $(seq 1 40); do
     [ -z "$cursor" ] && break
   done )
 [ "$(sort <<<"$ids" | uniq | wc -l)" = 3000 ] && [ "$(wc -l <<<"$ids")" = 3000 ] || fail "records after the resume: $(wc -l <<<"$ids") listed"
-ok "resumed from its last committed page: 3000 records, each page counted once ($REPEATS page asked for again)"
+ok "resumed from its last committed page: 3000 records, each page counted once ($REPEATS pages asked for again)"
 COMPLETED=$(curl -sS -H "Authorization: Bearer $ADMIN" "$PORTAL/ledger/default/entries?from=0&limit=1000" | jq --arg job "$JOB" '[.entries[] | select(.entry.type == "sync.completed" and .entry.data.jobId == $job)] | length')
 [ "$COMPLETED" = 1 ] || fail "sync.completed entries for the job: $COMPLETED"
 stop_server

@@ -19,6 +19,7 @@ from standardwebhooks.webhooks import Webhook
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -55,7 +56,8 @@ def browser(width=1280):
 
 def wait_for(driver, condition, what):
     try:
-        return WebDriverWait(driver, WAIT, poll_frequency=0.1).until(lambda d: condition(d))
+        # A page replaced while it is read (a form's answer arriving) is read again, not a failure.
+        return WebDriverWait(driver, WAIT, poll_frequency=0.1, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(lambda d: condition(d))
     except Exception:
         check(False, f"{what} (at {driver.current_url})")
         return None
@@ -138,8 +140,9 @@ def operations(driver):
     accessibility(driver, "sync")
     driver.find_element(By.ID, "start-sync").click()
     wait_for(driver, lambda d: d.find_element(By.ID, "notice"), "the sync started")
-    done = wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-status=completed]"), "the running job's row turns completed by itself")
-    check(bool(done) and "250" in done[0].text, f"the sync completes in the page with its 250 records: {done[0].text if done else ''}")
+    # The live section is replaced while it is read: its text is taken in the same step as the element.
+    done = wait_for(driver, lambda d: [r.text for r in d.find_elements(By.CSS_SELECTOR, "tr[data-status=completed]")], "the running job's row turns completed by itself")
+    check(bool(done) and "250" in done[0], f"the sync completes in the page with its 250 records: {done[0] if done else ''}")
     shot(driver, "sync")
 
     driver.get(f"{PORTAL}/console/integrations/{DIRECTORY_ID}/webhooks")
@@ -190,11 +193,12 @@ def compliance(driver, keys):
     Select(driver.find_element(By.ID, "r-kind")).select_by_value("soc2")
     driver.find_element(By.ID, "request-report").click()
     wait_for(driver, lambda d: d.find_element(By.ID, "notice"), "the bundle requested")
-    link = wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-status=completed] a[download]"), "the bundle built, its row updated in the page")
+    link = wait_for(driver, lambda d: [a.get_attribute("href") for a in d.find_elements(By.CSS_SELECTOR, "tr[data-status=completed] a[download]")],
+                    "the bundle built, its row updated in the page")
     shot(driver, "compliance")
     if not link:
         return
-    href = link[0].get_attribute("href")
+    href = link[0]
     encoded = driver.execute_async_script("""
         const [url, done] = arguments;
         fetch(url, {credentials: "same-origin"}).then((r) => r.arrayBuffer()).then((b) => {
@@ -286,7 +290,8 @@ def configure(driver):
     driver.find_element(By.ID, "save").click()
     wait_for(driver, lambda d: "Upstream API" in d.find_element(By.TAG_NAME, "h1").text, "the edit saved")
     driver.find_element(By.ID, "test-saved").click()
-    notice = wait_for(driver, lambda d: d.find_element(By.ID, "notice"), "the saved integration's test")
+    wait_for(driver, lambda d: "done=test-" in d.current_url, "the saved integration's test")
+    notice = wait_for(driver, lambda d: d.find_element(By.ID, "notice"), "the saved integration's test result")
     check(notice is not None and "passed" in notice.text, f"the kept secret still works after the edit: {notice.text if notice else ''}")
     driver.execute_script("window.confirm = () => true;")
     driver.find_element(By.ID, "delete").click()

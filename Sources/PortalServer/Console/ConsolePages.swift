@@ -77,6 +77,7 @@ struct ConsolePages: Sendable {
                 "average": Show.milliseconds(totals["averageResponseTime"]), "p95": Show.milliseconds(live["p95ResponseTime"]),
                 "hourRequests": Show.count(live["totalRequests"]), "hourErrorRate": Show.percent(live["errorRate"]),
             ]
+            if let counts = live["lastHour"]?.arrayValue, counts.count == 60 { row["sparkline"] = Chart.sparkline(counts) }
             if let last = item["lastSync"]?.stringValue ?? item["lastSyncAt"]?.stringValue { row["lastSync"] = Show.time(.string(last)) }
             if let error = live["lastError"]?.objectValue {
                 row["lastError"] = [error["message"]?.stringValue, error["endpoint"]?.stringValue, Show.time(error["timestamp"])]

@@ -170,6 +170,20 @@ enum Chart {
         return frame(label: label, caption: "p50 (blue), p95 (orange), p99 (red), up to \(Show.milliseconds(.double(top)))", body: lines, width: width, height: height)
     }
 
+    /// A line of requests per minute over the last hour, small enough for a table row.
+    static func sparkline(_ counts: [JSONValue]) -> String {
+        let values = counts.map { Show.number($0) ?? 0 }
+        let top = max(1, values.max() ?? 1)
+        let total = values.reduce(0, +)
+        var path = ""
+        for (i, v) in values.enumerated() {
+            path += (i == 0 ? "M" : "L") + String(format: "%d %.0f", i, 15 - v / top * 14)
+        }
+        let label = escape("requests per minute over the last hour: \(Int(total)) in all, at most \(Int(values.max() ?? 0)) a minute")
+        return "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 60 16\" width=\"90\" height=\"20\" class=\"spark\" role=\"img\" aria-label=\"\(label)\">"
+            + "<title>\(label)</title><path d=\"\(path)\" fill=\"none\" stroke=\"#3b6ea5\" stroke-width=\"1.2\"/></svg>"
+    }
+
     private static func rect(_ x: Double, _ y: Double, _ w: Double, _ h: Double, fill: String) -> String {
         String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%@\"/>", x, y, w, h, fill)
     }

@@ -38,7 +38,7 @@ struct MonitoringRoutes {
                 try await IntegrationStore(db).all(organizationID: principal.organizationID, includeDeleted: false)
             }
             if let only { integrations = integrations.filter { only.contains($0.id) } }
-            let (reports, totals) = try await monitor.summary(
+            let (reports, totals, lastHour) = try await monitor.summary(
                 organizationID: principal.organizationID, integrations: integrations.map { ($0.id, $0.status) }, only: only != nil, window: window
             )
             let names = Dictionary(uniqueKeysWithValues: integrations.map { ($0.id.uuidString.lowercased(), $0.name) })
@@ -47,6 +47,10 @@ struct MonitoringRoutes {
                 var json = try JSONValue.parse(JSONOutput.encode(report))
                 if case .object(var m) = json {
                     m["name"] = .string(names[report.integrationId] ?? "")
+                    if only != nil, window == .oneHour {
+                        let counts = UUID(uuidString: report.integrationId).flatMap { lastHour[$0] } ?? [UInt64](repeating: 0, count: 60)
+                        m["lastHour"] = .array(counts.map { .int(Int64(clamping: $0)) })
+                    }
                     json = .object(m)
                 }
                 return json
