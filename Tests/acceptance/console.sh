@@ -4,7 +4,7 @@
 # (Tests/console/console_test.py; screenshots under var/console/<backend>/).
 source "$(dirname "$0")/lib.bash"
 cd "$WORK"
-trap 'kill -KILL "${PROVIDER_PID:-}" 2>/dev/null || true; cleanup' EXIT
+trap 'kill -KILL "${PROVIDER_PID:-}" "${IDP_PID:-}" 2>/dev/null || true; cleanup' EXIT
 
 command -v chromium >/dev/null && command -v chromedriver >/dev/null || fail "chromium and chromium-driver are needed (scripts/install-deps.sh test)"
 "$PORTAL_BIN" keys generate-master --out master.key 2>/dev/null
@@ -42,12 +42,27 @@ r=$(api POST /portal/integrations "$ADMIN" "{\"name\":\"Directory\",\"type\":\"i
   \"pagination\":{\"style\":\"cursor\",\"cursorParam\":\"after\",\"nextCursorPath\":\"/meta/next\",\"pageSizeParam\":\"limit\",\"pageSize\":100}}}}}")
 [ "$(status_of "$r")" = 201 ] || fail "creating the directory: $r"
 DIRECTORY_ID=$(body_of "$r" | jq -r .id)
+# nanoidp (a real OAuth 2.0 provider) for Connect: authorization code with PKCE, back into the console.
+IDP_DIR="$WORK/nanoidp"
+"$ROOT/.venv/bin/nanoidp" init "$IDP_DIR" >/dev/null
+IDP_PORT=$(free_port)
+sed -i -e "s/port: 8000/port: $IDP_PORT/" -e "s|issuer: \"http://localhost:8000\"|issuer: \"http://127.0.0.1:$IDP_PORT\"|" \
+  -e 's/client_id: "demo-client"/client_id: "portal-client"/' -e 's/client_secret: "demo-secret"/client_secret: "portal-secret-123456"/' "$IDP_DIR/settings.yaml"
+(cd "$IDP_DIR" && exec "$ROOT/.venv/bin/nanoidp" --config "$IDP_DIR" --host 127.0.0.1 --port "$IDP_PORT" >"$WORK/nanoidp.log" 2>&1) &
+IDP_PID=$!
+IDP="http://127.0.0.1:$IDP_PORT"
+wait_until 120 curl -fsS "$IDP/.well-known/openid-configuration" -o /dev/null || fail "nanoidp did not start: $(tail -5 "$WORK/nanoidp.log")"
+r=$(api POST /portal/integrations "$ADMIN" "{\"name\":\"Identity\",\"type\":\"identity_provider\",\"baseUrl\":\"$UPSTREAM\",\"authMethod\":\"oauth2\",
+  \"credentials\":{\"clientId\":\"portal-client\",\"clientSecret\":\"portal-secret-123456\"},
+  \"config\":{\"oauth\":{\"tokenUrl\":\"$IDP/token\",\"authorizationUrl\":\"$IDP/authorize\",\"redirectUri\":\"$PORTAL/portal/oauth/callback\",\"scopes\":[\"openid\"],\"grantType\":\"authorization_code\"}}}")
+[ "$(status_of "$r")" = 201 ] || fail "creating the OAuth integration: $r"
+OAUTH_ID=$(body_of "$r" | jq -r .id)
 OTHER=$("$PORTAL_BIN" token create --org globex --role admin --owner "Gil Globex" --expires-in 1d 2>/dev/null)
 AUDITOR=$("$PORTAL_BIN" token create --org default --role auditor --owner "Ann Auditor" --expires-in 1d 2>/dev/null)
 [ -n "$OTHER" ] && [ -n "$AUDITOR" ] || fail "token create for the console test"
 
 mkdir -p "$ROOT/var/console/$BACKEND"
-PORTAL="$PORTAL" ADMIN="$ADMIN" OTHER="$OTHER" AUDITOR="$AUDITOR" CRM_ID="$CRM_ID" DIRECTORY_ID="$DIRECTORY_ID" UPSTREAM="$UPSTREAM" PORTAL_BIN="$PORTAL_BIN" WORK="$WORK" SHOTS="$ROOT/var/console/$BACKEND" \
+PORTAL="$PORTAL" ADMIN="$ADMIN" OTHER="$OTHER" AUDITOR="$AUDITOR" CRM_ID="$CRM_ID" DIRECTORY_ID="$DIRECTORY_ID" OAUTH_ID="$OAUTH_ID" UPSTREAM="$UPSTREAM" PORTAL_BIN="$PORTAL_BIN" WORK="$WORK" SHOTS="$ROOT/var/console/$BACKEND" \
   "$ROOT/.venv/bin/python" "$ROOT/Tests/console/console_test.py" || fail "the console's browser test"
 
 # Sign-ins and sign-outs are in the ledger, like the API's token events.

@@ -29,6 +29,7 @@ OTHER = os.environ["OTHER"]
 AUDITOR = os.environ["AUDITOR"]
 CRM_ID = os.environ["CRM_ID"]
 DIRECTORY_ID = os.environ["DIRECTORY_ID"]
+OAUTH_ID = os.environ["OAUTH_ID"]
 SHOTS = os.environ["SHOTS"]
 PORTAL_BIN = os.environ["PORTAL_BIN"]
 WORK = os.environ["WORK"]
@@ -287,8 +288,11 @@ def configure(driver):
     name = driver.find_element(By.ID, "f-name")
     name.clear()
     name.send_keys("Upstream API")
+    check(name.get_attribute("value") == "Upstream API", f"the new name is in the form: {name.get_attribute('value')!r}")
     driver.find_element(By.ID, "save").click()
-    wait_for(driver, lambda d: "Upstream API" in d.find_element(By.TAG_NAME, "h1").text, "the edit saved")
+    wait_for(driver, lambda d: "done=saved" in d.current_url, "the edit saved")
+    heading = driver.find_element(By.TAG_NAME, "h1").text
+    check("Upstream API" in heading, f"the saved name is shown: {heading!r}")
     driver.find_element(By.ID, "test-saved").click()
     wait_for(driver, lambda d: "done=test-" in d.current_url, "the saved integration's test")
     notice = wait_for(driver, lambda d: d.find_element(By.ID, "notice"), "the saved integration's test result")
@@ -327,6 +331,39 @@ def alerting(driver):
                             lambda d: [r for r in d.find_elements(By.CSS_SELECTOR, "#recent-alerts tbody tr") if "IntegrationFailing" in r.text],
                             "the alert resolves")
     check(bool(resolved) and not driver.find_elements(By.CSS_SELECTOR, "#active-alerts"), "the alert resolves by itself once a call succeeds")
+
+
+def settings(driver):
+    """The organization's settings: an alert receiver added (its URL never shown again) and removed."""
+    driver.get(f"{PORTAL}/console/settings")
+    wait_for(driver, lambda d: d.find_element(By.ID, "r-name"), "the settings page")
+    accessibility(driver, "settings")
+    driver.find_element(By.ID, "r-name").send_keys("oncall")
+    Select(driver.find_element(By.ID, "r-kind")).select_by_value("slack")
+    driver.find_element(By.ID, "r-url").send_keys("https://hooks.slack.com/services/T000/B000/console-secret-path")
+    driver.find_element(By.ID, "add-receiver").click()
+    wait_for(driver, lambda d: d.find_element(By.ID, "notice"), "the receiver added")
+    check("console-secret-path" not in driver.page_source and driver.find_elements(By.CSS_SELECTOR, "li[data-receiver=oncall]"),
+          "the receiver is listed, its URL never shown")
+    shot(driver, "settings")
+    driver.execute_script("window.confirm = () => true;")
+    driver.find_element(By.CSS_SELECTOR, "li[data-receiver=oncall] button").click()
+    wait_for(driver, lambda d: d.find_element(By.ID, "no-receivers"), "the receiver removed")
+
+
+def connect(driver):
+    """Connect: the OAuth authorization-code flow through nanoidp, back to the integration's page."""
+    driver.get(f"{PORTAL}/console/integrations/{OAUTH_ID}")
+    wait_for(driver, lambda d: d.find_element(By.ID, "connect"), "the Connect button").click()
+    wait_for(driver, lambda d: d.find_element(By.NAME, "username"), "nanoidp's login form")
+    driver.find_element(By.NAME, "username").send_keys("testuser")
+    driver.find_element(By.NAME, "password").send_keys("test123")
+    driver.find_element(By.NAME, "password").submit()
+    notice = wait_for(driver, lambda d: "done=connected" in d.current_url and d.find_element(By.ID, "notice"), "back on the integration's page, connected")
+    check(notice is not None and "Connected" in notice.text and f"/console/integrations/{OAUTH_ID}" in driver.current_url,
+          "Connect runs the provider's login and comes back to the integration's page, still signed in")
+    status, answer = api("POST", f"/portal/integrations/{OAUTH_ID}/requests", ADMIN, {"method": "GET", "endpoint": "/ok"})
+    check(status == 200 and answer.get("status") == 200, f"the connected integration calls out with its token: {status}")
 
 
 def headers_of(path):
@@ -392,6 +429,8 @@ def main():
         configure(driver)
 
         alerting(driver)
+        settings(driver)
+        connect(driver)
 
         # The ledger: checkpoint, keys, an entry whose proof this browser checks, and a tampered one it refuses.
         driver.get(f"{PORTAL}/console/ledger?seq=1")

@@ -22,6 +22,7 @@ struct ConsolePages: Sendable {
         ConsoleOperations(api: api).register(routes, on: router)
         ConsoleCompliance(api: api, clock: clock).register(routes, on: router)
         ConsoleConfigure(api: api).register(routes, on: router)
+        ConsoleSettings(api: api).register(routes, on: router)
         routes.page(router, .get, "/console/integrations") { _, context, page in try await integrations(page, context) }
         routes.page(router, .get, "/console/integrations/{id}") { _, context, page in
             try await integration(page, context, id: context.parameters.get("id") ?? "")

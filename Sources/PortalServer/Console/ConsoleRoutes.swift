@@ -177,6 +177,7 @@ struct ConsolePage: Sendable {
         Section(href: "/console/ledger", label: "Ledger", permission: .readLedger),
         Section(href: "/console/compliance", label: "Compliance", permission: .readReports),
         Section(href: "/console/tokens", label: "Tokens", permission: .manageTokens),
+        Section(href: "/console/settings", label: "Settings", permission: .readIntegrations),
     ]
 }
 
