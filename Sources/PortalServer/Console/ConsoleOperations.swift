@@ -14,6 +14,7 @@ struct ConsoleOperations: Sendable {
         "webhook-created": "The webhook endpoint was created. Give the provider its URL and secret.",
         "webhook-rotated": "The signing secret was replaced; the previous one keeps verifying for the overlap you chose.",
         "webhook-deleted": "The webhook endpoint was deleted.",
+        "webhook-updated": "The events the endpoint takes were saved.",
         "events-retried": "The failed events were queued again.",
         "event-retried": "The event was queued again.",
         "sync-started": "The sync started.",
@@ -38,6 +39,18 @@ struct ConsoleOperations: Sendable {
                 return try await webhooks(page, context, id: id, form: [:], errors: ["rotate-\(webhook)": answer.fieldErrors.values.joined(separator: "; ")], status: .unprocessableContent, tested: nil)
             }
             return try Self.back(answer, to: "/console/integrations/\(id)/webhooks", notice: "webhook-rotated")
+        }
+        routes.page(router, .post, "/console/integrations/{id}/webhooks/{webhookId}/events") { _, context, page in
+            let id = try Self.id(context)
+            let webhook = try Self.id(context, "webhookId")
+            let events = (page.field("events") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            let answer = try await api.call(
+                .patch, "/portal/integrations/\(id)/webhooks/\(webhook)", body: ["events": .array(events.map(JSONValue.string))], as: page.principal, context: context
+            )
+            if answer.status == .unprocessableContent {
+                return try await webhooks(page, context, id: id, form: [:], errors: ["rotate-\(webhook)": answer.fieldErrors.values.joined(separator: "; ")], status: .unprocessableContent, tested: nil)
+            }
+            return try Self.back(answer, to: "/console/integrations/\(id)/webhooks", notice: "webhook-updated")
         }
         routes.page(router, .post, "/console/integrations/{id}/webhooks/{webhookId}/delete") { _, context, page in
             let id = try Self.id(context)

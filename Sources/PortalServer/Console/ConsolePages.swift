@@ -95,6 +95,9 @@ struct ConsolePages: Sendable {
             "hourErrorRate": Show.percent(summary.objectValue?["totals"]?.objectValue?["errorRate"]),
             "hourP95": Show.milliseconds(summary.objectValue?["totals"]?.objectValue?["p95ResponseTime"]),
         ]
+        // On one page with no filter, the tiles are the organization's; otherwise those of the rows shown.
+        values["tilesScope"] = list.objectValue?["nextCursor"]?.stringValue == nil && page.parameter("cursor") == nil && type == nil && status == nil
+            ? "all integrations" : "the integrations listed"
         if let next = list.objectValue?["nextCursor"]?.stringValue {
             var query = "cursor=\(ConsoleForm.encode(next))"
             if let type { query += "&type=\(type)" }
