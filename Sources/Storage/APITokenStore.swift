@@ -126,7 +126,8 @@ package struct APITokenStore {
         try await db.raw("UPDATE api_tokens SET last_used_at = \(bind: time) WHERE id = \(bind: id)").run()
     }
 
-    private static func decode(_ row: any SQLRow) throws -> APITokenRecord {
+    /// A token from a row holding the token's columns under their own names.
+    static func decode(_ row: any SQLRow) throws -> APITokenRecord {
         let roleName = try row.decode(column: "role", as: String.self)
         guard let role = Role(rawValue: roleName) else {
             throw PortalError(.storage, "a stored token has an unknown role")

@@ -1,5 +1,4 @@
 package import Foundation
-import PortalCore
 import SQLKit
 
 /// A web console session: the cookie's secret is kept as its SHA-256 only. The session acts as the API
@@ -37,9 +36,6 @@ package struct ConsoleSessionRecord: Sendable, Equatable {
 /// The `console_sessions` table.
 package struct ConsoleSessionStore {
     private let db: any SQLDatabase
-    private static let columns = """
-        s.id, s.secret_hash, s.organization_id, s.token_id, s.created_at, s.last_seen_at, s.expires_at, s.ended_at, s.end_reason
-        """
 
     package init(_ transaction: Transaction) { db = transaction.sql }
 
@@ -54,25 +50,22 @@ package struct ConsoleSessionStore {
     /// The session whose secret hashes to `secretHash`, with the token it acts as and the organization's
     /// slug, in one query (every console request asks this); the caller checks every end condition.
     package func find(secretHash: String) async throws -> (ConsoleSessionRecord, APITokenRecord, slug: String)? {
+        // The token's columns under their own names (its decoder reads them); the session's prefixed.
         guard let row = try await db.raw("""
-            SELECT \(unsafeRaw: Self.columns), o.slug,
-                   t.token_hash, t.role, t.owner, t.description, t.created_by, t.created_at AS token_created_at,
-                   t.expires_at AS token_expires_at, t.revoked_at, t.last_used_at
+            SELECT s.id AS s_id, s.secret_hash AS s_secret_hash, s.created_at AS s_created_at, s.last_seen_at AS s_last_seen_at,
+                   s.expires_at AS s_expires_at, s.ended_at AS s_ended_at, s.end_reason AS s_end_reason,
+                   t.id, t.organization_id, t.token_hash, t.role, t.owner, t.description, t.created_by, t.created_at, t.expires_at,
+                   t.revoked_at, t.last_used_at, o.slug
             FROM console_sessions s JOIN api_tokens t ON t.id = s.token_id JOIN organizations o ON o.id = s.organization_id
             WHERE s.secret_hash = \(bind: secretHash)
             """).first() else { return nil }
-        let session = try Self.decode(row)
-        let roleName = try row.decode(column: "role", as: String.self)
-        guard let role = Role(rawValue: roleName) else { throw PortalError(.internal, "a stored token has an unknown role") }
-        let token = APITokenRecord(
-            id: session.tokenID, organizationID: session.organizationID, tokenHash: try row.decode(column: "token_hash", as: String.self),
-            role: role, owner: try row.decode(column: "owner", as: String.self),
-            description: try row.decode(column: "description", as: String?.self),
-            createdBy: try row.decode(column: "created_by", as: UUID?.self),
-            createdAt: try row.decode(column: "token_created_at", as: Date.self),
-            expiresAt: try row.decode(column: "token_expires_at", as: Date?.self),
-            revokedAt: try row.decode(column: "revoked_at", as: Date?.self),
-            lastUsedAt: try row.decode(column: "last_used_at", as: Date?.self)
+        let token = try APITokenStore.decode(row)
+        let session = ConsoleSessionRecord(
+            id: try row.decode(column: "s_id", as: UUID.self), secretHash: try row.decode(column: "s_secret_hash", as: String.self),
+            organizationID: token.organizationID, tokenID: token.id,
+            createdAt: try row.decode(column: "s_created_at", as: Date.self), lastSeenAt: try row.decode(column: "s_last_seen_at", as: Date.self),
+            expiresAt: try row.decode(column: "s_expires_at", as: Date.self), endedAt: try row.decode(column: "s_ended_at", as: Date?.self),
+            endReason: try row.decode(column: "s_end_reason", as: String?.self)
         )
         return (session, token, try row.decode(column: "slug", as: String.self))
     }
@@ -103,19 +96,5 @@ package struct ConsoleSessionStore {
             DELETE FROM console_sessions
             WHERE organization_id = \(bind: organizationID) AND (ended_at < \(bind: time) OR expires_at < \(bind: time))
             """).run()
-    }
-
-    private static func decode(_ row: any SQLRow) throws -> ConsoleSessionRecord {
-        ConsoleSessionRecord(
-            id: try row.decode(column: "id", as: UUID.self),
-            secretHash: try row.decode(column: "secret_hash", as: String.self),
-            organizationID: try row.decode(column: "organization_id", as: UUID.self),
-            tokenID: try row.decode(column: "token_id", as: UUID.self),
-            createdAt: try row.decode(column: "created_at", as: Date.self),
-            lastSeenAt: try row.decode(column: "last_seen_at", as: Date.self),
-            expiresAt: try row.decode(column: "expires_at", as: Date.self),
-            endedAt: try row.decode(column: "ended_at", as: Date?.self),
-            endReason: try row.decode(column: "end_reason", as: String?.self)
-        )
     }
 }

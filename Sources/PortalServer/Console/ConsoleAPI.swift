@@ -47,6 +47,13 @@ final class ConsoleAPI: Sendable {
     func call(
         _ method: HTTPRequest.Method, _ path: String, body: JSONValue? = nil, as principal: Principal, context: PortalRequestContext
     ) async throws -> Answer {
+        try await Self.answer(try await respond(method, path, body: body, as: principal, context: context))
+    }
+
+    /// The route's response to `method path` as `principal`.
+    private func respond(
+        _ method: HTTPRequest.Method, _ path: String, body: JSONValue?, as principal: Principal, context: PortalRequestContext
+    ) async throws -> Response {
         guard let responder = responder.withLock({ $0 }) else { throw PortalError(.unavailable, "the console is starting") }
         var fields: HTTPFields = [.accept: "application/json"]
         var buffer = ByteBuffer()
@@ -58,8 +65,12 @@ final class ConsoleAPI: Sendable {
         let head = HTTPRequest(method: method, scheme: "http", authority: "console", path: path, headerFields: fields)
         var inner = context
         inner.principal = principal
-        let response = try await responder.respond(to: Request(head: head, body: RequestBody(buffer: buffer)), context: inner)
-        let collector = Collector(limit: Self.answerLimit)
+        return try await responder.respond(to: Request(head: head, body: RequestBody(buffer: buffer)), context: inner)
+    }
+
+    /// A response read whole (up to ``answerLimit``), its body as JSON (or text when it is not JSON).
+    private static func answer(_ response: Response) async throws -> Answer {
+        let collector = Collector(limit: answerLimit)
         try await response.body.write(CollectingWriter(collector: collector))
         let bytes = try collector.bytes()
         let json: JSONValue = bytes.isEmpty ? .null : (try? JSONValue.parse(bytes)) ?? .string(String(decoding: bytes, as: UTF8.self))
@@ -69,17 +80,8 @@ final class ConsoleAPI: Sendable {
     /// A download (an evidence bundle, a ledger export): the route's response as it is, streamed, with the
     /// console's security headers; an error answer becomes the page's error.
     func forward(_ path: String, as principal: Principal, context: PortalRequestContext) async throws -> Response {
-        guard let responder = responder.withLock({ $0 }) else { throw PortalError(.unavailable, "the console is starting") }
-        let head = HTTPRequest(method: .get, scheme: "http", authority: "console", path: path, headerFields: [:])
-        var inner = context
-        inner.principal = principal
-        let response = try await responder.respond(to: Request(head: head, body: RequestBody(buffer: ByteBuffer())), context: inner)
-        guard (200..<300).contains(response.status.code) else {
-            let collector = Collector(limit: Self.answerLimit)
-            try await response.body.write(CollectingWriter(collector: collector))
-            let bytes = try collector.bytes()
-            throw ConsolePageError(Answer(status: response.status, json: (try? JSONValue.parse(bytes)) ?? .null, headers: response.headers))
-        }
+        let response = try await respond(.get, path, body: nil, as: principal, context: context)
+        guard (200..<300).contains(response.status.code) else { throw ConsolePageError(try await Self.answer(response)) }
         var headers = response.headers
         headers[.requestID] = nil
         return ConsoleSecurity.secured(Response(status: response.status, headers: headers, body: response.body))

@@ -64,8 +64,6 @@ struct ConsoleCompliance: Sendable {
     private func compliance(_ page: ConsolePage, _ context: PortalRequestContext, reportErrors: [String: String], status: HTTPResponse.Status) async throws -> Response {
         let today = String(Timestamp.rfc3339(clock.now()).prefix(10))
         let monthAgo = String(Timestamp.rfc3339(clock.now().addingTimeInterval(-29 * 86_400)).prefix(10))
-        let from = page.parameter("from").flatMap { Self.isDay($0) ? $0 : nil } ?? monthAgo
-        let to = page.parameter("to").flatMap { Self.isDay($0) ? $0 : nil } ?? today
         async let reportsAnswer = api.fetch("/portal/reports?limit=50", as: page.principal, context: context)
         async let retentionAnswer = api.call(.get, "/portal/retention", as: page.principal, context: context)
         let reports = try await reportsAnswer
@@ -83,7 +81,7 @@ struct ConsoleCompliance: Sendable {
         var values: [String: Any] = [
             "section": "Compliance", "reports": rows, "noReports": rows.isEmpty,
             "live": rows.contains { ($0["status"] as? String).map { $0 == "pending" || $0 == "running" } ?? false },
-            "canRequest": role.allows(.manageReports), "errors": reportErrors, "today": today, "monthAgo": monthAgo, "from": from, "to": to,
+            "canRequest": role.allows(.manageReports), "errors": reportErrors, "today": today, "monthAgo": monthAgo,
         ]
         if retention.ok, let r = retention.json.objectValue {
             values["retention"] = [

@@ -210,7 +210,7 @@ struct ConsoleConfigure: Sendable {
             "authMethod": p["authMethod"]?.stringValue ?? "", "baseUrl": p["baseUrl"]?.stringValue ?? "",
             "name": page.field("name") ?? p["name"]?.stringValue ?? "",
             "parameters": parameters, "credentials": credentials,
-            "processing": (Self.fieldValues(Self.processing, values: Self.typed(page), masked: [:], errors: errors)["fields"] as? [[String: Any]]) ?? [],
+            "processing": Self.fieldValues(Self.processing, values: Self.typed(page), masked: [:], errors: errors),
             "otherErrors": Self.unplaced(errors, known: Set(placed + ["/name"] + Self.processing.map(\.pointer))),
         ]
         values["hasOtherErrors"] = !((values["otherErrors"] as? [String]) ?? []).isEmpty
@@ -225,14 +225,14 @@ struct ConsoleConfigure: Sendable {
     ) throws -> Response {
         let method = values["authMethod"] ?? "api_key"
         var view: [String: Any] = ["section": "Integrations"]
-        view["general"] = (Self.fieldValues(Self.general, values: values, masked: masked, errors: errors)["fields"] as? [[String: Any]]) ?? []
+        view["general"] = Self.fieldValues(Self.general, values: values, masked: masked, errors: errors)
         view["methods"] = Self.authMethods.map { m -> [String: Any] in
             [
                 "method": m, "hidden": m != method,
-                "fields": (Self.fieldValues(Self.authentication.filter { $0.method == m }, values: values, masked: masked, errors: errors)["fields"] as? [[String: Any]]) ?? [],
+                "fields": Self.fieldValues(Self.authentication.filter { $0.method == m }, values: values, masked: masked, errors: errors),
             ]
         }
-        view["processing"] = (Self.fieldValues(Self.processing, values: values, masked: masked, errors: errors)["fields"] as? [[String: Any]]) ?? []
+        view["processing"] = Self.fieldValues(Self.processing, values: values, masked: masked, errors: errors)
         let unplaced = Self.unplaced(errors, known: Set(Self.all.map(\.pointer)))
         view["otherErrors"] = unplaced
         view["hasOtherErrors"] = !unplaced.isEmpty
@@ -266,8 +266,8 @@ struct ConsoleConfigure: Sendable {
     // MARK: Form values and bodies
 
     /// The fields as templates show them: value (never a secret's), masked hint, error, options.
-    static func fieldValues(_ fields: [Field], values: [String: String], masked: [String: String], errors: [String: String]) -> [String: Any] {
-        ["fields": fields.map { f -> [String: Any] in
+    static func fieldValues(_ fields: [Field], values: [String: String], masked: [String: String], errors: [String: String]) -> [[String: Any]] {
+        fields.map { f -> [String: Any] in
             var view: [String: Any] = [
                 "name": f.formName, "id": "f-" + f.path.replacingOccurrences(of: ".", with: "-"), "label": f.label, "help": f.help,
                 "secret": f.kind == .secret, "area": f.kind == .secretArea || f.kind == .headers, "list": f.kind == .list,
@@ -280,7 +280,7 @@ struct ConsoleConfigure: Sendable {
             }
             if let error = errors[f.pointer] { view["error"] = error }
             return view
-        }]
+        }
     }
 
     /// What the person typed, secrets left out (they are never written back into a page).

@@ -37,7 +37,7 @@ struct ConsoleRoutes: Sendable {
         }
         router.on("/console/sign-in", method: .get) { request, _ in
             if let secret = ConsoleForm.cookie(ConsoleSessions.cookieName, in: request.headers[.cookie]),
-               (try? await sessions.resolve(secret: secret)) ?? nil != nil {
+               try await sessions.resolve(secret: secret) != nil {
                 return ConsoleSecurity.redirect("/console/integrations")
             }
             let query = ConsoleForm.fields(request.uri.query ?? "")

@@ -52,9 +52,6 @@ struct ConsoleView: Sendable {
 
     /// A static file by name, with its content type.
     func asset(_ name: String) -> (bytes: [UInt8], type: String)? { assets[name] }
-
-    /// The names of the static files (for the tests and the page-weight benchmark).
-    var assetNames: [String] { assets.keys.sorted() }
 }
 
 /// Turns API answers into what templates show.
