@@ -41,4 +41,6 @@ package enum Permission: String, Sendable, CaseIterable, Codable {
     case readReports = "read_reports"
     /// Read the ledger and verify it.
     case readLedger = "read_ledger"
+    /// Set the organization's governance policy (approvals, allow-lists, quotas).
+    case managePolicy = "manage_policy"
 }

@@ -45,6 +45,8 @@ package struct PortalSettings: Sendable, Equatable {
     package var reportsDirectory: String = "reports"
     /// Per-organization bounds on what requests make the server store or compute.
     package var quotas = Quotas()
+    /// The governance policy of organizations that have not set their own (`PUT /portal/policy`).
+    package var defaultPolicy = OrganizationPolicy()
 
     package init() {}
 
@@ -218,6 +220,11 @@ package struct Setting: Sendable {
         Setting(
             variable: "PORTAL_REPORTS_DIR", flag: nil, defaultText: "reports",
             meaning: "The folder of report templates and control mappings", read: text(\.reportsDirectory)
+        ),
+        Setting(
+            variable: "PORTAL_APPROVALS", flag: nil, defaultText: "required",
+            meaning: "required or off: whether integrations wait for an approval, for organizations that set no policy of their own",
+            read: choice(["required", "off"]) { s, v in s.defaultPolicy.approvals = v == "off" ? .off : .required }
         ),
         Setting(variable: "PORTAL_MAX_INTEGRATIONS", flag: nil, defaultText: "500", meaning: "Integrations (not deleted) per organization", read: count(\.integrations)),
         Setting(variable: "PORTAL_MAX_TOKENS", flag: nil, defaultText: "1000", meaning: "API tokens in force per organization", read: count(\.tokens)),

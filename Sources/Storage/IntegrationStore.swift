@@ -25,13 +25,20 @@ package struct IntegrationRecord: Sendable, Equatable {
     package var createdAt: Date
     package var updatedAt: Date
     package var deletedAt: Date?
+    /// The digest of the material configuration last approved (nil: never approved, or made before approvals).
+    package var approvedDigest: String?
+    /// The approved configuration served while a change to it waits for approval (``ServingConfiguration``).
+    package var serving: JSONValue?
 
     package init(
         id: UUID, organizationID: UUID, name: String, type: IntegrationType, baseURL: String?, authMethod: AuthMethod,
         credentials: JSONValue, config: JSONValue, rateLimits: JSONValue?, webhookConfig: JSONValue?,
         syncConfig: JSONValue?, status: IntegrationStatus, errorMessage: String? = nil, lastSync: Date? = nil,
-        createdBy: UUID?, createdAt: Date, updatedAt: Date, deletedAt: Date? = nil, processing: JSONValue? = nil
+        createdBy: UUID?, createdAt: Date, updatedAt: Date, deletedAt: Date? = nil, processing: JSONValue? = nil,
+        approvedDigest: String? = nil, serving: JSONValue? = nil
     ) {
+        self.approvedDigest = approvedDigest
+        self.serving = serving
         self.processing = processing
         self.id = id
         self.organizationID = organizationID
@@ -82,7 +89,8 @@ package struct IntegrationStore {
     private let db: any SQLDatabase
     private static let columns = """
         id, organization_id, name, type, base_url, auth_method, credentials, config, rate_limits, webhook_config,
-        sync_config, status, error_message, last_sync, created_by, created_at, updated_at, deleted_at, processing
+        sync_config, status, error_message, last_sync, created_by, created_at, updated_at, deleted_at, processing,
+        approved_digest, serving
         """
 
     package init(_ transaction: Transaction) { db = transaction.sql }
@@ -95,7 +103,8 @@ package struct IntegrationStore {
                     \(bind: r.authMethod.rawValue), \(bind: db.jsonBind(r.credentials)), \(bind: db.jsonBind(r.config)),
                     \(bind: db.jsonBind(r.rateLimits)), \(bind: db.jsonBind(r.webhookConfig)), \(bind: db.jsonBind(r.syncConfig)),
                     \(bind: r.status.rawValue), \(bind: r.errorMessage), \(bind: r.lastSync), \(bind: r.createdBy),
-                    \(bind: r.createdAt), \(bind: r.updatedAt), \(bind: r.deletedAt), \(bind: db.jsonBind(r.processing)))
+                    \(bind: r.createdAt), \(bind: r.updatedAt), \(bind: r.deletedAt), \(bind: db.jsonBind(r.processing)),
+                    \(bind: r.approvedDigest), \(bind: db.jsonBind(r.serving)))
             """).run()
     }
 
@@ -131,7 +140,8 @@ package struct IntegrationStore {
               rate_limits = \(bind: db.jsonBind(r.rateLimits)), webhook_config = \(bind: db.jsonBind(r.webhookConfig)),
               sync_config = \(bind: db.jsonBind(r.syncConfig)), status = \(bind: r.status.rawValue), error_message = \(bind: r.errorMessage),
               updated_at = \(bind: r.updatedAt), deleted_at = \(bind: r.deletedAt),
-              processing = \(bind: db.jsonBind(r.processing))
+              processing = \(bind: db.jsonBind(r.processing)), approved_digest = \(bind: r.approvedDigest),
+              serving = \(bind: db.jsonBind(r.serving))
             WHERE id = \(bind: r.id) AND organization_id = \(bind: r.organizationID)
             RETURNING id
             """).first() != nil
@@ -231,7 +241,9 @@ package struct IntegrationStore {
             createdAt: try row.decode(column: "created_at", as: Date.self),
             updatedAt: try row.decode(column: "updated_at", as: Date.self),
             deletedAt: try row.decodeOptional(column: "deleted_at", as: Date.self),
-            processing: try row.decodeJSON(column: "processing", backend: backend)
+            processing: try row.decodeJSON(column: "processing", backend: backend),
+            approvedDigest: try row.decodeOptional(column: "approved_digest", as: String.self),
+            serving: try row.decodeJSON(column: "serving", backend: backend)
         )
     }
 }

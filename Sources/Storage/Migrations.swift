@@ -726,5 +726,43 @@ enum Schema {
                 "CREATE INDEX console_sessions_token ON console_sessions (token_id, created_at)",
             ]
         }),
+        // Issue 21: approvals of integrations with separation of duties, and each organization's policies.
+        // `approved_digest` pins the material configuration last approved; `serving` holds that approved
+        // configuration (its credentials sealed as the row's are) while a change to it waits for approval.
+        // Integrations made before this migration count as approved as they are.
+        Migration(version: 17, name: "integration approvals and organization policies", statements: { _ in
+            [
+                """
+                CREATE TABLE organization_policies (
+                  organization_id {uuid} PRIMARY KEY REFERENCES organizations(id),
+                  policy {json} NOT NULL,
+                  updated_at {time} NOT NULL,
+                  updated_by TEXT NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE integration_approvals (
+                  id {uuid} PRIMARY KEY,
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  integration_id {uuid} NOT NULL REFERENCES integrations(id),
+                  digest TEXT NOT NULL,
+                  changed TEXT NOT NULL,
+                  state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected', 'superseded')),
+                  requested_by {uuid} NOT NULL,
+                  requested_owner TEXT NOT NULL,
+                  requested_at {time} NOT NULL,
+                  decided_by {uuid},
+                  decided_owner TEXT,
+                  decided_at {time},
+                  comment TEXT
+                )
+                """,
+                "CREATE INDEX integration_approvals_organization ON integration_approvals (organization_id, state, id)",
+                "CREATE INDEX integration_approvals_integration ON integration_approvals (integration_id, id)",
+                "CREATE UNIQUE INDEX integration_approvals_one_pending ON integration_approvals (integration_id) WHERE state = 'pending'",
+                "ALTER TABLE integrations ADD COLUMN approved_digest TEXT",
+                "ALTER TABLE integrations ADD COLUMN serving {json}",
+            ]
+        }),
     ]
 }

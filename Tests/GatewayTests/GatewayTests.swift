@@ -74,7 +74,7 @@ struct GatewayEnvironment {
                 try await db.write { try await OrganizationStore($0).insert(org) }
                 let sequencer = LedgerSequencer(database: db, logger: quietLogger)
                 let vault = CredentialVault(ring: try MasterKeyRing.load(masterKey: MasterKeyRing.generateBase64(), keyFile: nil))
-                let registry = IntegrationRegistry(database: db, vault: vault, audit: sequencer)
+                let registry = IntegrationRegistry(database: db, vault: vault, audit: sequencer, defaultPolicy: OrganizationPolicy(approvals: .off))
                 let delays = DelayLog()
                 let gateway = Gateway(
                     database: db, vault: vault, registry: registry, audit: sequencer, clock: clock, logger: quietLogger,
@@ -114,7 +114,7 @@ extension GatewayEnvironment {
     func secondInstance(_ body: @Sendable (Gateway) async throws -> Void) async throws {
         try await Database.withDatabase(url: url, logger: quietLogger) { db in
             let sequencer = LedgerSequencer(database: db, logger: quietLogger)
-            let registry = IntegrationRegistry(database: db, vault: vault, audit: sequencer)
+            let registry = IntegrationRegistry(database: db, vault: vault, audit: sequencer, defaultPolicy: OrganizationPolicy(approvals: .off))
             let gateway = Gateway(
                 database: db, vault: vault, registry: registry, audit: sequencer, clock: clock, logger: quietLogger,
                 configuration: .init(policy: try OutboundPolicy(allowList: "127.0.0.1")), sleep: { _ in }

@@ -108,7 +108,7 @@ struct OutboundAddressTests {
             try await db.write { try await OrganizationStore($0).insert(org) }
             let sequencer = LedgerSequencer(database: db, logger: quietLogger)
             let vault = CredentialVault(ring: try MasterKeyRing.load(masterKey: MasterKeyRing.generateBase64(), keyFile: nil))
-            let registry = IntegrationRegistry(database: db, vault: vault, audit: sequencer)
+            let registry = IntegrationRegistry(database: db, vault: vault, audit: sequencer, defaultPolicy: OrganizationPolicy(approvals: .off))
             // The made-up name answers 127.0.0.1 first, then 127.0.0.2 (where nothing listens), then 127.0.0.1.
             let resolver = ScriptedResolver(["api.rebind.test": [["127.0.0.1"], ["127.0.0.2"], ["127.0.0.1"]]])
             let gateway = Gateway(

@@ -111,6 +111,11 @@ struct AccessControlTests {
         case "GET /portal/alerts/notifications": return ("/portal/alerts/notifications?limit=10", nil)
         case "GET /portal/catalog": return ("/portal/catalog?type=identity_provider", nil)
         case "GET /portal/catalog/{preset}": return ("/portal/catalog/okta", nil)
+        case "GET /portal/policy": return ("/portal/policy", nil)
+        case "PUT /portal/policy": return ("/portal/policy", #"{"approvals":"off"}"#)
+        case "GET /portal/approvals": return ("/portal/approvals?state=pending", nil)
+        case "POST /portal/integrations/{id}/approve": return ("/portal/integrations/\(try await pendingIntegration(portal))/approve", #"{"comment":"reviewed"}"#)
+        case "POST /portal/integrations/{id}/reject": return ("/portal/integrations/\(try await pendingIntegration(portal))/reject", #"{"comment":"not needed"}"#)
         case "GET /ledger/{slug}/checkpoint": return ("/ledger/acme/checkpoint", nil)
         case "GET /ledger/{slug}/keys": return ("/ledger/acme/keys", nil)
         case "GET /ledger/{slug}/tile/{path}": return ("/ledger/acme/tile/0/000.p/1", nil)
@@ -137,6 +142,16 @@ struct AccessControlTests {
                 try await portal.call(.get, "/portal/reports/\(id)", token: portal.token("acme.admin")).json.objectValue?["status"] == "completed"
             }
         }
+        return id
+    }
+
+    /// A new integration waiting for approval, requested by acme's operator (so its admin and compliance
+    /// officer may decide), with approvals required only while it is made.
+    func pendingIntegration(_ portal: Portal) async throws -> String {
+        let admin = portal.token("acme.admin")
+        #expect(try await portal.call(.put, "/portal/policy", token: admin, json: #"{"approvals":"required"}"#).status == .ok)
+        let id = try await portal.createIntegration(token: portal.token("acme.operator"))
+        #expect(try await portal.call(.put, "/portal/policy", token: admin, json: #"{"approvals":"off"}"#).status == .ok)
         return id
     }
 

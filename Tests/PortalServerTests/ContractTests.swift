@@ -57,7 +57,8 @@ struct ContractTests {
                 let patchPointers = (patchProblem["errors"]?.arrayValue ?? []).compactMap { $0.objectValue?["pointer"]?.stringValue }
                 #expect(patchPointers == [pointer], "PATCH with processing \(processing): \(patchPointers)")
             }
-            #expect(try await portal.rowCounts() == before, "a refused body writes nothing")
+            let afterCounts = try await portal.rowCounts()
+            #expect(afterCounts == before, "a refused body writes nothing: \(before) -> \(afterCounts)")
 
             // As documented: on create, null is the same as absent (as for rateLimits, webhookConfig, syncConfig).
             let withNull = try await portal.call(.post, "/portal/integrations", token: admin, json: Self.create(processing: "null"))

@@ -47,7 +47,7 @@ struct SyncEnvironment: Sendable {
                 let sequencer = LedgerSequencer(database: db, logger: quietLogger)
                 let masterKey = MasterKeyRing.generateBase64()
                 let vault = CredentialVault(ring: try MasterKeyRing.load(masterKey: masterKey, keyFile: nil))
-                let registry = IntegrationRegistry(database: db, vault: vault, audit: sequencer)
+                let registry = IntegrationRegistry(database: db, vault: vault, audit: sequencer, defaultPolicy: OrganizationPolicy(approvals: .off))
                 let gateway = Gateway(
                     database: db, vault: vault, registry: registry, audit: sequencer, logger: quietLogger,
                     configuration: .init(policy: try OutboundPolicy(allowList: "127.0.0.1")), sleep: { _ in }

@@ -62,7 +62,7 @@ struct QueueFixture: Sendable {
             try await db.write { try await OrganizationStore($0).insert(org) }
             let vault = CredentialVault(ring: try MasterKeyRing.load(masterKey: MasterKeyRing.generateBase64(), keyFile: nil))
             let sequencer = LedgerSequencer(database: db, logger: quietLogger)
-            let registry = IntegrationRegistry(database: db, vault: vault, audit: sequencer)
+            let registry = IntegrationRegistry(database: db, vault: vault, audit: sequencer, defaultPolicy: OrganizationPolicy(approvals: .off))
             let admin = Principal(tokenID: UUID(), organizationID: org.id, organizationSlug: "acme", role: .admin, owner: "admin@acme")
             let service = WebhookService(database: db, vault: vault, audit: sequencer, registry: registry, logger: quietLogger, publicURL: "https://portal.example.test")
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -178,7 +178,7 @@ struct WebhookQueueTests {
             try await Database.withDatabase(url: f.test.url, logger: quietLogger) { second in
                 let otherSequencer = LedgerSequencer(database: second, logger: quietLogger)
                 let otherService = WebhookService(
-                    database: second, vault: f.vault, audit: otherSequencer, registry: IntegrationRegistry(database: second, vault: f.vault, audit: otherSequencer),
+                    database: second, vault: f.vault, audit: otherSequencer, registry: IntegrationRegistry(database: second, vault: f.vault, audit: otherSequencer, defaultPolicy: OrganizationPolicy(approvals: .off)),
                     logger: quietLogger, publicURL: "https://portal.example.test"
                 )
                 let small = WebhookWorkers.Configuration(batchSize: 4)

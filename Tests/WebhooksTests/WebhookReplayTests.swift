@@ -29,7 +29,7 @@ struct ReplayFixture: Sendable {
             try await db.write { try await OrganizationStore($0).insert(org) }
             let vault = CredentialVault(ring: try MasterKeyRing.load(masterKey: MasterKeyRing.generateBase64(), keyFile: nil))
             let sequencer = LedgerSequencer(database: db, logger: quietLogger)
-            let registry = IntegrationRegistry(database: db, vault: vault, audit: sequencer)
+            let registry = IntegrationRegistry(database: db, vault: vault, audit: sequencer, defaultPolicy: OrganizationPolicy(approvals: .off))
             let admin = Principal(tokenID: UUID(), organizationID: org.id, organizationSlug: "acme", role: .admin, owner: "admin@acme")
             let logs = LogCapture()
             let service = WebhookService(

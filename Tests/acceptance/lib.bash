@@ -32,6 +32,9 @@ case "$BACKEND" in
   *) fail "unknown BACKEND $BACKEND" ;;
 esac
 
+# The scripts call out through integrations they just made; approvals (issue 21) have their own tests.
+export PORTAL_APPROVALS=${PORTAL_APPROVALS:-off}
+
 # The public URL names ledger origins (and so key names): server and CLI must agree on it.
 export PORTAL_PUBLIC_URL=${PORTAL_PUBLIC_URL:-https://portal.example.test}
 

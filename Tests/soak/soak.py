@@ -359,6 +359,8 @@ class Soak:
             "PORTAL_METRICS_TOKEN": METRICS_TOKEN, "PORTAL_ALERT_RULES": self.rules_path, "PORTAL_DATABASE_WAIT": "10s",
             "PORTAL_MAX_INTEGRATIONS": "100", "PORTAL_MAX_TOKENS": "100000", "PORTAL_MAX_OPEN_REPORTS": "4", "PORTAL_LOG_LEVEL": "warning",
             "PORTAL_REPORTS_DIR": os.path.join(ROOT, "reports"),
+            # The soak calls out through integrations it makes as it goes; approvals have their own tests.
+            "PORTAL_APPROVALS": "off",
         })
         return env
 

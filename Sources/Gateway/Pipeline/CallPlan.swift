@@ -39,6 +39,11 @@ struct CallPlan {
         _ call: GatewayCall, for integration: OutboundIntegration, maxRequestBytes: Int, defaultTimeout: Duration, transient: Bool
     ) throws(PortalError) -> CallPlan {
         let config = integration.configuration
+        if integration.status == .pending {
+            var error = PortalError(.conflict, "the integration waits for approval: it makes no call until a second person approves it")
+            error.details = ["approval": "pending"]
+            throw error
+        }
         guard integration.status == .active else {
             throw PortalError(.refused, "the integration is \(integration.status); only active integrations make calls")
         }

@@ -7,12 +7,12 @@ import Synchronization
 /// Registers and manages integrations: the seed's `IntegrationService` (register, read, change, delete,
 /// status), with credentials sealed by the vault inside the same transaction as the row.
 package struct IntegrationRegistry: Sendable {
-    private let database: Database
-    private let vault: CredentialVault
-    private let audit: any AuditTrail
-    private let clock: any WallClock
-    private let ids: IdentifierGenerator
-    private let opened: OutboundCache
+    let database: Database
+    let vault: CredentialVault
+    let audit: any AuditTrail
+    let clock: any WallClock
+    let ids: IdentifierGenerator
+    let opened: OutboundCache
 
     /// Rate limits in force when an integration gives none (DESIGN section 7).
     package static let defaultRateLimits: JSONValue = ["requestsPerSecond": 10, "burst": 20]
@@ -22,11 +22,14 @@ package struct IntegrationRegistry: Sendable {
     /// made through this registry take effect at once; changes made by another instance within that time.
     /// The most integrations (not deleted) an organization may have.
     let maxIntegrations: Int
+    /// The governance policy of organizations that have not set their own.
+    let defaultPolicy: OrganizationPolicy
 
     package init(
         database: Database, vault: CredentialVault, audit: any AuditTrail, clock: any WallClock = SystemWallClock(), ids: IdentifierGenerator = .shared,
-        outboundCacheSeconds: TimeInterval = 1, maxIntegrations: Int = Quotas().integrations
+        outboundCacheSeconds: TimeInterval = 1, maxIntegrations: Int = Quotas().integrations, defaultPolicy: OrganizationPolicy = OrganizationPolicy()
     ) {
+        self.defaultPolicy = defaultPolicy
         self.maxIntegrations = maxIntegrations
         self.database = database
         self.vault = vault
@@ -49,8 +52,9 @@ package struct IntegrationRegistry: Sendable {
         var previousUntil: Date?
     }
 
-    /// Creates an integration from a validated configuration. An admin's or operator's integration is
-    /// `active` at once (approvals come later).
+    /// Creates an integration from a validated configuration: `pending` until approved when the
+    /// organization's policy requires approvals (an `integration.requested` entry follows the
+    /// `integration.created` one), else `active` at once.
     package func register(_ input: IntegrationInput, by principal: Principal) async throws -> IntegrationView {
         try principal.require(.manageIntegrations)
         let now = clock.now()
@@ -66,26 +70,33 @@ package struct IntegrationRegistry: Sendable {
                 Secrets(credentials: input.credentials, webhookSecret: input.webhookSecret),
                 organizationID: principal.organizationID, integrationID: id, in: db
             )
-            let record = IntegrationRecord(
+            var record = IntegrationRecord(
                 id: id, organizationID: principal.organizationID, name: input.name, type: input.type,
                 baseURL: input.baseURL, authMethod: input.authMethod, credentials: sealed,
                 config: input.config, rateLimits: input.rateLimits, webhookConfig: input.webhookConfig,
                 syncConfig: input.syncConfig, status: .active,
                 createdBy: principal.tokenID, createdAt: now, updatedAt: now, processing: input.processing
             )
+            let secrets = Secrets(credentials: input.credentials, webhookSecret: input.webhookSecret)
+            let policy = try await policy(organizationID: principal.organizationID, in: db)
+            let digest = Self.materialDigest(record, secrets)
+            if policy.approvals == .required { record.status = .pending } else { record.approvedDigest = digest }
             do {
                 try await IntegrationStore(db).insert(record)
             } catch where Database.isUniqueViolation(error) {
                 throw PortalError(.conflict, "an integration named '\(input.name)' already exists")
             }
-            let secrets = Secrets(credentials: input.credentials, webhookSecret: input.webhookSecret)
             try await audit.record(AuditEvent(
                 organizationID: principal.organizationID, type: .integrationCreated, actor: Self.actor(principal),
                 integrationID: id, data: [
                     "name": .string(input.name), "integrationType": .string(input.type.rawValue),
                     "authMethod": .string(input.authMethod.rawValue), "after": .string(Self.configurationDigest(record, secrets)),
+                    "material": 1, "materialDigest": .string(digest), "approval": .string(policy.approvals.rawValue),
                 ], time: now
             ), in: db)
+            if policy.approvals == .required {
+                _ = try await request(record, digest: digest, changed: ["created"], by: principal, at: now, in: db)
+            }
             return record
         }
         audit.wake()
@@ -143,7 +154,7 @@ package struct IntegrationRegistry: Sendable {
             }
             var secrets = try await open(record, in: db)
             let before = Self.configurationDigest(record, secrets)
-            let original = record
+            let original = record, originalSecrets = secrets
             if let name = patch.name { record.name = name }
             if let type = patch.type { record.type = type }
             if let baseURL = patch.baseURL { record.baseURL = baseURL }
@@ -207,7 +218,12 @@ package struct IntegrationRegistry: Sendable {
             case .set(let processing): record.processing = processing
             case .remove: record.processing = nil
             }
-            if let status = patch.status { record.status = status }
+            if let status = patch.status {
+                guard status != .active || original.status != .pending else {
+                    throw PortalError(.conflict, "the integration waits for approval: it becomes active when a second person approves it")
+                }
+                record.status = status
+            }
             // Changing where or how the stored credentials are sent needs them again in the same request:
             // otherwise a token allowed to edit integrations could point them at a host of its own.
             let routingBefore = Self.credentialRouting(original), routingAfter = Self.credentialRouting(record)
@@ -222,11 +238,18 @@ package struct IntegrationRegistry: Sendable {
                         message: "must be sent again: this change (\(rerouted.joined(separator: ", "))) moves where or how the stored credentials are sent"
                     ) })
                 }
-                // Tokens obtained for the old destination are not sent to the new one: authorize again.
-                try await IntegrationTokenStore(db).delete(integrationID: id)
                 routingNote = rerouted.map(JSONValue.string)
             }
             record.credentials = try await seal(secrets, organizationID: principal.organizationID, integrationID: id, in: db)
+            let governed = try await govern(
+                original: original, originalSecrets: originalSecrets, record: &record, secrets: secrets, changed: patch.fieldNames,
+                by: principal, at: now, in: db
+            )
+            // Tokens obtained for the old destination are not sent to the new one: authorize again (when the
+            // approved configuration serves meanwhile, its tokens go once the change is approved).
+            if !rerouted.isEmpty, record.serving == nil {
+                try await IntegrationTokenStore(db).delete(integrationID: id)
+            }
             record.updatedAt = now
             do {
                 _ = try await store.update(record)
@@ -234,13 +257,18 @@ package struct IntegrationRegistry: Sendable {
             } catch where Database.isUniqueViolation(error) {
                 throw PortalError(.conflict, "an integration named '\(record.name)' already exists")
             }
+            var members: [String: JSONValue] = [
+                "changed": .array(patch.fieldNames.map(JSONValue.string)), "before": .string(before),
+                "after": .string(Self.configurationDigest(record, secrets)), "credentialRouting": .array(routingNote),
+            ]
+            members.merge(governed.members) { $1 }
             try await audit.record(AuditEvent(
                 organizationID: principal.organizationID, type: .integrationUpdated, actor: Self.actor(principal),
-                integrationID: id, data: [
-                    "changed": .array(patch.fieldNames.map(JSONValue.string)), "before": .string(before),
-                    "after": .string(Self.configurationDigest(record, secrets)), "credentialRouting": .array(routingNote),
-                ], time: now
+                integrationID: id, data: .object(members), time: now
             ), in: db)
+            if let pending = governed.request {
+                _ = try await request(pending, digest: Self.materialDigest(pending, secrets), changed: patch.fieldNames, by: principal, at: now, in: db)
+            }
             return record
         }
         audit.wake()
@@ -282,7 +310,9 @@ package struct IntegrationRegistry: Sendable {
             record.status = .inactive
             record.deletedAt = now
             record.updatedAt = now
+            record.serving = nil
             _ = try await store.update(record)
+            try await supersedePending(id, by: principal, at: now, in: db)
             opened.forget(record.id)
             try await audit.record(AuditEvent(
                 organizationID: principal.organizationID, type: .integrationDeleted, actor: Self.actor(principal),
@@ -304,7 +334,7 @@ package struct IntegrationRegistry: Sendable {
         guard let record else { throw try await notFound(id, organizationID) }
         return IntegrationStatusView(
             id: record.id.uuidString.lowercased(), name: record.name, status: record.status,
-            usable: record.status == .active && record.deletedAt == nil,
+            usable: record.deletedAt == nil && (record.status == .active || record.serving.flatMap(ServingConfiguration.init(json:))?.serves == true),
             errorMessage: record.errorMessage, lastSync: record.lastSync.map(Timestamp.rfc3339),
             deletedAt: record.deletedAt.map(Timestamp.rfc3339),
             metrics: Self.metrics(stats[record.id]), checkedAt: Timestamp.rfc3339(clock.now())
@@ -331,7 +361,7 @@ package struct IntegrationRegistry: Sendable {
     }
 
     /// A 404 for `id`, flagged when the integration exists in another organization.
-    private func notFound(_ id: UUID, _ organizationID: UUID) async throws -> PortalError {
+    func notFound(_ id: UUID, _ organizationID: UUID) async throws -> PortalError {
         let elsewhere = try await database.read { db in try await IntegrationStore(db).existsElsewhere(id: id, organizationID: organizationID) }
         return PortalError.notFound("integration", acrossOrganizations: elsewhere)
     }
@@ -340,7 +370,7 @@ package struct IntegrationRegistry: Sendable {
 
     /// The view of `record` as stored: re-read, so a write's response is exactly what a later GET returns
     /// (each driver rounds times to its own precision).
-    private func view(of record: IntegrationRecord) async throws -> IntegrationView {
+    func view(of record: IntegrationRecord) async throws -> IntegrationView {
         let (stored, secrets, stats) = try await database.read { db in
             let stored = try await IntegrationStore(db).find(id: record.id, organizationID: record.organizationID) ?? record
             return (
@@ -365,7 +395,11 @@ package struct IntegrationRegistry: Sendable {
             syncConfig: record.syncConfig, processing: record.processing, status: record.status, errorMessage: record.errorMessage,
             lastSync: record.lastSync.map(Timestamp.rfc3339), createdAt: Timestamp.rfc3339(record.createdAt),
             updatedAt: Timestamp.rfc3339(record.updatedAt), deletedAt: record.deletedAt.map(Timestamp.rfc3339),
-            metrics: metrics(stats)
+            metrics: metrics(stats),
+            approval: ApprovalSummary(
+                approvedDigest: record.approvedDigest, currentDigest: materialDigest(record, secrets), pending: record.status == .pending,
+                servingApproved: record.status == .pending && record.serving.flatMap(ServingConfiguration.init(json:))?.serves == true
+            )
         )
     }
 
@@ -438,8 +472,13 @@ package struct IntegrationRegistry: Sendable {
         let now = clock.now()
         if let cached = opened.lookup(id, organizationID: organizationID, now: now) { return cached }
         let outbound = try await database.read { db in
-            guard let record = try await IntegrationStore(db).find(id: id, organizationID: organizationID), record.deletedAt == nil else {
+            guard var record = try await IntegrationStore(db).find(id: id, organizationID: organizationID), record.deletedAt == nil else {
                 throw PortalError.notFound("integration")
+            }
+            // While a change waits for approval, the approved configuration serves (if the policy says so).
+            if record.status == .pending, let serving = record.serving.flatMap(ServingConfiguration.init(json:)), serving.serves {
+                record = serving.apply(to: record)
+                record.status = .active
             }
             let authMethod = record.authMethod
             let secrets = try await open(record, in: db)
@@ -458,7 +497,7 @@ package struct IntegrationRegistry: Sendable {
         return outbound
     }
 
-    private func seal(_ secrets: Secrets, organizationID: UUID, integrationID: UUID, in db: Transaction) async throws -> JSONValue {
+    func seal(_ secrets: Secrets, organizationID: UUID, integrationID: UUID, in db: Transaction) async throws -> JSONValue {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         return try await vault.seal(
@@ -467,7 +506,7 @@ package struct IntegrationRegistry: Sendable {
         )
     }
 
-    private func open(_ record: IntegrationRecord, in db: Transaction) async throws -> Secrets {
+    func open(_ record: IntegrationRecord, in db: Transaction) async throws -> Secrets {
         let plaintext = try await vault.open(
             record.credentials, organizationID: record.organizationID,
             context: VaultContext.integration(record.id), in: db

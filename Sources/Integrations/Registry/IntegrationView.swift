@@ -26,6 +26,20 @@ package struct IntegrationView: Sendable, Encodable {
     package var updatedAt: String
     package var deletedAt: String?
     package var metrics: IntegrationMetricsView
+    /// Where the integration stands with approvals (issue 21).
+    package var approval: ApprovalSummary
+}
+
+/// An integration's approval state: the digest of the material configuration last approved, whether a
+/// request waits, and whether the approved configuration serves calls meanwhile.
+package struct ApprovalSummary: Sendable, Encodable, Equatable {
+    /// Null when never approved (new and waiting, rejected, or made before approvals existed).
+    package var approvedDigest: String?
+    /// The digest of the configuration as it is now.
+    package var currentDigest: String
+    package var pending: Bool
+    /// While a change waits: whether calls go out with the approved configuration.
+    package var servingApproved: Bool
 }
 
 /// The seed's `IntegrationMetrics`, from the integration's recorded requests. Rates are fractions between 0

@@ -4,8 +4,11 @@
 /// never removed or renamed once written: auditors' queries and old ledgers rely on it. Entries read back
 /// keep their type as text (``LedgerEntry/type``), so a ledger written by a later version still verifies.
 package enum AuditEventType: String, Sendable, CaseIterable, Codable {
+    case integrationApproved = "integration.approved"
     case integrationCreated = "integration.created"
     case integrationDeleted = "integration.deleted"
+    case integrationRejected = "integration.rejected"
+    case integrationRequested = "integration.requested"
     case integrationTested = "integration.tested"
     case integrationUpdated = "integration.updated"
 
@@ -67,9 +70,11 @@ package enum AuditEventType: String, Sendable, CaseIterable, Codable {
 
     case ledgerVerified = "ledger.verified"
 
-    /// Names reserved for writers not built yet (configuration approvals): report mappings may already name
-    /// them, so that a criterion's population includes them from the first one written; nothing writes them.
-    package static let reserved: Set<String> = ["integration.approved", "integration.rejected"]
+    case policyUpdated = "policy.updated"
+
+    /// Names reserved for writers not built yet: report mappings may already name them, so that a
+    /// criterion's population includes them from the first one written; nothing writes them.
+    package static let reserved: Set<String> = []
 
     /// Whether a report mapping may name `type`: a catalogue type or a reserved one.
     package static func isKnown(_ type: String) -> Bool { AuditEventType(rawValue: type) != nil || reserved.contains(type) }

@@ -91,7 +91,10 @@ package struct PortalServices: Sendable {
         authFailures = AuthFailureRecorder(audit: ledger, key: vault.derivedKey("auth-failure-sources"), clock: clock, logger: logger)
         tokens = APITokenAuthority(database: database, audit: ledger, clock: clock, ids: ids, failures: authFailures)
         consoleSessions = ConsoleSessions(database: database, audit: ledger, clock: clock, tokens: tokens, ids: ids)
-        integrations = IntegrationRegistry(database: database, vault: vault, audit: ledger, clock: clock, ids: ids, maxIntegrations: settings.quotas.integrations)
+        integrations = IntegrationRegistry(
+            database: database, vault: vault, audit: ledger, clock: clock, ids: ids, maxIntegrations: settings.quotas.integrations,
+            defaultPolicy: settings.defaultPolicy
+        )
         catalog = try ProviderCatalog.load(path: settings.catalogPath)
         let instance = ids.next().uuidString.lowercased()
         let collector = MetricsCollector(clock: clock, instanceID: instance)

@@ -1,0 +1,61 @@
+import Foundation
+import Hummingbird
+import Integrations
+import PortalCore
+import Storage
+
+/// Governance (issue 21): the organization's policy, and approvals of integrations with separation of duties.
+struct GovernanceRoutes {
+    let integrations: IntegrationRegistry
+    let maxBodyBytes: Int
+
+    func register(on group: RouterGroup<PortalRequestContext>, table: RouteTable) {
+        let registry = integrations
+        table.guarded(group, prefix: "/portal", .get, "/policy", .readIntegrations) { _, _, principal in
+            JSONOutput.response(try await registry.policy(organizationID: principal.organizationID).json)
+        }
+        table.guarded(group, prefix: "/portal", .put, "/policy", .managePolicy) { request, _, principal in
+            let body = try await request.jsonBody(limit: self.maxBodyBytes)
+            return JSONOutput.response(try await registry.setPolicy(body, by: principal).json)
+        }
+        table.guarded(group, prefix: "/portal", .get, "/approvals", .readIntegrations) { request, _, principal in
+            let integration = try request.queryString("integrationId").map { text throws(PortalError) -> UUID in
+                guard let id = UUID(uuidString: text) else {
+                    throw PortalError.validation([.init(pointer: "?integrationId", message: "is not an integration id")])
+                }
+                return id
+            }
+            return JSONOutput.response(try await registry.approvals(
+                organizationID: principal.organizationID, state: try request.queryChoice("state", ApprovalRecord.State.self), integrationID: integration,
+                limit: try request.queryInteger("limit", default: 100, in: 1...1000), cursor: request.queryString("cursor")
+            ))
+        }
+        for (path, approve) in [("/integrations/{id}/approve", true), ("/integrations/{id}/reject", false)] {
+            table.guarded(group, prefix: "/portal", .post, path, .approveIntegrations) { request, context, principal in
+                let id = try context.uuidParameter("id", what: "integration")
+                let (comment, digest) = try Self.decision(try await request.jsonBody(limit: self.maxBodyBytes))
+                let view = approve
+                    ? try await registry.approve(id: id, comment: comment, digest: digest, by: principal)
+                    : try await registry.reject(id: id, comment: comment, digest: digest, by: principal)
+                return JSONOutput.response(view)
+            }
+        }
+    }
+
+    /// A decision's body: `comment` (required) and `digest` (the configuration reviewed, optional).
+    static func decision(_ body: JSONValue) throws(PortalError) -> (comment: String, digest: String?) {
+        guard case .object(let members) = body else { throw PortalError.validation([.init(pointer: "", message: "must be an object")]) }
+        var errors: [PortalError.FieldError] = []
+        for key in members.keys.sorted() where !["comment", "digest"].contains(key) {
+            errors.append(.init(pointer: "/\(jsonPointerEscape(key))", message: "unknown field"))
+        }
+        let comment = members["comment"]?.stringValue
+        if comment == nil { errors.append(.init(pointer: "/comment", message: "is required: say why")) }
+        let digest = members["digest"]
+        if let digest, digest.stringValue.map({ $0.count == 64 && $0.allSatisfy(\.isHexDigit) }) != true {
+            errors.append(.init(pointer: "/digest", message: "must be the 64 hex digits of the configuration digest reviewed"))
+        }
+        guard errors.isEmpty, let comment else { throw PortalError.validation(errors) }
+        return (comment, digest?.stringValue?.lowercased())
+    }
+}
