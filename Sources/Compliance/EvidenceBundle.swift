@@ -106,7 +106,11 @@ package struct EvidenceBundler: Sendable {
         ) {
             files.append(try scratch.write(document, to: path))
         }
-        let exceptions = inventory.exceptions + Self.reconciliationExceptions(criteria)
+        var exceptions = inventory.exceptions + Self.reconciliationExceptions(criteria)
+        if let approvals = populations.approvals {
+            files.append(try scratch.write(approvals.document, to: "approvals.json"))
+            exceptions += approvals.exceptions
+        }
         files.append(try scratch.write(try await consistency(organizationID, checkpoint: checkpoint), to: "consistency.json"))
         let keys = try await checkpointer.verifierKeys(slug: slug)
         let manifest = Self.manifest(
@@ -161,6 +165,8 @@ package struct EvidenceBundler: Sendable {
         var writers: [String: PopulationWriter]
         var ledgerCounts: [String: Int]
         var order: [EvidenceMapping.Criterion]
+        /// CC8.1's approval chains, when a criterion takes approvals.
+        var approvals: ApprovalChains?
 
         var rows: [String: Int] { writers.mapValues(\.rows) }
 
@@ -202,12 +208,16 @@ package struct EvidenceBundler: Sendable {
         for c in mapping.criteria { writers[c.id] = try PopulationWriter(directory: scratch.appendingPathComponent("populations"), criterion: c) }
         let from = period.from, until = period.until
         var ledgerCounts: [String: Int] = [:]
+        var approvals = mapping.criteria.contains { $0.eventTypes.contains(AuditEventType.integrationApproved.rawValue) } ? ApprovalChains() : nil
         for try await page in LedgerReader(database: database, cachedTiles: 0).pages(organizationID, below: size) {
             for row in page {
                 // The fields only: the canonical form is the verifier's business (and re-encoding each entry
                 // to check it doubled the cost of a bundle).
                 let entry = try Self.fields(row.bytes)
                 guard entry.time >= from, entry.time < until else { continue }
+                if approvals != nil, ApprovalChains.reads(entry.type) {
+                    approvals?.add(seq: entry.seq, time: entry.time, type: entry.type, integration: entry.integration, data: entry.data)
+                }
                 for criterion in Self.criteria(of: entry, in: mapping) {
                     ledgerCounts[criterion.id, default: 0] += 1
                     try writers[criterion.id]?.append(entry, hash: row.hash)
@@ -216,7 +226,7 @@ package struct EvidenceBundler: Sendable {
             progress(min((page.last?.seq ?? 0) + 1, size))
         }
         for writer in writers.values { try writer.close() }
-        return Populations(writers: writers, ledgerCounts: ledgerCounts, order: mapping.criteria)
+        return Populations(writers: writers, ledgerCounts: ledgerCounts, order: mapping.criteria, approvals: approvals)
     }
 
     /// The manifest's `criteria`: each criterion's query, population and whether it reconciles with the

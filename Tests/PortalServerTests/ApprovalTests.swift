@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import Compliance
 import Ledger
 import PortalCore
 import PortalServer
@@ -194,6 +195,41 @@ struct ApprovalTests {
             #expect(pending.isEmpty, "\(pending)")
             // Another organization's approvals are not visible, and its integrations cannot be decided.
             expectProblem(try await portal.call(.post, "/portal/integrations/\(id)/approve", token: portal.token("globex.admin"), json: #"{"comment":"x"}"#), .notFound)
+        }
+    }
+
+    @Test("the SOC 2 bundle shows request, approval and first use with seqs and times, and flags a change made without approval; it verifies offline", arguments: Backend.available)
+    func evidence(backend: Backend) async throws {
+        try await withPortal(backend, configure: { $0.defaultPolicy.approvals = .required }) { portal in
+            let id = try #require(try await Self.create(portal, token: portal.token("acme.operator"))["id"]?.stringValue)
+            #expect(try await portal.call(.post, "/portal/integrations/\(id)/approve", token: portal.token("acme.compliance"), json: #"{"comment":"reviewed"}"#).status == .ok)
+            #expect(try await Self.call(portal, id).status == .ok)
+            #expect(try await portal.call(.put, "/portal/policy", token: portal.token("acme.admin"), json: #"{"approvals":"off"}"#).status == .ok)
+            let unapproved = try #require(try await Self.create(portal, token: portal.token("acme.operator"))["id"]?.stringValue)
+
+            let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("approvals-\(UUID().uuidString.prefix(8))")
+            try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: scratch) }
+            let file = try await portal.todaysSOC2Bundle(into: scratch)
+            let keys = try await portal.services.checkpointer.verifierKeys(slug: "acme")
+            let verified = try EvidenceVerifier().verify(bundle: file.path, keys: keys)
+            #expect(verified.passed, "\(verified.problems)")
+            let root = try LedgerBundleVerifier().unpack(bundle: file.path, into: scratch)
+            let document = try JSONValue.parse(Data(contentsOf: root.appendingPathComponent("approvals.json"))).objectValue ?? [:]
+            let chain = try #require(document["chains"]?.arrayValue?.first?.objectValue, "\(document)")
+            #expect(chain["integration"]?.stringValue == id && chain["decision"] == "approved")
+            let requested = chain["requested"]?.objectValue ?? [:], decided = chain["decided"]?.objectValue ?? [:], used = chain["firstUse"]?.objectValue ?? [:]
+            #expect(decided["by"] == "compliance@acme" && requested["by"] == "operator@acme" && decided["comment"] == "reviewed", "\(chain)")
+            if case .int(let r)? = requested["seq"], case .int(let d)? = decided["seq"], case .int(let u)? = used["seq"] {
+                #expect(r < d && d < u, "request, approval, first use in order: \(chain)")
+            } else {
+                Issue.record("seqs missing: \(chain)")
+            }
+            let flagged = (verified.manifest?.objectValue?["exceptions"]?.arrayValue ?? []).compactMap(\.objectValue).filter { $0["flag"] == "change_without_approval" }
+            #expect(flagged.count == 1 && flagged.first?["integration"]?.stringValue == unapproved, "\(flagged)")
+            let population = try JSONValue.parse(Data(contentsOf: root.appendingPathComponent("populations/cc8.1.json"))).arrayValue ?? []
+            let types = Set(population.compactMap { $0.objectValue?["type"]?.stringValue })
+            #expect(types.isSuperset(of: ["integration.requested", "integration.approved", "policy.updated"]), "\(types)")
         }
     }
 }
