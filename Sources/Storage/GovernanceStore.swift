@@ -25,6 +25,8 @@ package struct ApprovalRecord: Sendable, Equatable {
     package var decidedOwner: String?
     package var decidedAt: Date?
     package var comment: String?
+    /// The integration's name, when read with it (``GovernanceStore/list(organizationID:state:integrationID:limit:before:)``).
+    package var integrationName: String?
 
     package init(
         id: UUID, organizationID: UUID, integrationID: UUID, digest: String, changed: [String], state: State, requestedBy: UUID,
@@ -103,13 +105,21 @@ package struct GovernanceStore {
     package func list(
         organizationID: UUID, state: ApprovalRecord.State?, integrationID: UUID?, limit: Int, before cursor: UUID?
     ) async throws -> [ApprovalRecord] {
-        var query = SQLQueryString("SELECT \(unsafeRaw: Self.approvalColumns) FROM integration_approvals WHERE organization_id = \(bind: organizationID)")
-        if let state { query = query + " AND state = \(bind: state.rawValue)" }
-        if let integrationID { query = query + " AND integration_id = \(bind: integrationID)" }
-        if let cursor { query = query + " AND id < \(bind: cursor)" }
-        query = query + " ORDER BY id DESC LIMIT \(bind: limit)"
+        let columns = Self.approvalColumns.split(separator: ",").map { "a." + $0.trimmingCharacters(in: .whitespacesAndNewlines) }.joined(separator: ", ")
+        var query = SQLQueryString("""
+            SELECT \(unsafeRaw: columns), i.name AS integration_name FROM integration_approvals a JOIN integrations i ON i.id = a.integration_id
+            WHERE a.organization_id = \(bind: organizationID)
+            """)
+        if let state { query = query + " AND a.state = \(bind: state.rawValue)" }
+        if let integrationID { query = query + " AND a.integration_id = \(bind: integrationID)" }
+        if let cursor { query = query + " AND a.id < \(bind: cursor)" }
+        query = query + " ORDER BY a.id DESC LIMIT \(bind: limit)"
         let backend = db.backend
-        return try await db.raw(query).all().map { try Self.decode($0, backend) }
+        return try await db.raw(query).all().map { row in
+            var record = try Self.decode(row, backend)
+            record.integrationName = try row.decodeOptional(column: "integration_name", as: String.self)
+            return record
+        }
     }
 
     private static func decode(_ row: any SQLRow, _ backend: Database.Dialect) throws -> ApprovalRecord {

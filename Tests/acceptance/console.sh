@@ -59,18 +59,20 @@ r=$(api POST /portal/integrations "$ADMIN" "{\"name\":\"Identity\",\"type\":\"id
 OAUTH_ID=$(body_of "$r" | jq -r .id)
 OTHER=$("$PORTAL_BIN" token create --org globex --role admin --owner "Gil Globex" --expires-in 1d 2>/dev/null)
 AUDITOR=$("$PORTAL_BIN" token create --org default --role auditor --owner "Ann Auditor" --expires-in 1d 2>/dev/null)
-[ -n "$OTHER" ] && [ -n "$AUDITOR" ] || fail "token create for the console test"
+COMPLIANCE=$("$PORTAL_BIN" token create --org default --role compliance --owner "Cora Compliance" --expires-in 1d 2>/dev/null)
+[ -n "$OTHER" ] && [ -n "$AUDITOR" ] && [ -n "$COMPLIANCE" ] || fail "token create for the console test"
 
 mkdir -p "$ROOT/var/console/$BACKEND"
-PORTAL="$PORTAL" ADMIN="$ADMIN" OTHER="$OTHER" AUDITOR="$AUDITOR" CRM_ID="$CRM_ID" DIRECTORY_ID="$DIRECTORY_ID" OAUTH_ID="$OAUTH_ID" UPSTREAM="$UPSTREAM" PORTAL_BIN="$PORTAL_BIN" WORK="$WORK" SHOTS="$ROOT/var/console/$BACKEND" \
+PORTAL="$PORTAL" ADMIN="$ADMIN" OTHER="$OTHER" AUDITOR="$AUDITOR" COMPLIANCE="$COMPLIANCE" CRM_ID="$CRM_ID" DIRECTORY_ID="$DIRECTORY_ID" OAUTH_ID="$OAUTH_ID" UPSTREAM="$UPSTREAM" PORTAL_BIN="$PORTAL_BIN" WORK="$WORK" SHOTS="$ROOT/var/console/$BACKEND" \
   "$ROOT/.venv/bin/python" "$ROOT/Tests/console/console_test.py" || fail "the console's browser test"
 
 # Sign-ins and sign-outs are in the ledger, like the API's token events.
 entries=$(curl -fsS -H "Authorization: Bearer $ADMIN" "$PORTAL/ledger/default/entries?limit=1000")
 started=$(jq '[.entries[] | select(.entry.type == "session.started")] | length' <<<"$entries")
 ended=$(jq '[.entries[] | select(.entry.type == "session.ended")] | length' <<<"$entries")
-# default: the admin and the auditor signed in, the admin signed out (globex's sign-in is in its own ledger).
-[ "$started" = 2 ] && [ "$ended" = 1 ] || fail "session entries in the ledger: $started started, $ended ended"
+# default: the admin, the compliance officer (approvals), the admin again and the auditor signed in, the admin
+# signed out (globex's sign-in is in its own ledger).
+[ "$started" = 4 ] && [ "$ended" = 1 ] || fail "session entries in the ledger: $started started, $ended ended"
 ok "console sign-ins ($started) and sign-outs ($ended) are ledgered"
 "$PORTAL_BIN" ledger verify --master-key-file master.key >verify.txt 2>&1 || fail "the ledger does not verify after the console test: $(cat verify.txt)"
 ok "the ledger verifies"

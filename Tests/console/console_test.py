@@ -27,6 +27,7 @@ PORTAL = os.environ["PORTAL"]
 ADMIN = os.environ["ADMIN"]
 OTHER = os.environ["OTHER"]
 AUDITOR = os.environ["AUDITOR"]
+COMPLIANCE = os.environ["COMPLIANCE"]
 CRM_ID = os.environ["CRM_ID"]
 DIRECTORY_ID = os.environ["DIRECTORY_ID"]
 OAUTH_ID = os.environ["OAUTH_ID"]
@@ -372,6 +373,47 @@ def connect(driver):
     check(status == 200 and answer.get("status") == 200, f"the connected integration calls out with its token: {status}")
 
 
+def governance(driver):
+    """Approvals: with approvals required, an integration the admin adds waits and makes no call; the admin
+    cannot approve their own request; a compliance officer approves it in the console with a comment."""
+    status, _ = api("PUT", "/portal/policy", ADMIN, {"approvals": "required"})
+    check(status == 200, f"approvals required: {status}")
+    status, created = api("POST", "/portal/integrations", ADMIN, {
+        "name": "Needs approval", "type": "analytics", "baseUrl": UPSTREAM, "authMethod": "api_key", "credentials": {"apiKey": "k-approval-123456"}})
+    integration = created.get("id") if status == 201 else None
+    check(integration and created.get("status") == "pending", f"a new integration waits for approval: {status} {created}")
+    status, problem = api("POST", f"/portal/integrations/{integration}/requests", ADMIN, {"method": "GET", "endpoint": "/ok"})
+    check(status == 409 and "approv" in problem.get("detail", ""), f"a pending integration makes no call: {status} {problem}")
+
+    driver.get(f"{PORTAL}/console/governance")
+    row = wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, f"#pending-approvals tr[data-integration='{integration}']"), "the request waits in Governance")
+    check(row is not None and row.find_elements(By.CLASS_NAME, "own-request") and not row.find_elements(By.CLASS_NAME, "approve"),
+          "the requester sees their request without an approve button")
+    driver.get(f"{PORTAL}/console/integrations/{integration}")
+    pending = wait_for(driver, lambda d: d.find_element(By.ID, "approval-pending"), "the integration page says it waits")
+    check(pending is not None and "second person" in pending.text, "the integration page says it waits for a second person")
+
+    driver.delete_all_cookies()
+    sign_in(driver, COMPLIANCE)
+    wait_for(driver, lambda d: "/console/integrations" in d.current_url, "signed in as the compliance officer")
+    driver.get(f"{PORTAL}/console/governance")
+    row = wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, f"#pending-approvals tr[data-integration='{integration}']"), "the request, for the approver")
+    accessibility(driver, "governance")
+    shot(driver, "governance")
+    row.find_element(By.TAG_NAME, "textarea").send_keys("DPA on file; destination reviewed")
+    row.find_element(By.CLASS_NAME, "approve").click()
+    notice = wait_for(driver, lambda d: d.find_element(By.ID, "notice"), "the approval's notice")
+    check(notice is not None and "Approved" in notice.text, "approved from the console")
+    decisions = wait_for(driver, lambda d: d.find_element(By.ID, "decisions"), "the decisions table").text
+    check("Cora Compliance" in decisions and "DPA on file" in decisions and "approved" in decisions, f"the decision is listed: {decisions!r}")
+    status, answer = api("POST", f"/portal/integrations/{integration}/requests", ADMIN, {"method": "GET", "endpoint": "/ok"})
+    check(status == 200, f"the approved integration calls out: {status}")
+    status, _ = api("PUT", "/portal/policy", ADMIN, {"approvals": "off"})
+    driver.delete_all_cookies()
+    sign_in(driver, ADMIN)
+    wait_for(driver, lambda d: "/console/integrations" in d.current_url, "signed in as the admin again")
+
+
 def headers_of(path):
     try:
         with urllib.request.urlopen(f"{PORTAL}{path}") as r:
@@ -437,6 +479,7 @@ def main():
         alerting(driver)
         settings(driver)
         connect(driver)
+        governance(driver)
 
         # The ledger: checkpoint, keys, an entry whose proof this browser checks, and a tampered one it refuses.
         driver.get(f"{PORTAL}/console/ledger?seq=1")

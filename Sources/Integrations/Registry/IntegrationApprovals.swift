@@ -228,6 +228,8 @@ extension IntegrationRegistry {
 package struct ApprovalView: Sendable, Encodable, Equatable {
     package var id: String
     package var integrationId: String
+    /// The integration's name (in lists).
+    package var integrationName: String?
     package var digest: String
     package var changed: [String]
     package var state: String
@@ -240,6 +242,7 @@ package struct ApprovalView: Sendable, Encodable, Equatable {
     init(_ r: ApprovalRecord) {
         id = r.id.uuidString.lowercased()
         integrationId = r.integrationID.uuidString.lowercased()
+        integrationName = r.integrationName
         digest = r.digest
         changed = r.changed
         state = r.state.rawValue

@@ -23,6 +23,7 @@ struct ConsolePages: Sendable {
         ConsoleCompliance(api: api, clock: clock).register(routes, on: router)
         ConsoleConfigure(api: api).register(routes, on: router)
         ConsoleSettings(api: api).register(routes, on: router)
+        ConsoleGovernance(api: api).register(routes, on: router)
         routes.page(router, .get, "/console/integrations") { _, context, page in try await integrations(page, context) }
         routes.page(router, .get, "/console/integrations/{id}") { _, context, page in
             try await integration(page, context, id: try ConsoleOperations.id(context))
@@ -134,6 +135,10 @@ struct ConsolePages: Sendable {
             "outcomes": (metrics["byOutcome"]?.objectValue ?? [:]).sorted { $0.key < $1.key }.map { ["name": $0.key, "count": Show.count($0.value)] },
             "requestChart": Chart.requests(points, label: "Requests over \(window)"),
             "latencyChart": Chart.latency(points, label: "Latency over \(window)"),
+            "approvalPending": object["approval"]?.objectValue?["pending"] == .bool(true),
+            "servingApproved": object["approval"]?.objectValue?["servingApproved"] == .bool(true),
+            "approvedDigest": object["approval"]?.objectValue?["approvedDigest"]?.stringValue ?? "",
+            "currentDigest": object["approval"]?.objectValue?["currentDigest"]?.stringValue ?? "",
             "canManage": page.principal.role.allows(.manageIntegrations),
             "canConnect": page.principal.role.allows(.manageIntegrations) && object["authMethod"]?.stringValue == "oauth2"
                 && object["config"]?.objectValue?["oauth"]?.objectValue?["authorizationUrl"] != nil,

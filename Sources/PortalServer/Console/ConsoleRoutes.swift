@@ -175,6 +175,7 @@ struct ConsolePage: Sendable {
         Section(href: "/console/integrations", label: "Integrations", permission: .readIntegrations),
         Section(href: "/console/alerts", label: "Alerts", permission: .readIntegrations),
         Section(href: "/console/ledger", label: "Ledger", permission: .readLedger),
+        Section(href: "/console/governance", label: "Governance", permission: .readIntegrations),
         Section(href: "/console/compliance", label: "Compliance", permission: .readReports),
         Section(href: "/console/tokens", label: "Tokens", permission: .manageTokens),
         Section(href: "/console/settings", label: "Settings", permission: .readIntegrations),
