@@ -20,6 +20,17 @@ package struct OrganizationPolicy: Sendable, Equatable {
 
     package var approvals: Approvals
     package var whileChangePending: WhileChangePending
+    /// Source addresses the organization's tokens may call the API and open the console from; empty: any.
+    package var apiAllowList: [IPNetwork] = []
+    /// Requests a second one token may make to the API (nil: the service's default, `PORTAL_API_TOKEN_RATE`).
+    package var tokenRate: Int?
+    /// Requests a second all the organization's tokens together may make (nil: `PORTAL_API_ORG_RATE`).
+    package var organizationRate: Int?
+
+    /// The most a policy may set a rate to.
+    package static let maxRate = 100_000
+    /// The most ranges an allow-list holds.
+    package static let maxAllowList = 100
 
     package init(approvals: Approvals = .required, whileChangePending: WhileChangePending = .serveApproved) {
         self.approvals = approvals
@@ -28,7 +39,22 @@ package struct OrganizationPolicy: Sendable, Equatable {
 
     /// The policy as stored and returned.
     package var json: JSONValue {
-        ["approvals": .string(approvals.rawValue), "whileChangePending": .string(whileChangePending.rawValue)]
+        var m: [String: JSONValue] = [
+            "approvals": .string(approvals.rawValue), "whileChangePending": .string(whileChangePending.rawValue),
+            "apiAllowList": .array(apiAllowList.map { .string($0.description) }),
+        ]
+        var rates: [String: JSONValue] = [:]
+        if let tokenRate { rates["perToken"] = .int(Int64(tokenRate)) }
+        if let organizationRate { rates["perOrganization"] = .int(Int64(organizationRate)) }
+        m["apiRateLimits"] = .object(rates)
+        return .object(m)
+    }
+
+    /// Whether `address` may use the API (an empty list allows every address; an unknown address none).
+    package func allows(_ address: String?) -> Bool {
+        guard !apiAllowList.isEmpty else { return true }
+        guard let address = address.flatMap(IPAddress.init) else { return false }
+        return apiAllowList.contains { $0.contains(address) }
     }
 
     /// Reads a stored policy over `defaults` (members it lacks keep the default's value).
@@ -37,6 +63,10 @@ package struct OrganizationPolicy: Sendable, Equatable {
         let m = json?.objectValue ?? [:]
         if let v = m["approvals"]?.stringValue.flatMap(Approvals.init(rawValue:)) { policy.approvals = v }
         if let v = m["whileChangePending"]?.stringValue.flatMap(WhileChangePending.init(rawValue:)) { policy.whileChangePending = v }
+        policy.apiAllowList = (m["apiAllowList"]?.arrayValue ?? []).compactMap { $0.stringValue.flatMap(IPNetwork.init) }
+        let rates = m["apiRateLimits"]?.objectValue ?? [:]
+        if case .int(let n)? = rates["perToken"] { policy.tokenRate = Int(n) }
+        if case .int(let n)? = rates["perOrganization"] { policy.organizationRate = Int(n) }
         return policy
     }
 
@@ -59,6 +89,30 @@ package struct OrganizationPolicy: Sendable, Equatable {
                     errors.append(.init(
                         pointer: "/whileChangePending", message: "must be one of \(WhileChangePending.allCases.map(\.rawValue).joined(separator: ", "))"
                     ))
+                }
+            case "apiAllowList":
+                do { policy.apiAllowList = try IPNetwork.list(value, pointer: "/apiAllowList", limit: maxAllowList) } catch { errors += error.fieldErrors }
+            case "apiRateLimits":
+                guard case .object(let rates) = value else {
+                    errors.append(.init(pointer: "/apiRateLimits", message: "must be an object with perToken and perOrganization"))
+                    continue
+                }
+                for (name, rate) in rates.sorted(by: { $0.key < $1.key }) {
+                    let pointer = "/apiRateLimits/\(jsonPointerEscape(name))"
+                    let parsed: Int?? = switch rate {
+                    case .null: .some(nil)
+                    case .int(let n) where n >= 1 && n <= Int64(maxRate): .some(Int(n))
+                    default: nil
+                    }
+                    guard let parsed else {
+                        errors.append(.init(pointer: pointer, message: "must be requests a second from 1 to \(maxRate), or null for the service's default"))
+                        continue
+                    }
+                    switch name {
+                    case "perToken": policy.tokenRate = parsed
+                    case "perOrganization": policy.organizationRate = parsed
+                    default: errors.append(.init(pointer: pointer, message: "is not a rate limit (perToken, perOrganization)"))
+                    }
                 }
             default:
                 errors.append(.init(pointer: "/\(jsonPointerEscape(key))", message: "is not a policy setting"))

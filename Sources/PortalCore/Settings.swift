@@ -47,6 +47,13 @@ package struct PortalSettings: Sendable, Equatable {
     package var quotas = Quotas()
     /// The governance policy of organizations that have not set their own (`PUT /portal/policy`).
     package var defaultPolicy = OrganizationPolicy()
+    /// Proxies whose `X-Forwarded-For` names the client (the API's allow-lists and counts use it); empty:
+    /// the peer's own address, always.
+    package var trustedProxies: [IPNetwork] = []
+    /// Requests a second one API token may make (nil: no limit), unless its organization's policy says otherwise.
+    package var apiTokenRate: Int? = 500
+    /// Requests a second an organization's tokens together may make (nil: no limit), unless its policy says otherwise.
+    package var apiOrganizationRate: Int? = 2_000
 
     package init() {}
 
@@ -144,6 +151,18 @@ package struct Setting: Sendable {
         }
     }
 
+    static func rate(_ path: any WritableKeyPath<PortalSettings, Int?> & Sendable) -> @Sendable (inout PortalSettings, String) -> String? {
+        { s, v in
+            if v == "off" {
+                s[keyPath: path] = nil
+                return nil
+            }
+            guard let n = Int(v), (1...OrganizationPolicy.maxRate).contains(n) else { return "must be requests a second from 1 to \(OrganizationPolicy.maxRate), or off" }
+            s[keyPath: path] = n
+            return nil
+        }
+    }
+
     static func choice(_ allowed: [String], _ set: @escaping @Sendable (inout PortalSettings, String) -> Void) -> @Sendable (inout PortalSettings, String) -> String? {
         { s, v in
             guard allowed.contains(v) else { return "must be one of \(allowed.joined(separator: ", "))" }
@@ -225,6 +244,26 @@ package struct Setting: Sendable {
             variable: "PORTAL_APPROVALS", flag: nil, defaultText: "required",
             meaning: "required or off: whether integrations wait for an approval, for organizations that set no policy of their own",
             read: choice(["required", "off"]) { s, v in s.defaultPolicy.approvals = v == "off" ? .off : .required }
+        ),
+        Setting(
+            variable: "PORTAL_TRUSTED_PROXIES", flag: nil, defaultText: "none",
+            meaning: "Comma-separated addresses or CIDRs of proxies whose X-Forwarded-For names the client"
+        ) { s, v in
+            var networks: [IPNetwork] = []
+            for item in v.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {
+                guard let network = IPNetwork(item) else { return "'\(item)' is not an address or CIDR range" }
+                networks.append(network)
+            }
+            s.trustedProxies = networks
+            return nil
+        },
+        Setting(
+            variable: "PORTAL_API_TOKEN_RATE", flag: nil, defaultText: "500",
+            meaning: "API requests a second per token (off: no limit); an organization's policy may set its own", read: rate(\.apiTokenRate)
+        ),
+        Setting(
+            variable: "PORTAL_API_ORG_RATE", flag: nil, defaultText: "2000",
+            meaning: "API requests a second per organization (off: no limit); an organization's policy may set its own", read: rate(\.apiOrganizationRate)
         ),
         Setting(variable: "PORTAL_MAX_INTEGRATIONS", flag: nil, defaultText: "500", meaning: "Integrations (not deleted) per organization", read: count(\.integrations)),
         Setting(variable: "PORTAL_MAX_TOKENS", flag: nil, defaultText: "1000", meaning: "API tokens in force per organization", read: count(\.tokens)),

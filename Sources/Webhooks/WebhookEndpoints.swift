@@ -44,6 +44,13 @@ package struct WebhookEndpointInput: Sendable {
             if field == "clientState" { input.config["secretField"] = .string(field) } else { r.reject("secretField", "must be clientState") }
         }
         if let policy = r.nested("retryPolicy", WebhookRetryPolicyFields.read) { input.config["retryPolicy"] = policy }
+        if let sources = r.value("allowedSources") {
+            do {
+                input.config["allowedSources"] = .array(try IPNetwork.list(sources, pointer: r.pointer("allowedSources")).map { .string($0.description) })
+            } catch {
+                for field in error.fieldErrors { errors.add(field.pointer, field.message) }
+            }
+        }
         r.finish()
         try errors.throwIfAny()
         return input
@@ -64,6 +71,8 @@ package struct WebhookEndpointView: Sendable, Encodable {
     package var signatureMethod: String?
     package var toleranceSeconds: Int
     package var retryPolicy: RetryPolicy
+    /// Where deliveries may come from (empty: anywhere).
+    package var allowedSources: [String]
     package var secretRotation: String?
     package var createdAt: String
     package var updatedAt: String

@@ -10,8 +10,11 @@ package struct InboundWebhook: Sendable {
     package var url: String
     package var headers: [(name: String, value: String)]
     package var body: [UInt8]
+    /// The client's address (the peer's, or the one a trusted proxy forwarded), for the endpoint's allow-list.
+    package var source: String?
 
-    package init(method: String, url: String, headers: [(name: String, value: String)], body: [UInt8]) {
+    package init(method: String, url: String, headers: [(name: String, value: String)], body: [UInt8], source: String? = nil) {
+        self.source = source
         self.method = method
         self.url = url
         self.headers = headers
@@ -108,6 +111,8 @@ package struct WebhookRejection: Error, Sendable, Equatable {
         case malformed
         case filteredEvent = "filtered_event"
         case tooLarge = "too_large"
+        /// The delivery came from an address outside the endpoint's `allowedSources`.
+        case sourceNotAllowed = "source_not_allowed"
     }
 
     package var kind: Kind
@@ -118,9 +123,10 @@ package struct WebhookRejection: Error, Sendable, Equatable {
         self.message = message
     }
 
-    /// 413 for a body too large, 401 for signatures and timestamps, 400 otherwise.
+    /// 413 for a body too large, 401 for signatures and timestamps, 403 for a source not allowed, 400 otherwise.
     package var status: Int {
         switch kind {
+        case .sourceNotAllowed: 403
         case .tooLarge: 413
         case .missingSignature, .badSignature, .staleTimestamp: 401
         case .malformed, .filteredEvent: 400

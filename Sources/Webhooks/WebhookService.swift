@@ -63,6 +63,8 @@ package final class WebhookService: Sendable {
         var secrets: [String]
         var options: SchemeOptions
         var scheme: WebhookScheme
+        /// Where deliveries may come from (empty: anywhere).
+        var allowedSources: [IPNetwork] = []
     }
 
     package init(
@@ -251,6 +253,7 @@ package final class WebhookService: Sendable {
             path: "/webhooks/\(slug)/\(r.name)", url: "\(publicURL)/webhooks/\(slug)/\(r.name)", scheme: r.scheme, events: r.events,
             signatureHeader: config["signatureHeader"]?.stringValue, signatureMethod: config["signatureMethod"]?.stringValue, toleranceSeconds: tolerance,
             retryPolicy: RetryPolicy(config["retryPolicy"]),
+            allowedSources: (config["allowedSources"]?.arrayValue ?? []).compactMap(\.stringValue),
             secretRotation: secrets?.previousUntil.map { "the previous secret verifies until \(Timestamp.rfc3339($0))" },
             createdAt: Timestamp.rfc3339(r.createdAt), updatedAt: Timestamp.rfc3339(r.updatedAt)
         )
@@ -341,6 +344,11 @@ package final class WebhookService: Sendable {
             throw PortalError.notFound("webhook endpoint")
         }
         let now = clock.now()
+        // The endpoint's allow-list first: a source it does not name gets nothing, not even a handshake.
+        if !test, !endpoint.allowedSources.isEmpty,
+           !(request.source.flatMap(IPAddress.init).map { address in endpoint.allowedSources.contains { $0.contains(address) } } ?? false) {
+            return try await reject(WebhookRejection(.sourceNotAllowed, "the delivery's source address is not on the endpoint's allow-list"), endpoint: endpoint, request: request, at: now)
+        }
         if let answer = Self.handshake(request, endpoint: endpoint) { return answer }
         guard request.body.count <= configuration.maxBodyBytes else {
             return try await reject(WebhookRejection(.tooLarge, "the body is larger than \(configuration.maxBodyBytes) bytes"), endpoint: endpoint, request: request, at: now)
@@ -531,7 +539,10 @@ package final class WebhookService: Sendable {
                 eventIDHeader: config["eventIdHeader"]?.stringValue, eventIDPointer: config["eventIdPointer"]?.stringValue,
                 secretField: config["secretField"]?.stringValue
             )
-            return OpenedEndpoint(record: record, slug: slug, secrets: list, options: options, scheme: WebhookScheme(rawValue: record.scheme) ?? .hmac)
+            return OpenedEndpoint(
+                record: record, slug: slug, secrets: list, options: options, scheme: WebhookScheme(rawValue: record.scheme) ?? .hmac,
+                allowedSources: (config["allowedSources"]?.arrayValue ?? []).compactMap { $0.stringValue.flatMap(IPNetwork.init) }
+            )
         }
         if let found, configuration.endpointCacheSeconds > 0 {
             opened.withLock { cache in

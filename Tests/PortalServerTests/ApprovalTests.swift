@@ -147,7 +147,7 @@ struct ApprovalTests {
         try await withPortal(backend, configure: { $0.defaultPolicy.approvals = .required }) { portal in
             let admin = portal.token("acme.admin")
             let shown = try await portal.call(.get, "/portal/policy", token: portal.token("acme.auditor"))
-            #expect(shown.json == ["approvals": "required", "whileChangePending": "serve_approved"], "\(shown.body.string)")
+            #expect(shown.json == ["approvals": "required", "whileChangePending": "serve_approved", "apiAllowList": [], "apiRateLimits": [:]], "\(shown.body.string)")
             expectProblem(try await portal.call(.put, "/portal/policy", token: portal.token("acme.compliance"), json: #"{"approvals":"off"}"#), .forbidden)
             let bad = expectProblem(try await portal.call(.put, "/portal/policy", token: admin, json: #"{"approvals":"sometimes","colour":"red"}"#), .unprocessableContent)
             #expect("\(bad)".contains("/approvals") && "\(bad)".contains("/colour"), "\(bad)")

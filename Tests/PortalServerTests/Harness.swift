@@ -103,7 +103,7 @@ extension ByteBuffer {
 /// Runs `body` against a portal on `backend`, seeded with organizations acme and globex and tokens.
 func withPortal(
     _ backend: Backend, logs: LogCapture? = nil, maxBodyBytes: Int = 1 << 20, clock: any WallClock = SystemWallClock(),
-    configure: @Sendable (inout PortalSettings) -> Void = { _ in },
+    live: Bool = false, configure: @Sendable (inout PortalSettings) -> Void = { _ in },
     _ body: @Sendable (Portal) async throws -> Void
 ) async throws {
     try await TestUpstream.with { upstream in
@@ -152,7 +152,8 @@ func withPortal(
         let app = try buildApplication(configuration)
         let services = try #require(built.withLock { $0 })
         do {
-            try await app.test(.router) { client in
+            // Live: a real listener on 127.0.0.1, so requests have a peer address (allow-lists, proxies).
+            try await app.test(live ? .live : .router) { client in
                 try await body(Portal(
                     test: test, settings: settingsUsed, acme: seeded.0, globex: seeded.1, tokens: seeded.2, client: client, upstream: upstream, services: services
                 ))

@@ -35,13 +35,16 @@ extension IntegrationRegistry {
     }
 
     /// Changes the organization's policy (`PUT /portal/policy`, administrators), ledgered as `policy.updated`
-    /// with the policy before and after.
-    package func setPolicy(_ body: JSONValue, by principal: Principal) async throws -> OrganizationPolicy {
+    /// with the policy before and after; `check` may refuse the result before it is written.
+    package func setPolicy(
+        _ body: JSONValue, by principal: Principal, check: (OrganizationPolicy) throws(PortalError) -> Void = { _ in }
+    ) async throws -> OrganizationPolicy {
         try principal.require(.managePolicy)
         let now = clock.now()
         let updated = try await database.write { db in
             let before = try await self.policy(organizationID: principal.organizationID, in: db)
             let after = try OrganizationPolicy.patch(body, over: before)
+            try check(after)
             try await GovernanceStore(db).setPolicy(organizationID: principal.organizationID, policy: after.json, at: now, by: Self.actor(principal))
             if after != before {
                 try await audit.record(AuditEvent(

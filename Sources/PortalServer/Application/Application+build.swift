@@ -73,10 +73,11 @@ package func buildApplication(_ configuration: ServerConfiguration) throws -> so
 /// The router with every route and middleware, and the table of routes it serves.
 package func buildRouter(services: PortalServices) throws -> (Router<PortalRequestContext>, [APIRoute]) {
     let router = Router(context: PortalRequestContext.self)
+    router.add(middleware: ClientAddressMiddleware(trusted: services.trustedProxies))
     router.add(middleware: RequestLogMiddleware())
     router.add(middleware: BodyLimitMiddleware(limit: services.maxBodyBytes))
     let table = RouteTable(audit: services.ledger, failures: services.authFailures)
-    let authentication = AuthenticationMiddleware(authority: services.tokens, failures: services.authFailures)
+    let authentication = AuthenticationMiddleware(authority: services.tokens, failures: services.authFailures, access: services.apiGuard)
     let portal = router.group("/portal").add(middleware: authentication)
     let ledger = router.group("/ledger").add(middleware: authentication)
     SystemRoutes(database: services.database).register(on: router, portal: portal, table: table)
@@ -91,7 +92,7 @@ package func buildRouter(services: PortalServices) throws -> (Router<PortalReque
     )
     integrationRoutes.register(on: portal, table: table)
     integrationRoutes.registerCallback(on: router, table: table)
-    GovernanceRoutes(integrations: services.integrations, maxBodyBytes: services.maxBodyBytes).register(on: portal, table: table)
+    GovernanceRoutes(access: services.apiGuard, integrations: services.integrations, maxBodyBytes: services.maxBodyBytes).register(on: portal, table: table)
     let webhookRoutes = WebhookRoutes(maxBodyBytes: services.maxBodyBytes, publicURL: services.publicURL, webhooks: services.webhooks)
     webhookRoutes.register(on: portal, table: table)
     SyncRoutes(maxBodyBytes: services.maxBodyBytes, sync: services.sync).register(on: portal, table: table)
@@ -113,7 +114,7 @@ package func buildRouter(services: PortalServices) throws -> (Router<PortalReque
     let console = ConsoleAPI()
     ConsoleRoutes(
         api: console, sessions: services.consoleSessions, view: try ConsoleView(), clock: services.clock, failures: services.authFailures,
-        secureCookies: services.publicURL.hasPrefix("https://"), maxBodyBytes: services.maxBodyBytes
+        access: services.apiGuard, secureCookies: services.publicURL.hasPrefix("https://"), maxBodyBytes: services.maxBodyBytes
     ).register(on: router)
     // Added last, so it wraps only the not-found responder: a known path with another method is a 405.
     router.add(middleware: MethodNotAllowedMiddleware(routes: table.routes))

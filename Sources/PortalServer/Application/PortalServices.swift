@@ -34,6 +34,10 @@ package struct PortalServices: Sendable {
     package let ledgerReader: LedgerReader
     /// Counts 401s, webhook rejections, expired-token uses and 403s per key and minute (flushes at shutdown).
     package let authFailures: AuthFailureRecorder
+    /// The organization's API allow-list and the API's rate limits.
+    let apiGuard: APIAccessGuard
+    /// Proxies whose `X-Forwarded-For` is believed.
+    let trustedProxies: [IPNetwork]
     /// Monitoring: the collector every capability reports to, its rollups and windows, alerting.
     package let monitor: IntegrationMonitor
     package let alertRules: AlertRuleSet
@@ -95,6 +99,10 @@ package struct PortalServices: Sendable {
             database: database, vault: vault, audit: ledger, clock: clock, ids: ids, maxIntegrations: settings.quotas.integrations,
             defaultPolicy: settings.defaultPolicy
         )
+        apiGuard = APIAccessGuard(
+            integrations: integrations, failures: authFailures, clock: clock, tokenRate: settings.apiTokenRate, organizationRate: settings.apiOrganizationRate
+        )
+        trustedProxies = settings.trustedProxies
         catalog = try ProviderCatalog.load(path: settings.catalogPath)
         let instance = ids.next().uuidString.lowercased()
         let collector = MetricsCollector(clock: clock, instanceID: instance)

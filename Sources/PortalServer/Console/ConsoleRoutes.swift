@@ -19,6 +19,8 @@ struct ConsoleRoutes: Sendable {
     let view: ConsoleView
     let clock: any WallClock
     let failures: AuthFailureRecorder
+    /// The organization's allow-list and the API's rate limits, as for the API.
+    let access: APIAccessGuard
     /// Whether cookies get `Secure` (the public URL is https).
     let secureCookies: Bool
     let maxBodyBytes: Int
@@ -86,6 +88,16 @@ struct ConsoleRoutes: Sendable {
                 let back = method == .get ? request.uri.description : path
                 var response = ConsoleSecurity.redirect("/console/sign-in?next=\(ConsoleForm.encode(back))&notice=signed-out-or-expired")
                 response.headers[.setCookie] = ConsoleSecurity.sessionCookie("", maxAge: 0, secure: secureCookies)
+                return response
+            }
+            do {
+                try await access.check(session.principal, address: context.remoteAddress, route: path, method: method.rawValue)
+            } catch let error as PortalError {
+                let page = ConsolePage(session: session, view: view, fields: [], query: [], context: nil)
+                var response = try page.render("error", title: "Refused", status: error.code == .throttled ? .tooManyRequests : .forbidden, [
+                    "status": error.code == .throttled ? 429 : 403, "message": error.message,
+                ])
+                if let seconds = error.retryAfterSeconds { response.headers[.retryAfter] = String(seconds) }
                 return response
             }
             var fields: [(String, String)] = []

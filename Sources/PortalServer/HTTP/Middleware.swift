@@ -60,11 +60,26 @@ struct BodyLimitMiddleware: RouterMiddleware {
     }
 }
 
-/// Authenticates `/portal` requests with a bearer API token and puts the caller in the context.
+/// Puts the client's address in the context: the peer's, or the one a trusted proxy forwarded.
+struct ClientAddressMiddleware: RouterMiddleware {
+    typealias Context = PortalRequestContext
+    let trusted: [IPNetwork]
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard !trusted.isEmpty else { return try await next(request, context) }
+        var context = context
+        context.remoteAddress = ClientAddress.resolve(peer: context.remoteAddress, forwardedFor: request.headers[values: .xForwardedFor], trusted: trusted)
+        return try await next(request, context)
+    }
+}
+
+/// Authenticates `/portal` requests with a bearer API token and puts the caller in the context; then the
+/// organization's allow-list and the API's rate limits (``APIAccessGuard``).
 struct AuthenticationMiddleware: RouterMiddleware {
     typealias Context = PortalRequestContext
     let authority: APITokenAuthority
     let failures: AuthFailureRecorder
+    let access: APIAccessGuard
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         // The console's in-process calls (ConsoleAPI) arrive with the session's caller already set; a
@@ -81,6 +96,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
         context.principal = principal
         context.logger[metadataKey: "portal.token_id"] = .string(principal.tokenID.uuidString.lowercased())
         context.logger[metadataKey: "portal.org"] = .string(principal.organizationSlug)
+        try await access.check(principal, address: context.remoteAddress, route: context.endpointPath ?? "unmatched", method: request.method.rawValue)
         return try await next(request, context)
     }
 
@@ -98,4 +114,5 @@ struct AuthenticationMiddleware: RouterMiddleware {
 
 extension HTTPField.Name {
     static let requestID = Self("X-Request-Id")!
+    static let xForwardedFor = Self("X-Forwarded-For")!
 }

@@ -6,6 +6,7 @@ import Storage
 
 /// Governance (issue 21): the organization's policy, and approvals of integrations with separation of duties.
 struct GovernanceRoutes {
+    let access: APIAccessGuard
     let integrations: IntegrationRegistry
     let maxBodyBytes: Int
 
@@ -14,9 +15,19 @@ struct GovernanceRoutes {
         table.guarded(group, prefix: "/portal", .get, "/policy", .readIntegrations) { _, _, principal in
             JSONOutput.response(try await registry.policy(organizationID: principal.organizationID).json)
         }
-        table.guarded(group, prefix: "/portal", .put, "/policy", .managePolicy) { request, _, principal in
+        table.guarded(group, prefix: "/portal", .put, "/policy", .managePolicy) { request, context, principal in
             let body = try await request.jsonBody(limit: self.maxBodyBytes)
-            return JSONOutput.response(try await registry.setPolicy(body, by: principal).json)
+            // An allow-list that leaves out the address the change comes from would lock its author out.
+            let address = context.remoteAddress
+            let policy = try await registry.setPolicy(body, by: principal) { policy throws(PortalError) in
+                guard policy.allows(address) else {
+                    throw PortalError.validation([.init(
+                        pointer: "/apiAllowList", message: "leaves out the address this request comes from (\(address ?? "unknown")): add it, or you lock yourself out"
+                    )])
+                }
+            }
+            self.access.forget(principal.organizationID)
+            return JSONOutput.response(policy.json)
         }
         table.guarded(group, prefix: "/portal", .get, "/approvals", .readIntegrations) { request, _, principal in
             let integration = try request.queryString("integrationId").map { text throws(PortalError) -> UUID in

@@ -106,13 +106,15 @@ struct WebhookRoutes {
                 }
                 let url = publicURL + request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")
                 let inbound = InboundWebhook(
-                    method: request.method.rawValue, url: url, headers: request.headers.map { (name: $0.name.rawName, value: $0.value) }, body: Array(buffer: body)
+                    method: request.method.rawValue, url: url, headers: request.headers.map { (name: $0.name.rawName, value: $0.value) }, body: Array(buffer: body),
+                    source: context.remoteAddress
                 )
                 let answer = try await webhooks.receive(slug: slug, name: name, inbound)
                 if let rejection = answer.rejection {
                     let code: PortalError.Code = switch rejection.status {
                     case 413: .payloadTooLarge
                     case 401: .unauthenticated
+                    case 403: .forbidden
                     default: .malformedRequest
                     }
                     throw PortalError(code, rejection.message)
