@@ -43,15 +43,18 @@ package struct ProcessingRegister: Sendable {
         var hosts: Set<String> = []
         var first: String?
         var last: String?
+        /// Data minimization: how many calls had each field removed.
+        var stripped: [String: Int] = [:]
     }
 
     /// The register for [start, end), from the ledger's entries below `atSize` (the whole ledger when nil).
     package func register(organizationID: UUID, slug: String, start: Date, end: Date, atSize: Int64? = nil) async throws -> JSONValue {
         let (integrations, size) = try await database.read { db in
-            let rows = try await IntegrationStore(db).all(organizationID: organizationID, includeDeleted: true).compactMap { r -> (id: String, name: String, type: String, baseURL: String?, processing: JSONValue?, deletedAt: Date?)? in
+            let rows = try await IntegrationStore(db).all(organizationID: organizationID, includeDeleted: true).compactMap {
+                r -> (id: String, name: String, type: String, baseURL: String?, processing: JSONValue?, deletedAt: Date?, minimization: JSONValue?)? in
                 guard r.createdAt < end else { return nil }
                 if let deleted = r.deletedAt, deleted < start { return nil }
-                return (r.id.uuidString.lowercased(), r.name, r.type.rawValue, r.baseURL, r.processing, r.deletedAt)
+                return (r.id.uuidString.lowercased(), r.name, r.type.rawValue, r.baseURL, r.processing, r.deletedAt, r.config.objectValue?["minimization"])
             }
             let head = try await LedgerStore(db).head(organizationID)?.size ?? 0
             return (rows, min(head, atSize ?? head))
@@ -70,6 +73,9 @@ package struct ProcessingRegister: Sendable {
                 if entry.type == AuditEventType.requestFailed.rawValue { o.failed += 1 }
                 if case .array(let subjects)? = data["subjects"], !subjects.isEmpty { o.withSubjects += 1 }
                 if let host = data["host"]?.stringValue, !host.isEmpty { o.hosts.insert(host) }
+                for field in data["strippedFields"]?.arrayValue ?? [] {
+                    if let name = field.stringValue { o.stripped[name, default: 0] += 1 }
+                }
                 o.first = o.first ?? entry.time
                 o.last = entry.time
                 observed[integration] = o
@@ -98,10 +104,13 @@ package struct ProcessingRegister: Sendable {
             let row: JSONValue = [
                 "integrationId": .string(i.id), "name": .string(i.name), "type": .string(i.type), "baseUrlHost": declaredHost.map(JSONValue.string) ?? .null,
                 "deleted": .bool(i.deletedAt != nil), "declared": i.processing ?? .null,
+                // Data minimization: the fields the integration may send, and what the gateway removed.
+                "minimization": i.minimization ?? .null,
                 "observed": [
                     "calls": .int(Int64(o.calls)), "failed": .int(Int64(o.failed)), "callsNamingDataSubjects": .int(Int64(o.withSubjects)),
                     "destinationHosts": .array(o.hosts.sorted().map(JSONValue.string)), "first": o.first.map(JSONValue.string) ?? .null,
                     "last": o.last.map(JSONValue.string) ?? .null,
+                    "strippedFields": .object(o.stripped.mapValues { .int(Int64($0)) }),
                 ],
                 "flags": .array(flags.map(JSONValue.string)),
             ]

@@ -29,6 +29,8 @@ struct CallPlan {
     let usesOAuth: Bool
     let timeout: Duration
     let retry: IntegrationConfiguration.Retry
+    /// The body's fields removed by data minimization (JSON pointers, array indexes as `*`).
+    var stripped: [String] = []
 
     /// SHA-256 of the body sent, for the ledger entry.
     var requestDigest: String? { body.isEmpty ? nil : Hex.encode(SHA256.hash(data: body)) }
@@ -53,7 +55,12 @@ struct CallPlan {
         // Transforms stored before their limits existed may not be applied as written: the call is refused
         // with the reason rather than sent with a rule silently left out.
         let transforms = try Transforms.checked(config: config.transforms)
-        let body = transforms.request.body(call.body) ?? call.body
+        var body = transforms.request.body(call.body) ?? call.body
+        var stripped: [String] = []
+        var minimized: JSONValue?
+        if let minimization = config.minimization, !body.isEmpty {
+            (body, stripped, minimized) = try Self.minimize(body, minimization)
+        }
         guard body.count <= maxRequestBytes else {
             throw PortalError(.payloadTooLarge, "the request body is larger than \(maxRequestBytes) bytes")
         }
@@ -70,10 +77,29 @@ struct CallPlan {
             idempotent: RetryPolicy.idempotent(method: call.method, headers: call.headers, retryNonIdempotent: config.retry.retryNonIdempotent),
             cachePolicy: cachePolicy,
             cacheable: !transient && call.method == "GET" && cachePolicy.covers(template) && !Gateway.noStore(call.headers),
-            storeBodies: config.storeBodies, storedRequest: config.storeBodies ? call.storedBody : nil,
+            storeBodies: config.storeBodies, storedRequest: config.storeBodies ? minimized ?? call.storedBody : nil,
             usesOAuth: integration.authMethod == .oauth2 && config.oauth != nil,
             timeout: call.timeoutMs.map { Duration.milliseconds($0) } ?? defaultTimeout,
-            retry: config.retry
+            retry: config.retry, stripped: stripped
         )
+    }
+
+    /// The body with only the fields the integration may send: stripped (the rest removed and named) or
+    /// refused (a 422 naming them), as the integration's `minimization.mode` says. A body that is not JSON
+    /// cannot be checked, and is refused.
+    static func minimize(
+        _ body: [UInt8], _ minimization: IntegrationConfiguration.Minimization
+    ) throws(PortalError) -> (body: [UInt8], stripped: [String], kept: JSONValue?) {
+        guard let json = try? JSONValue.parse(body) else {
+            throw PortalError.validation([.init(pointer: "/body", message: "is not JSON: the integration sends only the JSON fields its minimization lists")])
+        }
+        let (kept, stripped) = FieldMinimizer(fields: minimization.fields).minimize(json)
+        guard !stripped.isEmpty else { return (body, [], nil) }
+        if minimization.mode == .refuse {
+            throw PortalError.validation(stripped.prefix(50).map {
+                .init(pointer: "/body" + $0, message: "is not among the fields the integration may send (config.minimization.fields)")
+            })
+        }
+        return (Array(JSONValue.encodeText(kept).utf8), stripped, kept)
     }
 }

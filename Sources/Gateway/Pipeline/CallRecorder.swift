@@ -26,6 +26,8 @@ extension Gateway {
         if let digest = call.requestDigest { data["requestBodyDigest"] = .string(digest) }
         if !call.subjects.isEmpty { data["subjects"] = .array(call.subjects.map(JSONValue.string)) }
         if let digest = call.responseDigest { data["responseBodyDigest"] = .string(digest) }
+        // Data minimization: the names of the fields removed (never their values).
+        if !call.stripped.isEmpty { data["strippedFields"] = .array(call.stripped.prefix(50).map(JSONValue.string)) }
         let integration = call.integration
         let row = IntegrationRequestRecord(
             id: call.id, organizationID: integration.organizationID, integrationID: integration.id, method: call.method,
@@ -119,6 +121,8 @@ struct CallRecord {
     var url: URL
     var actor: String
     var requestDigest: String?
+    /// Fields removed from the body by data minimization.
+    var stripped: [String] = []
     var storedRequest: JSONValue?
     var attempts = 0
     var status: Int?
@@ -144,6 +148,7 @@ struct CallRecord {
         url = plan.url
         self.actor = actor
         requestDigest = plan.requestDigest
+        stripped = plan.stripped
         storedRequest = plan.storedRequest
     }
 }

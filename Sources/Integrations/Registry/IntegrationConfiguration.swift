@@ -149,6 +149,27 @@ package struct IntegrationConfiguration: Sendable, Equatable {
     package var subjectDeletion: SubjectDeletion?
     /// The catalog preset the integration was made from.
     package var preset: String?
+    /// Data minimization: the only fields outbound JSON bodies may carry (issue 21).
+    package var minimization: Minimization?
+
+    /// The fields of outbound JSON bodies the integration may send, as JSON pointers (RFC 6901, with `*`
+    /// for every member or element at that level); the gateway strips the rest, or refuses the call.
+    package struct Minimization: Sendable, Equatable {
+        package enum Mode: String, Sendable, CaseIterable {
+            /// Send the body without the fields not listed, and count them.
+            case strip
+            /// Refuse the call (422) naming the fields not listed.
+            case refuse
+        }
+
+        package var fields: [String]
+        package var mode: Mode
+
+        package init(fields: [String], mode: Mode = .strip) {
+            self.fields = fields
+            self.mode = mode
+        }
+    }
 
     package init() {}
 
@@ -227,6 +248,15 @@ package struct IntegrationConfiguration: Sendable, Equatable {
             return SubjectDeletion(method: method, endpoint: endpoint)
         }
         c.preset = r.string("preset", minLength: 1, maxLength: 100)
+        c.minimization = r.nested("minimization") { s -> Minimization? in
+            let fields = s.strings("fields", required: true, maxLength: 500) ?? []
+            if fields.count > 200 { s.reject("fields", "has \(fields.count) pointers; at most 200") }
+            for (i, field) in fields.enumerated() where !field.hasPrefix("/") {
+                s.errorList.add("\(s.pointer("fields"))/\(i)", "must be a JSON pointer starting with / (like /email or /items/*/sku)")
+            }
+            let mode = s.enumeration("mode", Minimization.Mode.self) ?? .strip
+            return Minimization(fields: fields, mode: mode)
+        }
         // Names of the seed's OAuth example, where a reader of the seed would put them: say where they go.
         for (key, oauthKey) in [("scope", "scopes"), ("scopes", "scopes"), ("authUrl", "authorizationUrl"), ("authorizationUrl", "authorizationUrl"), ("tokenUrl", "tokenUrl"), ("redirectUri", "redirectUri")]
         where r.has(key) {
