@@ -264,6 +264,7 @@ package struct EvidenceBundler: Sendable {
                 "integrationId": r["integrationId"] ?? .null, "name": r["name"] ?? .null, "type": r["type"] ?? .null,
                 "baseUrlHost": r["baseUrlHost"] ?? .null, "deleted": r["deleted"] ?? .null,
                 "calls": r["observed"]?.objectValue?["calls"] ?? 0, "destinationHosts": r["observed"]?.objectValue?["destinationHosts"] ?? [],
+                "securityReview": r["review"] ?? .null,
             ])
         }
         let exceptions = (m["exceptions"]?.arrayValue ?? []).filter { $0.objectValue?["flag"] == "undeclared_destination_host" }

@@ -49,7 +49,7 @@ package struct ProcessingRegister: Sendable {
 
     /// The register for [start, end), from the ledger's entries below `atSize` (the whole ledger when nil).
     package func register(organizationID: UUID, slug: String, start: Date, end: Date, atSize: Int64? = nil) async throws -> JSONValue {
-        let (integrations, size) = try await database.read { db in
+        let (integrations, size, reviews) = try await database.read { db in
             let rows = try await IntegrationStore(db).all(organizationID: organizationID, includeDeleted: true).compactMap {
                 r -> (id: String, name: String, type: String, baseURL: String?, processing: JSONValue?, deletedAt: Date?, minimization: JSONValue?)? in
                 guard r.createdAt < end else { return nil }
@@ -57,7 +57,7 @@ package struct ProcessingRegister: Sendable {
                 return (r.id.uuidString.lowercased(), r.name, r.type.rawValue, r.baseURL, r.processing, r.deletedAt, r.config.objectValue?["minimization"])
             }
             let head = try await LedgerStore(db).head(organizationID)?.size ?? 0
-            return (rows, min(head, atSize ?? head))
+            return (rows, min(head, atSize ?? head), try await SecurityReviewStore(db).latest(organizationID: organizationID))
         }
         // The period's calls, from the ledger (cut at its size when the scan started).
         let from = Timestamp.rfc3339(start)
@@ -106,6 +106,14 @@ package struct ProcessingRegister: Sendable {
                 "deleted": .bool(i.deletedAt != nil), "declared": i.processing ?? .null,
                 // Data minimization: the fields the integration may send, and what the gateway removed.
                 "minimization": i.minimization ?? .null,
+                // The latest security review (reviews made after the period's end are not the period's).
+                "review": reviews[UUID(uuidString: i.id) ?? UUID()].flatMap { r -> JSONValue? in
+                    guard r.reviewedAt < end else { return nil }
+                    return [
+                        "reviewedAt": .string(Timestamp.rfc3339(r.reviewedAt)), "reviewer": .string(r.reviewer), "outcome": .string(r.outcome.rawValue),
+                        "dpaOnFile": .bool(r.dpaOnFile), "nextReviewDue": .string(Timestamp.rfc3339(r.nextDue)), "overdueAtPeriodEnd": .bool(r.nextDue < end),
+                    ]
+                } ?? .null,
                 "observed": [
                     "calls": .int(Int64(o.calls)), "failed": .int(Int64(o.failed)), "callsNamingDataSubjects": .int(Int64(o.withSubjects)),
                     "destinationHosts": .array(o.hosts.sorted().map(JSONValue.string)), "first": o.first.map(JSONValue.string) ?? .null,

@@ -103,9 +103,14 @@ package final class AlertEvaluator: Service, Sendable {
     // MARK: What the rules see
 
     func samples(organizationID: UUID, slug: String, now: Date) async throws -> [String: [AlertSample]] {
-        let (integrations, scrape, verification) = try await database.read { db in
+        let readsReviews = rules.rules.contains { $0.kind == .reviewDue }
+        let (integrations, scrape, verification, reviews) = try await database.read { db in
             let integrations = try await IntegrationStore(db).all(organizationID: organizationID, includeDeleted: false)
-            return (integrations, try await ScrapeState.read(organizationID: organizationID, in: db), try await LedgerVerificationStore(db).latest(organizationID: organizationID)[organizationID])
+            return (
+                integrations, try await ScrapeState.read(organizationID: organizationID, in: db),
+                try await LedgerVerificationStore(db).latest(organizationID: organizationID)[organizationID],
+                readsReviews ? try await SecurityReviewStore(db).latest(organizationID: organizationID) : [:]
+            )
         }
         var windows: [MetricsWindow: [UUID: ActivityStats]] = [:]
         for window in Set(rules.rules.map(\.window)) where rules.rules.contains(where: { $0.window == window && $0.kind.usesWindow }) {
@@ -147,6 +152,11 @@ package final class AlertEvaluator: Service, Sendable {
                     }
                 case .tokenRefreshFailure:
                     if s.tokenRefreshFailures > 0 { samples.append(AlertSample(labels: labels, value: Double(s.tokenRefreshFailures))) }
+                case .reviewDue:
+                    // Days past the date the latest review set for the next one.
+                    if let due = reviews[integration.id]?.nextDue, due <= now {
+                        samples.append(AlertSample(labels: labels, value: now.timeIntervalSince(due) / 86_400))
+                    }
                 case .webhookBacklog, .deadLetters, .ledgerVerificationFailure:
                     break
                 }

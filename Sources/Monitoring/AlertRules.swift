@@ -11,6 +11,8 @@ package struct AlertRule: Sendable, Equatable {
         case integrationFailure = "integration_failure", errorRate = "error_rate", latencyDegradation = "latency_degradation"
         case quotaExhaustion = "quota_exhaustion", webhookBacklog = "webhook_backlog", deadLetters = "dead_letters"
         case tokenRefreshFailure = "token_refresh_failure", ledgerVerificationFailure = "ledger_verification_failure"
+        /// An integration's security review is due (its latest review's next-review date has passed).
+        case reviewDue = "review_due"
     }
 
     package var name: String
@@ -379,7 +381,9 @@ package enum AlertEngine {
                 // The condition no longer holds: pending alerts are dropped; firing ones resolve once
                 // keep_firing_for has passed since the condition last held (or at once if the rule is gone).
                 if instance.state == .pending { continue }
-                if let rule, now.timeIntervalSince(instance.lastSeenAt) < rule.keepFiringForSeconds {
+                // (Without keep_firing_for it resolves at once: a stored lastSeenAt read back a hair after `now`
+                // must not keep it firing.)
+                if let rule, rule.keepFiringForSeconds > 0, now.timeIntervalSince(instance.lastSeenAt) < rule.keepFiringForSeconds {
                     step.instances.append(instance)
                     continue
                 }

@@ -764,5 +764,27 @@ enum Schema {
                 "ALTER TABLE integrations ADD COLUMN serving {json}",
             ]
         }),
+        // Issue 21: security reviews of integrations (the vendor's questionnaire, DPA, reviewer, next due date).
+        Migration(version: 18, name: "security reviews", statements: { _ in
+            [
+                """
+                CREATE TABLE security_reviews (
+                  id {uuid} PRIMARY KEY,
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  integration_id {uuid} NOT NULL REFERENCES integrations(id),
+                  answers {json} NOT NULL,
+                  dpa_on_file {bool} NOT NULL,
+                  dpa_reference TEXT,
+                  outcome TEXT NOT NULL CHECK (outcome IN ('approved', 'approved_with_conditions', 'rejected')),
+                  notes TEXT,
+                  reviewer TEXT NOT NULL,
+                  reviewer_token {uuid} NOT NULL,
+                  reviewed_at {time} NOT NULL,
+                  next_due {time} NOT NULL
+                )
+                """,
+                "CREATE INDEX security_reviews_integration ON security_reviews (organization_id, integration_id, reviewed_at)",
+            ]
+        }),
     ]
 }

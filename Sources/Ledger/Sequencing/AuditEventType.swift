@@ -72,6 +72,8 @@ package enum AuditEventType: String, Sendable, CaseIterable, Codable {
 
     case policyUpdated = "policy.updated"
 
+    case reviewRecorded = "review.recorded"
+
     /// Names reserved for writers not built yet: report mappings may already name them, so that a
     /// criterion's population includes them from the first one written; nothing writes them.
     package static let reserved: Set<String> = []

@@ -92,7 +92,9 @@ package func buildRouter(services: PortalServices) throws -> (Router<PortalReque
     )
     integrationRoutes.register(on: portal, table: table)
     integrationRoutes.registerCallback(on: router, table: table)
-    GovernanceRoutes(access: services.apiGuard, integrations: services.integrations, maxBodyBytes: services.maxBodyBytes).register(on: portal, table: table)
+    GovernanceRoutes(
+        access: services.apiGuard, integrations: services.integrations, maxBodyBytes: services.maxBodyBytes, reviews: services.reviews
+    ).register(on: portal, table: table)
     let webhookRoutes = WebhookRoutes(maxBodyBytes: services.maxBodyBytes, publicURL: services.publicURL, webhooks: services.webhooks)
     webhookRoutes.register(on: portal, table: table)
     SyncRoutes(maxBodyBytes: services.maxBodyBytes, sync: services.sync).register(on: portal, table: table)

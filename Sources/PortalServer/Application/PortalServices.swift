@@ -34,6 +34,8 @@ package struct PortalServices: Sendable {
     package let ledgerReader: LedgerReader
     /// Counts 401s, webhook rejections, expired-token uses and 403s per key and minute (flushes at shutdown).
     package let authFailures: AuthFailureRecorder
+    /// Security reviews of integrations.
+    package let reviews: SecurityReviews
     /// The organization's API allow-list and the API's rate limits.
     let apiGuard: APIAccessGuard
     /// Proxies whose `X-Forwarded-For` is believed.
@@ -103,6 +105,7 @@ package struct PortalServices: Sendable {
             integrations: integrations, failures: authFailures, clock: clock, tokenRate: settings.apiTokenRate, organizationRate: settings.apiOrganizationRate
         )
         trustedProxies = settings.trustedProxies
+        reviews = SecurityReviews(database: database, audit: ledger, clock: clock, ids: ids, reportsDirectory: settings.reportsDirectory)
         catalog = try ProviderCatalog.load(path: settings.catalogPath)
         let instance = ids.next().uuidString.lowercased()
         let collector = MetricsCollector(clock: clock, instanceID: instance)

@@ -1,3 +1,4 @@
+import Compliance
 import Foundation
 import Hummingbird
 import Integrations
@@ -9,6 +10,7 @@ struct GovernanceRoutes {
     let access: APIAccessGuard
     let integrations: IntegrationRegistry
     let maxBodyBytes: Int
+    let reviews: SecurityReviews
 
     func register(on group: RouterGroup<PortalRequestContext>, table: RouteTable) {
         let registry = integrations
@@ -40,6 +42,25 @@ struct GovernanceRoutes {
                 organizationID: principal.organizationID, state: try request.queryChoice("state", ApprovalRecord.State.self), integrationID: integration,
                 limit: try request.queryInteger("limit", default: 100, in: 1...1000), cursor: request.queryString("cursor")
             ))
+        }
+        let reviews = self.reviews
+        table.guarded(group, prefix: "/portal", .get, "/reviews/questionnaire", .readIntegrations) { _, _, _ in
+            JSONOutput.response(try reviews.questionnaire().json)
+        }
+        table.guarded(group, prefix: "/portal", .get, "/reviews", .readIntegrations) { _, _, principal in
+            JSONOutput.response(try await reviews.schedule(organizationID: principal.organizationID))
+        }
+        table.guarded(group, prefix: "/portal", .get, "/integrations/{id}/reviews", .readIntegrations) { _, context, principal in
+            let id = try context.uuidParameter("id", what: "integration")
+            let items = try await reviews.list(integrationID: id, organizationID: principal.organizationID)
+            return JSONOutput.response(["items": .array(items.map(\.json))] as JSONValue)
+        }
+        table.guarded(group, prefix: "/portal", .post, "/integrations/{id}/reviews", .approveIntegrations) { request, context, principal in
+            let id = try context.uuidParameter("id", what: "integration")
+            let view = try await reviews.record(integrationID: id, body: try await request.jsonBody(limit: self.maxBodyBytes), by: principal)
+            var response = JSONOutput.response(view.json, status: .created)
+            response.headers[.location] = "/portal/integrations/\(view.integrationId)/reviews"
+            return response
         }
         for (path, approve) in [("/integrations/{id}/approve", true), ("/integrations/{id}/reject", false)] {
             table.guarded(group, prefix: "/portal", .post, path, .approveIntegrations) { request, context, principal in
