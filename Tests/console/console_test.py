@@ -408,6 +408,31 @@ def governance(driver):
     check("Cora Compliance" in decisions and "DPA on file" in decisions and "approved" in decisions, f"the decision is listed: {decisions!r}")
     status, answer = api("POST", f"/portal/integrations/{integration}/requests", ADMIN, {"method": "GET", "endpoint": "/ok"})
     check(status == 200, f"the approved integration calls out: {status}")
+
+    # A security review: an incomplete one is refused beside the questions; a complete one is recorded.
+    driver.get(f"{PORTAL}/console/integrations/{integration}/reviews/new")
+    wait_for(driver, lambda d: d.find_element(By.ID, "record-review"), "the review form").click()
+    error = wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, "#fs-encryption_in_transit .field-error"), "a missing answer named beside its question")
+    check(error is not None and "required" in error.text, "an unanswered required question is named beside it")
+    for fieldset in driver.find_elements(By.CSS_SELECTOR, "fieldset.question"):
+        radios = fieldset.find_elements(By.CSS_SELECTOR, "input[type=radio][value=yes]")
+        if radios:
+            radios[0].click()
+        else:
+            area = fieldset.find_element(By.TAG_NAME, "textarea")
+            area.clear()
+            area.send_keys("SOC 2 Type II; EU (Frankfurt)")
+    driver.find_element(By.ID, "dpa").click()
+    driver.find_element(By.ID, "dpa-ref").send_keys("DPA-2026-7")
+    accessibility(driver, "security review")
+    shot(driver, "review")
+    driver.find_element(By.ID, "record-review").click()
+    card = wait_for(driver, lambda d: "done=reviewed" in d.current_url and d.find_element(By.ID, "security-review"), "the recorded review on the integration's page")
+    check(card is not None and "approved" in card.text and "on file" in card.text and "Cora Compliance" in card.text, f"the review is shown: {card.text if card else ''}")
+    driver.get(f"{PORTAL}/console/governance")
+    row = wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, f"#review-schedule tr[data-integration='{integration}']"), "the review schedule")
+    check(row is not None and "current" in row.text, f"the schedule shows the review current: {row.text if row else ''}")
+
     status, _ = api("PUT", "/portal/policy", ADMIN, {"approvals": "off"})
     driver.delete_all_cookies()
     sign_in(driver, ADMIN)

@@ -15,6 +15,7 @@ struct ConsolePages: Sendable {
     static let notices: [String: String] = [
         "created": "The integration was created.", "saved": "The changes were saved.", "deleted": "The integration was deleted.",
         "test-passed": "The connection test passed.", "test-failed": "The connection test failed; the last error below says why.",
+        "reviewed": "The security review was recorded.",
         "connected": "Connected: the provider's token is stored.",
     ]
 
@@ -114,6 +115,7 @@ struct ConsolePages: Sendable {
         async let metricsAnswer = api.fetch("/portal/integrations/\(id)/metrics?window=\(window)", as: page.principal, context: context)
         async let webhooksAnswer = api.call(.get, "/portal/integrations/\(id)/webhooks", as: page.principal, context: context)
         async let seriesAnswer = api.fetch("/portal/integrations/\(id)/metrics/series?window=\(window)", as: page.principal, context: context)
+        async let reviewsAnswer = api.fetch("/portal/integrations/\(id)/reviews", as: page.principal, context: context)
         let metrics = try await metricsAnswer.objectValue ?? [:]
         let points = try await seriesAnswer.objectValue?["points"]?.arrayValue ?? []
         let webhooks = try await webhooksAnswer
@@ -135,6 +137,14 @@ struct ConsolePages: Sendable {
             "outcomes": (metrics["byOutcome"]?.objectValue ?? [:]).sorted { $0.key < $1.key }.map { ["name": $0.key, "count": Show.count($0.value)] },
             "requestChart": Chart.requests(points, label: "Requests over \(window)"),
             "latencyChart": Chart.latency(points, label: "Latency over \(window)"),
+            "review": try await reviewsAnswer.objectValue?["items"]?.arrayValue?.first?.objectValue.map { r -> [String: Any] in
+                [
+                    "outcome": r["outcome"]?.stringValue?.replacingOccurrences(of: "_", with: " ") ?? "", "reviewer": r["reviewer"]?.stringValue ?? "",
+                    "reviewedAt": Show.time(r["reviewedAt"]) ?? "", "nextDue": Show.time(r["nextReviewDue"]) ?? "", "due": r["due"] == .bool(true),
+                    "dpa": r["dpaOnFile"] == .bool(true), "findings": (r["findings"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", "),
+                ]
+            } as Any,
+            "canReview": page.principal.role.allows(.approveIntegrations),
             "approvalPending": object["approval"]?.objectValue?["pending"] == .bool(true),
             "servingApproved": object["approval"]?.objectValue?["servingApproved"] == .bool(true),
             "approvedDigest": object["approval"]?.objectValue?["approvedDigest"]?.stringValue ?? "",
