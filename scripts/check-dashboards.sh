@@ -48,6 +48,7 @@ KNOWN = {
     "portal_sync_records_total", "portal_sync_jobs", "portal_ledger_entries",
     "portal_ledger_last_checkpoint_timestamp_seconds", "portal_ledger_last_verification_success",
     "portal_ledger_last_verification_timestamp_seconds", "portal_alerts",
+    "portal_integration_slo_objective", "portal_integration_slo_latency_threshold_seconds", "portal_integration_slo_latency_good_total",
 }
 METRIC = re.compile(r"\bportal_[a-z0-9_]*[a-z0-9]\b")
 errors = []

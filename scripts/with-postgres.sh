@@ -28,7 +28,9 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 as_pg "$BIN/initdb -D $DIR/data -U postgres -A trust --no-sync" >/dev/null
-as_pg "$BIN/pg_ctl -D $DIR/data -l $DIR/log -w -o '-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c fsync=$PG_FSYNC -c max_connections=300' start" >/dev/null
+# max_connections 1000: Swift Testing runs every test at once, each PostgreSQL test with its own database and
+# pools of up to 16 connections (300 ran out once the suite grew).
+as_pg "$BIN/pg_ctl -D $DIR/data -l $DIR/log -w -o '-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c fsync=$PG_FSYNC -c max_connections=1000' start" >/dev/null
 psql -h 127.0.0.1 -p "$PORT" -U postgres -qc 'CREATE DATABASE portal_test' >/dev/null
 
 export PORTAL_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PORT/portal_test?sslmode=disable"

@@ -119,6 +119,22 @@ package final class AlertEvaluator: Service, Sendable {
         let baseline = rules.rules.contains { $0.kind == .latencyDegradation && $0.baselineFactor > 0 }
             ? try await baselines.get(organizationID, now: now) { try await monitor.stats(organizationID: organizationID, window: .sevenDays) }
             : [:]
+        // The burn-rate rules' windows, read once per window for the integrations with objectives.
+        var burnStats: [String: (ActivityStats, ActivityStats)] = [:]
+        let withObjectives = integrations.filter { IntegrationConfiguration.stored($0.config).slo != nil }
+        if !withObjectives.isEmpty {
+            var byMinutes: [Int64: [UUID: ActivityStats]] = [:]
+            for rule in rules.rules where rule.kind == .sloBurnRate {
+                for minutes in [rule.longWindowMinutes, rule.shortWindowMinutes] where byMinutes[minutes] == nil {
+                    byMinutes[minutes] = try await monitor.stats(organizationID: organizationID, minutes: minutes)
+                }
+                for integration in withObjectives {
+                    burnStats["\(integration.id) \(rule.longWindowMinutes) \(rule.shortWindowMinutes)"] = (
+                        byMinutes[rule.longWindowMinutes]?[integration.id] ?? ActivityStats(), byMinutes[rule.shortWindowMinutes]?[integration.id] ?? ActivityStats()
+                    )
+                }
+            }
+        }
         var out: [String: [AlertSample]] = [:]
         for rule in rules.rules {
             var samples: [AlertSample] = []
@@ -152,6 +168,17 @@ package final class AlertEvaluator: Service, Sendable {
                     }
                 case .tokenRefreshFailure:
                     if s.tokenRefreshFailures > 0 { samples.append(AlertSample(labels: labels, value: Double(s.tokenRefreshFailures))) }
+                case .sloBurnRate:
+                    guard let slo = IntegrationConfiguration.stored(integration.config).slo else { continue }
+                    for (indicator, objective) in ServiceLevels.objectives(slo) {
+                        let key = "\(integration.id) \(rule.longWindowMinutes) \(rule.shortWindowMinutes)"
+                        guard let (long, short) = burnStats[key] else { continue }
+                        let longBurn = ServiceLevels.burnRate(ServiceLevels.events(indicator, long, slo: slo), objective: objective) ?? 0
+                        let shortBurn = ServiceLevels.burnRate(ServiceLevels.events(indicator, short, slo: slo), objective: objective) ?? 0
+                        if longBurn > rule.threshold, shortBurn > rule.threshold {
+                            samples.append(AlertSample(labels: labels.merging(["sli": indicator.rawValue]) { a, _ in a }, value: longBurn))
+                        }
+                    }
                 case .reviewDue:
                     // Days past the date the latest review set for the next one.
                     if let due = reviews[integration.id]?.nextDue, due <= now {

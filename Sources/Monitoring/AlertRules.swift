@@ -13,6 +13,9 @@ package struct AlertRule: Sendable, Equatable {
         case tokenRefreshFailure = "token_refresh_failure", ledgerVerificationFailure = "ledger_verification_failure"
         /// An integration's security review is due (its latest review's next-review date has passed).
         case reviewDue = "review_due"
+        /// An integration's error budget burns faster than `threshold` times over both `longWindow` and
+        /// `shortWindow` (the SRE workbook's multi-window, multi-burn-rate alert), per indicator.
+        case sloBurnRate = "slo_burn_rate"
     }
 
     package var name: String
@@ -41,6 +44,9 @@ package struct AlertRule: Sendable, Equatable {
     /// webhook_backlog: oldest waiting event's age (seconds) and queue depth above which it fires.
     package var maxAgeSeconds: Double
     package var maxDepth: Int
+    /// slo_burn_rate: the two windows, in minutes, both over `threshold` (the burn rate) to fire.
+    package var longWindowMinutes: Int64
+    package var shortWindowMinutes: Int64
 
     package init(name: String, kind: Kind) {
         self.name = name
@@ -58,6 +64,8 @@ package struct AlertRule: Sendable, Equatable {
         rateLimitedCalls = 0
         maxAgeSeconds = 300
         maxDepth = 1000
+        longWindowMinutes = 60
+        shortWindowMinutes = 5
     }
 }
 
@@ -103,7 +111,7 @@ package struct AlertRuleSet: Sendable, Equatable {
         var names = Set<String>()
         let known: Set<String> = [
             "alert", "kind", "for", "keepFiringFor", "repeatInterval", "labels", "annotations", "window", "threshold", "minRequests",
-            "consecutiveFailures", "baselineFactor", "rateLimitedCalls", "maxAge", "maxDepth",
+            "consecutiveFailures", "baselineFactor", "rateLimitedCalls", "maxAge", "maxDepth", "longWindow", "shortWindow",
         ]
         for (index, entry) in entries.enumerated() {
             guard case .object(let m) = entry else {
@@ -156,7 +164,13 @@ package struct AlertRuleSet: Sendable, Equatable {
             rule.rateLimitedCalls = Int(number("rateLimitedCalls") ?? 0)
             rule.maxAgeSeconds = duration(m["maxAge"], "\(at): maxAge", default: 300)
             rule.maxDepth = Int(number("maxDepth") ?? 1000)
+            rule.longWindowMinutes = Int64(duration(m["longWindow"], "\(at): longWindow", default: 3600) / 60)
+            rule.shortWindowMinutes = Int64(duration(m["shortWindow"], "\(at): shortWindow", default: 300) / 60)
             switch kind {
+            case .sloBurnRate where rule.threshold <= 1:
+                problems.append("\(at): threshold must be the burn rate above which it fires (more than 1, such as 14.4)")
+            case .sloBurnRate where !(1...Int64(44_640)).contains(rule.shortWindowMinutes) || rule.longWindowMinutes <= rule.shortWindowMinutes || rule.longWindowMinutes > 44_640:
+                problems.append("\(at): shortWindow and longWindow must be whole minutes, the short one shorter, the long one at most 31d")
             case .errorRate where !(0..<1).contains(rule.threshold):
                 problems.append("\(at): threshold must be a ratio between 0 and 1")
             case .latencyDegradation where rule.threshold <= 0 && rule.baselineFactor <= 1:

@@ -1,6 +1,7 @@
 package import Foundation
 package import Logging
 package import PortalCore
+import Integrations
 import ServiceLifecycle
 package import Storage
 
@@ -188,22 +189,27 @@ package final class IntegrationMonitor: Service, Sendable {
 
     /// Every integration of an organization (or one) over `window`, merged across instances.
     package func stats(organizationID: UUID, integrationID: UUID? = nil, among integrationIDs: [UUID]? = nil, window: MetricsWindow) async throws -> [UUID: ActivityStats] {
-        try await stats(organizationID: organizationID, integrationID: integrationID, among: integrationIDs, window: window) { _, _, _ in }
+        try await stats(organizationID: organizationID, integrationID: integrationID, among: integrationIDs, minutes: window.minutes) { _, _, _ in }
+    }
+
+    /// The activity over the last `minutes` (the current one included), as ``stats(organizationID:integrationID:among:window:)``.
+    package func stats(organizationID: UUID, integrationID: UUID? = nil, minutes: Int64) async throws -> [UUID: ActivityStats] {
+        try await stats(organizationID: organizationID, integrationID: integrationID, among: nil, minutes: minutes) { _, _, _ in }
     }
 
     /// ``stats(organizationID:integrationID:among:window:)``, with each stored row also given to `row`
     /// (integration, bucket start in seconds, its activity) as it is merged.
     func stats(
-        organizationID: UUID, integrationID: UUID?, among integrationIDs: [UUID]?, window: MetricsWindow,
+        organizationID: UUID, integrationID: UUID?, among integrationIDs: [UUID]?, minutes: Int64,
         row rowHandler: (UUID, Int64, ActivityStats) -> Void
     ) async throws -> [UUID: ActivityStats] {
         let current = MetricsCollector.minute(clock.now())
-        let windowStart = current - window.minutes + 1
+        let windowStart = current - minutes + 1
         let currentHour = current - current % 60
         var rows: [(integrationID: UUID, bucketStart: Int64, stats: String)] = []
         try await database.read { db in
             let store = MetricRollupStore(db)
-            if window.minutes <= 60 {
+            if minutes <= 60 {
                 rows = try await store.rows(organizationID: organizationID, integrationID: integrationID, among: integrationIDs, resolution: 60, from: windowStart * 60, to: current * 60 + 60)
             } else {
                 let firstHour = windowStart - ((windowStart % 60) + 60) % 60
@@ -232,6 +238,29 @@ package final class IntegrationMonitor: Service, Sendable {
             }
         }
         return merged
+    }
+
+    /// The integration's service levels (`GET /portal/integrations/{id}/slo`): each objective's attainment
+    /// and error budget over its window and the burn rates over 5 m, 30 m, 1 h and 6 h.
+    package func serviceLevels(organizationID: UUID, integrationID: UUID, config: JSONValue) async throws -> JSONValue {
+        guard let slo = IntegrationConfiguration.stored(config).slo else {
+            return ["integrationId": .string(integrationID.uuidString.lowercased()), "configured": false, "objectives": []]
+        }
+        let objectives = ServiceLevels.objectives(slo)
+        let window = try await stats(organizationID: organizationID, integrationID: integrationID, minutes: Int64(slo.windowDays) * 1_440)[integrationID] ?? ActivityStats()
+        var burns: [String: ActivityStats] = [:]
+        for w in ServiceLevels.burnWindows {
+            burns[w.name] = try await stats(organizationID: organizationID, integrationID: integrationID, minutes: w.minutes)[integrationID] ?? ActivityStats()
+        }
+        return [
+            "integrationId": .string(integrationID.uuidString.lowercased()), "configured": true, "checkedAt": .string(Timestamp.rfc3339(clock.now())),
+            "objectives": .array(objectives.map { indicator, objective in
+                ServiceLevels.report(
+                    indicator, objective: objective, window: ServiceLevels.events(indicator, window, slo: slo),
+                    burns: burns.mapValues { ServiceLevels.events(indicator, $0, slo: slo) }, slo: slo
+                )
+            }),
+        ]
     }
 
     /// One integration's activity over `window` in steps, oldest first, for charts: minutes for windows of up
@@ -303,7 +332,7 @@ package final class IntegrationMonitor: Service, Sendable {
             guard perMinute, minute >= first, minute <= current else { return }
             lastHour[id, default: [UInt64](repeating: 0, count: 60)][Int(minute - first)] += stats.upstreamCalls
         }
-        let all = try await stats(organizationID: organizationID, integrationID: nil, among: among, window: window) { id, start, stats in
+        let all = try await stats(organizationID: organizationID, integrationID: nil, among: among, minutes: window.minutes) { id, start, stats in
             count(id, start / 60, stats)
         }
         if perMinute {

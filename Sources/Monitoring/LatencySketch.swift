@@ -109,6 +109,15 @@ package struct LatencySketch: Sendable, Equatable {
         return Self.value(offset + Int32(counts.count - 1))
     }
 
+    /// How many values were at most `micros`, within the sketch's accuracy: a value in the bucket that
+    /// holds `micros` counts (it is at most γ, 1.8%, above it).
+    package func count(atMost micros: Double) -> UInt64 {
+        guard count > 0 else { return 0 }
+        let last = Int(Self.index(micros) - offset)
+        guard last >= 0 else { return 0 }
+        return counts.prefix(min(counts.count, last + 1)).reduce(0) { $0 + UInt64($1) }
+    }
+
     /// Bytes held by the buckets.
     package var bucketBytes: Int { counts.capacity * MemoryLayout<UInt32>.size }
 

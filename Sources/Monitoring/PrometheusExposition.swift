@@ -1,4 +1,5 @@
 package import Foundation
+import Integrations
 import PortalCore
 package import Storage
 
@@ -83,6 +84,28 @@ package enum PortalExposition {
             out.sample("portal_integration_request_duration_seconds_bucket", labels + [("le", "+Inf")], Double(cumulative))
             out.sample("portal_integration_request_duration_seconds_sum", labels, Double(s.totals.durationMicros) / 1_000_000)
             out.sample("portal_integration_request_duration_seconds_count", labels, Double(cumulative))
+        }
+        // Service level objectives (config.slo), for the recording and alerting rules in dashboards/prometheus.
+        let objectives = integrations.compactMap { i -> (labels: [(String, String)], slo: IntegrationConfiguration.ServiceLevelObjectives, snapshot: MetricsCollector.Snapshot)? in
+            guard let json = state.objectives[i.id], let slo = IntegrationConfiguration.stored(["slo": json]).slo else { return nil }
+            return ([("organization", i.org), ("integration", i.key)], slo, snapshots[i.id] ?? empty)
+        }
+        out.family("portal_integration_slo_objective", "gauge", "The integration's service level objective by indicator (availability, latency), as a share of good events.")
+        for o in objectives {
+            for (indicator, objective) in ServiceLevels.objectives(o.slo) { out.sample("portal_integration_slo_objective", o.labels + [("sli", indicator.rawValue)], objective) }
+        }
+        out.family("portal_integration_slo_latency_threshold_seconds", "gauge", "The latency objective's threshold.")
+        for o in objectives { if let ms = o.slo.latencyThresholdMs { out.sample("portal_integration_slo_latency_threshold_seconds", o.labels, Double(ms) / 1_000) } }
+        out.family(
+            "portal_integration_slo_latency_good_total", "counter",
+            "Upstream calls within the latency objective's threshold, counted at the largest duration bucket bound not above it (so never more than the true count)."
+        )
+        for o in objectives {
+            guard let ms = o.slo.latencyThresholdMs else { continue }
+            let limit = Double(ms) / 1_000
+            var good: UInt64 = 0
+            for (i, bound) in MetricsCollector.histogramBounds.enumerated() where bound <= limit { good += o.snapshot.buckets[i] }
+            out.sample("portal_integration_slo_latency_good_total", o.labels, Double(good))
         }
         out.family("portal_integration_response_time_p95_seconds", "gauge", "95th percentile of upstream call durations over the window, as seen by this instance (0 without calls).")
         each { labels, s in

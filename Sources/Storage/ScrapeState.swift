@@ -1,4 +1,5 @@
 package import Foundation
+package import PortalCore
 import SQLKit
 
 /// Everything a scrape shows that is not in the collector: read from the database in one transaction.
@@ -11,6 +12,8 @@ package struct ScrapeState: Sendable {
     package var organizations: [Organization] = []
     /// Live integrations: id -> organization id.
     package var integrations: [(id: UUID, organizationID: UUID)] = []
+    /// Live integrations' service level objectives (their `config.slo`), for those that have them.
+    package var objectives: [UUID: JSONValue] = [:]
     package var queueDepth: [UUID: Int] = [:]
     package var oldestPending: [UUID: Date] = [:]
     package var deadLetters: [UUID: Int] = [:]
@@ -31,8 +34,11 @@ package struct ScrapeState: Sendable {
         state.organizations = try await db.raw("SELECT id, slug FROM organizations\(scope("id", "WHERE")) ORDER BY slug").all().map {
             Organization(id: try $0.decode(column: "id", as: UUID.self), slug: try $0.decode(column: "slug", as: String.self))
         }
-        state.integrations = try await db.raw("SELECT id, organization_id FROM integrations WHERE deleted_at IS NULL\(scope("organization_id", "AND"))").all().map {
-            (try $0.decode(column: "id", as: UUID.self), try $0.decode(column: "organization_id", as: UUID.self))
+        let backend = db.backend
+        for row in try await db.raw("SELECT id, organization_id, config FROM integrations WHERE deleted_at IS NULL\(scope("organization_id", "AND"))").all() {
+            let id = try row.decode(column: "id", as: UUID.self)
+            state.integrations.append((id, try row.decode(column: "organization_id", as: UUID.self)))
+            if let slo = try row.decodeJSON(column: "config", backend: backend)?.objectValue?["slo"] { state.objectives[id] = slo }
         }
         for row in try await db.raw("""
             SELECT organization_id, status, COUNT(*) AS n, MIN(created_at) AS oldest FROM webhook_events

@@ -111,6 +111,7 @@ struct AccessControlTests {
         case "GET /portal/alerts/notifications": return ("/portal/alerts/notifications?limit=10", nil)
         case "GET /portal/catalog": return ("/portal/catalog?type=identity_provider", nil)
         case "GET /portal/catalog/{preset}": return ("/portal/catalog/okta", nil)
+        case "GET /portal/integrations/{id}/slo": return ("/portal/integrations/\(try await portal.createIntegration())/slo", nil)
         case "GET /portal/reviews/questionnaire": return ("/portal/reviews/questionnaire", nil)
         case "GET /portal/reviews": return ("/portal/reviews", nil)
         case "GET /portal/integrations/{id}/reviews": return ("/portal/integrations/\(try await portal.createIntegration())/reviews", nil)

@@ -65,7 +65,9 @@ struct AccessGuardTests {
 
     @Test("a noisy token gets 429 with Retry-After while another token of the same organization does not; the organization's own rate holds them together", arguments: [Backend.sqlite])
     func rateLimits(backend: Backend) async throws {
-        try await withPortal(backend, configure: { $0.apiTokenRate = 5; $0.apiOrganizationRate = 1_000 }) { portal in
+        // The clock stands still: no bucket refills, however slowly a busy machine answers.
+        let clock = ManualWallClock(Date())
+        try await withPortal(backend, clock: clock, configure: { $0.apiTokenRate = 5; $0.apiOrganizationRate = 1_000 }) { portal in
             let noisy = portal.token("acme.operator"), quiet = portal.token("acme.auditor")
             var throttled: TestResponse?
             for _ in 0..<50 {
@@ -76,6 +78,9 @@ struct AccessGuardTests {
             expectProblem(refused, .tooManyRequests)
             #expect(Int(refused.headers[.retryAfter] ?? "") ?? 0 >= 1)
             #expect(try await portal.call(.get, "/portal/whoami", token: quiet).status == .ok)
+            // A second later the noisy token has five again.
+            clock.advance(by: 1.01)
+            #expect(try await portal.call(.get, "/portal/whoami", token: noisy).status == .ok)
 
             // The organization's policy lowers the organization's rate: now every token of it shares 3 a second.
             #expect(try await portal.call(.put, "/portal/policy", token: portal.token("acme.admin"), json: #"{"apiRateLimits":{"perToken":1000,"perOrganization":3}}"#).status == .ok)

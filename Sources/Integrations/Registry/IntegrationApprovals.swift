@@ -10,8 +10,8 @@ import Ledger
 /// the approved configuration keeps serving (``ServingConfiguration``) if the policy says so.
 extension IntegrationRegistry {
     /// Configuration members that change neither where nor how data is sent: metric templates, the
-    /// response cache, retries and the connection test. Every other member is material, those added later too.
-    static let operationalConfigKeys: Set<String> = ["endpoints", "cache", "retry", "testEndpoint", "testMethod"]
+    /// response cache, retries, the connection test and the service level objectives. Every other member is material, those added later too.
+    static let operationalConfigKeys: Set<String> = ["endpoints", "cache", "retry", "testEndpoint", "testMethod", "slo"]
 
     /// SHA-256 (hex) of what an approval approves: the base URL, the auth method, the material configuration,
     /// the processing metadata and the names of the credential fields (never their values).

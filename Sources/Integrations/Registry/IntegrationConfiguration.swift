@@ -151,6 +151,25 @@ package struct IntegrationConfiguration: Sendable, Equatable {
     package var preset: String?
     /// Data minimization: the only fields outbound JSON bodies may carry (issue 21).
     package var minimization: Minimization?
+    /// Service level objectives over a rolling window (issue 21).
+    package var slo: ServiceLevelObjectives?
+
+    /// The integration's service level objectives: availability (the share of upstream calls not failing by
+    /// the provider's fault: 5xx answers, timeouts and connection failures) and latency (the share of upstream
+    /// calls answered within a threshold), over a rolling 28 or 30 days.
+    package struct ServiceLevelObjectives: Sendable, Equatable {
+        package var availability: Double?
+        package var latencyObjective: Double?
+        package var latencyThresholdMs: Int?
+        package var windowDays: Int
+
+        package init(availability: Double? = nil, latencyObjective: Double? = nil, latencyThresholdMs: Int? = nil, windowDays: Int = 30) {
+            self.availability = availability
+            self.latencyObjective = latencyObjective
+            self.latencyThresholdMs = latencyThresholdMs
+            self.windowDays = windowDays
+        }
+    }
 
     /// The fields of outbound JSON bodies the integration may send, as JSON pointers (RFC 6901, with `*`
     /// for every member or element at that level); the gateway strips the rest, or refuses the call.
@@ -248,6 +267,40 @@ package struct IntegrationConfiguration: Sendable, Equatable {
             return SubjectDeletion(method: method, endpoint: endpoint)
         }
         c.preset = r.string("preset", minLength: 1, maxLength: 100)
+        c.slo = r.nested("slo") { s -> ServiceLevelObjectives? in
+            func objective(_ reader: inout JSONObjectReader, _ key: String) -> Double? {
+                guard let value = reader.value(key) else { return nil }
+                let number: Double? = switch value {
+                case .double(let d): d
+                case .int(let i): Double(i)
+                default: nil
+                }
+                guard let number, number >= 0.5, number <= 0.99999 else {
+                    reader.reject(key, "must be a share from 0.5 to 0.99999 (0.999 is 99.9%)")
+                    return nil
+                }
+                return number
+            }
+            var slo = ServiceLevelObjectives()
+            slo.availability = objective(&s, "availability")
+            if let latency = s.nested("latency", { l -> (Int, Double)? in
+                let threshold = l.integer("thresholdMs", required: true, in: 1...600_000)
+                let share = objective(&l, "objective")
+                if share == nil, !l.has("objective") { l.reject("objective", "is required") }
+                guard let threshold, let share else { return nil }
+                return (Int(threshold), share)
+            }) {
+                slo.latencyThresholdMs = latency.0
+                slo.latencyObjective = latency.1
+            }
+            if let window = s.string("window") {
+                if window == "28d" || window == "30d" { slo.windowDays = window == "28d" ? 28 : 30 } else { s.reject("window", "must be 28d or 30d") }
+            }
+            if slo.availability == nil, slo.latencyObjective == nil, !s.has("availability"), !s.has("latency") {
+                s.reject("availability", "give an availability objective, a latency objective, or both")
+            }
+            return slo
+        }
         c.minimization = r.nested("minimization") { s -> Minimization? in
             let fields = s.strings("fields", required: true, maxLength: 500) ?? []
             if fields.count > 200 { s.reject("fields", "has \(fields.count) pointers; at most 200") }

@@ -81,6 +81,11 @@ struct MonitoringRoutes {
             _ = try await self.integrations.status(id: id, organizationID: principal.organizationID)
             return JSONOutput.response(try await monitor.series(organizationID: principal.organizationID, integrationID: id, window: window))
         }
+        table.guarded(group, prefix: "/portal", .get, "/integrations/{id}/slo", .readIntegrations) { _, context, principal in
+            let id = try context.uuidParameter("id", what: "integration")
+            let integration = try await self.integrations.get(id: id, organizationID: principal.organizationID)
+            return JSONOutput.response(try await monitor.serviceLevels(organizationID: principal.organizationID, integrationID: id, config: integration.config))
+        }
         table.guarded(group, prefix: "/portal", .get, "/alerts", .readIntegrations) { request, _, principal in
             let hours = try request.queryInteger("recentHours", default: 24, in: 1...168)
             let (active, recent) = try await alerts.alerts(by: principal, recentHours: hours)
