@@ -59,10 +59,17 @@ package struct EvidenceBundler: Sendable {
     let database: Database
     let checkpointer: LedgerCheckpointer
     let register: ProcessingRegister
+    /// Service level attainment for the period (organization, start, end), from monitoring: SOC 2 and
+    /// ISO 27001 bundles carry it as `service-levels.json`.
+    let serviceLevels: ServiceLevelSource?
 
-    package init(database: Database, checkpointer: LedgerCheckpointer) {
+    /// Reads an organization's service level attainment over a period.
+    package typealias ServiceLevelSource = @Sendable (UUID, Date, Date) async throws -> JSONValue
+
+    package init(database: Database, checkpointer: LedgerCheckpointer, serviceLevels: ServiceLevelSource? = nil) {
         self.database = database
         self.checkpointer = checkpointer
+        self.serviceLevels = serviceLevels
         register = ProcessingRegister(database: database)
     }
 
@@ -110,6 +117,19 @@ package struct EvidenceBundler: Sendable {
         if let approvals = populations.approvals {
             files.append(try scratch.write(approvals.document, to: "approvals.json"))
             exceptions += approvals.exceptions
+        }
+        if kind != "gdpr", let serviceLevels {
+            let levels = try await serviceLevels(organizationID, start, end)
+            files.append(try scratch.write(levels, to: "service-levels.json"))
+            for item in levels.objectValue?["integrations"]?.arrayValue ?? [] {
+                for objective in item.objectValue?["objectives"]?.arrayValue ?? [] where objective.objectValue?["met"] == .bool(false) {
+                    exceptions.append([
+                        "flag": "slo_missed", "criterion": "A1.2", "integration": item.objectValue?["integrationId"] ?? .null,
+                        "indicator": objective.objectValue?["indicator"] ?? .null, "attainment": objective.objectValue?["attainment"] ?? .null,
+                        "objective": objective.objectValue?["objective"] ?? .null,
+                    ])
+                }
+            }
         }
         files.append(try scratch.write(try await consistency(organizationID, checkpoint: checkpoint), to: "consistency.json"))
         let keys = try await checkpointer.verifierKeys(slug: slug)

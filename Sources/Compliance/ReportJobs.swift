@@ -19,14 +19,16 @@ package final class ReportJobs: Service, Sendable {
     let owner: String
     let mappings: String
     let templates: String
+    let serviceLevels: EvidenceBundler.ServiceLevelSource?
 
     /// The most report builds an organization may have queued or running (each is built in memory).
     let maxOpen: Int
 
     package init(
         database: Database, checkpointer: LedgerCheckpointer, sequencer: LedgerSequencer, clock: any WallClock, ids: IdentifierGenerator, logger: Logger,
-        owner: String, reportsDirectory: String, maxOpen: Int = Quotas().openReports
+        owner: String, reportsDirectory: String, maxOpen: Int = Quotas().openReports, serviceLevels: EvidenceBundler.ServiceLevelSource? = nil
     ) {
+        self.serviceLevels = serviceLevels
         self.maxOpen = maxOpen
         self.database = database
         self.checkpointer = checkpointer
@@ -172,7 +174,7 @@ package final class ReportJobs: Service, Sendable {
                 checkpoint = row
             }
             var bundle = Data()
-            let result = try await EvidenceBundler(database: database, checkpointer: checkpointer).build(
+            let result = try await EvidenceBundler(database: database, checkpointer: checkpointer, serviceLevels: serviceLevels).build(
                 kind: job.kind, organizationID: job.organizationID, slug: slug, start: period.start, end: period.end, checkpoint: checkpoint,
                 mappings: mappings, templates: templates
             ) { chunk in bundle.append(contentsOf: chunk) }

@@ -263,6 +263,48 @@ package final class IntegrationMonitor: Service, Sendable {
         ]
     }
 
+    /// Each live integration's service level attainment over [start, end) from the hourly rollups (kept 36
+    /// days: an older period counts from the first hour kept, which `coveredFrom` says), for the evidence
+    /// bundles (SOC 2 A1.2 and CC7).
+    package func attainment(organizationID: UUID, start: Date, end: Date) async throws -> JSONValue {
+        let from = Int64(start.timeIntervalSince1970), to = Int64(end.timeIntervalSince1970)
+        let (integrations, rows) = try await database.read { db in
+            (
+                try await IntegrationStore(db).all(organizationID: organizationID, includeDeleted: false),
+                try await MetricRollupStore(db).rows(organizationID: organizationID, resolution: 3600, from: from - from % 3600, to: to)
+            )
+        }
+        var merged: [UUID: ActivityStats] = [:]
+        var first: Int64?
+        for row in rows where row.bucketStart >= from - from % 3600 && row.bucketStart < to {
+            guard let stats = ActivityStats.decode(row.stats) else { continue }
+            merged[row.integrationID, default: ActivityStats()].merge(stats)
+            first = min(first ?? row.bucketStart, row.bucketStart)
+        }
+        var items: [JSONValue] = []
+        var met = 0, missed = 0
+        for integration in integrations {
+            guard let slo = IntegrationConfiguration.stored(integration.config).slo else { continue }
+            let stats = merged[integration.id] ?? ActivityStats()
+            let objectives: [JSONValue] = ServiceLevels.objectives(slo).map { indicator, objective in
+                let events = ServiceLevels.events(indicator, stats, slo: slo)
+                let attainment = events.total > 0 ? Double(events.good) / Double(events.total) : nil
+                if let attainment { if attainment >= objective { met += 1 } else { missed += 1 } }
+                return [
+                    "indicator": .string(indicator.rawValue), "objective": .double(objective), "good": .int(Int64(clamping: events.good)),
+                    "total": .int(Int64(clamping: events.total)), "attainment": attainment.map(JSONValue.double) ?? .null,
+                    "met": attainment.map { .bool($0 >= objective) } ?? .null,
+                ]
+            }
+            items.append(["integrationId": .string(integration.id.uuidString.lowercased()), "name": .string(integration.name), "objectives": .array(objectives)])
+        }
+        return [
+            "description": "Service level attainment of each integration with objectives over the period, from the hourly metric rollups (SOC 2 A1.2, CC7).",
+            "coveredFrom": first.map { .string(Timestamp.rfc3339(Date(timeIntervalSince1970: TimeInterval($0)))) } ?? .null,
+            "integrations": .array(items), "objectivesMet": .int(Int64(met)), "objectivesMissed": .int(Int64(missed)),
+        ]
+    }
+
     /// One integration's activity over `window` in steps, oldest first, for charts: minutes for windows of up
     /// to an hour, hours beyond (the current hour from its minutes so far). Every step is present, empty
     /// ones too, merged across instances.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Compliance
 import Foundation
 import Ledger
+import Monitoring
 import PortalCore
 import PortalServer
 import Storage
@@ -74,7 +75,11 @@ struct ReportCommand: AsyncParsableCommand {
                     throw PortalError(.configuration, "cannot write \(path)")
                 }
                 let terminal = isatty(STDERR_FILENO) == 1
-                let result = try await EvidenceBundler(database: services.database, checkpointer: services.checkpointer).build(
+                let monitor = services.monitor
+                let result = try await EvidenceBundler(
+                    database: services.database, checkpointer: services.checkpointer,
+                    serviceLevels: { organization, start, end in try await monitor.attainment(organizationID: organization, start: start, end: end) }
+                ).build(
                     kind: kind, organizationID: ledger.id, slug: ledger.slug, start: period.start, end: period.end, checkpoint: checkpoint,
                     mappings: mappings, templates: templates, progress: { done in if terminal { CLI.progress("\(kind): \(done) of \(checkpoint.size) entries") } }
                 ) { chunk in try handle.write(contentsOf: chunk) }

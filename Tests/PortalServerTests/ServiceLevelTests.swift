@@ -108,4 +108,29 @@ struct ServiceLevelTests {
             #expect(try await alerts("alert.resolved", "SLOSlowBurn").filter { $0.integration == slow }.count == 1)
         }
     }
+
+    @Test("the SOC 2 bundle has each objective's attainment over the period, a missed objective as an exception, and the burn alerts in A1.2", arguments: [Backend.sqlite])
+    func evidence(backend: Backend) async throws {
+        try await withPortal(backend) { portal in
+            let id = try await Self.integration(portal, slo: #"{"availability":0.999,"latency":{"thresholdMs":1000,"objective":0.9}}"#)
+            Self.traffic(portal, id, count: 100, failing: 10)
+            try await portal.services.monitor.flush(through: Int64(Date().timeIntervalSince1970) / 60 + 1)
+            _ = try await portal.services.alertEvaluator.evaluateAll()
+            let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("slo-\(UUID().uuidString.prefix(8))")
+            try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: scratch) }
+            let file = try await portal.todaysSOC2Bundle(into: scratch)
+            let root = try LedgerBundleVerifier().unpack(bundle: file.path, into: scratch)
+            let levels = try JSONValue.parse(Data(contentsOf: root.appendingPathComponent("service-levels.json"))).objectValue ?? [:]
+            let item = try #require(levels["integrations"]?.arrayValue?.first?.objectValue, "\(levels)")
+            let objectives = Dictionary(uniqueKeysWithValues: (item["objectives"]?.arrayValue ?? []).compactMap(\.objectValue).map { ($0["indicator"]?.stringValue ?? "", $0) })
+            #expect(objectives["availability"]?["attainment"] == .double(0.9) && objectives["availability"]?["met"] == false, "\(objectives)")
+            #expect(objectives["latency"]?["met"] == true)
+            let manifest = try JSONValue.parse(Data(contentsOf: root.appendingPathComponent("manifest.json"))).objectValue ?? [:]
+            let missed = (manifest["exceptions"]?.arrayValue ?? []).compactMap(\.objectValue).filter { $0["flag"] == "slo_missed" }
+            #expect(missed.count == 1 && missed.first?["indicator"] == "availability" && missed.first?["integration"]?.stringValue == id, "\(missed)")
+            let population = try JSONValue.parse(Data(contentsOf: root.appendingPathComponent("populations/a1.2.json"))).arrayValue ?? []
+            #expect(population.contains { $0.objectValue?["type"] == "alert.firing" }, "the fast burn's alert is A1.2 evidence: \(population)")
+        }
+    }
 }

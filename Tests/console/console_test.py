@@ -409,6 +409,13 @@ def governance(driver):
     status, answer = api("POST", f"/portal/integrations/{integration}/requests", ADMIN, {"method": "GET", "endpoint": "/ok"})
     check(status == 200, f"the approved integration calls out: {status}")
 
+    # Service level objectives: the integration's page shows attainment, budget and burn rates.
+    status, _ = api("PATCH", f"/portal/integrations/{integration}", ADMIN, {"config": {"slo": {"availability": 0.99, "latency": {"thresholdMs": 2000, "objective": 0.95}}}})
+    check(status == 200, f"objectives set: {status}")
+    driver.get(f"{PORTAL}/console/integrations/{integration}")
+    table = wait_for(driver, lambda d: d.find_element(By.ID, "slo-table"), "the objectives on the integration's page")
+    check(table is not None and "availability" in table.text and "99.0%" in table.text and "met" in table.text, f"attainment shown: {table.text if table else ''}")
+
     # A security review: an incomplete one is refused beside the questions; a complete one is recorded.
     driver.get(f"{PORTAL}/console/integrations/{integration}/reviews/new")
     wait_for(driver, lambda d: d.find_element(By.ID, "record-review"), "the review form").click()

@@ -134,7 +134,8 @@ package struct PortalServices: Sendable {
         processingRegister = ProcessingRegister(database: database)
         reports = ReportJobs(
             database: database, checkpointer: checkpointer, sequencer: ledger, clock: clock, ids: ids, logger: logger, owner: instance,
-            reportsDirectory: settings.reportsDirectory, maxOpen: settings.quotas.openReports
+            reportsDirectory: settings.reportsDirectory, maxOpen: settings.quotas.openReports,
+            serviceLevels: { [monitor] organization, start, end in try await monitor.attainment(organizationID: organization, start: start, end: end) }
         )
         retention = Retention(database: database, audit: ledger, clock: clock, logger: logger, interval: .seconds(Int64(settings.retentionInterval)), owner: instance)
         ledgerVerification = LedgerVerificationRun(database: database, checkpointer: checkpointer, sequencer: ledger, clock: clock)

@@ -116,6 +116,7 @@ struct ConsolePages: Sendable {
         async let webhooksAnswer = api.call(.get, "/portal/integrations/\(id)/webhooks", as: page.principal, context: context)
         async let seriesAnswer = api.fetch("/portal/integrations/\(id)/metrics/series?window=\(window)", as: page.principal, context: context)
         async let reviewsAnswer = api.fetch("/portal/integrations/\(id)/reviews", as: page.principal, context: context)
+        async let sloAnswer = api.fetch("/portal/integrations/\(id)/slo", as: page.principal, context: context)
         let metrics = try await metricsAnswer.objectValue ?? [:]
         let points = try await seriesAnswer.objectValue?["points"]?.arrayValue ?? []
         let webhooks = try await webhooksAnswer
@@ -145,6 +146,19 @@ struct ConsolePages: Sendable {
                 ]
             } as Any,
             "canReview": page.principal.role.allows(.approveIntegrations),
+            "objectives": try await sloAnswer.objectValue?["objectives"]?.arrayValue?.compactMap(\.objectValue).map { o -> [String: Any] in
+                let burns = o["burnRates"]?.objectValue ?? [:]
+                func burn(_ window: String) -> String { if case .double(let b)? = burns[window] { String(format: "%.1f×", b) } else { "–" } }
+                let threshold = o["thresholdMs"].map { " under \(Show.count($0)) ms" } ?? ""
+                return [
+                    "indicator": (o["indicator"]?.stringValue ?? "") + threshold, "objective": Show.percent(o["objective"]),
+                    "window": o["window"]?.stringValue ?? "", "attainment": Show.percent(o["attainment"]),
+                    "met": o["met"] == .bool(true), "missed": o["met"] == .bool(false),
+                    "remaining": Show.percent(o["errorBudget"]?.objectValue?["remaining"]),
+                    "burn1h": burn("1h"), "burn6h": burn("6h"),
+                ]
+            } ?? [],
+            "hasObjectives": try await sloAnswer.objectValue?["configured"] == .bool(true),
             "approvalPending": object["approval"]?.objectValue?["pending"] == .bool(true),
             "servingApproved": object["approval"]?.objectValue?["servingApproved"] == .bool(true),
             "approvedDigest": object["approval"]?.objectValue?["approvedDigest"]?.stringValue ?? "",
