@@ -83,7 +83,7 @@ package final class ReportJobs: Service, Sendable {
         var errors: [PortalError.FieldError] = []
         for key in m.keys.sorted() where !["kind", "from", "to", "at"].contains(key) { errors.append(.init(pointer: "/\(key)", message: "unknown field")) }
         let kind = m["kind"]?.stringValue
-        if kind != "soc2", kind != "gdpr" { errors.append(.init(pointer: "/kind", message: "must be soc2 or gdpr")) }
+        if !["soc2", "gdpr", "iso27001"].contains(kind) { errors.append(.init(pointer: "/kind", message: "must be soc2, gdpr or iso27001")) }
         let from = m["from"]?.stringValue ?? ""
         let to = m["to"]?.stringValue ?? ""
         do {

@@ -786,5 +786,45 @@ enum Schema {
                 "CREATE INDEX security_reviews_integration ON security_reviews (organization_id, integration_id, reviewed_at)",
             ]
         }),
+        // Issue 21: ISO/IEC 27001 bundles. PostgreSQL changes the check; SQLite cannot alter one, so the table
+        // is made again with it and its rows copied (the migration's transaction covers the whole of it).
+        Migration(version: 19, name: "iso27001 reports", statements: { dialect in
+            switch dialect {
+            case .postgres:
+                return [
+                    "ALTER TABLE reports DROP CONSTRAINT IF EXISTS reports_kind_check",
+                    "ALTER TABLE reports ADD CONSTRAINT reports_kind_check CHECK (kind IN ('soc2', 'gdpr', 'iso27001'))",
+                ]
+            case .sqlite:
+                return [
+                    """
+                    CREATE TABLE reports_new (
+                      id {uuid} PRIMARY KEY,
+                      organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                      kind TEXT NOT NULL CHECK (kind IN ('soc2', 'gdpr', 'iso27001')),
+                      period_from TEXT NOT NULL,
+                      period_to TEXT NOT NULL,
+                      at_size BIGINT,
+                      status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'completed', 'failed')),
+                      requested_by TEXT NOT NULL,
+                      lease_owner TEXT,
+                      lease_until {time},
+                      error TEXT,
+                      checkpoint_size BIGINT,
+                      manifest_digest TEXT,
+                      bundle {blob},
+                      bundle_bytes BIGINT,
+                      created_at {time} NOT NULL,
+                      completed_at {time}
+                    )
+                    """,
+                    "INSERT INTO reports_new SELECT * FROM reports",
+                    "DROP TABLE reports",
+                    "ALTER TABLE reports_new RENAME TO reports",
+                    "CREATE INDEX reports_queue ON reports (status, created_at)",
+                    "CREATE INDEX reports_organization ON reports (organization_id, id)",
+                ]
+            }
+        }),
     ]
 }

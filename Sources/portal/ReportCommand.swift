@@ -7,12 +7,12 @@ import PortalCore
 import PortalServer
 import Storage
 
-/// `portal report soc2|gdpr|verify`: signed, reproducible evidence bundles cut from the ledger (DESIGN 4.5).
+/// `portal report soc2|gdpr|iso27001|verify`: signed, reproducible evidence bundles cut from the ledger (DESIGN 4.5).
 struct ReportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
-        abstract: "Evidence bundles: SOC 2 and GDPR populations cut from the ledger, signed; and their offline verification.",
-        subcommands: [Soc2.self, Gdpr.self, Verify.self, Keygen.self, Open.self]
+        abstract: "Evidence bundles: SOC 2, GDPR and ISO/IEC 27001 populations cut from the ledger, signed; and their offline verification.",
+        subcommands: [Soc2.self, Gdpr.self, Iso27001.self, Verify.self, Keygen.self, Open.self]
     )
 
     struct BundleOptions: ParsableArguments {
@@ -117,6 +117,15 @@ struct ReportCommand: AsyncParsableCommand {
         func run() async throws { try await ReportCommand.build(kind: "gdpr", bundle) }
     }
 
+    struct Iso27001: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "iso27001",
+            abstract: "ISO/IEC 27001:2022 Annex A evidence: one population per control (A.5.15 to A.8.24), with OSCAL, cut from the ledger, signed."
+        )
+        @OptionGroup var bundle: BundleOptions
+        func run() async throws { try await ReportCommand.build(kind: "iso27001", bundle) }
+    }
+
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Check a bundle offline: the signature of SHA256SUMS, every file's hash, the cited checkpoint.")
 
@@ -182,7 +191,7 @@ struct ReportCommand: AsyncParsableCommand {
     }
 
     struct Open: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Open a bundle sealed to your X-Wing key (report soc2|gdpr --seal-to).")
+        static let configuration = CommandConfiguration(abstract: "Open a bundle sealed to your X-Wing key (report soc2|gdpr|iso27001 --seal-to).")
 
         @Argument(help: "The sealed bundle.")
         var file: String

@@ -52,9 +52,9 @@ struct Portal: Sendable {
 
     /// Requests today's SOC 2 bundle as acme's compliance officer, waits until it is built, and writes the
     /// downloaded `.tar.zst` into `folder`; returns its path.
-    func todaysSOC2Bundle(into folder: URL) async throws -> URL {
+    func todaysSOC2Bundle(into folder: URL, kind: String = "soc2") async throws -> URL {
         let today = String(Timestamp.rfc3339(Date()).prefix(10))
-        let created = try await call(.post, "/portal/reports", token: token("acme.compliance"), json: #"{"kind":"soc2","from":"\#(today)","to":"\#(today)"}"#)
+        let created = try await call(.post, "/portal/reports", token: token("acme.compliance"), json: #"{"kind":"\#(kind)","from":"\#(today)","to":"\#(today)"}"#)
         #expect(created.status == .accepted, "\(created.body.string)")
         let id = try #require(created.json.objectValue?["id"]?.stringValue)
         var status: JSONValue?
@@ -63,7 +63,7 @@ struct Portal: Sendable {
             return status == "completed" || status == "failed"
         }
         #expect(status == "completed")
-        let file = folder.appendingPathComponent("soc2.tar.zst")
+        let file = folder.appendingPathComponent("\(kind).tar.zst")
         let download = try await call(.get, "/portal/reports/\(id)/download", token: token("acme.auditor"))
         try Data(download.body.readableBytesView).write(to: file)
         return file

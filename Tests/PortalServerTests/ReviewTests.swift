@@ -111,4 +111,29 @@ struct ReviewTests {
             #expect(vendor["securityReview"]?.objectValue?["outcome"] == "approved" && vendor["securityReview"]?.objectValue?["dpaOnFile"] == true, "\(vendor)")
         }
     }
+
+    @Test("an ISO/IEC 27001 bundle: every Annex A control the mapping names, OSCAL, the supplier review in A.5.19; it verifies offline", arguments: Backend.available)
+    func iso27001(backend: Backend) async throws {
+        try await withPortal(backend) { portal in
+            let id = try await portal.createIntegration(name: "Vendor")
+            #expect(try await portal.call(.post, "/portal/integrations/\(id)/reviews", token: portal.token("acme.compliance"), json: Self.answers()).status == .created)
+            let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("iso-\(UUID().uuidString.prefix(8))")
+            try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: scratch) }
+            let file = try await portal.todaysSOC2Bundle(into: scratch, kind: "iso27001")
+            let keys = try await portal.services.checkpointer.verifierKeys(slug: "acme")
+            let verified = try EvidenceVerifier().verify(bundle: file.path, keys: keys)
+            #expect(verified.passed, "\(verified.problems)")
+            let manifest = verified.manifest?.objectValue ?? [:]
+            #expect(manifest["kind"] == "iso27001" && manifest["framework"] == "ISO/IEC 27001:2022 Annex A")
+            let controls = Set((manifest["criteria"]?.arrayValue ?? []).compactMap { $0.objectValue?["id"]?.stringValue })
+            #expect(controls.isSuperset(of: ["A.5.15", "A.5.19", "A.5.20", "A.5.21", "A.5.22", "A.5.23", "A.5.34", "A.8.15", "A.8.16", "A.8.24"]), "\(controls)")
+            let root = try LedgerBundleVerifier().unpack(bundle: file.path, into: scratch)
+            let population = try JSONValue.parse(Data(contentsOf: root.appendingPathComponent("populations/a.5.19.json"))).arrayValue ?? []
+            #expect(population.contains { $0.objectValue?["type"] == "review.recorded" })
+            for document in ["oscal/assessment-results.json", "vendor-inventory.json", "approvals.json", "service-levels.json"] {
+                #expect(FileManager.default.fileExists(atPath: root.appendingPathComponent(document).path), "\(document) in the bundle")
+            }
+        }
+    }
 }

@@ -121,8 +121,16 @@ jq -e '[.criteria[] | select(.id == "Art30")][0].population.rows == 2' g/manifes
 jq -e '.records[0].observed.callsNamingDataSubjects == 2 and .transfers[0].countries == ["US"]' g/processing-register.json >/dev/null || fail "processing register in the bundle"
 ! grep -rq "a@example.test" g || fail "a subject id is in the GDPR bundle"
 "$PORTAL_BIN" report verify gdpr.tar.zst --vkey "$VKEY" --vkey "$VKEY2" >/dev/null || fail "gdpr bundle verify"
+# ISO/IEC 27001:2022 Annex A: its own controls, OSCAL, verified offline with the same keys.
+"$PORTAL_BIN" report iso27001 --org default --from "$FROM" --to "$TO" --out iso.tar.zst $R >/dev/null || fail "report iso27001"
+mkdir i && tar --zstd -xf iso.tar.zst -C i && (cd i && sha256sum --quiet -c SHA256SUMS) || fail "iso27001 bundle hashes"
+jq -e '.framework == "ISO/IEC 27001:2022 Annex A" and ([.criteria[].id] | contains(["A.5.15","A.5.19","A.5.20","A.5.21","A.5.22","A.5.23","A.5.34","A.8.15","A.8.16","A.8.24"]))' i/manifest.json >/dev/null \
+  || fail "iso27001 controls: $(jq '[.criteria[].id]' i/manifest.json)"
+jq -e '."assessment-results".results[0]' i/oscal/assessment-results.json >/dev/null || fail "iso27001 OSCAL assessment results"
+"$PORTAL_BIN" report verify iso.tar.zst --vkey "$VKEY" --vkey "$VKEY2" >/dev/null || fail "iso27001 bundle verify"
+ok "portal report iso27001: the Annex A controls with OSCAL, verified offline"
 "$PORTAL_BIN" ledger entries --org default | jq -r .entry.type | grep -c '^report.exported$' >exported.txt
-[ "$(cat exported.txt)" = 3 ] || fail "report.exported entries: $(cat exported.txt)"
+[ "$(cat exported.txt)" = 4 ] || fail "report.exported entries: $(cat exported.txt)"
 ok "GDPR bundle: the Art. 30 population and register, no subject id, verified; every export ledgered"
 # Next quarter: the auditor holds this bundle's checkpoint; a later bundle must extend it (offline, by the
 # bundle's own consistency proofs), and the live ledger must extend the later one (--database).
