@@ -826,5 +826,24 @@ enum Schema {
                 ]
             }
         }),
+        // Issue 21: bulk operations on integrations, each one job with its per-item results.
+        Migration(version: 20, name: "bulk jobs", statements: { _ in
+            [
+                """
+                CREATE TABLE bulk_jobs (
+                  id {uuid} PRIMARY KEY,
+                  organization_id {uuid} NOT NULL REFERENCES organizations(id),
+                  action TEXT NOT NULL,
+                  filter {json} NOT NULL,
+                  counts {json} NOT NULL,
+                  items {json} NOT NULL,
+                  requested_by TEXT NOT NULL,
+                  created_at {time} NOT NULL,
+                  completed_at {time} NOT NULL
+                )
+                """,
+                "CREATE INDEX bulk_jobs_organization ON bulk_jobs (organization_id, id)",
+            ]
+        }),
     ]
 }

@@ -14,7 +14,7 @@ struct Portal: AsyncParsableCommand {
             Every option can also be set with its PORTAL_* environment variable (for example --database and
             PORTAL_DATABASE_URL); a flag wins over the variable.
             """,
-        subcommands: [Serve.self, Migrate.self, TokenCommand.self, KeysCommand.self, LedgerCommand.self, DsarCommand.self, ReportCommand.self]
+        subcommands: [Serve.self, Migrate.self, TokenCommand.self, KeysCommand.self, LedgerCommand.self, DsarCommand.self, ReportCommand.self, BulkCommand.self]
     )
 }
 

@@ -116,6 +116,11 @@ struct AccessControlTests {
         case "GET /portal/reviews": return ("/portal/reviews", nil)
         case "GET /portal/integrations/{id}/reviews": return ("/portal/integrations/\(try await portal.createIntegration())/reviews", nil)
         case "POST /portal/integrations/{id}/reviews": return ("/portal/integrations/\(try await portal.createIntegration())/reviews", ReviewTests.answers())
+        case "POST /portal/bulk-jobs": return ("/portal/bulk-jobs", #"{"action":"export","format":"yaml"}"#)
+        case "GET /portal/bulk-jobs": return ("/portal/bulk-jobs", nil)
+        case "GET /portal/bulk-jobs/{id}":
+            let created = try await portal.call(.post, "/portal/bulk-jobs", token: portal.token("acme.admin"), json: #"{"action":"export"}"#)
+            return ("/portal/bulk-jobs/\(created.json.objectValue?["id"]?.stringValue ?? "")", nil)
         case "GET /portal/policy": return ("/portal/policy", nil)
         case "PUT /portal/policy": return ("/portal/policy", #"{"approvals":"off"}"#)
         case "GET /portal/approvals": return ("/portal/approvals?state=pending", nil)

@@ -104,6 +104,17 @@ jq -e '.recordsDeleted == 0 and (.recipients | length) == 0' erase.json >/dev/nu
 if "$PORTAL_BIN" dsar export --org nosuch --subject x --master-key-file keys/new-only.key >/dev/null 2>err.txt; then fail "dsar export of an unknown organization succeeded"; fi
 ok "dsar export and erase from the CLI, ledgered without the subject's id"
 
+# Bulk operations from the CLI: export the default organization's integrations (no secret), import them into
+# acme (pending, asking for their credentials), disable them, each a job with per-item results.
+"$PORTAL_BIN" integrations export --org default --format yaml --out export.yaml --master-key-file keys/new-only.key 2>/dev/null || fail "integrations export"
+grep -q 'name: "Okta"' export.yaml && ! grep -q "okta-api-key" export.yaml || fail "the export: $(cat export.yaml)"
+"$PORTAL_BIN" integrations import --org acme export.yaml --master-key-file keys/new-only.key >import.json || fail "integrations import"
+jq -e '.counts.imported == 1 and .items[0].needs == ["apiKey"]' import.json >/dev/null || fail "integrations import: $(cat import.json)"
+"$PORTAL_BIN" integrations disable --org acme --type identity_provider --master-key-file keys/new-only.key >disable.json || fail "integrations disable"
+jq -e '.counts.disabled == 1' disable.json >/dev/null || fail "integrations disable: $(cat disable.json)"
+[ "$("$PORTAL_BIN" ledger entries --org acme | jq -r 'select(.entry.type == "bulk.completed") | .entry.data.action' | tr '\n' ' ')" = "import disable " ] || fail "bulk jobs not ledgered"
+ok "integrations export, import and disable from the CLI: no secret exported, imported ones pending, ledgered"
+
 # No key material in the arguments (visible to every user in ps): flags that would take a key are refused
 # with the forms to use instead, without echoing the key; files, standard input and PORTAL_MASTER_KEY work.
 SECRET=$(grep -v '^#' keys/new-only.key)

@@ -103,7 +103,10 @@ extension IntegrationRegistry {
         case .off:
             record.approvedDigest = after
             record.serving = nil
-            if record.status == .pending { record.status = .active }
+            if record.status == .pending {
+                record.status = .active
+                record.errorMessage = nil
+            }
             return (members, nil)
         case .required where after == record.approvedDigest:
             // Back to exactly what was approved: nothing to approve.
@@ -168,6 +171,14 @@ extension IntegrationRegistry {
             // Separation of duties: never the requester's own owner, whichever token they hold.
             guard approval.requestedOwner != principal.owner else {
                 throw PortalError(.forbidden, "separation of duties: \(principal.owner) asked for this change and may not \(approve ? "approve" : "reject") it")
+            }
+            if approve {
+                // An imported definition has no credentials until someone gives them: nothing to approve yet.
+                let errors = ValidationErrors()
+                IntegrationFields.checkRequired(try await open(record, in: db).credentials, for: record.authMethod, pointer: "/credentials", errors: errors)
+                if !errors.all.isEmpty {
+                    throw PortalError(.conflict, "the integration has no credentials yet: give them (PATCH credentials) before it is approved")
+                }
             }
             approval.state = approve ? .approved : .rejected
             approval.decidedBy = principal.tokenID

@@ -21,22 +21,28 @@ package struct IntegrationInput: Sendable {
     /// GDPR Art. 30 processing metadata (``ProcessingRecord``).
     package var processing: JSONValue?
 
-    /// Validates a create body.
-    package static func parse(_ body: JSONValue) throws(PortalError) -> IntegrationInput {
+    /// Validates a create body; `definition`: an imported definition (``IntegrationBulk``), which has no
+    /// credentials (the names of its credential fields at most) and no webhook endpoint.
+    package static func parse(_ body: JSONValue, definition: Bool = false) throws(PortalError) -> IntegrationInput {
         let errors = ValidationErrors()
         var r = JSONObjectReader(body, errors: errors)
         let name = r.string("name", required: true, minLength: 1, maxLength: 255)
         let type = r.enumeration("type", IntegrationType.self, required: true)
         let baseURL = IntegrationFields.baseURL(&r)
         let authMethod = r.enumeration("authMethod", AuthMethod.self, required: true)
-        var credentials = IntegrationFields.credentials(r.value("credentials", required: true), pointer: r.pointer("credentials"), errors: errors)
-        if let authMethod, let given = credentials {
-            IntegrationFields.checkRequired(given, for: authMethod, pointer: r.pointer("credentials"), errors: errors)
+        var credentials: [String: String]?
+        if definition {
+            _ = r.strings("credentialFields", maxLength: 100)
+        } else {
+            credentials = IntegrationFields.credentials(r.value("credentials", required: true), pointer: r.pointer("credentials"), errors: errors)
+            if let authMethod, let given = credentials {
+                IntegrationFields.checkRequired(given, for: authMethod, pointer: r.pointer("credentials"), errors: errors)
+            }
         }
         if credentials == nil { credentials = [:] }
         let config = IntegrationFields.config(&r, whole: true)
         let rateLimits = r.nested("rateLimits") { IntegrationFields.rateLimits(&$0) }
-        let webhook = r.nested("webhookConfig") { IntegrationFields.webhookConfig(&$0, requireSecret: true) }
+        let webhook = definition ? nil : r.nested("webhookConfig") { IntegrationFields.webhookConfig(&$0, requireSecret: true) }
         let syncConfig = r.nested("syncConfig") { IntegrationFields.syncConfig(&$0) }
         let processing = r.nested("processing") { ProcessingRecord.read(&$0) }
         r.finish()
@@ -78,6 +84,9 @@ package struct IntegrationPatch: Sendable {
     package var syncConfig: FieldChange<JSONValue> = .unchanged
     package var processing: FieldChange<JSONValue> = .unchanged
     package var status: IntegrationStatus?
+
+    /// A patch that changes nothing (bulk operations set one field of it).
+    package static var empty: IntegrationPatch { IntegrationPatch() }
 
     /// The names of the fields this patch touches, sorted.
     package var fieldNames: [String] {

@@ -55,7 +55,7 @@ package struct IntegrationRegistry: Sendable {
     /// Creates an integration from a validated configuration: `pending` until approved when the
     /// organization's policy requires approvals (an `integration.requested` entry follows the
     /// `integration.created` one), else `active` at once.
-    package func register(_ input: IntegrationInput, by principal: Principal) async throws -> IntegrationView {
+    package func register(_ input: IntegrationInput, by principal: Principal, imported: Bool = false) async throws -> IntegrationView {
         try principal.require(.manageIntegrations)
         let now = clock.now()
         let id = ids.next()
@@ -80,7 +80,9 @@ package struct IntegrationRegistry: Sendable {
             let secrets = Secrets(credentials: input.credentials, webhookSecret: input.webhookSecret)
             let policy = try await policy(organizationID: principal.organizationID, in: db)
             let digest = Self.materialDigest(record, secrets)
-            if policy.approvals == .required { record.status = .pending } else { record.approvedDigest = digest }
+            // An imported definition waits for its credentials (and, if the policy says so, an approval).
+            if policy.approvals == .required || imported { record.status = .pending } else { record.approvedDigest = digest }
+            if imported { record.errorMessage = "imported without credentials: give them (PATCH credentials) to use it" }
             do {
                 try await IntegrationStore(db).insert(record)
             } catch where Database.isUniqueViolation(error) {
@@ -91,7 +93,7 @@ package struct IntegrationRegistry: Sendable {
                 integrationID: id, data: [
                     "name": .string(input.name), "integrationType": .string(input.type.rawValue),
                     "authMethod": .string(input.authMethod.rawValue), "after": .string(Self.configurationDigest(record, secrets)),
-                    "material": 1, "materialDigest": .string(digest), "approval": .string(policy.approvals.rawValue),
+                    "material": 1, "materialDigest": .string(digest), "approval": .string(policy.approvals.rawValue), "imported": imported ? 1 : 0,
                 ], time: now
             ), in: db)
             if policy.approvals == .required {
@@ -174,9 +176,12 @@ package struct IntegrationRegistry: Sendable {
                     }
                 }
             }
-            let errors = ValidationErrors()
-            IntegrationFields.checkRequired(secrets.credentials, for: record.authMethod, pointer: "/credentials", errors: errors)
-            try errors.throwIfAny()
+            // (An imported integration has none until they are given: other changes, its status, need none.)
+            if patch.credentials != nil || patch.authMethod != nil {
+                let errors = ValidationErrors()
+                IntegrationFields.checkRequired(secrets.credentials, for: record.authMethod, pointer: "/credentials", errors: errors)
+                try errors.throwIfAny()
+            }
             if let config = patch.config {
                 record.config = record.config.merging(patch: config)
                 // The patch's own transforms were checked; the merged whole must keep within the limits too,

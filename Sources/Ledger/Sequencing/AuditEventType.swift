@@ -74,6 +74,8 @@ package enum AuditEventType: String, Sendable, CaseIterable, Codable {
 
     case reviewRecorded = "review.recorded"
 
+    case bulkCompleted = "bulk.completed"
+
     /// Names reserved for writers not built yet: report mappings may already name them, so that a
     /// criterion's population includes them from the first one written; nothing writes them.
     package static let reserved: Set<String> = []

@@ -93,7 +93,7 @@ package func buildRouter(services: PortalServices) throws -> (Router<PortalReque
     integrationRoutes.register(on: portal, table: table)
     integrationRoutes.registerCallback(on: router, table: table)
     GovernanceRoutes(
-        access: services.apiGuard, integrations: services.integrations, maxBodyBytes: services.maxBodyBytes, reviews: services.reviews
+        access: services.apiGuard, integrations: services.integrations, maxBodyBytes: services.maxBodyBytes, reviews: services.reviews, bulk: services.bulk
     ).register(on: portal, table: table)
     let webhookRoutes = WebhookRoutes(maxBodyBytes: services.maxBodyBytes, publicURL: services.publicURL, webhooks: services.webhooks)
     webhookRoutes.register(on: portal, table: table)

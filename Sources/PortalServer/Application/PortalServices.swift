@@ -34,6 +34,8 @@ package struct PortalServices: Sendable {
     package let ledgerReader: LedgerReader
     /// Counts 401s, webhook rejections, expired-token uses and 403s per key and minute (flushes at shutdown).
     package let authFailures: AuthFailureRecorder
+    /// Bulk export, import, enable, disable and delete of integrations.
+    package let bulk: IntegrationBulk
     /// Security reviews of integrations.
     package let reviews: SecurityReviews
     /// The organization's API allow-list and the API's rate limits.
@@ -123,6 +125,17 @@ package struct PortalServices: Sendable {
             database: database, vault: vault, registry: integrations, audit: ledger, clock: clock, ids: ids, logger: logger,
             configuration: .init(policy: try OutboundPolicy(allowList: settings.outboundAllow)), observer: observer
         )
+        bulk = IntegrationBulk(registry: integrations) { [gateway, logger] id, principal in
+            // As the API's delete: OAuth tokens revoked at the provider first; one that cannot be reached does
+            // not stop the deletion.
+            do {
+                try await gateway.revokeTokens(integrationID: id, by: principal)
+            } catch let error as PortalError where error.code == .forbidden {
+                throw error
+            } catch {
+                logger.warning("token revocation failed; deleting anyway", metadata: ["portal.error_type": "\(type(of: error))"])
+            }
+        }
         sync = SyncEngine(database: database, gateway: gateway, vault: vault, audit: ledger, clock: clock, ids: ids, logger: logger, observer: observer)
         alertReceivers = AlertReceivers(database: database, vault: vault, audit: ledger, clock: clock, ids: ids)
         alertEvaluator = AlertEvaluator(

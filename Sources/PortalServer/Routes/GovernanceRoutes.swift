@@ -11,6 +11,7 @@ struct GovernanceRoutes {
     let integrations: IntegrationRegistry
     let maxBodyBytes: Int
     let reviews: SecurityReviews
+    let bulk: IntegrationBulk
 
     func register(on group: RouterGroup<PortalRequestContext>, table: RouteTable) {
         let registry = integrations
@@ -61,6 +62,20 @@ struct GovernanceRoutes {
             var response = JSONOutput.response(view.json, status: .created)
             response.headers[.location] = "/portal/integrations/\(view.integrationId)/reviews"
             return response
+        }
+        // Bulk operations: the route needs read access (an export); each action checks its own permission.
+        let bulk = self.bulk
+        table.guarded(group, prefix: "/portal", .post, "/bulk-jobs", .readIntegrations) { request, _, principal in
+            let view = try await bulk.run(try await request.jsonBody(limit: self.maxBodyBytes), by: principal)
+            var response = JSONOutput.response(view, status: .created)
+            if let id = view.objectValue?["id"]?.stringValue { response.headers[.location] = "/portal/bulk-jobs/\(id)" }
+            return response
+        }
+        table.guarded(group, prefix: "/portal", .get, "/bulk-jobs", .readIntegrations) { _, _, principal in
+            JSONOutput.response(try await bulk.jobs(organizationID: principal.organizationID))
+        }
+        table.guarded(group, prefix: "/portal", .get, "/bulk-jobs/{id}", .readIntegrations) { _, context, principal in
+            JSONOutput.response(try await bulk.job(id: try context.uuidParameter("id", what: "bulk job"), organizationID: principal.organizationID))
         }
         for (path, approve) in [("/integrations/{id}/approve", true), ("/integrations/{id}/reject", false)] {
             table.guarded(group, prefix: "/portal", .post, path, .approveIntegrations) { request, context, principal in
