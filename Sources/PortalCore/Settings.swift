@@ -50,6 +50,10 @@ package struct PortalSettings: Sendable, Equatable {
     /// Proxies whose `X-Forwarded-For` names the client (the API's allow-lists and counts use it); empty:
     /// the peer's own address, always.
     package var trustedProxies: [IPNetwork] = []
+    /// PEM files of the listener's certificate chain and private key: HTTPS (TLS 1.2 and 1.3) when both are
+    /// set; reloaded on SIGHUP.
+    package var tlsCertificate: String?
+    package var tlsKey: String?
     /// Requests a second one API token may make (nil: no limit), unless its organization's policy says otherwise.
     package var apiTokenRate: Int? = 500
     /// Requests a second an organization's tokens together may make (nil: no limit), unless its policy says otherwise.
@@ -82,7 +86,7 @@ package struct PortalSettings: Sendable, Equatable {
 
     /// The public URL, defaulting to `http://localhost:<port>`, without a trailing slash.
     package var effectivePublicURL: String {
-        var url = publicURL ?? "http://localhost:\(port)"
+        var url = publicURL ?? "\(tlsCertificate != nil ? "https" : "http")://localhost:\(port)"
         while url.hasSuffix("/") { url.removeLast() }
         return url
     }
@@ -179,6 +183,12 @@ package struct Setting: Sendable {
             s.port = port
             return nil
         },
+        Setting(
+            variable: "PORTAL_TLS_CERT", flag: "--tls-cert", defaultText: "none (plain HTTP)",
+            meaning: "PEM certificate chain: serve HTTPS (TLS 1.2 and 1.3, X25519MLKEM768 first) with --tls-key; reloaded on SIGHUP",
+            read: optionalText(\.tlsCertificate)
+        ),
+        Setting(variable: "PORTAL_TLS_KEY", flag: "--tls-key", defaultText: "none", meaning: "PEM private key of --tls-cert", read: optionalText(\.tlsKey)),
         Setting(
             variable: "PORTAL_DATABASE_URL", flag: "--database", defaultText: "sqlite://var/portal.sqlite",
             meaning: "Database URL: sqlite:///path, sqlite://relative/path or postgres://user:pass@host:port/db", read: text(\.databaseURL)

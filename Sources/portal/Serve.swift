@@ -53,6 +53,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("log-format"), help: ArgumentHelp(Setting.help("--log-format")))
     var logFormat: String?
 
+    @Option(name: .customLong("tls-cert"), help: ArgumentHelp(Setting.help("--tls-cert")))
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: ArgumentHelp(Setting.help("--tls-key")))
+    var tlsKey: String?
+
     /// The flags of this command and their values, applied through ``Setting/all`` (the same checks as
     /// the variables).
     var flags: [(String, String?)] {
@@ -60,7 +66,7 @@ struct Serve: AsyncParsableCommand {
             ("--host", host), ("--port", port), ("--checkpoint-dir", checkpointDir), ("--max-body-bytes", maxBodyBytes),
             ("--outbound-allow", outboundAllow), ("--catalog", catalog), ("--alert-rules", alertRules),
             ("--ledger-verify-interval", ledgerVerifyInterval), ("--retention-interval", retentionInterval), ("--monitoring", monitoring),
-            ("--log-level", logLevel), ("--log-format", logFormat),
+            ("--log-level", logLevel), ("--log-format", logFormat), ("--tls-cert", tlsCert), ("--tls-key", tlsKey),
         ]
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import HummingbirdTLS
 package import Hummingbird
 package import Logging
 package import PortalCore
@@ -44,8 +45,15 @@ package func buildApplication(_ configuration: ServerConfiguration) throws -> so
     configuration.onServices?(services)
     let (router, _) = try buildRouter(services: services)
     let schemaReady = Gate()
+    // HTTPS when a certificate and key are given (both or neither).
+    let settings = configuration.settings
+    guard (settings.tlsCertificate == nil) == (settings.tlsKey == nil) else {
+        throw PortalError(.configuration, "give both --tls-cert and --tls-key (PORTAL_TLS_CERT, PORTAL_TLS_KEY), or neither")
+    }
+    let tls = try settings.tlsCertificate.flatMap { certificate in try settings.tlsKey.map { try InboundTLS(certificate: certificate, key: $0, logger: logger) } }
     var app = Application(
         router: router,
+        server: try tls.map { try .tls(.http1(), tlsConfiguration: $0.configuration) } ?? .http1(),
         configuration: .init(
             address: .hostname(configuration.settings.host, port: configuration.settings.port),
             serverName: "portal"
@@ -54,7 +62,7 @@ package func buildApplication(_ configuration: ServerConfiguration) throws -> so
         // the database last.
         // The loops wait for the migrations: on a new database they would otherwise query tables that do
         // not exist yet (and log errors for it) before the schema is there.
-        services: [database] + services.backgroundServices.map { AfterMigrations($0, gate: schemaReady) },
+        services: [database] + services.backgroundServices.map { AfterMigrations($0, gate: schemaReady) } + (tls.map { [TLSReloadService(tls: $0)] } ?? []),
         logger: logger
     )
     app.beforeServerStarts {
@@ -74,6 +82,7 @@ package func buildApplication(_ configuration: ServerConfiguration) throws -> so
 package func buildRouter(services: PortalServices) throws -> (Router<PortalRequestContext>, [APIRoute]) {
     let router = Router(context: PortalRequestContext.self)
     router.add(middleware: ClientAddressMiddleware(trusted: services.trustedProxies))
+    if services.servesTLS { router.add(middleware: HSTSMiddleware()) }
     router.add(middleware: RequestLogMiddleware())
     router.add(middleware: BodyLimitMiddleware(limit: services.maxBodyBytes))
     let table = RouteTable(audit: services.ledger, failures: services.authFailures)

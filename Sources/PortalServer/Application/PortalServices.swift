@@ -42,6 +42,8 @@ package struct PortalServices: Sendable {
     let apiGuard: APIAccessGuard
     /// Proxies whose `X-Forwarded-For` is believed.
     let trustedProxies: [IPNetwork]
+    /// Whether the listener serves HTTPS (every answer then carries HSTS).
+    let servesTLS: Bool
     /// Monitoring: the collector every capability reports to, its rollups and windows, alerting.
     package let monitor: IntegrationMonitor
     package let alertRules: AlertRuleSet
@@ -107,6 +109,7 @@ package struct PortalServices: Sendable {
             integrations: integrations, failures: authFailures, clock: clock, tokenRate: settings.apiTokenRate, organizationRate: settings.apiOrganizationRate
         )
         trustedProxies = settings.trustedProxies
+        servesTLS = settings.tlsCertificate != nil
         reviews = SecurityReviews(database: database, audit: ledger, clock: clock, ids: ids, reportsDirectory: settings.reportsDirectory)
         catalog = try ProviderCatalog.load(path: settings.catalogPath)
         let instance = ids.next().uuidString.lowercased()
