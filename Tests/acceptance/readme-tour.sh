@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the README's tour, block by block, against a fresh server: every command the README shows must work
 # as written (blocks after a "not run" comment are skipped; PORTAL and TOKEN are set as the README says).
+# The tour is what a new user meets: approvals as `make run` has them (required).
+export PORTAL_APPROVALS=required
 source "$(dirname "$0")/lib.bash"
 cd "$ROOT"
 
@@ -28,7 +30,8 @@ export PORTAL
 bash -euo pipefail "$WORK/tour.sh" >"$WORK/tour.out" 2>&1 || { cat "$WORK/tour.out"; fail "a tour command failed"; }
 out=$(cat "$WORK/tour.out")
 for expected in '{"status":"ok"}' '"role": "admin"' 'created integration ' '"clientSecret": "••••0042"' \
-                '"testEndpoint": "/services/data/v59.0/limits"' '"code": "validation_failed"' '"pointer": "/color"' '403' '204' '"status": "inactive"'; do
+                '"testEndpoint": "/services/data/v59.0/limits"' '"code": "validation_failed"' '"pointer": "/color"' '403' '204' '"status": "inactive"' \
+                '"state": "approved"' '"status": "active"'; do
   grep -qF "$expected" <<<"$out" || { echo "$out"; fail "the tour output lacks $expected"; }
 done
 grep -q 'ptk_' <<<"$out" || fail "portal token create printed no token"
