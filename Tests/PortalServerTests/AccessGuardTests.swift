@@ -16,7 +16,8 @@ struct AccessGuardTests {
 
     @Test("the organization's allow-list: a blocked source is 403 and counted (aggregated); the list cannot lock its author out; X-Forwarded-For only from a trusted proxy", arguments: Backend.available)
     func apiAllowList(backend: Backend) async throws {
-        try await withPortal(backend, live: true, configure: { $0.trustedProxies = [IPNetwork("127.0.0.1")!] }) { portal in
+        // A standing clock: every refusal falls in one minute, however slowly a busy machine answers.
+        try await withPortal(backend, clock: ManualWallClock(Date()), live: true, configure: { $0.trustedProxies = [IPNetwork("127.0.0.1")!] }) { portal in
             let admin = portal.token("acme.admin")
             let from = { (address: String) -> HTTPFields in [Self.forwarded: address] }
             // Leaving out one's own address is refused.
@@ -100,7 +101,7 @@ struct AccessGuardTests {
 
     @Test("a webhook endpoint's allow-list: a delivery from elsewhere is 403 and counted; from an allowed source it is verified as usual", arguments: Backend.available)
     func webhookSources(backend: Backend) async throws {
-        try await withPortal(backend, live: true, configure: { $0.trustedProxies = [IPNetwork("127.0.0.1")!] }) { portal in
+        try await withPortal(backend, clock: ManualWallClock(Date()), live: true, configure: { $0.trustedProxies = [IPNetwork("127.0.0.1")!] }) { portal in
             let admin = portal.token("acme.admin")
             let integration = try await portal.createIntegration()
             let bad = try await portal.call(.post, "/portal/integrations/\(integration)/webhooks", token: admin, json: """

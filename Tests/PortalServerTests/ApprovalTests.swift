@@ -64,6 +64,8 @@ struct ApprovalTests {
             let sameOwner = try await Self.token(portal, role: "compliance", owner: "operator@acme")
             let separation = expectProblem(try await portal.call(.post, "/portal/integrations/\(id)/approve", token: sameOwner, json: #"{"comment":"mine"}"#), .forbidden)
             #expect(separation["detail"]?.stringValue?.contains("separation of duties") == true, "\(separation)")
+            // Rejecting is a decision too: not the requester's either.
+            expectProblem(try await portal.call(.post, "/portal/integrations/\(id)/reject", token: sameOwner, json: #"{"comment":"mine"}"#), .forbidden)
             // A comment is required; a digest other than what waits is a 409 naming the one that waits.
             expectProblem(try await portal.call(.post, "/portal/integrations/\(id)/approve", token: portal.token("acme.compliance"), json: #"{}"#), .unprocessableContent)
             let stale = try await portal.call(
