@@ -56,6 +56,8 @@ algorithms = []
 max-examples = 150
 TOML
 
+# PUT /portal/policy is left out: a generated policy (a rate of one request a second, approvals required)
+# would change what every later operation answers; the Swift tests cover it (ApprovalTests, AccessGuardTests).
 # Bounded and reproducible: a fixed seed, at most 20 examples per operation in the examples, coverage and
 # fuzzing phases (150 scenarios of at most 12 steps in the stateful one), no example database.
 # One worker: the generator is not thread-safe on Python 3.11 (an AST recursion-depth SystemError with two).
@@ -63,6 +65,7 @@ start=$SECONDS
 if ! "$SCHEMATHESIS" --no-color --config-file schemathesis.toml run "$PORTAL/openapi.json" --url "$PORTAL" \
   -H "Authorization: Bearer $ADMIN" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection,unsupported_method \
+  --exclude-operation-id setPolicy \
   --max-examples 20 --seed 20261204 --generation-database none --workers 1 --request-timeout 20 \
   >schemathesis.txt 2>&1; then
   cat schemathesis.txt

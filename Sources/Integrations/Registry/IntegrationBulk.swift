@@ -75,9 +75,12 @@ package struct IntegrationBulk: Sendable {
                 errors.append(.init(pointer: "/filter", message: "must be an object"))
             }
         }
-        let format = m["format"]?.stringValue ?? "json"
+        let format = m["format"].map { $0.stringValue ?? "" } ?? "json"
         if !["json", "yaml"].contains(format) { errors.append(.init(pointer: "/format", message: "must be json or yaml")) }
         if action == .import, m["document"] == nil { errors.append(.init(pointer: "/document", message: "is required: the exported document")) }
+        if let document = m["document"], document.objectValue == nil, document.stringValue == nil {
+            errors.append(.init(pointer: "/document", message: "must be an export (an object) or its YAML or JSON text"))
+        }
         guard errors.isEmpty, let action else { throw PortalError.validation(errors) }
         switch action {
         case .export: try principal.require(.readIntegrations)
