@@ -390,8 +390,8 @@ def governance(driver):
     check(row is not None and row.find_elements(By.CLASS_NAME, "own-request") and not row.find_elements(By.CLASS_NAME, "approve"),
           "the requester sees their request without an approve button")
     driver.get(f"{PORTAL}/console/integrations/{integration}")
-    pending = wait_for(driver, lambda d: d.find_element(By.ID, "approval-pending"), "the integration page says it waits")
-    check(pending is not None and "second person" in pending.text, "the integration page says it waits for a second person")
+    pending = wait_for(driver, lambda d: d.find_element(By.ID, "approval-pending").text, "the integration page says it waits")
+    check(pending is not None and "second person" in pending, "the integration page says it waits for a second person")
 
     driver.delete_all_cookies()
     sign_in(driver, COMPLIANCE)
@@ -402,9 +402,9 @@ def governance(driver):
     shot(driver, "governance")
     row.find_element(By.TAG_NAME, "textarea").send_keys("DPA on file; destination reviewed")
     row.find_element(By.CLASS_NAME, "approve").click()
-    notice = wait_for(driver, lambda d: d.find_element(By.ID, "notice"), "the approval's notice")
-    check(notice is not None and "Approved" in notice.text, "approved from the console")
-    decisions = wait_for(driver, lambda d: d.find_element(By.ID, "decisions"), "the decisions table").text
+    notice = wait_for(driver, lambda d: d.find_element(By.ID, "notice").text, "the approval's notice")
+    check(notice is not None and "Approved" in notice, "approved from the console")
+    decisions = wait_for(driver, lambda d: d.find_element(By.ID, "decisions").text, "the decisions table") or ""
     check("Cora Compliance" in decisions and "DPA on file" in decisions and "approved" in decisions, f"the decision is listed: {decisions!r}")
     status, answer = api("POST", f"/portal/integrations/{integration}/requests", ADMIN, {"method": "GET", "endpoint": "/ok"})
     check(status == 200, f"the approved integration calls out: {status}")
@@ -413,14 +413,15 @@ def governance(driver):
     status, _ = api("PATCH", f"/portal/integrations/{integration}", ADMIN, {"config": {"slo": {"availability": 0.99, "latency": {"thresholdMs": 2000, "objective": 0.95}}}})
     check(status == 200, f"objectives set: {status}")
     driver.get(f"{PORTAL}/console/integrations/{integration}")
-    table = wait_for(driver, lambda d: d.find_element(By.ID, "slo-table"), "the objectives on the integration's page")
-    check(table is not None and "availability" in table.text and "99.0%" in table.text and "met" in table.text, f"attainment shown: {table.text if table else ''}")
+    table = wait_for(driver, lambda d: d.find_element(By.ID, "slo-table").text, "the objectives on the integration's page")
+    check(table is not None and "availability" in table and "99.0%" in table and "met" in table, f"attainment shown: {table}")
 
     # A security review: an incomplete one is refused beside the questions; a complete one is recorded.
     driver.get(f"{PORTAL}/console/integrations/{integration}/reviews/new")
     wait_for(driver, lambda d: d.find_element(By.ID, "record-review"), "the review form").click()
-    error = wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, "#fs-encryption_in_transit .field-error"), "a missing answer named beside its question")
-    check(error is not None and "required" in error.text, "an unanswered required question is named beside it")
+    # The text is read inside the wait: the page may be replaced while it is read.
+    error = wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, "#fs-encryption_in_transit .field-error").text, "a missing answer named beside its question")
+    check(error is not None and "required" in error, "an unanswered required question is named beside it")
     for fieldset in driver.find_elements(By.CSS_SELECTOR, "fieldset.question"):
         radios = fieldset.find_elements(By.CSS_SELECTOR, "input[type=radio][value=yes]")
         if radios:
@@ -434,11 +435,11 @@ def governance(driver):
     accessibility(driver, "security review")
     shot(driver, "review")
     driver.find_element(By.ID, "record-review").click()
-    card = wait_for(driver, lambda d: "done=reviewed" in d.current_url and d.find_element(By.ID, "security-review"), "the recorded review on the integration's page")
-    check(card is not None and "approved" in card.text and "on file" in card.text and "Cora Compliance" in card.text, f"the review is shown: {card.text if card else ''}")
+    card = wait_for(driver, lambda d: "done=reviewed" in d.current_url and d.find_element(By.ID, "security-review").text, "the recorded review on the integration's page")
+    check(card is not None and "approved" in card and "on file" in card and "Cora Compliance" in card, f"the review is shown: {card}")
     driver.get(f"{PORTAL}/console/governance")
-    row = wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, f"#review-schedule tr[data-integration='{integration}']"), "the review schedule")
-    check(row is not None and "current" in row.text, f"the schedule shows the review current: {row.text if row else ''}")
+    row = wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, f"#review-schedule tr[data-integration='{integration}']").text, "the review schedule")
+    check(row is not None and "current" in row, f"the schedule shows the review current: {row}")
 
     status, _ = api("PUT", "/portal/policy", ADMIN, {"approvals": "off"})
     driver.delete_all_cookies()
