@@ -74,7 +74,7 @@ package final class Database: Service, Sendable {
         self.logger = logger
         switch location {
         case .sqlite(let path):
-            let directory = (path as NSString).deletingLastPathComponent
+            let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? ""  // (NSString's deletingLastPathComponent traps on a one-letter name in release builds)
             if !directory.isEmpty {
                 try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             }

@@ -33,7 +33,7 @@ struct KeysCommand: AsyncParsableCommand {
             guard !FileManager.default.fileExists(atPath: out) else {
                 throw ValidationError("\(out) exists; rotate with 'portal keys rotate-master' instead of overwriting it")
             }
-            let directory = (out as NSString).deletingLastPathComponent
+            let directory = out.lastIndex(of: "/").map { String(out[..<$0]) } ?? ""  // (NSString's deletingLastPathComponent traps on a one-letter name in release builds)
             if !directory.isEmpty { try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
             try await CLI.run {
                 try MasterKeyRing.writeKeyFile(out, keys: [key])

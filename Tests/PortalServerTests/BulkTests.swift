@@ -62,6 +62,17 @@ struct BulkTests {
             #expect(again.json.objectValue?["counts"] == ["imported": 1, "failed": 1], "\(again.body.string)")
             let bad = try await portal.call(.post, "/portal/bulk-jobs", token: portal.token("globex.admin"), json: #"{"action":"import","document":{"version":2}}"#)
             expectProblem(bad, .unprocessableContent)
+            // A "billion laughs" document (a few hundred bytes, a billion nodes through aliases) is refused
+            // without being expanded.
+            var laughs = "a: &a [x,x,x,x,x,x,x,x,x,x]\n"
+            var previous = "a"
+            for name in ["b", "c", "d", "e", "f", "g", "h", "i"] {
+                laughs += "\(name): &\(name) [" + Array(repeating: "*\(previous)", count: 10).joined(separator: ",") + "]\n"
+                previous = name
+            }
+            laughs += "version: 1\nintegrations: []\n"
+            let bomb = try await portal.call(.post, "/portal/bulk-jobs", token: portal.token("globex.admin"), json: JSONValue.object(["action": "import", "document": .string(laughs)]).sortedText)
+            #expect("\(expectProblem(bomb, .unprocessableContent))".contains("200000 nodes"))
             expectProblem(try await Self.job(portal, "acme.auditor", #"{"action":"import","document":{"version":1,"integrations":[]}}"#), .forbidden)
         }
     }

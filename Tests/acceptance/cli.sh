@@ -141,4 +141,8 @@ grep -q "under master key $CHOSEN_ID" rotate2.err || fail "rotate-master did not
 grep -v '^#' keys/chosen.key | head -n 1 | cmp -s - <(grep -v '^#' keys/third.key) || fail "the key file does not start with the new key"
 "$PORTAL_BIN" ledger verify --master-key-stdin <keys/third.key >verify.txt 2>&1 || fail "the key read from standard input does not open the ledger keys: $(cat verify.txt)"
 ok "no key material in the arguments: --master-key and --new-key refused; files, standard input and PORTAL_MASTER_KEY work"
+# One-letter file names without a directory (NSString's deletingLastPathComponent trapped on them).
+mkdir -p short && (cd short && "$PORTAL_BIN" keys generate-master --out k >/dev/null 2>&1 && "$PORTAL_BIN" migrate --database sqlite://d >/dev/null 2>&1) \
+  || fail "a key file or database named by one letter crashed the CLI"
+ok "a key file and a SQLite database named by one letter, in the current directory"
 echo "cli.sh ($BACKEND): all checks passed"

@@ -203,8 +203,24 @@ package struct ProviderCatalog: Sendable {
 
     // MARK: YAML
 
-    /// A YAML node as JSON, with YAML 1.1 core-schema scalars (int, float, bool, null) typed.
+    /// The most nodes a YAML document may expand to, and the deepest nesting: anchors and aliases let a
+    /// document of a few hundred bytes stand for billions of nodes (the "billion laughs"), and a document read
+    /// from a request must not make the server build them.
+    static let maxNodes = 200_000
+    static let maxDepth = 64
+
+    /// A YAML node as JSON, with YAML 1.1 core-schema scalars (int, float, bool, null) typed; a document past
+    /// ``maxNodes`` or ``maxDepth`` is refused.
     static func json(_ node: Node) throws -> JSONValue {
+        var budget = maxNodes
+        return try json(node, budget: &budget, depth: 0)
+    }
+
+    private static func json(_ node: Node, budget: inout Int, depth: Int) throws -> JSONValue {
+        budget -= 1
+        guard budget >= 0, depth <= maxDepth else {
+            throw PortalError(.configuration, "the YAML document expands to more than \(maxNodes) nodes or nests deeper than \(maxDepth) levels")
+        }
         switch node {
         case .scalar:
             switch node.tag.rawValue {
@@ -218,11 +234,13 @@ package struct ProviderCatalog: Sendable {
             var members: [String: JSONValue] = [:]
             for (key, value) in mapping {
                 guard let name = key.string else { throw PortalError(.configuration, "a mapping key is not a string") }
-                members[name] = try json(value)
+                members[name] = try json(value, budget: &budget, depth: depth + 1)
             }
             return .object(members)
         case .sequence(let sequence):
-            return .array(try sequence.map { try json($0) })
+            var items: [JSONValue] = []
+            for item in sequence { items.append(try json(item, budget: &budget, depth: depth + 1)) }
+            return .array(items)
         case .alias:
             throw PortalError(.configuration, "YAML aliases are not supported in the catalog")
         }
