@@ -1,3 +1,5 @@
+package import Foundation
+
 /// The seed's `TestResult`: what testing an integration's connection, or sending a test webhook event,
 /// answers.
 package struct TestResult: Sendable, Encodable, Equatable {
@@ -23,3 +25,14 @@ package struct Page<Item: Sendable & Encodable>: Sendable, Encodable {
         self.nextCursor = nextCursor
     }
 }
+extension Page {
+    /// The id a `cursor` this API returned stands for (nil without one); another text is a 422.
+    package static func cursorID(_ cursor: String?) throws(PortalError) -> UUID? {
+        guard let cursor else { return nil }
+        guard let id = UUID(uuidString: cursor) else {
+            throw PortalError.validation([.init(pointer: "?cursor", message: "is not a cursor this API returned")])
+        }
+        return id
+    }
+}
+

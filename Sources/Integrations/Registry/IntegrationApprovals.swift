@@ -226,10 +226,7 @@ extension IntegrationRegistry {
     package func approvals(
         organizationID: UUID, state: ApprovalRecord.State?, integrationID: UUID?, limit: Int, cursor: String?
     ) async throws -> Page<ApprovalView> {
-        let after = try cursor.map { c throws(PortalError) -> UUID in
-            guard let id = UUID(uuidString: c) else { throw PortalError.validation([.init(pointer: "?cursor", message: "is not a cursor this API returned")]) }
-            return id
-        }
+        let after = try Page<ApprovalView>.cursorID(cursor)
         let rows = try await database.read { db in
             try await GovernanceStore(db).list(organizationID: organizationID, state: state, integrationID: integrationID, limit: limit + 1, before: after)
         }

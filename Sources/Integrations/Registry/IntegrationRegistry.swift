@@ -109,12 +109,7 @@ package struct IntegrationRegistry: Sendable {
     package func list(
         organizationID: UUID, limit: Int, cursor: String?, includeDeleted: Bool, type: IntegrationType? = nil, status: IntegrationStatus? = nil
     ) async throws -> Page<IntegrationView> {
-        let after = try cursor.map { c throws(PortalError) -> UUID in
-            guard let id = UUID(uuidString: c) else {
-                throw PortalError.validation([.init(pointer: "?cursor", message: "is not a cursor this API returned")])
-            }
-            return id
-        }
+        let after = try Page<IntegrationView>.cursorID(cursor)
         let (records, stats, secrets) = try await database.read { db in
             let records = try await IntegrationStore(db).list(
                 organizationID: organizationID, limit: limit + 1, before: after, includeDeleted: includeDeleted, type: type, status: status

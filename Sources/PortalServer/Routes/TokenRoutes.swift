@@ -41,12 +41,7 @@ struct TokenRoutes {
         }
         table.guarded(group, prefix: "/portal", .get, "/tokens", .manageTokens) { request, _, principal in
             let limit = try request.queryInteger("limit", default: 100, in: 1...1000)
-            let cursor = try request.queryString("cursor").map { c throws(PortalError) -> UUID in
-                guard let id = UUID(uuidString: c) else {
-                    throw PortalError.validation([.init(pointer: "?cursor", message: "is not a cursor this API returned")])
-                }
-                return id
-            }
+            let cursor = try Page<APITokenView>.cursorID(request.queryString("cursor"))
             let records = try await self.database.read { db in
                 try await APITokenStore(db).list(organizationID: principal.organizationID, limit: limit + 1, before: cursor)
             }
